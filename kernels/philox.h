@@ -1,0 +1,51 @@
+// Counter-based random numbers (Philox4x32-10, Salmon et al., SC'11) shared by the CPU sampler and
+// the CUDA sampling kernel, so both draw the same uniform for the same (seed, uid, position, index)
+// whatever the batch, the step size or the device. Header-only, host and device.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define LONGTAIL_HD __host__ __device__ __forceinline__
+#else
+#define LONGTAIL_HD inline
+#endif
+
+namespace longtail::kernels {
+
+struct Philox4x32 {
+  uint32_t v[4];
+};
+
+LONGTAIL_HD uint32_t philox_mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
+  const uint64_t p = static_cast<uint64_t>(a) * b;
+  *hi = static_cast<uint32_t>(p >> 32);
+  return static_cast<uint32_t>(p);
+}
+
+// Ten rounds of Philox4x32 on counter c with key k.
+LONGTAIL_HD Philox4x32 philox4x32_10(Philox4x32 c, uint32_t k0, uint32_t k1) {
+  constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
+  constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
+  for (int r = 0; r < 10; ++r) {
+    uint32_t hi0, hi1;
+    const uint32_t lo0 = philox_mulhilo(kM0, c.v[0], &hi0);
+    const uint32_t lo1 = philox_mulhilo(kM1, c.v[2], &hi1);
+    c = Philox4x32{{hi1 ^ c.v[1] ^ k0, lo1, hi0 ^ c.v[3] ^ k1, lo0}};
+    k0 += kW0;
+    k1 += kW1;
+  }
+  return c;
+}
+
+// The uniform in (0, 1) used for vocabulary entry `index` when drawing the token at `position` of
+// sequence `uid` in a run seeded with `seed`. 24 random bits, centred, so never exactly 0 or 1.
+LONGTAIL_HD float sampling_uniform(uint64_t seed, uint64_t uid, int64_t position, uint32_t index) {
+  const Philox4x32 ctr{{index, static_cast<uint32_t>(position), static_cast<uint32_t>(uid),
+                        static_cast<uint32_t>(uid >> 32)}};
+  const Philox4x32 out =
+      philox4x32_10(ctr, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+  return (static_cast<float>(out.v[0] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+}
+
+}  // namespace longtail::kernels

@@ -1,0 +1,97 @@
+// The policy backend contract: what the rollout engine may ask of a loaded LLM, whatever device it
+// runs on. One call, forward(), serves prefill, decode and speculative verification alike: every
+// sequence contributes 1..k new tokens appended to its KV cache, and the backend returns, for each
+// requested position, the token it samples there (counter-based RNG keyed by seed, uid, position,
+// so the draw does not depend on batch composition or on how many tokens a forward processes), that
+// token's logprob, and the logprob of the next *given* input token (teacher forcing: scoring and the
+// re-prefill after a weight update both need it). Rollback of rejected draft positions is truncate().
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "policy/model_config.h"
+#include "policy/sampling.h"
+
+namespace longtail::policy {
+
+// One sequence's share of a forward pass.
+struct SequenceChunk {
+  int64_t seq = -1;           // KV cache handle from Backend::create_sequence
+  uint64_t uid = 0;           // sequence identity for the RNG key (stable across preemption/resume)
+  std::span<const int32_t> tokens;  // appended at positions [length(seq), length(seq) + size)
+  SamplingParams sampling;    // temperature / top-k / top-p / seed for this sequence
+  // Outputs are produced for input indices i in [first_output, tokens.size()); a prefill of a long
+  // prompt only needs the last one (first_output = size - 1), verification needs all of them, a
+  // chunked prefill that is not the last chunk needs none (first_output = size).
+  int32_t first_output = 0;
+};
+
+// The result at input index i of a chunk: what follows position length + i.
+struct TokenOutput {
+  int32_t sampled = -1;       // token drawn at absolute position (length + i + 1)
+  float sampled_logprob = 0;  // log softmax(logits / T)[sampled], T = 1 when greedy
+  // log softmax(logits / T)[tokens[i + 1]]: the logprob of the next given input token; NaN for the
+  // chunk's last input, whose successor is not given.
+  float next_input_logprob = std::numeric_limits<float>::quiet_NaN();
+};
+
+// KV capacity, in tokens, for the scheduler's admission and preemption decisions.
+struct KvCapacity {
+  int64_t total_tokens = 0;   // all positions the cache can hold
+  int64_t free_tokens = 0;    // positions not yet reserved by any sequence
+  int32_t block_size = 1;     // allocation granularity; a sequence of L tokens uses ceil(L/B) blocks
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual std::string name() const = 0;  // "cpu" or "cuda"
+
+  // KV cache handles. create_sequence() never allocates KV memory; positions are reserved by
+  // forward() as tokens are appended, and a forward that would exceed capacity throws
+  // KvCapacityError before touching any sequence.
+  virtual int64_t create_sequence() = 0;
+  virtual void release_sequence(int64_t seq) = 0;
+  virtual int32_t sequence_length(int64_t seq) const = 0;
+  // Rollback: keep the first new_length positions (new_length <= length). Frees whole blocks only.
+  virtual void truncate(int64_t seq, int32_t new_length) = 0;
+  virtual KvCapacity kv_capacity() const = 0;
+
+  // Runs one batched forward. Returns outputs flattened in chunk order, chunk c contributing
+  // tokens.size() - first_output entries. Throws std::invalid_argument for a token id outside the
+  // vocabulary, a sequence past max_position_embeddings or an unknown handle, without side effects.
+  virtual std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) = 0;
+
+  // Replaces the weights with the checkpoint in dir (same architecture and shapes). The new
+  // checkpoint is fully read and validated before anything is swapped: on any error the old
+  // weights stay live and LoadError names the file, tensor and problem. KV contents of existing
+  // sequences are stale afterwards; the engine re-prefills them.
+  virtual void replace_weights(const std::filesystem::path& dir) = 0;
+};
+
+struct BackendOptions {
+  std::string kind = "cpu";          // "cpu" | "cuda"
+  int num_threads = 0;               // cpu: 0 = hardware concurrency
+  int64_t max_kv_tokens = 0;         // cpu: 0 = unlimited (bounded by memory); cuda: see fraction
+  double kv_memory_fraction = 0.85;  // cuda: share of free GPU memory given to the KV cache
+  int32_t kv_block_size = 16;
+  int device = 0;                    // cuda device ordinal
+};
+
+// Loads the checkpoint in dir and builds the requested backend. Throws LoadError (see checkpoint.h)
+// for anything wrong with the checkpoint, std::runtime_error when the backend is unavailable (e.g.
+// "cuda" in a build without CUDA or on a machine without a GPU).
+std::unique_ptr<Backend> make_backend(const std::filesystem::path& dir, const BackendOptions& opts);
+
+// True when this build has the CUDA backend and a GPU is visible.
+bool cuda_backend_available();
+
+}  // namespace longtail::policy
