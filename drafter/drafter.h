@@ -1,0 +1,129 @@
+// Model-free drafter for speculative decoding of RL rollouts (DAS-style): proposes draft tokens for
+// each running sequence from (a) recent rollouts of the same prompt, (b) recent rollouts of all
+// prompts and (c) the sequence's own prompt + output so far. The engine verifies the drafts
+// losslessly, so the drafter only affects speed, never the tokens.
+//
+// Data structure: suffix automata (SAM), not a depth-limited suffix trie.
+//  - A SAM over n tokens has <= 2n states and <= 3n edges, whatever the match depths, so memory is
+//    O(n) with a small constant (frozen form: 16 B/state + 8 B/edge + 4 B/token of stored text,
+//    ~45-55 B per indexed token) instead of O(n * depth) trie nodes (ArcticInference: 250-360 B).
+//  - Each state's endpos size cnt(v) counts the occurrences of its strings, and the occurrences of
+//    "context + t" are exactly cnt(delta(v, t)): continuation counts for frequency-scored drafts
+//    come for free, for contexts of any length (no depth cap).
+//  - The per-request match (state, matched length) advances by one transition per accepted token,
+//    falling back along suffix links on a mismatch: amortised O(1) per token, no re-walk from the
+//    root for every match length (ArcticInference's O(depth^2)).
+// Eviction: a SAM cannot delete strings, so the history is sharded. Each prompt id has one frozen
+// SAM over its rollouts inside the window; the global scope has one frozen SAM over all rollouts in
+// the window, trimmed oldest-first to a token budget. Rollouts added during a round are staged and
+// become visible at end_round(), which rebuilds only the shards whose content changed (O(tokens of
+// that shard)). Live requests notice the rebuild by a generation number and re-synchronise their
+// match lazily by re-feeding their context once (O(context) per request per round).
+// Own context: each live request has a growing (online) SAM of its prompt + output; the longest
+// suffix that occurred earlier is link(last), and its earliest occurrence gives the draft.
+//
+// Threading: begin/observe/end/propose for distinct uids may run concurrently with each other
+// (propose_batch does that); add_rollout/end_round/begin/end_request must not run concurrently with
+// anything else. One Drafter per engine.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace longtail::drafter {
+
+struct DrafterOptions {
+  int32_t window_rounds = 8;            // history kept for this many rounds (round r keeps > r - W)
+  int64_t global_token_budget = 4'000'000;  // global scope: newest rollouts up to this many tokens
+  int64_t prompt_token_budget = 1'000'000;  // per-prompt scope: newest rollouts up to this many
+  bool use_prompt_scope = true;         // recent rollouts of the same prompt id (DAS's main source)
+  bool use_global_scope = true;         // recent rollouts of every prompt
+  bool use_own_context = true;          // the request's own prompt + output
+  int32_t prompt_tail_tokens = 32;      // last prompt tokens indexed before each rollout's response,
+                                        // so the first response tokens can be drafted
+  double min_prob = 0.1;                // stop a draft when the path probability falls below this
+  int32_t min_match = 1;                // history matches shorter than this propose nothing
+  int32_t own_min_match = 4;            // own-context matches shorter than this propose nothing
+  double own_match_scale = 8.0;         // own-context per-token confidence = l / (l + scale)
+  int32_t threads = 1;                  // propose_batch worker threads (1 = caller's thread only)
+};
+
+// Where a draft came from.
+enum class DraftSource : uint8_t { kNone = 0, kPrompt = 1, kGlobal = 2, kOwn = 3 };
+const char* to_string(DraftSource s);
+
+// A proposal. Chain: parents empty, tokens[i] follows tokens[i-1]. Tree (not produced yet, reserved
+// for tree verification): parents[i] = index of the node token i follows, -1 = the last accepted
+// token. probs[i] = estimated probability of the path from the root to node i (non-increasing).
+struct Draft {
+  std::vector<int32_t> tokens;
+  std::vector<float> probs;
+  std::vector<int32_t> parents;
+  DraftSource source = DraftSource::kNone;
+  int32_t match_length = 0;             // length of the context match the draft continues
+  double score() const;                 // expected accepted tokens = sum of probs
+  void clear();
+};
+
+struct DraftRequest {
+  uint64_t uid = 0;
+  int32_t budget = 0;                   // max draft tokens; <= 0 yields an empty draft
+};
+
+struct DrafterMemory {
+  int64_t indexed_tokens = 0;           // tokens in the visible history (each rollout once)
+  int64_t index_bytes = 0;              // frozen automata + stored history text, both scopes
+  int64_t prompt_scopes = 0;            // prompt ids with history
+  int64_t live_requests = 0;
+  int64_t live_bytes = 0;               // own-context automata of live requests
+  double bytes_per_indexed_token() const {
+    return indexed_tokens ? double(index_bytes) / double(indexed_tokens) : 0.0;
+  }
+};
+
+class Drafter {
+ public:
+  explicit Drafter(DrafterOptions options = {});
+  ~Drafter();
+  Drafter(const Drafter&) = delete;
+  Drafter& operator=(const Drafter&) = delete;
+
+  // A sequence starts (or resumes after a carry-over: pass the prompt followed by the tokens already
+  // generated). prompt_id empty = no per-prompt history. Throws std::invalid_argument if uid is live
+  // or a token is negative.
+  void begin_request(uint64_t uid, std::string_view prompt_id, std::span<const int32_t> prompt);
+  // Tokens appended to the sequence this step (accepted drafts + the verified token). Unknown uid or
+  // negative token: std::invalid_argument.
+  void observe(uint64_t uid, std::span<const int32_t> accepted);
+  // The sequence is done (finished, aborted or preempted). Unknown uids are ignored.
+  void end_request(uint64_t uid);
+  bool has_request(uint64_t uid) const;
+
+  // A finished rollout joins the history of `round`. It becomes visible to drafting at the next
+  // end_round(). Throws std::invalid_argument on a negative token.
+  void add_rollout(std::string_view prompt_id, std::span<const int32_t> prompt,
+                   std::span<const int32_t> response, int64_t round);
+  // Closes `round`: stages become visible, rollouts older than the window (round <= r - W) or over
+  // the token budgets are evicted, changed shards rebuilt.
+  void end_round(int64_t round);
+
+  // Draft for one live request (empty when nothing scores above min_prob or budget <= 0).
+  void propose(uint64_t uid, int32_t budget, Draft& out);
+  Draft propose(uint64_t uid, int32_t budget);
+  // Drafts for many requests; out.size() must equal requests.size(). Uses options.threads.
+  void propose_batch(std::span<const DraftRequest> requests, std::span<Draft> out);
+
+  DrafterMemory memory() const;
+  const DrafterOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace longtail::drafter
