@@ -1,0 +1,191 @@
+// Public API of longtail's CUDA kernels (FlashInfer-like): plain functions taking raw device
+// pointers, sizes, strides and a stream, returning a Status. They know nothing of the engine: the
+// policy backend owns every buffer and all metadata. Includable from non-CUDA translation units
+// (cudaStream_t is `CUstream_st*`, bf16 is a 2-byte POD layout-compatible with __nv_bfloat16).
+// The definitions exist only in builds with LONGTAIL_HAVE_CUDA; the plain C++ reference of every
+// kernel is in kernels/reference.h and is always built.
+//
+// Conventions shared by all kernels:
+//  * "row stride" arguments are in elements, not bytes, and let a kernel read a slice of a fused
+//    buffer in place (e.g. q/k/v inside the fused QKV GEMM output).
+//  * Math is fp32 (fp64 where the sampler needs bit-exact agreement with the CPU rule); bf16
+//    results are rounded once, to nearest even.
+//  * A kernel returns kInvalidArgument (and sets last_error()) for null pointers, negative sizes
+//    or unsupported shapes, before launching anything; kLaunchFailed when the launch itself fails.
+//    It never synchronises the stream, so everything is CUDA-graph capturable.
+//  * Work of size zero is a no-op returning kOk.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+struct CUstream_st;
+
+namespace longtail::kernels {
+
+using Stream = CUstream_st*;  // == cudaStream_t; nullptr is the legacy default stream
+
+// bf16 storage (sign, 8 exponent bits, 7 mantissa bits); reinterpret_cast __nv_bfloat16* to it.
+struct bf16 {
+  uint16_t bits;
+};
+static_assert(sizeof(bf16) == 2);
+
+enum class Status { kOk = 0, kInvalidArgument, kLaunchFailed };
+
+const char* to_string(Status s);
+// Human-readable reason of the last non-kOk Status returned on this host thread ("" if none).
+const char* last_error();
+
+// ---------------------------------------------------------------------------------------------
+// Embedding gather: out[t, :] = table[ids[t], :], t < num_tokens; table is [vocab][hidden].
+// Ids outside [0, vocab) never read out of bounds: their row is written as zeros and *bad_id_flag
+// (device int32, may be nullptr) is set to 1 (never cleared here). The host is expected to have
+// validated ids already (policy::Backend::forward throws first); the flag is a safety net.
+Status embedding_gather_bf16(const bf16* table, int64_t vocab, int64_t hidden, const int32_t* ids,
+                             int64_t num_tokens, bf16* out, int32_t* bad_id_flag, Stream stream);
+// Same, into fp32 rows (e.g. straight into the fp32 residual stream).
+Status embedding_gather_f32(const bf16* table, int64_t vocab, int64_t hidden, const int32_t* ids,
+                            int64_t num_tokens, float* out, int32_t* bad_id_flag, Stream stream);
+
+// ---------------------------------------------------------------------------------------------
+// Fused residual add + RMSNorm over rows of `dim` elements:
+//   if x != nullptr: residual[r] += x[r]           (residual is fp32: the stream keeps full precision)
+//   out[r] = residual[r] * rsqrt(mean(residual[r]^2) + eps) * weight      (bf16 out)
+// x == nullptr gives a plain norm of the residual (first layer). out may not alias residual.
+Status fused_add_rmsnorm(float* residual, int64_t residual_stride, const bf16* x, int64_t x_stride,
+                         const bf16* weight, bf16* out, int64_t out_stride, int64_t rows,
+                         int64_t dim, float eps, Stream stream);
+
+// Plain RMSNorm of bf16 rows, usable per head (Qwen3 q/k norm): for token t < num_tokens and head
+// h < num_heads the row is in[t * in_stride + h * dim + (0..dim)], written to the same place in
+// out (in == out is allowed: in place). weight has `dim` entries shared by all heads.
+Status rmsnorm_bf16(const bf16* in, int64_t in_stride, bf16* out, int64_t out_stride,
+                    int64_t num_tokens, int32_t num_heads, int32_t dim, const bf16* weight,
+                    float eps, Stream stream);
+
+// ---------------------------------------------------------------------------------------------
+// RoPE, rotate-half (HF) convention, in place on q and k:
+//   for i < head_dim/2: angle = positions[t] * inv_freq[i]   (fp32 product, as HF computes it)
+//   (x[i], x[i + half]) <- (x[i] cos - x[i + half] sin, x[i + half] cos + x[i] sin)
+// q head h of token t is at q[t * q_stride + h * head_dim]; same for k with num_kv_heads.
+// inv_freq (device, head_dim/2 floats) carries the scaling: build it on the host with
+// reference.h's rope_inv_freq() (default and llama3 scaling). k may be nullptr (num_kv_heads 0).
+// head_dim must be even and <= 512.
+Status rope_inplace_bf16(bf16* q, int64_t q_stride, int32_t num_heads, bf16* k, int64_t k_stride,
+                         int32_t num_kv_heads, int32_t head_dim, const int32_t* positions,
+                         int64_t num_tokens, const float* inv_freq, Stream stream);
+
+// ---------------------------------------------------------------------------------------------
+// Paged KV cache. Per layer, K and V are each one array
+//     [num_blocks][block_size][num_kv_heads][head_dim]   (bf16)
+// so a slot (= block * block_size + offset) holds one token's K (or V) for all kv heads,
+// num_kv_heads * head_dim contiguous elements. A sequence's logical position p lives in slot
+// block_table[seq][p / block_size] * block_size + p % block_size.
+//
+// Write new K/V: token t goes to slot_mapping[t] (slot_mapping[t] < 0: skipped, for padding).
+// k/v rows: k[t * k_stride + (0 .. num_kv_heads*head_dim)]. Slots >= num_slots are skipped too.
+Status kv_cache_write_bf16(const bf16* k, int64_t k_stride, const bf16* v, int64_t v_stride,
+                           int64_t num_tokens, int32_t num_kv_heads, int32_t head_dim,
+                           const int32_t* slot_mapping, bf16* k_cache, bf16* v_cache,
+                           int64_t num_slots, Stream stream);
+
+// Attention over the paged cache, one kernel for prefill (variable length, causal), decode and
+// speculative verify (1..k query tokens per sequence, causal within the draft) and tree verify.
+// The new tokens' K/V must already be in the cache (kv_cache_write_bf16 first).
+//
+// Sequence s owns query tokens [query_start[s], query_start[s+1]) (n_s of them) and has
+// seq_lens[s] cached positions INCLUDING those n_s new ones, so its prefix is
+// L_s = seq_lens[s] - n_s and query j (0-based within the sequence) sits at position L_s + j.
+//  * tree_parents == nullptr (causal): query j attends to positions [0, L_s + j].
+//  * tree_parents != nullptr (tree): tree_parents[query_start[s] + j] is the index, within the
+//    sequence's queries, of j's parent (-1: j hangs off the cached prefix); it must be < j. Query j
+//    attends to [0, L_s) plus itself and its ancestors. Requires n_s <= 64; the draft tokens'
+//    K/V sit at positions L_s + j in query order (depth is the caller's business: RoPE positions
+//    are whatever the caller rotated with). A parent index >= j is treated as -1 (no hang).
+// GQA: q head h reads kv head h / (num_heads / num_kv_heads). Scale is given (1/sqrt(head_dim)).
+// head_dim in {64, 128}. Layout: q[t * q_stride + h * head_dim], out[t * out_stride + h * head_dim].
+//
+// Decode at small batch splits each sequence's KV range into num_kv_splits chunks processed by
+// separate blocks and merged by a second kernel (flash-decoding). The grid depends only on the
+// host-side sizes below, never on the device-side lengths, so one CUDA graph captured with a fixed
+// (num_seqs, num_tokens, max_query_len, num_kv_splits) replays correctly for any lengths.
+struct PagedAttentionParams {
+  const bf16* q = nullptr;
+  int64_t q_stride = 0;
+  const bf16* k_cache = nullptr;
+  const bf16* v_cache = nullptr;
+  const int32_t* block_table = nullptr;  // [num_seqs][block_table_stride]
+  int64_t block_table_stride = 0;
+  int32_t block_size = 16;
+  const int32_t* query_start = nullptr;  // [num_seqs + 1], query_start[0] = 0
+  const int32_t* seq_lens = nullptr;     // [num_seqs]
+  const int32_t* tree_parents = nullptr; // [num_tokens] or nullptr (causal)
+  int32_t num_seqs = 0;
+  int64_t num_tokens = 0;    // = query_start[num_seqs]
+  int32_t max_query_len = 0; // host upper bound of n_s (sizes the grid)
+  int32_t num_heads = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  float scale = 0;
+  int32_t num_kv_splits = 1; // >= 1; see paged_attention_choose_splits
+  float* workspace = nullptr;     // >= paged_attention_workspace_bytes(...) when num_kv_splits > 1
+  size_t workspace_bytes = 0;
+  bf16* out = nullptr;
+  int64_t out_stride = 0;
+};
+Status paged_attention(const PagedAttentionParams& p, Stream stream);
+
+// Bytes of fp32 workspace paged_attention needs for the split-KV partial results.
+size_t paged_attention_workspace_bytes(int64_t num_tokens, int32_t num_heads, int32_t head_dim,
+                                       int32_t num_kv_splits);
+// A split count that fills the GPU (num_sms multiprocessors) for this shape without making chunks
+// shorter than ~256 positions of max_kv_len. Host-only arithmetic, no device query.
+int32_t paged_attention_choose_splits(int32_t num_seqs, int32_t num_heads, int32_t num_kv_heads,
+                                      int32_t max_query_len, int64_t max_kv_len, int32_t num_sms);
+
+// ---------------------------------------------------------------------------------------------
+// SwiGLU on a fused [gate | up] GEMM output: out[r, i] = silu(gu[r, i]) * gu[r, inter + i],
+// gu row r at gate_up[r * gate_up_stride], out row r at out[r * out_stride], i < inter.
+Status swiglu_bf16(const bf16* gate_up, int64_t gate_up_stride, bf16* out, int64_t out_stride,
+                   int64_t rows, int64_t inter, Stream stream);
+
+// ---------------------------------------------------------------------------------------------
+// Sampling, exactly the rule of policy/sampling.h (reference: reference.h's sample_row()):
+// one block per row of fp32 logits. Per-row parameters live in device memory so a graph can be
+// replayed with new seeds/positions. Outputs per row r:
+//   tokens[r], logprobs[r] = log softmax(logits / T)[token] (T = 1 when greedy), and if
+//   target_tokens != nullptr: target_logprobs[r] = log softmax(logits / T)[target_tokens[r]]
+//   (NaN when target_tokens[r] is outside [0, vocab), e.g. -1 for "no next input").
+// Candidate selection (top-k, then top-p) is an exact radix select on the key
+// (order-preserving bits of z, then ~index) so ties go to the lowest index; top-p weighs each
+// radix bucket by its candidate mass (fp64), so no sort is needed; the Gumbel key z + g is formed
+// in fp64, g = -log(-log(u)) with u = sampling_uniform(seed, uid, position, i) (kernels/philox.h).
+// Logits must not be NaN (+-inf allowed, -inf = masked).
+struct SamplingRow {
+  float temperature = 1.0f;  // 0 = greedy (argmax, lowest index on ties)
+  int32_t top_k = 0;         // <= 0: no top-k cut
+  float top_p = 1.0f;        // >= 1: no nucleus cut
+  int32_t reserved = 0;
+  uint64_t seed = 0;
+  uint64_t uid = 0;
+  int64_t position = 0;      // absolute position of the token being drawn
+};
+static_assert(sizeof(SamplingRow) == 40);
+Status sample_rows(const float* logits, int64_t logits_stride, int64_t num_rows, int32_t vocab,
+                   const SamplingRow* rows, const int32_t* target_tokens, int32_t* tokens,
+                   float* logprobs, float* target_logprobs, Stream stream);
+
+// Argmax per row (lowest index on ties), value and index. out_values may be nullptr.
+Status argmax_rows(const float* x, int64_t stride, int64_t num_rows, int32_t cols,
+                   int32_t* out_index, float* out_values, Stream stream);
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers.
+Status cast_f32_to_bf16(const float* in, bf16* out, int64_t n, Stream stream);
+Status cast_bf16_to_f32(const bf16* in, float* out, int64_t n, Stream stream);
+// x[r * stride + c] += bias[c] for r < rows, c < cols (fp32 add, one bf16 rounding).
+Status add_bias_bf16(bf16* x, int64_t stride, int64_t rows, int64_t cols, const bf16* bias,
+                     Stream stream);
+
+}  // namespace longtail::kernels
