@@ -12,6 +12,7 @@
 #include <limits>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,13 @@ struct TokenOutput {
   // log softmax(logits / T)[tokens[i + 1]]: the logprob of the next given input token; NaN for the
   // chunk's last input, whose successor is not given.
   float next_input_logprob = std::numeric_limits<float>::quiet_NaN();
+};
+
+// A forward would need more KV positions than are free. Nothing was changed; the scheduler reacts
+// by preempting a sequence (or by not admitting one) and retrying.
+class KvCapacityError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 // KV capacity, in tokens, for the scheduler's admission and preemption decisions.
