@@ -1,0 +1,192 @@
+// Length-aware speculation budgets and the online step cost model; the rule is in the header.
+#include "drafter/speculation_policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+#include <yaml-cpp/yaml.h>
+
+namespace longtail::drafter {
+
+const char* to_string(BudgetMode m) {
+  switch (m) {
+    case BudgetMode::kOff: return "off";
+    case BudgetMode::kFixed: return "fixed";
+    case BudgetMode::kLengthAware: return "length-aware";
+  }
+  return "?";
+}
+
+BudgetMode parse_budget_mode(std::string_view s) {
+  if (s == "off" || s == "none") return BudgetMode::kOff;
+  if (s == "fixed" || s == "uniform") return BudgetMode::kFixed;
+  if (s == "length-aware" || s == "length_aware" || s == "das") return BudgetMode::kLengthAware;
+  throw std::invalid_argument("unknown budget policy '" + std::string(s) +
+                              "' (expected off, fixed or length-aware)");
+}
+
+StepCostModel load_cost_model(const std::filesystem::path& yaml_file) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(yaml_file.string());
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("cost model " + yaml_file.string() + ": " + e.what());
+  }
+  const YAML::Node sc = root["step_cost"];
+  if (!sc || !sc.IsMap()) {
+    throw std::runtime_error("cost model " + yaml_file.string() + ": missing map 'step_cost'");
+  }
+  StepCostModel m;
+  auto read = [&](const char* key, double& v) {
+    if (!sc[key]) throw std::runtime_error("cost model " + yaml_file.string() + ": missing step_cost." + key);
+    try {
+      v = sc[key].as<double>();
+    } catch (const YAML::Exception&) {
+      throw std::runtime_error("cost model " + yaml_file.string() + ": step_cost." + key +
+                               " is not a number");
+    }
+    if (!(v >= 0) || !std::isfinite(v)) {
+      throw std::runtime_error("cost model " + yaml_file.string() + ": step_cost." + key +
+                               " must be a finite number >= 0");
+    }
+  };
+  read("base_us", m.base_us);
+  read("per_token_us", m.per_token_us);
+  if (m.base_us + m.per_token_us <= 0) {
+    throw std::runtime_error("cost model " + yaml_file.string() + ": both constants are zero");
+  }
+  return m;
+}
+
+SpeculationPolicy::SpeculationPolicy(SpeculationPolicyOptions options) : options_(options) {
+  if (options_.max_budget < 0 || options_.medium_budget < 0) {
+    throw std::invalid_argument("speculation policy: budgets must be >= 0");
+  }
+  if (!(options_.rls_forgetting > 0 && options_.rls_forgetting <= 1)) {
+    throw std::invalid_argument("speculation policy: rls_forgetting must be in (0, 1]");
+  }
+  if (options_.length_history < 1) options_.length_history = 1;
+  // RLS prior: uncertainty of about 10 ms on c_base and 10 us on c_tok.
+  p00_ = 1e8;
+  p11_ = 1e2;
+  p01_ = 0;
+}
+
+double SpeculationPolicy::conditional_remaining(const std::deque<int32_t>& lengths, int32_t g,
+                                                bool& found) const {
+  double sum = 0;
+  int64_t n = 0;
+  for (const int32_t l : lengths) {
+    if (l > g) {
+      sum += l - g;
+      ++n;
+    }
+  }
+  found = n > 0;
+  return n ? sum / static_cast<double>(n) : 0.0;
+}
+
+double SpeculationPolicy::predict_remaining(std::string_view prompt_id, int32_t g,
+                                            int32_t max_new_tokens) const {
+  bool found = false;
+  double r = 0;
+  if (const auto it = lengths_by_prompt_.find(std::string(prompt_id)); it != lengths_by_prompt_.end()) {
+    r = conditional_remaining(it->second, g, found);
+  }
+  if (!found) r = conditional_remaining(all_lengths_, g, found);
+  if (!found) r = std::max(g * options_.overshoot_factor, options_.min_remaining);
+  if (max_new_tokens > 0) r = std::min(r, static_cast<double>(std::max(0, max_new_tokens - g)));
+  return r;
+}
+
+std::vector<int32_t> SpeculationPolicy::budgets(std::span<const SequenceView> seqs) const {
+  std::vector<int32_t> out;
+  budgets(seqs, out);
+  return out;
+}
+
+void SpeculationPolicy::budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out) const {
+  const size_t n = seqs.size();
+  out.assign(n, 0);
+  if (options_.mode == BudgetMode::kOff || n == 0) return;
+  std::vector<double> remaining(n);
+  double r_max = 0;
+  for (size_t i = 0; i < n; ++i) {
+    remaining[i] = predict_remaining(seqs[i].prompt_id, seqs[i].generated_len, seqs[i].max_new_tokens);
+    r_max = std::max(r_max, remaining[i]);
+  }
+  const bool length_aware = options_.mode == BudgetMode::kLengthAware && !all_lengths_.empty();
+  for (size_t i = 0; i < n; ++i) {
+    int32_t b = options_.max_budget;
+    if (length_aware) {
+      if (remaining[i] >= options_.long_frac * r_max) {
+        b = options_.max_budget;
+      } else if (remaining[i] >= options_.short_frac * r_max) {
+        b = options_.medium_budget;
+      } else {
+        b = 0;
+      }
+    }
+    // Never draft past the sequence's own limit.
+    if (seqs[i].max_new_tokens > 0) {
+      b = std::min(b, std::max(0, seqs[i].max_new_tokens - seqs[i].generated_len - 1));
+    }
+    out[i] = b;
+  }
+  // Cap on tokens verified per step: hand out the allowance to the longest predictions first.
+  double cap = options_.max_tokens_per_step;
+  if (cap <= 0) {
+    const auto& c = options_.cost;
+    if (c.per_token_us <= 0) return;  // tokens cost nothing: no cap
+    const double plain = c.step_us(static_cast<double>(n));
+    cap = std::floor(((1.0 + options_.max_step_overhead) * plain - c.base_us) / c.per_token_us);
+  }
+  auto allowance = static_cast<int64_t>(cap) - static_cast<int64_t>(n);
+  const int64_t wanted = std::accumulate(out.begin(), out.end(), int64_t{0});
+  if (wanted <= allowance) return;
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return remaining[a] > remaining[b]; });
+  for (const size_t i : order) {
+    const int64_t give = std::clamp<int64_t>(allowance, 0, out[i]);
+    out[i] = static_cast<int32_t>(give);
+    allowance -= give;
+  }
+}
+
+void SpeculationPolicy::record_finished(std::string_view prompt_id, int32_t response_length) {
+  if (response_length < 0) return;
+  auto& mine = lengths_by_prompt_[std::string(prompt_id)];
+  mine.push_back(response_length);
+  while (static_cast<int32_t>(mine.size()) > options_.length_history) mine.pop_front();
+  all_lengths_.push_back(response_length);
+  while (static_cast<int64_t>(all_lengths_.size()) > 16LL * options_.length_history) {
+    all_lengths_.pop_front();
+  }
+}
+
+void SpeculationPolicy::observe_step_time(int32_t tokens_verified, double seconds) {
+  if (tokens_verified <= 0 || !(seconds > 0) || !std::isfinite(seconds)) return;
+  // Recursive least squares on y = c_base + c_tok * x with forgetting factor lambda.
+  const double x0 = 1.0, x1 = tokens_verified, y = seconds * 1e6;
+  const double lambda = options_.rls_forgetting;
+  const double px0 = p00_ * x0 + p01_ * x1, px1 = p01_ * x0 + p11_ * x1;
+  const double denom = lambda + x0 * px0 + x1 * px1;
+  const double k0 = px0 / denom, k1 = px1 / denom;
+  auto& c = options_.cost;
+  const double err = y - (c.base_us * x0 + c.per_token_us * x1);
+  c.base_us = std::max(0.0, c.base_us + k0 * err);
+  c.per_token_us = std::max(0.0, c.per_token_us + k1 * err);
+  const double n00 = (p00_ - k0 * px0) / lambda, n01 = (p01_ - k0 * px1) / lambda,
+               n11 = (p11_ - k1 * px1) / lambda;
+  // Without excitation in one direction P would grow without bound (wind-up): keep it bounded.
+  const double limit = 1e12;
+  p00_ = std::min(n00, limit);
+  p11_ = std::min(n11, limit);
+  p01_ = std::clamp(n01, -std::sqrt(p00_ * p11_), std::sqrt(p00_ * p11_));
+}
+
+}  // namespace longtail::drafter

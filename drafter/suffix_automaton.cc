@@ -1,0 +1,254 @@
+// Suffix automaton construction (generalized, online) and its compact frozen form; see the header.
+#include "drafter/suffix_automaton.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace longtail::drafter {
+namespace {
+constexpr uint64_t kEmptyKey = ~0ull;
+inline uint64_t edge_key(int32_t state, int32_t token) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(state)) << 32) | static_cast<uint32_t>(token);
+}
+inline uint64_t mix(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdull;
+  k ^= k >> 33;
+  return k;
+}
+template <class T>
+int64_t capacity_bytes(const std::vector<T>& v) {
+  return static_cast<int64_t>(v.capacity() * sizeof(T));
+}
+}  // namespace
+
+SamBuilder::SamBuilder() {
+  table_keys_.assign(16, kEmptyKey);
+  table_vals_.assign(16, -1);
+  table_mask_ = 15;
+  new_state(0, -1, -1);
+}
+
+int32_t SamBuilder::new_state(int32_t len, int32_t link, int32_t firstpos) {
+  len_.push_back(len);
+  link_.push_back(link);
+  firstpos_.push_back(firstpos);
+  edge_head_.push_back(-1);
+  cnt_.push_back(0);
+  return static_cast<int32_t>(len_.size() - 1);
+}
+
+int32_t SamBuilder::find_edge(int32_t state, int32_t token) const {
+  const uint64_t key = edge_key(state, token);
+  for (uint64_t i = mix(key) & table_mask_;; i = (i + 1) & table_mask_) {
+    if (table_keys_[i] == key) return table_vals_[i];
+    if (table_keys_[i] == kEmptyKey) return -1;
+  }
+}
+
+void SamBuilder::grow_table() {
+  std::vector<uint64_t> keys(table_keys_.size() * 2, kEmptyKey);
+  std::vector<int32_t> vals(keys.size(), -1);
+  const uint64_t mask = keys.size() - 1;
+  for (size_t j = 0; j < table_keys_.size(); ++j) {
+    if (table_keys_[j] == kEmptyKey) continue;
+    uint64_t i = mix(table_keys_[j]) & mask;
+    while (keys[i] != kEmptyKey) i = (i + 1) & mask;
+    keys[i] = table_keys_[j];
+    vals[i] = table_vals_[j];
+  }
+  table_keys_.swap(keys);
+  table_vals_.swap(vals);
+  table_mask_ = mask;
+}
+
+void SamBuilder::add_edge(int32_t state, int32_t token, int32_t target) {
+  if (static_cast<uint64_t>(table_used_ + 1) * 2 > table_keys_.size()) grow_table();
+  const int32_t e = static_cast<int32_t>(edge_token_.size());
+  edge_token_.push_back(token);
+  edge_target_.push_back(target);
+  edge_next_.push_back(edge_head_[state]);
+  edge_head_[state] = e;
+  const uint64_t key = edge_key(state, token);
+  uint64_t i = mix(key) & table_mask_;
+  while (table_keys_[i] != kEmptyKey) i = (i + 1) & table_mask_;
+  table_keys_[i] = key;
+  table_vals_[i] = e;
+  ++table_used_;
+}
+
+int32_t SamBuilder::extend(int32_t last, int32_t c) {
+  auto clone_of = [&](int32_t q, int32_t len) {
+    const int32_t clone = new_state(len, link_[q], firstpos_[q]);
+    for (int32_t e = edge_head_[q]; e >= 0; e = edge_next_[e]) {
+      add_edge(clone, edge_token_[e], edge_target_[e]);
+    }
+    return clone;
+  };
+  auto redirect = [&](int32_t p, int32_t q, int32_t clone) {
+    while (p != -1) {
+      const int32_t e = find_edge(p, c);
+      if (e < 0 || edge_target_[e] != q) break;
+      edge_target_[e] = clone;
+      p = link_[p];
+    }
+  };
+  // Generalized case: the string being added already continues this way from `last`.
+  if (const int32_t e = find_edge(last, c); e >= 0) {
+    const int32_t q = edge_target_[e];
+    if (len_[q] == len_[last] + 1) return q;
+    const int32_t clone = clone_of(q, len_[last] + 1);
+    redirect(last, q, clone);
+    link_[q] = clone;
+    return clone;
+  }
+  const int32_t cur = new_state(len_[last] + 1, 0, static_cast<int32_t>(pos_));
+  int32_t p = last;
+  while (p != -1 && find_edge(p, c) < 0) {
+    add_edge(p, c, cur);
+    p = link_[p];
+  }
+  if (p == -1) return cur;
+  const int32_t q = edge_target_[find_edge(p, c)];
+  if (len_[p] + 1 == len_[q]) {
+    link_[cur] = q;
+    return cur;
+  }
+  const int32_t clone = clone_of(q, len_[p] + 1);
+  redirect(p, q, clone);
+  link_[q] = clone;
+  link_[cur] = clone;
+  return cur;
+}
+
+void SamBuilder::add_string(std::span<const int32_t> tokens) {
+  int32_t last = 0;
+  for (const int32_t t : tokens) {
+    last = extend(last, t);
+    ++cnt_[last];
+    ++pos_;
+  }
+}
+
+void SamBuilder::append(int32_t token) {
+  last_ = extend(last_, token);
+  ++cnt_[last_];
+  text_.push_back(token);
+  ++pos_;
+}
+
+int32_t SamBuilder::longest_repeat(int64_t& earlier_end) const {
+  const int32_t v = link_[last_];
+  if (v <= 0) return 0;
+  earlier_end = firstpos_[v];
+  return len_[v];
+}
+
+int64_t SamBuilder::bytes() const {
+  return capacity_bytes(len_) + capacity_bytes(link_) + capacity_bytes(firstpos_) +
+         capacity_bytes(edge_head_) + capacity_bytes(cnt_) + capacity_bytes(edge_token_) +
+         capacity_bytes(edge_target_) + capacity_bytes(edge_next_) + capacity_bytes(table_keys_) +
+         capacity_bytes(table_vals_) + capacity_bytes(text_);
+}
+
+FrozenSam::FrozenSam(const SamBuilder& b) {
+  const size_t n = b.len_.size();
+  len_ = b.len_;
+  link_ = b.link_;
+  cnt_ = b.cnt_;
+  // endpos sizes: children (by suffix link) before parents, i.e. by decreasing len (counting sort).
+  int32_t max_len = 0;
+  for (const int32_t l : len_) max_len = std::max(max_len, l);
+  std::vector<int32_t> bucket(static_cast<size_t>(max_len) + 2, 0);
+  for (const int32_t l : len_) ++bucket[static_cast<size_t>(l) + 1];
+  for (size_t i = 1; i < bucket.size(); ++i) bucket[i] += bucket[i - 1];
+  std::vector<int32_t> order(n);
+  for (size_t v = 0; v < n; ++v) order[static_cast<size_t>(bucket[static_cast<size_t>(len_[v])]++)] =
+      static_cast<int32_t>(v);
+  for (size_t i = n; i-- > 1;) {
+    const int32_t v = order[i];
+    if (link_[v] >= 0) cnt_[link_[v]] += cnt_[v];
+  }
+  // Edges: most frequent first (greedy drafting), the rest sorted by token (matching).
+  edge_begin_.assign(n + 1, 0);
+  edge_token_.reserve(b.edge_token_.size());
+  edge_target_.reserve(b.edge_token_.size());
+  std::vector<std::pair<int32_t, int32_t>> out;
+  for (size_t v = 0; v < n; ++v) {
+    edge_begin_[v] = static_cast<uint32_t>(edge_token_.size());
+    out.clear();
+    for (int32_t e = b.edge_head_[v]; e >= 0; e = b.edge_next_[e]) {
+      out.emplace_back(b.edge_token_[e], b.edge_target_[e]);
+    }
+    if (out.empty()) continue;
+    auto best = std::max_element(out.begin(), out.end(), [&](const auto& a, const auto& c) {
+      const uint32_t ca = cnt_[a.second], cc = cnt_[c.second];
+      return ca != cc ? ca < cc : a.first > c.first;  // ties: the smaller token wins
+    });
+    std::iter_swap(out.begin(), best);
+    std::sort(out.begin() + 1, out.end());
+    for (const auto& [tok, to] : out) {
+      edge_token_.push_back(tok);
+      edge_target_.push_back(to);
+    }
+  }
+  edge_begin_[n] = static_cast<uint32_t>(edge_token_.size());
+}
+
+int32_t FrozenSam::find(int32_t state, int32_t token) const {
+  const uint32_t b = edge_begin_[state], e = edge_begin_[state + 1];
+  if (b == e) return -1;
+  if (edge_token_[b] == token) return edge_target_[b];
+  if (e - b <= 9) {
+    for (uint32_t i = b + 1; i < e; ++i) {
+      if (edge_token_[i] == token) return edge_target_[i];
+    }
+    return -1;
+  }
+  const auto first = edge_token_.begin() + b + 1, last = edge_token_.begin() + e;
+  const auto it = std::lower_bound(first, last, token);
+  if (it == last || *it != token) return -1;
+  return edge_target_[static_cast<size_t>(it - edge_token_.begin())];
+}
+
+void FrozenSam::advance(SamMatch& m, int32_t token) const {
+  if (len_.empty()) return;
+  for (;;) {
+    const int32_t t = find(m.state, token);
+    if (t >= 0) {
+      m.state = t;
+      ++m.length;
+      return;
+    }
+    if (m.state == 0) {
+      m.length = 0;
+      return;
+    }
+    m.state = link_[m.state];
+    m.length = len_[m.state];
+  }
+}
+
+void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,
+                      std::vector<int32_t>& tokens, std::vector<float>& probs) const {
+  if (len_.empty() || m.state <= 0) return;
+  const double base = cnt_[m.state];
+  int32_t v = m.state;
+  for (int32_t k = 0; k < budget; ++k) {
+    const uint32_t b = edge_begin_[v];
+    if (b == edge_begin_[v + 1]) break;
+    const int32_t u = edge_target_[b];
+    const double p = cnt_[u] / base;  // telescoped product of the count ratios along the path
+    if (p < min_prob) break;
+    tokens.push_back(edge_token_[b]);
+    probs.push_back(static_cast<float>(p));
+    v = u;
+  }
+}
+
+int64_t FrozenSam::bytes() const {
+  return capacity_bytes(len_) + capacity_bytes(link_) + capacity_bytes(cnt_) +
+         capacity_bytes(edge_begin_) + capacity_bytes(edge_token_) + capacity_bytes(edge_target_);
+}
+
+}  // namespace longtail::drafter

@@ -1,0 +1,87 @@
+// Suffix automata over int32 token strings: the index behind every drafting scope (see drafter.h for
+// why a SAM rather than a suffix trie).
+//  - SamBuilder: mutable, online. Generalized over many strings (add_string) for history shards, or
+//    one growing string (append) for a request's own context. Edges live in one open-addressing hash
+//    table keyed by (state, token) so every lookup, the root's included, is O(1).
+//  - FrozenSam: compact read-only form built from a SamBuilder, with endpos counts. Per state the
+//    most frequent edge is stored first (O(1) greedy drafting); the rest are sorted by token (binary
+//    search for matching).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace longtail::drafter {
+
+class SamBuilder {
+ public:
+  SamBuilder();
+  // Adds one whole string to a generalized automaton (occurrence counts included).
+  void add_string(std::span<const int32_t> tokens);
+  // Appends one token to the single growing string (own-context mode; do not mix with add_string).
+  void append(int32_t token);
+
+  // Own-context query: the longest suffix of the appended string that also ends earlier. Returns its
+  // length and the earliest position where it ends (index into text()), or length 0.
+  int32_t longest_repeat(int64_t& earlier_end) const;
+  const std::vector<int32_t>& text() const { return text_; }
+  int64_t states() const { return static_cast<int64_t>(len_.size()); }
+  int64_t bytes() const;
+
+  friend class FrozenSam;
+
+ private:
+  int32_t extend(int32_t last, int32_t token);
+  int32_t new_state(int32_t len, int32_t link, int32_t firstpos);
+  int32_t find_edge(int32_t state, int32_t token) const;  // edge index or -1
+  void add_edge(int32_t state, int32_t token, int32_t target);
+  void grow_table();
+
+  // states
+  std::vector<int32_t> len_, link_, firstpos_, edge_head_;
+  std::vector<uint32_t> cnt_;  // own end positions (accumulated along links on freeze)
+  // edges: singly linked per state (for cloning), indexed by the hash table
+  std::vector<int32_t> edge_token_, edge_target_, edge_next_;
+  std::vector<uint64_t> table_keys_;
+  std::vector<int32_t> table_vals_;
+  uint64_t table_mask_ = 0;
+  int64_t table_used_ = 0;
+  int32_t last_ = 0;          // own-context mode
+  int64_t pos_ = 0;           // positions consumed (firstpos)
+  std::vector<int32_t> text_; // own-context mode only
+};
+
+// Position of a live match in a FrozenSam: the state and how many tokens of context match.
+struct SamMatch {
+  int32_t state = 0;
+  int32_t length = 0;
+};
+
+class FrozenSam {
+ public:
+  FrozenSam() = default;
+  explicit FrozenSam(const SamBuilder& built);
+
+  bool empty() const { return len_.size() <= 1; }
+  int32_t find(int32_t state, int32_t token) const;  // target state or -1
+  // One token of context: follow the edge, or fall back along suffix links (amortised O(1)).
+  void advance(SamMatch& m, int32_t token) const;
+  // Greedy most-frequent path from m: appends up to budget tokens while cnt(path)/cnt(start) stays
+  // >= min_prob. probs[i] = path probability up to token i.
+  void draft(const SamMatch& m, int32_t budget, double min_prob, std::vector<int32_t>& tokens,
+             std::vector<float>& probs) const;
+  uint32_t count(int32_t state) const { return cnt_[state]; }
+  int32_t length(int32_t state) const { return len_[state]; }
+  int64_t states() const { return static_cast<int64_t>(len_.size()); }
+  int64_t edges() const { return static_cast<int64_t>(edge_token_.size()); }
+  int64_t bytes() const;
+
+ private:
+  std::vector<int32_t> len_, link_;
+  std::vector<uint32_t> cnt_;
+  std::vector<uint32_t> edge_begin_;  // size states + 1
+  std::vector<int32_t> edge_token_, edge_target_;
+};
+
+}  // namespace longtail::drafter
