@@ -1,0 +1,303 @@
+// CpuBackend: validation first (so a bad request changes nothing), then one pass over all new
+// tokens of all chunks through the layers, each token attending to its own sequence's cache, then
+// logits and sampling only for the rows that asked for outputs.
+#include "policy/cpu_backend.h"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+
+namespace longtail::policy {
+
+CpuBackend::CpuBackend(const std::filesystem::path& dir, const BackendOptions& opts)
+    : weights_(std::make_unique<CpuWeights>(load_cpu_weights(dir))),
+      pool_(opts.num_threads),
+      block_size_(opts.kv_block_size) {
+  if (block_size_ <= 0) {
+    throw std::invalid_argument("BackendOptions.kv_block_size must be positive, got " +
+                                std::to_string(block_size_));
+  }
+  if (opts.max_kv_tokens < 0) throw std::invalid_argument("BackendOptions.max_kv_tokens must be >= 0");
+  total_blocks_ = opts.max_kv_tokens == 0 ? -1 : opts.max_kv_tokens / block_size_;
+  if (opts.max_kv_tokens > 0 && total_blocks_ == 0) {
+    throw std::invalid_argument("BackendOptions.max_kv_tokens " + std::to_string(opts.max_kv_tokens) +
+                                " is less than one block of " + std::to_string(block_size_));
+  }
+  spdlog::info("cpu backend: {} ({} layers, hidden {}), {} threads, KV {} tokens in blocks of {}",
+               weights_->config.architecture_name, weights_->config.num_layers,
+               weights_->config.hidden_size, pool_.size(),
+               total_blocks_ < 0 ? std::string("unlimited") : std::to_string(total_blocks_ * block_size_),
+               block_size_);
+}
+
+int64_t CpuBackend::blocks_for(int64_t tokens) const { return (tokens + block_size_ - 1) / block_size_; }
+
+CpuBackend::Sequence& CpuBackend::seq_ref(int64_t seq) {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) throw std::invalid_argument("unknown sequence handle " + std::to_string(seq));
+  return it->second;
+}
+
+const CpuBackend::Sequence& CpuBackend::seq_ref(int64_t seq) const {
+  auto it = seqs_.find(seq);
+  if (it == seqs_.end()) throw std::invalid_argument("unknown sequence handle " + std::to_string(seq));
+  return it->second;
+}
+
+int64_t CpuBackend::create_sequence() {
+  const int64_t h = next_handle_++;
+  Sequence s;
+  s.k.resize(weights_->config.num_layers);
+  s.v.resize(weights_->config.num_layers);
+  seqs_.emplace(h, std::move(s));
+  return h;
+}
+
+void CpuBackend::release_sequence(int64_t seq) {
+  const Sequence& s = seq_ref(seq);
+  used_blocks_ -= blocks_for(s.length);
+  seqs_.erase(seq);
+}
+
+int32_t CpuBackend::sequence_length(int64_t seq) const { return seq_ref(seq).length; }
+
+void CpuBackend::truncate(int64_t seq, int32_t new_length) {
+  Sequence& s = seq_ref(seq);
+  if (new_length < 0 || new_length > s.length) {
+    throw std::invalid_argument("truncate: new length " + std::to_string(new_length) +
+                                " outside [0, " + std::to_string(s.length) + "] for sequence " +
+                                std::to_string(seq));
+  }
+  const size_t kvd = static_cast<size_t>(weights_->config.num_kv_heads) * weights_->config.head_dim;
+  for (auto& k : s.k) k.resize(static_cast<size_t>(new_length) * kvd);
+  for (auto& v : s.v) v.resize(static_cast<size_t>(new_length) * kvd);
+  used_blocks_ -= blocks_for(s.length) - blocks_for(new_length);
+  s.length = new_length;
+}
+
+KvCapacity CpuBackend::kv_capacity() const {
+  KvCapacity c;
+  c.block_size = block_size_;
+  if (total_blocks_ < 0) {
+    c.total_tokens = std::numeric_limits<int64_t>::max() / 4;
+    c.free_tokens = c.total_tokens - used_blocks_ * block_size_;
+  } else {
+    c.total_tokens = total_blocks_ * block_size_;
+    c.free_tokens = (total_blocks_ - used_blocks_) * block_size_;
+  }
+  return c;
+}
+
+std::vector<TokenOutput> CpuBackend::forward(std::span<const SequenceChunk> chunks) {
+  return forward_with_logits(chunks, nullptr);
+}
+
+std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const SequenceChunk> chunks,
+                                                         std::vector<float>* logits_out) {
+  const CpuWeights& W = *weights_;
+  const ModelConfig& c = W.config;
+  const int64_t H = c.hidden_size, D = c.head_dim, I = c.intermediate_size, V = c.vocab_size;
+  const int64_t nh = c.num_heads, nkv = c.num_kv_heads, group = nh / nkv;
+  const int64_t qd = nh * D, kvd = nkv * D, ld = qd + 2 * kvd;
+
+  // ---- validation: nothing is modified until all of it passed ----
+  std::unordered_set<int64_t> seen;
+  int64_t total = 0, n_out = 0, new_blocks = 0;
+  std::vector<Sequence*> seq_of(chunks.size());
+  for (size_t ci = 0; ci < chunks.size(); ++ci) {
+    const SequenceChunk& ch = chunks[ci];
+    const std::string where = "forward: chunk " + std::to_string(ci) + " (sequence " + std::to_string(ch.seq) + ")";
+    auto it = seqs_.find(ch.seq);
+    if (it == seqs_.end()) throw std::invalid_argument(where + ": unknown sequence handle");
+    if (!seen.insert(ch.seq).second) throw std::invalid_argument(where + ": sequence appears twice in one forward");
+    if (ch.tokens.empty()) throw std::invalid_argument(where + ": no tokens");
+    const int64_t n = static_cast<int64_t>(ch.tokens.size());
+    if (ch.first_output < 0 || ch.first_output > n) {
+      throw std::invalid_argument(where + ": first_output " + std::to_string(ch.first_output) +
+                                  " outside [0, " + std::to_string(n) + "]");
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      if (ch.tokens[i] < 0 || ch.tokens[i] >= V) {
+        throw std::invalid_argument(where + ": token id " + std::to_string(ch.tokens[i]) + " at index " +
+                                    std::to_string(i) + " is outside the vocabulary of " + std::to_string(V));
+      }
+    }
+    const int64_t len = it->second.length;
+    if (len + n > c.max_position_embeddings) {
+      throw std::invalid_argument(where + ": length " + std::to_string(len + n) +
+                                  " would exceed max_position_embeddings " +
+                                  std::to_string(c.max_position_embeddings));
+    }
+    if (!(ch.sampling.temperature >= 0.0f) || std::isinf(ch.sampling.temperature) || std::isnan(ch.sampling.top_p)) {
+      throw std::invalid_argument(where + ": temperature must be finite and >= 0, top_p a number");
+    }
+    new_blocks += blocks_for(len + n) - blocks_for(len);
+    total += n;
+    n_out += n - ch.first_output;
+    seq_of[ci] = &it->second;
+  }
+  if (total_blocks_ >= 0 && used_blocks_ + new_blocks > total_blocks_) {
+    throw KvCapacityError("forward needs " + std::to_string(new_blocks) + " more KV blocks, " +
+                          std::to_string(total_blocks_ - used_blocks_) + " of " +
+                          std::to_string(total_blocks_) + " are free");
+  }
+  if (total == 0) return {};
+
+  // ---- rows: one per new token ----
+  struct Row {
+    Sequence* seq;
+    int64_t pos;
+  };
+  std::vector<Row> rows;
+  rows.reserve(total);
+  std::vector<float> x(static_cast<size_t>(total * H));
+  for (size_t ci = 0; ci < chunks.size(); ++ci) {
+    Sequence* s = seq_of[ci];
+    for (size_t i = 0; i < chunks[ci].tokens.size(); ++i) {
+      const int32_t tok = chunks[ci].tokens[i];
+      std::copy_n(W.embed.data() + tok * H, H, x.data() + rows.size() * H);
+      rows.push_back({s, s->length + static_cast<int64_t>(i)});
+    }
+    for (int l = 0; l < c.num_layers; ++l) {
+      s->k[l].resize(static_cast<size_t>((s->length + chunks[ci].tokens.size()) * kvd));
+      s->v[l].resize(static_cast<size_t>((s->length + chunks[ci].tokens.size()) * kvd));
+    }
+  }
+  used_blocks_ += new_blocks;
+
+  std::vector<float> h(x.size()), qkv(static_cast<size_t>(total * ld)), attn(static_cast<size_t>(total * qd));
+  std::vector<float> tmp(x.size()), gu(static_cast<size_t>(total * 2 * I)), act(static_cast<size_t>(total * I));
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+
+  for (int l = 0; l < c.num_layers; ++l) {
+    const CpuLayerWeights& L = W.layers[l];
+    h = x;
+    pool_.parallel_for(total, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) rms_norm(h.data() + t * H, H, L.attn_norm.data(), eps);
+    });
+    matmul(pool_, h.data(), total, H, L.wqkv.data(), ld, L.bqkv.empty() ? nullptr : L.bqkv.data(), qkv.data());
+    pool_.parallel_for(total, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        float* q = qkv.data() + t * ld;
+        float* k = q + qd;
+        const float* v = k + kvd;
+        for (int64_t hh = 0; hh < nh; ++hh) {
+          if (c.qk_norm) rms_norm(q + hh * D, D, L.q_norm.data(), eps);
+          apply_rope(q + hh * D, D, W.inv_freq.data(), rows[t].pos);
+        }
+        for (int64_t g = 0; g < nkv; ++g) {
+          if (c.qk_norm) rms_norm(k + g * D, D, L.k_norm.data(), eps);
+          apply_rope(k + g * D, D, W.inv_freq.data(), rows[t].pos);
+        }
+        std::copy_n(k, kvd, rows[t].seq->k[l].data() + rows[t].pos * kvd);
+        std::copy_n(v, kvd, rows[t].seq->v[l].data() + rows[t].pos * kvd);
+      }
+    });
+    pool_.parallel_for(total * nh, [&](int64_t b, int64_t e) {
+      std::vector<float> scores;
+      for (int64_t task = b; task < e; ++task) {
+        const int64_t t = task / nh, hh = task % nh, g = hh / group;
+        const float* q = qkv.data() + t * ld + hh * D;
+        const float* K = rows[t].seq->k[l].data();
+        const float* Vc = rows[t].seq->v[l].data();
+        const int64_t n = rows[t].pos + 1;
+        scores.resize(static_cast<size_t>(n));
+        float m = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < n; ++j) {
+          scores[j] = dot(q, K + j * kvd + g * D, D) * scale;
+          m = std::max(m, scores[j]);
+        }
+        float sum = 0;
+        for (int64_t j = 0; j < n; ++j) {
+          scores[j] = std::exp(scores[j] - m);
+          sum += scores[j];
+        }
+        const float inv = 1.0f / sum;
+        float* out = attn.data() + t * qd + hh * D;
+        std::fill_n(out, D, 0.0f);
+        for (int64_t j = 0; j < n; ++j) {
+          const float p = scores[j] * inv;
+          const float* vr = Vc + j * kvd + g * D;
+          for (int64_t d = 0; d < D; ++d) out[d] += p * vr[d];
+        }
+      }
+    });
+    matmul(pool_, attn.data(), total, qd, L.wo.data(), H, nullptr, tmp.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
+    h = x;
+    pool_.parallel_for(total, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) rms_norm(h.data() + t * H, H, L.mlp_norm.data(), eps);
+    });
+    matmul(pool_, h.data(), total, H, L.w_gate_up.data(), 2 * I, nullptr, gu.data());
+    for (int64_t t = 0; t < total; ++t) {
+      const float* gate = gu.data() + t * 2 * I;
+      const float* up = gate + I;
+      float* a = act.data() + t * I;
+      for (int64_t i = 0; i < I; ++i) a[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+    }
+    matmul(pool_, act.data(), total, I, L.w_down.data(), H, nullptr, tmp.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] += tmp[i];
+  }
+
+  // ---- outputs: final norm, logits and sampling for requested rows only ----
+  struct OutRow {
+    size_t chunk;
+    int64_t index;  // input index within the chunk
+    int64_t pos;    // absolute position of that input token
+  };
+  std::vector<OutRow> outs;
+  outs.reserve(n_out);
+  std::vector<float> hf(static_cast<size_t>(n_out * H));
+  {
+    int64_t r = 0;
+    for (size_t ci = 0; ci < chunks.size(); ++ci) {
+      const int64_t n = static_cast<int64_t>(chunks[ci].tokens.size());
+      for (int64_t i = 0; i < n; ++i, ++r) {
+        if (i < chunks[ci].first_output) continue;
+        std::copy_n(x.data() + r * H, H, hf.data() + outs.size() * H);
+        rms_norm(hf.data() + outs.size() * H, H, W.final_norm.data(), eps);
+        outs.push_back({ci, i, rows[r].pos});
+      }
+    }
+  }
+  std::vector<float> logits(static_cast<size_t>(n_out * V));
+  matmul(pool_, hf.data(), n_out, H, W.lm_head_data(), V, nullptr, logits.data());
+  std::vector<TokenOutput> result(static_cast<size_t>(n_out));
+  pool_.parallel_for(n_out, [&](int64_t b, int64_t e) {
+    for (int64_t o = b; o < e; ++o) {
+      const SequenceChunk& ch = chunks[outs[o].chunk];
+      const std::span<const float> row(logits.data() + o * V, static_cast<size_t>(V));
+      const SampledToken s = sample_token(row, ch.sampling, ch.uid, outs[o].pos + 1);
+      result[o].sampled = s.token;
+      result[o].sampled_logprob = s.logprob;
+      if (outs[o].index + 1 < static_cast<int64_t>(ch.tokens.size())) {
+        result[o].next_input_logprob = token_logprob(row, ch.sampling.temperature, ch.tokens[outs[o].index + 1]);
+      }
+    }
+  });
+  for (size_t ci = 0; ci < chunks.size(); ++ci) seq_of[ci]->length += static_cast<int32_t>(chunks[ci].tokens.size());
+  if (logits_out != nullptr) *logits_out = std::move(logits);
+  return result;
+}
+
+void CpuBackend::replace_weights(const std::filesystem::path& dir) {
+  auto fresh = std::make_unique<CpuWeights>(load_cpu_weights(dir));
+  if (!same_shapes(weights_->config, fresh->config)) {
+    throw LoadError((dir / "config.json").string() + ": model shape differs from the loaded " +
+                    weights_->config.architecture_name + " (architecture, sizes, heads, bias, qk norm "
+                    "and tied embeddings must all match)");
+  }
+  weights_ = std::move(fresh);
+  spdlog::info("cpu backend: weights replaced from {}", dir.string());
+}
+
+std::unique_ptr<Backend> make_cpu_backend(const std::filesystem::path& dir, const BackendOptions& opts) {
+  return std::make_unique<CpuBackend>(dir, opts);
+}
+
+}  // namespace longtail::policy

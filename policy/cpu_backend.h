@@ -1,0 +1,60 @@
+// The fp32 CPU reference backend: the numerics every other backend is compared with, and what CI
+// runs the whole engine on. Per-sequence contiguous KV cache (rollback is a resize); capacity is
+// accounted in blocks of BackendOptions::kv_block_size up to max_kv_tokens, so the scheduler's
+// admission and preemption logic can be exercised on CPU exactly as on the GPU. Not thread-safe:
+// one caller drives it (forward itself is parallel inside).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "policy/backend.h"
+#include "policy/cpu_model.h"
+#include "policy/thread_pool.h"
+
+namespace longtail::policy {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(const std::filesystem::path& dir, const BackendOptions& opts);
+
+  const ModelConfig& config() const override { return weights_->config; }
+  std::string name() const override { return "cpu"; }
+  int64_t create_sequence() override;
+  void release_sequence(int64_t seq) override;
+  int32_t sequence_length(int64_t seq) const override;
+  void truncate(int64_t seq, int32_t new_length) override;
+  KvCapacity kv_capacity() const override;
+  std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) override;
+  void replace_weights(const std::filesystem::path& dir) override;
+
+  // forward() that also returns the logits of every output row ([outputs, vocab], row-major), for
+  // tests and tools that compare numerics.
+  std::vector<TokenOutput> forward_with_logits(std::span<const SequenceChunk> chunks,
+                                               std::vector<float>* logits);
+
+ private:
+  struct Sequence {
+    int32_t length = 0;
+    std::vector<std::vector<float>> k, v;  // per layer: [length, kv_heads * head_dim]
+  };
+  Sequence& seq_ref(int64_t seq);
+  const Sequence& seq_ref(int64_t seq) const;
+  int64_t blocks_for(int64_t tokens) const;
+
+  std::unique_ptr<CpuWeights> weights_;
+  ThreadPool pool_;
+  int32_t block_size_;
+  int64_t total_blocks_;  // < 0: unlimited
+  int64_t used_blocks_ = 0;
+  int64_t next_handle_ = 1;
+  std::unordered_map<int64_t, Sequence> seqs_;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(const std::filesystem::path& dir, const BackendOptions& opts);
+
+}  // namespace longtail::policy
