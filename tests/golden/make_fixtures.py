@@ -123,11 +123,15 @@ def make(spec, out_dir, with_expected=True):
         if margin >= MIN_MARGIN:
             break
     model, dtype, seed = best[0], best[1], best[2]
+    # Everything is computed before saving: model.to(dtype) also rounds the rotary inv_freq buffer,
+    # which the C++ side (like HF loading the checkpoint afresh) computes in fp32.
+    tf = [] if not with_expected else [
+        {"prompt": p, "response": response, "logprobs": teacher_forced(model, p, response)}
+        for p in prompts]
     save_kw = {}
     if spec.get("max_shard_size"):
         save_kw["max_shard_size"] = spec["max_shard_size"]
     model.to(dtype).save_pretrained(out_dir, **save_kw)
-    model.float()
     rope_type = getattr(getattr(model.model, "rotary_emb", None), "rope_type", None)
     print(f"{spec['name']}: seed {seed} files {sorted(os.listdir(out_dir))} hf rope_type {rope_type}",
           flush=True)
@@ -143,8 +147,7 @@ def make(spec, out_dir, with_expected=True):
         "hf_rope_type": rope_type,
         "min_greedy_margin": margin,
         "greedy": [{"prompt": p, "tokens": r[0], "logprobs": r[1]} for p, r in zip(prompts, results)],
-        "teacher_forced": [{"prompt": p, "response": response,
-                            "logprobs": teacher_forced(model, p, response)} for p in prompts],
+        "teacher_forced": tf,
     }
     with open(os.path.join(out_dir, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
