@@ -1,0 +1,92 @@
+// Shared device helpers of the kernels: bf16 <-> fp32, warp/block reductions, and the launch check
+// that turns a failed launch into Status::kLaunchFailed with the CUDA error text.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/kernels.h"
+#include "kernels/status_internal.h"
+
+namespace longtail::kernels::detail {
+
+static_assert(sizeof(__nv_bfloat16) == sizeof(bf16));
+
+__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ __nv_bfloat16 to_bf(float x) { return __float2bfloat16_rn(x); }
+
+inline __nv_bfloat16* dev(bf16* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
+inline const __nv_bfloat16* dev(const bf16* p) {
+  return reinterpret_cast<const __nv_bfloat16*>(p);
+}
+
+// 8 bf16 values in one 16-byte word.
+union Pack8 {
+  uint4 u;
+  __nv_bfloat162 h2[4];
+};
+
+__device__ __forceinline__ void unpack8(const uint4& u, float (&f)[8]) {
+  Pack8 p;
+  p.u = u;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 v = __bfloat1622float2(p.h2[i]);
+    f[2 * i] = v.x;
+    f[2 * i + 1] = v.y;
+  }
+}
+
+__device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
+  Pack8 p;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) p.h2[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+  return p.u;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block; every thread gets the result. scratch: >= 32 floats of shared memory.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int nwarps = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < nwarps ? scratch[lane] : 0.0f;
+  return warp_sum(v);
+}
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Checks the launch that just happened; fills last_error() on failure.
+inline Status launched(const char* kernel) {
+  const cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) return Status::kOk;
+  const std::string what = std::string("launch failed: ") + cudaGetErrorString(e);
+  return fail(Status::kLaunchFailed, kernel, what.c_str());
+}
+
+inline Status invalid(const char* kernel, const char* what) {
+  return fail(Status::kInvalidArgument, kernel, what);
+}
+
+inline unsigned blocks_for(int64_t n, int threads) {
+  return static_cast<unsigned>((n + threads - 1) / threads);
+}
+
+}  // namespace longtail::kernels::detail

@@ -1,0 +1,286 @@
+// Plain C++ references of the CUDA kernels (see reference.h): straightforward loops in fp64, written
+// for clarity rather than speed, so a kernel test failing points at the kernel.
+#include "kernels/reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+
+#include "kernels/philox.h"
+
+namespace longtail::kernels::ref {
+
+bf16 to_bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0) {
+    return bf16{static_cast<uint16_t>((u >> 16) | 0x40u)};  // quiet NaN
+  }
+  const uint32_t rounding = 0x7FFFu + ((u >> 16) & 1u);
+  return bf16{static_cast<uint16_t>((u + rounding) >> 16)};
+}
+
+float from_bf16(bf16 x) {
+  const uint32_t u = static_cast<uint32_t>(x.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+std::vector<float> rope_inv_freq(const RopeConfig& cfg, int32_t head_dim) {
+  if (head_dim <= 0 || head_dim % 2 != 0) {
+    throw std::invalid_argument("rope_inv_freq: head_dim must be even and positive, got " +
+                                std::to_string(head_dim));
+  }
+  if (!(cfg.theta > 0)) throw std::invalid_argument("rope_inv_freq: rope_theta must be > 0");
+  const int32_t half = head_dim / 2;
+  std::vector<float> inv(half);
+  for (int32_t i = 0; i < half; ++i) {
+    // HF: 1.0 / base ** (arange(0, dim, 2, dtype=int64).float() / dim), in fp32.
+    const float expo = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    inv[i] = 1.0f / std::pow(static_cast<float>(cfg.theta), expo);
+  }
+  if (!cfg.llama3) return inv;
+  if (!(cfg.factor > 0) || !(cfg.low_freq_factor > 0) ||
+      !(cfg.high_freq_factor > cfg.low_freq_factor) || cfg.original_max_position <= 0) {
+    throw std::invalid_argument(
+        "rope_inv_freq: llama3 scaling needs factor > 0, high_freq_factor > low_freq_factor > 0 "
+        "and original_max_position_embeddings > 0");
+  }
+  // transformers' _compute_llama3_parameters.
+  const double old_len = static_cast<double>(cfg.original_max_position);
+  const double low_wavelen = old_len / cfg.low_freq_factor;
+  const double high_wavelen = old_len / cfg.high_freq_factor;
+  for (int32_t i = 0; i < half; ++i) {
+    const double f = inv[i];
+    const double wavelen = 2.0 * M_PI / f;
+    double out;
+    if (wavelen > low_wavelen) {
+      out = f / cfg.factor;
+    } else if (wavelen < high_wavelen) {
+      out = f;
+    } else {
+      const double smooth =
+          (old_len / wavelen - cfg.low_freq_factor) / (cfg.high_freq_factor - cfg.low_freq_factor);
+      out = (1.0 - smooth) * f / cfg.factor + smooth * f;
+    }
+    inv[i] = static_cast<float>(out);
+  }
+  return inv;
+}
+
+void embedding_gather(std::span<const float> table, int64_t vocab, int64_t hidden,
+                      std::span<const int32_t> ids, std::span<float> out, bool* bad) {
+  for (size_t t = 0; t < ids.size(); ++t) {
+    const int32_t id = ids[t];
+    const bool ok = id >= 0 && id < vocab;
+    if (!ok && bad != nullptr) *bad = true;
+    for (int64_t c = 0; c < hidden; ++c) {
+      out[t * hidden + c] = ok ? table[id * hidden + c] : 0.0f;
+    }
+  }
+}
+
+void fused_add_rmsnorm(std::span<float> residual, std::span<const float> x,
+                       std::span<const float> weight, std::span<float> out, int64_t rows,
+                       int64_t dim, float eps) {
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int64_t c = 0; c < dim; ++c) {
+      float& v = residual[r * dim + c];
+      if (!x.empty()) v = static_cast<float>(static_cast<double>(v) + x[r * dim + c]);
+      ss += static_cast<double>(v) * v;
+    }
+    const double inv = 1.0 / std::sqrt(ss / static_cast<double>(dim) + eps);
+    for (int64_t c = 0; c < dim; ++c) {
+      out[r * dim + c] = static_cast<float>(residual[r * dim + c] * inv * weight[c]);
+    }
+  }
+}
+
+namespace {
+void rope_rows(std::span<float> x, int64_t t, int32_t heads, int32_t head_dim, int32_t pos,
+               std::span<const float> inv_freq) {
+  const int32_t half = head_dim / 2;
+  for (int32_t h = 0; h < heads; ++h) {
+    float* row = x.data() + (t * heads + h) * head_dim;
+    for (int32_t i = 0; i < half; ++i) {
+      const double angle = static_cast<double>(static_cast<float>(pos) * inv_freq[i]);
+      const double c = std::cos(angle), s = std::sin(angle);
+      const double a = row[i], b = row[i + half];
+      row[i] = static_cast<float>(a * c - b * s);
+      row[i + half] = static_cast<float>(b * c + a * s);
+    }
+  }
+}
+}  // namespace
+
+void rope_inplace(std::span<float> q, int32_t num_heads, std::span<float> k, int32_t num_kv_heads,
+                  int32_t head_dim, std::span<const int32_t> positions,
+                  std::span<const float> inv_freq) {
+  for (size_t t = 0; t < positions.size(); ++t) {
+    rope_rows(q, static_cast<int64_t>(t), num_heads, head_dim, positions[t], inv_freq);
+    if (!k.empty()) {
+      rope_rows(k, static_cast<int64_t>(t), num_kv_heads, head_dim, positions[t], inv_freq);
+    }
+  }
+}
+
+void paged_attention(const AttentionShape& sh, std::span<const float> q,
+                     std::span<const float> k_cache, std::span<const float> v_cache,
+                     std::span<const int32_t> block_table, std::span<const int32_t> query_start,
+                     std::span<const int32_t> seq_lens, std::span<const int32_t> tree_parents,
+                     std::span<float> out) {
+  const int32_t D = sh.head_dim;
+  const int32_t group = sh.num_heads / sh.num_kv_heads;
+  const int64_t num_seqs = static_cast<int64_t>(seq_lens.size());
+  std::vector<double> scores;
+  for (int64_t s = 0; s < num_seqs; ++s) {
+    const int32_t q0 = query_start[s], n = query_start[s + 1] - q0;
+    const int32_t prefix = seq_lens[s] - n;
+    auto slot_of = [&](int32_t pos) {
+      return static_cast<int64_t>(block_table[s * sh.block_table_stride + pos / sh.block_size]) *
+                 sh.block_size +
+             pos % sh.block_size;
+    };
+    for (int32_t j = 0; j < n; ++j) {
+      // Which of the sequence's new tokens query j sees.
+      std::vector<bool> sees(n, false);
+      if (tree_parents.empty()) {
+        for (int32_t a = 0; a <= j; ++a) sees[a] = true;
+      } else {
+        for (int32_t a = j; a >= 0;) {
+          sees[a] = true;
+          const int32_t p = tree_parents[q0 + a];
+          a = (p >= 0 && p < a) ? p : -1;
+        }
+      }
+      for (int32_t h = 0; h < sh.num_heads; ++h) {
+        const int32_t kvh = h / group;
+        const float* qrow = q.data() + ((q0 + j) * static_cast<int64_t>(sh.num_heads) + h) * D;
+        scores.assign(static_cast<size_t>(prefix + n), -std::numeric_limits<double>::infinity());
+        double mx = -std::numeric_limits<double>::infinity();
+        for (int32_t pos = 0; pos < prefix + n; ++pos) {
+          if (pos >= prefix && !sees[pos - prefix]) continue;
+          const float* krow = k_cache.data() + (slot_of(pos) * sh.num_kv_heads + kvh) * D;
+          double dot = 0;
+          for (int32_t d = 0; d < D; ++d) dot += static_cast<double>(qrow[d]) * krow[d];
+          scores[pos] = dot * sh.scale;
+          mx = std::max(mx, scores[pos]);
+        }
+        double denom = 0;
+        std::vector<double> acc(D, 0.0);
+        for (int32_t pos = 0; pos < prefix + n; ++pos) {
+          if (scores[pos] == -std::numeric_limits<double>::infinity()) continue;
+          const double p = std::exp(scores[pos] - mx);
+          denom += p;
+          const float* vrow = v_cache.data() + (slot_of(pos) * sh.num_kv_heads + kvh) * D;
+          for (int32_t d = 0; d < D; ++d) acc[d] += p * vrow[d];
+        }
+        float* orow = out.data() + ((q0 + j) * static_cast<int64_t>(sh.num_heads) + h) * D;
+        for (int32_t d = 0; d < D; ++d) orow[d] = static_cast<float>(acc[d] / denom);
+      }
+    }
+  }
+}
+
+void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, int64_t inter) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < inter; ++i) {
+      const double g = gate_up[r * 2 * inter + i], u = gate_up[r * 2 * inter + inter + i];
+      out[r * inter + i] = static_cast<float>(g / (1.0 + std::exp(-g)) * u);
+    }
+  }
+}
+
+int32_t argmax(std::span<const float> x) {
+  int32_t best = 0;
+  for (size_t i = 1; i < x.size(); ++i) {
+    if (x[i] > x[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
+}
+
+namespace {
+// log softmax(z)[token] in fp64 over already-divided values.
+double log_softmax_at(std::span<const float> z, int32_t token) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (float v : z) mx = std::max(mx, static_cast<double>(v));
+  double sum = 0;
+  for (float v : z) sum += std::exp(static_cast<double>(v) - mx);
+  return static_cast<double>(z[token]) - mx - std::log(sum);
+}
+}  // namespace
+
+float token_logprob(std::span<const float> logits, float temperature, int32_t token) {
+  if (token < 0 || static_cast<size_t>(token) >= logits.size()) {
+    return std::numeric_limits<float>::quiet_NaN();
+  }
+  const float t = temperature > 0 ? temperature : 1.0f;
+  std::vector<float> z(logits.size());
+  for (size_t i = 0; i < z.size(); ++i) z[i] = logits[i] / t;
+  return static_cast<float>(log_softmax_at(z, token));
+}
+
+SampleResult sample_row(std::span<const float> logits, const SamplingRow& p) {
+  if (logits.empty()) throw std::invalid_argument("sample_row: empty logits row");
+  const int32_t vocab = static_cast<int32_t>(logits.size());
+  if (!(p.temperature > 0)) {
+    const int32_t x = argmax(logits);
+    return {x, static_cast<float>(log_softmax_at(logits, x))};
+  }
+  std::vector<float> z(logits.size());
+  for (size_t i = 0; i < z.size(); ++i) z[i] = logits[i] / p.temperature;
+
+  std::vector<int32_t> order(z.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return z[a] > z[b]; });
+  int32_t n = (p.top_k > 0 && p.top_k < vocab) ? p.top_k : vocab;
+  if (p.top_p < 1.0f) {
+    const double zmax = z[order[0]];
+    double total = 0;
+    for (int32_t r = 0; r < n; ++r) total += std::exp(static_cast<double>(z[order[r]]) - zmax);
+    const double target = static_cast<double>(p.top_p) * total;
+    double cum = 0;
+    int32_t keep = n;
+    for (int32_t r = 0; r < n; ++r) {
+      cum += std::exp(static_cast<double>(z[order[r]]) - zmax);
+      if (cum >= target) {
+        keep = r + 1;
+        break;
+      }
+    }
+    n = keep;
+  }
+  int32_t best = -1;
+  double best_key = -std::numeric_limits<double>::infinity();
+  for (int32_t r = 0; r < n; ++r) {
+    const int32_t i = order[r];
+    const double u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
+    const double key = static_cast<double>(z[i]) - std::log(-std::log(u));
+    if (best < 0 || key > best_key || (key == best_key && i < best)) {
+      best = i;
+      best_key = key;
+    }
+  }
+  return {best, static_cast<float>(log_softmax_at(z, best))};
+}
+
+std::string validate_tree_parents(std::span<const int32_t> parents) {
+  if (parents.size() > 64) {
+    return "tree attention supports at most 64 draft tokens per sequence, got " +
+           std::to_string(parents.size());
+  }
+  for (size_t j = 0; j < parents.size(); ++j) {
+    if (parents[j] < -1 || parents[j] >= static_cast<int32_t>(j)) {
+      return "tree parent of draft token " + std::to_string(j) + " is " +
+             std::to_string(parents[j]) + "; it must be in [-1, " + std::to_string(j) + ")";
+    }
+  }
+  return "";
+}
+
+}  // namespace longtail::kernels::ref

@@ -1,0 +1,138 @@
+// GPU tests of the sampler and argmax: token choice identical to ref::sample_row (the rule of
+// policy/sampling.h) on thousands of rows mixing greedy, temperature, top-k, top-p, ties and masked
+// logits; logprobs and teacher-forced logprobs close to the fp64 reference; argmax ties.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "tests/kernels/gpu_test_util.h"
+
+#if LONGTAIL_HAVE_CUDA
+namespace longtail::kernels {
+namespace {
+using testing::DeviceBuffer;
+
+struct Batch {
+  int32_t vocab;
+  int64_t stride;
+  std::vector<float> logits;
+  std::vector<SamplingRow> rows;
+  std::vector<int32_t> targets;
+};
+
+Batch make_batch(int64_t num_rows, int32_t vocab, std::mt19937_64& rng) {
+  Batch b{vocab, vocab + 3, {}, {}, {}};
+  b.logits.assign(num_rows * b.stride, std::numeric_limits<float>::quiet_NaN());  // pad = NaN
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::uniform_int_distribution<int32_t> tok(-1, vocab - 1);
+  const float temps[] = {0.0f, 0.0f, 0.5f, 1.0f, 1.0f, 1.3f};
+  const int32_t topks[] = {0, 0, 1, 5, 50, vocab + 7};
+  const float topps[] = {1.0f, 1.0f, 0.9f, 0.5f, 0.01f, 0.999f};
+  for (int64_t r = 0; r < num_rows; ++r) {
+    float* row = b.logits.data() + r * b.stride;
+    const int kind = static_cast<int>(r % 4);
+    for (int32_t i = 0; i < vocab; ++i) {
+      float v = nd(rng);
+      if (kind == 1) v = std::round(v * 2.0f) / 2.0f;                  // many exact ties
+      if (kind == 2 && (i % 3 == 0)) v = -std::numeric_limits<float>::infinity();  // masked
+      if (kind == 3 && i % 7 == 0) v = -0.0f;                         // signed zeros tie with +0
+      row[i] = v;
+    }
+    if (kind == 1) row[vocab - 1] = row[0] = 20.0f;  // tied maximum: lowest index must win
+    SamplingRow p;
+    p.temperature = temps[(r / 4) % 6];
+    p.top_k = topks[(r / 24) % 6];
+    p.top_p = topps[(r / 144) % 6];
+    p.seed = 0x5eed0000ull + static_cast<uint64_t>(r % 5);
+    p.uid = (static_cast<uint64_t>(r) << 33) | static_cast<uint64_t>(r);
+    p.position = 7 + r;
+    b.rows.push_back(p);
+    b.targets.push_back(r % 11 == 0 ? vocab + 5 : tok(rng));
+  }
+  return b;
+}
+
+void check_batch(const Batch& b, int64_t num_rows) {
+  DeviceBuffer<float> d_logits(b.logits);
+  DeviceBuffer<SamplingRow> d_rows(b.rows);
+  DeviceBuffer<int32_t> d_targets(b.targets), d_tokens(num_rows);
+  DeviceBuffer<float> d_lp(num_rows), d_tlp(num_rows);
+  LT_KERNEL_OK(sample_rows(d_logits.get(), b.stride, num_rows, b.vocab, d_rows.get(),
+                           d_targets.get(), d_tokens.get(), d_lp.get(), d_tlp.get(), nullptr));
+  const auto tokens = d_tokens.download();
+  const auto lp = d_lp.download();
+  const auto tlp = d_tlp.download();
+  int64_t mismatches = 0;
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const std::span<const float> row(b.logits.data() + r * b.stride, b.vocab);
+    const auto want = ref::sample_row(row, b.rows[r]);
+    if (tokens[r] != want.token) {
+      if (++mismatches <= 5) {
+        ADD_FAILURE() << "row " << r << " (T " << b.rows[r].temperature << " k "
+                      << b.rows[r].top_k << " p " << b.rows[r].top_p << "): gpu " << tokens[r]
+                      << " ref " << want.token;
+      }
+      continue;
+    }
+    EXPECT_NEAR(lp[r], want.logprob, 2e-4 * (1.0f + std::fabs(want.logprob))) << "row " << r;
+    const float want_t = ref::token_logprob(row, b.rows[r].temperature, b.targets[r]);
+    if (std::isnan(want_t)) {
+      EXPECT_TRUE(std::isnan(tlp[r])) << "row " << r;
+    } else {
+      EXPECT_NEAR(tlp[r], want_t, 2e-4 * (1.0f + std::fabs(want_t))) << "row " << r;
+    }
+  }
+  EXPECT_EQ(mismatches, 0) << "of " << num_rows << " rows";
+}
+
+TEST(KernelsGpuSampling, AgreesWithReferenceOnThousandsOfRows) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(21);
+  const int64_t rows = 4 * 864;  // every (kind, T, top-k, top-p) combination, 4 times
+  check_batch(make_batch(rows, 1000, rng), rows);
+  check_batch(make_batch(97, 3, rng), 97);  // vocab smaller than top-k and the block
+}
+
+TEST(KernelsGpuSampling, AgreesWithReferenceAtFullQwenVocab) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(22);
+  const int64_t rows = 48;
+  check_batch(make_batch(rows, 151936, rng), rows);
+}
+
+TEST(KernelsGpuSampling, ArgmaxTakesLowestIndexOnTies) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(23);
+  for (int32_t cols : {1, 31, 1000, 151936}) {
+    const int64_t rows = 9, stride = cols + 1;
+    std::vector<float> x(rows * stride);
+    std::normal_distribution<float> nd;
+    for (auto& v : x) v = nd(rng);
+    std::uniform_int_distribution<int32_t> pick(0, cols - 1);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int32_t a = pick(rng), c = pick(rng);
+      x[r * stride + a] = x[r * stride + c] = 50.0f;  // tie (or a single max when a == c)
+      if (r == 0) {
+        for (int32_t i = 0; i < cols; ++i) x[i] = 1.0f;  // all equal: index 0
+      }
+    }
+    DeviceBuffer<float> d_x(x), d_val(rows);
+    DeviceBuffer<int32_t> d_idx(rows);
+    LT_KERNEL_OK(argmax_rows(d_x.get(), stride, rows, cols, d_idx.get(), d_val.get(), nullptr));
+    const auto idx = d_idx.download();
+    const auto val = d_val.download();
+    for (int64_t r = 0; r < rows; ++r) {
+      const std::span<const float> row(x.data() + r * stride, cols);
+      EXPECT_EQ(idx[r], ref::argmax(row)) << "cols " << cols << " row " << r;
+      EXPECT_EQ(val[r], row[ref::argmax(row)]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace longtail::kernels
+#else
+TEST(KernelsGpuSampling, All) { GTEST_SKIP() << "built without CUDA (LONGTAIL_HAVE_CUDA off)"; }
+#endif
