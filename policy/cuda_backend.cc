@@ -1,0 +1,267 @@
+// policy::Backend on one GPU (see cuda_backend.h): validates each forward on the host, reserves
+// KV blocks, plans the device passes and hands them to the forward runner. Any failure before the
+// device work leaves every sequence as it was; a device failure rolls the reservations back.
+#include "policy/cuda_backend.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+
+#include "policy/checkpoint.h"
+#include "policy/cuda_check.h"
+#include "policy/cuda_forward.h"
+#include "policy/cuda_kv_blocks.h"
+#include "policy/cuda_ops.h"
+#include "policy/cuda_step_plan.h"
+#include "policy/cuda_weights.h"
+
+namespace longtail::policy {
+namespace {
+
+using cuda::DeviceBuffer;
+
+bool graphs_enabled() {
+  const char* v = std::getenv("LONGTAIL_CUDA_GRAPHS");
+  return !(v && std::string(v) == "0");
+}
+
+void validate_sampling(const SamplingParams& s, size_t chunk) {
+  if (!std::isfinite(s.temperature) || s.temperature < 0.0f)
+    throw std::invalid_argument("chunk " + std::to_string(chunk) + ": temperature " +
+                                std::to_string(s.temperature) + " must be finite and >= 0");
+  if (std::isnan(s.top_p) || s.top_p <= 0.0f)
+    throw std::invalid_argument("chunk " + std::to_string(chunk) + ": top_p " +
+                                std::to_string(s.top_p) + " must be > 0");
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const ModelConfig& config, std::unique_ptr<cuda::DeviceWeights> weights,
+              const BackendOptions& opts)
+      : config_(config), weights_(std::move(weights)) {
+    if (opts.kv_block_size <= 0)
+      throw std::invalid_argument("kv_block_size must be positive, got " +
+                                  std::to_string(opts.kv_block_size));
+    if (!(opts.kv_memory_fraction > 0.0 && opts.kv_memory_fraction < 1.0))
+      throw std::invalid_argument("kv_memory_fraction must be in (0, 1), got " +
+                                  std::to_string(opts.kv_memory_fraction));
+    cuda::PlanLimits limits;
+    limits.block_size = opts.kv_block_size;
+    limits.graphs = graphs_enabled();
+    runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits);
+
+    size_t free_bytes = 0, total_bytes = 0;
+    LT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const size_t slot_bytes = static_cast<size_t>(config_.num_kv_heads) * config_.head_dim * 2;
+    const size_t block_bytes =
+        2 * static_cast<size_t>(config_.num_layers) * opts.kv_block_size * slot_bytes;
+    int64_t blocks = static_cast<int64_t>(
+        static_cast<double>(free_bytes) * opts.kv_memory_fraction / static_cast<double>(block_bytes));
+    if (opts.max_kv_tokens > 0)
+      blocks = std::min<int64_t>(blocks, (opts.max_kv_tokens + opts.kv_block_size - 1) /
+                                             opts.kv_block_size);
+    blocks = std::min<int64_t>(blocks, INT32_MAX / opts.kv_block_size);
+    if (blocks < 1)
+      throw std::runtime_error("cuda backend: no GPU memory left for the KV cache (" +
+                               std::to_string(free_bytes >> 20) + " MiB free)");
+    kv_.num_blocks = static_cast<int32_t>(blocks);
+    kv_.block_size = opts.kv_block_size;
+    kv_.layer_bytes = static_cast<size_t>(blocks) * opts.kv_block_size * slot_bytes;
+    kv_buffer_ = DeviceBuffer(kv_.layer_bytes * 2 * static_cast<size_t>(config_.num_layers));
+    kv_.base = kv_buffer_.get();
+    // Zeros, so that the attention of graph padding rows (which read block 0) stays finite.
+    LT_CUDA_CHECK(cudaMemset(kv_.base, 0, kv_buffer_.bytes()));
+    LT_CUDA_CHECK(cudaDeviceSynchronize());
+    blocks_ = std::make_unique<cuda::KvBlockManager>(kv_.num_blocks, kv_.block_size);
+    spdlog::info("cuda backend: KV cache of {} blocks x {} positions ({:.1f} GiB, {:.0f}% of {} "
+                 "MiB free), graphs {}",
+                 kv_.num_blocks, kv_.block_size,
+                 static_cast<double>(kv_buffer_.bytes()) / (1 << 30),
+                 opts.kv_memory_fraction * 100, free_bytes >> 20, limits.graphs ? "on" : "off");
+  }
+
+  const ModelConfig& config() const override { return config_; }
+  std::string name() const override { return "cuda"; }
+
+  int64_t create_sequence() override { return blocks_->create(); }
+  void release_sequence(int64_t seq) override { blocks_->release(seq); }
+  int32_t sequence_length(int64_t seq) const override { return blocks_->length(seq); }
+  void truncate(int64_t seq, int32_t new_length) override { blocks_->truncate(seq, new_length); }
+  KvCapacity kv_capacity() const override {
+    KvCapacity k;
+    k.block_size = kv_.block_size;
+    k.total_tokens = static_cast<int64_t>(blocks_->total_blocks()) * kv_.block_size;
+    k.free_tokens = static_cast<int64_t>(blocks_->free_blocks()) * kv_.block_size;
+    return k;
+  }
+
+  std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) override {
+    if (chunks.empty()) return {};
+    validate(chunks);
+    int64_t needed = 0;
+    for (const auto& c : chunks)
+      needed += blocks_->blocks_needed(
+          c.seq, static_cast<int64_t>(blocks_->length(c.seq)) + static_cast<int64_t>(c.tokens.size()));
+    if (needed > blocks_->free_blocks())
+      throw KvCapacityError("cuda backend: forward needs " + std::to_string(needed) +
+                            " KV blocks, " + std::to_string(blocks_->free_blocks()) + " free");
+
+    std::vector<int32_t> old_lengths;
+    old_lengths.reserve(chunks.size());
+    for (const auto& c : chunks) {
+      old_lengths.push_back(blocks_->length(c.seq));
+      blocks_->grow(c.seq, old_lengths.back() + static_cast<int32_t>(c.tokens.size()));
+    }
+    try {
+      std::vector<cuda::PlanChunk> plan(chunks.size());
+      for (size_t i = 0; i < chunks.size(); ++i) {
+        plan[i].blocks = &blocks_->blocks(chunks[i].seq);
+        plan[i].old_length = old_lengths[i];
+        plan[i].tokens = chunks[i].tokens;
+        plan[i].first_output = chunks[i].first_output;
+        plan[i].sampling = chunks[i].sampling;
+        plan[i].uid = chunks[i].uid;
+      }
+      const std::vector<cuda::PassPlan> passes = cuda::plan_passes(plan, runner_->limits());
+      return runner_->run(passes, weights_->view(), kv_);
+    } catch (...) {
+      for (size_t i = 0; i < chunks.size(); ++i) blocks_->truncate(chunks[i].seq, old_lengths[i]);
+      throw;
+    }
+  }
+
+  void replace_weights(const std::filesystem::path& dir) override {
+    const Checkpoint ck = Checkpoint::open(dir);
+    LT_CUDA_CHECK(cudaStreamSynchronize(runner_->stream()));
+    weights_->replace(ck);
+  }
+
+  // ---- benchmark support ----
+  CudaBackendStats stats() const {
+    CudaBackendStats s;
+    s.weight_bytes_per_step = weights_->layout().bytes_read_per_step;
+    s.kv_bytes_per_token = 2 * static_cast<size_t>(config_.num_layers) * config_.num_kv_heads *
+                           config_.head_dim * 2;
+    s.graph_replays = runner_->graph_replays();
+    s.kv_blocks = kv_.num_blocks;
+    return s;
+  }
+
+  void set_length(int64_t seq, int32_t length) {
+    if (length < 0 || length > config_.max_position_embeddings)
+      throw std::invalid_argument("benchmark length " + std::to_string(length) +
+                                  " outside [0, max_position_embeddings]");
+    if (length <= blocks_->length(seq)) {
+      blocks_->truncate(seq, length);
+      return;
+    }
+    if (blocks_->blocks_needed(seq, length) > blocks_->free_blocks())
+      throw KvCapacityError("benchmark length " + std::to_string(length) + " does not fit");
+    blocks_->grow(seq, length);
+  }
+
+  void fill_kv_random(uint64_t seed) {
+    cuda::fill_uniform_bf16(kv_.base, kv_buffer_.bytes() / 2, 1.0f, seed, runner_->stream());
+    LT_CUDA_CHECK(cudaStreamSynchronize(runner_->stream()));
+  }
+
+ private:
+  void validate(std::span<const SequenceChunk> chunks) const {
+    std::unordered_set<int64_t> seen;
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      const SequenceChunk& c = chunks[i];
+      const std::string where = "chunk " + std::to_string(i) + " (sequence " + std::to_string(c.seq) + ")";
+      if (!blocks_->contains(c.seq))
+        throw std::invalid_argument(where + ": unknown sequence handle");
+      if (!seen.insert(c.seq).second)
+        throw std::invalid_argument(where + ": sequence appears twice in one forward");
+      if (c.tokens.empty()) throw std::invalid_argument(where + ": no tokens");
+      const int64_t n = static_cast<int64_t>(c.tokens.size());
+      if (c.first_output < 0 || c.first_output > n)
+        throw std::invalid_argument(where + ": first_output " + std::to_string(c.first_output) +
+                                    " outside [0, " + std::to_string(n) + "]");
+      const int64_t end = static_cast<int64_t>(blocks_->length(c.seq)) + n;
+      if (end > config_.max_position_embeddings)
+        throw std::invalid_argument(where + ": length " + std::to_string(end) +
+                                    " exceeds max_position_embeddings " +
+                                    std::to_string(config_.max_position_embeddings));
+      for (int64_t j = 0; j < n; ++j) {
+        const int32_t t = c.tokens[static_cast<size_t>(j)];
+        if (t < 0 || t >= config_.vocab_size)
+          throw std::invalid_argument(where + ": token id " + std::to_string(t) + " at index " +
+                                      std::to_string(j) + " outside the vocabulary [0, " +
+                                      std::to_string(config_.vocab_size) + ")");
+      }
+      validate_sampling(c.sampling, i);
+    }
+  }
+
+  ModelConfig config_;
+  std::unique_ptr<cuda::DeviceWeights> weights_;
+  std::unique_ptr<cuda::ForwardRunner> runner_;
+  DeviceBuffer kv_buffer_;
+  cuda::KvPool kv_;
+  std::unique_ptr<cuda::KvBlockManager> blocks_;
+};
+
+CudaBackend& as_cuda(Backend& b) {
+  auto* c = dynamic_cast<CudaBackend*>(&b);
+  if (!c) throw std::invalid_argument("backend '" + b.name() + "' is not the CUDA backend");
+  return *c;
+}
+
+void select_device(int device) {
+  if (!cuda_device_present()) throw std::runtime_error("cuda backend: no CUDA device is visible");
+  int count = 0;
+  LT_CUDA_CHECK(cudaGetDeviceCount(&count));
+  if (device < 0 || device >= count)
+    throw std::invalid_argument("cuda backend: device " + std::to_string(device) + " outside [0, " +
+                                std::to_string(count) + ")");
+  LT_CUDA_CHECK(cudaSetDevice(device));
+}
+
+}  // namespace
+
+bool cuda_device_present() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return count > 0;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(const std::filesystem::path& dir,
+                                           const BackendOptions& opts) {
+  const Checkpoint ck = Checkpoint::open(dir);
+  select_device(opts.device);
+  auto weights = std::make_unique<cuda::DeviceWeights>(ck);
+  return std::make_unique<CudaBackend>(ck.config(), std::move(weights), opts);
+}
+
+std::unique_ptr<Backend> make_cuda_backend_random(const ModelConfig& config,
+                                                  const BackendOptions& opts, uint64_t seed) {
+  if (config.num_heads <= 0 || config.num_kv_heads <= 0 || config.num_heads % config.num_kv_heads ||
+      config.head_dim <= 0 || config.hidden_size <= 0 || config.vocab_size <= 0 ||
+      config.num_layers <= 0 || config.intermediate_size <= 0)
+    throw std::invalid_argument("make_cuda_backend_random: inconsistent model shape");
+  select_device(opts.device);
+  auto weights = std::make_unique<cuda::DeviceWeights>(config, seed);
+  return std::make_unique<CudaBackend>(config, std::move(weights), opts);
+}
+
+CudaBackendStats cuda_backend_stats(const Backend& backend) {
+  return as_cuda(const_cast<Backend&>(backend)).stats();
+}
+
+void cuda_set_length_for_benchmark(Backend& backend, int64_t seq, int32_t length) {
+  as_cuda(backend).set_length(seq, length);
+}
+
+void cuda_fill_kv_random(Backend& backend, uint64_t seed) { as_cuda(backend).fill_kv_random(seed); }
+
+}  // namespace longtail::policy

@@ -1,0 +1,43 @@
+// Entry points of the CUDA backend (policy::Backend on one GPU: bf16 weights, paged KV cache,
+// cuBLAS products, kernels/ attention and sampling, CUDA graphs for repeated decode/verify shapes),
+// plus the hooks its benchmark needs. Declared without any CUDA header so policy/backend.cc and
+// the tests can include it in any build that has the backend.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+
+#include "policy/backend.h"
+#include "policy/model_config.h"
+
+namespace longtail::policy {
+
+// Loads the checkpoint in dir onto GPU opts.device. Throws LoadError for a bad checkpoint and
+// std::runtime_error when no GPU is usable.
+std::unique_ptr<Backend> make_cuda_backend(const std::filesystem::path& dir,
+                                           const BackendOptions& opts);
+
+// True when a CUDA device is visible to this process.
+bool cuda_device_present();
+
+// A backend of this shape with random weights drawn on the device (benchmarks of model sizes that
+// have no checkpoint at hand). replace_weights() still works with a checkpoint of the same shape.
+std::unique_ptr<Backend> make_cuda_backend_random(const ModelConfig& config,
+                                                  const BackendOptions& opts, uint64_t seed);
+
+// ---- benchmark support; each throws std::invalid_argument for a backend not made above ----
+struct CudaBackendStats {
+  size_t weight_bytes_per_step = 0;  // weight bytes one forward reads whatever the batch
+  size_t kv_bytes_per_token = 0;     // K + V bytes of one position over all layers
+  size_t graph_replays = 0;
+  int64_t kv_blocks = 0;
+};
+CudaBackendStats cuda_backend_stats(const Backend& backend);
+// Sets a sequence's length without running the model (its new positions hold whatever the cache
+// holds: random values after cuda_fill_kv_random). Throws KvCapacityError like forward().
+void cuda_set_length_for_benchmark(Backend& backend, int64_t seq, int32_t length);
+void cuda_fill_kv_random(Backend& backend, uint64_t seed);
+
+}  // namespace longtail::policy

@@ -1,0 +1,274 @@
+// Device execution of planned passes (see cuda_forward.h).
+#include "policy/cuda_forward.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/kernels.h"
+#include "kernels/reference.h"
+#include "policy/cuda_ops.h"
+
+namespace longtail::policy::cuda {
+namespace {
+
+constexpr size_t kMaxAttentionWorkspace = size_t{256} << 20;
+
+void check(kernels::Status s, const char* what) {
+  if (s != kernels::Status::kOk)
+    throw std::runtime_error(std::string("kernel ") + what + " failed: " + kernels::to_string(s) +
+                             ": " + kernels::last_error());
+}
+
+template <typename T>
+T* at(const DeviceBuffer& b, size_t offset) {
+  return reinterpret_cast<T*>(b.get<char>() + offset);
+}
+
+kernels::bf16* bf(void* p) { return static_cast<kernels::bf16*>(p); }
+const kernels::bf16* bf(const void* p) { return static_cast<const kernels::bf16*>(p); }
+
+int32_t pow2_at_least(int64_t x) {
+  int64_t p = 1;
+  while (p < x) p <<= 1;
+  return static_cast<int32_t>(p);
+}
+
+bool fast_attention_head_dim(int d) { return d == 64 || d == 128; }
+
+}  // namespace
+
+ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits)
+    : config_(c), limits_(limits) {
+  int dev = 0;
+  LT_CUDA_CHECK(cudaGetDevice(&dev));
+  LT_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev));
+  LT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  for (auto& ev : staged_) LT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+  gemm_ = std::make_unique<Gemm>(stream_);
+
+  const size_t T = static_cast<size_t>(limits.max_tokens);
+  const size_t R = static_cast<size_t>(limits.max_outputs);
+  const size_t hidden = static_cast<size_t>(c.hidden_size);
+  const size_t qkv_rows = static_cast<size_t>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+  const size_t attn_dim = static_cast<size_t>(c.num_heads) * c.head_dim;
+  const size_t inter = static_cast<size_t>(c.intermediate_size);
+  residual_ = DeviceBuffer(T * hidden * 4);
+  normed_ = DeviceBuffer(T * hidden * 2);
+  big_ = DeviceBuffer(T * std::max(qkv_rows, 2 * inter) * 2);
+  q_ = DeviceBuffer(T * attn_dim * 2);
+  attn_ = DeviceBuffer(T * attn_dim * 2);
+  act_ = DeviceBuffer(T * inter * 2);
+  logits_ = DeviceBuffer(R * static_cast<size_t>(c.vocab_size) * 4);
+  out_ = DeviceBuffer(R * 12);
+
+  const int64_t max_pos = std::max<int64_t>(c.max_position_embeddings, limits.block_size);
+  max_table_width_ = pow2_at_least(std::max<int64_t>(16, (max_pos + limits.block_size - 1) /
+                                                             limits.block_size));
+  const size_t meta_bytes = meta_capacity(limits, max_table_width_);
+  meta_ = DeviceBuffer(meta_bytes);
+  staging_[0] = PinnedBuffer(meta_bytes);
+  staging_[1] = PinnedBuffer(meta_bytes);
+
+  if (fast_attention_head_dim(c.head_dim)) {
+    max_splits_ = std::max(1, kernels::paged_attention_choose_splits(
+                                  1, c.num_heads, c.num_kv_heads, 1, max_pos, num_sms_));
+    size_t ws = kernels::paged_attention_workspace_bytes(limits.max_tokens, c.num_heads,
+                                                         c.head_dim, max_splits_);
+    ws = std::min(ws, kMaxAttentionWorkspace);
+    attn_ws_ = DeviceBuffer(std::max<size_t>(ws, 256));
+  }
+
+  {  // RoPE inverse frequencies, scaling included, computed once on the host like HF does
+    kernels::ref::RopeConfig rc;
+    rc.theta = c.rope_theta;
+    rc.llama3 = c.rope_scaling.type == "llama3";
+    rc.factor = c.rope_scaling.factor;
+    rc.low_freq_factor = c.rope_scaling.low_freq_factor;
+    rc.high_freq_factor = c.rope_scaling.high_freq_factor;
+    rc.original_max_position = c.rope_scaling.original_max_position_embeddings;
+    const std::vector<float> inv = kernels::ref::rope_inv_freq(rc, c.head_dim);
+    inv_freq_ = DeviceBuffer(inv.size() * 4);
+    LT_CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+  }
+  const double act_mib = static_cast<double>(residual_.bytes() + normed_.bytes() + big_.bytes() +
+                                             q_.bytes() + attn_.bytes() + act_.bytes() +
+                                             logits_.bytes() + meta_.bytes() + attn_ws_.bytes()) /
+                         (1 << 20);
+  spdlog::info("cuda backend: {} SMs, {} tokens / {} outputs per pass, {:.0f} MiB of activations",
+               num_sms_, limits.max_tokens, limits.max_outputs, act_mib);
+}
+
+ForwardRunner::~ForwardRunner() {
+  graphs_.clear();
+  gemm_.reset();
+  for (auto& ev : staged_)
+    if (ev) cudaEventDestroy(ev);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void ForwardRunner::attention(const PassPlan& p, const MetaLayout& m, const KvPool& kv, int layer) {
+  const ModelConfig& c = config_;
+  if (fast_attention_head_dim(c.head_dim)) {
+    kernels::PagedAttentionParams a;
+    a.q = bf(q_.get());
+    a.q_stride = static_cast<int64_t>(c.num_heads) * c.head_dim;
+    a.k_cache = bf(kv.k(layer));
+    a.v_cache = bf(kv.v(layer));
+    a.block_table = at<int32_t>(meta_, m.block_table);
+    a.block_table_stride = p.table_width;
+    a.block_size = kv.block_size;
+    a.query_start = at<int32_t>(meta_, m.query_start);
+    a.seq_lens = at<int32_t>(meta_, m.seq_lens);
+    a.num_seqs = p.num_seqs;
+    a.num_tokens = p.num_tokens;
+    a.max_query_len = p.max_query_len;
+    a.num_heads = c.num_heads;
+    a.num_kv_heads = c.num_kv_heads;
+    a.head_dim = c.head_dim;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    int32_t splits = std::min(max_splits_, kernels::paged_attention_choose_splits(
+                                               p.num_seqs, c.num_heads, c.num_kv_heads,
+                                               p.max_query_len, p.max_kv_len, num_sms_));
+    splits = std::max(1, splits);
+    while (splits > 1 && kernels::paged_attention_workspace_bytes(p.num_tokens, c.num_heads,
+                                                                  c.head_dim, splits) >
+                             attn_ws_.bytes())
+      --splits;
+    a.num_kv_splits = splits;
+    a.workspace = attn_ws_.get<float>();
+    a.workspace_bytes = attn_ws_.bytes();
+    a.out = bf(attn_.get());
+    a.out_stride = a.q_stride;
+    check(kernels::paged_attention(a, stream_), "paged_attention");
+    return;
+  }
+  SimpleAttention a;
+  a.q = q_.get();
+  a.k_cache = kv.k(layer);
+  a.v_cache = kv.v(layer);
+  a.block_table = at<int32_t>(meta_, m.block_table);
+  a.block_table_stride = p.table_width;
+  a.block_size = kv.block_size;
+  a.token_seq = at<int32_t>(meta_, m.token_seq);
+  a.query_start = at<int32_t>(meta_, m.query_start);
+  a.seq_lens = at<int32_t>(meta_, m.seq_lens);
+  a.num_tokens = p.num_tokens;
+  a.num_heads = c.num_heads;
+  a.num_kv_heads = c.num_kv_heads;
+  a.head_dim = c.head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  a.out = attn_.get();
+  simple_paged_attention(a, stream_);
+}
+
+void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeights& w,
+                         const KvPool& kv) {
+  const ModelConfig& c = config_;
+  const int T = p.num_tokens, R = p.num_outputs;
+  const int hidden = c.hidden_size, inter = c.intermediate_size;
+  const int qkv_rows = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+  const int attn_dim = c.num_heads * c.head_dim;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  float* residual = residual_.get<float>();
+
+  check(kernels::embedding_gather_f32(bf(w.embed), c.vocab_size, hidden,
+                                      at<int32_t>(meta_, m.tokens), T, residual, nullptr, stream_),
+        "embedding_gather_f32");
+  for (int l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    rms_norm_rows(residual, nullptr, T, hidden, lw.attn_norm, eps, normed_.get(), stream_);
+    gemm_->bf16_out(normed_.get(), lw.qkv, big_.get(), T, qkv_rows, hidden);
+    QkvPost qp;
+    qp.qkv = big_.get();
+    qp.bias = lw.qkv_bias;
+    qp.q_norm = lw.q_norm;
+    qp.k_norm = lw.k_norm;
+    qp.norm_eps = eps;
+    qp.positions = at<int32_t>(meta_, m.positions);
+    qp.inv_freq = inv_freq_.get<float>();
+    qp.slots = at<int32_t>(meta_, m.slots);
+    qp.q_out = q_.get();
+    qp.k_cache = kv.k(l);
+    qp.v_cache = kv.v(l);
+    qp.num_tokens = T;
+    qp.num_heads = c.num_heads;
+    qp.num_kv_heads = c.num_kv_heads;
+    qp.head_dim = c.head_dim;
+    qkv_post(qp, stream_);
+    attention(p, m, kv, l);
+    gemm_->f32_out(attn_.get(), lw.o, residual, T, hidden, attn_dim, true);
+    rms_norm_rows(residual, nullptr, T, hidden, lw.mlp_norm, eps, normed_.get(), stream_);
+    gemm_->bf16_out(normed_.get(), lw.gate_up, big_.get(), T, 2 * inter, hidden);
+    check(kernels::swiglu_bf16(bf(big_.get()), 2 * static_cast<int64_t>(inter), bf(act_.get()),
+                               inter, T, inter, stream_),
+          "swiglu_bf16");
+    gemm_->f32_out(act_.get(), lw.down, residual, T, hidden, inter, true);
+  }
+  rms_norm_rows(residual, at<int32_t>(meta_, m.out_rows), R, hidden, w.final_norm, eps,
+                normed_.get(), stream_);
+  gemm_->f32_out(normed_.get(), w.lm_head, logits_.get<float>(), R, c.vocab_size, hidden, false);
+  int32_t* tok = out_.get<int32_t>();
+  float* lp = reinterpret_cast<float*>(tok + R);
+  float* tlp = lp + R;
+  check(kernels::sample_rows(logits_.get<float>(), c.vocab_size, R, c.vocab_size,
+                             at<kernels::SamplingRow>(meta_, m.rows),
+                             at<int32_t>(meta_, m.targets), tok, lp, tlp, stream_),
+        "sample_rows");
+}
+
+std::vector<TokenOutput> ForwardRunner::run(std::span<const PassPlan> passes,
+                                            const ModelWeights& w, const KvPool& kv) {
+  size_t total_rows = 0;
+  for (const auto& p : passes) {
+    if (p.num_tokens > limits_.max_tokens || p.num_outputs > limits_.max_outputs ||
+        p.num_seqs > limits_.max_seqs || p.table_width > max_table_width_)
+      throw std::logic_error("cuda forward: a planned pass exceeds the runner's buffers");
+    total_rows += static_cast<size_t>(p.num_outputs);
+  }
+  if (results_.bytes() < total_rows * 12) results_ = PinnedBuffer(std::max<size_t>(total_rows * 12, 4096));
+
+  size_t row_base = 0;
+  for (size_t i = 0; i < passes.size(); ++i) {
+    const PassPlan& p = passes[i];
+    const MetaLayout m = meta_layout(p.num_tokens, p.num_seqs, p.num_outputs, p.table_width);
+    PinnedBuffer& staging = staging_[i % 2];
+    LT_CUDA_CHECK(cudaEventSynchronize(staged_[i % 2]));  // its previous copy has been consumed
+    pack_meta(p, m, staging.get<std::byte>());
+    LT_CUDA_CHECK(
+        cudaMemcpyAsync(meta_.get(), staging.get(), m.total, cudaMemcpyHostToDevice, stream_));
+    LT_CUDA_CHECK(cudaEventRecord(staged_[i % 2], stream_));
+    if (p.graphable)
+      graphs_.run(p.key, stream_, [&] { body(p, m, w, kv); });
+    else
+      body(p, m, w, kv);
+    LT_CUDA_CHECK(cudaMemcpyAsync(results_.get<char>() + row_base * 12, out_.get(),
+                                  static_cast<size_t>(p.num_outputs) * 12, cudaMemcpyDeviceToHost,
+                                  stream_));
+    row_base += static_cast<size_t>(p.num_outputs);
+  }
+  LT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+
+  std::vector<TokenOutput> outs;
+  row_base = 0;
+  for (const auto& p : passes) {
+    const char* base = results_.get<char>() + row_base * 12;
+    const auto* tok = reinterpret_cast<const int32_t*>(base);
+    const auto* lp = reinterpret_cast<const float*>(tok + p.num_outputs);
+    const float* tlp = lp + p.num_outputs;
+    for (int32_t r = 0; r < p.real_outputs; ++r) {
+      TokenOutput o;
+      o.sampled = tok[r];
+      o.sampled_logprob = lp[r];
+      o.next_input_logprob = tlp[r];  // NaN from the kernel where the target is -1
+      outs.push_back(o);
+    }
+    row_base += static_cast<size_t>(p.num_outputs);
+  }
+  return outs;
+}
+
+}  // namespace longtail::policy::cuda

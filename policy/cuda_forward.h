@@ -1,0 +1,73 @@
+// The CUDA forward runner: executes planned passes (cuda_step_plan.h) on the device. All tokens of
+// a pass go through each weight matrix in one cuBLAS product; attention runs per sequence over the
+// paged cache; the final norm and the output projection run only on the rows that produce
+// outputs; sampling happens on the device, and only (token, logprob, next-input logprob) per
+// output row comes back, after the one stream synchronisation of the step.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "policy/backend.h"
+#include "policy/cuda_buffer.h"
+#include "policy/cuda_gemm.h"
+#include "policy/cuda_graph_cache.h"
+#include "policy/cuda_step_plan.h"
+#include "policy/cuda_weights.h"
+#include "policy/model_config.h"
+
+namespace longtail::policy::cuda {
+
+// Per layer, K then V, each [num_blocks][block_size][num_kv_heads][head_dim] bf16.
+struct KvPool {
+  void* base = nullptr;
+  size_t layer_bytes = 0;  // one of K or V for one layer
+  int32_t num_blocks = 0;
+  int32_t block_size = 16;
+  void* k(int layer) const { return static_cast<char*>(base) + 2 * layer * layer_bytes; }
+  void* v(int layer) const { return static_cast<char*>(base) + (2 * layer + 1) * layer_bytes; }
+};
+
+class ForwardRunner {
+ public:
+  ForwardRunner(const ModelConfig& config, const PlanLimits& limits);
+  ~ForwardRunner();
+  ForwardRunner(const ForwardRunner&) = delete;
+  ForwardRunner& operator=(const ForwardRunner&) = delete;
+
+  // Runs the passes in order and returns the real outputs, flattened in plan order. The only
+  // host wait is the final stream synchronisation (plus, for multi-pass forwards, reuse of the
+  // double-buffered metadata staging area).
+  std::vector<TokenOutput> run(std::span<const PassPlan> passes, const ModelWeights& weights,
+                               const KvPool& kv);
+
+  cudaStream_t stream() const { return stream_; }
+  const PlanLimits& limits() const { return limits_; }
+  size_t graph_replays() const { return graphs_.replays(); }
+  void clear_graphs() { graphs_.clear(); }
+
+ private:
+  void body(const PassPlan& pass, const MetaLayout& layout, const ModelWeights& w,
+            const KvPool& kv);
+  void attention(const PassPlan& pass, const MetaLayout& layout, const KvPool& kv, int layer);
+
+  ModelConfig config_;
+  PlanLimits limits_;
+  int32_t max_table_width_ = 0;
+  int num_sms_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<Gemm> gemm_;
+  DeviceBuffer residual_, normed_, big_, q_, attn_, act_, logits_, meta_, out_, attn_ws_,
+      inv_freq_;
+  int32_t max_splits_ = 1;
+  PinnedBuffer staging_[2];
+  cudaEvent_t staged_[2] = {nullptr, nullptr};
+  PinnedBuffer results_;
+  GraphCache graphs_;
+};
+
+}  // namespace longtail::policy::cuda

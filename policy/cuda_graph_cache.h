@@ -1,0 +1,44 @@
+// CUDA graphs of repeated decode/verify pass shapes. A shape is replayed from a graph once it has
+// been seen before (the first occurrence runs eagerly, so lazy library initialisation such as
+// cuBLAS heuristics or kernel attributes never happens inside a capture); a capture that fails
+// marks the shape eager-only instead of failing the step.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <tuple>
+
+#include "policy/cuda_step_plan.h"
+
+namespace longtail::policy::cuda {
+
+class GraphCache {
+ public:
+  explicit GraphCache(size_t max_graphs = 128) : max_graphs_(max_graphs) {}
+  ~GraphCache();
+  GraphCache(const GraphCache&) = delete;
+  GraphCache& operator=(const GraphCache&) = delete;
+
+  // Runs `body` for this key on `stream`: eagerly, or by capturing it once and replaying.
+  void run(const GraphKey& key, cudaStream_t stream, const std::function<void()>& body);
+  void clear();
+  size_t size() const { return graphs_.size(); }
+  size_t replays() const { return replays_; }
+
+ private:
+  using Key = std::tuple<int32_t, int32_t, int32_t>;
+  struct Entry {
+    int seen = 0;
+    bool eager_only = false;
+    cudaGraphExec_t exec = nullptr;
+  };
+  size_t max_graphs_;
+  std::map<Key, Entry> graphs_;
+  size_t captured_ = 0;
+  size_t replays_ = 0;
+};
+
+}  // namespace longtail::policy::cuda

@@ -1,0 +1,231 @@
+// Pass planning and metadata packing for the CUDA forward (see cuda_step_plan.h).
+#include "policy/cuda_step_plan.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+namespace longtail::policy::cuda {
+namespace {
+
+constexpr int32_t kBuckets[] = {1,  2,  4,  8,  16,  24,  32,  40,  48,  56,
+                                64, 80, 96, 112, 128, 160, 192, 224, 256};
+constexpr int32_t kMinGraphTableWidth = 16;
+
+size_t align16(size_t x) { return (x + 15) / 16 * 16; }
+
+int32_t pow2_at_least(int32_t x) {
+  int32_t p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+
+kernels::SamplingRow sampling_row(const PlanChunk& c, int64_t position) {
+  kernels::SamplingRow r;
+  r.temperature = c.sampling.temperature;
+  r.top_k = c.sampling.top_k;
+  r.top_p = c.sampling.top_p;
+  r.seed = c.sampling.seed;
+  r.uid = c.uid;
+  r.position = position;
+  return r;
+}
+
+// Accumulates pieces of chunks into one pass.
+class PassBuilder {
+ public:
+  explicit PassBuilder(const PlanLimits& limits) : limits_(&limits) {}
+
+  int32_t tokens() const { return static_cast<int32_t>(pass_.tokens.size()); }
+  int32_t seqs() const { return static_cast<int32_t>(pieces_.size()); }
+  int32_t outputs() const { return static_cast<int32_t>(pass_.out_rows.size()); }
+  bool empty() const { return pieces_.empty(); }
+
+  // Input indices [a, b) of chunk c.
+  void add(const PlanChunk& c, int32_t a, int32_t b) {
+    const int32_t B = limits_->block_size;
+    const int32_t s = seqs();
+    const int32_t t0 = tokens();
+    if (pass_.query_start.empty()) pass_.query_start.push_back(0);
+    for (int32_t i = a; i < b; ++i) {
+      const int32_t pos = c.old_length + i;
+      pass_.tokens.push_back(c.tokens[static_cast<size_t>(i)]);
+      pass_.positions.push_back(pos);
+      pass_.slots.push_back((*c.blocks)[static_cast<size_t>(pos / B)] * B + pos % B);
+      pass_.token_seq.push_back(s);
+    }
+    pass_.query_start.push_back(tokens());
+    const int32_t len = c.old_length + b;
+    pass_.seq_lens.push_back(len);
+    const int32_t n = static_cast<int32_t>(c.tokens.size());
+    for (int32_t i = std::max(a, c.first_output); i < b; ++i) {
+      pass_.out_rows.push_back(t0 + (i - a));
+      pass_.targets.push_back(i + 1 < n ? c.tokens[static_cast<size_t>(i + 1)] : -1);
+      pass_.rows.push_back(sampling_row(c, static_cast<int64_t>(c.old_length) + i + 1));
+    }
+    pieces_.push_back({c.blocks, (len + B - 1) / B});
+    pass_.max_query_len = std::max(pass_.max_query_len, b - a);
+    pass_.max_kv_len = std::max<int64_t>(pass_.max_kv_len, len);
+  }
+
+  // Pads to `padded_seqs` sequences of `per_seq` tokens (graph replay) when padded_seqs > seqs().
+  PassPlan finish(int32_t table_width, int32_t padded_seqs, int32_t per_seq) {
+    pass_.real_outputs = outputs();
+    for (int32_t s = seqs(); s < padded_seqs; ++s) {
+      const int32_t t0 = tokens();
+      for (int32_t j = 0; j < per_seq; ++j) {
+        pass_.tokens.push_back(0);
+        pass_.positions.push_back(j);
+        pass_.slots.push_back(-1);  // never written: the cache stays untouched
+        pass_.token_seq.push_back(s);
+        pass_.out_rows.push_back(t0 + j);
+        pass_.targets.push_back(-1);
+        kernels::SamplingRow r;
+        r.temperature = 0.0f;
+        pass_.rows.push_back(r);
+      }
+      pass_.query_start.push_back(tokens());
+      pass_.seq_lens.push_back(per_seq);
+      pieces_.push_back({nullptr, 0});
+    }
+    pass_.num_tokens = tokens();
+    pass_.num_seqs = seqs();
+    pass_.num_outputs = outputs();
+    pass_.table_width = table_width;
+    // Padding rows point at block 0: valid memory, read (never written) by their attention.
+    pass_.block_table.assign(static_cast<size_t>(pass_.num_seqs) * table_width, 0);
+    for (size_t s = 0; s < pieces_.size(); ++s) {
+      if (!pieces_[s].blocks) continue;
+      std::copy_n(pieces_[s].blocks->begin(), pieces_[s].used,
+                  pass_.block_table.begin() + static_cast<ptrdiff_t>(s * table_width));
+    }
+    return std::move(pass_);
+  }
+
+  int32_t needed_width() const {
+    int32_t w = 1;
+    for (const auto& p : pieces_) w = std::max(w, p.used);
+    return w;
+  }
+
+ private:
+  struct Piece {
+    const std::vector<int32_t>* blocks;
+    int32_t used;  // blocks covering the sequence up to this piece's end
+  };
+  const PlanLimits* limits_;
+  PassPlan pass_;
+  std::vector<Piece> pieces_;
+};
+
+bool graphable(std::span<const PlanChunk> chunks, const PlanLimits& limits, int32_t* bucket) {
+  if (!limits.graphs || chunks.empty()) return false;
+  const size_t n = chunks[0].tokens.size();
+  if (n == 0 || static_cast<int32_t>(n) > limits.max_graph_tokens_per_seq) return false;
+  for (const auto& c : chunks)
+    if (c.tokens.size() != n || c.first_output != 0) return false;
+  *bucket = graph_batch_bucket(static_cast<int32_t>(chunks.size()));
+  if (*bucket == 0) return false;
+  const int64_t t = static_cast<int64_t>(*bucket) * static_cast<int64_t>(n);
+  return t <= limits.max_tokens && t <= limits.max_outputs && *bucket <= limits.max_seqs;
+}
+
+}  // namespace
+
+int32_t graph_batch_bucket(int32_t seqs) {
+  for (int32_t b : kBuckets)
+    if (seqs <= b) return b;
+  return 0;
+}
+
+std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanLimits& limits) {
+  if (limits.max_tokens <= 0 || limits.max_seqs <= 0 || limits.max_outputs <= 0)
+    throw std::invalid_argument("plan_passes: limits must be positive");
+  std::vector<PassPlan> passes;
+  int32_t bucket = 0;
+  if (graphable(chunks, limits, &bucket)) {
+    PassBuilder b(limits);
+    for (const auto& c : chunks) b.add(c, 0, static_cast<int32_t>(c.tokens.size()));
+    const int32_t per_seq = static_cast<int32_t>(chunks[0].tokens.size());
+    const int32_t width = pow2_at_least(std::max(b.needed_width(), kMinGraphTableWidth));
+    PassPlan p = b.finish(width, bucket, per_seq);
+    p.graphable = true;
+    p.key = GraphKey{bucket, per_seq, width};
+    p.max_kv_len = static_cast<int64_t>(width) * limits.block_size;
+    passes.push_back(std::move(p));
+    return passes;
+  }
+  PassBuilder cur(limits);
+  auto flush = [&] {
+    if (cur.empty()) return;
+    passes.push_back(cur.finish(cur.needed_width(), 0, 0));
+    cur = PassBuilder(limits);
+  };
+  for (const auto& c : chunks) {
+    const int32_t n = static_cast<int32_t>(c.tokens.size());
+    int32_t a = 0;
+    while (a < n) {
+      if (cur.seqs() >= limits.max_seqs || cur.tokens() >= limits.max_tokens) {
+        flush();
+        continue;
+      }
+      int32_t b = std::min(n, a + (limits.max_tokens - cur.tokens()));
+      const int32_t out_from = std::max(a, c.first_output);
+      const int32_t room_out = limits.max_outputs - cur.outputs();
+      if (b > out_from && b - out_from > room_out) b = out_from + room_out;
+      if (b <= a) {
+        flush();
+        continue;
+      }
+      cur.add(c, a, b);
+      a = b;
+    }
+  }
+  flush();
+  return passes;
+}
+
+MetaLayout meta_layout(int32_t T, int32_t S, int32_t R, int32_t W) {
+  MetaLayout m{};
+  size_t at = 0;
+  auto take = [&](size_t bytes) {
+    const size_t off = at;
+    at = align16(at + bytes);
+    return off;
+  };
+  const size_t t = static_cast<size_t>(T) * 4, r = static_cast<size_t>(R) * 4;
+  m.tokens = take(t);
+  m.positions = take(t);
+  m.slots = take(t);
+  m.token_seq = take(t);
+  m.query_start = take((static_cast<size_t>(S) + 1) * 4);
+  m.seq_lens = take(static_cast<size_t>(S) * 4);
+  m.out_rows = take(r);
+  m.targets = take(r);
+  m.rows = take(static_cast<size_t>(R) * sizeof(kernels::SamplingRow));
+  m.block_table = take(static_cast<size_t>(S) * static_cast<size_t>(W) * 4);
+  m.total = at;
+  return m;
+}
+
+size_t meta_capacity(const PlanLimits& limits, int32_t max_table_width) {
+  return meta_layout(limits.max_tokens, limits.max_seqs, limits.max_outputs, max_table_width).total;
+}
+
+void pack_meta(const PassPlan& p, const MetaLayout& m, std::byte* dst) {
+  auto put = [&](size_t off, const auto& v) {
+    if (!v.empty()) std::memcpy(dst + off, v.data(), v.size() * sizeof(v[0]));
+  };
+  put(m.tokens, p.tokens);
+  put(m.positions, p.positions);
+  put(m.slots, p.slots);
+  put(m.token_seq, p.token_seq);
+  put(m.query_start, p.query_start);
+  put(m.seq_lens, p.seq_lens);
+  put(m.out_rows, p.out_rows);
+  put(m.targets, p.targets);
+  put(m.rows, p.rows);
+  put(m.block_table, p.block_table);
+}
+
+}  // namespace longtail::policy::cuda

@@ -1,0 +1,80 @@
+// Host-side planning of one CUDA forward: turns the engine's chunks (each sequence's new tokens on
+// top of its cached prefix) into one or more device passes with flat metadata arrays (token ids,
+// positions, cache slots, per-sequence query ranges and block tables, output rows with their
+// sampling parameters). A forward that fits the limits is one pass; a larger one (long prefill)
+// is cut into passes, splitting chunks where needed, which is exact because each pass attends to
+// the cache the earlier passes wrote. Decode/verify steps whose sequences all add the same number
+// of tokens are padded to a batch bucket so a captured CUDA graph can replay them. Pure C++.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "policy/sampling.h"
+
+namespace longtail::policy::cuda {
+
+struct PlanChunk {
+  const std::vector<int32_t>* blocks = nullptr;  // the sequence's blocks, grown to the new length
+  int32_t old_length = 0;                        // cached positions before this forward
+  std::span<const int32_t> tokens;
+  int32_t first_output = 0;
+  SamplingParams sampling;
+  uint64_t uid = 0;
+};
+
+struct PlanLimits {
+  int32_t max_tokens = 4096;   // tokens per pass (activation buffers)
+  int32_t max_seqs = 1024;     // sequences per pass
+  int32_t max_outputs = 4096;  // output rows per pass (logits buffer)
+  int32_t block_size = 16;
+  bool graphs = true;
+  int32_t max_graph_tokens_per_seq = 16;
+};
+
+// Identifies a replayable pass shape: everything a captured graph bakes in.
+struct GraphKey {
+  int32_t seqs = 0;            // padded batch bucket
+  int32_t tokens_per_seq = 0;
+  int32_t table_width = 0;     // block-table row stride, a power of two
+  bool operator==(const GraphKey&) const = default;
+};
+
+struct PassPlan {
+  int32_t num_tokens = 0;      // T (padded when graphable)
+  int32_t num_seqs = 0;        // S (padded when graphable)
+  int32_t num_outputs = 0;     // R (padded when graphable)
+  int32_t real_outputs = 0;    // the first real_outputs rows are results, in chunk order
+  int32_t table_width = 0;     // W
+  int32_t max_query_len = 0;
+  int64_t max_kv_len = 0;      // upper bound of seq_lens (grid sizing only)
+  bool graphable = false;
+  GraphKey key;
+
+  std::vector<int32_t> tokens, positions, slots, token_seq;  // [T]
+  std::vector<int32_t> query_start;                          // [S + 1]
+  std::vector<int32_t> seq_lens;                             // [S]
+  std::vector<int32_t> block_table;                          // [S * W]
+  std::vector<int32_t> out_rows, targets;                    // [R]
+  std::vector<kernels::SamplingRow> rows;                    // [R]
+};
+
+// Batch buckets for graph replay: sizes a decode batch is padded up to.
+int32_t graph_batch_bucket(int32_t seqs);  // 0 when seqs exceeds the largest bucket
+
+std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanLimits& limits);
+
+// Offsets (bytes) of each array inside the packed metadata image; a function of (T, S, R, W)
+// only, so passes with the same GraphKey put every array at the same device address.
+struct MetaLayout {
+  size_t tokens, positions, slots, token_seq, query_start, seq_lens, out_rows, targets, rows,
+      block_table, total;
+};
+MetaLayout meta_layout(int32_t T, int32_t S, int32_t R, int32_t W);
+// Bytes needed for the largest pass under these limits and table width.
+size_t meta_capacity(const PlanLimits& limits, int32_t max_table_width);
+void pack_meta(const PassPlan& pass, const MetaLayout& layout, std::byte* dst);
+
+}  // namespace longtail::policy::cuda
