@@ -43,10 +43,11 @@ std::vector<std::string> read_allow_list(const std::filesystem::path& path) {
   int lineno = 0;
   while (std::getline(in, line)) {
     ++lineno;
-    if (auto h = line.find('#'); h != std::string::npos) line.resize(h);
+    // Z85 keys may contain '#', so only a line that starts with '#' is a comment; anything after
+    // the key on its line is ignored.
     std::istringstream ss(line);
     std::string key;
-    if (!(ss >> key)) continue;
+    if (!(ss >> key) || key[0] == '#') continue;
     if (!valid_z85_key(key))
       throw std::runtime_error("CURVE allow-list " + path.string() + " line " + std::to_string(lineno) + ": not a Z85 public key");
     keys.push_back(key);

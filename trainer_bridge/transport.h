@@ -31,7 +31,8 @@ struct CurveClientOptions {
 
 // Reads a Z85 key (first 40 non-space characters) from a file; throws naming the file.
 std::string read_key_file(const std::filesystem::path& path);
-// Reads an allow-list: one Z85 public key per line, '#' comments and blank lines ignored.
+// Reads an allow-list: one Z85 public key per line (the first word; the rest of the line is free
+// text); blank lines and lines starting with '#' are ignored.
 std::vector<std::string> read_allow_list(const std::filesystem::path& path);
 struct KeyPair {
   std::string public_key, secret_key;

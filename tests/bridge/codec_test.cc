@@ -1,0 +1,297 @@
+// Codec tests: every message survives a round trip field by field, and every kind of bad input
+// (not msgpack, wrong shapes, missing/mistyped fields, bad frame references, wrong version) is a
+// ProtocolError with the right code that names the field and the request.
+#include <gtest/gtest.h>
+#include <msgpack.hpp>
+
+#include "tests/bridge/synthetic.h"
+#include "trainer_bridge/codec.h"
+
+namespace longtail::bridge {
+namespace {
+
+using testing::make_batch;
+
+template <typename T>
+T round_trip(const T& m, Direction dir) {
+  Message out = decode(encode(Message{m}), dir);
+  EXPECT_TRUE(std::holds_alternative<T>(out)) << "decoded as variant index " << out.index();
+  return std::get<T>(out);
+}
+
+// Encodes a header map built by f as a single-frame message.
+template <typename F>
+Frames raw(F&& f, std::vector<Bytes> extra = {}) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> p(buf);
+  f(p);
+  Frames fr;
+  fr.parts.emplace_back(reinterpret_cast<const uint8_t*>(buf.data()), reinterpret_cast<const uint8_t*>(buf.data()) + buf.size());
+  for (auto& e : extra) fr.parts.push_back(std::move(e));
+  return fr;
+}
+
+ProtocolError decode_error(const Frames& f, Direction dir = Direction::kToWorker) {
+  try {
+    decode(f, dir);
+  } catch (const ProtocolError& e) {
+    return e;
+  }
+  ADD_FAILURE() << "decode accepted bad input";
+  return ProtocolError("none", "none");
+}
+
+TEST(Codec, SubmitRoundTrip) {
+  Submit s;
+  s.req = 42;
+  rollout::GroupRequest g;
+  g.group_id = "g1";
+  g.prompt_id = "p1";
+  g.prompt_tokens = {1, 2, 3};
+  g.n = 4;
+  g.sampling.temperature = 0.7f;
+  g.sampling.top_k = 20;
+  g.sampling.top_p = 0.9f;
+  g.sampling.seed = 1234567890123ull;
+  g.max_new_tokens = 64;
+  g.stop_tokens = {151645};
+  g.metadata = std::string("\x00\xff", 2);
+  s.groups.push_back(g);
+  g.group_id = "g2";
+  g.prompt_tokens = {9};
+  s.groups.push_back(g);
+  const Submit d = round_trip(s, Direction::kToWorker);
+  EXPECT_EQ(d.req, 42u);
+  ASSERT_EQ(d.groups.size(), 2u);
+  EXPECT_EQ(d.groups[0].group_id, "g1");
+  EXPECT_EQ(d.groups[0].prompt_id, "p1");
+  EXPECT_EQ(d.groups[0].prompt_tokens, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(d.groups[1].prompt_tokens, (std::vector<int32_t>{9}));
+  EXPECT_EQ(d.groups[0].n, 4);
+  EXPECT_FLOAT_EQ(d.groups[0].sampling.temperature, 0.7f);
+  EXPECT_EQ(d.groups[0].sampling.top_k, 20);
+  EXPECT_FLOAT_EQ(d.groups[0].sampling.top_p, 0.9f);
+  EXPECT_EQ(d.groups[0].sampling.seed, 1234567890123ull);
+  EXPECT_EQ(d.groups[0].max_new_tokens, 64);
+  EXPECT_EQ(d.groups[0].stop_tokens, (std::vector<int32_t>{151645}));
+  EXPECT_EQ(d.groups[0].metadata, std::string("\x00\xff", 2));
+}
+
+TEST(Codec, BatchRoundTrip) {
+  Batch b = make_batch(5, 7, 11);
+  b.seq = 99;
+  b.worker_id = "w";
+  b.created_ns = 123456789;
+  const Batch d = round_trip(b, Direction::kToTrainer);
+  EXPECT_EQ(d.seq, 99u);
+  EXPECT_EQ(d.worker_id, "w");
+  EXPECT_EQ(d.round, 7);
+  EXPECT_EQ(d.policy_version, 4);
+  EXPECT_EQ(d.created_ns, 123456789);
+  ASSERT_EQ(d.trajectories.size(), 5u);
+  for (size_t i = 0; i < 5; ++i) {
+    const auto& a = b.trajectories[i];
+    const auto& c = d.trajectories[i];
+    EXPECT_EQ(c.uid, a.uid);
+    EXPECT_EQ(c.group_id, a.group_id);
+    EXPECT_EQ(c.prompt_id, a.prompt_id);
+    EXPECT_EQ(c.sample_index, a.sample_index);
+    EXPECT_EQ(c.prompt_tokens, a.prompt_tokens);
+    EXPECT_EQ(c.response_tokens, a.response_tokens);
+    EXPECT_EQ(c.behaviour_logprobs, a.behaviour_logprobs);
+    EXPECT_EQ(c.policy_versions, a.policy_versions);
+    EXPECT_EQ(c.current_logprobs, a.current_logprobs);
+    EXPECT_EQ(c.token_tis, a.token_tis);
+    EXPECT_EQ(c.finish_reason, a.finish_reason);
+    EXPECT_EQ(c.metadata, a.metadata);
+    EXPECT_EQ(c.has_reward, a.has_reward);
+    EXPECT_DOUBLE_EQ(c.reward, a.reward);
+    EXPECT_DOUBLE_EQ(c.log_ratio, a.log_ratio);
+    EXPECT_DOUBLE_EQ(c.weight, a.weight);
+  }
+  EXPECT_EQ(d.importance.off_policy_trajectories, 2);
+  EXPECT_DOUBLE_EQ(d.importance.lr_scale, 0.9486);
+  ASSERT_EQ(d.importance.baselines.size(), 1u);
+  EXPECT_TRUE(d.importance.baselines[0].valid);
+  EXPECT_DOUBLE_EQ(d.stats.makespan_s, 1.5);
+}
+
+TEST(Codec, BatchWithInconsistentTrajectoryIsRefusedAtEncode) {
+  Batch b = make_batch(1, 2, 3);
+  b.trajectories[0].behaviour_logprobs.pop_back();
+  EXPECT_THROW(encode(b), std::invalid_argument);
+}
+
+TEST(Codec, SmallMessagesRoundTrip) {
+  EXPECT_EQ(round_trip(Hello{kProtocolVersion, "t", 3}, Direction::kToWorker).credits, 3);
+  EXPECT_EQ(round_trip(Credit{5}, Direction::kToWorker).batches, 5);
+  EXPECT_EQ(round_trip(Ack{{1, 2, 3}}, Direction::kToWorker).seqs, (std::vector<uint64_t>{1, 2, 3}));
+  const auto u = round_trip(UpdateWeights{7, 3, "/ckpt/v3"}, Direction::kToWorker);
+  EXPECT_EQ(u.req, 7u);
+  EXPECT_EQ(u.version, 3);
+  EXPECT_EQ(u.path, "/ckpt/v3");
+  const auto r = round_trip(Rewards{8, {1, 2}, {0.5, -1}}, Direction::kToWorker);
+  EXPECT_EQ(r.uids, (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(r.rewards, (std::vector<double>{0.5, -1}));
+  EXPECT_EQ(round_trip(StatsRequest{9}, Direction::kToWorker).req, 9u);
+  EXPECT_EQ(round_trip(Drain{10}, Direction::kToWorker).req, 10u);
+  EXPECT_EQ(round_trip(Shutdown{11}, Direction::kToWorker).req, 11u);
+  (void)round_trip(Heartbeat{}, Direction::kToWorker);
+  (void)round_trip(Heartbeat{}, Direction::kToTrainer);
+  Welcome w;
+  w.worker_id = "w0";
+  w.instance = "abc";
+  w.model.architecture = "Qwen3ForCausalLM";
+  w.model.vocab_size = 1000;
+  w.model.eos_token_ids = {1, 2};
+  w.policy_version = 2;
+  w.capabilities = {"speculation"};
+  w.unacked = 3;
+  const auto wd = round_trip(w, Direction::kToTrainer);
+  EXPECT_EQ(wd.model.architecture, "Qwen3ForCausalLM");
+  EXPECT_EQ(wd.model.eos_token_ids, (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(wd.capabilities, (std::vector<std::string>{"speculation"}));
+  EXPECT_EQ(wd.unacked, 3u);
+  EXPECT_EQ(round_trip(SubmitOk{1, 2}, Direction::kToTrainer).groups, 2);
+  EXPECT_EQ(round_trip(WeightsOk{1, 5}, Direction::kToTrainer).version, 5);
+  EXPECT_EQ(round_trip(RewardsOk{1, {77}}, Direction::kToTrainer).unknown_uids, (std::vector<uint64_t>{77}));
+  const auto st = round_trip(StatsReply{4, {{"engine", {{"steps", 12}, {"x", 1.5}}}, {"list", {1, 2}}}}, Direction::kToTrainer);
+  EXPECT_EQ(st.stats["engine"]["steps"], 12);
+  EXPECT_EQ(st.stats["list"][1], 2);
+  EXPECT_EQ(round_trip(DrainOk{3, 17}, Direction::kToTrainer).batch_seq, std::optional<uint64_t>(17));
+  EXPECT_FALSE(round_trip(DrainOk{3, std::nullopt}, Direction::kToTrainer).batch_seq);
+  EXPECT_EQ(round_trip(ShutdownOk{6}, Direction::kToTrainer).req, 6u);
+  const auto e = round_trip(Error{"BAD_FIELD", "what", 5, "SUBMIT"}, Direction::kToTrainer);
+  EXPECT_EQ(e.code, "BAD_FIELD");
+  EXPECT_EQ(e.req, std::optional<uint64_t>(5));
+  EXPECT_EQ(e.request_type, "SUBMIT");
+}
+
+TEST(Codec, NotMsgpackIsMalformed) {
+  Frames f;
+  f.parts.push_back({0xc1});  // never-used msgpack byte
+  EXPECT_EQ(decode_error(f).code, errc::kMalformed);
+  f.parts[0] = {0x92, 0x01};  // array of 2 with only one element
+  EXPECT_EQ(decode_error(f).code, errc::kMalformed);
+  EXPECT_EQ(decode_error(Frames{}).code, errc::kMalformed);
+}
+
+TEST(Codec, HugeContainerClaimIsMalformedNotAnAllocation) {
+  Frames f;
+  f.parts.push_back({0xdd, 0xff, 0xff, 0xff, 0xff});  // array32 of 4 billion elements
+  EXPECT_EQ(decode_error(f).code, errc::kMalformed);
+  f.parts[0] = {0xdf, 0xff, 0xff, 0xff, 0xff};  // map32
+  EXPECT_EQ(decode_error(f).code, errc::kMalformed);
+}
+
+TEST(Codec, HeaderMustBeAMapWithKnownType) {
+  EXPECT_EQ(decode_error(raw([](auto& p) { p.pack(1); })).code, errc::kMalformed);
+  EXPECT_EQ(decode_error(raw([](auto& p) { p.pack_map(0); })).code, errc::kBadField);
+  auto e = decode_error(raw([](auto& p) {
+    p.pack_map(1);
+    p.pack(std::string("type"));
+    p.pack(std::string("FROB"));
+  }));
+  EXPECT_EQ(e.code, errc::kUnknownType);
+  EXPECT_NE(std::string(e.what()).find("FROB"), std::string::npos);
+  // BATCH is a worker -> trainer message: the worker does not accept it.
+  EXPECT_EQ(decode_error(encode(make_batch(1, 1, 1))).code, errc::kUnknownType);
+}
+
+TEST(Codec, WrongProtocolVersion) {
+  auto e = decode_error(encode(Hello{kProtocolVersion + 1, "t", 0}));
+  EXPECT_EQ(e.code, errc::kBadVersion);
+  EXPECT_EQ(e.request_type, "HELLO");
+}
+
+TEST(Codec, MissingAndMistypedFieldsAreNamed) {
+  auto e = decode_error(raw([](auto& p) {
+    p.pack_map(3);
+    p.pack(std::string("type"));
+    p.pack(std::string("UPDATE_WEIGHTS"));
+    p.pack(std::string("req"));
+    p.pack(12);
+    p.pack(std::string("version"));
+    p.pack(1);
+  }));
+  EXPECT_EQ(e.code, errc::kBadField);
+  EXPECT_EQ(e.req, std::optional<uint64_t>(12));
+  EXPECT_EQ(e.request_type, "UPDATE_WEIGHTS");
+  EXPECT_NE(std::string(e.what()).find("'path'"), std::string::npos) << e.what();
+
+  e = decode_error(raw([](auto& p) {
+    p.pack_map(4);
+    p.pack(std::string("type"));
+    p.pack(std::string("UPDATE_WEIGHTS"));
+    p.pack(std::string("req"));
+    p.pack(13);
+    p.pack(std::string("version"));
+    p.pack(std::string("three"));
+    p.pack(std::string("path"));
+    p.pack(std::string("/x"));
+  }));
+  EXPECT_EQ(e.code, errc::kBadField);
+  EXPECT_NE(std::string(e.what()).find("'version' must be an integer"), std::string::npos) << e.what();
+
+  // A request without req cannot be answered by id: refused.
+  e = decode_error(raw([](auto& p) {
+    p.pack_map(1);
+    p.pack(std::string("type"));
+    p.pack(std::string("STATS"));
+  }));
+  EXPECT_EQ(e.code, errc::kBadField);
+}
+
+Submit one_group_submit() {
+  Submit s;
+  s.req = 5;
+  rollout::GroupRequest g;
+  g.group_id = "g";
+  g.prompt_tokens = {1, 2, 3, 4};
+  s.groups.push_back(g);
+  return s;
+}
+
+TEST(Codec, SubmitFieldErrorsNameTheGroup) {
+  Submit s = one_group_submit();
+  s.groups[0].n = 0;
+  auto e = decode_error(encode(s));
+  EXPECT_EQ(e.code, errc::kBadField);
+  EXPECT_EQ(e.req, std::optional<uint64_t>(5));
+  EXPECT_NE(std::string(e.what()).find("groups[0].n"), std::string::npos) << e.what();
+  s = one_group_submit();
+  s.groups[0].sampling.temperature = -1;
+  EXPECT_NE(std::string(decode_error(encode(s)).what()).find("temperature"), std::string::npos);
+  s = one_group_submit();
+  s.groups[0].stop_tokens = {-5};
+  EXPECT_EQ(decode_error(encode(s)).code, errc::kBadField);
+}
+
+TEST(Codec, BadFrameReferences) {
+  Frames f = encode(one_group_submit());
+  f.parts.pop_back();  // the prompt frame is gone
+  auto e = decode_error(f);
+  EXPECT_EQ(e.code, errc::kMalformed);
+  EXPECT_NE(std::string(e.what()).find("prompt_tokens"), std::string::npos) << e.what();
+  f = encode(one_group_submit());
+  f.parts[1].resize(15);  // not 4 int32
+  e = decode_error(f);
+  EXPECT_EQ(e.code, errc::kMalformed);
+  EXPECT_NE(std::string(e.what()).find("15 bytes"), std::string::npos) << e.what();
+}
+
+TEST(Codec, TrailingBytesInHeader) {
+  Frames f = encode(Credit{1});
+  f.parts[0].push_back(0x00);
+  EXPECT_EQ(decode_error(f).code, errc::kMalformed);
+}
+
+TEST(Codec, FinishReasonNames) {
+  for (auto r : {rollout::FinishReason::kStop, rollout::FinishReason::kLength, rollout::FinishReason::kContext,
+                 rollout::FinishReason::kAborted})
+    EXPECT_EQ(parse_finish_reason(finish_reason_name(r)), r);
+  EXPECT_FALSE(parse_finish_reason("bogus"));
+}
+
+}  // namespace
+}  // namespace longtail::bridge
