@@ -10,10 +10,12 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "policy/backend.h"
@@ -50,7 +52,12 @@ struct SpeculationOptions {
   double cost_per_token_us = 0;
   int32_t history_window_rounds = 8; // drafter history kept for this many rounds
   bool length_aware = true;          // DAS budgets by predicted remaining length; false = uniform
+  bool refit_cost_model = false;     // refit c_base/c_tok online from measured forward times
+  int32_t drafter_threads = 1;       // threads for batch drafting
 };
+
+// Trace-forced mode (benchmarks): recorded response tokens by (prompt_id, sample index).
+using ForcedTrajectories = std::map<std::pair<std::string, int32_t>, std::vector<int32_t>>;
 
 struct EngineOptions {
   int32_t round_groups = 0;          // N: groups per emitted batch (0 = every submitted group)
@@ -61,6 +68,11 @@ struct EngineOptions {
   double importance_cap = 8.0;       // C in min(w, C) for sequence weights (VCPO)
   double token_ratio_cap = 2.0;      // C for token-level truncated importance sampling (TIS)
   std::filesystem::path trajectory_log;  // empty = no log; else every trajectory and round boundary
+  // Non-empty: every submitted sample must have a recording; the verify forward runs on the real
+  // drafts but the emitted tokens are the recording's, and a sequence ends where it ends
+  // (rollout/forced_trajectories.h loads them from a JSONL trace).
+  ForcedTrajectories forced_trajectories;
+  int32_t recent_rounds_kept = 16;   // rounds whose trajectories stay reachable by set_reward
 };
 
 // Per-step and per-round statistics (exposed in STATS and printed by the demo).
@@ -146,6 +158,10 @@ class Engine {
   // Attaches a reward to a trajectory uid (for the minimum-variance baseline of its batch).
   // Returns false when the uid is unknown.
   bool set_reward(uint64_t uid, double reward);
+
+  // The importance statistics of a recently emitted round (see recent_rounds_kept), recomputed
+  // with the rewards attached since; nothing when the round is unknown or too old.
+  std::optional<BatchImportance> round_importance(int64_t round) const;
 
   int64_t policy_version() const;
   EngineStats stats() const;

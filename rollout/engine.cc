@@ -1,0 +1,403 @@
+// The rollout engine facade (rollout/engine.h): wires the partial-rollout pool, the scheduler, the
+// speculative step, the drafter's history, importance statistics and the trajectory log together,
+// and keeps the statistics. One thread drives it.
+#include "rollout/engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <limits>
+#include <unordered_map>
+
+#include "drafter/drafter.h"
+#include "drafter/speculation_policy.h"
+#include "rollout/partial_pool.h"
+#include "rollout/round_assembler.h"
+#include "rollout/scheduler.h"
+#include "rollout/sequence.h"
+#include "rollout/speculative_step.h"
+#include "rollout/trajectory_log.h"
+
+namespace longtail::rollout {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kRecentRoundStats = 64;
+
+drafter::SpeculationPolicyOptions policy_options(const SpeculationOptions& s) {
+  drafter::SpeculationPolicyOptions p;
+  p.mode = s.length_aware ? drafter::BudgetMode::kLengthAware : drafter::BudgetMode::kFixed;
+  p.max_budget = s.max_budget;
+  p.medium_budget = std::min(p.medium_budget, s.max_budget);
+  p.max_tokens_per_step = s.max_tokens_per_step;
+  if (s.cost_base_us > 0) p.cost.base_us = s.cost_base_us;
+  if (s.cost_per_token_us > 0) p.cost.per_token_us = s.cost_per_token_us;
+  return p;
+}
+
+void validate_options(const EngineOptions& o) {
+  auto bad = [](const std::string& m) { throw std::invalid_argument("EngineOptions: " + m); };
+  if (o.round_groups < 0) bad("round_groups must be >= 0");
+  if (!(o.overprovision >= 1.0) || !std::isfinite(o.overprovision)) bad("overprovision must be >= 1");
+  if (o.max_running_sequences < 1) bad("max_running_sequences must be >= 1");
+  if (o.max_tokens_per_forward < 2) bad("max_tokens_per_forward must be >= 2");
+  if (o.speculation.max_budget < 0) bad("speculation.max_budget must be >= 0");
+  if (o.speculation.history_window_rounds < 1) bad("speculation.history_window_rounds must be >= 1");
+  if (!(o.importance_cap > 0)) bad("importance_cap must be > 0");
+  if (!(o.token_ratio_cap > 0)) bad("token_ratio_cap must be > 0");
+  if (o.recent_rounds_kept < 1) bad("recent_rounds_kept must be >= 1");
+}
+
+}  // namespace
+
+struct Engine::Impl {
+  std::unique_ptr<policy::Backend> backend;
+  EngineOptions options;
+  Scheduler scheduler;
+  PartialPool pool;
+  std::unique_ptr<drafter::Drafter> drafter;
+  std::unique_ptr<drafter::SpeculationPolicy> spec_policy;
+  std::unique_ptr<TrajectoryLogWriter> log;
+  int32_t max_position = 0;
+  int64_t version = 0;
+  uint64_t next_uid = 1;
+
+  // Drafter history rounds: monotonic even when add_history loads rounds from elsewhere.
+  int64_t drafter_round = -1;
+  int64_t history_max_round = -1;
+  bool history_dirty = false;
+
+  // Current round.
+  int64_t round = 0;
+  bool round_open = false;
+  Clock::time_point round_start;
+  RoundStats round_acc;
+
+  EngineStats stats;
+  std::unordered_map<uint64_t, double> rewards;  // rewards of sequences not emitted yet
+  struct Emitted {
+    int64_t round;
+    int64_t policy_version;
+    std::vector<Trajectory> trajectories;
+  };
+  std::deque<Emitted> recent;
+
+  Impl(std::unique_ptr<policy::Backend> b, EngineOptions o)
+      : backend(std::move(b)),
+        options(std::move(o)),
+        scheduler(*backend, SchedulerOptions{options.max_running_sequences,
+                                             options.max_tokens_per_forward}),
+        pool(options.round_groups, options.overprovision) {
+    max_position = backend->config().max_position_embeddings;
+    if (max_position <= 0) max_position = std::numeric_limits<int32_t>::max();
+    const SpeculationOptions& sp = options.speculation;
+    if (sp.enabled && sp.max_budget > 0) {
+      drafter::DrafterOptions d;
+      d.window_rounds = sp.history_window_rounds;
+      d.threads = std::max(1, sp.drafter_threads);
+      drafter = std::make_unique<drafter::Drafter>(d);
+      spec_policy = std::make_unique<drafter::SpeculationPolicy>(policy_options(sp));
+    }
+    if (!options.trajectory_log.empty()) {
+      log = std::make_unique<TrajectoryLogWriter>(options.trajectory_log);
+    }
+  }
+
+  void validate(const GroupRequest& g) const {
+    const std::string who = "group '" + g.group_id + "': ";
+    auto bad = [&](const std::string& m) { throw InvalidRequest(who + m); };
+    const int32_t vocab = backend->config().vocab_size;
+    if (g.group_id.empty()) throw InvalidRequest("group with an empty group_id");
+    if (pool.has_group(g.group_id)) bad("a group with this id is already in flight");
+    if (g.n < 1) bad("n must be >= 1, got " + std::to_string(g.n));
+    if (g.prompt_tokens.empty()) bad("empty prompt");
+    for (size_t i = 0; i < g.prompt_tokens.size(); ++i) {
+      const int32_t t = g.prompt_tokens[i];
+      if (t < 0 || t >= vocab) {
+        bad("prompt token " + std::to_string(i) + " = " + std::to_string(t) +
+            " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+      }
+    }
+    if (static_cast<int64_t>(g.prompt_tokens.size()) >= max_position) {
+      bad("prompt of " + std::to_string(g.prompt_tokens.size()) +
+          " tokens leaves no room in the context of " + std::to_string(max_position));
+    }
+    if (g.max_new_tokens < 1) bad("max_new_tokens must be >= 1");
+    for (int32_t t : g.stop_tokens) {
+      if (t < 0 || t >= vocab) bad("stop token " + std::to_string(t) + " is outside the vocabulary");
+    }
+    const policy::SamplingParams& s = g.sampling;
+    if (!(s.temperature >= 0) || !std::isfinite(s.temperature)) bad("temperature must be >= 0");
+    if (!(s.top_p > 0) || !std::isfinite(s.top_p)) bad("top_p must be > 0");
+    if (!options.forced_trajectories.empty()) {
+      const std::string pid = g.prompt_id.empty() ? g.group_id : g.prompt_id;
+      for (int32_t i = 0; i < g.n; ++i) {
+        auto it = options.forced_trajectories.find({pid, i});
+        if (it == options.forced_trajectories.end() || it->second.empty()) {
+          bad("trace-forced mode has no recorded response for prompt '" + pid + "' sample " +
+              std::to_string(i));
+        }
+        for (int32_t t : it->second) {
+          if (t < 0 || t >= vocab) bad("recorded token " + std::to_string(t) + " is outside the vocabulary");
+        }
+      }
+    }
+  }
+
+  void open_round_if_needed() {
+    if (round_open) return;
+    round_open = true;
+    round_start = Clock::now();
+    round_acc = RoundStats{};
+  }
+
+  void sync_history() {
+    if (!history_dirty || !drafter) return;
+    drafter_round = std::max(drafter_round + 1, history_max_round);
+    drafter->end_round(drafter_round);
+    history_dirty = false;
+  }
+
+  void activate_groups() {
+    for (Group* g : pool.activate(round)) {
+      for (auto& s : g->sequences) {
+        if (drafter) {
+          drafter->begin_request(s->uid, g->request.prompt_id, s->tokens);
+          s->drafter_live = true;
+        }
+        scheduler.enqueue(s.get());
+      }
+    }
+  }
+
+  void abort_sequence(Sequence* s) {
+    spdlog::error("engine: sequence {} of group '{}' ({} tokens) does not fit in the KV cache even "
+                  "alone; finishing it as aborted",
+                  s->uid, s->group->request.group_id, s->total_len());
+    if (!s->done) {
+      s->done = true;
+      s->finish_reason = FinishReason::kAborted;
+    }
+    s->score_upto = 0;
+    if (drafter && s->drafter_live) drafter->end_request(s->uid);
+    s->drafter_live = false;
+    scheduler.retire(s);
+  }
+
+  RoundBatch emit_round(bool flush) {
+    std::vector<std::unique_ptr<Group>> groups = pool.take_round(flush);
+    RoundInputs in;
+    in.round = round;
+    in.policy_version = version;
+    in.importance_cap = options.importance_cap;
+    in.token_ratio_cap = options.token_ratio_cap;
+    in.stats = round_acc;
+    in.stats.makespan_s =
+        round_open ? std::chrono::duration<double>(Clock::now() - round_start).count() : 0;
+    in.rewards = &rewards;
+    RoundBatch batch = assemble_round(groups, in);
+    int32_t carried = 0;
+    for (const auto& g : pool.in_flight()) {
+      for (const auto& s : g->sequences) carried += s->done ? 0 : 1;
+    }
+    batch.stats.carried_over = carried;
+
+    // History: this round's rollouts become draft sources from the next round on.
+    if (drafter) {
+      drafter_round = std::max({drafter_round + 1, round, history_max_round});
+      for (const Trajectory& t : batch.trajectories) {
+        drafter->add_rollout(t.prompt_id, t.prompt_tokens, t.response_tokens, drafter_round);
+      }
+      drafter->end_round(drafter_round);
+      history_dirty = false;
+    }
+    if (log) {
+      for (const Trajectory& t : batch.trajectories) log->write(t);
+      log->write_round(round, version);
+    }
+    for (const Trajectory& t : batch.trajectories) rewards.erase(t.uid);
+    recent.push_back(Emitted{round, version, batch.trajectories});
+    while (recent.size() > static_cast<size_t>(options.recent_rounds_kept)) recent.pop_front();
+    stats.recent_rounds.push_back(batch.stats);
+    if (stats.recent_rounds.size() > kRecentRoundStats) {
+      stats.recent_rounds.erase(stats.recent_rounds.begin());
+    }
+    spdlog::info("engine: round {} done: {} groups, {} trajectories, {} tokens, {:.3f} s, "
+                 "{} carried over, ESS ratio {:.3f}",
+                 round, batch.stats.groups, batch.stats.trajectories, batch.stats.response_tokens,
+                 batch.stats.makespan_s, carried, batch.importance.ess_ratio);
+    ++round;
+    round_open = false;
+    return batch;
+  }
+
+  bool has_work() const { return !scheduler.empty() || pool.queued() > 0; }
+
+  std::optional<RoundBatch> step() {
+    sync_history();
+    activate_groups();
+    if (scheduler.empty()) {
+      pool.note_completions();
+      if (pool.round_ready()) return emit_round(false);
+      return std::nullopt;
+    }
+    open_round_if_needed();
+    const Clock::time_point t0 = Clock::now();
+    StepPlan plan = scheduler.schedule();
+    for (Sequence* s : plan.aborted) abort_sequence(s);
+    stats.preemptions = scheduler.preemptions();
+
+    StepEnvironment env{*backend, scheduler, drafter.get(), spec_policy.get(), version,
+                        max_position, options.speculation.refit_cost_model};
+    StepResult r = run_speculative_step(plan, env);
+    StepStats& st = r.stats;
+    st.step = stats.steps++;
+    st.total_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+    const bool forwarded = st.sequences > 0;
+    stats.forward_passes += forwarded ? 1 : 0;
+    stats.tokens_generated += st.tokens_emitted;
+    stats.tokens_drafted += st.tokens_drafted;
+    stats.tokens_accepted += st.tokens_accepted;
+    stats.last_step = st;
+    round_acc.steps += 1;
+    round_acc.forward_passes += forwarded ? 1 : 0;
+    round_acc.tokens_drafted += st.tokens_drafted;
+    round_acc.tokens_accepted += st.tokens_accepted;
+
+    pool.note_completions();
+    if (pool.round_ready()) return emit_round(false);
+    return std::nullopt;
+  }
+
+  void update_weights(const std::filesystem::path& dir, int64_t new_version) {
+    backend->replace_weights(dir);  // throws with the old weights still live
+    const int64_t old = version;
+    version = new_version;
+    scheduler.drop_all_kv();
+    int32_t rescored = 0;
+    for (const auto& g : pool.in_flight()) {
+      for (const auto& s : g->sequences) {
+        const int32_t n = s->response_len();
+        if (n == 0) continue;
+        s->current_logprobs.assign(n, std::numeric_limits<float>::quiet_NaN());
+        s->score_upto = n;
+        ++rescored;
+        if (s->state == SeqState::kIdle) scheduler.enqueue_front(s.get());
+      }
+    }
+    spdlog::info("engine: weights from {} (version {} -> {}); {} sequences re-prefill", dir.string(),
+                 old, new_version, rescored);
+  }
+};
+
+Engine::Engine(std::unique_ptr<policy::Backend> backend, EngineOptions options) {
+  if (!backend) throw std::invalid_argument("Engine: null backend");
+  validate_options(options);
+  impl_ = std::make_unique<Impl>(std::move(backend), std::move(options));
+}
+
+Engine::~Engine() = default;
+
+void Engine::submit(GroupRequest group) {
+  Impl& m = *impl_;
+  m.validate(group);
+  if (group.prompt_id.empty()) group.prompt_id = group.group_id;
+  auto g = std::make_unique<Group>();
+  g->stop_tokens = group.stop_tokens.empty() ? m.backend->config().eos_token_ids : group.stop_tokens;
+  g->request = std::move(group);
+  for (int32_t i = 0; i < g->request.n; ++i) {
+    auto s = std::make_unique<Sequence>();
+    s->uid = m.next_uid++;
+    s->group = g.get();
+    s->sample_index = i;
+    s->tokens = g->request.prompt_tokens;
+    s->prompt_len = static_cast<int32_t>(s->tokens.size());
+    if (!m.options.forced_trajectories.empty()) {
+      s->forced = &m.options.forced_trajectories.at({g->request.prompt_id, i});
+    }
+    g->sequences.push_back(std::move(s));
+  }
+  m.pool.submit(std::move(g));
+}
+
+void Engine::add_history(const std::string& prompt_id, const std::vector<int32_t>& prompt_tokens,
+                         const std::vector<int32_t>& response_tokens, int64_t round) {
+  Impl& m = *impl_;
+  if (m.spec_policy) m.spec_policy->record_finished(prompt_id, static_cast<int32_t>(response_tokens.size()));
+  if (!m.drafter) return;
+  m.drafter->add_rollout(prompt_id, prompt_tokens, response_tokens, round);
+  m.history_max_round = std::max(m.history_max_round, round);
+  m.history_dirty = true;
+}
+
+std::optional<RoundBatch> Engine::step() { return impl_->step(); }
+
+std::optional<RoundBatch> Engine::flush_round() {
+  Impl& m = *impl_;
+  m.pool.note_completions();
+  bool any = false;
+  for (const auto& g : m.pool.in_flight()) any = any || g->complete();
+  if (!any) return std::nullopt;
+  return m.emit_round(true);
+}
+
+bool Engine::idle() const { return !impl_->has_work(); }
+
+void Engine::update_weights(const std::filesystem::path& checkpoint_dir, int64_t version) {
+  impl_->update_weights(checkpoint_dir, version);
+}
+
+bool Engine::set_reward(uint64_t uid, double reward) {
+  Impl& m = *impl_;
+  for (auto& e : m.recent) {
+    for (Trajectory& t : e.trajectories) {
+      if (t.uid == uid) {
+        t.reward = reward;
+        t.has_reward = true;
+        return true;
+      }
+    }
+  }
+  for (const auto& g : m.pool.in_flight()) {
+    for (const auto& s : g->sequences) {
+      if (s->uid == uid) {
+        m.rewards[uid] = reward;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+std::optional<BatchImportance> Engine::round_importance(int64_t round) const {
+  for (const auto& e : impl_->recent) {
+    if (e.round == round) return compute_batch_importance(e.trajectories, e.policy_version);
+  }
+  return std::nullopt;
+}
+
+int64_t Engine::policy_version() const { return impl_->version; }
+
+EngineStats Engine::stats() const {
+  const Impl& m = *impl_;
+  EngineStats s = m.stats;
+  s.policy_version = m.version;
+  s.running_sequences = static_cast<int32_t>(m.scheduler.running().size());
+  s.waiting_groups = static_cast<int32_t>(m.pool.queued());
+  int32_t carried = 0;
+  for (const auto& g : m.pool.in_flight()) {
+    if (g->first_round >= m.round) continue;
+    for (const auto& sq : g->sequences) carried += sq->done ? 0 : 1;
+  }
+  s.carried_sequences = carried;
+  s.preemptions = m.scheduler.preemptions();
+  return s;
+}
+
+const policy::ModelConfig& Engine::model_config() const { return impl_->backend->config(); }
+
+}  // namespace longtail::rollout

@@ -1,0 +1,426 @@
+// Engine behaviour on the deterministic fake backend: lossless speculation for any batch size and
+// budget, preemption by recompute, chunked prefill, finish conditions, partial rollouts across a
+// weight update (versions, re-scored logprobs, importance statistics), trace-forced mode, the
+// trajectory log, rewards and request validation.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "engine_test_util.h"
+#include "fake_backend.h"
+#include "rollout/engine.h"
+#include "rollout/importance.h"
+#include "rollout/trajectory_log.h"
+
+namespace longtail::rollout {
+namespace {
+
+using testing::FakeBackend;
+using testing::FakeBackendOptions;
+using testing::make_groups;
+using testing::RunResult;
+
+policy::SamplingParams sampling(float temperature, uint64_t seed = 11) {
+  policy::SamplingParams p;
+  p.temperature = temperature;
+  p.seed = seed;
+  return p;
+}
+
+std::unique_ptr<FakeBackend> fake(FakeBackendOptions o = {}) {
+  return std::make_unique<FakeBackend>(o);
+}
+
+EngineOptions spec_options(bool enabled, int32_t budget, bool length_aware) {
+  EngineOptions o;
+  o.speculation.enabled = enabled;
+  o.speculation.max_budget = budget;
+  o.speculation.length_aware = length_aware;
+  o.speculation.max_tokens_per_step = 4096;  // the test checks tokens, not the cost model's cap
+  return o;
+}
+
+std::vector<std::vector<GroupRequest>> three_rounds(float temperature, int groups, int n,
+                                                    int max_new) {
+  std::vector<std::vector<GroupRequest>> rounds;
+  for (int r = 0; r < 3; ++r) {
+    rounds.push_back(make_groups("r" + std::to_string(r), groups, n, 6, max_new, 64,
+                                 sampling(temperature)));
+  }
+  return rounds;
+}
+
+TEST(EngineFake, SpeculationIsLosslessForAnyBatchSizeAndBudget) {
+  for (float temperature : {0.0f, 1.0f}) {
+    const auto rounds = three_rounds(temperature, 3, 3, 48);
+    Engine base(fake(), spec_options(false, 0, false));
+    const RunResult ref = testing::run_rounds(base, rounds);
+    EXPECT_EQ(ref.stats.tokens_drafted, 0);
+    for (int32_t max_running : {1, 4, 64}) {
+      EngineOptions plain = spec_options(false, 0, false);
+      plain.max_running_sequences = max_running;
+      Engine same_batch(fake(), plain);
+      const RunResult same = testing::run_rounds(same_batch, rounds);
+      testing::expect_same_trajectories(ref, same);
+      for (int32_t budget : {1, 4, 16}) {
+        for (bool length_aware : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << "T=" << temperature << " running=" << max_running
+                                          << " budget=" << budget << " das=" << length_aware);
+          EngineOptions o = spec_options(true, budget, length_aware);
+          o.max_running_sequences = max_running;
+          Engine e(fake(), o);
+          const RunResult got = testing::run_rounds(e, rounds);
+          testing::expect_same_trajectories(ref, got);
+          EXPECT_GT(got.stats.tokens_accepted, 0) << "drafts never accepted: the test is vacuous";
+          EXPECT_LT(got.stats.forward_passes, same.stats.forward_passes);
+        }
+      }
+    }
+  }
+}
+
+TEST(EngineFake, PreemptionByRecomputeKeepsTrajectoriesAndNeverExceedsKv) {
+  const auto rounds = three_rounds(1.0f, 4, 2, 40);
+  Engine base(fake(), spec_options(false, 0, false));
+  const RunResult ref = testing::run_rounds(base, rounds);
+  for (bool spec : {false, true}) {
+    FakeBackendOptions fo;
+    fo.max_kv_tokens = 96;  // 24 blocks of 4: far less than 8 sequences x ~46 tokens
+    EngineOptions o = spec_options(spec, 8, true);
+    Engine e(fake(fo), o);
+    const RunResult got = testing::run_rounds(e, rounds);  // the fake throws on any overflow
+    testing::expect_same_trajectories(ref, got);
+    EXPECT_GT(got.stats.preemptions, 0);
+  }
+}
+
+TEST(EngineFake, ChunkedPrefillGivesTheSameTrajectories) {
+  std::vector<std::vector<GroupRequest>> rounds = {
+      make_groups("long", 3, 2, 37, 20, 64, sampling(1.0f))};
+  Engine base(fake(), spec_options(false, 0, false));
+  const RunResult ref = testing::run_rounds(base, rounds);
+  EngineOptions o = spec_options(true, 4, false);
+  o.max_tokens_per_forward = 8;
+  FakeBackend* raw = nullptr;
+  auto b = fake();
+  raw = b.get();
+  Engine e(std::move(b), o);
+  const RunResult got = testing::run_rounds(e, rounds);
+  testing::expect_same_trajectories(ref, got);
+  EXPECT_LE(raw->tokens_processed, raw->forward_calls * 8);
+}
+
+TEST(EngineFake, FinishesOnStopTokenLengthAndContext) {
+  FakeBackendOptions fo;
+  fo.max_position = 30;
+  Engine e(fake(fo), spec_options(true, 8, false));
+  GroupRequest ctx = make_groups("ctx", 1, 2, 20, 100, 64, sampling(1.0f))[0];
+  ctx.stop_tokens = {63};
+  GroupRequest len = make_groups("len", 1, 2, 5, 7, 64, sampling(1.0f))[0];
+  len.stop_tokens = {63};
+  e.submit(ctx);
+  e.submit(len);
+  RunResult r;
+  testing::drive(e, r, 1);
+  for (const auto& [uid, t] : r.by_uid) {
+    if (t.group_id.rfind("ctx", 0) == 0) {
+      if (t.finish_reason == FinishReason::kContext) {
+        EXPECT_EQ(t.prompt_tokens.size() + t.response_tokens.size(), 30u);
+      } else {
+        EXPECT_EQ(t.finish_reason, FinishReason::kStop);
+        EXPECT_EQ(t.response_tokens.back(), 63);
+      }
+    } else {
+      if (t.finish_reason == FinishReason::kLength) {
+        EXPECT_EQ(t.response_tokens.size(), 7u);
+      } else {
+        EXPECT_EQ(t.finish_reason, FinishReason::kStop);
+        EXPECT_EQ(t.response_tokens.back(), 63);
+      }
+    }
+    for (size_t i = 0; i + 1 < t.response_tokens.size(); ++i) EXPECT_NE(t.response_tokens[i], 63);
+  }
+  // Greedy with the checkpoint's eos (1): find a sequence that stops on it.
+  Engine g(fake(), spec_options(true, 8, false));
+  int stops = 0;
+  auto groups = make_groups("eos", 12, 1, 4, 200, 64, sampling(0.0f));
+  for (auto& gr : groups) g.submit(gr);
+  RunResult rg;
+  testing::drive(g, rg, 1);
+  for (const auto& [uid, t] : rg.by_uid) {
+    if (t.finish_reason == FinishReason::kStop) {
+      ++stops;
+      EXPECT_EQ(t.response_tokens.back(), 1);
+    }
+  }
+  EXPECT_GT(stops, 0);
+}
+
+TEST(EngineFake, PartialRolloutsCarryOverAndMatchSynchronousRollouts) {
+  const auto groups = make_groups("g", 8, 2, 6, 60, 64, sampling(1.0f));
+  Engine sync(fake(), spec_options(true, 8, true));
+  for (const auto& g : groups) sync.submit(g);
+  RunResult ref;
+  testing::drive(sync, ref, 1);
+
+  EngineOptions o = spec_options(true, 8, true);
+  o.round_groups = 2;
+  o.overprovision = 2.0;
+  Engine e(fake(), o);
+  for (const auto& g : groups) e.submit(g);
+  RunResult got;
+  testing::drive(e, got, 4);
+  testing::expect_same_trajectories(ref, got);  // same uids, same RNG streams, same tokens
+  std::set<std::string> seen;
+  int carried_rounds = 0;
+  for (const RoundBatch& b : got.batches) {
+    EXPECT_EQ(b.stats.groups, 2);
+    EXPECT_EQ(b.trajectories.size(), 4u);
+    for (const Trajectory& t : b.trajectories) seen.insert(t.group_id);
+    carried_rounds += b.stats.carried_over > 0 ? 1 : 0;
+  }
+  EXPECT_EQ(seen.size(), 8u);
+  EXPECT_GT(carried_rounds, 0);
+  EXPECT_TRUE(e.idle());
+}
+
+// A round interrupted by a weight update: the carried-over sequences are re-prefilled under the
+// new weights, their earlier tokens get the new policy's logprobs, and versions and importance
+// statistics follow.
+TEST(EngineFake, WeightUpdateMidRolloutRecordsVersionsAndCurrentLogprobs) {
+  EngineOptions o = spec_options(true, 4, false);
+  o.round_groups = 1;
+  o.overprovision = 3.0;
+  o.importance_cap = 1e9;
+  auto groups = make_groups("w", 3, 2, 6, 80, 64, sampling(1.0f));
+  groups[0].max_new_tokens = 5;  // finishes first, before the update
+  Engine e(fake(), o);
+  for (const auto& g : groups) e.submit(g);
+  RunResult r;
+  testing::drive(e, r, 1);
+  EXPECT_EQ(r.batches[0].trajectories[0].group_id, "w-0");
+  EXPECT_EQ(r.batches[0].importance.off_policy_trajectories, 0);
+
+  EXPECT_THROW(e.update_weights("bad-checkpoint", 1), std::runtime_error);
+  EXPECT_EQ(e.policy_version(), 0);
+  e.update_weights("weights-v1", 1);
+  EXPECT_EQ(e.policy_version(), 1);
+  testing::drive(e, r, 3);
+
+  FakeBackend scorer;  // recomputes the new policy's logprobs independently
+  scorer.replace_weights("weights-v1");
+  int crossed = 0;
+  for (size_t bi = 1; bi < r.batches.size(); ++bi) {
+    const RoundBatch& b = r.batches[bi];
+    EXPECT_EQ(b.policy_version, 1);
+    int64_t old_tokens = 0, tokens = 0;
+    for (const Trajectory& t : b.trajectories) {
+      tokens += static_cast<int64_t>(t.response_tokens.size());
+      ASSERT_EQ(t.policy_versions.size(), t.response_tokens.size());
+      // Versions are 0 up to some point, then 1.
+      size_t first_new = t.policy_versions.size();
+      for (size_t i = 0; i < t.policy_versions.size(); ++i) {
+        if (t.policy_versions[i] == 1 && first_new == t.policy_versions.size()) first_new = i;
+        if (i >= first_new) EXPECT_EQ(t.policy_versions[i], 1);
+        else EXPECT_EQ(t.policy_versions[i], 0);
+      }
+      old_tokens += static_cast<int64_t>(first_new);
+      if (first_new == 0) {
+        EXPECT_TRUE(t.current_logprobs.empty());
+        EXPECT_EQ(t.weight, 1.0);
+        continue;
+      }
+      ++crossed;
+      ASSERT_EQ(t.current_logprobs.size(), t.response_tokens.size());
+      std::vector<int32_t> all = t.prompt_tokens;
+      all.insert(all.end(), t.response_tokens.begin(), t.response_tokens.end());
+      double log_ratio = 0;
+      for (size_t i = 0; i < t.response_tokens.size(); ++i) {
+        if (i >= first_new) {
+          EXPECT_EQ(t.current_logprobs[i], t.behaviour_logprobs[i]);
+          continue;
+        }
+        // Expected: log softmax of the new weights' logits at the position before the token.
+        const int64_t pos = static_cast<int64_t>(t.prompt_tokens.size() + i) - 1;
+        const std::vector<float> l = scorer.logits_at(all, pos);
+        double m = -1e30, s = 0;
+        for (float v : l) m = std::max<double>(m, v);
+        for (float v : l) s += std::exp(v - m);
+        const double expect = l[t.response_tokens[i]] - m - std::log(s);
+        EXPECT_NEAR(t.current_logprobs[i], expect, 1e-5) << "uid " << t.uid << " token " << i;
+        log_ratio += double(t.current_logprobs[i]) - double(t.behaviour_logprobs[i]);
+      }
+      EXPECT_NEAR(t.log_ratio, log_ratio, 1e-6);
+      EXPECT_NEAR(t.weight, std::exp(log_ratio), 1e-6 * std::exp(log_ratio));
+      ASSERT_EQ(t.token_tis.size(), t.response_tokens.size());
+      EXPECT_NEAR(t.token_tis[0],
+                  std::min(2.0, std::exp(double(t.current_logprobs[0]) - t.behaviour_logprobs[0])),
+                  1e-5);
+    }
+    EXPECT_NEAR(b.stats.off_policy_token_share, double(old_tokens) / double(tokens), 1e-12);
+    const BatchImportance expect = compute_batch_importance(b.trajectories, 1);
+    EXPECT_NEAR(b.importance.ess, expect.ess, 1e-9);
+    EXPECT_EQ(b.importance.off_policy_trajectories, expect.off_policy_trajectories);
+  }
+  EXPECT_GT(crossed, 0) << "no trajectory crossed the update: the test is vacuous";
+}
+
+TEST(EngineFake, TraceForcedModeEmitsTheRecording) {
+  auto groups = make_groups("f", 3, 2, 6, 50, 64, sampling(1.0f));
+  Engine plain(fake(), spec_options(false, 0, false));
+  for (const auto& g : groups) plain.submit(g);
+  RunResult ref;
+  testing::drive(plain, ref, 1);
+
+  EngineOptions o = spec_options(true, 8, false);
+  // Recordings: sample 0 = what the model generates; sample 1 = an arbitrary repetitive text.
+  for (const auto& [uid, t] : ref.by_uid) {
+    std::vector<int32_t> rec = t.response_tokens;
+    if (t.sample_index == 1) {
+      rec.clear();
+      for (int i = 0; i < 33; ++i) rec.push_back((i % 5) * 3 + 10);
+    }
+    o.forced_trajectories[{t.prompt_id, t.sample_index}] = rec;
+  }
+  Engine forced(fake(), o);
+  RunResult got;
+  for (int round = 0; round < 2; ++round) {
+    for (auto g : groups) {
+      g.group_id += "-" + std::to_string(round);
+      g.max_new_tokens = 1000;
+      forced.submit(g);
+    }
+    testing::drive(forced, got, round + 1);
+  }
+  for (const auto& [uid, t] : got.by_uid) {
+    const auto& rec = o.forced_trajectories.at({t.prompt_id, t.sample_index});
+    EXPECT_EQ(t.response_tokens, rec);
+    EXPECT_EQ(t.finish_reason, FinishReason::kStop);
+  }
+  EXPECT_GT(got.batches[1].stats.tokens_accepted, 0);
+  // Forcing the model's own output reproduces its logprobs where the backend reports them.
+  for (const auto& [uid, t] : ref.by_uid) {
+    if (t.sample_index != 0) continue;
+    const Trajectory& f = got.by_uid.at(uid);
+    for (size_t i = 0; i < t.behaviour_logprobs.size(); ++i) {
+      EXPECT_EQ(f.behaviour_logprobs[i], t.behaviour_logprobs[i]);
+    }
+  }
+  // A sample without a recording is refused.
+  GroupRequest extra = groups[0];
+  extra.group_id = "extra";
+  extra.n = 3;
+  EXPECT_THROW(forced.submit(extra), InvalidRequest);
+}
+
+TEST(EngineFake, TrajectoryLogRecordsEveryTrajectoryAndRound) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("longtail_engine_log_" + std::to_string(::getpid()) + ".bin");
+  EngineOptions o = spec_options(true, 4, true);
+  o.trajectory_log = path;
+  RunResult r;
+  {
+    Engine e(fake(), o);
+    r = testing::run_rounds(e, three_rounds(1.0f, 2, 2, 20));
+  }
+  TrajectoryLogReader reader(path);
+  LogRecord rec;
+  size_t trajectories = 0;
+  std::vector<int64_t> rounds;
+  while (reader.next(rec)) {
+    if (auto* t = std::get_if<Trajectory>(&rec)) {
+      ++trajectories;
+      ASSERT_EQ(r.by_uid.count(t->uid), 1u);
+      EXPECT_EQ(t->response_tokens, r.by_uid.at(t->uid).response_tokens);
+      EXPECT_EQ(t->metadata, r.by_uid.at(t->uid).metadata);
+    } else {
+      rounds.push_back(std::get<RoundBoundary>(rec).round);
+    }
+  }
+  EXPECT_EQ(trajectories, r.by_uid.size());
+  EXPECT_EQ(rounds, (std::vector<int64_t>{0, 1, 2}));
+  std::filesystem::remove(path);
+}
+
+TEST(EngineFake, RewardsGiveGroupBaselines) {
+  Engine e(fake(), spec_options(true, 4, true));
+  RunResult r = testing::run_rounds(e, {make_groups("rw", 2, 2, 5, 10, 64, sampling(1.0f))});
+  const RoundBatch& b = r.batches[0];
+  EXPECT_FALSE(b.importance.baselines[0].valid);
+  double rewards = 0;
+  for (const Trajectory& t : b.trajectories) {
+    if (t.group_id == "rw-0") {
+      ASSERT_TRUE(e.set_reward(t.uid, t.sample_index == 0 ? 1.0 : 0.0));
+      rewards += t.sample_index == 0 ? 1.0 : 0.0;
+    }
+  }
+  EXPECT_FALSE(e.set_reward(999999, 1.0));
+  const auto imp = e.round_importance(b.round);
+  ASSERT_TRUE(imp.has_value());
+  ASSERT_EQ(imp->baselines.size(), 2u);
+  EXPECT_TRUE(imp->baselines[0].valid);
+  EXPECT_NEAR(imp->baselines[0].baseline, 0.5, 1e-12);  // on-policy: equal weights, mean reward
+  EXPECT_FALSE(imp->baselines[1].valid);
+  EXPECT_FALSE(e.round_importance(42).has_value());
+}
+
+TEST(EngineFake, StatisticsAddUp) {
+  Engine e(fake(), spec_options(true, 8, true));
+  RunResult r = testing::run_rounds(e, three_rounds(1.0f, 2, 2, 30));
+  int64_t tokens = 0, drafted = 0, accepted = 0, forwards = 0;
+  for (const RoundBatch& b : r.batches) {
+    tokens += b.stats.response_tokens;
+    drafted += b.stats.tokens_drafted;
+    accepted += b.stats.tokens_accepted;
+    forwards += b.stats.forward_passes;
+    EXPECT_GT(b.stats.makespan_s, 0);
+    EXPECT_EQ(b.stats.off_policy_token_share, 0);
+  }
+  EXPECT_EQ(r.stats.tokens_generated, tokens);
+  EXPECT_EQ(r.stats.tokens_drafted, drafted);
+  EXPECT_EQ(r.stats.tokens_accepted, accepted);
+  EXPECT_EQ(r.stats.forward_passes, forwards);
+  EXPECT_LE(accepted, drafted);
+  EXPECT_EQ(r.stats.recent_rounds.size(), 3u);
+  EXPECT_EQ(r.stats.running_sequences, 0);
+}
+
+TEST(EngineFake, RejectsBadRequests) {
+  Engine e(fake(), EngineOptions{});
+  GroupRequest g = make_groups("bad", 1, 1, 4, 8, 64, sampling(1.0f))[0];
+  auto expect_bad = [&](GroupRequest r, const std::string& needle) {
+    try {
+      e.submit(r);
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const InvalidRequest& ex) {
+      EXPECT_NE(std::string(ex.what()).find(needle), std::string::npos) << ex.what();
+    }
+  };
+  GroupRequest r = g;
+  r.prompt_tokens[2] = 64;
+  expect_bad(r, "outside the vocabulary");
+  r = g;
+  r.prompt_tokens.clear();
+  expect_bad(r, "empty prompt");
+  r = g;
+  r.n = 0;
+  expect_bad(r, "n must be");
+  r = g;
+  r.prompt_tokens.assign(512, 3);
+  expect_bad(r, "no room");
+  r = g;
+  r.max_new_tokens = 0;
+  expect_bad(r, "max_new_tokens");
+  r = g;
+  r.sampling.temperature = -1;
+  expect_bad(r, "temperature");
+  e.submit(g);
+  expect_bad(g, "already in flight");
+  EXPECT_THROW(Engine(fake(), [] { EngineOptions o; o.overprovision = 0.5; return o; }()),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace longtail::rollout
