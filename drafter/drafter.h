@@ -49,7 +49,9 @@ struct DrafterOptions {
   double min_prob = 0.1;                // stop a draft when the path probability falls below this
   int32_t min_match = 1;                // history matches shorter than this propose nothing
   int32_t own_min_match = 4;            // own-context matches shorter than this propose nothing
-  double own_match_scale = 8.0;         // own-context per-token confidence = l / (l + scale)
+  double own_match_scale = 1.0;         // own-context per-token confidence = l / (l + scale): a
+                                        // suffix of l tokens that repeated is likely to go on
+                                        // repeating (rule of succession); path prob = conf^k
   int32_t threads = 1;                  // propose_batch worker threads (1 = caller's thread only)
 };
 

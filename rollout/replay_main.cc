@@ -1,0 +1,136 @@
+// longtail-replay: replays recorded rollouts (JSONL or a trajectory log) through the drafter and the
+// speculation policy without a model, and reports drafting quality and projected round makespans.
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include <boost/program_options.hpp>
+#include <spdlog/spdlog.h>
+
+#include "rollout/replay.h"
+
+namespace po = boost::program_options;
+using namespace longtail;
+
+int main(int argc, char** argv) {
+  std::string input, policy_name = "length-aware", on_error = "skip", cost_file, plot;
+  int32_t round_size = 64, window = 8, budget = 16, threads = 1, medium_budget = 4, max_tokens_per_step = 0;
+  double min_prob = 0.1, cost_base = -1, cost_tok = -1, max_step_overhead = 1.0;
+  po::options_description desc(
+      "longtail-replay INPUT [options]\n"
+      "INPUT: JSONL, one rollout per line in generation order: {\"prompt_id\", \"sample\", \"step\"?,\n"
+      "\"prompt_tokens\", \"response_tokens\"}, or a longtail trajectory log (detected by its magic)");
+  desc.add_options()
+      ("help,h", "this help")
+      ("input", po::value(&input), "input file")
+      ("round-size", po::value(&round_size)->default_value(64), "prompts per round for lines without \"step\" (0 = one round)")
+      ("window", po::value(&window)->default_value(8), "drafter history window in rounds")
+      ("budget", po::value(&budget)->default_value(16), "max draft tokens per sequence per step")
+      ("medium-budget", po::value(&medium_budget)->default_value(4), "draft tokens for medium predicted lengths (length-aware)")
+      ("policy", po::value(&policy_name)->default_value("length-aware"), "budget policy: fixed, length-aware or off")
+      ("min-prob", po::value(&min_prob)->default_value(0.1), "stop drafting below this path probability")
+      ("max-tokens-per-step", po::value(&max_tokens_per_step)->default_value(0), "cap on verified tokens per step (0 = from the cost model)")
+      ("max-step-overhead", po::value(&max_step_overhead)->default_value(1.0), "speculative step may cost (1 + x) times a plain step")
+      ("cost-model", po::value(&cost_file), "YAML cost model (configs/cost_model.yaml format)")
+      ("cost-base-us", po::value(&cost_base), "c_base in t = c_base + c_tok * tokens (us)")
+      ("cost-per-token-us", po::value(&cost_tok), "c_tok (us per verified token)")
+      ("no-speculation", "baseline: no drafting at all")
+      ("no-global", "do not draft from the global history")
+      ("no-prompt-scope", "do not draft from the same prompt's history")
+      ("no-own", "do not draft from the rollout's own context")
+      ("threads", po::value(&threads)->default_value(1), "drafting threads")
+      ("on-error", po::value(&on_error)->default_value("skip"), "bad input line: skip or stop")
+      ("json", "print one JSON object instead of the table")
+      ("plot", po::value(&plot), "write acceptance and speedup by length bucket to this SVG file")
+      ("quiet,q", "no progress bar or warnings");
+  po::positional_options_description pos;
+  pos.add("input", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "longtail-replay: " << e.what() << "\n" << desc << "\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (input.empty()) {
+    std::cerr << "longtail-replay: no input file given\n" << desc << "\n";
+    return 2;
+  }
+  if (vm.count("quiet")) spdlog::set_level(spdlog::level::err);
+  rollout::ReplayOptions opts;
+  try {
+    if (on_error != "skip" && on_error != "stop") {
+      throw std::invalid_argument("--on-error must be skip or stop, not '" + on_error + "'");
+    }
+    if (window < 1) throw std::invalid_argument("--window must be >= 1");
+    if (budget < 0 || medium_budget < 0) throw std::invalid_argument("--budget must be >= 0");
+    if (!(min_prob >= 0 && min_prob <= 1)) throw std::invalid_argument("--min-prob must be in [0, 1]");
+    opts.drafter.window_rounds = window;
+    opts.drafter.min_prob = min_prob;
+    opts.drafter.threads = threads;
+    opts.drafter.use_global_scope = !vm.count("no-global");
+    opts.drafter.use_prompt_scope = !vm.count("no-prompt-scope");
+    opts.drafter.use_own_context = !vm.count("no-own");
+    opts.policy.mode = drafter::parse_budget_mode(policy_name);
+    opts.policy.max_budget = budget;
+    opts.policy.medium_budget = std::min(medium_budget, budget);
+    opts.policy.max_tokens_per_step = max_tokens_per_step;
+    opts.policy.max_step_overhead = max_step_overhead;
+    if (!cost_file.empty()) opts.policy.cost = drafter::load_cost_model(cost_file);
+    if (vm.count("cost-base-us")) {
+      if (cost_base < 0) throw std::invalid_argument("--cost-base-us must be >= 0");
+      opts.policy.cost.base_us = cost_base;
+    }
+    if (vm.count("cost-per-token-us")) {
+      if (cost_tok < 0) throw std::invalid_argument("--cost-per-token-us must be >= 0");
+      opts.policy.cost.per_token_us = cost_tok;
+    }
+    opts.speculation = !vm.count("no-speculation");
+  } catch (const std::exception& e) {
+    std::cerr << "longtail-replay: " << e.what() << "\n";
+    return 2;
+  }
+
+  rollout::ReplayInput in;
+  try {
+    in = rollout::read_replay_input(input, round_size,
+                                    on_error == "stop" ? rollout::OnError::kStop : rollout::OnError::kSkip);
+  } catch (const rollout::ReplayInputError& e) {
+    std::cerr << "longtail-replay: " << e.what() << "\n";
+    return 1;
+  }
+  const bool bar = isatty(STDERR_FILENO) && !vm.count("quiet");
+  auto progress = [&](size_t done, size_t total) {
+    if (!bar) return;
+    const int width = 40;
+    const int filled = total ? static_cast<int>(width * done / total) : width;
+    std::fprintf(stderr, "\r[%.*s%*s] %zu/%zu rounds", filled, "========================================",
+                 width - filled, "", done, total);
+    if (done == total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+  rollout::ReplayReport rep;
+  try {
+    rep = rollout::run_replay(in, opts, progress);
+  } catch (const std::exception& e) {
+    std::cerr << "longtail-replay: replay failed: " << e.what() << "\n";
+    return 1;
+  }
+  if (!plot.empty()) {
+    std::ofstream svg(plot);
+    svg << rollout::report_svg(rep);
+    if (!svg) {
+      std::cerr << "longtail-replay: cannot write " << plot << "\n";
+      return 1;
+    }
+  }
+  std::cout << (vm.count("json") ? rollout::report_json(rep) : rollout::report_table(rep)) << "\n";
+  return 0;
+}

@@ -1,0 +1,142 @@
+// Drafter proposals: per-prompt history, frequency choice, own context, scope choice, re-sync after
+// a round is published, batch = serial, and errors for bad input.
+#include "drafter/drafter.h"
+
+#include <gtest/gtest.h>
+
+#include "workload/workload.h"
+
+namespace longtail::drafter {
+namespace {
+
+using Str = std::vector<int32_t>;
+
+DrafterOptions prompt_only() {
+  DrafterOptions o;
+  o.use_global_scope = false;
+  o.use_own_context = false;
+  return o;
+}
+
+TEST(Drafter, DraftsContinuationOfSamePromptHistory) {
+  Drafter d(prompt_only());
+  const Str prompt{100, 101};
+  d.add_rollout("p", prompt, Str{1, 2, 3, 4, 5}, 0);
+  d.end_round(0);
+  d.begin_request(7, "p", prompt);
+  Draft a = d.propose(7, 3);  // the prompt tail is indexed: the response start can be drafted
+  EXPECT_EQ(a.tokens, (Str{1, 2, 3}));
+  EXPECT_EQ(a.source, DraftSource::kPrompt);
+  d.observe(7, Str{1, 2});
+  a = d.propose(7, 16);
+  EXPECT_EQ(a.tokens, (Str{3, 4, 5}));
+  EXPECT_EQ(a.match_length, 4);
+  EXPECT_TRUE(d.propose(7, 0).tokens.empty());
+  // Another prompt id has no per-prompt history.
+  d.begin_request(8, "q", prompt);
+  EXPECT_TRUE(d.propose(8, 4).tokens.empty());
+}
+
+TEST(Drafter, PrefersMostFrequentContinuation) {
+  Drafter d(prompt_only());
+  d.add_rollout("p", Str{9}, Str{1, 2, 3}, 0);
+  d.add_rollout("p", Str{9}, Str{1, 2, 3}, 0);
+  d.add_rollout("p", Str{9}, Str{1, 4, 5}, 0);
+  d.end_round(0);
+  d.begin_request(1, "p", Str{9});
+  d.observe(1, Str{1});
+  const Draft a = d.propose(1, 4);
+  EXPECT_EQ(a.tokens, (Str{2, 3}));
+  ASSERT_EQ(a.probs.size(), 2u);
+  EXPECT_NEAR(a.probs[0], 2.0 / 3.0, 1e-6);
+  EXPECT_NEAR(a.score(), 4.0 / 3.0, 1e-6);
+}
+
+TEST(Drafter, OwnContextDraftsRepeats) {
+  DrafterOptions o;
+  o.own_min_match = 3;
+  Drafter d(o);
+  d.begin_request(1, "", Str{});
+  d.observe(1, Str{5, 6, 7, 8, 9, 5, 6, 7});
+  const Draft a = d.propose(1, 2);
+  EXPECT_EQ(a.source, DraftSource::kOwn);
+  EXPECT_EQ(a.tokens, (Str{8, 9}));
+  EXPECT_EQ(a.match_length, 3);
+}
+
+TEST(Drafter, LiveRequestSeesHistoryPublishedLater) {
+  Drafter d(prompt_only());
+  d.begin_request(1, "p", Str{100});
+  d.observe(1, Str{1, 2});
+  EXPECT_TRUE(d.propose(1, 4).tokens.empty());
+  d.add_rollout("p", Str{100}, Str{1, 2, 3, 4}, 0);
+  EXPECT_TRUE(d.propose(1, 4).tokens.empty());  // staged, not yet visible
+  d.end_round(0);
+  EXPECT_EQ(d.propose(1, 4).tokens, (Str{3, 4}));
+  d.observe(1, Str{3});
+  EXPECT_EQ(d.propose(1, 4).tokens, (Str{4}));
+}
+
+TEST(Drafter, BatchWithThreadsEqualsSerial) {
+  workload::WorkloadOptions w;
+  w.prompts = 8;
+  w.samples = 16;
+  w.rounds = 2;
+  w.median_len = 200;
+  const auto rollouts = workload::generate_workload(w);
+  DrafterOptions o;
+  o.threads = 4;
+  Drafter threaded(o), serial;
+  std::vector<DraftRequest> reqs;
+  for (auto* d : {&threaded, &serial}) {
+    for (const auto& r : rollouts) {
+      if (r.round == 0) d->add_rollout(r.prompt_id, r.prompt_tokens, r.response_tokens, 0);
+    }
+    d->end_round(0);
+  }
+  uint64_t uid = 0;
+  for (const auto& r : rollouts) {
+    if (r.round != 1) continue;
+    ++uid;
+    const Str half(r.response_tokens.begin(), r.response_tokens.begin() + static_cast<std::ptrdiff_t>(r.response_tokens.size() / 2));
+    for (auto* d : {&threaded, &serial}) {
+      d->begin_request(uid, r.prompt_id, r.prompt_tokens);
+      d->observe(uid, half);
+    }
+    reqs.push_back({uid, 16});
+  }
+  ASSERT_GE(reqs.size(), 64u);
+  std::vector<Draft> a(reqs.size()), b(reqs.size());
+  threaded.propose_batch(reqs, a);
+  serial.propose_batch(reqs, b);
+  size_t nonempty = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens);
+    nonempty += !a[i].tokens.empty();
+  }
+  EXPECT_GT(nonempty, reqs.size() / 2);
+}
+
+TEST(Drafter, RejectsBadInput) {
+  Drafter d;
+  EXPECT_THROW(d.begin_request(1, "p", Str{1, -2}), std::invalid_argument);
+  EXPECT_FALSE(d.has_request(1));
+  d.begin_request(1, "p", Str{1});
+  EXPECT_THROW(d.begin_request(1, "p", Str{1}), std::invalid_argument);
+  EXPECT_THROW(d.observe(1, Str{-1}), std::invalid_argument);
+  EXPECT_THROW(d.observe(2, Str{1}), std::invalid_argument);
+  EXPECT_THROW(d.propose(2, 4), std::invalid_argument);
+  EXPECT_THROW(d.add_rollout("p", Str{1}, Str{3, -4}, 0), std::invalid_argument);
+  std::vector<DraftRequest> reqs{{1, 4}};
+  std::vector<Draft> out(2);
+  EXPECT_THROW(d.propose_batch(reqs, out), std::invalid_argument);
+  d.end_request(1);
+  d.end_request(1);  // ignored
+  EXPECT_FALSE(d.has_request(1));
+  DrafterOptions bad;
+  bad.window_rounds = 0;
+  EXPECT_THROW(Drafter{bad}, std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace longtail::drafter
