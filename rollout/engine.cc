@@ -136,10 +136,10 @@ struct Engine::Impl {
     if (!options.forced_trajectories.empty()) {
       const std::string pid = g.prompt_id.empty() ? g.group_id : g.prompt_id;
       for (int32_t i = 0; i < g.n; ++i) {
-        auto it = options.forced_trajectories.find({pid, i});
+        auto it = options.forced_trajectories.find({pid, g.trace_sample_offset + i});
         if (it == options.forced_trajectories.end() || it->second.empty()) {
           bad("trace-forced mode has no recorded response for prompt '" + pid + "' sample " +
-              std::to_string(i));
+              std::to_string(g.trace_sample_offset + i));
         }
         for (int32_t t : it->second) {
           if (t < 0 || t >= vocab) bad("recorded token " + std::to_string(t) + " is outside the vocabulary");
@@ -317,7 +317,8 @@ void Engine::submit(GroupRequest group) {
     s->tokens = g->request.prompt_tokens;
     s->prompt_len = static_cast<int32_t>(s->tokens.size());
     if (!m.options.forced_trajectories.empty()) {
-      s->forced = &m.options.forced_trajectories.at({g->request.prompt_id, i});
+      s->forced = &m.options.forced_trajectories.at(
+          {g->request.prompt_id, g->request.trace_sample_offset + i});
     }
     g->sequences.push_back(std::move(s));
   }

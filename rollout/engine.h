@@ -42,6 +42,10 @@ struct GroupRequest {
   int32_t max_new_tokens = 256;
   std::vector<int32_t> stop_tokens;  // empty = the checkpoint's eos ids
   std::string metadata;              // opaque bytes, passed through to every trajectory
+  // Trace-forced mode only (EngineOptions::forced_trajectories): sample i of this group replays
+  // the recording (prompt_id, trace_sample_offset + i), so successive rounds of one prompt can
+  // replay successive recorded samples.
+  int32_t trace_sample_offset = 0;
 };
 
 struct SpeculationOptions {
