@@ -1,0 +1,44 @@
+// Shared helpers of the CUDA backend's GPU tests: skipping without a device, small KV caches (the
+// tests need a few thousand positions, not 85% of the card), one-call chunk construction.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "policy/backend.h"
+#include "policy/cuda_backend.h"
+
+#define LT_SKIP_WITHOUT_GPU()                                                   \
+  do {                                                                          \
+    if (!::longtail::policy::cuda_device_present()) GTEST_SKIP() << "no CUDA device"; \
+  } while (0)
+
+namespace longtail::policy::testing {
+
+inline BackendOptions small_cuda_options(int64_t kv_tokens = 1 << 16) {
+  BackendOptions o;
+  o.kind = "cuda";
+  o.max_kv_tokens = kv_tokens;
+  return o;
+}
+
+inline SamplingParams greedy() {
+  SamplingParams s;
+  s.temperature = 0.0f;
+  return s;
+}
+
+inline SequenceChunk make_chunk(int64_t seq, uint64_t uid, const std::vector<int32_t>& tokens,
+                                int32_t first_output, const SamplingParams& sampling) {
+  SequenceChunk c;
+  c.seq = seq;
+  c.uid = uid;
+  c.tokens = tokens;
+  c.first_output = first_output;
+  c.sampling = sampling;
+  return c;
+}
+
+}  // namespace longtail::policy::testing
