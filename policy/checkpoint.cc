@@ -336,8 +336,13 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
                                    "(only safetensors checkpoints are supported)");
   }
 
-  for (const std::string& fname : files) {
-    auto mf = map_file(dir / fname);
+  // Map every file before reading any, so a shard that is missing is reported as such rather than
+  // as the index disagreeing with the shards that are there.
+  std::vector<std::shared_ptr<MappedFile>> mapped;
+  for (const std::string& fname : files) mapped.push_back(map_file(dir / fname));
+  for (size_t fi = 0; fi < files.size(); ++fi) {
+    const std::string& fname = files[fi];
+    auto& mf = mapped[fi];
     for (TensorView& v : read_safetensors(*mf)) {
       if (!weight_map.empty()) {
         auto it = weight_map.find(v.name);

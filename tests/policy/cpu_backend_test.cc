@@ -1,0 +1,219 @@
+// CPU backend invariances the engine relies on: a sequence's outputs do not depend on what else is
+// in the batch, on how its tokens are chunked, on the thread count, or on a rollback (forward k then
+// truncate equals forward fewer); KV capacity is accounted in blocks and a refused forward changes
+// nothing; bad requests and bad replacement weights leave the backend as it was.
+#include <cmath>
+#include <filesystem>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "checkpoint_writer.h"
+#include "policy/cpu_backend.h"
+#include "policy/plain_decode.h"
+
+namespace lp = longtail::policy;
+namespace lt = longtail::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kQwen3 = fs::path(LONGTAIL_GOLDEN_DIR) / "qwen3_qknorm_bf16";
+const fs::path kLlama = fs::path(LONGTAIL_GOLDEN_DIR) / "llama_rope_llama3";
+
+lp::BackendOptions opts(int threads = 2, int64_t max_kv = 0, int32_t block = 16) {
+  lp::BackendOptions o;
+  o.num_threads = threads;
+  o.max_kv_tokens = max_kv;
+  o.kv_block_size = block;
+  return o;
+}
+
+lp::SamplingParams sampled(uint64_t seed = 3) {
+  lp::SamplingParams s;
+  s.temperature = 1.0f;
+  s.top_k = 50;
+  s.seed = seed;
+  return s;
+}
+
+std::vector<int32_t> prompt(int n, int salt) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < n; ++i) p.push_back((i * 37 + salt * 101 + 5) % 500);
+  return p;
+}
+
+lp::SequenceChunk chunk(int64_t seq, uint64_t uid, std::span<const int32_t> toks, int32_t first_output,
+                        lp::SamplingParams s = sampled()) {
+  lp::SequenceChunk c;
+  c.seq = seq;
+  c.uid = uid;
+  c.tokens = toks;
+  c.first_output = first_output;
+  c.sampling = s;
+  return c;
+}
+
+TEST(CpuBackendTest, BatchCompositionDoesNotChangeSamples) {
+  lp::CpuBackend be(kQwen3, opts());
+  lp::DecodeOptions d;
+  d.sampling = sampled();
+  d.max_new_tokens = 12;
+  const std::vector<lp::DecodeRequest> alone = {{prompt(7, 0), lp::sample_uid(0, 0)}};
+  std::vector<lp::DecodeRequest> batch;
+  for (int i = 0; i < 5; ++i) batch.push_back({prompt(3 + 2 * i, i + 1), lp::sample_uid(i + 1, 0)});
+  batch.insert(batch.begin() + 2, alone[0]);
+  const auto a = lp::plain_decode(be, alone, d);
+  const auto b = lp::plain_decode(be, batch, d);
+  EXPECT_EQ(a[0].tokens, b[2].tokens);
+  EXPECT_EQ(a[0].logprobs, b[2].logprobs);  // bit-identical, not merely close
+}
+
+TEST(CpuBackendTest, ChunkingAndThreadsDoNotChangeOutputs) {
+  const auto p = prompt(13, 4);
+  std::vector<std::vector<float>> logits_by_run;
+  std::vector<int32_t> tokens_by_run;
+  for (int run = 0; run < 3; ++run) {
+    lp::CpuBackend be(kLlama, opts(run == 2 ? 1 : 2));
+    const int64_t s = be.create_sequence();
+    const int step = run == 0 ? 13 : (run == 1 ? 1 : 5);  // one chunk / token by token / chunks of 5
+    std::vector<lp::TokenOutput> out;
+    std::vector<float> logits;
+    for (int i = 0; i < 13; i += step) {
+      const int n = std::min(step, 13 - i);
+      const bool last = i + n == 13;
+      auto c = chunk(s, 99, std::span<const int32_t>(p.data() + i, n), last ? n - 1 : n);
+      out = be.forward_with_logits(std::span(&c, 1), &logits);
+    }
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(be.sequence_length(s), 13);
+    logits_by_run.push_back(logits);
+    tokens_by_run.push_back(out[0].sampled);
+  }
+  EXPECT_EQ(logits_by_run[0], logits_by_run[1]);
+  EXPECT_EQ(logits_by_run[0], logits_by_run[2]);
+  EXPECT_EQ(tokens_by_run[0], tokens_by_run[1]);
+  EXPECT_EQ(tokens_by_run[0], tokens_by_run[2]);
+}
+
+TEST(CpuBackendTest, RollbackEqualsShorterForward) {
+  const auto p = prompt(9, 1);
+  const std::vector<int32_t> draft = {11, 22, 33, 44, 55};
+  const std::vector<int32_t> next = {77, 88};
+  for (int j = 1; j <= 5; ++j) {
+    lp::CpuBackend be(kQwen3, opts());
+    const int64_t a = be.create_sequence(), b = be.create_sequence();
+    for (int64_t s : {a, b}) {
+      auto c = chunk(s, 5, p, static_cast<int32_t>(p.size()));
+      be.forward(std::span(&c, 1));
+    }
+    // a: verify all k = 5 drafts then roll back j of them; b: only the k - j accepted ones.
+    auto ca = chunk(a, 5, draft, 0);
+    be.forward(std::span(&ca, 1));
+    be.truncate(a, static_cast<int32_t>(p.size() + 5 - j));
+    if (5 - j > 0) {
+      auto cb = chunk(b, 5, std::span<const int32_t>(draft.data(), 5 - j), 0);
+      be.forward(std::span(&cb, 1));
+    }
+    ASSERT_EQ(be.sequence_length(a), be.sequence_length(b));
+    std::vector<float> la, lb;
+    auto na = chunk(a, 5, next, 0), nb = chunk(b, 5, next, 0);
+    const auto oa = be.forward_with_logits(std::span(&na, 1), &la);
+    const auto ob = be.forward_with_logits(std::span(&nb, 1), &lb);
+    EXPECT_EQ(la, lb) << "j = " << j;
+    ASSERT_EQ(oa.size(), 2u);
+    EXPECT_EQ(oa[0].sampled, ob[0].sampled);
+    EXPECT_EQ(oa[0].next_input_logprob, ob[0].next_input_logprob);
+    EXPECT_TRUE(std::isnan(oa[1].next_input_logprob));
+  }
+}
+
+TEST(CpuBackendTest, OutputsMatchTheSamplerOnTheirLogits) {
+  lp::CpuBackend be(kQwen3, opts());
+  const auto p = prompt(6, 2);
+  const int64_t s = be.create_sequence();
+  auto c = chunk(s, 31, p, 2);
+  std::vector<float> logits;
+  const auto out = be.forward_with_logits(std::span(&c, 1), &logits);
+  ASSERT_EQ(out.size(), 4u);
+  const size_t V = be.config().vocab_size;
+  for (size_t o = 0; o < out.size(); ++o) {
+    std::span<const float> row(logits.data() + o * V, V);
+    const auto ref = lp::sample_token(row, c.sampling, 31, static_cast<int64_t>(2 + o + 1));
+    EXPECT_EQ(out[o].sampled, ref.token);
+    EXPECT_EQ(out[o].sampled_logprob, ref.logprob);
+    if (o + 1 < out.size()) EXPECT_EQ(out[o].next_input_logprob, lp::token_logprob(row, 1.0f, p[2 + o + 1]));
+  }
+}
+
+TEST(CpuBackendTest, KvCapacityIsAccountedInBlocks) {
+  lp::CpuBackend be(kQwen3, opts(2, 40, 8));  // 5 blocks of 8
+  EXPECT_EQ(be.kv_capacity().total_tokens, 40);
+  EXPECT_EQ(be.kv_capacity().block_size, 8);
+  const int64_t a = be.create_sequence(), b = be.create_sequence();
+  const auto p = prompt(17, 3);  // 3 blocks
+  auto ca = chunk(a, 1, p, 17);
+  be.forward(std::span(&ca, 1));
+  EXPECT_EQ(be.kv_capacity().free_tokens, 16);
+  // b needs 3 blocks, only 2 free: refused before anything changes, a included.
+  const std::vector<int32_t> one = {3};
+  lp::SequenceChunk both[2] = {chunk(a, 1, one, 1), chunk(b, 2, p, 17)};
+  EXPECT_THROW(be.forward(both), lp::KvCapacityError);
+  EXPECT_EQ(be.sequence_length(a), 17);
+  EXPECT_EQ(be.sequence_length(b), 0);
+  EXPECT_EQ(be.kv_capacity().free_tokens, 16);
+  be.truncate(a, 16);  // frees the third block
+  EXPECT_EQ(be.kv_capacity().free_tokens, 24);
+  be.truncate(a, 9);  // still two blocks
+  EXPECT_EQ(be.kv_capacity().free_tokens, 24);
+  auto cb = chunk(b, 2, p, 17);
+  be.forward(std::span(&cb, 1));
+  EXPECT_EQ(be.kv_capacity().free_tokens, 0);
+  be.release_sequence(b);
+  EXPECT_EQ(be.kv_capacity().free_tokens, 24);
+}
+
+TEST(CpuBackendTest, BadRequestsChangeNothing) {
+  lp::CpuBackend be(kQwen3, opts());
+  const int64_t s = be.create_sequence();
+  const auto p = prompt(4, 0);
+  auto c = chunk(s, 1, p, 4);
+  be.forward(std::span(&c, 1));
+  const std::vector<int32_t> bad = {1, 512};
+  auto cb = chunk(s, 1, bad, 0);
+  EXPECT_THROW(be.forward(std::span(&cb, 1)), std::invalid_argument);
+  auto cu = chunk(12345, 1, p, 0);
+  EXPECT_THROW(be.forward(std::span(&cu, 1)), std::invalid_argument);
+  const std::vector<int32_t> long_one(253, 1);  // 4 + 253 > max_position_embeddings 256
+  auto cl = chunk(s, 1, long_one, 0);
+  EXPECT_THROW(be.forward(std::span(&cl, 1)), std::invalid_argument);
+  lp::SequenceChunk dup[2] = {chunk(s, 1, p, 0), chunk(s, 1, p, 0)};
+  EXPECT_THROW(be.forward(dup), std::invalid_argument);
+  EXPECT_THROW(be.truncate(s, 5), std::invalid_argument);
+  EXPECT_EQ(be.sequence_length(s), 4);
+}
+
+TEST(CpuBackendTest, ReplaceWeightsValidatesBeforeSwapping) {
+  lp::CpuBackend be(kQwen3, opts());
+  const auto p = prompt(5, 0);
+  auto run = [&] {
+    const int64_t s = be.create_sequence();
+    auto c = chunk(s, 1, p, 4);
+    std::vector<float> logits;
+    be.forward_with_logits(std::span(&c, 1), &logits);
+    be.release_sequence(s);
+    return logits;
+  };
+  const auto before = run();
+  EXPECT_THROW(be.replace_weights(kLlama), lp::LoadError);  // other architecture and shapes
+  const fs::path broken = lt::fresh_dir("replace_broken");
+  for (const auto& e : fs::directory_iterator(kQwen3)) fs::copy(e.path(), broken / e.path().filename());
+  fs::resize_file(broken / "model.safetensors", fs::file_size(broken / "model.safetensors") - 100);
+  EXPECT_THROW(be.replace_weights(broken), lp::LoadError);
+  EXPECT_EQ(run(), before);
+  be.replace_weights(kQwen3);
+  EXPECT_EQ(run(), before);
+  fs::remove_all(broken);
+}
+
+}  // namespace

@@ -1,0 +1,153 @@
+// The host sampler follows sampling.h exactly: greedy ties go to the lowest index, the reported
+// logprob is log softmax(logits / T) over the whole vocabulary, draws depend only on
+// (seed, uid, position), and top-k / top-p sample from the right truncated distribution
+// (empirical frequencies over many uids against the expected probabilities).
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "policy/sampling.h"
+
+namespace lp = longtail::policy;
+
+namespace {
+
+std::vector<double> softmax(const std::vector<float>& logits, double t) {
+  double m = -1e30;
+  for (float x : logits) m = std::max(m, x / t);
+  std::vector<double> p;
+  double s = 0;
+  for (float x : logits) {
+    p.push_back(std::exp(x / t - m));
+    s += p.back();
+  }
+  for (double& v : p) v /= s;
+  return p;
+}
+
+// Draws n tokens with distinct uids and checks frequencies against `expected` (zero entries must
+// never be drawn); tolerance 5 standard deviations per token.
+void check_distribution(const std::vector<float>& logits, const lp::SamplingParams& params,
+                        const std::vector<double>& expected, int n = 40000) {
+  std::vector<int> counts(logits.size(), 0);
+  for (int i = 0; i < n; ++i) counts[lp::sample_token(logits, params, 1000 + i, 17).token]++;
+  for (size_t k = 0; k < logits.size(); ++k) {
+    if (expected[k] == 0) {
+      EXPECT_EQ(counts[k], 0) << "token " << k << " is outside the candidates";
+      continue;
+    }
+    const double sd = std::sqrt(n * expected[k] * (1 - expected[k]));
+    EXPECT_NEAR(counts[k], n * expected[k], 5 * sd + 1) << "token " << k;
+  }
+}
+
+const std::vector<float> kLogits = {1.0f, 2.5f, 0.3f, 2.0f, -1.0f, 1.7f};
+
+TEST(SamplingTest, GreedyTakesLowestIndexOnTies) {
+  const std::vector<float> logits = {1.0f, 3.0f, 0.5f, 3.0f, 2.0f};
+  lp::SamplingParams p;
+  p.temperature = 0;
+  const auto s = lp::sample_token(logits, p, 5, 9);
+  EXPECT_EQ(s.token, 1);
+  EXPECT_NEAR(s.logprob, std::log(softmax(logits, 1)[1]), 1e-6);
+}
+
+TEST(SamplingTest, LogprobIsFullVocabularyAtTemperature) {
+  lp::SamplingParams p;
+  p.temperature = 0.7f;
+  p.top_k = 2;
+  for (uint64_t uid = 0; uid < 50; ++uid) {
+    const auto s = lp::sample_token(kLogits, p, uid, 3);
+    ASSERT_TRUE(s.token == 1 || s.token == 3);
+    // Not the truncated distribution's logprob: the full softmax at T = 0.7.
+    EXPECT_NEAR(s.logprob, std::log(softmax(kLogits, 0.7)[s.token]), 1e-6);
+    EXPECT_NEAR(s.logprob, lp::token_logprob(kLogits, 0.7f, s.token), 1e-7);
+  }
+  EXPECT_NEAR(lp::token_logprob(kLogits, 0.0f, 4), std::log(softmax(kLogits, 1)[4]), 1e-6);
+}
+
+TEST(SamplingTest, DrawDependsOnlyOnSeedUidPosition) {
+  lp::SamplingParams p;
+  p.seed = 42;
+  std::map<int, int> by_uid, by_pos;
+  for (int rep = 0; rep < 3; ++rep) {
+    EXPECT_EQ(lp::sample_token(kLogits, p, 7, 11).token, lp::sample_token(kLogits, p, 7, 11).token);
+  }
+  for (uint64_t uid = 0; uid < 200; ++uid) by_uid[lp::sample_token(kLogits, p, uid, 11).token]++;
+  for (int64_t pos = 0; pos < 200; ++pos) by_pos[lp::sample_token(kLogits, p, 7, pos).token]++;
+  EXPECT_GT(by_uid.size(), 2u);  // the stream actually varies with uid and with position
+  EXPECT_GT(by_pos.size(), 2u);
+  lp::SamplingParams q = p;
+  q.seed = 43;
+  int differ = 0;
+  for (uint64_t uid = 0; uid < 200; ++uid) {
+    differ += lp::sample_token(kLogits, p, uid, 1).token != lp::sample_token(kLogits, q, uid, 1).token;
+  }
+  EXPECT_GT(differ, 20);
+}
+
+TEST(SamplingTest, FullDistributionAtTemperature) {
+  lp::SamplingParams p;
+  p.temperature = 0.8f;
+  check_distribution(kLogits, p, softmax(kLogits, 0.8));
+}
+
+TEST(SamplingTest, TopKDistribution) {
+  lp::SamplingParams p;
+  p.top_k = 3;  // tokens 1 (2.5), 3 (2.0), 5 (1.7)
+  const auto full = softmax(kLogits, 1);
+  const double z = full[1] + full[3] + full[5];
+  check_distribution(kLogits, p, {0, full[1] / z, 0, full[3] / z, 0, full[5] / z});
+}
+
+TEST(SamplingTest, TopPDistribution) {
+  lp::SamplingParams p;
+  p.top_p = 0.7f;
+  const auto full = softmax(kLogits, 1);
+  // Sorted: 1, 3, 5, 0, 2, 4. Shortest prefix reaching 0.7.
+  ASSERT_LT(full[1] + full[3], 0.7);
+  ASSERT_GE(full[1] + full[3] + full[5], 0.7);
+  const double z = full[1] + full[3] + full[5];
+  check_distribution(kLogits, p, {0, full[1] / z, 0, full[3] / z, 0, full[5] / z});
+}
+
+TEST(SamplingTest, TopKThenTopPOnTheCandidates) {
+  lp::SamplingParams p;
+  p.temperature = 0.5f;
+  p.top_k = 4;
+  p.top_p = 0.8f;
+  // Candidates 1, 3, 5, 0 at T = 0.5; top-p renormalises over these four.
+  const auto full = softmax(kLogits, 0.5);
+  const double zk = full[1] + full[3] + full[5] + full[0];
+  ASSERT_LT(full[1] / zk, 0.8);
+  ASSERT_GE((full[1] + full[3]) / zk, 0.8);
+  const double z = full[1] + full[3];
+  check_distribution(kLogits, p, {0, full[1] / z, 0, full[3] / z, 0, 0});
+}
+
+TEST(SamplingTest, TinyTopPIsGreedy) {
+  lp::SamplingParams p;
+  p.top_p = 1e-6f;
+  for (uint64_t uid = 0; uid < 100; ++uid) EXPECT_EQ(lp::sample_token(kLogits, p, uid, 0).token, 1);
+}
+
+TEST(SamplingTest, TopKTiesPreferLowerIndex) {
+  const std::vector<float> logits = {0.0f, 1.0f, 1.0f, 1.0f};
+  lp::SamplingParams p;
+  p.top_k = 2;  // candidates 1 and 2, never 3
+  check_distribution(logits, p, {0, 0.5, 0.5, 0}, 20000);
+}
+
+TEST(SamplingTest, RejectsBadParameters) {
+  lp::SamplingParams p;
+  p.temperature = -1;
+  EXPECT_THROW(lp::sample_token(kLogits, p, 0, 0), std::invalid_argument);
+  p.temperature = NAN;
+  EXPECT_THROW(lp::sample_token(kLogits, p, 0, 0), std::invalid_argument);
+  EXPECT_THROW(lp::token_logprob(kLogits, 1.0f, 6), std::invalid_argument);
+  EXPECT_THROW(lp::token_logprob(kLogits, 1.0f, -1), std::invalid_argument);
+}
+
+}  // namespace
