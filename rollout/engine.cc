@@ -195,7 +195,7 @@ struct Engine::Impl {
     in.policy_version = version;
     in.importance_cap = options.importance_cap;
     in.token_ratio_cap = options.token_ratio_cap;
-    in.stats = round_acc;
+    in.stats = round_open ? round_acc : RoundStats{};  // a round never opened did no work
     in.stats.makespan_s =
         round_open ? std::chrono::duration<double>(Clock::now() - round_start).count() : 0;
     in.rewards = &rewards;
@@ -256,6 +256,7 @@ struct Engine::Impl {
     StepResult r = run_speculative_step(plan, env);
     StepStats& st = r.stats;
     st.step = stats.steps++;
+    st.preempted = plan.preempted;
     st.total_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
     const bool forwarded = st.sequences > 0;
     stats.forward_passes += forwarded ? 1 : 0;
@@ -267,6 +268,11 @@ struct Engine::Impl {
     round_acc.forward_passes += forwarded ? 1 : 0;
     round_acc.tokens_drafted += st.tokens_drafted;
     round_acc.tokens_accepted += st.tokens_accepted;
+    round_acc.tokens_verified += st.tokens_verified;
+    round_acc.preemptions += plan.preempted;
+    round_acc.draft_s += st.draft_us * 1e-6;
+    round_acc.forward_s += st.forward_us * 1e-6;
+    round_acc.sample_s += st.sample_us * 1e-6;
 
     pool.note_completions();
     if (pool.round_ready()) return emit_round(false);

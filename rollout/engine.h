@@ -87,7 +87,10 @@ struct StepStats {
   int32_t tokens_drafted = 0;
   int32_t tokens_accepted = 0;       // accepted draft tokens (not counting the bonus token)
   int32_t tokens_emitted = 0;        // new response tokens this step
+  // draft_us: budgets + drafting; forward_us: the backend's forward (which samples every verified
+  // position on the device); sample_us: host-side acceptance, rollback and drafter updates.
   double draft_us = 0, forward_us = 0, sample_us = 0, total_us = 0;
+  int32_t preempted = 0;             // sequences preempted by this step's scheduling
 };
 
 struct RoundStats {
@@ -102,6 +105,9 @@ struct RoundStats {
   double makespan_s = 0;             // wall time from the round's start to its batch
   double off_policy_token_share = 0; // tokens produced by an older policy version than the batch's
   int32_t carried_over = 0;          // sequences left in the partial-rollout pool
+  int64_t tokens_verified = 0;       // tokens fed to forwards (prefill, pending and drafts)
+  int64_t preemptions = 0;           // sequences preempted (KV recomputed later) during the round
+  double draft_s = 0, forward_s = 0, sample_s = 0;  // time in drafting, forwards, acceptance
 };
 
 struct EngineStats {

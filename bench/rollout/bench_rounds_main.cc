@@ -1,0 +1,365 @@
+// longtail-bench-rounds: runs R rounds of G groups x n samples through the rollout engine on a
+// checkpoint (CPU or CUDA backend) in three modes, measured in the same process and run:
+//   off      : no speculation, synchronous rounds (the baseline)
+//   das      : DAS speculation (suffix-automaton drafts, length-aware budgets), synchronous rounds
+//   das+apr  : DAS + partial rollouts (APRIL, round_groups = G, overprovision f)
+// and prints each round's makespan, tokens per forward and acceptance, with ratios to `off`.
+// Prompts are synthetic, or come from a JSONL trace (--trace): then the run is trace-forced (the
+// verify pass runs for real on the drafts, the emitted tokens are the recording's), round r of
+// prompt p replays trace samples [r*n, r*n + n). Token ids beyond the model's vocabulary (Qwen ids
+// on a tiny model) are mapped modulo the vocabulary. Trajectories of every mode are compared with
+// `off` by uid: speculation and partial rollouts must not change a single token.
+#include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "drafter/speculation_policy.h"
+#include "policy/backend.h"
+#include "rollout/engine.h"
+#include "rollout/forced_trajectories.h"
+
+namespace po = boost::program_options;
+using namespace longtail;
+using nlohmann::json;
+
+namespace {
+
+struct Config {
+  std::string model, backend = "cpu", trace, cost_model;
+  std::vector<std::string> modes = {"off", "das", "das+apr"};
+  int32_t rounds = 3, groups = 4, n = 4, max_new_tokens = 128, prompt_len = 32, threads = 0;
+  int32_t max_prompt_tokens = 64, budget = 16, max_tokens_per_step = 0, max_running = 256;
+  int32_t vocab_modulo = 0;
+  int64_t max_kv_tokens = 0;
+  double overprovision = 2.0, temperature = 1.0;
+  uint64_t seed = 1;
+  bool refit = false, reload_weights = false, json_out = false;
+};
+
+struct ModeResult {
+  std::string mode;
+  std::vector<rollout::RoundStats> rounds;
+  double wall_s = 0;
+  int64_t forwards = 0, tokens = 0, drafted = 0, accepted = 0, preemptions = 0;
+  std::map<uint64_t, std::vector<int32_t>> tokens_by_uid;
+};
+
+std::vector<rollout::GroupRequest> build_requests(const Config& c, int32_t vocab,
+                                                  const std::vector<rollout::TraceRollout>* trace) {
+  std::vector<rollout::GroupRequest> out;
+  std::map<std::string, std::vector<int32_t>> prompt_of;
+  std::vector<std::string> prompt_ids;
+  std::map<std::string, int32_t> samples_of;
+  if (trace) {
+    for (const auto& r : *trace) {
+      if (!prompt_of.count(r.prompt_id)) prompt_ids.push_back(r.prompt_id);
+      auto p = r.prompt_tokens;
+      if (static_cast<int32_t>(p.size()) > c.max_prompt_tokens) {
+        p.erase(p.begin(), p.end() - c.max_prompt_tokens);
+      }
+      prompt_of[r.prompt_id] = p;
+      samples_of[r.prompt_id] = std::max(samples_of[r.prompt_id], r.sample + 1);
+    }
+    std::vector<std::string> usable;
+    for (const auto& p : prompt_ids) {
+      if (samples_of[p] >= c.rounds * c.n && !prompt_of[p].empty()) usable.push_back(p);
+    }
+    if (static_cast<int32_t>(usable.size()) < c.groups) {
+      throw std::runtime_error("trace has only " + std::to_string(usable.size()) +
+                               " prompts with >= rounds * n = " + std::to_string(c.rounds * c.n) +
+                               " samples; need --groups " + std::to_string(c.groups));
+    }
+    prompt_ids.assign(usable.begin(), usable.begin() + c.groups);
+  } else {
+    std::mt19937 rng(static_cast<uint32_t>(c.seed));
+    for (int32_t g = 0; g < c.groups; ++g) {
+      std::vector<int32_t> p(c.prompt_len);
+      for (int32_t& t : p) t = static_cast<int32_t>(rng() % vocab);
+      prompt_ids.push_back("prompt-" + std::to_string(g));
+      prompt_of[prompt_ids.back()] = p;
+    }
+  }
+  for (int32_t r = 0; r < c.rounds; ++r) {
+    for (const std::string& pid : prompt_ids) {
+      rollout::GroupRequest g;
+      g.group_id = pid + "/round-" + std::to_string(r);
+      g.prompt_id = pid;
+      g.prompt_tokens = prompt_of[pid];
+      g.n = c.n;
+      g.sampling.temperature = static_cast<float>(c.temperature);
+      g.sampling.seed = c.seed;
+      g.max_new_tokens = c.max_new_tokens;
+      g.trace_sample_offset = r * c.n;
+      out.push_back(std::move(g));
+    }
+  }
+  return out;
+}
+
+ModeResult run_mode(const Config& c, const std::string& mode,
+                    const std::vector<rollout::GroupRequest>& requests,
+                    const rollout::ForcedTrajectories& forced) {
+  policy::BackendOptions bo;
+  bo.kind = c.backend;
+  bo.num_threads = c.threads;
+  bo.max_kv_tokens = c.max_kv_tokens;
+  rollout::EngineOptions o;
+  o.round_groups = c.groups;
+  o.overprovision = mode == "das+apr" ? c.overprovision : 1.0;
+  o.max_running_sequences = c.max_running;
+  o.speculation.enabled = mode != "off";
+  o.speculation.max_budget = c.budget;
+  o.speculation.max_tokens_per_step = c.max_tokens_per_step;
+  o.speculation.refit_cost_model = c.refit;
+  if (!c.cost_model.empty()) {
+    const drafter::StepCostModel m = drafter::load_cost_model(c.cost_model);
+    o.speculation.cost_base_us = m.base_us;
+    o.speculation.cost_per_token_us = m.per_token_us;
+  }
+  o.forced_trajectories = forced;
+  rollout::Engine e(policy::make_backend(c.model, bo), o);
+  for (const auto& g : requests) e.submit(g);
+  ModeResult res;
+  res.mode = mode;
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t version = 0;
+  while (static_cast<int32_t>(res.rounds.size()) < c.rounds) {
+    std::optional<rollout::RoundBatch> b = e.step();
+    if (!b && e.idle()) b = e.flush_round();
+    if (!b) {
+      if (e.idle()) throw std::runtime_error("engine idle before all rounds finished");
+      continue;
+    }
+    for (const auto& t : b->trajectories) res.tokens_by_uid[t.uid] = t.response_tokens;
+    res.rounds.push_back(b->stats);
+    if (c.reload_weights && static_cast<int32_t>(res.rounds.size()) < c.rounds) {
+      e.update_weights(c.model, ++version);  // same weights: measures the re-prefill cost only
+    }
+  }
+  res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const rollout::EngineStats s = e.stats();
+  res.forwards = s.forward_passes;
+  res.tokens = s.tokens_generated;
+  res.drafted = s.tokens_drafted;
+  res.accepted = s.tokens_accepted;
+  res.preemptions = s.preemptions;
+  return res;
+}
+
+int64_t mismatches(const ModeResult& a, const ModeResult& b) {
+  int64_t bad = 0;
+  for (const auto& [uid, toks] : a.tokens_by_uid) {
+    auto it = b.tokens_by_uid.find(uid);
+    if (it == b.tokens_by_uid.end() || it->second != toks) ++bad;
+  }
+  return bad + static_cast<int64_t>(b.tokens_by_uid.size()) - static_cast<int64_t>(a.tokens_by_uid.size());
+}
+
+double sum_makespan(const ModeResult& r) {
+  double s = 0;
+  for (const auto& x : r.rounds) s += x.makespan_s;
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config c;
+  std::string modes;
+  po::options_description desc("longtail-bench-rounds options");
+  desc.add_options()("help,h", "show this help")
+      ("model", po::value(&c.model)->required(), "checkpoint directory")
+      ("backend", po::value(&c.backend)->default_value("cpu"), "cpu | cuda")
+      ("threads", po::value(&c.threads)->default_value(0), "CPU backend threads (0 = all cores)")
+      ("rounds,R", po::value(&c.rounds)->default_value(3), "rounds")
+      ("groups,G", po::value(&c.groups)->default_value(4), "groups per round")
+      ("n", po::value(&c.n)->default_value(4), "samples per group")
+      ("max-new-tokens", po::value(&c.max_new_tokens)->default_value(128), "response cap")
+      ("prompt-len", po::value(&c.prompt_len)->default_value(32), "synthetic prompt length")
+      ("max-prompt-tokens", po::value(&c.max_prompt_tokens)->default_value(64),
+       "trace prompts keep their last this many tokens")
+      ("temperature", po::value(&c.temperature)->default_value(1.0), "sampling temperature")
+      ("seed", po::value(&c.seed)->default_value(1), "sampling seed")
+      ("trace", po::value(&c.trace), "JSONL trace: trace-forced run")
+      ("vocab-modulo", po::value(&c.vocab_modulo)->default_value(0),
+       "map trace ids modulo this (0 = the model's vocabulary when ids exceed it)")
+      ("modes", po::value(&modes)->default_value("off,das,das+apr"), "comma-separated modes")
+      ("budget", po::value(&c.budget)->default_value(16), "max draft tokens per sequence")
+      ("max-tokens-per-step", po::value(&c.max_tokens_per_step)->default_value(0),
+       "cap on verified tokens per step (0 = from the cost model)")
+      ("cost-model", po::value(&c.cost_model), "cost model YAML (configs/cost_model*.yaml)")
+      ("refit-cost-model", po::bool_switch(&c.refit), "refit the cost model from measured steps")
+      ("overprovision", po::value(&c.overprovision)->default_value(2.0), "APRIL f")
+      ("max-running", po::value(&c.max_running)->default_value(256), "max running sequences")
+      ("max-kv-tokens", po::value(&c.max_kv_tokens)->default_value(0), "CPU KV bound (0 = none)")
+      ("reload-weights", po::bool_switch(&c.reload_weights),
+       "reload the checkpoint as a new version after every round (re-prefill cost)")
+      ("json", po::bool_switch(&c.json_out), "print one JSON object");
+  try {
+    po::variables_map vm;
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    if (vm.count("help")) {
+      std::cout << desc << "\n";
+      return 0;
+    }
+    po::notify(vm);
+    c.modes.clear();
+    for (size_t pos = 0; pos <= modes.size();) {
+      const size_t end = std::min(modes.find(',', pos), modes.size());
+      const std::string m = modes.substr(pos, end - pos);
+      if (m != "off" && m != "das" && m != "das+apr") {
+        throw std::runtime_error("unknown mode '" + m + "' (off, das, das+apr)");
+      }
+      c.modes.push_back(m);
+      pos = end + 1;
+    }
+    if (c.rounds < 1 || c.groups < 1 || c.n < 1) throw std::runtime_error("rounds, groups, n must be >= 1");
+  } catch (const std::exception& e) {
+    std::cerr << "longtail-bench-rounds: " << e.what() << "\n" << desc << "\n";
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::warn);
+  try {
+    policy::BackendOptions probe;
+    probe.kind = c.backend;
+    probe.num_threads = 1;
+    const int32_t vocab = policy::make_backend(c.model, probe)->config().vocab_size;
+    std::vector<rollout::TraceRollout> trace;
+    rollout::ForcedTrajectories forced;
+    if (!c.trace.empty()) {
+      int32_t modulo = c.vocab_modulo;
+      if (modulo == 0) {
+        for (const auto& r : rollout::load_trace_jsonl(c.trace)) {
+          for (int32_t t : r.prompt_tokens) modulo = t >= vocab ? vocab : modulo;
+          for (int32_t t : r.response_tokens) modulo = t >= vocab ? vocab : modulo;
+        }
+      }
+      trace = rollout::load_trace_jsonl(c.trace, modulo);
+      forced = rollout::forced_from_trace(trace);
+    }
+    const auto requests = build_requests(c, vocab, c.trace.empty() ? nullptr : &trace);
+    std::vector<ModeResult> results;
+    for (const std::string& m : c.modes) {
+      if (!c.json_out) std::fprintf(stderr, "running mode %s...\n", m.c_str());
+      results.push_back(run_mode(c, m, requests, forced));
+    }
+    const ModeResult* base = nullptr;
+    for (const auto& r : results) base = r.mode == "off" ? &r : base;
+
+    json out;
+    out["config"] = {{"model", c.model}, {"backend", c.backend}, {"trace", c.trace},
+                     {"rounds", c.rounds}, {"groups", c.groups}, {"n", c.n},
+                     {"max_new_tokens", c.max_new_tokens}, {"temperature", c.temperature},
+                     {"budget", c.budget}, {"max_tokens_per_step", c.max_tokens_per_step},
+                     {"overprovision", c.overprovision}, {"reload_weights", c.reload_weights}};
+    out["modes"] = json::array();
+    for (const auto& r : results) {
+      json m;
+      m["mode"] = r.mode;
+      m["rounds"] = json::array();
+      for (const auto& s : r.rounds) {
+        m["rounds"].push_back({{"round", s.round}, {"makespan_s", s.makespan_s},
+                               {"trajectories", s.trajectories},
+                               {"response_tokens", s.response_tokens},
+                               {"forward_passes", s.forward_passes},
+                               {"tokens_per_forward", s.forward_passes ? double(s.response_tokens) / s.forward_passes : 0.0},
+                               {"tokens_drafted", s.tokens_drafted},
+                               {"tokens_accepted", s.tokens_accepted},
+                               {"off_policy_token_share", s.off_policy_token_share},
+                               {"carried_over", s.carried_over},
+                               {"tokens_verified", s.tokens_verified},
+                               {"draft_s", s.draft_s}, {"forward_s", s.forward_s},
+                               {"sample_s", s.sample_s}});
+      }
+      double draft_s = 0, forward_s = 0, sample_s = 0;
+      int64_t verified = 0;
+      for (const auto& s : r.rounds) {
+        draft_s += s.draft_s;
+        forward_s += s.forward_s;
+        sample_s += s.sample_s;
+        verified += s.tokens_verified;
+      }
+      m["draft_s"] = draft_s;
+      m["forward_s"] = forward_s;
+      m["sample_s"] = sample_s;
+      m["tokens_verified"] = verified;
+      m["total_makespan_s"] = sum_makespan(r);
+      m["wall_s"] = r.wall_s;
+      m["response_tokens"] = r.tokens;
+      m["forward_passes"] = r.forwards;
+      m["tokens_per_forward"] = r.forwards ? double(r.tokens) / r.forwards : 0.0;
+      m["tokens_drafted"] = r.drafted;
+      m["tokens_accepted"] = r.accepted;
+      m["acceptance_rate"] = r.drafted ? double(r.accepted) / r.drafted : 0.0;
+      m["preemptions"] = r.preemptions;
+      if (base) {
+        m["makespan_ratio_vs_off"] = sum_makespan(r) / sum_makespan(*base);
+        m["trajectories_differing_from_off"] = mismatches(*base, r);
+      }
+      out["modes"].push_back(m);
+    }
+    int64_t total_mismatch = 0;
+    if (base) {
+      for (const auto& r : results) total_mismatch += mismatches(*base, r);
+    }
+    out["identical_to_off"] = base ? json(total_mismatch == 0) : json(nullptr);
+
+    if (c.json_out) {
+      std::cout << out.dump() << "\n";
+    } else {
+      std::printf("model %s (%s), %s, %d rounds x %d groups x %d samples, max %d new tokens\n",
+                  c.model.c_str(), c.backend.c_str(),
+                  c.trace.empty() ? "synthetic prompts" : ("trace-forced " + c.trace).c_str(),
+                  c.rounds, c.groups, c.n, c.max_new_tokens);
+      std::printf("%-8s %-6s %11s %8s %8s %8s %9s %9s %8s %8s %8s %9s\n", "mode", "round",
+                  "makespan_s", "tokens", "forwards", "tok/fwd", "verified", "drafted",
+                  "accepted", "draft_s", "fwd_s", "vs off");
+      auto row = [](const std::string& mode, const std::string& round, const rollout::RoundStats& s,
+                    double ratio) {
+        std::printf("%-8s %-6s %11.3f %8lld %8lld %8.2f %9lld %9lld %8lld %8.3f %8.3f %8.3fx\n",
+                    mode.c_str(), round.c_str(), s.makespan_s,
+                    static_cast<long long>(s.response_tokens),
+                    static_cast<long long>(s.forward_passes),
+                    s.forward_passes ? double(s.response_tokens) / s.forward_passes : 0.0,
+                    static_cast<long long>(s.tokens_verified),
+                    static_cast<long long>(s.tokens_drafted),
+                    static_cast<long long>(s.tokens_accepted), s.draft_s, s.forward_s, ratio);
+      };
+      for (const auto& r : results) {
+        rollout::RoundStats total;
+        for (size_t i = 0; i < r.rounds.size(); ++i) {
+          const auto& s = r.rounds[i];
+          row(r.mode, std::to_string(i), s,
+              base && i < base->rounds.size() && base->rounds[i].makespan_s > 0
+                  ? s.makespan_s / base->rounds[i].makespan_s : 0.0);
+          total.makespan_s += s.makespan_s;
+          total.response_tokens += s.response_tokens;
+          total.forward_passes += s.forward_passes;
+          total.tokens_verified += s.tokens_verified;
+          total.tokens_drafted += s.tokens_drafted;
+          total.tokens_accepted += s.tokens_accepted;
+          total.draft_s += s.draft_s;
+          total.forward_s += s.forward_s;
+        }
+        row(r.mode, "all", total, base ? sum_makespan(r) / sum_makespan(*base) : 0.0);
+      }
+      if (base) {
+        std::printf("trajectories identical to 'off' in every mode: %s\n",
+                    total_mismatch == 0 ? "yes" : "NO");
+      }
+    }
+    return base && total_mismatch != 0 ? 1 : 0;
+  } catch (const std::exception& e) {
+    std::cerr << "longtail-bench-rounds: " << e.what() << "\n";
+    return 2;
+  }
+}
