@@ -109,33 +109,39 @@ bool same_shapes(const ModelConfig& a, const ModelConfig& b) {
          a.qk_norm == b.qk_norm;
 }
 
+namespace {
+
+// Output rows [o0, o1) of matmul.
+void matmul_rows(const float* x, int64_t rows, int64_t in, const float* w, int64_t out, const float* bias,
+                 float* y, int64_t o0, int64_t o1) {
+  for (int64_t o = o0; o < o1; ++o) {
+    const float* wr = w + o * in;
+    int64_t t = 0;
+    float res[4];
+    for (; t + 4 <= rows; t += 4) {
+      const float* xs[4] = {x + t * in, x + (t + 1) * in, x + (t + 2) * in, x + (t + 3) * in};
+      dot_rows<4>(xs, wr, in, res);
+      for (int r = 0; r < 4; ++r) y[(t + r) * out + o] = res[r];
+    }
+    for (; t < rows; ++t) {
+      const float* xs[1] = {x + t * in};
+      dot_rows<1>(xs, wr, in, res);
+      y[t * out + o] = res[0];
+    }
+    if (bias != nullptr) {
+      for (int64_t r = 0; r < rows; ++r) y[r * out + o] += bias[o];
+    }
+  }
+}
+
+}  // namespace
+
 void matmul(ThreadPool& pool, const float* x, int64_t rows, int64_t in, const float* w, int64_t out,
             const float* bias, float* y) {
   // Enough output rows per task that the pool's wake-up cost stays small against the work.
   const int64_t min_chunk = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in * rows));
   pool.parallel_for(
-      out,
-      [&](int64_t o0, int64_t o1) {
-        for (int64_t o = o0; o < o1; ++o) {
-          const float* wr = w + o * in;
-          int64_t t = 0;
-          float res[4];
-          for (; t + 4 <= rows; t += 4) {
-            const float* xs[4] = {x + t * in, x + (t + 1) * in, x + (t + 2) * in, x + (t + 3) * in};
-            dot_rows<4>(xs, wr, in, res);
-            for (int r = 0; r < 4; ++r) y[(t + r) * out + o] = res[r];
-          }
-          for (; t < rows; ++t) {
-            const float* xs[1] = {x + t * in};
-            dot_rows<1>(xs, wr, in, res);
-            y[t * out + o] = res[0];
-          }
-          if (bias != nullptr) {
-            for (int64_t r = 0; r < rows; ++r) y[r * out + o] += bias[o];
-          }
-        }
-      },
-      min_chunk);
+      out, [&](int64_t o0, int64_t o1) { matmul_rows(x, rows, in, w, out, bias, y, o0, o1); }, min_chunk);
 }
 
 float dot(const float* a, const float* b, int64_t n) {

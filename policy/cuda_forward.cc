@@ -208,6 +208,7 @@ void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeig
           "swiglu_bf16");
     gemm_->f32_out(act_.get(), lw.down, residual, T, hidden, inter, true);
   }
+  if (R == 0) return;  // a prefill chunk that is not the last: K/V written, nothing sampled
   rms_norm_rows(residual, at<int32_t>(meta_, m.out_rows), R, hidden, w.final_norm, eps,
                 normed_.get(), stream_);
   gemm_->f32_out(normed_.get(), w.lm_head, logits_.get<float>(), R, c.vocab_size, hidden, false);

@@ -3,6 +3,7 @@
 // (one dict holding rope_theta, rope_type and the scaling fields). Keys HF itself treats as optional
 // take HF's class defaults; anything the CPU/CUDA backends would compute differently from HF
 // (sliding windows, other activations, MLP bias, unknown rope types) is refused with a LoadError.
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -73,8 +74,17 @@ json read_json(const std::filesystem::path& path) {
 void read_rope(const Reader& top, const json& r, const std::string& key, ModelConfig& cfg) {
   if (!r.is_object()) top.fail(key, "expected an object, got " + r.dump());
   Reader rd{top.file + " (" + key + ")", r};
-  std::string type = rd.string_or("rope_type", rd.string_or("type", "default"));
-  if (rd.has("rope_theta")) cfg.rope_theta = rd.number(r.at("rope_theta"), "rope_theta");
+  // Both forms name their type; a dict without one (e.g. per-layer-type rope dicts of other
+  // models) is not something to guess about.
+  if (!rd.has("rope_type") && !rd.has("type")) rd.fail("rope_type", "missing");
+  const std::string type = rd.string_or("rope_type", rd.string_or("type", ""));
+  if (key == "rope_parameters") {
+    if (!rd.has("rope_theta")) rd.fail("rope_theta", "missing");
+    cfg.rope_theta = rd.number(r.at("rope_theta"), "rope_theta");
+  }
+  if (rd.has("partial_rotary_factor") && rd.number(r.at("partial_rotary_factor"), "partial_rotary_factor") != 1.0) {
+    rd.fail("partial_rotary_factor", "partial rotary embeddings are not supported");
+  }
   if (type == "default") {
     cfg.rope_scaling = RopeScaling{};
     return;

@@ -70,6 +70,19 @@ TEST_F(CheckpointTest, RefusesUnknownRopeTypeInBothForms) {
   expect_refused(dir_, {"rope_parameters", "unknown rope type", "yarn"});
 }
 
+TEST_F(CheckpointTest, RefusesRopeParametersWithoutTypeThetaOrWithPartialRotary) {
+  cfg_.erase("rope_theta");
+  cfg_["rope_parameters"] = {{"rope_theta", 10000.0}};
+  write();
+  expect_refused(dir_, {"rope_parameters", "rope_type", "missing"});
+  cfg_["rope_parameters"] = {{"rope_type", "default"}};
+  write();
+  expect_refused(dir_, {"rope_parameters", "rope_theta", "missing"});
+  cfg_["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 1e4}, {"partial_rotary_factor", 0.5}};
+  write();
+  expect_refused(dir_, {"partial_rotary_factor", "not supported"});
+}
+
 TEST_F(CheckpointTest, RefusesLlama3WithoutItsFields) {
   cfg_["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
   write();
