@@ -344,6 +344,24 @@ TEST(EngineFake, TrajectoryLogRecordsEveryTrajectoryAndRound) {
   std::filesystem::remove(path);
 }
 
+TEST(EngineFake, LoadedHistoryFeedsDraftsFromTheFirstRound) {
+  const std::vector<std::vector<GroupRequest>> rounds = {
+      make_groups("h", 2, 2, 6, 40, 64, sampling(0.0f))};
+  Engine plain(fake(), spec_options(false, 0, false));
+  const RunResult ref = testing::run_rounds(plain, rounds);
+  Engine cold(fake(), spec_options(true, 8, false));
+  const RunResult c = testing::run_rounds(cold, rounds);
+  Engine warm(fake(), spec_options(true, 8, false));
+  for (const auto& [uid, t] : ref.by_uid) {
+    warm.add_history(t.prompt_id, t.prompt_tokens, t.response_tokens, 3);
+  }
+  const RunResult w = testing::run_rounds(warm, rounds);
+  testing::expect_same_trajectories(ref, w);
+  // Greedy: the history holds these exact responses, so nearly every draft is accepted.
+  EXPECT_GT(w.stats.tokens_accepted, c.stats.tokens_accepted);
+  EXPECT_LT(w.stats.forward_passes, c.stats.forward_passes);
+}
+
 TEST(EngineFake, RewardsGiveGroupBaselines) {
   Engine e(fake(), spec_options(true, 4, true));
   RunResult r = testing::run_rounds(e, {make_groups("rw", 2, 2, 5, 10, 64, sampling(1.0f))});
