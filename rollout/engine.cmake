@@ -1,5 +1,6 @@
 # longtail_rollout: the rollout engine (sequences, scheduler, speculative step, partial rollouts,
-# importance statistics, round assembly, trace-forced mode) behind rollout/engine.h.
+# importance statistics, round assembly, trace-forced mode) behind rollout/engine.h. The trajectory
+# log format (longtail_trajectory_log) comes from replay.cmake, included before this file.
 add_library(longtail_rollout
   ${CMAKE_CURRENT_LIST_DIR}/engine.cc
   ${CMAKE_CURRENT_LIST_DIR}/forced_trajectories.cc
@@ -11,14 +12,6 @@ add_library(longtail_rollout
   ${CMAKE_CURRENT_LIST_DIR}/speculative_step.cc
   ${CMAKE_CURRENT_LIST_DIR}/trajectory.cc)
 target_include_directories(longtail_rollout PUBLIC ${PROJECT_SOURCE_DIR})
-# The log format's target comes from replay.cmake (included first); until its owner adds it, the
-# engine compiles the format's source itself.
-if(TARGET longtail_trajectory_log)
-  set(_longtail_log_lib longtail_trajectory_log)
-else()
-  target_sources(longtail_rollout PRIVATE ${CMAKE_CURRENT_LIST_DIR}/trajectory_log.cc)
-  set(_longtail_log_lib)
-endif()
 target_link_libraries(longtail_rollout
-  PUBLIC longtail_policy longtail_drafter ${_longtail_log_lib}
+  PUBLIC longtail_policy longtail_drafter longtail_trajectory_log
   PRIVATE spdlog::spdlog nlohmann_json::nlohmann_json)
