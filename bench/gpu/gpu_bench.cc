@@ -1,0 +1,350 @@
+// End-to-end benchmark of the CUDA backend through the policy::Backend interface, on random-weight
+// Qwen2.5 shapes. Measures in one run: a device-to-device copy (the bandwidth ceiling); decode
+// steps at batch x context (tokens/s and achieved bandwidth = (weight bytes + KV bytes read) /
+// step time); verify steps of k = 1..16 tokens per sequence (fit t = c_base + c_tok * tokens);
+// prefill of a 2k prompt; and the generate() equivalent of the HF baseline (prompt 128, 256 new
+// tokens, T = 1). Writes JSON (bench/gpu/make_report.py turns it into the results table) and the
+// cost-model YAML.
+#include <cuda_runtime_api.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "bench_models.h"
+#include "policy/backend.h"
+#include "policy/cuda_backend.h"
+
+namespace longtail::bench {
+namespace {
+
+using policy::Backend;
+using policy::SequenceChunk;
+using Clock = std::chrono::steady_clock;
+
+void cuda_ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Bytes read + written per second by a large device-to-device copy.
+double copy_bandwidth() {
+  const size_t bytes = size_t{2} << 30;
+  void *a = nullptr, *b = nullptr;
+  cuda_ok(cudaMalloc(&a, bytes), "cudaMalloc");
+  cuda_ok(cudaMalloc(&b, bytes), "cudaMalloc");
+  cuda_ok(cudaMemset(a, 1, bytes), "cudaMemset");
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  for (int i = 0; i < 3; ++i) cuda_ok(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice), "copy");
+  std::vector<double> t;
+  for (int i = 0; i < 20; ++i) {
+    cudaEventRecord(e0);
+    cudaMemcpyAsync(i % 2 ? a : b, i % 2 ? b : a, bytes, cudaMemcpyDeviceToDevice);
+    cudaEventRecord(e1);
+    cuda_ok(cudaEventSynchronize(e1), "copy");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    t.push_back(ms * 1e-3);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * static_cast<double>(bytes) / median(t);
+}
+
+policy::SamplingParams t1(uint64_t seed) {
+  policy::SamplingParams s;
+  s.temperature = 1.0f;
+  s.seed = seed;
+  return s;
+}
+
+std::vector<int32_t> random_tokens(size_t n, std::mt19937& rng, int vocab) {
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
+  return t;
+}
+
+// A batch of sequences at a given context; steps append k tokens each and roll them back after,
+// so every timed step sees the same shape.
+class Batch {
+ public:
+  Batch(Backend& be, int batch, int32_t context) : be_(be) {
+    for (int i = 0; i < batch; ++i) {
+      seqs_.push_back(be.create_sequence());
+      policy::cuda_set_length_for_benchmark(be, seqs_.back(), context);
+    }
+  }
+  ~Batch() {
+    for (int64_t s : seqs_) be_.release_sequence(s);
+  }
+  // One forward of k tokens per sequence, all positions output; returns wall seconds.
+  double step(int k, std::mt19937& rng, bool rollback) {
+    std::vector<std::vector<int32_t>> tokens(seqs_.size());
+    std::vector<SequenceChunk> chunks(seqs_.size());
+    for (size_t i = 0; i < seqs_.size(); ++i) {
+      tokens[i] = random_tokens(static_cast<size_t>(k), rng, be_.config().vocab_size);
+      chunks[i].seq = seqs_[i];
+      chunks[i].uid = 1000 + i;
+      chunks[i].tokens = tokens[i];
+      chunks[i].sampling = t1(7);
+    }
+    const auto t0 = Clock::now();
+    be_.forward(chunks);
+    const double dt = seconds_since(t0);
+    if (rollback)
+      for (int64_t s : seqs_) be_.truncate(s, be_.sequence_length(s) - k);
+    return dt;
+  }
+
+ private:
+  Backend& be_;
+  std::vector<int64_t> seqs_;
+};
+
+nlohmann::json bench_decode(Backend& be, const policy::CudaBackendStats& st, double copy_bw,
+                            std::mt19937& rng, int steps) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (int batch : {1, 16, 64, 256}) {
+    for (int ctx : {512, 4096}) {
+      nlohmann::json r = {{"batch", batch}, {"context", ctx}};
+      const int64_t need = static_cast<int64_t>(batch) * (ctx + 32);
+      const int64_t have = be.kv_capacity().free_tokens;
+      if (need > have) {
+        r["skipped"] = "needs " + std::to_string(need) + " KV positions (" +
+                       std::to_string(need * static_cast<int64_t>(st.kv_bytes_per_token) >> 30) +
+                       " GiB), the cache holds " + std::to_string(have) + " after the weights";
+        spdlog::info("decode batch {} ctx {}: skipped ({})", batch, ctx, r["skipped"].get<std::string>());
+        rows.push_back(r);
+        continue;
+      }
+      Batch b(be, batch, ctx - 1);
+      for (int i = 0; i < 3; ++i) b.step(1, rng, true);  // warm-up; graph captured on the 2nd
+      std::vector<double> t;
+      for (int i = 0; i < steps; ++i) t.push_back(b.step(1, rng, true));
+      const double s = median(t);
+      // Each step reads every weight once and, per sequence, its ctx cached positions' K and V.
+      const double bytes = static_cast<double>(st.weight_bytes_per_step) +
+                           static_cast<double>(batch) * ctx * static_cast<double>(st.kv_bytes_per_token);
+      r["step_ms"] = s * 1e3;
+      r["tokens_per_s"] = batch / s;
+      r["bytes_per_step"] = bytes;
+      r["bandwidth_GBps"] = bytes / s / 1e9;
+      r["fraction_of_copy"] = bytes / s / copy_bw;
+      spdlog::info("decode batch {} ctx {}: {:.3f} ms/step, {:.0f} tok/s, {:.0f} GB/s ({:.0f}% of copy)",
+                   batch, ctx, s * 1e3, batch / s, bytes / s / 1e9, 100 * bytes / s / copy_bw);
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+nlohmann::json bench_verify(Backend& be, std::mt19937& rng, int steps, int kmax) {
+  nlohmann::json out = {{"context", 512}, {"points", nlohmann::json::array()}};
+  std::vector<double> xs, ys;
+  for (int batch : {64, 256}) {
+    Batch b(be, batch, 511);
+    for (int k = 1; k <= kmax; ++k) {
+      for (int i = 0; i < 2; ++i) b.step(k, rng, true);
+      std::vector<double> t;
+      for (int i = 0; i < steps; ++i) t.push_back(b.step(k, rng, true));
+      const double s = median(t);
+      out["points"].push_back({{"batch", batch}, {"k", k}, {"tokens", batch * k}, {"step_ms", s * 1e3}});
+      xs.push_back(batch * k);
+      ys.push_back(s * 1e6);
+      spdlog::info("verify batch {} k {}: {:.3f} ms/step", batch, k, s * 1e3);
+    }
+  }
+  // Least squares t_us = c_base + c_tok * tokens over all points.
+  const double n = static_cast<double>(xs.size());
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    sx += xs[i];
+    sy += ys[i];
+    sxx += xs[i] * xs[i];
+    sxy += xs[i] * ys[i];
+  }
+  const double c_tok = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+  const double c_base = (sy - c_tok * sx) / n;
+  double ss_res = 0, ss_tot = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const double f = c_base + c_tok * xs[i];
+    ss_res += (ys[i] - f) * (ys[i] - f);
+    ss_tot += (ys[i] - sy / n) * (ys[i] - sy / n);
+  }
+  out["fit"] = {{"c_base_us", c_base}, {"c_tok_us", c_tok}, {"r2", 1 - ss_res / ss_tot}};
+  return out;
+}
+
+nlohmann::json bench_prefill(Backend& be, std::mt19937& rng) {
+  const int n = 2048;
+  std::vector<double> t;
+  for (int rep = 0; rep < 6; ++rep) {
+    const auto prompt = random_tokens(n, rng, be.config().vocab_size);
+    const int64_t s = be.create_sequence();
+    SequenceChunk c;
+    c.seq = s;
+    c.uid = 1;
+    c.tokens = prompt;
+    c.first_output = n - 1;
+    c.sampling = t1(1);
+    const auto t0 = Clock::now();
+    be.forward(std::vector<SequenceChunk>{c});
+    if (rep > 0) t.push_back(seconds_since(t0));
+    be.release_sequence(s);
+  }
+  const double s = median(t);
+  spdlog::info("prefill {} tokens: {:.2f} ms, {:.0f} tok/s", n, s * 1e3, n / s);
+  return {{"tokens", n}, {"ms", s * 1e3}, {"tokens_per_s", n / s}};
+}
+
+// What HF generate() does in the baseline: prompt 128, then 256 new tokens at T = 1, batch B.
+nlohmann::json bench_generate(Backend& be, std::mt19937& rng, int batch, int prompt_len,
+                              int new_tokens) {
+  std::vector<int64_t> seqs;
+  std::vector<std::vector<int32_t>> inputs(static_cast<size_t>(batch));
+  std::vector<SequenceChunk> chunks(static_cast<size_t>(batch));
+  for (int i = 0; i < batch; ++i) {
+    seqs.push_back(be.create_sequence());
+    inputs[static_cast<size_t>(i)] = random_tokens(static_cast<size_t>(prompt_len), rng, be.config().vocab_size);
+  }
+  const auto t0 = Clock::now();
+  for (int i = 0; i < batch; ++i) {
+    auto& c = chunks[static_cast<size_t>(i)];
+    c.seq = seqs[static_cast<size_t>(i)];
+    c.uid = 5000 + static_cast<uint64_t>(i);
+    c.tokens = inputs[static_cast<size_t>(i)];
+    c.first_output = prompt_len - 1;
+    c.sampling = t1(3);
+  }
+  auto out = be.forward(chunks);
+  const double prefill_s = seconds_since(t0);
+  for (int step = 1; step < new_tokens; ++step) {
+    for (int i = 0; i < batch; ++i) {
+      inputs[static_cast<size_t>(i)] = {out[static_cast<size_t>(i)].sampled};
+      chunks[static_cast<size_t>(i)].tokens = inputs[static_cast<size_t>(i)];
+      chunks[static_cast<size_t>(i)].first_output = 0;
+    }
+    out = be.forward(chunks);
+  }
+  const double s = seconds_since(t0);
+  for (int64_t q : seqs) be.release_sequence(q);
+  const double tps = static_cast<double>(batch) * new_tokens / s;
+  spdlog::info("generate batch {} prompt {} new {}: {:.2f} s ({:.2f} s prefill), {:.0f} tok/s",
+               batch, prompt_len, new_tokens, s, prefill_s, tps);
+  return {{"batch", batch}, {"prompt", prompt_len}, {"new_tokens", new_tokens},
+          {"seconds", s},   {"prefill_seconds", prefill_s}, {"tokens_per_s", tps}};
+}
+
+int run(int argc, char** argv) {
+  std::string models = "0.5b,1.5b,7b", json_out = "gpu_bench.json", yaml_out;
+  int steps = 20, verify_steps = 8, kmax = 16;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--models") models = next();
+    else if (a == "--json") json_out = next();
+    else if (a == "--cost-model") yaml_out = next();
+    else if (a == "--steps") steps = std::stoi(next());
+    else if (a == "--verify-steps") verify_steps = std::stoi(next());
+    else if (a == "--kmax") kmax = std::stoi(next());
+    else throw std::invalid_argument("unknown argument " + a +
+                                     " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K)");
+  }
+  if (!policy::cuda_device_present()) throw std::runtime_error("no CUDA device");
+  cudaDeviceProp prop{};
+  cuda_ok(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  nlohmann::json result;
+  result["device"] = prop.name;
+  result["sms"] = prop.multiProcessorCount;
+  const double copy_bw = copy_bandwidth();
+  result["copy_GBps"] = copy_bw / 1e9;
+  spdlog::info("device {}: copy {:.0f} GB/s (read + write)", prop.name, copy_bw / 1e9);
+  result["models"] = nlohmann::json::array();
+
+  std::mt19937 rng(2026);
+  std::string list = models;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    const std::string name = list.substr(0, comma);
+    list = comma == std::string::npos ? "" : list.substr(comma + 1);
+    const NamedModel m = qwen25_shape(name);
+    policy::BackendOptions opts;
+    opts.kind = "cuda";
+    opts.kv_memory_fraction = 0.9;
+    auto be = policy::make_cuda_backend_random(m.config, opts, 1);
+    policy::cuda_fill_kv_random(*be, 2);
+    const auto st = policy::cuda_backend_stats(*be);
+    nlohmann::json mj = {{"name", m.name},
+                         {"weight_bytes_per_step", st.weight_bytes_per_step},
+                         {"kv_bytes_per_token", st.kv_bytes_per_token},
+                         {"kv_tokens", be->kv_capacity().total_tokens}};
+    spdlog::info("{}: {:.2f} GB of weights read per step, {} KV bytes per token, {} KV positions",
+                 m.name, st.weight_bytes_per_step / 1e9, st.kv_bytes_per_token,
+                 be->kv_capacity().total_tokens);
+    mj["decode"] = bench_decode(*be, st, copy_bw, rng, steps);
+    mj["verify"] = bench_verify(*be, rng, verify_steps, kmax);
+    mj["prefill"] = bench_prefill(*be, rng);
+    mj["generate"] = bench_generate(*be, rng, 256, 128, 256);
+    mj["graph_replays"] = policy::cuda_backend_stats(*be).graph_replays;
+    result["models"].push_back(mj);
+    be.reset();
+    std::ofstream(json_out) << result.dump(2);  // partial results survive a later failure
+  }
+
+  if (!yaml_out.empty()) {
+    std::ofstream y(yaml_out);
+    y << "# Step cost of the CUDA backend measured by bench/gpu/gpu_bench (bench/gpu/run_device.sh) on "
+      << prop.name << ":\n#   t_step = base_us + per_token_us * tokens_verified   (microseconds per "
+         "forward pass)\n# least-squares fit over verify steps of k = 1.." << kmax
+      << " tokens per sequence at batch 64 and 256, context 512.\n"
+         "# step_cost is the largest model measured; per_model lists every shape.\n";
+    const auto& last = result["models"].back();
+    auto clamp0 = [](double v) { return v < 0 ? 0.0 : v; };
+    y << "step_cost:\n  base_us: " << clamp0(last["verify"]["fit"]["c_base_us"].get<double>())
+      << "\n  per_token_us: " << clamp0(last["verify"]["fit"]["c_tok_us"].get<double>()) << "\n";
+    y << "per_model:\n";
+    for (const auto& mj : result["models"])
+      y << "  \"" << mj["name"].get<std::string>() << "\": {base_us: "
+        << clamp0(mj["verify"]["fit"]["c_base_us"].get<double>())
+        << ", per_token_us: " << clamp0(mj["verify"]["fit"]["c_tok_us"].get<double>())
+        << ", r2: " << mj["verify"]["fit"]["r2"].get<double>() << "}\n";
+  }
+  std::cout << result.dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace
+}  // namespace longtail::bench
+
+int main(int argc, char** argv) {
+  try {
+    return longtail::bench::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "longtail_gpu_bench: %s\n", e.what());
+    return 1;
+  }
+}
