@@ -15,14 +15,14 @@ nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,clocks.sm --
 tests_arg=""
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
   echo "=== correctness: tests/policy_cuda ==="
-  LONGTAIL_SOURCE_DIR=$PWD timeout 240 .gpu/bin/longtail_policy_cuda_tests > "$OUT/tests.log" 2>&1
+  LONGTAIL_SOURCE_DIR=$PWD timeout 150 .gpu/bin/longtail_policy_cuda_tests > "$OUT/tests.log" 2>&1
   echo "tests exit code $?"
   grep -E "^\[  (PASSED|FAILED|SKIPPED) |^\[golden|^\[cuda vs cpu|Failure|error" "$OUT/tests.log" | head -40
   tests_arg="--tests $OUT/tests.log"
 fi
 
 echo "=== benchmark: longtail_gpu_bench ==="
-timeout 420 .gpu/bin/longtail_gpu_bench --models "${MODELS:-0.5b,1.5b,7b}" --json "$OUT/gpu_bench.json" \
+timeout 300 .gpu/bin/longtail_gpu_bench --models "${MODELS:-0.5b,1.5b,7b}" --json "$OUT/gpu_bench.json" \
   --cost-model "$OUT/cost_model_h100.yaml" > "$OUT/bench.log" 2>&1
 echo "bench exit code $?"
 grep -E "\] (device|decode|verify batch (64|256) k (1|8|16):|prefill|generate|Qwen)|error|Error" "$OUT/bench.log" | cut -c 1-200
@@ -30,7 +30,7 @@ grep -E "\] (device|decode|verify batch (64|256) k (1|8|16):|prefill|generate|Qw
 hf_arg=""
 if [ "${SKIP_HF:-0}" != 1 ]; then
   echo "=== HF transformers generate() baseline ==="
-  PYTHONUNBUFFERED=1 timeout 240 python3 bench/gpu/hf_generate.py --models "${HF_MODELS:-1.5b}" \
+  PYTHONUNBUFFERED=1 timeout 130 python3 bench/gpu/hf_generate.py --models "${HF_MODELS:-1.5b}" \
     --json "$OUT/hf_generate.json" > "$OUT/hf.log" 2>&1
   echo "hf exit code $?"
   tail -n 5 "$OUT/hf.log"
