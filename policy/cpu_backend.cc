@@ -266,7 +266,7 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
     }
   }
   std::vector<float> logits(static_cast<size_t>(n_out * V));
-  matmul(pool_, hf.data(), n_out, H, W.lm_head_data(), V, nullptr, logits.data());
+  if (n_out > 0) matmul(pool_, hf.data(), n_out, H, W.lm_head_data(), V, nullptr, logits.data());
   std::vector<TokenOutput> result(static_cast<size_t>(n_out));
   pool_.parallel_for(n_out, [&](int64_t b, int64_t e) {
     for (int64_t o = b; o < e; ++o) {

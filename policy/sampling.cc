@@ -5,7 +5,9 @@
 //   z_i = logits[i] / T in float (T = temperature as float; no division when greedy);
 //   g_i = -logf(-logf(u_i)) in float, u_i from kernels::sampling_uniform;
 //   the key compared is z_i + g_i in float; on equal keys the lower vocabulary index wins.
-//   Softmax sums (top-p and the reported logprob) are accumulated in double.
+//   Softmax sums are accumulated in double: for top-p, the normaliser over the candidates in
+//   ascending index order, then the cumulative probability in candidate order, each term
+//   exp(z_i - z_max) / total, until it reaches top_p.
 // The logprob reported is log softmax(z)[x] over the whole vocabulary: the behaviour policy's
 // logprob at temperature T as a trainer recomputes it from its own logits, not the logprob under
 // the truncated top-k/top-p distribution the token was actually drawn from.
@@ -76,31 +78,41 @@ SampledToken sample_token(std::span<const float> logits, const SamplingParams& p
 
   std::vector<int32_t> cand;  // empty = the whole vocabulary
   if (cut_k || cut_p) {
+    std::vector<float> z(static_cast<size_t>(vocab));
+    for (int32_t i = 0; i < vocab; ++i) z[i] = logits[i] / t;
     cand.resize(vocab);
     std::iota(cand.begin(), cand.end(), 0);
-    // Order: larger z first, lower index first on ties (z = logit / T keeps the logit order, but
-    // compare z itself so that rounding ties resolve exactly as the rule states).
-    auto before = [&](int32_t a, int32_t b) {
-      const float za = logits[a] / t, zb = logits[b] / t;
-      return za > zb || (za == zb && a < b);
-    };
-    const int32_t keep = cut_k ? params.top_k : vocab;
-    if (keep < vocab) {
-      std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), before);
-      cand.resize(keep);
-    } else {
-      std::sort(cand.begin(), cand.end(), before);
+    // Candidate order: larger z first, lower index first on ties.
+    auto before = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
+    if (cut_k) {
+      std::nth_element(cand.begin(), cand.begin() + params.top_k, cand.end(), before);
+      cand.resize(params.top_k);
     }
-    if (cut_p) {
-      const float zmax = logits[cand[0]] / t;
+    if (!cut_p) {
+      // The draw below is an argmax, so the order of the candidates does not matter.
+    } else {
+      // Softmax normaliser over the candidates, summed in ascending index order.
+      std::sort(cand.begin(), cand.end());
+      float zmax = -std::numeric_limits<float>::infinity();
+      for (int32_t i : cand) zmax = std::max(zmax, z[i]);
       double total = 0;
-      for (int32_t i : cand) total += std::exp(static_cast<double>(logits[i] / t) - zmax);
+      for (int32_t i : cand) total += std::exp(static_cast<double>(z[i]) - zmax);
+      // Walk the candidates in order, sorting only as far as needed: a peaked distribution reaches
+      // top_p after a handful of tokens, so this rarely sorts the whole vocabulary.
       double cum = 0;
-      size_t n = 0;
-      while (n < cand.size()) {
-        cum += std::exp(static_cast<double>(logits[cand[n]] / t) - zmax) / total;
+      size_t n = 0, sorted = 0;
+      const size_t size = cand.size();
+      bool reached = false;
+      while (!reached && n < size) {
+        if (n == sorted) {
+          const size_t next = std::min(size, std::max<size_t>(64, sorted * 4));
+          if (next < size) std::nth_element(cand.begin() + sorted, cand.begin() + next, cand.end(), before);
+          std::sort(cand.begin() + sorted, cand.begin() + next, before);
+          sorted = next;
+        }
+        cum += std::exp(static_cast<double>(z[cand[n]]) - zmax) / total;
         ++n;
-        if (cum >= static_cast<double>(params.top_p)) break;
+        reached = cum >= static_cast<double>(params.top_p);
       }
       cand.resize(n);
     }
