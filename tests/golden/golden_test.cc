@@ -2,7 +2,9 @@
 // continuations token for token, their logprobs and teacher-forced logprobs within 1e-4. Each
 // fixture also runs with its config.json rewritten to the classic rope_theta/rope_scaling form,
 // which transformers 5 no longer writes, so both parsing paths meet real weights.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -64,6 +66,7 @@ void check_fixture(const fs::path& model_dir, const json& expected) {
   dopt.sampling.temperature = 0;
   dopt.max_new_tokens = static_cast<int32_t>(expected.at("greedy")[0].at("tokens").size());
   const auto results = lp::plain_decode(*backend, reqs, dopt);  // both prompts in one batch
+  double max_greedy = 0, max_tf = 0;
   for (size_t i = 0; i < reqs.size(); ++i) {
     const json& g = expected.at("greedy")[i];
     EXPECT_EQ(results[i].tokens, g.at("tokens").get<std::vector<int32_t>>()) << "prompt " << i;
@@ -71,6 +74,7 @@ void check_fixture(const fs::path& model_dir, const json& expected) {
     ASSERT_EQ(results[i].logprobs.size(), lps.size());
     for (size_t j = 0; j < lps.size(); ++j) {
       EXPECT_NEAR(results[i].logprobs[j], lps[j], 1e-4) << "prompt " << i << " token " << j;
+      max_greedy = std::max(max_greedy, std::fabs(double{results[i].logprobs[j]} - lps[j]));
     }
   }
   for (const json& tf : expected.at("teacher_forced")) {
@@ -78,8 +82,13 @@ void check_fixture(const fs::path& model_dir, const json& expected) {
                                         tf.at("response").get<std::vector<int32_t>>(), 1.0f);
     const auto want = tf.at("logprobs").get<std::vector<float>>();
     ASSERT_EQ(got.size(), want.size());
-    for (size_t j = 0; j < want.size(); ++j) EXPECT_NEAR(got[j], want[j], 1e-4) << "response token " << j;
+    for (size_t j = 0; j < want.size(); ++j) {
+      EXPECT_NEAR(got[j], want[j], 1e-4) << "response token " << j;
+      max_tf = std::max(max_tf, std::fabs(double{got[j]} - want[j]));
+    }
   }
+  std::printf("%s: max |logprob diff| greedy %.3g, teacher-forced %.3g\n", model_dir.filename().c_str(),
+              max_greedy, max_tf);
 }
 
 class Golden : public ::testing::TestWithParam<std::string> {};
