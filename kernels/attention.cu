@@ -1,4 +1,7 @@
-// Paged attention for prefill, decode, speculative verify and tree verify (semantics in kernels.h).
+// Paged attention for prefill, decode, speculative verify and tree verify (semantics in kernels.h):
+// the API entry, the split merge, and the CUDA-core kernel (the tensor-core one, used by default,
+// is in attention_tc.cu; this one stays as an independent implementation the tests and the
+// benchmark compare against).
 //
 // One block = one (sequence, kv head, chunk of query rows, KV split). Query rows are the
 // (query token, q head of the GQA group) pairs of that kv head, so each K/V tile is read from
@@ -12,28 +15,16 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/common.cuh"
+#include "kernels/attention_common.cuh"
 
 namespace longtail::kernels {
 using namespace detail;
 
 namespace {
 
-constexpr int kWarps = 4;
-constexpr int kThreads = kWarps * 32;
-constexpr int kTile = 64;
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int src_size = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem),
-               "r"(src_size));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
+constexpr int kWarps = kAttnWarps;
+constexpr int kThreads = kAttnThreads;
+constexpr int kTile = kAttnTile;
 
 template <int D, int R>
 struct Smem {
@@ -45,58 +36,21 @@ struct Smem {
   static constexpr size_t kBytes = kQBytes + 2 * (kKBytes + kVBytes);
 };
 
-struct AttnArgs {
-  const __nv_bfloat16* q;
-  int64_t q_stride;
-  const __nv_bfloat16* kc;
-  const __nv_bfloat16* vc;
-  const int32_t* block_table;
-  int64_t bt_stride;
-  int32_t block_size;
-  const int32_t* query_start;
-  const int32_t* seq_lens;
-  const int32_t* parents;
-  int32_t num_heads, num_kv_heads, group;
-  int64_t num_tokens;
-  int32_t splits;
-  float qscale;  // scale * log2(e)
-  float* ws_o;
-  float* ws_lse;
-  __nv_bfloat16* out;
-  int64_t out_stride;
-};
-
-template <int D>
-__device__ __forceinline__ void load_tile(const AttnArgs& a, int seq, int kvh, int tile_start,
-                                          int end, __nv_bfloat16* ks, __nv_bfloat16* vs) {
-  constexpr int kChunks = D / 8;
-  for (int c = threadIdx.x; c < kTile * kChunks; c += kThreads) {
-    const int t = c / kChunks, part = c % kChunks;
-    const int pos = tile_start + t;
-    const bool valid = pos < end;
-    int64_t off = 0;
-    if (valid) {
-      const int64_t block = a.block_table[seq * a.bt_stride + pos / a.block_size];
-      const int64_t slot = block * a.block_size + pos % a.block_size;
-      off = (slot * a.num_kv_heads + kvh) * D + part * 8;
-    }
-    cp_async16(ks + t * (D + 8) + part * 8, a.kc + off, valid);
-    cp_async16(vs + t * D + part * 8, a.vc + off, valid);
-  }
-}
-
 template <int D, int R>
 __global__ void __launch_bounds__(kThreads) paged_attention_kernel(const AttnArgs a) {
   using S = Smem<D, R>;
   constexpr int kDpl = D / 32;  // output dims per lane
   extern __shared__ __align__(16) unsigned char smem[];
   float* qs = reinterpret_cast<float*>(smem);
-  __nv_bfloat16* kbuf[2];
-  __nv_bfloat16* vbuf[2];
-  kbuf[0] = reinterpret_cast<__nv_bfloat16*>(smem + S::kQBytes);
-  vbuf[0] = reinterpret_cast<__nv_bfloat16*>(smem + S::kQBytes + S::kKBytes);
-  kbuf[1] = reinterpret_cast<__nv_bfloat16*>(smem + S::kQBytes + S::kKBytes + S::kVBytes);
-  vbuf[1] = reinterpret_cast<__nv_bfloat16*>(smem + S::kQBytes + 2 * S::kKBytes + S::kVBytes);
+  // Stage b's K tile then V tile, stages back to back (pointer arithmetic, not an array: a
+  // run-time-indexed array of pointers would live in local memory).
+  constexpr size_t kStage = S::kKBytes + S::kVBytes;
+  auto kbuf = [&](int b) {
+    return reinterpret_cast<__nv_bfloat16*>(smem + S::kQBytes + b * kStage);
+  };
+  auto vbuf = [&](int b) {
+    return reinterpret_cast<__nv_bfloat16*>(smem + S::kQBytes + b * kStage + S::kKBytes);
+  };
 
   const int seq = blockIdx.x / a.num_kv_heads, kvh = blockIdx.x % a.num_kv_heads;
   const int q0 = a.query_start[seq];
@@ -151,17 +105,17 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(const AttnArg
   const int end = min(kv_end, start + chunk);
 
   const int ntiles = start < end ? (end - start + kTile - 1) / kTile : 0;
-  if (ntiles > 0) load_tile<D>(a, seq, kvh, start, end, kbuf[0], vbuf[0]);
+  if (ntiles > 0) load_kv_tile<D, D + 8, D>(a, seq, kvh, start, end, kbuf(0), vbuf(0));
   cp_async_commit();
   for (int it = 0; it < ntiles; ++it) {
     const int tile_start = start + it * kTile;
-    if (it + 1 < ntiles) load_tile<D>(a, seq, kvh, tile_start + kTile, end, kbuf[(it + 1) & 1],
-                                      vbuf[(it + 1) & 1]);
+    if (it + 1 < ntiles) load_kv_tile<D, D + 8, D>(a, seq, kvh, tile_start + kTile, end, kbuf((it + 1) & 1),
+                                      vbuf((it + 1) & 1));
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();  // tile `it` (and the q rows) visible to all warps
-    const __nv_bfloat16* ks = kbuf[it & 1];
-    const __nv_bfloat16* vs = vbuf[it & 1];
+    const __nv_bfloat16* ks = kbuf(it & 1);
+    const __nv_bfloat16* vs = vbuf(it & 1);
 
     float s[R][2];
 #pragma unroll
@@ -308,12 +262,20 @@ Status launch(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Stream
   paged_attention_kernel<D, R><<<grid, kThreads, S::kBytes, stream>>>(a);
   Status st = launched("paged_attention");
   if (st != Status::kOk || a.splits == 1) return st;
-  const int64_t out_rows = a.num_tokens * a.num_heads;
-  combine_splits_kernel<D><<<blocks_for(out_rows, kWarps), kThreads, 0, stream>>>(a);
-  return launched("paged_attention (combine)");
+  return launch_attention_combine(a, D, stream);
 }
 
 }  // namespace
+
+Status detail::launch_attention_combine(const AttnArgs& a, int32_t head_dim, Stream stream) {
+  const int64_t out_rows = a.num_tokens * a.num_heads;
+  if (head_dim == 64) {
+    combine_splits_kernel<64><<<blocks_for(out_rows, kWarps), kThreads, 0, stream>>>(a);
+  } else {
+    combine_splits_kernel<128><<<blocks_for(out_rows, kWarps), kThreads, 0, stream>>>(a);
+  }
+  return launched("paged_attention (combine)");
+}
 
 size_t paged_attention_workspace_bytes(int64_t num_tokens, int32_t num_heads, int32_t head_dim,
                                        int32_t num_kv_splits) {
@@ -326,7 +288,7 @@ int32_t paged_attention_choose_splits(int32_t num_seqs, int32_t num_heads, int32
                                       int32_t max_query_len, int64_t max_kv_len, int32_t num_sms) {
   if (num_seqs <= 0 || num_kv_heads <= 0 || num_heads < num_kv_heads || max_query_len <= 0) return 1;
   const int32_t group = num_heads / num_kv_heads;
-  const int64_t rows_per_block = static_cast<int64_t>(kWarps) * rows_per_warp(max_query_len, group);
+  const int64_t rows_per_block = attention_tc_rows_per_block(max_query_len, group);
   const int64_t chunks = (static_cast<int64_t>(max_query_len) * group + rows_per_block - 1) /
                          rows_per_block;
   const int64_t blocks = static_cast<int64_t>(num_seqs) * num_kv_heads * chunks;
@@ -399,6 +361,9 @@ Status paged_attention(const PagedAttentionParams& p, Stream stream) {
                                  : nullptr;
   a.out = dev(p.out);
   a.out_stride = p.out_stride;
+  if (p.use_tensor_cores) {
+    return launch_attention_tc(a, p.head_dim, p.num_seqs, p.max_query_len, stream);
+  }
   const bool small = rows_per_warp(p.max_query_len, group) == 2;
   if (p.head_dim == 64) {
     return small ? launch<64, 2>(a, p.num_seqs, p.max_query_len, stream)

@@ -133,6 +133,9 @@ struct PagedAttentionParams {
   size_t workspace_bytes = 0;
   bf16* out = nullptr;
   int64_t out_stride = 0;
+  // Tensor-core kernel (mma.sync, default) or the CUDA-core one (same results within bf16
+  // rounding; kept as a cross-check and benchmark baseline).
+  bool use_tensor_cores = true;
 };
 Status paged_attention(const PagedAttentionParams& p, Stream stream);
 

@@ -213,10 +213,15 @@ __global__ void __launch_bounds__(kThreads)
     if (p.top_p < 1.0f) {
       lower = radix_select(row, vocab, temp, lower, true, static_cast<double>(p.top_p), zmax, sm);
     }
+    // The winner's key is >= zmax + g_min (the top element is always a candidate) and any key is
+    // <= z + g_max, with g over u in [2^-25, 1 - 2^-25]: g_min = -2.853, g_max = 17.329. Entries
+    // below zmax - 20.25 can never win, so their Philox draw and fp64 logs are skipped; the
+    // result is exactly the unpruned one.
+    const double prune_below = static_cast<double>(zmax) - 20.25;
     Best b{-INFINITY, -1};
     for (int32_t i = threadIdx.x; i < vocab; i += kThreads) {
       const float z = row[i] / temp;
-      if (sort_key(z, i) < lower) continue;
+      if (static_cast<double>(z) < prune_below || sort_key(z, i) < lower) continue;
       const double u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
       b = better(b, Best{static_cast<double>(z) - log(-log(u)), i});
     }

@@ -121,8 +121,13 @@ void run_scenario(const Scenario& sc, std::mt19937_64& rng) {
   p.workspace_bytes = ws_bytes;
   p.out = d_out.get();
   p.out_stride = static_cast<int64_t>(H) * D;
-  LT_KERNEL_OK(paged_attention(p, nullptr));
-  EXPECT_LT(rel_error(to_float(d_out.download()), want), kAttnTol);
+  for (bool tc : {true, false}) {  // tensor-core kernel and the CUDA-core one
+    d_out.poison();
+    p.use_tensor_cores = tc;
+    LT_KERNEL_OK(paged_attention(p, nullptr));
+    EXPECT_LT(rel_error(to_float(d_out.download()), want), kAttnTol)
+        << (tc ? "tensor-core kernel" : "CUDA-core kernel");
+  }
 }
 
 struct Gqa {

@@ -51,7 +51,7 @@ template <typename T>
 class DeviceBuffer {
  public:
   explicit DeviceBuffer(size_t n) : n_(n) {
-    if (n_ > 0 && cudaMalloc(&p_, n_ * sizeof(T)) != cudaSuccess) {
+    if (n_ > 0 && cudaMalloc(reinterpret_cast<void**>(&p_), n_ * sizeof(T)) != cudaSuccess) {
       throw std::runtime_error("cudaMalloc of " + std::to_string(n_ * sizeof(T)) + " bytes failed");
     }
     poison();

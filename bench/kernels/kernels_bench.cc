@@ -1,0 +1,248 @@
+// kernels_bench: times paged attention (decode and k-token verify, Qwen2.5 head shapes) and the
+// sampler on the GPU with CUDA events, medians of many runs, inputs rotated across several cache
+// regions so L2 does not hold them; prints a markdown table whose bandwidth column is relative to
+// a device-to-device copy measured in the same run. Usage: kernels_bench [--quick]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "kernels/reference.h"
+
+namespace lk = longtail::kernels;
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+void check(lk::Status s, const char* what) {
+  if (s != lk::Status::kOk) throw std::runtime_error(std::string(what) + ": " + lk::last_error());
+}
+
+template <typename T>
+T* dalloc(size_t n) {
+  void* p = nullptr;
+  check(cudaMalloc(&p, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+  return static_cast<T*>(p);
+}
+
+// Median time in ms of fn(i) over iters calls, after warmup.
+template <typename F>
+double median_ms(F&& fn, int iters, int warmup = 3) {
+  for (int i = 0; i < warmup; ++i) fn(i);
+  check(cudaDeviceSynchronize(), "warmup");
+  cudaEvent_t a, b;
+  cudaEventCreate(&a);
+  cudaEventCreate(&b);
+  std::vector<double> t;
+  for (int i = 0; i < iters; ++i) {
+    cudaEventRecord(a);
+    fn(i);
+    cudaEventRecord(b);
+    check(cudaEventSynchronize(b), "run");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, a, b);
+    t.push_back(ms);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void fill_random_bf16(lk::bf16* d, size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<lk::bf16> h(std::min<size_t>(n, size_t{1} << 24));
+  for (auto& v : h) v = lk::ref::to_bf16(nd(rng));
+  for (size_t off = 0; off < n; off += h.size()) {
+    const size_t c = std::min(h.size(), n - off);
+    check(cudaMemcpy(d + off, h.data(), c * sizeof(lk::bf16), cudaMemcpyHostToDevice), "upload");
+  }
+}
+
+struct Shape {
+  const char* name;
+  int32_t heads, kv, dim;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  try {
+    cudaDeviceProp prop{};
+    check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+    std::printf("device: %s, %d SMs, L2 %d MiB\n\n", prop.name, prop.multiProcessorCount,
+                prop.l2CacheSize >> 20);
+
+    // Copy ceiling: bytes read + written by a 1 GiB device-to-device copy.
+    const size_t copy_bytes = size_t{1} << 30;
+    char* src = dalloc<char>(copy_bytes);
+    char* dst = dalloc<char>(copy_bytes);
+    check(cudaMemset(src, 1, copy_bytes), "memset");
+    const double copy_ms = median_ms(
+        [&](int) { check(cudaMemcpyAsync(dst, src, copy_bytes, cudaMemcpyDeviceToDevice), "copy"); },
+        quick ? 5 : 20);
+    const double copy_gbs = 2.0 * copy_bytes / (copy_ms * 1e-3) / 1e9;
+    check(cudaFree(src), "free");
+    check(cudaFree(dst), "free");
+    std::printf("device-to-device copy: %.1f GB/s (read + write)\n\n", copy_gbs);
+
+    // Pool of KV blocks large enough that rotating block tables defeats the L2 cache.
+    const int32_t B = 16;
+    const size_t pool_bytes = size_t{4} << 30;
+    std::printf("Attention: tensor-core kernel (default) vs the CUDA-core kernel (baseline), same\n"
+                "inputs; GB/s counts K/V bytes of all cached positions + q + out.\n\n");
+    std::printf("| kernel | shape | batch | ctx | k | splits | time us | GB/s | of copy | CUDA-core us | speedup |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    const Shape shapes[] = {{"qwen2.5-0.5b", 14, 2, 64}, {"qwen2.5-1.5b", 12, 2, 128},
+                            {"qwen2.5-7b", 28, 4, 128}};
+    for (const Shape& sh : shapes) {
+      const size_t slot_elems = static_cast<size_t>(sh.kv) * sh.dim;
+      const int64_t pool_blocks = static_cast<int64_t>(pool_bytes / (2 * B * slot_elems * 2));
+      lk::bf16* kc = dalloc<lk::bf16>(pool_blocks * B * slot_elems);
+      lk::bf16* vc = dalloc<lk::bf16>(pool_blocks * B * slot_elems);
+      fill_random_bf16(kc, pool_blocks * B * slot_elems, 1);
+      fill_random_bf16(vc, pool_blocks * B * slot_elems, 2);
+      for (int32_t batch : {1, 16, 64, 256}) {
+        for (int32_t ctx : {512, 4096}) {
+          for (int32_t k : {1, 8}) {
+            if (k == 8 && batch != 64 && batch != 16) continue;
+            if (quick && (batch == 1 || ctx == 512)) continue;
+            const int32_t len = ctx + k;  // ctx cached + k new
+            const int32_t nb = (len + B - 1) / B;
+            const int64_t need = static_cast<int64_t>(batch) * nb;
+            if (need > pool_blocks) continue;
+            const int rot = static_cast<int>(std::min<int64_t>(8, pool_blocks / need));
+            std::vector<int32_t> table(static_cast<size_t>(rot) * batch * nb);
+            std::vector<int32_t> perm(pool_blocks);
+            std::iota(perm.begin(), perm.end(), 0);
+            std::shuffle(perm.begin(), perm.end(), std::mt19937_64(batch * 31 + ctx));
+            std::copy_n(perm.begin(), table.size(), table.begin());
+            int32_t* d_table = dalloc<int32_t>(table.size());
+            check(cudaMemcpy(d_table, table.data(), table.size() * 4, cudaMemcpyHostToDevice), "t");
+            std::vector<int32_t> qs(batch + 1), lens(batch, len);
+            for (int32_t s = 0; s <= batch; ++s) qs[s] = s * k;
+            int32_t* d_qs = dalloc<int32_t>(qs.size());
+            int32_t* d_lens = dalloc<int32_t>(lens.size());
+            check(cudaMemcpy(d_qs, qs.data(), qs.size() * 4, cudaMemcpyHostToDevice), "qs");
+            check(cudaMemcpy(d_lens, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice), "l");
+            const int64_t T = static_cast<int64_t>(batch) * k;
+            lk::bf16* q = dalloc<lk::bf16>(T * sh.heads * sh.dim);
+            lk::bf16* out = dalloc<lk::bf16>(T * sh.heads * sh.dim);
+            fill_random_bf16(q, T * sh.heads * sh.dim, 3);
+            const int32_t splits = lk::paged_attention_choose_splits(
+                batch, sh.heads, sh.kv, k, len, prop.multiProcessorCount);
+            const size_t ws_bytes = lk::paged_attention_workspace_bytes(T, sh.heads, sh.dim, splits);
+            float* ws = dalloc<float>(ws_bytes / 4 + 1);
+            lk::PagedAttentionParams p;
+            p.q = q;
+            p.q_stride = static_cast<int64_t>(sh.heads) * sh.dim;
+            p.k_cache = kc;
+            p.v_cache = vc;
+            p.block_table_stride = nb;
+            p.block_size = B;
+            p.query_start = d_qs;
+            p.seq_lens = d_lens;
+            p.num_seqs = batch;
+            p.num_tokens = T;
+            p.max_query_len = k;
+            p.num_heads = sh.heads;
+            p.num_kv_heads = sh.kv;
+            p.head_dim = sh.dim;
+            p.scale = 1.0f / std::sqrt(static_cast<float>(sh.dim));
+            p.num_kv_splits = splits;
+            p.workspace = ws;
+            p.workspace_bytes = ws_bytes;
+            p.out = out;
+            p.out_stride = p.q_stride;
+            double ms[2];
+            for (int impl = 0; impl < 2; ++impl) {
+              p.use_tensor_cores = impl == 0;
+              ms[impl] = median_ms(
+                  [&](int i) {
+                    p.block_table = d_table + static_cast<size_t>(i % rot) * batch * nb;
+                    check(lk::paged_attention(p, nullptr), "paged_attention");
+                  },
+                  quick ? 10 : 30);
+            }
+            const double bytes = 2.0 * batch * len * slot_elems * 2 + 2.0 * T * sh.heads * sh.dim * 2;
+            const double gbs = bytes / (ms[0] * 1e-3) / 1e9;
+            std::printf("| paged_attention | %s | %d | %d | %d | %d | %.1f | %.0f | %.0f%% | %.1f | %.2fx |\n",
+                        sh.name, batch, ctx, k, splits, ms[0] * 1e3, gbs, 100.0 * gbs / copy_gbs,
+                        ms[1] * 1e3, ms[1] / ms[0]);
+            cudaFree(d_table);
+            cudaFree(d_qs);
+            cudaFree(d_lens);
+            cudaFree(q);
+            cudaFree(out);
+            cudaFree(ws);
+          }
+        }
+      }
+      cudaFree(kc);
+      cudaFree(vc);
+    }
+
+    // Sampler over the Qwen vocabulary: plain temperature (fast path), top-k, top-p.
+    const int32_t vocab = 151936;
+    for (int32_t rows : {64, 256}) {
+      float* logits = dalloc<float>(static_cast<size_t>(rows) * vocab);
+      {
+        std::mt19937_64 rng(9);
+        std::normal_distribution<float> nd(0.0f, 3.0f);
+        std::vector<float> h(static_cast<size_t>(rows) * vocab);
+        for (auto& v : h) v = nd(rng);
+        check(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice), "logits");
+      }
+      lk::SamplingRow* d_rows = dalloc<lk::SamplingRow>(rows);
+      int32_t* tok = dalloc<int32_t>(rows);
+      float* lp = dalloc<float>(rows);
+      struct Mode { const char* name; float t; int32_t k; float p; };
+      for (const Mode m : {Mode{"greedy", 0.0f, 0, 1.0f}, Mode{"T=1", 1.0f, 0, 1.0f},
+                           Mode{"T=1 top-k 50", 1.0f, 50, 1.0f},
+                           Mode{"T=1 top-p 0.9", 1.0f, 0, 0.9f},
+                           Mode{"T=0.7 k 50 p 0.9", 0.7f, 50, 0.9f}}) {
+        std::vector<lk::SamplingRow> h(rows);
+        for (int32_t r = 0; r < rows; ++r) {
+          h[r].temperature = m.t;
+          h[r].top_k = m.k;
+          h[r].top_p = m.p;
+          h[r].seed = 1;
+          h[r].uid = r;
+          h[r].position = 100;
+        }
+        check(cudaMemcpy(d_rows, h.data(), rows * sizeof(lk::SamplingRow), cudaMemcpyHostToDevice),
+              "rows");
+        const double ms = median_ms(
+            [&](int) {
+              check(lk::sample_rows(logits, vocab, rows, vocab, d_rows, nullptr, tok, lp, nullptr,
+                                    nullptr),
+                    "sample_rows");
+            },
+            quick ? 5 : 20);
+        const double gbs = 4.0 * rows * vocab / (ms * 1e-3) / 1e9;
+        std::printf("| sample_rows %s | vocab %d | %d | - | - | - | %.1f | %.0f | %.0f%% | - | - |\n",
+                    m.name, vocab, rows, ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
+      }
+      cudaFree(logits);
+      cudaFree(d_rows);
+      cudaFree(tok);
+      cudaFree(lp);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "kernels_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
