@@ -140,5 +140,50 @@ TEST(EngineCpu, SpeculationIsLosslessAcrossCheckpointsAndSettings) {
   EXPECT_GT(accepted, 0) << "no draft was ever accepted: the comparison is vacuous";
 }
 
+// Reloading the same checkpoint as a new version mid-round: the re-prefill (chunked, with the
+// boundary tokens re-fed) must reproduce every behaviour logprob bit for bit, so the importance
+// weights are exactly 1 while the versions record the crossing; tokens match a run without update.
+TEST(EngineCpu, ReprefillAfterWeightUpdateReproducesLogprobs) {
+  const fs::path dir = checkpoints().back();
+  policy::SamplingParams sp;
+  sp.temperature = 1.0f;
+  sp.seed = 9;
+  const auto groups = testing::make_groups("u", 3, 2, 11, 40, 256, sp);
+  EngineOptions o;
+  o.round_groups = 1;
+  o.overprovision = 3.0;
+  o.max_tokens_per_forward = 7;  // re-prefill of ~50 tokens takes several chunks
+  o.speculation.max_tokens_per_step = 64;
+
+  Engine plain(policy::make_backend(dir, cpu_options()), o);
+  for (const auto& g : groups) plain.submit(g);
+  testing::RunResult ref;
+  testing::drive(plain, ref, 3);
+
+  Engine e(policy::make_backend(dir, cpu_options()), o);
+  for (const auto& g : groups) e.submit(g);
+  testing::RunResult got;
+  testing::drive(e, got, 1);
+  e.update_weights(dir, 1);
+  testing::drive(e, got, 3);
+  testing::expect_same_trajectories(ref, got, /*compare_versions=*/false);
+  int crossed = 0;
+  for (size_t b = 1; b < got.batches.size(); ++b) {
+    for (const Trajectory& t : got.batches[b].trajectories) {
+      if (t.current_logprobs.empty()) continue;
+      ++crossed;
+      ASSERT_EQ(t.current_logprobs.size(), t.behaviour_logprobs.size());
+      for (size_t i = 0; i < t.current_logprobs.size(); ++i) {
+        ASSERT_EQ(t.current_logprobs[i], t.behaviour_logprobs[i]) << "uid " << t.uid << " token " << i;
+      }
+      EXPECT_EQ(t.log_ratio, 0.0);
+      EXPECT_EQ(t.weight, 1.0);
+      EXPECT_EQ(t.policy_versions.front(), 0);
+    }
+    EXPECT_GT(got.batches[b].stats.off_policy_token_share, 0.0);
+  }
+  EXPECT_GT(crossed, 0);
+}
+
 }  // namespace
 }  // namespace longtail::rollout
