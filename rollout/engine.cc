@@ -103,7 +103,10 @@ struct Engine::Impl {
       spec_policy = std::make_unique<drafter::SpeculationPolicy>(policy_options(sp));
     }
     if (!options.trajectory_log.empty()) {
-      log = std::make_unique<TrajectoryLogWriter>(options.trajectory_log);
+      // An existing log is appended to (a restarted worker must not erase what it recorded).
+      std::error_code ec;
+      const bool exists = std::filesystem::exists(options.trajectory_log, ec);
+      log = std::make_unique<TrajectoryLogWriter>(options.trajectory_log, exists);
     }
   }
 

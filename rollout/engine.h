@@ -71,7 +71,9 @@ struct EngineOptions {
   SpeculationOptions speculation;
   double importance_cap = 8.0;       // C in min(w, C) for sequence weights (VCPO)
   double token_ratio_cap = 2.0;      // C for token-level truncated importance sampling (TIS)
-  std::filesystem::path trajectory_log;  // empty = no log; else every trajectory and round boundary
+  // Empty = no log; else every emitted trajectory and round boundary, appended when the file
+  // already holds a log (rollout/trajectory_log.h format).
+  std::filesystem::path trajectory_log;
   // Non-empty: every submitted sample must have a recording; the verify forward runs on the real
   // drafts but the emitted tokens are the recording's, and a sequence ends where it ends
   // (rollout/forced_trajectories.h loads them from a JSONL trace).

@@ -318,6 +318,7 @@ TEST(EngineFake, TraceForcedModeEmitsTheRecording) {
 TEST(EngineFake, TrajectoryLogRecordsEveryTrajectoryAndRound) {
   const auto path = std::filesystem::temp_directory_path() /
                     ("longtail_engine_log_" + std::to_string(::getpid()) + ".bin");
+  std::filesystem::remove(path);
   EngineOptions o = spec_options(true, 4, true);
   o.trajectory_log = path;
   RunResult r;
@@ -341,6 +342,14 @@ TEST(EngineFake, TrajectoryLogRecordsEveryTrajectoryAndRound) {
   }
   EXPECT_EQ(trajectories, r.by_uid.size());
   EXPECT_EQ(rounds, (std::vector<int64_t>{0, 1, 2}));
+  {  // A restarted engine appends instead of erasing.
+    Engine again(fake(), o);
+    testing::run_rounds(again, {make_groups("again", 1, 1, 4, 5, 64, sampling(1.0f))});
+  }
+  TrajectoryLogReader reread(path);
+  size_t records = 0;
+  while (reread.next(rec)) ++records;
+  EXPECT_EQ(records, trajectories + 3 + 1 + 1);
   std::filesystem::remove(path);
 }
 
