@@ -1,0 +1,81 @@
+// The rollout worker service: one loop that polls the trainer socket (Publisher) and steps the
+// rollout engine whenever there is work and the trainer has credit for its output, so the process
+// never spins while idle and an engine step never races a request. Requests map onto the Engine
+// facade (rollout/engine.h); engine refusals become ERROR replies and the worker keeps serving.
+// Graceful shutdown (SIGTERM or SHUTDOWN): stop admitting, finish in-flight sequences (bounded by a
+// timeout), flush the round, wait a while for acks, leave the rest in the journal, exit 0.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rollout/engine.h"
+#include "trainer_bridge/publisher.h"
+
+namespace longtail::bridge {
+
+struct WorkerOptions {
+  std::filesystem::path model_dir;
+  policy::BackendOptions backend;
+  rollout::EngineOptions engine;
+  PublisherOptions bridge;
+  size_t max_pending_groups = 1024;  // groups queued in the engine; SUBMIT beyond gets QUEUE_FULL
+  // UPDATE_WEIGHTS paths must resolve inside one of these (symlinks resolved); empty = refuse all.
+  std::vector<std::filesystem::path> allowed_weight_dirs;
+  bool finish_in_flight_on_shutdown = true;
+  double shutdown_timeout_s = 30;    // bound on finishing in-flight sequences
+  double shutdown_ack_wait_s = 5;    // then wait this long for the trainer to ack what was sent
+  int metrics_port = 0;              // 0 = no Prometheus endpoint
+  std::string metrics_bind = "127.0.0.1";
+};
+
+class Worker : public RequestHandler {
+ public:
+  Worker(WorkerOptions opts, std::unique_ptr<rollout::Engine> engine);
+  ~Worker() override;
+
+  // Serves until SHUTDOWN or until *stop becomes true (the SIGTERM handler sets it), then shuts
+  // down gracefully. Returns the process exit code.
+  int run(const std::atomic<bool>* stop);
+
+  Welcome describe() override;
+  void on_request(const std::string& peer, Message&& m) override;
+
+  // Prometheus text exposition of the latest snapshot (thread-safe; the metrics server calls it).
+  std::string metrics_text() const;
+  std::string endpoint() const { return publisher_->endpoint(); }
+
+ private:
+  void on_submit(const std::string& peer, const Submit& s);
+  void on_update_weights(const std::string& peer, const UpdateWeights& u);
+  void on_rewards(const std::string& peer, const Rewards& r);
+  void on_drain(const std::string& peer, const Drain& d);
+  std::optional<uint64_t> publish(rollout::RoundBatch&& rb);
+  bool step_engine();
+  void begin_shutdown(const std::string& why);
+  nlohmann::json stats_json() const;
+  void refresh_metrics();
+
+  WorkerOptions opts_;
+  std::unique_ptr<rollout::Engine> engine_;
+  std::unique_ptr<Publisher> publisher_;
+  bool shutting_down_ = false;
+  std::chrono::steady_clock::time_point started_, shutdown_started_, last_metrics_;
+  uint64_t groups_accepted_ = 0, groups_refused_ = 0, weight_updates_ = 0, weight_update_failures_ = 0;
+
+  mutable std::mutex metrics_mu_;
+  std::string metrics_snapshot_;
+  struct MetricsServer;
+  std::unique_ptr<MetricsServer> metrics_server_;
+};
+
+// Resolves p (following symlinks where they exist) and reports whether it lies inside one of dirs.
+bool path_inside(const std::filesystem::path& p, const std::vector<std::filesystem::path>& dirs);
+
+}  // namespace longtail::bridge
