@@ -43,7 +43,16 @@ struct Config {
   double overprovision = 2.0, temperature = 1.0;
   uint64_t seed = 1;
   bool refit = false, reload_weights = false, json_out = false;
+  drafter::StepCostModel cost;  // for the projected makespan (and the budgets when --cost-model)
 };
+
+// Projected time of a round under the linear step cost model t = c_base + c_tok * tokens, summed
+// over its forwards: what the measured forwards and verified tokens would cost on the device the
+// model describes (the default constants describe a 7B-class model on an H100).
+double projected_s(const drafter::StepCostModel& m, const longtail::rollout::RoundStats& s) {
+  return (m.base_us * static_cast<double>(s.forward_passes) +
+          m.per_token_us * static_cast<double>(s.tokens_verified)) * 1e-6;
+}
 
 struct ModeResult {
   std::string mode;
@@ -121,9 +130,8 @@ ModeResult run_mode(const Config& c, const std::string& mode,
   o.speculation.max_tokens_per_step = c.max_tokens_per_step;
   o.speculation.refit_cost_model = c.refit;
   if (!c.cost_model.empty()) {
-    const drafter::StepCostModel m = drafter::load_cost_model(c.cost_model);
-    o.speculation.cost_base_us = m.base_us;
-    o.speculation.cost_per_token_us = m.per_token_us;
+    o.speculation.cost_base_us = c.cost.base_us;
+    o.speculation.cost_per_token_us = c.cost.per_token_us;
   }
   o.forced_trajectories = forced;
   rollout::Engine e(policy::make_backend(c.model, bo), o);
@@ -223,6 +231,7 @@ int main(int argc, char** argv) {
       pos = end + 1;
     }
     if (c.rounds < 1 || c.groups < 1 || c.n < 1) throw std::runtime_error("rounds, groups, n must be >= 1");
+    if (!c.cost_model.empty()) c.cost = drafter::load_cost_model(c.cost_model);
   } catch (const std::exception& e) {
     std::cerr << "longtail-bench-rounds: " << e.what() << "\n" << desc << "\n";
     return 2;
@@ -260,7 +269,8 @@ int main(int argc, char** argv) {
                      {"rounds", c.rounds}, {"groups", c.groups}, {"n", c.n},
                      {"max_new_tokens", c.max_new_tokens}, {"temperature", c.temperature},
                      {"budget", c.budget}, {"max_tokens_per_step", c.max_tokens_per_step},
-                     {"overprovision", c.overprovision}, {"reload_weights", c.reload_weights}};
+                     {"overprovision", c.overprovision}, {"reload_weights", c.reload_weights},
+                {"cost_base_us", c.cost.base_us}, {"cost_per_token_us", c.cost.per_token_us}};
     out["modes"] = json::array();
     for (const auto& r : results) {
       json m;
@@ -277,6 +287,7 @@ int main(int argc, char** argv) {
                                {"off_policy_token_share", s.off_policy_token_share},
                                {"carried_over", s.carried_over},
                                {"tokens_verified", s.tokens_verified},
+                               {"projected_s", projected_s(c.cost, s)},
                                {"draft_s", s.draft_s}, {"forward_s", s.forward_s},
                                {"sample_s", s.sample_s}});
       }
@@ -293,6 +304,9 @@ int main(int argc, char** argv) {
       m["sample_s"] = sample_s;
       m["tokens_verified"] = verified;
       m["total_makespan_s"] = sum_makespan(r);
+      double proj = 0;
+      for (const auto& s : r.rounds) proj += projected_s(c.cost, s);
+      m["projected_s"] = proj;
       m["wall_s"] = r.wall_s;
       m["response_tokens"] = r.tokens;
       m["forward_passes"] = r.forwards;
@@ -302,6 +316,9 @@ int main(int argc, char** argv) {
       m["acceptance_rate"] = r.drafted ? double(r.accepted) / r.drafted : 0.0;
       m["preemptions"] = r.preemptions;
       if (base) {
+        double base_proj = 0;
+        for (const auto& s : base->rounds) base_proj += projected_s(c.cost, s);
+        m["projected_ratio_vs_off"] = proj / base_proj;
         m["makespan_ratio_vs_off"] = sum_makespan(r) / sum_makespan(*base);
         m["trajectories_differing_from_off"] = mismatches(*base, r);
       }
@@ -320,27 +337,30 @@ int main(int argc, char** argv) {
                   c.model.c_str(), c.backend.c_str(),
                   c.trace.empty() ? "synthetic prompts" : ("trace-forced " + c.trace).c_str(),
                   c.rounds, c.groups, c.n, c.max_new_tokens);
-      std::printf("%-8s %-6s %11s %8s %8s %8s %9s %9s %8s %8s %8s %9s\n", "mode", "round",
-                  "makespan_s", "tokens", "forwards", "tok/fwd", "verified", "drafted",
-                  "accepted", "draft_s", "fwd_s", "vs off");
-      auto row = [](const std::string& mode, const std::string& round, const rollout::RoundStats& s,
-                    double ratio) {
-        std::printf("%-8s %-6s %11.3f %8lld %8lld %8.2f %9lld %9lld %8lld %8.3f %8.3f %8.3fx\n",
+      std::printf("%-8s %-6s %11s %8s %8s %8s %9s %9s %8s %8s %8s %9s %8s %9s\n", "mode",
+                  "round", "makespan_s", "tokens", "forwards", "tok/fwd", "verified", "drafted",
+                  "accepted", "draft_s", "fwd_s", "vs off", "proj_s", "proj/off");
+      auto row = [&](const std::string& mode, const std::string& round, const rollout::RoundStats& s,
+                     double ratio, double proj_ratio) {
+        std::printf("%-8s %-6s %11.3f %8lld %8lld %8.2f %9lld %9lld %8lld %8.3f %8.3f %8.3fx %8.3f "
+                    "%8.3fx\n",
                     mode.c_str(), round.c_str(), s.makespan_s,
                     static_cast<long long>(s.response_tokens),
                     static_cast<long long>(s.forward_passes),
                     s.forward_passes ? double(s.response_tokens) / s.forward_passes : 0.0,
                     static_cast<long long>(s.tokens_verified),
                     static_cast<long long>(s.tokens_drafted),
-                    static_cast<long long>(s.tokens_accepted), s.draft_s, s.forward_s, ratio);
+                    static_cast<long long>(s.tokens_accepted), s.draft_s, s.forward_s, ratio,
+                    projected_s(c.cost, s), proj_ratio);
       };
       for (const auto& r : results) {
         rollout::RoundStats total;
         for (size_t i = 0; i < r.rounds.size(); ++i) {
           const auto& s = r.rounds[i];
+          const bool has_base = base && i < base->rounds.size() && base->rounds[i].makespan_s > 0;
           row(r.mode, std::to_string(i), s,
-              base && i < base->rounds.size() && base->rounds[i].makespan_s > 0
-                  ? s.makespan_s / base->rounds[i].makespan_s : 0.0);
+              has_base ? s.makespan_s / base->rounds[i].makespan_s : 0.0,
+              has_base ? projected_s(c.cost, s) / projected_s(c.cost, base->rounds[i]) : 0.0);
           total.makespan_s += s.makespan_s;
           total.response_tokens += s.response_tokens;
           total.forward_passes += s.forward_passes;
@@ -350,8 +370,16 @@ int main(int argc, char** argv) {
           total.draft_s += s.draft_s;
           total.forward_s += s.forward_s;
         }
-        row(r.mode, "all", total, base ? sum_makespan(r) / sum_makespan(*base) : 0.0);
+        double base_proj = 0;
+        if (base) {
+          for (const auto& s : base->rounds) base_proj += projected_s(c.cost, s);
+        }
+        row(r.mode, "all", total, base ? sum_makespan(r) / sum_makespan(*base) : 0.0,
+            base_proj > 0 ? projected_s(c.cost, total) / base_proj : 0.0);
       }
+      std::printf("proj_s: forwards x %.0f us + verified tokens x %.1f us (step cost model%s)\n",
+                  c.cost.base_us, c.cost.per_token_us,
+                  c.cost_model.empty() ? ", defaults" : (" " + c.cost_model).c_str());
       if (base) {
         std::printf("trajectories identical to 'off' in every mode: %s\n",
                     total_mismatch == 0 ? "yes" : "NO");
