@@ -58,7 +58,7 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits)
   const size_t inter = static_cast<size_t>(c.intermediate_size);
   residual_ = DeviceBuffer(T * hidden * 4);
   normed_ = DeviceBuffer(T * hidden * 2);
-  big_ = DeviceBuffer(T * std::max(qkv_rows, 2 * inter) * 2);
+  big_ = DeviceBuffer(T * std::max(qkv_rows * 4, 2 * inter * 2));  // fp32 q|k|v or bf16 gate|up
   q_ = DeviceBuffer(T * attn_dim * 2);
   attn_ = DeviceBuffer(T * attn_dim * 2);
   act_ = DeviceBuffer(T * inter * 2);
@@ -181,9 +181,9 @@ void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeig
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
     rms_norm_rows(residual, nullptr, T, hidden, lw.attn_norm, eps, normed_.get(), stream_);
-    gemm_->bf16_out(normed_.get(), lw.qkv, big_.get(), T, qkv_rows, hidden);
+    gemm_->f32_out(normed_.get(), lw.qkv, big_.get<float>(), T, qkv_rows, hidden, false);
     QkvPost qp;
-    qp.qkv = big_.get();
+    qp.qkv = big_.get<float>();
     qp.bias = lw.qkv_bias;
     qp.q_norm = lw.q_norm;
     qp.k_norm = lw.k_norm;

@@ -1,6 +1,7 @@
 // Glue kernels private to the CUDA backend (see cuda_ops.h): random fills for benchmark weights,
 // the fp32-residual RMSNorm with an optional row gather (the final norm runs only on the rows
-// that produce outputs), the fused q/k/v post-processing that ends in the paged KV cache, and a
+// that produce outputs), the fused q/k/v post-processing (fp32 in, one bf16 rounding, straight
+// into the paged KV cache), and a
 // plain paged attention for head sizes outside the kernels/ library's fast path.
 #include <cuda_bf16.h>
 
@@ -75,11 +76,11 @@ __global__ void qkv_post_kernel(QkvPost p) {
   const int i = threadIdx.x;
   const bool active = i < half;
   const size_t row = static_cast<size_t>(H + 2 * KV) * D;
-  const auto* in = static_cast<const __nv_bfloat16*>(p.qkv) + t * row + static_cast<size_t>(head) * D;
+  const float* in = p.qkv + t * row + static_cast<size_t>(head) * D;
   float a = 0.0f, b = 0.0f;
   if (active) {
-    a = __bfloat162float(in[i]);
-    b = __bfloat162float(in[i + half]);
+    a = in[i];
+    b = in[i + half];
     if (p.bias) {
       a += p.bias[head * D + i];
       b += p.bias[head * D + i + half];

@@ -23,7 +23,7 @@ void rms_norm_rows(const float* x, const int32_t* rows, int num_rows, int dim, c
 // Paged KV cache geometry: per layer K and V pools of [num_blocks][block_size][kv_heads][head_dim]
 // bf16; token t of the step goes to cache slot slots[t] = block * block_size + offset.
 struct QkvPost {
-  void* qkv = nullptr;                  // bf16 [T, (H + 2 KV) D], read
+  const float* qkv = nullptr;           // fp32 [T, (H + 2 KV) D]: the GEMM output, never rounded
   const float* bias = nullptr;          // [(H + 2 KV) D] or null
   const float* q_norm = nullptr;        // [D] or null
   const float* k_norm = nullptr;        // [D] or null

@@ -5,6 +5,7 @@
 // prefill of a 2k prompt; and the generate() equivalent of the HF baseline (prompt 128, 256 new
 // tokens, T = 1). Writes JSON (bench/gpu/make_report.py turns it into the results table) and the
 // cost-model YAML.
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #include <spdlog/spdlog.h>
 
@@ -259,20 +260,23 @@ nlohmann::json bench_generate(Backend& be, std::mt19937& rng, int batch, int pro
 int run(int argc, char** argv) {
   std::string models = "0.5b,1.5b,7b", json_out = "gpu_bench.json", yaml_out;
   int steps = 20, verify_steps = 8, kmax = 16;
+  std::string profile;  // "batch:context:k": only that step shape, inside cudaProfilerStart/Stop
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
       if (i + 1 >= argc) throw std::invalid_argument(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--models") models = next();
+    if (a == "--profile") profile = next();
+    else if (a == "--models") models = next();
     else if (a == "--json") json_out = next();
     else if (a == "--cost-model") yaml_out = next();
     else if (a == "--steps") steps = std::stoi(next());
     else if (a == "--verify-steps") verify_steps = std::stoi(next());
     else if (a == "--kmax") kmax = std::stoi(next());
     else throw std::invalid_argument("unknown argument " + a +
-                                     " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K)");
+                                     " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K"
+                                     " --profile batch:context:k)");
   }
   if (!policy::cuda_device_present()) throw std::runtime_error("no CUDA device");
   cudaDeviceProp prop{};
@@ -305,6 +309,20 @@ int run(int argc, char** argv) {
     spdlog::info("{}: {:.2f} GB of weights read per step, {} KV bytes per token, {} KV positions",
                  m.name, st.weight_bytes_per_step / 1e9, st.kv_bytes_per_token,
                  be->kv_capacity().total_tokens);
+    if (!profile.empty()) {
+      int pb = 0, pc = 0, pk = 0;
+      if (std::sscanf(profile.c_str(), "%d:%d:%d", &pb, &pc, &pk) != 3 || pb <= 0 || pc <= 0 || pk <= 0)
+        throw std::invalid_argument("--profile wants batch:context:k, got " + profile);
+      Batch b(*be, pb, pc - 1);
+      for (int i = 0; i < 3; ++i) b.step(pk, rng, true);
+      cudaProfilerStart();
+      std::vector<double> t;
+      for (int i = 0; i < steps; ++i) t.push_back(b.step(pk, rng, true));
+      cudaProfilerStop();
+      spdlog::info("profile {} batch {} ctx {} k {}: {:.3f} ms per forward (median of {})", m.name,
+                   pb, pc, pk, median(t) * 1e3, steps);
+      continue;
+    }
     mj["decode"] = bench_decode(*be, st, copy_bw, rng, steps);
     mj["verify"] = bench_verify(*be, rng, verify_steps, kmax);
     mj["prefill"] = bench_prefill(*be, rng);
@@ -315,7 +333,7 @@ int run(int argc, char** argv) {
     std::ofstream(json_out) << result.dump(2);  // partial results survive a later failure
   }
 
-  if (!yaml_out.empty()) {
+  if (!yaml_out.empty() && !result["models"].empty()) {
     std::ofstream y(yaml_out);
     y << "# Step cost of the CUDA backend measured by bench/gpu/gpu_bench (bench/gpu/run_device.sh) on "
       << prop.name << ":\n#   t_step = base_us + per_token_us * tokens_verified   (microseconds per "

@@ -73,11 +73,29 @@ TEST_F(CudaBehaviour, RollbackEqualsNeverHavingDrafted) {
   be_->forward(std::vector<SequenceChunk>{make_chunk(b, 1, keep, 0, sp)});
   const auto rb = be_->forward(std::vector<SequenceChunk>{make_chunk(b, 1, cont, 0, sp)});
 
+  // Same tokens kept, but computed in a 3-token pass instead of a 14-token one: cuBLAS may pick
+  // another kernel for another row count, so only bf16-level agreement is expected here.
   ASSERT_EQ(ra.size(), rb.size());
   for (size_t i = 0; i < ra.size(); ++i) {
     EXPECT_EQ(ra[i].sampled, rb[i].sampled) << i;
-    EXPECT_NEAR(ra[i].sampled_logprob, rb[i].sampled_logprob, 1e-2) << i;
-    if (i + 1 < ra.size()) EXPECT_NEAR(ra[i].next_input_logprob, rb[i].next_input_logprob, 1e-2);
+    EXPECT_NEAR(ra[i].sampled_logprob, rb[i].sampled_logprob, 3e-2) << i;
+    if (i + 1 < ra.size()) EXPECT_NEAR(ra[i].next_input_logprob, rb[i].next_input_logprob, 3e-2);
+  }
+
+  // Same pass shapes, but different rejected drafts: after the rollback nothing of them may
+  // remain visible, so the continuation is bit for bit the same.
+  std::vector<int32_t> other = drafts;
+  for (size_t j = 3; j < other.size(); ++j) other[j] = (other[j] + 1 + static_cast<int32_t>(j)) % 1000;
+  const int64_t c = be_->create_sequence();
+  be_->forward(std::vector<SequenceChunk>{make_chunk(c, 1, prompt, 36, sp)});
+  be_->forward(std::vector<SequenceChunk>{make_chunk(c, 1, other, 0, sp)});
+  be_->truncate(c, 40);
+  const auto rc = be_->forward(std::vector<SequenceChunk>{make_chunk(c, 1, cont, 0, sp)});
+  ASSERT_EQ(ra.size(), rc.size());
+  for (size_t i = 0; i < ra.size(); ++i) {
+    EXPECT_EQ(ra[i].sampled, rc[i].sampled) << i;
+    EXPECT_EQ(ra[i].sampled_logprob, rc[i].sampled_logprob) << i;
+    if (i + 1 < ra.size()) EXPECT_EQ(ra[i].next_input_logprob, rc[i].next_input_logprob) << i;
   }
 }
 
@@ -196,7 +214,7 @@ TEST_F(CudaBehaviour, ReplaceWeightsValidatesBeforeSwapping) {
   write_random_checkpoint(dir_ / "other_shape", other, 12);
   EXPECT_THROW(be_->replace_weights(dir_ / "other_shape"), LoadError);
   const auto still = score(*be_);
-  for (size_t i = 0; i < before.size(); ++i)
+  for (size_t i = 0; i + 1 < before.size(); ++i)  // the last one is NaN: no next input
     EXPECT_EQ(before[i].next_input_logprob, still[i].next_input_logprob) << i;
 
   write_random_checkpoint(dir_ / "b", RandomCheckpointShape{}, 13);

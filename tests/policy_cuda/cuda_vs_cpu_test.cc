@@ -57,10 +57,12 @@ Compare run_comparison(Backend& cpu, Backend& gpu, const SamplingParams& sp, int
       ++r.positions;
       if (co[i].sampled != go[i].sampled) {
         ++r.mismatches;
-        // A flip between near-equal candidates: the two chosen tokens' logprobs are close too.
-        EXPECT_NEAR(co[i].sampled_logprob, go[i].sampled_logprob, 5e-2)
-            << "step " << step << " seq " << i << ": cpu " << co[i].sampled << " gpu "
-            << go[i].sampled;
+        // Greedy: a flip between near-equal logits, so the two chosen tokens' logprobs are close
+        // too. (At T > 0 a flip is a near-tie of Gumbel keys z + g, whose logprobs may differ.)
+        if (sp.temperature == 0.0f)
+          EXPECT_NEAR(co[i].sampled_logprob, go[i].sampled_logprob, 5e-2)
+              << "step " << step << " seq " << i << ": cpu " << co[i].sampled << " gpu "
+              << go[i].sampled;
       } else {
         const double d = std::fabs(co[i].sampled_logprob - go[i].sampled_logprob);
         r.max_diff = std::max(r.max_diff, d);
@@ -111,7 +113,7 @@ TEST_F(CudaVsCpu, SampledTokensAgreeAtTemperatureOneWithTopKTopP) {
   const Compare r = run_comparison(*cpu_, *gpu_, sp, 24, 2);
   std::cout << "[cuda vs cpu, T=1 top-k 50 top-p 0.9] " << r.positions << " positions, "
             << r.mismatches << " mismatches, max |dlogprob| " << r.max_diff << "\n";
-  EXPECT_LE(r.mismatches, r.positions / 10);
+  EXPECT_LE(r.mismatches, r.positions / 15);  // a broken sampler mismatches almost always
   EXPECT_LE(r.max_diff, 5e-2);
 }
 
