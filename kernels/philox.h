@@ -40,12 +40,17 @@ LONGTAIL_HD Philox4x32 philox4x32_10(Philox4x32 c, uint32_t k0, uint32_t k1) {
 
 // The uniform in (0, 1) used for vocabulary entry `index` when drawing the token at `position` of
 // sequence `uid` in a run seeded with `seed`. 24 random bits, centred, so never exactly 0 or 1.
+// (x + 0.5) is not representable in float for x >= 2^23 and rounds to even, so the top draw
+// x = 2^24 - 1 would round to exactly 1.0, giving an infinite Gumbel key (that entry would win
+// whatever its logit, about once per 110 rows of a 152k vocabulary): it is clamped to the largest
+// float below 1. Every other draw is unchanged.
 LONGTAIL_HD float sampling_uniform(uint64_t seed, uint64_t uid, int64_t position, uint32_t index) {
   const Philox4x32 ctr{{index, static_cast<uint32_t>(position), static_cast<uint32_t>(uid),
                         static_cast<uint32_t>(uid >> 32)}};
   const Philox4x32 out =
       philox4x32_10(ctr, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
-  return (static_cast<float>(out.v[0] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+  const float u = (static_cast<float>(out.v[0] >> 8) + 0.5f) * (1.0f / 16777216.0f);
+  return u < 1.0f ? u : 0x1.fffffep-1f;  // 1 - 2^-24
 }
 
 }  // namespace longtail::kernels

@@ -225,6 +225,10 @@ float token_logprob(std::span<const float> logits, float temperature, int32_t to
   return static_cast<float>(log_softmax_at(z, token));
 }
 
+namespace {
+float logf_rounded(float x) { return static_cast<float>(std::log(static_cast<double>(x))); }
+}  // namespace
+
 SampleResult sample_row(std::span<const float> logits, const SamplingRow& p) {
   if (logits.empty()) throw std::invalid_argument("sample_row: empty logits row");
   const int32_t vocab = static_cast<int32_t>(logits.size());
@@ -234,33 +238,35 @@ SampleResult sample_row(std::span<const float> logits, const SamplingRow& p) {
   }
   std::vector<float> z(logits.size());
   for (size_t i = 0; i < z.size(); ++i) z[i] = logits[i] / p.temperature;
-
-  std::vector<int32_t> order(z.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return z[a] > z[b]; });
-  int32_t n = (p.top_k > 0 && p.top_k < vocab) ? p.top_k : vocab;
-  if (p.top_p < 1.0f) {
-    const double zmax = z[order[0]];
-    double total = 0;
-    for (int32_t r = 0; r < n; ++r) total += std::exp(static_cast<double>(z[order[r]]) - zmax);
-    const double target = static_cast<double>(p.top_p) * total;
-    double cum = 0;
-    int32_t keep = n;
-    for (int32_t r = 0; r < n; ++r) {
-      cum += std::exp(static_cast<double>(z[order[r]]) - zmax);
-      if (cum >= target) {
-        keep = r + 1;
-        break;
+  const bool cut_k = p.top_k > 0 && p.top_k < vocab;
+  const bool cut_p = p.top_p < 1.0f;
+  std::vector<int32_t> cand(z.size());
+  std::iota(cand.begin(), cand.end(), 0);
+  if (cut_k || cut_p) {
+    auto before = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
+    std::sort(cand.begin(), cand.end(), before);
+    if (cut_k) cand.resize(p.top_k);
+    if (cut_p) {
+      const double zmax = z[cand[0]];
+      std::vector<int32_t> by_index = cand;
+      std::sort(by_index.begin(), by_index.end());
+      double total = 0;
+      for (int32_t i : by_index) total += std::exp(static_cast<double>(z[i]) - zmax);
+      double cum = 0;
+      size_t n = 0;
+      while (n < cand.size()) {
+        cum += std::exp(static_cast<double>(z[cand[n]]) - zmax) / total;
+        ++n;
+        if (cum >= static_cast<double>(p.top_p)) break;
       }
+      cand.resize(n);
     }
-    n = keep;
   }
   int32_t best = -1;
-  double best_key = -std::numeric_limits<double>::infinity();
-  for (int32_t r = 0; r < n; ++r) {
-    const int32_t i = order[r];
-    const double u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
-    const double key = static_cast<double>(z[i]) - std::log(-std::log(u));
+  float best_key = -std::numeric_limits<float>::infinity();
+  for (int32_t i : cand) {
+    const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
+    const float key = z[i] + (-logf_rounded(-logf_rounded(u)));
     if (best < 0 || key > best_key || (key == best_key && i < best)) {
       best = i;
       best_key = key;

@@ -63,8 +63,15 @@ void paged_attention(const AttentionShape& shape, std::span<const float> q,
 // out (rows x inter) = silu(gate) * up from rows of [gate | up] (rows x 2*inter).
 void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, int64_t inter);
 
-// The sampling rule (policy/sampling.h). Candidate ordering: z descending, index ascending;
-// top-p mass and the Gumbel keys in fp64, exactly as the kernel forms them.
+// The sampling rule (policy/sampling.h) with the floating-point details of the CPU backend's
+// policy/sampling.cc, so CPU and CUDA backends draw the same tokens:
+//   z_i = logits[i] / T in float; candidates ordered by z descending, index ascending;
+//   top-p: total = sum over candidates of exp(double(z_i) - zmax) (fp64), then the shortest
+//   prefix in candidate order whose cumulative sum of exp(z - zmax) / total reaches top_p;
+//   Gumbel key = z_i + (-logf(-logf(u_i))) in float, u_i = sampling_uniform(...); the largest key
+//   wins, the lowest index on equal keys. logf is evaluated as float(log(double(x))), the
+//   correctly rounded value (barring a 2^-29 chance), which is what the GPU kernel computes too.
+// The logprob is log softmax(z)[x] over the full vocabulary in fp64.
 struct SampleResult {
   int32_t token = -1;
   float logprob = 0;

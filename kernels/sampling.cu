@@ -7,8 +7,12 @@
 //   top-p:  the same radix descent weighing each bucket by its candidates' fp64 mass
 //           exp(z - max): the largest key whose cumulative mass (in sorted order) reaches top_p of
 //           the candidates' total, i.e. the shortest sorted prefix, with no sort;
-//   draw:   Gumbel-max over the candidates, key z + g formed in fp64 with
-//           g = -log(-log(u)), u = sampling_uniform(seed, uid, position, i).
+//   draw:   Gumbel-max over the candidates, key = z + (-logf(-logf(u))) in float as the CPU
+//           backend forms it, u = sampling_uniform(seed, uid, position, i); logf is evaluated as
+//           float(log(double)), i.e. correctly rounded, never the approximate device logf.
+// Top-p compares the normalised cumulative mass with top_p exactly like policy/sampling.cc; only
+// the fp64 summation order differs (buckets instead of a serial walk), which could move the
+// boundary only when the cumulative mass lands within ~1e-15 of top_p.
 // A radix descent stops early once the chosen bucket holds a single element.
 #include <cfloat>
 #include <cmath>
@@ -36,13 +40,14 @@ struct SelectSmem {
   uint32_t hist_c[256];
   uint64_t prefix;
   double above;
-  double target;
+  double target;  // k (counts) or top_p (mass, compared with cumulative mass / total)
+  double total;
   int32_t single;  // 1 when the chosen bucket holds one element
 };
 
 // Largest key K with weight({key >= K} among candidates) >= target, candidates = keys >= lower.
 // weight: element count (mass == false, target = k) or fp64 mass exp(z - zmax) (mass == true,
-// target = top_p * total, total taken from the first pass's histogram).
+// target = top_p against cumulative mass / total, total taken from the first pass's histogram).
 __device__ uint64_t radix_select(const float* row, int32_t vocab, float temp, uint64_t lower,
                                  bool mass, double target_or_top_p, float zmax, SelectSmem& sm) {
   if (threadIdx.x == 0) {
@@ -73,14 +78,14 @@ __device__ uint64_t radix_select(const float* row, int32_t vocab, float temp, ui
       if (mass && level == 0) {
         double total = 0;
         for (int d = 0; d < 256; ++d) total += sm.hist_w[d];
-        sm.target = target_or_top_p * total;
+        sm.total = total;
       }
       double cum = sm.above;
       int chosen = -1;
       for (int d = 255; d >= 0; --d) {
         if (sm.hist_c[d] == 0) continue;
         const double w = mass ? sm.hist_w[d] : static_cast<double>(sm.hist_c[d]);
-        if (cum + w >= sm.target) {
+        if ((mass ? (cum + w) / sm.total : cum + w) >= sm.target) {
           chosen = d;
           break;
         }
@@ -214,16 +219,18 @@ __global__ void __launch_bounds__(kThreads)
       lower = radix_select(row, vocab, temp, lower, true, static_cast<double>(p.top_p), zmax, sm);
     }
     // The winner's key is >= zmax + g_min (the top element is always a candidate) and any key is
-    // <= z + g_max, with g over u in [2^-25, 1 - 2^-25]: g_min = -2.853, g_max = 17.329. Entries
-    // below zmax - 20.25 can never win, so their Philox draw and fp64 logs are skipped; the
-    // result is exactly the unpruned one.
+    // <= z + g_max, with g over u in [2^-25, 1 - 2^-24]: g_min = -2.853, g_max = 16.636 (float
+    // rounding moves these by ~1e-6). Entries below zmax - 20.25 can never win, so their Philox
+    // draw and logs are skipped; the result is exactly the unpruned one.
     const double prune_below = static_cast<double>(zmax) - 20.25;
     Best b{-INFINITY, -1};
     for (int32_t i = threadIdx.x; i < vocab; i += kThreads) {
       const float z = row[i] / temp;
       if (static_cast<double>(z) < prune_below || sort_key(z, i) < lower) continue;
-      const double u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
-      b = better(b, Best{static_cast<double>(z) - log(-log(u)), i});
+      const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
+      const float inner = static_cast<float>(log(static_cast<double>(u)));
+      const float g = -static_cast<float>(log(static_cast<double>(-inner)));
+      b = better(b, Best{static_cast<double>(z + g), i});
     }
     token = block_best(b, best_scratch).idx;
   }

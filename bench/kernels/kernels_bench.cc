@@ -103,8 +103,9 @@ int main(int argc, char** argv) {
     const size_t pool_bytes = size_t{4} << 30;
     std::printf("Attention: tensor-core kernel (default) vs the CUDA-core kernel (baseline), same\n"
                 "inputs; GB/s counts K/V bytes of all cached positions + q + out.\n\n");
-    std::printf("| kernel | shape | batch | ctx | k | splits | time us | GB/s | of copy | CUDA-core us | speedup |\n");
-    std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::printf("| kernel | shape | batch | ctx | k | splits | time us | GB/s | of copy | "
+                "CUDA-core us | speedup | 2x splits us |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     const Shape shapes[] = {{"qwen2.5-0.5b", 14, 2, 64}, {"qwen2.5-1.5b", 12, 2, 128},
                             {"qwen2.5-7b", 28, 4, 128}};
     for (const Shape& sh : shapes) {
@@ -143,7 +144,8 @@ int main(int argc, char** argv) {
             fill_random_bf16(q, T * sh.heads * sh.dim, 3);
             const int32_t splits = lk::paged_attention_choose_splits(
                 batch, sh.heads, sh.kv, k, len, prop.multiProcessorCount);
-            const size_t ws_bytes = lk::paged_attention_workspace_bytes(T, sh.heads, sh.dim, splits);
+            const size_t ws_bytes =
+                lk::paged_attention_workspace_bytes(T, sh.heads, sh.dim, 2 * splits);
             float* ws = dalloc<float>(ws_bytes / 4 + 1);
             lk::PagedAttentionParams p;
             p.q = q;
@@ -166,9 +168,11 @@ int main(int argc, char** argv) {
             p.workspace_bytes = ws_bytes;
             p.out = out;
             p.out_stride = p.q_stride;
-            double ms[2];
-            for (int impl = 0; impl < 2; ++impl) {
-              p.use_tensor_cores = impl == 0;
+            double ms[3];
+            for (int impl = 0; impl < 3; ++impl) {
+              // 0: tensor cores, chosen splits; 1: CUDA-core kernel; 2: tensor cores, 2x splits.
+              p.use_tensor_cores = impl != 1;
+              p.num_kv_splits = impl == 2 ? std::min(2 * splits, std::max(1, len / 64)) : splits;
               ms[impl] = median_ms(
                   [&](int i) {
                     p.block_table = d_table + static_cast<size_t>(i % rot) * batch * nb;
@@ -178,9 +182,11 @@ int main(int argc, char** argv) {
             }
             const double bytes = 2.0 * batch * len * slot_elems * 2 + 2.0 * T * sh.heads * sh.dim * 2;
             const double gbs = bytes / (ms[0] * 1e-3) / 1e9;
-            std::printf("| paged_attention | %s | %d | %d | %d | %d | %.1f | %.0f | %.0f%% | %.1f | %.2fx |\n",
-                        sh.name, batch, ctx, k, splits, ms[0] * 1e3, gbs, 100.0 * gbs / copy_gbs,
-                        ms[1] * 1e3, ms[1] / ms[0]);
+            std::printf(
+                "| paged_attention | %s | %d | %d | %d | %d | %.1f | %.0f | %.0f%% | %.1f | %.2fx | "
+                "%.1f |\n",
+                sh.name, batch, ctx, k, splits, ms[0] * 1e3, gbs, 100.0 * gbs / copy_gbs,
+                ms[1] * 1e3, ms[1] / ms[0], ms[2] * 1e3);
             cudaFree(d_table);
             cudaFree(d_qs);
             cudaFree(d_lens);
@@ -194,15 +200,24 @@ int main(int argc, char** argv) {
       cudaFree(vc);
     }
 
-    // Sampler over the Qwen vocabulary: plain temperature (fast path), top-k, top-p.
+    // Sampler over the Qwen vocabulary: plain temperature (fast path), top-k, top-p; "flat" logits
+    // are N(0, 3) (nothing can be pruned from the Gumbel draw), "peaked" ones N(0, 3) plus 16
+    // entries per row 25 higher, closer to a trained LM (most entries pruned exactly).
     const int32_t vocab = 151936;
     for (int32_t rows : {64, 256}) {
+     for (const bool peaked : {false, true}) {
       float* logits = dalloc<float>(static_cast<size_t>(rows) * vocab);
       {
         std::mt19937_64 rng(9);
         std::normal_distribution<float> nd(0.0f, 3.0f);
+        std::uniform_int_distribution<int32_t> pick(0, vocab - 1);
         std::vector<float> h(static_cast<size_t>(rows) * vocab);
         for (auto& v : h) v = nd(rng);
+        if (peaked) {
+          for (int32_t r = 0; r < rows; ++r) {
+            for (int j = 0; j < 16; ++j) h[static_cast<size_t>(r) * vocab + pick(rng)] += 25.0f;
+          }
+        }
         check(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice), "logits");
       }
       lk::SamplingRow* d_rows = dalloc<lk::SamplingRow>(rows);
@@ -232,13 +247,15 @@ int main(int argc, char** argv) {
             },
             quick ? 5 : 20);
         const double gbs = 4.0 * rows * vocab / (ms * 1e-3) / 1e9;
-        std::printf("| sample_rows %s | vocab %d | %d | - | - | - | %.1f | %.0f | %.0f%% | - | - |\n",
-                    m.name, vocab, rows, ms * 1e3, gbs, 100.0 * gbs / copy_gbs);
+        std::printf("| sample_rows %s %s | vocab %d | %d | - | - | - | %.1f | %.0f | %.0f%% | - | - | - |\n",
+                    m.name, peaked ? "peaked" : "flat", vocab, rows, ms * 1e3, gbs,
+                    100.0 * gbs / copy_gbs);
       }
       cudaFree(logits);
       cudaFree(d_rows);
       cudaFree(tok);
       cudaFree(lp);
+     }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kernels_bench: %s\n", e.what());

@@ -3,6 +3,8 @@
 // statistics: the Gumbel-max draw follows softmax(z) restricted to the top-k/top-p candidates.
 #include "kernels/reference.h"
 
+#include "kernels/philox.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -180,3 +182,35 @@ TEST(KernelsReference, EmbeddingZeroesBadIds) {
 
 }  // namespace
 }  // namespace longtail::kernels::ref
+
+namespace longtail::kernels {
+namespace {
+
+// The top 24-bit draw used to round to exactly 1.0f (infinite Gumbel key: that entry always won).
+TEST(KernelsPhilox, TopDrawStaysBelowOne) {
+  const uint64_t seed = 12345, uid = 7;
+  const int64_t position = 3;
+  for (uint32_t i = 0; i < (1u << 27); ++i) {
+    const Philox4x32 ctr{{i, static_cast<uint32_t>(position), static_cast<uint32_t>(uid), 0u}};
+    const Philox4x32 out = philox4x32_10(ctr, static_cast<uint32_t>(seed), 0u);
+    if ((out.v[0] >> 8) != 0xFFFFFFu) continue;
+    const float u = sampling_uniform(seed, uid, position, i);
+    EXPECT_LT(u, 1.0f);
+    EXPECT_GT(u, 0.9999999f);
+    EXPECT_TRUE(std::isfinite(-std::log(-std::log(u))));
+    return;
+  }
+  FAIL() << "no top draw found in 2^27 counters (expected one per 2^24)";
+}
+
+TEST(KernelsPhilox, BottomDrawIsPositive) {
+  EXPECT_GT(sampling_uniform(0, 0, 0, 0), 0.0f);
+  for (uint32_t i = 0; i < 100000; ++i) {
+    const float u = sampling_uniform(1, 2, 3, i);
+    ASSERT_GT(u, 0.0f);
+    ASSERT_LT(u, 1.0f);
+  }
+}
+
+}  // namespace
+}  // namespace longtail::kernels
