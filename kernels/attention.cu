@@ -247,11 +247,16 @@ int rows_per_warp(int32_t max_query_len, int32_t group) {
 }
 
 template <int D, int R>
+cudaError_t set_smem_limit() {
+  return cudaFuncSetAttribute(paged_attention_kernel<D, R>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              static_cast<int>(Smem<D, R>::kBytes));
+}
+
+template <int D, int R>
 Status launch(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Stream stream) {
   using S = Smem<D, R>;
-  static const cudaError_t attr = cudaFuncSetAttribute(
-      paged_attention_kernel<D, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      static_cast<int>(S::kBytes));
+  static const cudaError_t attr = set_smem_limit<D, R>();
   if (attr != cudaSuccess) {
     return fail(Status::kLaunchFailed, "paged_attention", cudaGetErrorString(attr));
   }
@@ -275,6 +280,18 @@ Status detail::launch_attention_combine(const AttnArgs& a, int32_t head_dim, Str
     combine_splits_kernel<128><<<blocks_for(out_rows, kWarps), kThreads, 0, stream>>>(a);
   }
   return launched("paged_attention (combine)");
+}
+
+Status prepare_paged_attention() {
+  const cudaError_t errs[] = {detail::prepare_attention_tc(), set_smem_limit<64, 2>(),
+                              set_smem_limit<64, 8>(), set_smem_limit<128, 2>(),
+                              set_smem_limit<128, 8>()};
+  for (cudaError_t e : errs) {
+    if (e != cudaSuccess) {
+      return fail(Status::kLaunchFailed, "prepare_paged_attention", cudaGetErrorString(e));
+    }
+  }
+  return Status::kOk;
 }
 
 size_t paged_attention_workspace_bytes(int64_t num_tokens, int32_t num_heads, int32_t head_dim,

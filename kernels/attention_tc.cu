@@ -278,11 +278,16 @@ __global__ void __launch_bounds__(kAttnThreads) paged_attention_tc_kernel(const 
 }
 
 template <int D, int WT>
+cudaError_t set_tc_smem_limit() {
+  return cudaFuncSetAttribute(paged_attention_tc_kernel<D, WT>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              static_cast<int>(TcSmem<D, WT>::kBytes));
+}
+
+template <int D, int WT>
 Status launch_tc(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Stream stream) {
   using S = TcSmem<D, WT>;
-  static const cudaError_t attr = cudaFuncSetAttribute(
-      paged_attention_tc_kernel<D, WT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      static_cast<int>(S::kBytes));
+  static const cudaError_t attr = set_tc_smem_limit<D, WT>();
   if (attr != cudaSuccess) {
     return fail(Status::kLaunchFailed, "paged_attention", cudaGetErrorString(attr));
   }
@@ -295,6 +300,16 @@ Status launch_tc(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Str
 }
 
 }  // namespace
+
+cudaError_t prepare_attention_tc() {
+  const cudaError_t errs[] = {set_tc_smem_limit<64, 1>(),  set_tc_smem_limit<64, 2>(),
+                              set_tc_smem_limit<64, 4>(),  set_tc_smem_limit<128, 1>(),
+                              set_tc_smem_limit<128, 2>(), set_tc_smem_limit<128, 4>()};
+  for (cudaError_t e : errs) {
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
 
 int attention_tc_rows_per_block(int32_t max_query_len, int32_t group) {
   const int64_t rows = static_cast<int64_t>(max_query_len) * group;

@@ -138,6 +138,10 @@ struct PagedAttentionParams {
   bool use_tensor_cores = true;
 };
 Status paged_attention(const PagedAttentionParams& p, Stream stream);
+// Raises the attention kernels' dynamic shared-memory limit (> 48 KB) on the current device.
+// paged_attention does it itself on first use; call this once per device at start-up when the
+// first call could happen inside CUDA graph capture, so that no attribute call is made then.
+Status prepare_paged_attention();
 
 // Bytes of fp32 workspace paged_attention needs for the split-KV partial results.
 size_t paged_attention_workspace_bytes(int64_t num_tokens, int32_t num_heads, int32_t head_dim,

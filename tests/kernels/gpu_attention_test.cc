@@ -135,6 +135,12 @@ struct Gqa {
 };
 constexpr Gqa kRatios[] = {{4, 4}, {4, 2}, {14, 2}};  // GQA ratios 1, 2, 7
 
+TEST(KernelsGpuAttention, PrepareSetsSharedMemoryLimits) {
+  LT_REQUIRE_GPU();
+  EXPECT_EQ(prepare_paged_attention(), Status::kOk) << last_error();
+  EXPECT_EQ(prepare_paged_attention(), Status::kOk) << "must be callable again";
+}
+
 TEST(KernelsGpuAttention, DecodeOneTokenPerSequence) {
   LT_REQUIRE_GPU();
   std::mt19937_64 rng(11);
