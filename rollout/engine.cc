@@ -355,7 +355,10 @@ std::optional<RoundBatch> Engine::flush_round() {
   return m.emit_round(true);
 }
 
-bool Engine::idle() const { return !impl_->has_work(); }
+bool Engine::idle() const {
+  // A round whose groups are all complete is work too: step() emits it.
+  return !impl_->has_work() && !impl_->pool.round_ready();
+}
 
 void Engine::update_weights(const std::filesystem::path& checkpoint_dir, int64_t version) {
   impl_->update_weights(checkpoint_dir, version);

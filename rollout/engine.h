@@ -158,7 +158,8 @@ class Engine {
   // DRAIN and graceful shutdown. Returns nothing when no trajectory has finished.
   std::optional<RoundBatch> flush_round();
 
-  // True when no group is queued or running and no sequence is carried over.
+  // True when no group is queued or running, no sequence is carried over and no complete round
+  // waits for step() to emit it (complete groups short of a round stay for flush_round()).
   bool idle() const;
 
   // Swaps the weights (at a step boundary: call between steps) and sets the policy version. Carried

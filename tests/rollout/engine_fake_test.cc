@@ -186,6 +186,27 @@ TEST(EngineFake, PartialRolloutsCarryOverAndMatchSynchronousRollouts) {
   EXPECT_TRUE(e.idle());
 }
 
+TEST(EngineFake, ACompleteRoundWaitingForEmissionIsNotIdle) {
+  EngineOptions o = spec_options(false, 0, false);
+  o.round_groups = 1;
+  o.overprovision = 2.0;
+  Engine e(fake(), o);
+  auto groups = make_groups("same", 2, 1, 4, 3, 64, sampling(1.0f));
+  for (auto& g : groups) {
+    g.stop_tokens = {63};  // never sampled in 3 tokens here: both groups finish in the same step
+    e.submit(g);
+  }
+  RunResult r;
+  testing::drive(e, r, 1);
+  ASSERT_EQ(r.by_uid.begin()->second.response_tokens.size(), 3u);
+  EXPECT_FALSE(e.idle());  // the second group completed in the same step: its round is ready
+  const auto b = e.step();
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->trajectories.size(), 1u);
+  EXPECT_TRUE(e.idle());
+  EXPECT_FALSE(e.flush_round().has_value());
+}
+
 // A round interrupted by a weight update: the carried-over sequences are re-prefilled under the
 // new weights, their earlier tokens get the new policy's logprobs, and versions and importance
 // statistics follow.
