@@ -47,10 +47,19 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   start_cv_.notify_all();
   int64_t b, e;
   range_of(n, parts, 0, &b, &e);
-  fn(b, e);
+  std::exception_ptr mine;
+  try {
+    fn(b, e);
+  } catch (...) {
+    mine = std::current_exception();
+  }
   std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  done_cv_.wait(lock, [&] { return pending_ == 0; });  // workers still use fn: wait even on error
   fn_ = nullptr;
+  std::exception_ptr err = mine ? mine : error_;
+  error_ = nullptr;
+  lock.unlock();
+  if (err) std::rethrow_exception(err);
 }
 
 void ThreadPool::worker_loop(int index) {
@@ -71,9 +80,15 @@ void ThreadPool::worker_loop(int index) {
     }
     int64_t b, e;
     range_of(n, parts, index, &b, &e);
-    (*fn)(b, e);
+    std::exception_ptr err;
+    try {
+      (*fn)(b, e);
+    } catch (...) {
+      err = std::current_exception();
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (err && !error_) error_ = err;
       if (--pending_ == 0) done_cv_.notify_one();
     }
   }

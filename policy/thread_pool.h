@@ -4,6 +4,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -23,7 +24,8 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(begin, end) over a partition of [0, n). Ranges smaller than min_chunk are not split
-  // further, so tiny loops run on the caller without waking anyone. Not reentrant.
+  // further, so tiny loops run on the caller without waking anyone. Not reentrant. If fn throws,
+  // every range still finishes (or throws) before the first exception is rethrown here.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk = 1);
 
  private:
@@ -39,6 +41,7 @@ class ThreadPool {
   int64_t n_ = 0;
   const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
   bool stop_ = false;
+  std::exception_ptr error_;  // first exception of the current job
 };
 
 }  // namespace longtail::policy

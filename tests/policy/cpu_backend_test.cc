@@ -2,6 +2,7 @@
 // in the batch, on how its tokens are chunked, on the thread count, or on a rollback (forward k then
 // truncate equals forward fewer); KV capacity is accounted in blocks and a refused forward changes
 // nothing; bad requests and bad replacement weights leave the backend as it was.
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "checkpoint_writer.h"
 #include "policy/cpu_backend.h"
 #include "policy/plain_decode.h"
+#include "policy/thread_pool.h"
 
 namespace lp = longtail::policy;
 namespace lt = longtail::test;
@@ -214,6 +216,30 @@ TEST(CpuBackendTest, ReplaceWeightsValidatesBeforeSwapping) {
   be.replace_weights(kQwen3);
   EXPECT_EQ(run(), before);
   fs::remove_all(broken);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(ThreadPoolTest, CoversTheRangeOnceAndPropagatesErrors) {
+  lp::ThreadPool pool(3);
+  for (int64_t n : {1, 2, 5, 1000}) {
+    std::vector<int> hits(static_cast<size_t>(n), 0);
+    pool.parallel_for(n, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) hits[i]++;
+    });
+    EXPECT_EQ(std::count(hits.begin(), hits.end(), 1), n);
+  }
+  EXPECT_THROW(pool.parallel_for(9, [](int64_t b, int64_t) {
+                 if (b > 0) throw std::runtime_error("worker failed");
+               }),
+               std::runtime_error);
+  int sum = 0;
+  pool.parallel_for(3, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) __atomic_add_fetch(&sum, 1, __ATOMIC_RELAXED);
+  });
+  EXPECT_EQ(sum, 3);  // still usable after an error
 }
 
 }  // namespace
