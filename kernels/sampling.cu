@@ -28,12 +28,22 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 
+// Order-preserving map of floats (no NaN) to unsigned integers, and back.
+__device__ __forceinline__ uint32_t float_ord(float z) {
+  const uint32_t u = __float_as_uint(z);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+__device__ __forceinline__ float ord_float(uint32_t o) {
+  return __uint_as_float((o & 0x80000000u) ? (o & 0x7FFFFFFFu) : ~o);
+}
+
 __device__ __forceinline__ uint64_t sort_key(float z, int32_t i) {
   if (z == 0.0f) z = 0.0f;  // -0 ranks like +0, as the comparison-based reference does
-  const uint32_t u = __float_as_uint(z);
-  const uint32_t ord = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return (static_cast<uint64_t>(ord) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(i));
+  return (static_cast<uint64_t>(float_ord(z)) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(i));
 }
+
+// Largest Gumbel noise -logf(-logf(u)) can reach (u <= 1 - 2^-24): 16.63553, rounded up with room.
+constexpr double kGumbelMax = 16.7;
 
 struct SelectSmem {
   double hist_w[256];
@@ -168,6 +178,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ SelectSmem sm;
   __shared__ Best best_scratch[kWarps];
   __shared__ float fscratch[2 * kWarps];
+  __shared__ uint32_t best_key_ord;  // float_ord of a Gumbel key some candidate reached
+  if (threadIdx.x == 0) best_key_ord = float_ord(-INFINITY);
   const int64_t r = blockIdx.x;
   const float* row = logits + r * stride;
   const SamplingRow p = params[r];
@@ -218,19 +230,30 @@ __global__ void __launch_bounds__(kThreads)
     if (p.top_p < 1.0f) {
       lower = radix_select(row, vocab, temp, lower, true, static_cast<double>(p.top_p), zmax, sm);
     }
-    // The winner's key is >= zmax + g_min (the top element is always a candidate) and any key is
-    // <= z + g_max, with g over u in [2^-25, 1 - 2^-24]: g_min = -2.853, g_max = 16.636 (float
-    // rounding moves these by ~1e-6). Entries below zmax - 20.25 can never win, so their Philox
-    // draw and logs are skipped; the result is exactly the unpruned one.
-    const double prune_below = static_cast<double>(zmax) - 20.25;
+    // Exact pruning: any key is <= z + g_max, and the winner's key is >= every key reached so
+    // far (kept block-wide in shared memory) and >= zmax + g_min (the top element is always a
+    // candidate; g_min = -2.853). An entry whose z + g_max is clearly below either bound cannot
+    // win nor tie, so its Philox draw and logs are skipped; the result equals the unpruned one.
+    // On a trained LM's peaked logits this skips almost the whole vocabulary.
+    const double floor_key = static_cast<double>(zmax) - 2.86;
     Best b{-INFINITY, -1};
+    float published = -INFINITY;
     for (int32_t i = threadIdx.x; i < vocab; i += kThreads) {
       const float z = row[i] / temp;
-      if (static_cast<double>(z) < prune_below || sort_key(z, i) < lower) continue;
+      const double reached = static_cast<double>(
+          ord_float(*reinterpret_cast<volatile uint32_t*>(&best_key_ord)));
+      const double bound = fmax(floor_key, reached);
+      const double zmaxkey = static_cast<double>(z) + kGumbelMax;
+      if (zmaxkey + 1e-6 * fabs(bound) < bound || sort_key(z, i) < lower) continue;
       const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
       const float inner = static_cast<float>(log(static_cast<double>(u)));
       const float g = -static_cast<float>(log(static_cast<double>(-inner)));
-      b = better(b, Best{static_cast<double>(z + g), i});
+      const float key = z + g;
+      b = better(b, Best{static_cast<double>(key), i});
+      if (key > published) {
+        published = key;
+        atomicMax(&best_key_ord, float_ord(key));
+      }
     }
     token = block_best(b, best_scratch).idx;
   }
