@@ -256,7 +256,19 @@ struct Engine::Impl {
 
     StepEnvironment env{*backend, scheduler, drafter.get(), spec_policy.get(), version,
                         max_position, options.speculation.refit_cost_model};
-    StepResult r = run_speculative_step(plan, env);
+    StepResult r;
+    try {
+      r = run_speculative_step(plan, env);
+    } catch (const policy::KvCapacityError& e) {
+      // The backend's block accounting disagreed with the scheduler's (nothing was modified):
+      // free room by recompute and retry next step rather than failing the worker.
+      if (!scheduler.on_capacity_error()) throw;
+      spdlog::warn("engine: {}; keeping {} KV blocks in reserve from now on, preempted the newest "
+                   "sequence, retrying",
+                   e.what(), scheduler.headroom_blocks());
+      stats.preemptions = scheduler.preemptions();
+      return std::nullopt;
+    }
     StepStats& st = r.stats;
     st.step = stats.steps++;
     st.preempted = plan.preempted;

@@ -43,7 +43,7 @@ int64_t Scheduler::blocks_for(int32_t kv_len, int32_t n) const {
 int64_t Scheduler::free_blocks() const {
   const policy::KvCapacity cap = backend_.kv_capacity();
   if (cap.total_tokens <= 0) return kUnlimitedBlocks;  // backend without a KV bound
-  return cap.free_tokens / block_size_;
+  return std::max<int64_t>(0, cap.free_tokens / block_size_ - headroom_blocks_);
 }
 
 // A chunk that stops inside the response of a sequence owing a re-score must re-feed its last
@@ -97,6 +97,14 @@ void Scheduler::drop_all_kv() {
     backend_.truncate(s->kv_handle, 0);
     s->kv_len = 0;
   }
+}
+
+bool Scheduler::on_capacity_error() {
+  headroom_blocks_ = std::max<int64_t>(1, 2 * headroom_blocks_);
+  const policy::KvCapacity cap = backend_.kv_capacity();
+  if (cap.total_tokens <= 0 || headroom_blocks_ > cap.total_tokens / block_size_) return false;
+  if (running_.size() >= 2) preempt(running_.back());
+  return true;
 }
 
 StepPlan Scheduler::schedule() {

@@ -51,6 +51,12 @@ class Scheduler {
   void retire(Sequence* s);
   // Drops every running sequence's KV (stale after a weight update): they re-prefill from scratch.
   void drop_all_kv();
+  // The backend refused a forward for lack of KV although the plan fitted kv_capacity(): from
+  // now on keep a safety margin of blocks (doubled at every such event) and preempt the newest
+  // running sequence (never the oldest, which always progresses). False when the margin would
+  // exceed the whole cache: the backend's capacity reports cannot be trusted at all.
+  bool on_capacity_error();
+  int64_t headroom_blocks() const { return headroom_blocks_; }
 
   // KV blocks needed to grow a sequence from kv_len by n tokens.
   int64_t blocks_for(int32_t kv_len, int32_t n) const;
@@ -74,6 +80,7 @@ class Scheduler {
   std::deque<Sequence*> waiting_;
   int64_t admissions_ = 0;
   int64_t preemptions_ = 0;
+  int64_t headroom_blocks_ = 0;
 };
 
 }  // namespace longtail::rollout

@@ -96,6 +96,18 @@ TEST(EngineFake, PreemptionByRecomputeKeepsTrajectoriesAndNeverExceedsKv) {
   }
 }
 
+TEST(EngineFake, RecoversWhenTheBackendHasLessKvThanItReports) {
+  const auto rounds = three_rounds(1.0f, 4, 2, 40);
+  Engine base(fake(), spec_options(false, 0, false));
+  const RunResult ref = testing::run_rounds(base, rounds);
+  FakeBackendOptions fo;
+  fo.max_kv_tokens = 96;
+  fo.overstate_free_tokens = 16;
+  Engine e(fake(fo), spec_options(true, 8, true));
+  const RunResult got = testing::run_rounds(e, rounds);
+  testing::expect_same_trajectories(ref, got);
+}
+
 TEST(EngineFake, ChunkedPrefillGivesTheSameTrajectories) {
   std::vector<std::vector<GroupRequest>> rounds = {
       make_groups("long", 3, 2, 37, 20, 64, sampling(1.0f))};

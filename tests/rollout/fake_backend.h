@@ -29,6 +29,8 @@ struct FakeBackendOptions {
   int32_t block_size = 4;
   float peak = 6.0f;           // logit of the favoured token; the others lie in [0, 2)
   int32_t eos = 1;
+  int64_t overstate_free_tokens = 0;  // kv_capacity() lies by this much (a backend whose block
+                                      // accounting disagrees with the scheduler's)
 };
 
 class FakeBackend : public policy::Backend {
@@ -62,7 +64,9 @@ class FakeBackend : public policy::Backend {
     policy::KvCapacity c;
     c.block_size = o_.block_size;
     c.total_tokens = o_.max_kv_tokens;
-    c.free_tokens = o_.max_kv_tokens > 0 ? o_.max_kv_tokens - used_blocks() * o_.block_size : 0;
+    c.free_tokens = o_.max_kv_tokens > 0
+                        ? o_.max_kv_tokens - used_blocks() * o_.block_size + o_.overstate_free_tokens
+                        : 0;
     return c;
   }
 
@@ -82,7 +86,7 @@ class FakeBackend : public policy::Backend {
       blocks += ceil_div(len + c.tokens.size()) - ceil_div(len);
     }
     if (o_.max_kv_tokens > 0 && blocks * o_.block_size > o_.max_kv_tokens) {
-      throw std::runtime_error("fake forward: KV capacity exceeded");
+      throw policy::KvCapacityError("fake forward: KV capacity exceeded");
     }
     std::vector<policy::TokenOutput> out;
     for (const auto& c : chunks) {
