@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <random>
 #include <set>
 
 #include "engine_test_util.h"
@@ -78,6 +79,50 @@ TEST(EngineFake, SpeculationIsLosslessForAnyBatchSizeAndBudget) {
         }
       }
     }
+  }
+}
+
+// Random engine configurations (batch bounds, budgets, prefill chunking, KV size, partial rollouts)
+// against plain synchronous decoding of the same requests: every trajectory must be identical.
+TEST(EngineFake, RandomConfigurationsMatchPlainDecoding) {
+  std::mt19937 rng(1234);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int iter = 0; iter < 60; ++iter) {
+    SCOPED_TRACE(::testing::Message() << "iteration " << iter);
+    std::vector<GroupRequest> groups;
+    const int n_groups = pick(1, 6);
+    for (int g = 0; g < n_groups; ++g) {
+      GroupRequest r = make_groups("it" + std::to_string(iter), g + 1, pick(1, 3), pick(1, 30),
+                                   pick(1, 60), 64, sampling(pick(0, 1) ? 1.0f : 0.0f, iter))[g];
+      groups.push_back(r);
+    }
+    Engine plain(fake(), spec_options(false, 0, false));
+    for (const auto& g : groups) plain.submit(g);
+    RunResult ref;
+    testing::drive(plain, ref, 1);
+
+    EngineOptions o = spec_options(pick(0, 3) > 0, pick(1, 16), pick(0, 1) == 1);
+    o.max_running_sequences = pick(1, 12);
+    o.max_tokens_per_forward = pick(2, 64);
+    o.round_groups = pick(0, n_groups);
+    o.overprovision = o.round_groups > 0 ? 1.0 + pick(0, 2) * 0.5 : 1.0;
+    FakeBackendOptions fo;
+    fo.max_kv_tokens = pick(0, 1) ? 0 : 4 * pick(24, 40);  // >= one prompt + response
+    Engine e(fake(fo), o);
+    for (const auto& g : groups) e.submit(g);
+    RunResult got;
+    const size_t rounds = o.round_groups == 0 ? 1 : (n_groups + o.round_groups - 1) / o.round_groups;
+    for (int i = 0; i < 100000 && got.by_uid.size() < ref.by_uid.size(); ++i) {
+      auto b = e.step();
+      if (!b && e.idle()) b = e.flush_round();
+      if (b) {
+        for (const Trajectory& t : b->trajectories) got.by_uid[t.uid] = t;
+        got.batches.push_back(std::move(*b));
+      }
+    }
+    EXPECT_LE(got.batches.size(), rounds);
+    testing::expect_same_trajectories(ref, got);
+    EXPECT_TRUE(e.idle());
   }
 }
 
