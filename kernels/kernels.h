@@ -164,11 +164,12 @@ Status swiglu_bf16(const bf16* gate_up, int64_t gate_up_stride, bf16* out, int64
 //   tokens[r], logprobs[r] = log softmax(logits / T)[token] (T = 1 when greedy), and if
 //   target_tokens != nullptr: target_logprobs[r] = log softmax(logits / T)[target_tokens[r]]
 //   (NaN when target_tokens[r] is outside [0, vocab), e.g. -1 for "no next input").
-// Candidate selection (top-k, then top-p) is an exact radix select on the key
-// (order-preserving bits of z, then ~index) so ties go to the lowest index; top-p weighs each
-// radix bucket by its candidate mass (fp64), so no sort is needed; the Gumbel key z + g is formed
-// in fp64, g = -log(-log(u)) with u = sampling_uniform(seed, uid, position, i) (kernels/philox.h).
-// Logits must not be NaN (+-inf allowed, -inf = masked).
+// The floating-point details are those of the CPU backend's policy/sampling.cc (see
+// ref::sample_row), so both backends draw the same tokens: Gumbel key z + (-logf(-logf(u))) in
+// float with u = sampling_uniform(seed, uid, position, i) (kernels/philox.h), top-p on fp64 masses.
+// Candidate selection (top-k, then top-p) is an exact radix select on the key (order-preserving
+// bits of z, then ~index) so ties go to the lowest index; top-p weighs each radix bucket by its
+// candidates' mass, so no sort is needed. Logits must be finite or -inf (masked); no NaN or +inf.
 struct SamplingRow {
   float temperature = 1.0f;  // 0 = greedy (argmax, lowest index on ties)
   int32_t top_k = 0;         // <= 0: no top-k cut
