@@ -3,6 +3,7 @@
 #include "drafter/drafter.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -86,10 +87,31 @@ struct Drafter::Impl {
     r.synced_generation = history.generation();
   }
 
+  int32_t limit(int32_t budget, int32_t match_length) const {
+    if (options.match_length_factor <= 0) return budget;
+    return std::min<int32_t>(budget, static_cast<int32_t>(std::ceil(options.match_length_factor * match_length)));
+  }
+
+  // The longest match may only occur at the very end of earlier rollouts (nothing follows it); then
+  // shorter contexts (suffix links) are tried, a few levels at most.
+  void history_draft(const FrozenSam& sam, SamMatch m, int32_t budget, DraftSource source, Draft& d) const {
+    for (int level = 0; level < 4 && m.state > 0 && m.length >= options.min_match; ++level) {
+      sam.draft(m, limit(budget, m.length), options.min_prob, d.tokens, d.probs, options.count_prior);
+      if (!d.tokens.empty()) {
+        d.source = source;
+        d.match_length = m.length;
+        return;
+      }
+      m.state = sam.suffix_link(m.state);
+      m.length = sam.length(m.state);
+    }
+  }
+
   void own_draft(const Request& r, int32_t budget, Draft& out) const {
     int64_t end = 0;
     const int32_t l = r.own.longest_repeat(end);
     if (l < options.own_min_match) return;
+    budget = limit(budget, l);
     const double conf = l / (l + options.own_match_scale);
     const auto& text = r.own.text();
     double p = 1;
@@ -119,19 +141,11 @@ struct Drafter::Impl {
       if (candidate.tokens.empty()) return;
       if (out.tokens.empty() || candidate.score() > out.score()) std::swap(out, candidate);
     };
-    if (r.prompt_sam && r.prompt_match.length >= options.min_match) {
-      consider([&](Draft& d) {
-        r.prompt_sam->draft(r.prompt_match, budget, options.min_prob, d.tokens, d.probs);
-        d.source = DraftSource::kPrompt;
-        d.match_length = r.prompt_match.length;
-      });
+    if (r.prompt_sam) {
+      consider([&](Draft& d) { history_draft(*r.prompt_sam, r.prompt_match, budget, DraftSource::kPrompt, d); });
     }
-    if (r.global_sam && r.global_match.length >= options.min_match) {
-      consider([&](Draft& d) {
-        r.global_sam->draft(r.global_match, budget, options.min_prob, d.tokens, d.probs);
-        d.source = DraftSource::kGlobal;
-        d.match_length = r.global_match.length;
-      });
+    if (r.global_sam) {
+      consider([&](Draft& d) { history_draft(*r.global_sam, r.global_match, budget, DraftSource::kGlobal, d); });
     }
     if (options.use_own_context) {
       consider([&](Draft& d) { own_draft(r, budget, d); });
@@ -149,6 +163,11 @@ Drafter::Drafter(DrafterOptions options) {
     throw std::invalid_argument("drafter: min_prob must be in [0, 1]");
   }
   if (options.threads < 1) options.threads = 1;
+  // Automata use 24-bit fields (< 2^24 states, about 2 per token).
+  constexpr int64_t kMaxShardTokens = 8'000'000;
+  if (options.global_token_budget > kMaxShardTokens || options.prompt_token_budget > kMaxShardTokens) {
+    throw std::invalid_argument("drafter: token budgets must be <= 8,000,000 per scope");
+  }
   impl_ = std::make_unique<Impl>(options);
 }
 Drafter::~Drafter() = default;
@@ -185,6 +204,14 @@ void Drafter::add_rollout(std::string_view prompt_id, std::span<const int32_t> p
                           std::span<const int32_t> response, int64_t round) {
   check_tokens(prompt, "the rollout prompt");
   check_tokens(response, "the rollout response");
+  for (const auto* part : {&prompt, &response}) {
+    for (const int32_t t : *part) {
+      if (t > kMaxHistoryToken) {
+        throw std::invalid_argument("drafter: token id " + std::to_string(t) +
+                                    " exceeds the history index limit " + std::to_string(kMaxHistoryToken));
+      }
+    }
+  }
   const size_t tail = std::min(prompt.size(),
                                static_cast<size_t>(std::max(0, impl_->options.prompt_tail_tokens)));
   std::vector<int32_t> text;

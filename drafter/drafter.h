@@ -47,8 +47,11 @@ struct DrafterOptions {
   int32_t prompt_tail_tokens = 32;      // last prompt tokens indexed before each rollout's response,
                                         // so the first response tokens can be drafted
   double min_prob = 0.1;                // stop a draft when the path probability falls below this
+  double match_length_factor = 1.0;     // draft at most ceil(factor * match length) tokens (0 = no
+                                        // limit): a short match is weak evidence (SuffixDecoding)
+  double count_prior = 0.0;             // path probability = cnt(path) / (cnt(context) + prior)
   int32_t min_match = 1;                // history matches shorter than this propose nothing
-  int32_t own_min_match = 4;            // own-context matches shorter than this propose nothing
+  int32_t own_min_match = 1;            // own-context matches shorter than this propose nothing
   double own_match_scale = 1.0;         // own-context per-token confidence = l / (l + scale): a
                                         // suffix of l tokens that repeated is likely to go on
                                         // repeating (rule of succession); path prob = conf^k

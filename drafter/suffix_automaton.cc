@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <numeric>
+#include <stdexcept>
+#include <string>
 
 namespace longtail::drafter {
 namespace {
@@ -151,68 +153,100 @@ int64_t SamBuilder::bytes() const {
          capacity_bytes(table_vals_) + capacity_bytes(text_);
 }
 
+U24Array::U24Array(const std::vector<uint32_t>& values) : size_(values.size()) {
+  bytes_.assign(3 * values.size() + 1, 0);
+  for (size_t i = 0; i < values.size(); ++i) {
+    const uint32_t v = std::min(values[i], kMax);
+    bytes_[3 * i] = static_cast<uint8_t>(v);
+    bytes_[3 * i + 1] = static_cast<uint8_t>(v >> 8);
+    bytes_[3 * i + 2] = static_cast<uint8_t>(v >> 16);
+  }
+}
+
 FrozenSam::FrozenSam(const SamBuilder& b) {
   const size_t n = b.len_.size();
-  len_ = b.len_;
-  link_ = b.link_;
-  cnt_ = b.cnt_;
+  std::vector<uint32_t> cnt = b.cnt_;
   // endpos sizes: children (by suffix link) before parents, i.e. by decreasing len (counting sort).
   int32_t max_len = 0;
-  for (const int32_t l : len_) max_len = std::max(max_len, l);
+  for (const int32_t l : b.len_) max_len = std::max(max_len, l);
   std::vector<int32_t> bucket(static_cast<size_t>(max_len) + 2, 0);
-  for (const int32_t l : len_) ++bucket[static_cast<size_t>(l) + 1];
+  for (const int32_t l : b.len_) ++bucket[static_cast<size_t>(l) + 1];
   for (size_t i = 1; i < bucket.size(); ++i) bucket[i] += bucket[i - 1];
   std::vector<int32_t> order(n);
-  for (size_t v = 0; v < n; ++v) order[static_cast<size_t>(bucket[static_cast<size_t>(len_[v])]++)] =
-      static_cast<int32_t>(v);
+  for (size_t v = 0; v < n; ++v) {
+    order[static_cast<size_t>(bucket[static_cast<size_t>(b.len_[v])]++)] = static_cast<int32_t>(v);
+  }
   for (size_t i = n; i-- > 1;) {
     const int32_t v = order[i];
-    if (link_[v] >= 0) cnt_[link_[v]] += cnt_[v];
+    const int32_t l = b.link_[static_cast<size_t>(v)];
+    if (l >= 0) cnt[static_cast<size_t>(l)] += cnt[static_cast<size_t>(v)];
+  }
+  if (n >= U24Array::kMax || b.edge_token_.size() >= U24Array::kMax) {
+    throw std::length_error("suffix automaton too large for 24-bit fields (" + std::to_string(n) +
+                            " states); lower the drafter's token budgets");
   }
   // Edges: most frequent first (greedy drafting), the rest sorted by token (matching).
-  edge_begin_.assign(n + 1, 0);
-  edge_token_.reserve(b.edge_token_.size());
-  edge_target_.reserve(b.edge_token_.size());
+  std::vector<uint32_t> begin(n + 1, 0), etok, etgt;
+  etok.reserve(b.edge_token_.size());
+  etgt.reserve(b.edge_token_.size());
   std::vector<std::pair<int32_t, int32_t>> out;
   for (size_t v = 0; v < n; ++v) {
-    edge_begin_[v] = static_cast<uint32_t>(edge_token_.size());
+    begin[v] = static_cast<uint32_t>(etok.size());
     out.clear();
-    for (int32_t e = b.edge_head_[v]; e >= 0; e = b.edge_next_[e]) {
-      out.emplace_back(b.edge_token_[e], b.edge_target_[e]);
+    for (int32_t e = b.edge_head_[v]; e >= 0; e = b.edge_next_[static_cast<size_t>(e)]) {
+      out.emplace_back(b.edge_token_[static_cast<size_t>(e)], b.edge_target_[static_cast<size_t>(e)]);
     }
     if (out.empty()) continue;
     auto best = std::max_element(out.begin(), out.end(), [&](const auto& a, const auto& c) {
-      const uint32_t ca = cnt_[a.second], cc = cnt_[c.second];
+      const uint32_t ca = cnt[static_cast<size_t>(a.second)], cc = cnt[static_cast<size_t>(c.second)];
       return ca != cc ? ca < cc : a.first > c.first;  // ties: the smaller token wins
     });
     std::iter_swap(out.begin(), best);
     std::sort(out.begin() + 1, out.end());
     for (const auto& [tok, to] : out) {
-      edge_token_.push_back(tok);
-      edge_target_.push_back(to);
+      if (tok < 0 || static_cast<uint32_t>(tok) > U24Array::kMax) {
+        throw std::length_error("token id " + std::to_string(tok) + " does not fit the history automaton");
+      }
+      etok.push_back(static_cast<uint32_t>(tok));
+      etgt.push_back(static_cast<uint32_t>(to));
     }
   }
-  edge_begin_[n] = static_cast<uint32_t>(edge_token_.size());
+  begin[n] = static_cast<uint32_t>(etok.size());
+  std::vector<uint32_t> len(b.len_.begin(), b.len_.end()), link(n);
+  for (size_t v = 1; v < n; ++v) link[v] = static_cast<uint32_t>(b.link_[v]);
+  len_ = U24Array(len);
+  link_ = U24Array(link);
+  cnt_ = U24Array(cnt);
+  edge_begin_ = U24Array(begin);
+  edge_token_ = U24Array(etok);
+  edge_target_ = U24Array(etgt);
 }
 
 int32_t FrozenSam::find(int32_t state, int32_t token) const {
-  const uint32_t b = edge_begin_[state], e = edge_begin_[state + 1];
-  if (b == e) return -1;
-  if (edge_token_[b] == token) return edge_target_[b];
+  const uint32_t b = edge_begin_[static_cast<size_t>(state)], e = edge_begin_[static_cast<size_t>(state) + 1];
+  if (b == e || token < 0) return -1;
+  const auto t = static_cast<uint32_t>(token);
+  if (edge_token_[b] == t) return static_cast<int32_t>(edge_target_[b]);
   if (e - b <= 9) {
     for (uint32_t i = b + 1; i < e; ++i) {
-      if (edge_token_[i] == token) return edge_target_[i];
+      if (edge_token_[i] == t) return static_cast<int32_t>(edge_target_[i]);
     }
     return -1;
   }
-  const auto first = edge_token_.begin() + b + 1, last = edge_token_.begin() + e;
-  const auto it = std::lower_bound(first, last, token);
-  if (it == last || *it != token) return -1;
-  return edge_target_[static_cast<size_t>(it - edge_token_.begin())];
+  uint32_t lo = b + 1, hi = e;  // binary search over the token-sorted rest
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo) / 2;
+    if (edge_token_[mid] < t) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo < e && edge_token_[lo] == t ? static_cast<int32_t>(edge_target_[lo]) : -1;
 }
 
 void FrozenSam::advance(SamMatch& m, int32_t token) const {
-  if (len_.empty()) return;
+  if (len_.size() == 0) return;
   for (;;) {
     const int32_t t = find(m.state, token);
     if (t >= 0) {
@@ -224,31 +258,31 @@ void FrozenSam::advance(SamMatch& m, int32_t token) const {
       m.length = 0;
       return;
     }
-    m.state = link_[m.state];
-    m.length = len_[m.state];
+    m.state = suffix_link(m.state);
+    m.length = length(m.state);
   }
 }
 
 void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,
-                      std::vector<int32_t>& tokens, std::vector<float>& probs) const {
-  if (len_.empty() || m.state <= 0) return;
-  const double base = cnt_[m.state];
-  int32_t v = m.state;
+                      std::vector<int32_t>& tokens, std::vector<float>& probs, double prior) const {
+  if (len_.size() == 0 || m.state <= 0) return;
+  const double base = count(m.state) + prior;
+  auto v = static_cast<size_t>(m.state);
   for (int32_t k = 0; k < budget; ++k) {
     const uint32_t b = edge_begin_[v];
     if (b == edge_begin_[v + 1]) break;
-    const int32_t u = edge_target_[b];
+    const uint32_t u = edge_target_[b];
     const double p = cnt_[u] / base;  // telescoped product of the count ratios along the path
     if (p < min_prob) break;
-    tokens.push_back(edge_token_[b]);
+    tokens.push_back(static_cast<int32_t>(edge_token_[b]));
     probs.push_back(static_cast<float>(p));
     v = u;
   }
 }
 
 int64_t FrozenSam::bytes() const {
-  return capacity_bytes(len_) + capacity_bytes(link_) + capacity_bytes(cnt_) +
-         capacity_bytes(edge_begin_) + capacity_bytes(edge_token_) + capacity_bytes(edge_target_);
+  return len_.bytes() + link_.bytes() + cnt_.bytes() + edge_begin_.bytes() + edge_token_.bytes() +
+         edge_target_.bytes();
 }
 
 }  // namespace longtail::drafter

@@ -5,10 +5,13 @@
 //    table keyed by (state, token) so every lookup, the root's included, is O(1).
 //  - FrozenSam: compact read-only form built from a SamBuilder, with endpos counts. Per state the
 //    most frequent edge is stored first (O(1) greedy drafting); the rest are sorted by token (binary
-//    search for matching).
+//    search for matching). Every field is a 24-bit integer (states, edges, lengths < 2^24; counts
+//    saturate at 2^24 - 1; token ids < 2^24): 12 B per state + 6 B per edge, about 27 B per
+//    indexed token, so both scopes plus the stored text stay under 64 B per history token.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -52,6 +55,25 @@ class SamBuilder {
   std::vector<int32_t> text_; // own-context mode only
 };
 
+// Unsigned 24-bit integers packed 3 bytes each (one padding byte so reads can load 4 bytes).
+class U24Array {
+ public:
+  static constexpr uint32_t kMax = 0xFFFFFF;
+  U24Array() = default;
+  explicit U24Array(const std::vector<uint32_t>& values);
+  uint32_t operator[](size_t i) const {
+    uint32_t v;
+    std::memcpy(&v, bytes_.data() + 3 * i, 4);
+    return v & kMax;
+  }
+  size_t size() const { return size_; }
+  int64_t bytes() const { return static_cast<int64_t>(bytes_.capacity()); }
+
+ private:
+  std::vector<uint8_t> bytes_;
+  size_t size_ = 0;
+};
+
 // Position of a live match in a FrozenSam: the state and how many tokens of context match.
 struct SamMatch {
   int32_t state = 0;
@@ -61,6 +83,7 @@ struct SamMatch {
 class FrozenSam {
  public:
   FrozenSam() = default;
+  // Throws std::length_error when the automaton does not fit 24-bit fields (more than ~8M tokens).
   explicit FrozenSam(const SamBuilder& built);
 
   bool empty() const { return len_.size() <= 1; }
@@ -69,19 +92,23 @@ class FrozenSam {
   void advance(SamMatch& m, int32_t token) const;
   // Greedy most-frequent path from m: appends up to budget tokens while cnt(path)/cnt(start) stays
   // >= min_prob. probs[i] = path probability up to token i.
+  // prior > 0 shrinks the estimate of rarely seen contexts: cnt(path) / (cnt(start) + prior).
   void draft(const SamMatch& m, int32_t budget, double min_prob, std::vector<int32_t>& tokens,
-             std::vector<float>& probs) const;
-  uint32_t count(int32_t state) const { return cnt_[state]; }
-  int32_t length(int32_t state) const { return len_[state]; }
+             std::vector<float>& probs, double prior = 0.0) const;
+  uint32_t count(int32_t state) const { return cnt_[static_cast<size_t>(state)]; }
+  int32_t length(int32_t state) const { return static_cast<int32_t>(len_[static_cast<size_t>(state)]); }
+  int32_t suffix_link(int32_t state) const { return static_cast<int32_t>(link_[static_cast<size_t>(state)]); }
   int64_t states() const { return static_cast<int64_t>(len_.size()); }
   int64_t edges() const { return static_cast<int64_t>(edge_token_.size()); }
   int64_t bytes() const;
 
  private:
-  std::vector<int32_t> len_, link_;
-  std::vector<uint32_t> cnt_;
-  std::vector<uint32_t> edge_begin_;  // size states + 1
-  std::vector<int32_t> edge_token_, edge_target_;
+  U24Array len_, link_, cnt_;  // link of the root stored as 0 (never followed)
+  U24Array edge_begin_;        // size states + 1
+  U24Array edge_token_, edge_target_;
 };
+
+// Largest token id the history automata can store.
+inline constexpr int32_t kMaxHistoryToken = static_cast<int32_t>(U24Array::kMax);
 
 }  // namespace longtail::drafter

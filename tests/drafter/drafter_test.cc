@@ -24,8 +24,10 @@ TEST(Drafter, DraftsContinuationOfSamePromptHistory) {
   d.add_rollout("p", prompt, Str{1, 2, 3, 4, 5}, 0);
   d.end_round(0);
   d.begin_request(7, "p", prompt);
-  Draft a = d.propose(7, 3);  // the prompt tail is indexed: the response start can be drafted
-  EXPECT_EQ(a.tokens, (Str{1, 2, 3}));
+  // The prompt tail is indexed, so the response start can be drafted; the draft is at most as long
+  // as the match (2 prompt tokens).
+  Draft a = d.propose(7, 3);
+  EXPECT_EQ(a.tokens, (Str{1, 2}));
   EXPECT_EQ(a.source, DraftSource::kPrompt);
   d.observe(7, Str{1, 2});
   a = d.propose(7, 16);

@@ -30,6 +30,7 @@ TEST(Replay, HandComputedTinyTrace) {
   const auto in = read_replay_input(write_file("tiny.jsonl", kTiny), 64, OnError::kStop);
   ASSERT_EQ(in.rounds.size(), 2u);
   ReplayOptions o;
+  o.drafter.match_length_factor = 0;  // drafts not limited by the match length
   const auto r = run_replay(in, o);
   EXPECT_EQ(r.rollouts, 2);
   EXPECT_EQ(r.response_tokens, 10);
@@ -45,6 +46,14 @@ TEST(Replay, HandComputedTinyTrace) {
   EXPECT_NEAR(r.makespan_us, 25100 + 5120 + 5020, 1e-6);
   EXPECT_NEAR(r.projected_speedup(), 50200.0 / 35240.0, 1e-9);
   EXPECT_GT(r.bytes_per_indexed_token, 0);
+
+  // Default rule, drafts <= match length: step 1 drafts 1 2 (match "100 101") and emits 1 2 3;
+  // step 2 drafts 4 5 (match length 5), rejected at 4, emits 9; step 3 emits 5. Steps 5 + 3.
+  const auto d = run_replay(in, ReplayOptions{});
+  EXPECT_EQ(d.verify_steps, 8);
+  EXPECT_EQ(d.drafted_tokens, 4);
+  EXPECT_EQ(d.accepted_tokens, 2);
+  EXPECT_NEAR(d.makespan_us, 25100 + 5060 + 5060 + 5020, 1e-6);
 }
 
 TEST(Replay, JsonHasTheRequiredKeys) {
@@ -55,7 +64,7 @@ TEST(Replay, JsonHasTheRequiredKeys) {
                         "bytes_per_indexed_token"}) {
     EXPECT_TRUE(j.contains(k)) << k;
   }
-  EXPECT_EQ(j["verify_steps"], 7);
+  EXPECT_EQ(j["verify_steps"], 8);
   const auto svg = report_svg(run_replay(in, ReplayOptions{}));
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
