@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -73,6 +74,7 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits)
   staging_[0] = PinnedBuffer(meta_bytes);
   staging_[1] = PinnedBuffer(meta_bytes);
 
+  if (const char* w = std::getenv("LONGTAIL_ATTN_WAVES")) attn_waves_ = std::max(1, std::atoi(w));
   if (fast_attention_head_dim(c.head_dim)) {
     max_splits_ = std::max(1, kernels::paged_attention_choose_splits(
                                   1, c.num_heads, c.num_kv_heads, 1, 4 * max_pos, num_sms_));
@@ -136,7 +138,8 @@ void ForwardRunner::attention(const PassPlan& p, const MetaLayout& m, const KvPo
     // the length moves its cap from len/256 to len/64 and keeps its block arithmetic.
     int32_t splits = std::min(max_splits_, kernels::paged_attention_choose_splits(
                                                p.num_seqs, c.num_heads, c.num_kv_heads,
-                                               p.max_query_len, 4 * p.max_kv_len, num_sms_));
+                                               p.max_query_len, 4 * p.max_kv_len,
+                                               num_sms_ * attn_waves_ / 2));
     splits = std::max(1, splits);
     while (splits > 1 && kernels::paged_attention_workspace_bytes(p.num_tokens, c.num_heads,
                                                                   c.head_dim, splits) >

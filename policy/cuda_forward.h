@@ -64,6 +64,9 @@ class ForwardRunner {
   DeviceBuffer residual_, normed_, big_, q_, attn_, act_, logits_, meta_, out_, attn_ws_,
       inv_freq_;
   int32_t max_splits_ = 1;
+  // Attention blocks wanted per step, in waves of one block per SM (LONGTAIL_ATTN_WAVES, default
+  // 2 as in kernels::paged_attention_choose_splits); more waves split long KV ranges further.
+  int attn_waves_ = 2;
   PinnedBuffer staging_[2];
   cudaEvent_t staged_[2] = {nullptr, nullptr};
   PinnedBuffer results_;

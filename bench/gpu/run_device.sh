@@ -5,6 +5,7 @@
 #   COMMIT=<short hash> bash bench/gpu/run_device.sh
 # Writes under $OUT: tests.log, bench.log, gpu_bench.json, cost_model_h100.yaml, hf.log,
 # hf_generate.json, gpu_report.md. Env: MODELS (default 0.5b,1.5b,7b), HF_MODELS (default 1.5b),
+# LONGTAIL_ATTN_WAVES (attention split target, default 2; see policy/cuda_forward.h),
 # SKIP_TESTS=1, SKIP_HF=1.
 set -uo pipefail
 OUT=${OUT:-/tmp/longtail_gpu_out}
@@ -30,7 +31,7 @@ grep -E "\] (device|decode|verify batch (64|256) k (1|8|16):|prefill|generate|Qw
 hf_arg=""
 if [ "${SKIP_HF:-0}" != 1 ]; then
   echo "=== HF transformers generate() baseline ==="
-  PYTHONUNBUFFERED=1 timeout 130 python3 bench/gpu/hf_generate.py --models "${HF_MODELS:-1.5b}" \
+  PYTHONUNBUFFERED=1 timeout 200 python3 bench/gpu/hf_generate.py --models "${HF_MODELS:-1.5b}" \
     --json "$OUT/hf_generate.json" > "$OUT/hf.log" 2>&1
   echo "hf exit code $?"
   tail -n 5 "$OUT/hf.log"

@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -157,6 +158,34 @@ TEST_F(CudaBehaviour, SamplingDoesNotDependOnBatchCompositionOrGraphReplay) {
   }
   EXPECT_LE(flips, 1) << "sampled tokens depend on the batch or on graph replay";
   EXPECT_GT(cuda_backend_stats(*be_).graph_replays, 0u) << "decode steps were never replayed";
+}
+
+TEST_F(CudaBehaviour, AForwardLongerThanOnePassEqualsChunkedPrefill) {
+  RandomCheckpointShape shape;
+  shape.max_positions = 8192;
+  write_random_checkpoint(dir_ / "long", shape, 21);
+  auto be = make_cuda_backend(dir_ / "long", small_cuda_options());
+  const auto tokens = random_tokens(5000, 17);  // > 4096 tokens: the backend cuts it into passes
+  const int64_t a = be->create_sequence(), b = be->create_sequence();
+  const auto one = be->forward(std::vector<SequenceChunk>{make_chunk(a, 1, tokens, 0, greedy())});
+  const std::vector<int32_t> head(tokens.begin(), tokens.begin() + 1500);
+  const std::vector<int32_t> tail(tokens.begin() + 1500, tokens.end());
+  auto two = be->forward(std::vector<SequenceChunk>{make_chunk(b, 1, head, 0, greedy())});
+  const auto rest = be->forward(std::vector<SequenceChunk>{make_chunk(b, 1, tail, 0, greedy())});
+  two.insert(two.end(), rest.begin(), rest.end());
+  ASSERT_EQ(one.size(), tokens.size());
+  ASSERT_EQ(two.size(), tokens.size());
+  EXPECT_EQ(be->sequence_length(a), 5000);
+  double max_diff = 0;
+  int flips = 0;
+  for (size_t i = 0; i < one.size(); ++i) {
+    if (i + 1 != 1500 && i + 1 < one.size())  // index 1499 has no next input in the chunked run
+      max_diff = std::max(max_diff, std::fabs(static_cast<double>(one[i].next_input_logprob) -
+                                              two[i].next_input_logprob));
+    flips += one[i].sampled != two[i].sampled;
+  }
+  EXPECT_LE(max_diff, 3e-2);
+  EXPECT_LE(flips, 50) << "greedy tokens differ at " << flips << " of 5000 positions";
 }
 
 TEST_F(CudaBehaviour, BadInputIsRefusedWithoutSideEffects) {
