@@ -39,6 +39,7 @@ struct Config {
   int32_t rounds = 3, groups = 4, n = 4, max_new_tokens = 128, prompt_len = 32, threads = 0;
   int32_t max_prompt_tokens = 64, budget = 16, max_tokens_per_step = 0, max_running = 256;
   int32_t vocab_modulo = 0;
+  int32_t warm_history = 0;  // trace samples [0, warm_history) of each prompt preloaded as history
   int64_t max_kv_tokens = 0;
   double overprovision = 2.0, temperature = 1.0;
   uint64_t seed = 1;
@@ -80,11 +81,14 @@ std::vector<rollout::GroupRequest> build_requests(const Config& c, int32_t vocab
     }
     std::vector<std::string> usable;
     for (const auto& p : prompt_ids) {
-      if (samples_of[p] >= c.rounds * c.n && !prompt_of[p].empty()) usable.push_back(p);
+      if (samples_of[p] >= c.warm_history + c.rounds * c.n && !prompt_of[p].empty()) {
+        usable.push_back(p);
+      }
     }
     if (static_cast<int32_t>(usable.size()) < c.groups) {
       throw std::runtime_error("trace has only " + std::to_string(usable.size()) +
-                               " prompts with >= rounds * n = " + std::to_string(c.rounds * c.n) +
+                               " prompts with >= warm-history + rounds * n = " +
+                               std::to_string(c.warm_history + c.rounds * c.n) +
                                " samples; need --groups " + std::to_string(c.groups));
     }
     prompt_ids.assign(usable.begin(), usable.begin() + c.groups);
@@ -107,7 +111,7 @@ std::vector<rollout::GroupRequest> build_requests(const Config& c, int32_t vocab
       g.sampling.temperature = static_cast<float>(c.temperature);
       g.sampling.seed = c.seed;
       g.max_new_tokens = c.max_new_tokens;
-      g.trace_sample_offset = r * c.n;
+      g.trace_sample_offset = c.warm_history + r * c.n;
       out.push_back(std::move(g));
     }
   }
@@ -116,7 +120,8 @@ std::vector<rollout::GroupRequest> build_requests(const Config& c, int32_t vocab
 
 ModeResult run_mode(const Config& c, const std::string& mode,
                     const std::vector<rollout::GroupRequest>& requests,
-                    const rollout::ForcedTrajectories& forced) {
+                    const rollout::ForcedTrajectories& forced,
+                    const std::vector<rollout::TraceRollout>& trace) {
   policy::BackendOptions bo;
   bo.kind = c.backend;
   bo.num_threads = c.threads;
@@ -135,6 +140,19 @@ ModeResult run_mode(const Config& c, const std::string& mode,
   }
   o.forced_trajectories = forced;
   rollout::Engine e(policy::make_backend(c.model, bo), o);
+  if (c.warm_history > 0) {  // earlier "training steps" of the benchmarked prompts
+    std::map<std::string, bool> used;
+    for (const auto& g : requests) used[g.prompt_id] = true;
+    for (const auto& r : trace) {
+      if (used.count(r.prompt_id) && r.sample < c.warm_history) {
+        auto p = r.prompt_tokens;
+        if (static_cast<int32_t>(p.size()) > c.max_prompt_tokens) {
+          p.erase(p.begin(), p.end() - c.max_prompt_tokens);
+        }
+        e.add_history(r.prompt_id, p, r.response_tokens, r.sample);
+      }
+    }
+  }
   for (const auto& g : requests) e.submit(g);
   ModeResult res;
   res.mode = mode;
@@ -198,6 +216,8 @@ int main(int argc, char** argv) {
       ("temperature", po::value(&c.temperature)->default_value(1.0), "sampling temperature")
       ("seed", po::value(&c.seed)->default_value(1), "sampling seed")
       ("trace", po::value(&c.trace), "JSONL trace: trace-forced run")
+      ("warm-history", po::value(&c.warm_history)->default_value(0),
+       "trace runs: preload samples [0, K) of each prompt as drafter history; rounds replay from K")
       ("vocab-modulo", po::value(&c.vocab_modulo)->default_value(0),
        "map trace ids modulo this (0 = the model's vocabulary when ids exceed it)")
       ("modes", po::value(&modes)->default_value("off,das,das+apr"), "comma-separated modes")
@@ -231,6 +251,8 @@ int main(int argc, char** argv) {
       pos = end + 1;
     }
     if (c.rounds < 1 || c.groups < 1 || c.n < 1) throw std::runtime_error("rounds, groups, n must be >= 1");
+    if (c.warm_history < 0) throw std::runtime_error("--warm-history must be >= 0");
+    if (c.warm_history > 0 && c.trace.empty()) throw std::runtime_error("--warm-history needs --trace");
     if (!c.cost_model.empty()) c.cost = drafter::load_cost_model(c.cost_model);
   } catch (const std::exception& e) {
     std::cerr << "longtail-bench-rounds: " << e.what() << "\n" << desc << "\n";
@@ -259,7 +281,7 @@ int main(int argc, char** argv) {
     std::vector<ModeResult> results;
     for (const std::string& m : c.modes) {
       if (!c.json_out) std::fprintf(stderr, "running mode %s...\n", m.c_str());
-      results.push_back(run_mode(c, m, requests, forced));
+      results.push_back(run_mode(c, m, requests, forced, trace));
     }
     const ModeResult* base = nullptr;
     for (const auto& r : results) base = r.mode == "off" ? &r : base;
@@ -270,6 +292,7 @@ int main(int argc, char** argv) {
                      {"max_new_tokens", c.max_new_tokens}, {"temperature", c.temperature},
                      {"budget", c.budget}, {"max_tokens_per_step", c.max_tokens_per_step},
                      {"overprovision", c.overprovision}, {"reload_weights", c.reload_weights},
+                {"warm_history", c.warm_history},
                 {"cost_base_us", c.cost.base_us}, {"cost_per_token_us", c.cost.per_token_us}};
     out["modes"] = json::array();
     for (const auto& r : results) {
