@@ -76,6 +76,8 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits)
 
   if (const char* w = std::getenv("LONGTAIL_ATTN_WAVES")) attn_waves_ = std::max(1, std::atoi(w));
   if (fast_attention_head_dim(c.head_dim)) {
+    // Kernel attributes are set here, never inside a graph capture.
+    check(kernels::prepare_paged_attention(), "prepare_paged_attention");
     max_splits_ = std::max(1, kernels::paged_attention_choose_splits(
                                   1, c.num_heads, c.num_kv_heads, 1, 4 * max_pos, num_sms_));
     size_t ws = kernels::paged_attention_workspace_bytes(limits.max_tokens, c.num_heads,
