@@ -146,11 +146,17 @@ void pack_frames_map(Packer& p, std::initializer_list<std::pair<const char*, uin
   }
 }
 
+// Appends a trajectory array to a frame buffer (one copy, straight into the frame).
+template <typename T>
+void append(Bytes& frame, const std::vector<T>& v) {
+  if (v.empty()) return;
+  const size_t off = frame.size();
+  frame.resize(off + v.size() * sizeof(T));
+  std::memcpy(frame.data() + off, v.data(), v.size() * sizeof(T));
+}
+
 void encode_batch(const Batch& b, Packer& p, Frames& f) {
-  std::vector<int32_t> prompt, response;
-  std::vector<float> behaviour, current, tis;
-  std::vector<int64_t> versions;
-  size_t np = 0, nr = 0;
+  size_t np = 0, nr = 0, nc = 0, nt = 0;
   for (const auto& t : b.trajectories) {
     const size_t r = t.response_tokens.size();
     if (t.behaviour_logprobs.size() != r || t.policy_versions.size() != r ||
@@ -159,19 +165,26 @@ void encode_batch(const Batch& b, Packer& p, Frames& f) {
       throw std::invalid_argument("trajectory uid " + std::to_string(t.uid) +
                                   ": per-token arrays differ in length from response_tokens");
     np += t.prompt_tokens.size();
-    nr += t.response_tokens.size();
+    nr += r;
+    nc += t.current_logprobs.size();
+    nt += t.token_tis.size();
   }
-  prompt.reserve(np);
-  response.reserve(nr);
-  behaviour.reserve(nr);
-  versions.reserve(nr);
+  const uint32_t fp = static_cast<uint32_t>(f.parts.size());
+  f.parts.resize(fp + 6);
+  Bytes* frames = &f.parts[fp];
+  frames[0].reserve(np * 4);
+  frames[1].reserve(nr * 4);
+  frames[2].reserve(nr * 4);
+  frames[3].reserve(nr * 8);
+  frames[4].reserve(nc * 4);
+  frames[5].reserve(nt * 4);
   for (const auto& t : b.trajectories) {
-    prompt.insert(prompt.end(), t.prompt_tokens.begin(), t.prompt_tokens.end());
-    response.insert(response.end(), t.response_tokens.begin(), t.response_tokens.end());
-    behaviour.insert(behaviour.end(), t.behaviour_logprobs.begin(), t.behaviour_logprobs.end());
-    versions.insert(versions.end(), t.policy_versions.begin(), t.policy_versions.end());
-    current.insert(current.end(), t.current_logprobs.begin(), t.current_logprobs.end());
-    tis.insert(tis.end(), t.token_tis.begin(), t.token_tis.end());
+    append(frames[0], t.prompt_tokens);
+    append(frames[1], t.response_tokens);
+    append(frames[2], t.behaviour_logprobs);
+    append(frames[3], t.policy_versions);
+    append(frames[4], t.current_logprobs);
+    append(frames[5], t.token_tis);
   }
   p.pack_map(10);
   key(p, "type"); pack_str(p, "BATCH");
@@ -205,14 +218,8 @@ void encode_batch(const Batch& b, Packer& p, Frames& f) {
   }
   key(p, "importance"); pack_importance(p, b.importance);
   key(p, "stats"); pack_round_stats(p, b.stats);
-  const uint32_t fp = add_frame(f, prompt.data(), prompt.size());
-  const uint32_t fr = add_frame(f, response.data(), response.size());
-  const uint32_t fb = add_frame(f, behaviour.data(), behaviour.size());
-  const uint32_t fv = add_frame(f, versions.data(), versions.size());
-  const uint32_t fc = add_frame(f, current.data(), current.size());
-  const uint32_t ft = add_frame(f, tis.data(), tis.size());
-  pack_frames_map(p, {{"prompt_tokens", fp}, {"response_tokens", fr}, {"behaviour_logprobs", fb},
-                      {"policy_versions", fv}, {"current_logprobs", fc}, {"token_tis", ft}});
+  pack_frames_map(p, {{"prompt_tokens", fp}, {"response_tokens", fp + 1}, {"behaviour_logprobs", fp + 2},
+                      {"policy_versions", fp + 3}, {"current_logprobs", fp + 4}, {"token_tis", fp + 5}});
 }
 
 void encode_submit(const Submit& s, Packer& p, Frames& f) {
