@@ -124,7 +124,11 @@ void Publisher::handle(Incoming&& in) {
       try {
         Frames head;
         head.parts.push_back(in.frames.parts[0]);
-        (void)decode(head, Direction::kToWorker);
+        const Message m = decode(head, Direction::kToWorker);
+        type = type_name(message_type(m));
+        std::visit([&](const auto& v) {
+          if constexpr (requires { v.req; }) req = v.req;
+        }, m);
       } catch (const ProtocolError& e) {  // frames are missing, but req and type were read
         req = e.req;
         type = e.request_type;
