@@ -96,7 +96,8 @@ struct Drafter::Impl {
   // shorter contexts (suffix links) are tried, a few levels at most.
   void history_draft(const FrozenSam& sam, SamMatch m, int32_t budget, DraftSource source, Draft& d) const {
     for (int level = 0; level < 4 && m.state > 0 && m.length >= options.min_match; ++level) {
-      sam.draft(m, limit(budget, m.length), options.min_prob, d.tokens, d.probs, options.count_prior);
+      sam.draft(m, budget, options.min_prob, d.tokens, d.probs, options.count_prior,
+                limit(budget, m.length), options.extend_prob);
       if (!d.tokens.empty()) {
         d.source = source;
         d.match_length = m.length;

@@ -5,8 +5,9 @@
 //
 // Data structure: suffix automata (SAM), not a depth-limited suffix trie.
 //  - A SAM over n tokens has <= 2n states and <= 3n edges, whatever the match depths, so memory is
-//    O(n) with a small constant (frozen form: 16 B/state + 8 B/edge + 4 B/token of stored text,
-//    ~45-55 B per indexed token) instead of O(n * depth) trie nodes (ArcticInference: 250-360 B).
+//    O(n) with a small constant (frozen form with 24-bit fields: 12 B/state + 6 B/edge, ~27 B per
+//    token per scope, + 4 B/token of stored text) instead of O(n * depth) trie nodes
+//    (ArcticInference: 250-360 B per token).
 //  - Each state's endpos size cnt(v) counts the occurrences of its strings, and the occurrences of
 //    "context + t" are exactly cnt(delta(v, t)): continuation counts for frequency-scored drafts
 //    come for free, for contexts of any length (no depth cap).
@@ -21,6 +22,12 @@
 // match lazily by re-feeding their context once (O(context) per request per round).
 // Own context: each live request has a growing (online) SAM of its prompt + output; the longest
 // suffix that occurred earlier is link(last), and its earliest occurrence gives the draft.
+// Proposal rule: per scope, the greedy most-frequent path from the match, path probability
+// cnt(path)/cnt(context) (telescoped count ratios) >= min_prob, at most ceil(match_length_factor *
+// match length) tokens; when the longest match has no continuation (it only ends rollouts), up to
+// 3 shorter contexts along suffix links are tried. Own-context tokens get probability
+// (l/(l+1))^k for a repeat of length l. The draft with the largest expected accepted length (sum of
+// path probabilities) wins.
 //
 // Threading: begin/observe/end/propose for distinct uids may run concurrently with each other
 // (propose_batch does that); add_rollout/end_round/begin/end_request must not run concurrently with
@@ -49,6 +56,8 @@ struct DrafterOptions {
   double min_prob = 0.1;                // stop a draft when the path probability falls below this
   double match_length_factor = 1.0;     // draft at most ceil(factor * match length) tokens (0 = no
                                         // limit): a short match is weak evidence (SuffixDecoding)
+  double extend_prob = 1.0;             // past the match-length limit, a history draft goes on
+                                        // while its path probability stays >= this (1 = never)
   double count_prior = 0.0;             // path probability = cnt(path) / (cnt(context) + prior)
   int32_t min_match = 1;                // history matches shorter than this propose nothing
   int32_t own_min_match = 1;            // own-context matches shorter than this propose nothing

@@ -264,7 +264,9 @@ void FrozenSam::advance(SamMatch& m, int32_t token) const {
 }
 
 void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,
-                      std::vector<int32_t>& tokens, std::vector<float>& probs, double prior) const {
+                      std::vector<int32_t>& tokens, std::vector<float>& probs, double prior,
+                      int32_t soft_budget, double extend_prob) const {
+  if (soft_budget < 0) soft_budget = budget;
   if (len_.size() == 0 || m.state <= 0) return;
   const double base = count(m.state) + prior;
   auto v = static_cast<size_t>(m.state);
@@ -273,7 +275,7 @@ void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,
     if (b == edge_begin_[v + 1]) break;
     const uint32_t u = edge_target_[b];
     const double p = cnt_[u] / base;  // telescoped product of the count ratios along the path
-    if (p < min_prob) break;
+    if (p < (k < soft_budget ? min_prob : extend_prob)) break;
     tokens.push_back(static_cast<int32_t>(edge_token_[b]));
     probs.push_back(static_cast<float>(p));
     v = u;

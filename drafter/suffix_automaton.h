@@ -93,8 +93,10 @@ class FrozenSam {
   // Greedy most-frequent path from m: appends up to budget tokens while cnt(path)/cnt(start) stays
   // >= min_prob. probs[i] = path probability up to token i.
   // prior > 0 shrinks the estimate of rarely seen contexts: cnt(path) / (cnt(start) + prior).
+  // Tokens past the first `soft_budget` need path probability >= extend_prob instead.
   void draft(const SamMatch& m, int32_t budget, double min_prob, std::vector<int32_t>& tokens,
-             std::vector<float>& probs, double prior = 0.0) const;
+             std::vector<float>& probs, double prior = 0.0, int32_t soft_budget = -1,
+             double extend_prob = 1.0) const;
   uint32_t count(int32_t state) const { return cnt_[static_cast<size_t>(state)]; }
   int32_t length(int32_t state) const { return static_cast<int32_t>(len_[static_cast<size_t>(state)]); }
   int32_t suffix_link(int32_t state) const { return static_cast<int32_t>(link_[static_cast<size_t>(state)]); }

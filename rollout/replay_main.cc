@@ -17,7 +17,7 @@ using namespace longtail;
 int main(int argc, char** argv) {
   std::string input, policy_name = "length-aware", on_error = "skip", cost_file, plot;
   int32_t own_min_match = 1, round_size = 64, window = 8, budget = 16, threads = 1, medium_budget = 4, max_tokens_per_step = 0;
-  double min_prob = 0.1, match_factor = 1.0, count_prior = 0.0, cost_base = -1, cost_tok = -1, max_step_overhead = 1.0;
+  double extend_prob = 1.0, min_prob = 0.1, match_factor = 1.0, count_prior = 0.0, cost_base = -1, cost_tok = -1, max_step_overhead = 1.0;
   po::options_description desc(
       "longtail-replay INPUT [options]\n"
       "INPUT: JSONL, one rollout per line in generation order: {\"prompt_id\", \"sample\", \"step\"?,\n"
@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
       ("min-prob", po::value(&min_prob)->default_value(0.1), "stop drafting below this path probability")
       ("match-factor", po::value(&match_factor)->default_value(1.0), "draft at most factor x match length tokens (0 = no limit)")
       ("own-min-match", po::value(&own_min_match)->default_value(1), "shortest own-context repeat that is drafted from")
+      ("extend-prob", po::value(&extend_prob)->default_value(1.0), "past the match-length limit, keep drafting while path probability >= this")
       ("count-prior", po::value(&count_prior)->default_value(0.0), "path probability = count / (context count + prior)")
       ("max-tokens-per-step", po::value(&max_tokens_per_step)->default_value(0), "cap on verified tokens per step (0 = from the cost model)")
       ("max-step-overhead", po::value(&max_step_overhead)->default_value(1.0), "speculative step may cost (1 + x) times a plain step")
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
     opts.drafter.match_length_factor = match_factor;
     opts.drafter.count_prior = count_prior;
     opts.drafter.own_min_match = std::max(1, own_min_match);
+    opts.drafter.extend_prob = extend_prob;
     opts.drafter.threads = threads;
     opts.drafter.use_global_scope = !vm.count("no-global");
     opts.drafter.use_prompt_scope = !vm.count("no-prompt-scope");

@@ -52,12 +52,13 @@ int main(int argc, char** argv) {
   std::printf("|---|---|---|---|---|---|---|\n");
   {
     workload::WorkloadOptions w;
-    w.prompts = 32;
+    w.prompts = 16;
     w.samples = 8;
     w.rounds = 4;
+    w.median_len = 400;
     const std::string path = "/tmp/longtail_synthetic_workload.jsonl";
     workload::write_jsonl(workload::generate_workload(w), path);
-    compare("synthetic (32x8x4)", rollout::read_replay_input(path, 0, rollout::OnError::kStop), budget);
+    compare("synthetic (16x8x4)", rollout::read_replay_input(path, 0, rollout::OnError::kStop), budget);
   }
   for (const auto& f : files) {
     try {
