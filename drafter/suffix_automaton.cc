@@ -275,7 +275,8 @@ void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,
     if (b == edge_begin_[v + 1]) break;
     const uint32_t u = edge_target_[b];
     const double p = cnt_[u] / base;  // telescoped product of the count ratios along the path
-    if (p < (k < soft_budget ? min_prob : extend_prob)) break;
+    if (p < min_prob) break;
+    if (k >= soft_budget && (extend_prob >= 1.0 || p < extend_prob)) break;
     tokens.push_back(static_cast<int32_t>(edge_token_[b]));
     probs.push_back(static_cast<float>(p));
     v = u;

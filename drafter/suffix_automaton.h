@@ -93,7 +93,7 @@ class FrozenSam {
   // Greedy most-frequent path from m: appends up to budget tokens while cnt(path)/cnt(start) stays
   // >= min_prob. probs[i] = path probability up to token i.
   // prior > 0 shrinks the estimate of rarely seen contexts: cnt(path) / (cnt(start) + prior).
-  // Tokens past the first `soft_budget` need path probability >= extend_prob instead.
+  // Tokens past the first `soft_budget` also need path probability >= extend_prob (>= 1: none).
   void draft(const SamMatch& m, int32_t budget, double min_prob, std::vector<int32_t>& tokens,
              std::vector<float>& probs, double prior = 0.0, int32_t soft_budget = -1,
              double extend_prob = 1.0) const;
