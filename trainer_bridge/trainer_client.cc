@@ -16,9 +16,7 @@ std::optional<Message> TrainerClient::recv(std::chrono::milliseconds timeout) {
     pending_.pop_front();
     return m;
   }
-  auto f = socket_->recv(timeout);
-  if (!f) return std::nullopt;
-  return decode(*f, Direction::kToTrainer);
+  return socket_->recv_message(timeout, Direction::kToTrainer);
 }
 
 std::optional<Message> TrainerClient::wait_for(MessageType t, std::chrono::milliseconds timeout) {
@@ -33,11 +31,10 @@ std::optional<Message> TrainerClient::wait_for(MessageType t, std::chrono::milli
   while (true) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return std::nullopt;
-    auto f = socket_->recv(left);
-    if (!f) return std::nullopt;
-    Message m = decode(*f, Direction::kToTrainer);
-    if (message_type(m) == t) return m;
-    pending_.push_back(std::move(m));
+    auto m = socket_->recv_message(left, Direction::kToTrainer);
+    if (!m) return std::nullopt;
+    if (message_type(*m) == t) return m;
+    pending_.push_back(std::move(*m));
   }
 }
 
@@ -47,9 +44,9 @@ Welcome TrainerClient::hello(int64_t credits, std::chrono::milliseconds timeout)
   while (true) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) throw std::runtime_error("no HELLO reply from the worker within the timeout");
-    auto f = socket_->recv(left);
-    if (!f) continue;
-    Message m = decode(*f, Direction::kToTrainer);
+    auto received = socket_->recv_message(left, Direction::kToTrainer);
+    if (!received) continue;
+    Message m = std::move(*received);
     if (auto* w = std::get_if<Welcome>(&m)) return *w;
     if (auto* e = std::get_if<Error>(&m); e && e->request_type == "HELLO")
       throw std::runtime_error("HELLO refused: " + e->code + ": " + e->message);

@@ -203,4 +203,18 @@ std::optional<Frames> DealerSocket::recv(std::chrono::milliseconds timeout) {
   return f;
 }
 
+std::optional<Message> DealerSocket::recv_message(std::chrono::milliseconds timeout, Direction dir) {
+  zmq::pollitem_t item{impl_->sock.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+  std::vector<zmq::message_t> parts;
+  do {
+    parts.emplace_back();
+    (void)impl_->sock.recv(parts.back(), zmq::recv_flags::none);
+  } while (parts.back().more());
+  std::vector<FrameView> views;
+  views.reserve(parts.size());
+  for (const auto& p : parts) views.emplace_back(static_cast<const uint8_t*>(p.data()), p.size());
+  return decode(views, dir);
+}
+
 }  // namespace longtail::bridge

@@ -83,6 +83,9 @@ class DealerSocket {
   void send(const Frames& frames);
   // Receives one message (all frames) or nothing within timeout.
   std::optional<Frames> recv(std::chrono::milliseconds timeout);
+  // Receives and decodes one message straight from ZeroMQ's buffers (no intermediate copy).
+  // Throws ProtocolError when it does not decode.
+  std::optional<Message> recv_message(std::chrono::milliseconds timeout, Direction dir);
 
  private:
   struct Impl;
