@@ -17,7 +17,7 @@ using namespace longtail;
 int main(int argc, char** argv) {
   std::string input, policy_name = "length-aware", on_error = "skip", cost_file, plot;
   int32_t own_min_match = 1, round_size = 64, window = 8, budget = 16, threads = 1, medium_budget = 4, max_tokens_per_step = 0;
-  double extend_prob = 1.0, min_prob = 0.1, match_factor = 1.0, count_prior = 0.0, cost_base = -1, cost_tok = -1, max_step_overhead = 1.0;
+  double long_frac = 0.5, short_frac = 0.15, extend_prob = 1.0, min_prob = 0.1, match_factor = 1.0, count_prior = 0.0, cost_base = -1, cost_tok = -1, max_step_overhead = 1.0;
   po::options_description desc(
       "longtail-replay INPUT [options]\n"
       "INPUT: JSONL, one rollout per line in generation order: {\"prompt_id\", \"sample\", \"step\"?,\n"
@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
       ("window", po::value(&window)->default_value(8), "drafter history window in rounds")
       ("budget", po::value(&budget)->default_value(16), "max draft tokens per sequence per step")
       ("medium-budget", po::value(&medium_budget)->default_value(4), "draft tokens for medium predicted lengths (length-aware)")
+      ("long-frac", po::value(&long_frac)->default_value(0.5), "length-aware: predicted remaining >= this x the batch max is long")
+      ("short-frac", po::value(&short_frac)->default_value(0.15), "length-aware: below this x the batch max is short (no drafts)")
       ("policy", po::value(&policy_name)->default_value("length-aware"), "budget policy: fixed, length-aware or off")
       ("min-prob", po::value(&min_prob)->default_value(0.1), "stop drafting below this path probability")
       ("match-factor", po::value(&match_factor)->default_value(1.0), "draft at most factor x match length tokens (0 = no limit)")
@@ -89,6 +91,11 @@ int main(int argc, char** argv) {
     opts.drafter.use_own_context = !vm.count("no-own");
     opts.policy.mode = drafter::parse_budget_mode(policy_name);
     opts.policy.max_budget = budget;
+    if (!(short_frac >= 0 && short_frac <= long_frac && long_frac <= 1)) {
+      throw std::invalid_argument("need 0 <= --short-frac <= --long-frac <= 1");
+    }
+    opts.policy.long_frac = long_frac;
+    opts.policy.short_frac = short_frac;
     opts.policy.medium_budget = std::min(medium_budget, budget);
     opts.policy.max_tokens_per_step = max_tokens_per_step;
     opts.policy.max_step_overhead = max_step_overhead;
