@@ -100,6 +100,7 @@ class Client:
         self._last_heard = 0.0
         self._hello_pending = False
         self._hello_sent_at = 0.0
+        self._silence_ok_until = 0.0  # the worker may be silent (loading weights) until then
         self.worker: Optional[WorkerInfo] = None
         self.duplicates_dropped = 0
         self.reconnects = 0
@@ -183,7 +184,7 @@ class Client:
                 self._send([pack({"type": "HEARTBEAT"})])
             except TimeoutError:
                 self._last_sent = now  # not connected right now; the worker timeout decides
-        if self._last_heard and now - self._last_heard >= self.worker_timeout:
+        if self._last_heard and now - self._last_heard >= self.worker_timeout and now >= self._silence_ok_until:
             log.warning("worker at %s silent for %.1f s", self.endpoint, now - self._last_heard)
             self.reconnect()
         if not self._sock.poll(int(max(timeout, 0) * 1000)):
@@ -257,9 +258,14 @@ class Client:
         self._req += 1
         return self._req
 
-    def _request(self, frames: Sequence[Any], req: int, timeout: Optional[float]) -> Dict[str, Any]:
+    def _request(self, frames: Sequence[Any], req: int, timeout: Optional[float],
+                 worker_may_be_busy: bool = False) -> Dict[str, Any]:
         self._send(frames)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        if worker_may_be_busy:
+            # The worker serves UPDATE_WEIGHTS between engine steps and sends no heartbeat while a
+            # checkpoint loads: its silence until the deadline is not a lost connection.
+            self._silence_ok_until = deadline
         while True:
             while req not in self._replies:
                 left = deadline - time.monotonic()
@@ -337,7 +343,7 @@ class Client:
         weights are live. On WorkerError the worker keeps its previous weights."""
         req = self._next_req()
         reply = self._request([pack({"type": "UPDATE_WEIGHTS", "req": req, "version": int(version),
-                                     "path": os.fspath(path)})], req, timeout)
+                                     "path": os.fspath(path)})], req, timeout, worker_may_be_busy=True)
         if self.worker is not None:
             self.worker.policy_version = int(reply["version"])
         return int(reply["version"])
