@@ -24,6 +24,13 @@ void compare(const std::string& name, const rollout::ReplayInput& in, int32_t bu
   drafter::Drafter sam;
   const auto a = bench::simulate(sam, in, budget);
   row(name, "suffix automata (longtail)", a, sam.memory().bytes_per_indexed_token());
+  // Variant: past the match-length limit keep drafting while the path probability >= 0.5 (more
+  // tokens per step, lower acceptance).
+  drafter::DrafterOptions ext;
+  ext.extend_prob = 0.5;
+  drafter::Drafter sam_ext(ext);
+  const auto c = bench::simulate(sam_ext, in, budget);
+  row(name, "suffix automata, extend_prob 0.5", c, sam_ext.memory().bytes_per_indexed_token());
   bench::TrieDrafter trie;
   const auto b = bench::simulate(trie, in, budget);
   row(name, "depth-64 suffix trie (baseline)", b,
@@ -33,6 +40,9 @@ void compare(const std::string& name, const rollout::ReplayInput& in, int32_t bu
               a.acceptance() / b.acceptance(), (a.drafter_us / a.engine_steps) / (b.drafter_us / b.engine_steps),
               sam.memory().bytes_per_indexed_token() /
                   (double(trie.index_bytes()) / double(std::max<int64_t>(1, trie.indexed_tokens()))));
+  std::printf("| %s | ratio extend_prob 0.5 / baseline | %.3f | %.3f | %.3f | %.3f | |\n", name.c_str(),
+              c.tokens_per_step() / b.tokens_per_step(), c.later_tokens_per_step() / b.later_tokens_per_step(),
+              c.acceptance() / b.acceptance(), (c.drafter_us / c.engine_steps) / (b.drafter_us / b.engine_steps));
 }
 }  // namespace
 
