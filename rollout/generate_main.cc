@@ -1,14 +1,25 @@
 // longtail-generate: sample continuations of token-id prompts (or score given responses) with a
 // checkpoint, printing one JSON object per line. Three separable parts: argument parsing and input
-// reading (with line numbers for every error), the decode itself (policy::plain_decode today; the
-// rollout engine drives it later), and JSON output.
+// reading (with line numbers for every error), generation through the rollout engine
+// (rollout::Engine: continuous batching + lossless speculative decoding from the drafter's
+// history) or teacher-forced scoring (policy::score_response), and JSON output.
 //
-// Sample s of prompt p uses RNG uid (p << 32) | s (policy::sample_uid), so a run is reproducible
-// from --seed whatever the batch. Exit codes: 0 ok, 2 bad input (flags, files, token ids,
-// checkpoint), 1 anything else.
+// RNG uid rule: the engine numbers sequences 1, 2, ... in submission order, and every prompt is
+// submitted in input order as one group of n samples, so sample s of prompt p (0-based) draws with
+// uid 1 + p*n + s. A run is therefore reproducible from --seed, --n and the prompt list, whatever
+// the batch, --speculation or the budgets. (Before the engine drove this tool, the plain decode
+// loop used uid (p << 32) | s: greedy output is unchanged, sampled output differs from that era.)
+// Lines are printed in (prompt_index, sample) order, whatever order the engine finishes them in.
+// finish_reason is "stop" or "length" (max_new_tokens or the context limit, as before), or
+// "aborted" when a sequence cannot fit the KV cache even alone.
+//
+// Exit codes: 0 ok, 2 bad input (flags, files, token ids, history lines, checkpoint), 1 anything
+// else.
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -23,11 +34,14 @@
 #include "policy/backend.h"
 #include "policy/checkpoint.h"
 #include "policy/plain_decode.h"
+#include "rollout/engine.h"
+#include "rollout/replay.h"
 
 namespace {
 
 namespace po = boost::program_options;
 namespace lp = longtail::policy;
+namespace lr = longtail::rollout;
 using nlohmann::json;
 
 // Anything the user got wrong: exit code 2.
@@ -50,6 +64,14 @@ struct Args {
   int threads = 0;
   std::optional<std::vector<int32_t>> stop_tokens;  // unset: the checkpoint's eos ids
   bool verbose = false;
+  // Engine and speculation.
+  bool speculation = true;
+  std::string history_file;
+  std::vector<std::string> prompt_ids;  // --prompt-id, one per --prompt
+  bool length_aware = true;             // --budget-policy das | fixed
+  int max_draft = 16;
+  int history_window = 8;
+  bool stats = false;
 };
 
 // One input record with where it came from, for messages.
@@ -57,17 +79,23 @@ struct Prompt {
   std::vector<int32_t> tokens;
   std::vector<int32_t> response;  // --score only
   std::string origin;             // "--prompt #2" or "file.jsonl:7"
+  std::string prompt_id;          // links to --history rollouts; default: the prompt's index
 };
 
 std::optional<Args> parse_args(int argc, char** argv) {
   Args a;
   std::vector<int64_t> stops;
+  std::string speculation = "on", budget_policy = "das";
   po::options_description desc("longtail-generate options");
   desc.add_options()
       ("help,h", "show this help")
       ("model", po::value(&a.model)->required(), "checkpoint directory (HF config.json + safetensors)")
       ("prompt", po::value(&a.prompt_flags), "prompt token ids, comma-separated (repeatable)")
-      ("prompts", po::value(&a.prompts_file), "JSONL file, one {\"prompt_tokens\": [...]} per line")
+      ("prompts", po::value(&a.prompts_file),
+       "JSONL file, one {\"prompt_tokens\": [...], \"prompt_id\"?: ...} per line")
+      ("prompt-id", po::value(&a.prompt_ids),
+       "id linking a --prompt to --history rollouts (repeatable, one per --prompt, in order; "
+       "default: the prompt's index)")
       ("score", po::value(&a.score_file),
        "JSONL file of {\"prompt_tokens\", \"response_tokens\"}: print teacher-forced logprobs instead")
       ("n", po::value(&a.n)->default_value(1), "samples per prompt")
@@ -79,6 +107,18 @@ std::optional<Args> parse_args(int argc, char** argv) {
       ("backend", po::value(&a.backend)->default_value("cpu"), "cpu | cuda")
       ("threads", po::value(&a.threads)->default_value(0), "cpu backend threads, 0 = all cores")
       ("stop-token", po::value(&stops), "stop token id (repeatable; default: the checkpoint's eos ids)")
+      ("speculation", po::value(&speculation)->default_value("on"),
+       "on | off: speculative decoding from the drafter's history (never changes the output)")
+      ("history", po::value(&a.history_file),
+       "JSONL of earlier rollouts {\"prompt_id\", \"sample\", \"step\"?, \"prompt_tokens\", "
+       "\"response_tokens\"} (the replay tool's format) loaded into the drafter's history")
+      ("budget-policy", po::value(&budget_policy)->default_value("das"),
+       "das (length-aware draft budgets) | fixed (--max-draft for every sequence)")
+      ("max-draft", po::value(&a.max_draft)->default_value(16), "draft tokens per sequence per step, at most")
+      ("history-window", po::value(&a.history_window)->default_value(8),
+       "drafter history kept for this many rounds (the history's \"step\" values)")
+      ("stats", po::bool_switch(&a.stats),
+       "print a last JSON line {\"forward_passes\", \"tokens\", \"drafted_tokens\", \"accepted_tokens\"}")
       ("verbose,v", po::bool_switch(&a.verbose), "log loading details to stderr");
   po::variables_map vm;
   try {
@@ -101,6 +141,28 @@ std::optional<Args> parse_args(int argc, char** argv) {
   if (!(a.temperature >= 0) || std::isinf(a.temperature)) throw InputError("--temperature must be a finite number >= 0");
   if (!(a.top_p > 0 && a.top_p <= 1)) throw InputError("--top-p must be in (0, 1]");
   if (a.threads < 0) throw InputError("--threads must be >= 0");
+  if (speculation != "on" && speculation != "off") {
+    throw InputError("--speculation must be on or off, got \"" + speculation + "\"");
+  }
+  a.speculation = speculation == "on";
+  if (budget_policy == "das" || budget_policy == "length-aware") {
+    a.length_aware = true;
+  } else if (budget_policy == "fixed") {
+    a.length_aware = false;
+  } else {
+    throw InputError("--budget-policy must be das or fixed, got \"" + budget_policy + "\"");
+  }
+  if (a.max_draft < 0 || a.max_draft > 1024) {
+    throw InputError("--max-draft must be in [0, 1024], got " + std::to_string(a.max_draft));
+  }
+  if (a.history_window < 1) throw InputError("--history-window must be >= 1");
+  if (!a.prompt_ids.empty() && a.prompt_ids.size() != a.prompt_flags.size()) {
+    throw InputError("--prompt-id given " + std::to_string(a.prompt_ids.size()) + " times for " +
+                     std::to_string(a.prompt_flags.size()) + " --prompt (give one per --prompt, or none)");
+  }
+  if (!a.score_file.empty() && (!a.history_file.empty() || a.stats)) {
+    throw InputError("--history and --stats apply to generation, not to --score");
+  }
   if (vm.count("stop-token")) {
     a.stop_tokens.emplace();
     for (int64_t s : stops) {
@@ -169,6 +231,16 @@ std::vector<Prompt> read_jsonl(const std::string& path, bool with_response) {
     Prompt p;
     p.origin = origin;
     p.tokens = json_ids(j, "prompt_tokens", origin, false);
+    p.prompt_id = std::to_string(out.size());
+    if (const auto id = j.find("prompt_id"); id != j.end() && !id->is_null()) {
+      if (id->is_string()) {
+        p.prompt_id = id->get<std::string>();
+      } else if (id->is_number_integer()) {
+        p.prompt_id = std::to_string(id->get<int64_t>());
+      } else {
+        throw InputError(origin + ": \"prompt_id\" is not a string or an integer");
+      }
+    }
     if (with_response) p.response = json_ids(j, "response_tokens", origin, true);
     out.push_back(std::move(p));
   }
@@ -183,7 +255,8 @@ std::vector<Prompt> read_inputs(const Args& a) {
   std::vector<Prompt> out;
   for (size_t i = 0; i < a.prompt_flags.size(); ++i) {
     const std::string origin = "--prompt #" + std::to_string(i + 1);
-    out.push_back({parse_id_list(a.prompt_flags[i], origin), {}, origin});
+    out.push_back({parse_id_list(a.prompt_flags[i], origin), {}, origin,
+                   a.prompt_ids.empty() ? std::to_string(i) : a.prompt_ids[i]});
   }
   return out;
 }
@@ -195,6 +268,124 @@ void check_vocab(const std::vector<int32_t>& ids, int32_t vocab, const std::stri
                        " is outside the model's vocabulary of " + std::to_string(vocab));
     }
   }
+}
+
+// The --history file, in the replay tool's JSONL format, checked against the vocabulary so that a
+// bad token is reported with its line rather than drafted into a forward.
+struct HistoryRollout {
+  std::string prompt_id;
+  std::vector<int32_t> prompt_tokens, response_tokens;
+  int64_t step = 0;  // the drafter's history round; 0 when the line has no "step"
+};
+
+std::vector<HistoryRollout> read_history(const std::string& path, int32_t vocab) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot open");
+  std::vector<HistoryRollout> out;
+  std::string line;
+  for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    bool has_step = false;
+    int64_t step = 0;
+    lr::ReplayRollout r;
+    try {
+      r = lr::parse_replay_line(line, lineno, has_step, step);
+    } catch (const lr::ReplayInputError& e) {
+      // what() is "line N: problem"; say "path:N: problem" like every other input error.
+      throw InputError(path + ":" + (e.what() + 5));
+    }
+    const std::string origin = path + ":" + std::to_string(lineno);
+    check_vocab(r.prompt_tokens, vocab, origin, "prompt");
+    check_vocab(r.response_tokens, vocab, origin, "response");
+    out.push_back({std::move(r.prompt_id), std::move(r.prompt_tokens), std::move(r.response_tokens),
+                   has_step ? step : 0});
+  }
+  if (in.bad()) throw InputError(path + ": read error");
+  return out;
+}
+
+const char* finish_name(lr::FinishReason r) {
+  // The context limit reads "length", as the plain decode loop always reported it.
+  return r == lr::FinishReason::kContext ? "length" : lr::to_string(r);
+}
+
+struct Generated {
+  std::vector<lr::Trajectory> trajectories;  // indexed prompt_index * n + sample
+  lr::EngineStats stats;
+};
+
+// Runs every prompt through the engine as one round.
+Generated generate(const Args& a, const std::vector<Prompt>& inputs,
+                                     std::unique_ptr<lp::Backend> backend) {
+  const lp::ModelConfig cfg = backend->config();
+  std::vector<HistoryRollout> history;
+  if (!a.history_file.empty()) history = read_history(a.history_file, cfg.vocab_size);
+
+  std::vector<lr::Trajectory> results(inputs.size() * static_cast<size_t>(a.n));
+  if (a.max_new_tokens == 0) {  // nothing to generate; the engine wants at least one token
+    for (auto& t : results) t.finish_reason = lr::FinishReason::kLength;
+    return {std::move(results), {}};
+  }
+
+  lr::EngineOptions eo;
+  eo.round_groups = 0;  // one round holding every prompt
+  eo.speculation.enabled = a.speculation;
+  eo.speculation.max_budget = a.max_draft;
+  eo.speculation.length_aware = a.length_aware;
+  eo.speculation.history_window_rounds = a.history_window;
+  lr::Engine engine(std::move(backend), eo);
+  for (const HistoryRollout& h : history) {
+    engine.add_history(h.prompt_id, h.prompt_tokens, h.response_tokens, h.step);
+  }
+  spdlog::info("generate: {} prompts x {} samples, speculation {}, {} history rollouts", inputs.size(),
+               a.n, a.speculation ? "on" : "off", history.size());
+
+  for (size_t p = 0; p < inputs.size(); ++p) {
+    lr::GroupRequest g;
+    g.group_id = std::to_string(p);  // also how results find their prompt_index
+    g.prompt_id = inputs[p].prompt_id;
+    g.prompt_tokens = inputs[p].tokens;
+    g.n = a.n;
+    g.sampling.temperature = a.temperature;
+    g.sampling.top_p = a.top_p;
+    g.sampling.top_k = a.top_k;
+    g.sampling.seed = a.seed;
+    g.max_new_tokens = a.max_new_tokens;
+    if (a.stop_tokens) g.stop_tokens = *a.stop_tokens;
+    try {
+      engine.submit(std::move(g));
+    } catch (const lr::InvalidRequest& e) {
+      throw InputError(inputs[p].origin + ": " + e.what());
+    }
+  }
+
+  std::vector<bool> filled(results.size(), false);
+  auto collect = [&](lr::RoundBatch& batch) {
+    for (lr::Trajectory& t : batch.trajectories) {
+      const size_t p = std::stoull(t.group_id);
+      const size_t slot = p * static_cast<size_t>(a.n) + static_cast<size_t>(t.sample_index);
+      if (p >= inputs.size() || t.sample_index < 0 || t.sample_index >= a.n || filled[slot]) {
+        throw std::runtime_error("engine returned an unexpected trajectory (group '" + t.group_id +
+                                 "', sample " + std::to_string(t.sample_index) + ")");
+      }
+      if (t.finish_reason == lr::FinishReason::kAborted) {
+        spdlog::warn("prompt {} sample {} was aborted: it does not fit the KV cache", p, t.sample_index);
+      }
+      filled[slot] = true;
+      results[slot] = std::move(t);
+    }
+  };
+  while (!engine.idle()) {
+    if (auto batch = engine.step()) collect(*batch);
+  }
+  if (auto batch = engine.flush_round()) collect(*batch);
+  for (size_t i = 0; i < filled.size(); ++i) {
+    if (!filled[i]) {
+      throw std::runtime_error("engine finished without prompt " + std::to_string(i / a.n) + " sample " +
+                               std::to_string(i % a.n));
+    }
+  }
+  return {std::move(results), engine.stats()};
 }
 
 void print_line(const nlohmann::ordered_json& j) {
@@ -231,25 +422,22 @@ int run(const Args& a) {
     return 0;
   }
 
-  lp::DecodeOptions dopt;
-  dopt.sampling.temperature = a.temperature;
-  dopt.sampling.top_p = a.top_p;
-  dopt.sampling.top_k = a.top_k;
-  dopt.sampling.seed = a.seed;
-  dopt.max_new_tokens = a.max_new_tokens;
-  dopt.stop_tokens = a.stop_tokens ? *a.stop_tokens : cfg.eos_token_ids;
-  check_vocab(dopt.stop_tokens, cfg.vocab_size, "--stop-token", "stop");
-  std::vector<lp::DecodeRequest> reqs;
-  for (size_t p = 0; p < inputs.size(); ++p) {
-    for (int s = 0; s < a.n; ++s) reqs.push_back({inputs[p].tokens, lp::sample_uid(p, static_cast<uint64_t>(s))});
-  }
-  const auto results = lp::plain_decode(*backend, reqs, dopt);
+  std::vector<int32_t> stops = a.stop_tokens ? *a.stop_tokens : cfg.eos_token_ids;
+  check_vocab(stops, cfg.vocab_size, "--stop-token", "stop");
+  const Generated gen = generate(a, inputs, std::move(backend));
+  const std::vector<lr::Trajectory>& results = gen.trajectories;
   for (size_t r = 0; r < results.size(); ++r) {
     print_line({{"prompt_index", r / a.n},
                 {"sample", r % a.n},
-                {"tokens", results[r].tokens},
-                {"logprobs", results[r].logprobs},
-                {"finish_reason", results[r].finish_reason}});
+                {"tokens", results[r].response_tokens},
+                {"logprobs", results[r].behaviour_logprobs},
+                {"finish_reason", finish_name(results[r].finish_reason)}});
+  }
+  if (a.stats) {
+    print_line({{"forward_passes", gen.stats.forward_passes},
+                {"tokens", gen.stats.tokens_generated},
+                {"drafted_tokens", gen.stats.tokens_drafted},
+                {"accepted_tokens", gen.stats.tokens_accepted}});
   }
   return 0;
 }
@@ -266,13 +454,13 @@ int main(int argc, char** argv) {
     if (args->verbose) spdlog::set_level(spdlog::level::info);
     return run(*args);
   } catch (const InputError& e) {
-    std::cerr << "longtail-generate: error: " << e.what() << "\n";
+    spdlog::error("{}", e.what());
     return 2;
   } catch (const std::invalid_argument& e) {
-    std::cerr << "longtail-generate: error: " << e.what() << "\n";
+    spdlog::error("{}", e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "longtail-generate: error: " << e.what() << "\n";
+    spdlog::error("{}", e.what());
     return 1;
   }
 }

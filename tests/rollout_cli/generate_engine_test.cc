@@ -1,0 +1,216 @@
+// longtail-generate over the rollout engine: speculation on and off print the same tokens and
+// logprobs (greedy and T = 1, several prompts, n > 1) while a history file built from an earlier
+// run makes drafts accepted and forward passes drop; the --stats line; clear exit-2 errors.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli_run.h"
+
+namespace {
+
+using longtail::test::CliResult;
+using longtail::test::run_cli;
+using longtail::test::temp_path;
+using nlohmann::json;
+
+const std::vector<std::vector<int>> kPrompts = {{1, 2, 3, 4}, {17, 300, 5}, {9, 9, 9, 9, 9, 1000}};
+
+std::string prompt_flags() {
+  std::string s;
+  for (const auto& p : kPrompts) {
+    s += " --prompt ";
+    for (size_t i = 0; i < p.size(); ++i) s += (i ? "," : "") + std::to_string(p[i]);
+  }
+  return s;
+}
+
+CliResult generate(const std::string& args) {
+  return run_cli(std::string(LONGTAIL_GENERATE_BIN) + " --model " + LONGTAIL_TINY_MODEL + " --threads 1 " + args);
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(line);
+  return out;
+}
+
+// The replay tool's JSONL format, from a run's output lines: what a trainer would have logged.
+std::filesystem::path write_history(const std::vector<std::string>& lines, const std::string& name) {
+  const auto path = temp_path(name);
+  std::ofstream out(path);
+  for (const std::string& l : lines) {
+    const json j = json::parse(l);
+    const int p = j.at("prompt_index");
+    out << json{{"prompt_id", p},
+                {"sample", j.at("sample")},
+                {"step", 0},
+                {"prompt_tokens", kPrompts[p]},
+                {"response_tokens", j.at("tokens")}}
+               .dump()
+        << "\n";
+  }
+  return path;
+}
+
+struct Stats {
+  int64_t forward_passes, tokens, drafted, accepted;
+};
+
+Stats parse_stats(const std::string& line) {
+  const json j = json::parse(line);
+  EXPECT_EQ(j.size(), 4u) << line;
+  for (const char* k : {"forward_passes", "tokens", "drafted_tokens", "accepted_tokens"}) {
+    EXPECT_TRUE(j.contains(k) && j.at(k).is_number_integer()) << k << " in " << line;
+  }
+  return {j.at("forward_passes"), j.at("tokens"), j.at("drafted_tokens"), j.at("accepted_tokens")};
+}
+
+void check_on_off(const std::string& sampling) {
+  const std::string base = prompt_flags() + " --n 3 --max-new-tokens 40 --seed 11 " + sampling;
+  const CliResult first = generate(base + " --speculation off");
+  ASSERT_EQ(first.code, 0) << first.err;
+  const std::vector<std::string> first_lines = lines_of(first.out);
+  ASSERT_EQ(first_lines.size(), kPrompts.size() * 3);
+  for (size_t i = 0; i < first_lines.size(); ++i) {  // (prompt_index, sample) order
+    const json j = json::parse(first_lines[i]);
+    EXPECT_EQ(j.at("prompt_index"), i / 3);
+    EXPECT_EQ(j.at("sample"), i % 3);
+  }
+  const auto history = write_history(first_lines, "history.jsonl");
+
+  const CliResult off = generate(base + " --speculation off --stats --history " + history.string());
+  const CliResult on = generate(base + " --speculation on --stats --history " + history.string());
+  const CliResult fixed =
+      generate(base + " --speculation on --budget-policy fixed --max-draft 4 --stats --history " + history.string());
+  const CliResult cold = generate(base + " --speculation on --stats");
+  std::filesystem::remove(history);
+  for (const CliResult* r : {&off, &on, &fixed, &cold}) {
+    ASSERT_EQ(r->code, 0) << r->err;
+    std::vector<std::string> l = lines_of(r->out);
+    ASSERT_EQ(l.size(), first_lines.size() + 1) << r->out;
+    l.pop_back();
+    EXPECT_EQ(l, first_lines) << "speculation or history changed the output";
+  }
+  const Stats s_off = parse_stats(lines_of(off.out).back());
+  const Stats s_on = parse_stats(lines_of(on.out).back());
+  const Stats s_fixed = parse_stats(lines_of(fixed.out).back());
+  int64_t tokens = 0;
+  for (const auto& l : first_lines) tokens += json::parse(l).at("tokens").size();
+  for (const Stats& s : {s_off, s_on, s_fixed}) {
+    EXPECT_EQ(s.tokens, tokens);
+    EXPECT_LE(s.accepted, s.drafted);
+  }
+  EXPECT_EQ(s_off.drafted, 0);
+  EXPECT_GT(s_on.accepted, 0);
+  EXPECT_LT(s_on.forward_passes, s_off.forward_passes);
+  EXPECT_GT(s_fixed.accepted, 0);
+  EXPECT_LT(s_fixed.forward_passes, s_off.forward_passes);
+}
+
+TEST(GenerateEngineTest, SpeculationOnAndOffPrintTheSameGreedyOutput) { check_on_off("--temperature 0"); }
+
+TEST(GenerateEngineTest, SpeculationOnAndOffPrintTheSameSampledOutput) {
+  check_on_off("--temperature 1 --top-p 0.95");
+}
+
+TEST(GenerateEngineTest, PromptIdsLinkHistoryToPrompts) {
+  // History filed under a prompt id that only the second prompt carries: drafts still come (the
+  // global scope), and the output is unchanged either way.
+  const CliResult first = generate("--prompt 5,6,7 --prompt 8,9 --prompt-id a --prompt-id b --n 2 "
+                                   "--max-new-tokens 24 --temperature 0 --speculation off");
+  ASSERT_EQ(first.code, 0) << first.err;
+  const auto path = temp_path("ids.jsonl");
+  {
+    std::ofstream out(path);
+    const json j = json::parse(lines_of(first.out)[2]);  // prompt 1, sample 0
+    out << json{{"prompt_id", "b"}, {"sample", 0}, {"prompt_tokens", {8, 9}}, {"response_tokens", j.at("tokens")}}
+               .dump()
+        << "\n";
+  }
+  const CliResult on = generate("--prompt 5,6,7 --prompt 8,9 --prompt-id a --prompt-id b --n 2 "
+                                "--max-new-tokens 24 --temperature 0 --stats --history " + path.string());
+  std::filesystem::remove(path);
+  ASSERT_EQ(on.code, 0) << on.err;
+  auto l = lines_of(on.out);
+  const Stats s = parse_stats(l.back());
+  l.pop_back();
+  EXPECT_EQ(l, lines_of(first.out));
+  EXPECT_GT(s.accepted, 0);
+}
+
+TEST(GenerateEngineTest, PromptsFileCarriesPromptIds) {
+  const auto path = temp_path("prompts.jsonl");
+  std::ofstream(path) << "{\"prompt_id\": \"x\", \"prompt_tokens\": [1, 2]}\n{\"prompt_tokens\": [3]}\n";
+  const CliResult r = generate("--prompts " + path.string() + " --max-new-tokens 4 --temperature 0");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines_of(r.out).size(), 2u);
+  std::ofstream(path) << "{\"prompt_id\": [1], \"prompt_tokens\": [1, 2]}\n";
+  const CliResult bad = generate("--prompts " + path.string());
+  std::filesystem::remove(path);
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find(path.string() + ":1: \"prompt_id\""), std::string::npos) << bad.err;
+}
+
+TEST(GenerateEngineTest, BadTokenIdExitsWithTwoAndSaysWhy) {
+  const CliResult r = generate("--prompt 1,2,5000");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--prompt #1: prompt token 5000 at index 2 is outside the model's vocabulary"),
+            std::string::npos)
+      << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+TEST(GenerateEngineTest, BadHistoryLineNamesItsLine) {
+  const auto path = temp_path("bad_history.jsonl");
+  std::ofstream(path) << "{\"prompt_id\": \"0\", \"sample\": 0, \"prompt_tokens\": [1], \"response_tokens\": [2]}\n"
+                      << "\n"
+                      << "{\"prompt_id\": \"0\", \"sample\": 1, \"prompt_tokens\": [1]}\n";
+  CliResult r = generate("--prompt 1,2 --history " + path.string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find(path.string() + ":3: missing field 'response_tokens'"), std::string::npos) << r.err;
+
+  std::ofstream(path) << "{\"prompt_id\": \"0\", \"sample\": 0, \"prompt_tokens\": [1], \"response_tokens\": [2, 4096]}\n";
+  r = generate("--prompt 1,2 --history " + path.string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find(path.string() + ":1: response token 4096"), std::string::npos) << r.err;
+
+  std::ofstream(path) << "not json\n";
+  r = generate("--prompt 1,2 --history " + path.string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find(path.string() + ":1: malformed JSON"), std::string::npos) << r.err;
+  std::filesystem::remove(path);
+
+  r = generate("--prompt 1,2 --history /nonexistent/history.jsonl");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("cannot open"), std::string::npos) << r.err;
+}
+
+TEST(GenerateEngineTest, BadFlagsExitWithTwo) {
+  for (const char* args : {"--prompt 1 --speculation maybe", "--prompt 1 --budget-policy greedy",
+                           "--prompt 1 --max-draft -1", "--prompt 1 --prompt 2 --prompt-id a",
+                           "--prompt 1 --history-window 0", "--prompt 1 --n 0"}) {
+    const CliResult r = generate(args);
+    EXPECT_EQ(r.code, 2) << args << ": " << r.err;
+    EXPECT_NE(r.err.find("error"), std::string::npos) << args << ": " << r.err;
+  }
+}
+
+TEST(GenerateEngineTest, ZeroNewTokensPrintsEmptyResponses) {
+  const CliResult r = generate("--prompt 1,2 --n 2 --max-new-tokens 0 --stats");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto l = lines_of(r.out);
+  ASSERT_EQ(l.size(), 3u);
+  EXPECT_TRUE(json::parse(l[0]).at("tokens").empty());
+  EXPECT_EQ(json::parse(l[0]).at("finish_reason"), "length");
+  EXPECT_EQ(parse_stats(l[2]).forward_passes, 0);
+}
+
+}  // namespace
