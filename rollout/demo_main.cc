@@ -307,12 +307,15 @@ int64_t mismatches(const ModeResult& base, const ModeResult& m) {
   return bad;
 }
 
+// A float flag as the decimal the user typed (0.1, not 0.10000000149011612).
+double as_decimal(float v) { return std::round(static_cast<double>(v) * 1e6) / 1e6; }
+
 ojson to_json(const Args& a, const std::vector<ModeResult>& modes, const std::vector<int64_t>& diffs) {
   ojson j;
   j["config"] = {{"model", a.model},         {"rounds", a.rounds},
                  {"groups", a.groups},       {"samples", a.samples},
                  {"max_new_tokens", a.max_new_tokens}, {"prompt_len", a.prompt_len},
-                 {"temperature", a.temperature},       {"top_p", a.top_p},
+                 {"temperature", as_decimal(a.temperature)}, {"top_p", as_decimal(a.top_p)},
                  {"seed", a.seed},           {"max_draft", a.max_draft}};
   j["modes"] = ojson::array();
   for (const ModeResult& m : modes) {
