@@ -315,8 +315,7 @@ struct Generated {
 };
 
 // Runs every prompt through the engine as one round.
-Generated generate(const Args& a, const std::vector<Prompt>& inputs,
-                                     std::unique_ptr<lp::Backend> backend) {
+Generated generate(const Args& a, const std::vector<Prompt>& inputs, std::unique_ptr<lp::Backend> backend) {
   const lp::ModelConfig cfg = backend->config();
   std::vector<HistoryRollout> history;
   if (!a.history_file.empty()) history = read_history(a.history_file, cfg.vocab_size);

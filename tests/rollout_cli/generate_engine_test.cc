@@ -122,8 +122,8 @@ TEST(GenerateEngineTest, SpeculationOnAndOffPrintTheSameSampledOutput) {
 }
 
 TEST(GenerateEngineTest, PromptIdsLinkHistoryToPrompts) {
-  // History filed under a prompt id that only the second prompt carries: drafts still come (the
-  // global scope), and the output is unchanged either way.
+  // One history rollout filed under "b", the --prompt-id of the second prompt: its samples draft
+  // from it and get drafts accepted; the output is what speculation off printed.
   const CliResult first = generate("--prompt 5,6,7 --prompt 8,9 --prompt-id a --prompt-id b --n 2 "
                                    "--max-new-tokens 24 --temperature 0 --speculation off");
   ASSERT_EQ(first.code, 0) << first.err;
@@ -144,6 +144,20 @@ TEST(GenerateEngineTest, PromptIdsLinkHistoryToPrompts) {
   l.pop_back();
   EXPECT_EQ(l, lines_of(first.out));
   EXPECT_GT(s.accepted, 0);
+}
+
+TEST(GenerateEngineTest, SampleUidIsOnePlusPromptIndexTimesNPlusSample) {
+  // The documented rule: sample s of prompt p draws with uid 1 + p*n + s. Prompt B as (p=1, s=0)
+  // with n = 2 and as (p=2, s=0) with n = 1 has uid 3 both times, so it samples the same tokens.
+  const CliResult two = generate("--prompt 1,2 --prompt 7,8,9 --n 2 --max-new-tokens 12 --seed 3");
+  const CliResult one = generate("--prompt 1,2 --prompt 1,2 --prompt 7,8,9 --n 1 --max-new-tokens 12 --seed 3");
+  ASSERT_EQ(two.code, 0) << two.err;
+  ASSERT_EQ(one.code, 0) << one.err;
+  const json a = json::parse(lines_of(two.out).at(2)), b = json::parse(lines_of(one.out).at(2));
+  EXPECT_EQ(a.at("tokens"), b.at("tokens"));
+  EXPECT_EQ(a.at("logprobs"), b.at("logprobs"));
+  // ...and another uid gives another sample (T = 1 over a 2048-token vocabulary).
+  EXPECT_NE(json::parse(lines_of(two.out).at(3)).at("tokens"), a.at("tokens"));
 }
 
 TEST(GenerateEngineTest, PromptsFileCarriesPromptIds) {
@@ -201,6 +215,19 @@ TEST(GenerateEngineTest, BadFlagsExitWithTwo) {
     EXPECT_EQ(r.code, 2) << args << ": " << r.err;
     EXPECT_NE(r.err.find("error"), std::string::npos) << args << ": " << r.err;
   }
+}
+
+TEST(GenerateEngineTest, ContextLimitReadsLength) {
+  // 4090 prompt tokens in a 4096-token context: at most 6 new tokens, reported as "length" as the
+  // plain decode loop did (the engine's own reason is "context").
+  std::string prompt = "1";
+  for (int i = 1; i < 4090; ++i) prompt += "," + std::to_string(3 + i % 2000);
+  const CliResult r = generate("--prompt " + prompt + " --max-new-tokens 50 --temperature 0 --stop-token 0");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(lines_of(r.out).at(0));
+  EXPECT_EQ(j.at("finish_reason"), "length");
+  EXPECT_LE(j.at("tokens").size(), 6u);
+  EXPECT_GE(j.at("tokens").size(), 1u);
 }
 
 TEST(GenerateEngineTest, ZeroNewTokensPrintsEmptyResponses) {
