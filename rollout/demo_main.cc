@@ -316,7 +316,9 @@ ojson to_json(const Args& a, const std::vector<ModeResult>& modes, const std::ve
                  {"groups", a.groups},       {"samples", a.samples},
                  {"max_new_tokens", a.max_new_tokens}, {"prompt_len", a.prompt_len},
                  {"temperature", as_decimal(a.temperature)}, {"top_p", as_decimal(a.top_p)},
-                 {"seed", a.seed},           {"max_draft", a.max_draft}};
+                 {"seed", a.seed},           {"max_draft", a.max_draft},
+                 {"stop_modulus", a.stop_modulus},     {"overprovision", a.overprovision},
+                 {"refit_cost_model", a.refit_cost}};
   j["modes"] = ojson::array();
   for (const ModeResult& m : modes) {
     const Summary s = summarize(m);
