@@ -24,8 +24,21 @@ namespace {
 
 using cuda::DeviceBuffer;
 
-bool graphs_enabled() {
+// LONGTAIL_CUDA_GRAPHS: "0" = no graphs (and no padding); "eager" = the padded graph shapes, run
+// without capture (the reference replay is checked against); anything else = graphs.
+std::string graphs_mode() {
   const char* v = std::getenv("LONGTAIL_CUDA_GRAPHS");
+  const std::string s = v ? v : "";
+  if (s == "0") return "off";
+  if (s == "eager") return "eager";
+  if (!s.empty() && s != "1")
+    spdlog::warn("cuda backend: LONGTAIL_CUDA_GRAPHS={} not understood (0, 1 or eager); graphs on", s);
+  return "on";
+}
+
+// LONGTAIL_RAGGED_GRAPHS=0 keeps verify steps whose sequences add different token counts eager.
+bool ragged_graphs_enabled() {
+  const char* v = std::getenv("LONGTAIL_RAGGED_GRAPHS");
   return !(v && std::string(v) == "0");
 }
 
@@ -51,8 +64,10 @@ class CudaBackend final : public Backend {
                                   std::to_string(opts.kv_memory_fraction));
     cuda::PlanLimits limits;
     limits.block_size = opts.kv_block_size;
-    limits.graphs = graphs_enabled();
-    runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits);
+    const std::string mode = graphs_mode();
+    limits.graphs = mode != "off";
+    limits.ragged_graphs = ragged_graphs_enabled();
+    runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits, mode == "on");
 
     size_t free_bytes = 0, total_bytes = 0;
     LT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -78,10 +93,11 @@ class CudaBackend final : public Backend {
     LT_CUDA_CHECK(cudaDeviceSynchronize());
     blocks_ = std::make_unique<cuda::KvBlockManager>(kv_.num_blocks, kv_.block_size);
     spdlog::info("cuda backend: KV cache of {} blocks x {} positions ({:.1f} GiB, {:.0f}% of {} "
-                 "MiB free), graphs {}",
+                 "MiB free), graphs {}, ragged graphs {}",
                  kv_.num_blocks, kv_.block_size,
                  static_cast<double>(kv_buffer_.bytes()) / (1 << 30),
-                 opts.kv_memory_fraction * 100, free_bytes >> 20, limits.graphs ? "on" : "off");
+                 opts.kv_memory_fraction * 100, free_bytes >> 20, mode,
+                 limits.graphs && limits.ragged_graphs ? "on" : "off");
   }
 
   const ModelConfig& config() const override { return config_; }
@@ -147,6 +163,7 @@ class CudaBackend final : public Backend {
     s.kv_bytes_per_token = 2 * static_cast<size_t>(config_.num_layers) * config_.num_kv_heads *
                            config_.head_dim * 2;
     s.graph_replays = runner_->graph_replays();
+    s.graphs_captured = runner_->graphs_captured();
     s.kv_blocks = kv_.num_blocks;
     return s;
   }

@@ -31,7 +31,8 @@ std::unique_ptr<Backend> make_cuda_backend_random(const ModelConfig& config,
 struct CudaBackendStats {
   size_t weight_bytes_per_step = 0;  // weight bytes one forward reads whatever the batch
   size_t kv_bytes_per_token = 0;     // K + V bytes of one position over all layers
-  size_t graph_replays = 0;
+  size_t graph_replays = 0;          // passes launched from a captured graph
+  size_t graphs_captured = 0;
   int64_t kv_blocks = 0;
 };
 CudaBackendStats cuda_backend_stats(const Backend& backend);

@@ -42,8 +42,8 @@ bool fast_attention_head_dim(int d) { return d == 64 || d == 128; }
 
 }  // namespace
 
-ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits)
-    : config_(c), limits_(limits) {
+ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, bool capture_graphs)
+    : config_(c), limits_(limits), graphs_(512, capture_graphs) {
   int dev = 0;
   LT_CUDA_CHECK(cudaGetDevice(&dev));
   LT_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev));

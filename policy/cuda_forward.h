@@ -34,7 +34,8 @@ struct KvPool {
 
 class ForwardRunner {
  public:
-  ForwardRunner(const ModelConfig& config, const PlanLimits& limits);
+  // capture_graphs = false runs graphable passes eagerly with their padded shapes (a check mode).
+  ForwardRunner(const ModelConfig& config, const PlanLimits& limits, bool capture_graphs = true);
   ~ForwardRunner();
   ForwardRunner(const ForwardRunner&) = delete;
   ForwardRunner& operator=(const ForwardRunner&) = delete;
@@ -48,6 +49,7 @@ class ForwardRunner {
   cudaStream_t stream() const { return stream_; }
   const PlanLimits& limits() const { return limits_; }
   size_t graph_replays() const { return graphs_.replays(); }
+  size_t graphs_captured() const { return graphs_.captured(); }
   void clear_graphs() { graphs_.clear(); }
 
  private:

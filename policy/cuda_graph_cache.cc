@@ -17,7 +17,11 @@ void GraphCache::clear() {
 }
 
 void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::function<void()>& body) {
-  Entry& e = graphs_[Key{gk.seqs, gk.tokens_per_seq, gk.table_width}];
+  if (!capture_) {
+    body();
+    return;
+  }
+  Entry& e = graphs_[gk];
   if (e.exec) {
     LT_CUDA_CHECK(cudaGraphLaunch(e.exec, stream));
     ++replays_;
@@ -36,9 +40,9 @@ void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::functio
     if (graph) cudaGraphDestroy(graph);
     cudaGetLastError();
     e.eager_only = true;
-    spdlog::warn("cuda backend: capture of pass (batch {}, {} tokens/seq, width {}) failed ({}); "
-                 "running it eagerly",
-                 gk.seqs, gk.tokens_per_seq, gk.table_width, ex.what());
+    spdlog::warn("cuda backend: capture of pass (batch {}, {} tokens, query length {}, width {}) "
+                 "failed ({}); running it eagerly",
+                 gk.seqs, gk.tokens, gk.max_query_len, gk.table_width, ex.what());
     body();
     return;
   }

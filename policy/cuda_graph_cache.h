@@ -1,7 +1,8 @@
 // CUDA graphs of repeated decode/verify pass shapes. A shape is replayed from a graph once it has
 // been seen before (the first occurrence runs eagerly, so lazy library initialisation such as
 // cuBLAS heuristics or kernel attributes never happens inside a capture); a capture that fails
-// marks the shape eager-only instead of failing the step.
+// marks the shape eager-only instead of failing the step. With capture off every pass runs eagerly
+// with the same padded shapes (LONGTAIL_CUDA_GRAPHS=eager: what replay must reproduce bit for bit).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -9,7 +10,6 @@
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <tuple>
 
 #include "policy/cuda_step_plan.h"
 
@@ -17,7 +17,10 @@ namespace longtail::policy::cuda {
 
 class GraphCache {
  public:
-  explicit GraphCache(size_t max_graphs = 128) : max_graphs_(max_graphs) {}
+  // Ragged verify steps give a few hundred shapes over a long round; each graph is host memory
+  // only (kernel nodes), so the cap is there to bound capture time, not memory.
+  explicit GraphCache(size_t max_graphs = 512, bool capture = true)
+      : max_graphs_(max_graphs), capture_(capture) {}
   ~GraphCache();
   GraphCache(const GraphCache&) = delete;
   GraphCache& operator=(const GraphCache&) = delete;
@@ -27,16 +30,17 @@ class GraphCache {
   void clear();
   size_t size() const { return graphs_.size(); }
   size_t replays() const { return replays_; }
+  size_t captured() const { return captured_; }
 
  private:
-  using Key = std::tuple<int32_t, int32_t, int32_t>;
   struct Entry {
     int seen = 0;
     bool eager_only = false;
     cudaGraphExec_t exec = nullptr;
   };
   size_t max_graphs_;
-  std::map<Key, Entry> graphs_;
+  bool capture_;
+  std::map<GraphKey, Entry> graphs_;
   size_t captured_ = 0;
   size_t replays_ = 0;
 };

@@ -10,6 +10,7 @@ namespace {
 
 constexpr int32_t kBuckets[] = {1,  2,  4,  8,  16,  24,  32,  40,  48,  56,
                                 64, 80, 96, 112, 128, 160, 192, 224, 256};
+constexpr int32_t kQueryLenBuckets[] = {1, 2, 4, 8, 12, 16, 24, 32};
 constexpr int32_t kMinGraphTableWidth = 16;
 
 size_t align16(size_t x) { return (x + 15) / 16 * 16; }
@@ -68,10 +69,13 @@ class PassBuilder {
     pass_.max_kv_len = std::max<int64_t>(pass_.max_kv_len, len);
   }
 
-  // Pads to `padded_seqs` sequences of `per_seq` tokens (graph replay) when padded_seqs > seqs().
-  PassPlan finish(int32_t table_width, int32_t padded_seqs, int32_t per_seq) {
+  // Appends one padding sequence per entry of `pad_lens` (graph replay), of that many (>= 0) tokens
+  // each. Their tokens write no KV (slot -1) and attend to block 0 (valid memory, never written
+  // by them); their output rows follow the real ones and are dropped by the runner.
+  PassPlan finish(int32_t table_width, const std::vector<int32_t>& pad_lens = {}) {
     pass_.real_outputs = outputs();
-    for (int32_t s = seqs(); s < padded_seqs; ++s) {
+    for (const int32_t per_seq : pad_lens) {
+      const int32_t s = seqs();
       const int32_t t0 = tokens();
       for (int32_t j = 0; j < per_seq; ++j) {
         pass_.tokens.push_back(0);
@@ -92,7 +96,6 @@ class PassBuilder {
     pass_.num_seqs = seqs();
     pass_.num_outputs = outputs();
     pass_.table_width = table_width;
-    // Padding rows point at block 0: valid memory, read (never written) by their attention.
     pass_.block_table.assign(static_cast<size_t>(pass_.num_seqs) * table_width, 0);
     for (size_t s = 0; s < pieces_.size(); ++s) {
       if (!pieces_[s].blocks) continue;
@@ -118,16 +121,63 @@ class PassBuilder {
   std::vector<Piece> pieces_;
 };
 
-bool graphable(std::span<const PlanChunk> chunks, const PlanLimits& limits, int32_t* bucket) {
+int32_t next_batch_bucket(int32_t bucket) {
+  for (int32_t b : kBuckets)
+    if (b > bucket) return b;
+  return 0;
+}
+
+// The padded shape of a graphable pass: the key and the token count of each padding sequence.
+struct GraphShape {
+  GraphKey key;
+  std::vector<int32_t> pad_lens;
+};
+
+// Uniform steps (all sequences add n tokens) pad with whole sequences of n tokens, as plain decode
+// always did. Ragged steps pad T to a token bucket and the longest query to a query-length bucket,
+// spreading the T padding over padding sequences (up to a sequence bucket) of 0..max_query_len
+// tokens each.
+bool graph_shape(std::span<const PlanChunk> chunks, const PlanLimits& limits, GraphShape* out) {
   if (!limits.graphs || chunks.empty()) return false;
-  const size_t n = chunks[0].tokens.size();
-  if (n == 0 || static_cast<int32_t>(n) > limits.max_graph_tokens_per_seq) return false;
-  for (const auto& c : chunks)
-    if (c.tokens.size() != n || c.first_output != 0) return false;
-  *bucket = graph_batch_bucket(static_cast<int32_t>(chunks.size()));
-  if (*bucket == 0) return false;
-  const int64_t t = static_cast<int64_t>(*bucket) * static_cast<int64_t>(n);
-  return t <= limits.max_tokens && t <= limits.max_outputs && *bucket <= limits.max_seqs;
+  int64_t total = 0;
+  int32_t longest = 0;
+  bool uniform = true;
+  for (const auto& c : chunks) {
+    const int32_t n = static_cast<int32_t>(c.tokens.size());
+    if (n == 0 || n > limits.max_graph_tokens_per_seq || c.first_output != 0) return false;
+    uniform = uniform && n == static_cast<int32_t>(chunks[0].tokens.size());
+    total += n;
+    longest = std::max(longest, n);
+  }
+  const int32_t S = static_cast<int32_t>(chunks.size());
+  int32_t s_b = graph_batch_bucket(S);
+  if (s_b == 0) return false;
+  GraphShape g;
+  if (uniform) {
+    g.key = GraphKey{s_b, s_b * longest, longest, 0};
+    g.pad_lens.assign(static_cast<size_t>(s_b - S), longest);
+  } else {
+    if (!limits.ragged_graphs) return false;
+    const int32_t q_b = graph_query_len_bucket(longest);
+    if (q_b == 0) return false;
+    // Padding sequences take 0..q_b tokens each (an empty one launches attention blocks that
+    // return at once), so the smallest sequence bucket with room for t_b - T tokens serves.
+    const int32_t T = static_cast<int32_t>(total);
+    const int32_t t_b = graph_token_bucket(T);
+    const int32_t pad = t_b - T;
+    while (s_b != 0 && static_cast<int64_t>(pad) > static_cast<int64_t>(s_b - S) * q_b)
+      s_b = next_batch_bucket(s_b);
+    if (s_b == 0) return false;
+    const int32_t pad_seqs = s_b - S;
+    g.key = GraphKey{s_b, t_b, q_b, 0};
+    for (int32_t i = 0; i < pad_seqs; ++i)
+      g.pad_lens.push_back(pad / pad_seqs + (i < pad % pad_seqs ? 1 : 0));
+  }
+  if (g.key.tokens > limits.max_tokens || g.key.tokens > limits.max_outputs ||
+      g.key.seqs > limits.max_seqs)
+    return false;
+  *out = std::move(g);
+  return true;
 }
 
 }  // namespace
@@ -138,27 +188,43 @@ int32_t graph_batch_bucket(int32_t seqs) {
   return 0;
 }
 
+int32_t graph_token_bucket(int32_t tokens) {
+  const int32_t step = tokens <= 64 ? 8 : tokens <= 256 ? 16 : tokens <= 512 ? 32
+                       : tokens <= 1024 ? 64 : 128;
+  return std::max(step, (tokens + step - 1) / step * step);
+}
+
+int32_t graph_query_len_bucket(int32_t max_query_len) {
+  for (int32_t b : kQueryLenBuckets)
+    if (max_query_len <= b) return b;
+  return 0;
+}
+
 std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanLimits& limits) {
   if (limits.max_tokens <= 0 || limits.max_seqs <= 0 || limits.max_outputs <= 0)
     throw std::invalid_argument("plan_passes: limits must be positive");
   std::vector<PassPlan> passes;
-  int32_t bucket = 0;
-  if (graphable(chunks, limits, &bucket)) {
+  GraphShape g;
+  if (graph_shape(chunks, limits, &g)) {
     PassBuilder b(limits);
     for (const auto& c : chunks) b.add(c, 0, static_cast<int32_t>(c.tokens.size()));
-    const int32_t per_seq = static_cast<int32_t>(chunks[0].tokens.size());
     const int32_t width = pow2_at_least(std::max(b.needed_width(), kMinGraphTableWidth));
-    PassPlan p = b.finish(width, bucket, per_seq);
+    PassPlan p = b.finish(width, g.pad_lens);
     p.graphable = true;
-    p.key = GraphKey{bucket, per_seq, width};
+    g.key.table_width = width;
+    p.key = g.key;
+    p.max_query_len = g.key.max_query_len;
+    // Sizes, not contents, choose the attention split: replays of one key share it.
     p.max_kv_len = static_cast<int64_t>(width) * limits.block_size;
+    if (p.num_tokens != g.key.tokens || p.num_outputs != g.key.tokens || p.num_seqs != g.key.seqs)
+      throw std::logic_error("plan_passes: padded pass does not match its graph key");
     passes.push_back(std::move(p));
     return passes;
   }
   PassBuilder cur(limits);
   auto flush = [&] {
     if (cur.empty()) return;
-    passes.push_back(cur.finish(cur.needed_width(), 0, 0));
+    passes.push_back(cur.finish(cur.needed_width()));
     cur = PassBuilder(limits);
   };
   for (const auto& c : chunks) {

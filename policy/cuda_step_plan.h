@@ -3,8 +3,11 @@
 // positions, cache slots, per-sequence query ranges and block tables, output rows with their
 // sampling parameters). A forward that fits the limits is one pass; a larger one (long prefill)
 // is cut into passes, splitting chunks where needed, which is exact because each pass attends to
-// the cache the earlier passes wrote. Decode/verify steps whose sequences all add the same number
-// of tokens are padded to a batch bucket so a captured CUDA graph can replay them. Pure C++.
+// the cache the earlier passes wrote. Decode/verify steps are padded so a captured CUDA graph can
+// replay them: when every sequence adds the same number of tokens, to a batch bucket of such
+// sequences; when they add different numbers (speculative verify with per-sequence draft budgets),
+// to a (sequence, token, max-query-length) bucket by appending padding sequences (0..max-query-
+// length tokens each) whose tokens write no KV and whose outputs are dropped. Pure C++.
 #pragma once
 
 #include <cstdint>
@@ -31,15 +34,19 @@ struct PlanLimits {
   int32_t max_outputs = 4096;  // output rows per pass (logits buffer)
   int32_t block_size = 16;
   bool graphs = true;
-  int32_t max_graph_tokens_per_seq = 16;
+  bool ragged_graphs = true;             // also pad passes whose sequences add different counts
+  int32_t max_graph_tokens_per_seq = 32; // DAS verifies 1 + up to 16 drafts (budget 16) per sequence
 };
 
-// Identifies a replayable pass shape: everything a captured graph bakes in.
+// Identifies a replayable pass shape: every size a captured graph bakes in (the attention split
+// count follows from these too, since graphable passes size it by table_width, not by lengths).
 struct GraphKey {
-  int32_t seqs = 0;            // padded batch bucket
-  int32_t tokens_per_seq = 0;
+  int32_t seqs = 0;            // S, padded
+  int32_t tokens = 0;          // T, padded (= R: every token of a graphable pass has an output)
+  int32_t max_query_len = 0;   // attention grid and tile shape, padded
   int32_t table_width = 0;     // block-table row stride, a power of two
   bool operator==(const GraphKey&) const = default;
+  auto operator<=>(const GraphKey&) const = default;
 };
 
 struct PassPlan {
@@ -63,6 +70,10 @@ struct PassPlan {
 
 // Batch buckets for graph replay: sizes a decode batch is padded up to.
 int32_t graph_batch_bucket(int32_t seqs);  // 0 when seqs exceeds the largest bucket
+// Buckets of a ragged pass: total tokens (coarser as passes grow, so padding stays a few percent)
+// and the longest query (kept small in number, since each is a separate graph).
+int32_t graph_token_bucket(int32_t tokens);
+int32_t graph_query_len_bucket(int32_t max_query_len);  // 0 above the largest bucket (32)
 
 std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanLimits& limits);
 

@@ -1,9 +1,12 @@
 // Pass planning of the CUDA forward: graph-replayable decode steps padded to a batch bucket,
+// ragged verify steps padded to (sequence, token, query-length) buckets with harmless padding,
 // long prefills cut into passes that continue each other exactly, outputs and their sampling
-// positions/targets, and the packed metadata layout.
+// positions/targets, and the packed metadata layout. Pure C++: runs in every build.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
+#include <random>
 #include <vector>
 
 #include "policy/cuda_step_plan.h"
@@ -38,7 +41,7 @@ TEST(StepPlan, DecodeStepIsPaddedToABucketForGraphReplay) {
   EXPECT_EQ(p.num_tokens, 4);
   EXPECT_EQ(p.num_outputs, 4);
   EXPECT_EQ(p.real_outputs, 3);
-  EXPECT_EQ(p.key, (GraphKey{4, 1, 16}));
+  EXPECT_EQ(p.key, (GraphKey{4, 4, 1, 16}));
   EXPECT_EQ(p.tokens, (std::vector<int32_t>{11, 12, 13, 0}));
   EXPECT_EQ(p.positions, (std::vector<int32_t>{5, 16, 0, 0}));
   EXPECT_EQ(p.slots, (std::vector<int32_t>{3 * 16 + 5, 9 * 16 + 0, 1 * 16 + 0, -1}));
@@ -55,6 +58,159 @@ TEST(StepPlan, DecodeStepIsPaddedToABucketForGraphReplay) {
   EXPECT_EQ(p.rows[1].uid, 101u);
   EXPECT_FLOAT_EQ(p.rows[1].temperature, 0.7f);
   EXPECT_EQ(p.rows[3].temperature, 0.0f);  // padding row: greedy, cheapest
+}
+
+TEST(StepPlan, RaggedVerifyStepIsPaddedToTokenAndQueryBuckets) {
+  const std::vector<int32_t> b0{3}, b1{4, 9}, b2{1};
+  const std::vector<int32_t> t0{11, 21, 31}, t1{12}, t2{13, 23, 33, 43, 53};
+  std::vector<PlanChunk> chunks{chunk(b0, 5, t0, 0, 100), chunk(b1, 16, t1, 0, 101),
+                                chunk(b2, 0, t2, 0, 102)};
+  const auto passes = plan_passes(chunks, PlanLimits{});
+  ASSERT_EQ(passes.size(), 1u);
+  const PassPlan& p = passes[0];
+  ASSERT_TRUE(p.graphable);
+  // 3 sequences -> 4; 9 tokens -> 16 (7 in one padding sequence); longest query 5 -> 8.
+  EXPECT_EQ(p.key, (GraphKey{4, 16, 8, 16}));
+  EXPECT_EQ(p.num_seqs, 4);
+  EXPECT_EQ(p.num_tokens, 16);
+  EXPECT_EQ(p.num_outputs, 16);
+  EXPECT_EQ(p.real_outputs, 9);
+  EXPECT_EQ(p.max_query_len, 8);
+  EXPECT_EQ(p.max_kv_len, 16 * 16);  // from the table width: the split choice ignores contents
+  EXPECT_EQ(p.query_start, (std::vector<int32_t>{0, 3, 4, 9, 16}));
+  EXPECT_EQ(p.seq_lens, (std::vector<int32_t>{8, 17, 5, 7}));
+  EXPECT_EQ(std::vector<int32_t>(p.slots.begin(), p.slots.begin() + 9),
+            (std::vector<int32_t>{53, 54, 55, 144, 16, 17, 18, 19, 20}));
+  for (int32_t t = 9; t < 16; ++t) {
+    EXPECT_EQ(p.slots[t], -1) << "padding token " << t << " would write KV";
+    EXPECT_EQ(p.token_seq[t], 3);
+    EXPECT_EQ(p.positions[t], t - 9);
+    EXPECT_EQ(p.rows[t].temperature, 0.0f);
+    EXPECT_EQ(p.targets[t], -1);
+  }
+  EXPECT_EQ(std::vector<int32_t>(p.targets.begin(), p.targets.begin() + 9),
+            (std::vector<int32_t>{21, 31, -1, -1, 23, 33, 43, 53, -1}));
+  EXPECT_EQ(p.rows[8].position, 5);
+  EXPECT_EQ(p.rows[8].uid, 102u);
+  for (int32_t w = 0; w < 16; ++w) EXPECT_EQ(p.block_table[3 * 16 + w], 0);  // block 0: read only
+}
+
+TEST(StepPlan, AFullSequenceBucketGrowsForPaddingSequencesSomeEmpty) {
+  const std::vector<int32_t> b{2};
+  const std::vector<int32_t> two{1, 2}, one{3};
+  std::vector<PlanChunk> chunks{chunk(b, 0, two, 0, 1), chunk(b, 2, one, 0, 2),
+                                chunk(b, 3, one, 0, 3), chunk(b, 4, one, 0, 4)};
+  const auto passes = plan_passes(chunks, PlanLimits{});
+  ASSERT_EQ(passes.size(), 1u);
+  const PassPlan& p = passes[0];
+  ASSERT_TRUE(p.graphable);
+  // 5 tokens -> 8; 4 sequences fill bucket 4, so 4 padding sequences of <= 2 tokens hold 3.
+  EXPECT_EQ(p.key, (GraphKey{8, 8, 2, 16}));
+  EXPECT_EQ(p.query_start, (std::vector<int32_t>{0, 2, 3, 4, 5, 6, 7, 8, 8}));
+  EXPECT_EQ(p.seq_lens, (std::vector<int32_t>{2, 3, 4, 5, 1, 1, 1, 0}));
+  EXPECT_EQ(p.real_outputs, 5);
+  EXPECT_EQ(p.num_outputs, 8);
+}
+
+TEST(StepPlan, RaggedGraphsCanBeSwitchedOff) {
+  const std::vector<int32_t> b0{3}, b1{4};
+  const std::vector<int32_t> t0{1, 2}, t1{3};
+  std::vector<PlanChunk> chunks{chunk(b0, 0, t0, 0, 1), chunk(b1, 0, t1, 0, 2)};
+  PlanLimits limits;
+  limits.ragged_graphs = false;
+  const auto passes = plan_passes(chunks, limits);
+  ASSERT_EQ(passes.size(), 1u);
+  EXPECT_FALSE(passes[0].graphable);
+  EXPECT_EQ(passes[0].num_tokens, 3);
+  EXPECT_EQ(passes[0].num_seqs, 2);
+  EXPECT_EQ(passes[0].max_query_len, 2);
+}
+
+TEST(StepPlan, RaggedPassesBeyondTheGraphLimitsRunEagerly) {
+  const std::vector<int32_t> b0{3, 4, 5}, b1{4};
+  std::vector<int32_t> t0(33, 7);
+  const std::vector<int32_t> t1{3};
+  std::vector<PlanChunk> chunks{chunk(b0, 0, t0, 0, 1), chunk(b1, 0, t1, 0, 2)};
+  EXPECT_FALSE(plan_passes(chunks, PlanLimits{})[0].graphable);  // a 33-token query
+  t0.resize(4);
+  chunks[0] = chunk(b0, 0, t0, 0, 1);
+  PlanLimits small;
+  small.max_tokens = 6;  // 5 tokens would pad to 8
+  EXPECT_FALSE(plan_passes(chunks, small)[0].graphable);
+  chunks[0].first_output = 3;  // a prefill-like chunk: only some tokens output
+  EXPECT_FALSE(plan_passes(chunks, PlanLimits{})[0].graphable);
+}
+
+// Random ragged verify batches: every padded pass has exactly its key's sizes, the real part is
+// the unpadded plan's, padding never writes KV and costs at most ~1/8 of the tokens.
+TEST(StepPlan, RandomRaggedBatchesMatchTheUnpaddedPlanAndTheirKeys) {
+  std::mt19937 rng(7);
+  const int32_t B = 16;
+  std::vector<std::vector<int32_t>> blocks(200), tokens(200);
+  PlanLimits graphs, eager;
+  eager.graphs = false;
+  for (int iter = 0; iter < 300; ++iter) {
+    const int32_t S = 1 + static_cast<int32_t>(rng() % 200);  // <= 3400 tokens: one pass
+    std::vector<PlanChunk> chunks;
+    for (int32_t s = 0; s < S; ++s) {
+      const int32_t old_len = static_cast<int32_t>(rng() % 3000);
+      const int32_t n = 1 + static_cast<int32_t>(rng() % 17);
+      blocks[s].resize(static_cast<size_t>((old_len + n + B - 1) / B));
+      for (auto& x : blocks[s]) x = 1 + static_cast<int32_t>(rng() % 100000);
+      tokens[s].assign(static_cast<size_t>(n), 0);
+      for (auto& x : tokens[s]) x = static_cast<int32_t>(rng() % 1000);
+      chunks.push_back(chunk(blocks[s], old_len, tokens[s], 0, 1000 + s));
+    }
+    const auto padded = plan_passes(chunks, graphs);
+    const auto plain = plan_passes(chunks, eager);
+    ASSERT_EQ(padded.size(), 1u);
+    ASSERT_EQ(plain.size(), 1u);
+    const PassPlan& p = padded[0];
+    const PassPlan& q = plain[0];
+    ASSERT_TRUE(p.graphable) << "iteration " << iter << ": " << S << " sequences, "
+                             << q.num_tokens << " tokens";
+    EXPECT_EQ(p.num_seqs, p.key.seqs);
+    EXPECT_EQ(p.num_tokens, p.key.tokens);
+    EXPECT_EQ(p.num_outputs, p.key.tokens);
+    EXPECT_EQ(p.max_query_len, p.key.max_query_len);
+    EXPECT_GE(p.max_query_len, q.max_query_len);
+    EXPECT_EQ(p.real_outputs, q.num_outputs);
+    EXPECT_LE(p.num_tokens - q.num_tokens, std::max(15, q.num_tokens / 8)) << "too much padding";
+    const auto T = static_cast<size_t>(q.num_tokens);
+    EXPECT_TRUE(std::equal(q.tokens.begin(), q.tokens.end(), p.tokens.begin()));
+    EXPECT_TRUE(std::equal(q.positions.begin(), q.positions.end(), p.positions.begin()));
+    EXPECT_TRUE(std::equal(q.slots.begin(), q.slots.end(), p.slots.begin()));
+    EXPECT_TRUE(std::equal(q.targets.begin(), q.targets.end(), p.targets.begin()));
+    EXPECT_TRUE(std::equal(q.seq_lens.begin(), q.seq_lens.end(), p.seq_lens.begin()));
+    EXPECT_TRUE(std::equal(q.query_start.begin(), q.query_start.end(), p.query_start.begin()));
+    for (size_t t = T; t < p.slots.size(); ++t) ASSERT_EQ(p.slots[t], -1);
+    for (int32_t s = S; s < p.num_seqs; ++s) {
+      const int32_t n = p.query_start[s + 1] - p.query_start[s];
+      EXPECT_LE(n, p.max_query_len);
+      EXPECT_EQ(p.seq_lens[s], n);
+    }
+    EXPECT_EQ(p.query_start.back(), p.num_tokens);
+    for (int32_t s = 0; s < S; ++s)
+      for (int32_t w = 0; w < q.table_width; ++w)
+        if (w < (q.seq_lens[s] + B - 1) / B)
+          ASSERT_EQ(p.block_table[static_cast<size_t>(s) * p.table_width + w],
+                    q.block_table[static_cast<size_t>(s) * q.table_width + w]);
+  }
+}
+
+TEST(StepPlan, GraphBucketsGrowWithTheirInput) {
+  EXPECT_EQ(graph_token_bucket(1), 8);
+  EXPECT_EQ(graph_token_bucket(64), 64);
+  EXPECT_EQ(graph_token_bucket(65), 80);
+  EXPECT_EQ(graph_token_bucket(257), 288);
+  EXPECT_EQ(graph_token_bucket(1025), 1152);
+  for (int32_t t = 1; t < 5000; ++t) {
+    ASSERT_GE(graph_token_bucket(t), t);
+    ASSERT_LE(graph_token_bucket(t), graph_token_bucket(t + 1));
+  }
+  EXPECT_EQ(graph_query_len_bucket(5), 8);
+  EXPECT_EQ(graph_query_len_bucket(17), 24);
+  EXPECT_EQ(graph_query_len_bucket(33), 0);
 }
 
 TEST(StepPlan, VerifyChunkTargetsAreTheNextGivenTokens) {
