@@ -9,9 +9,14 @@
 // prompt p replays trace samples [r*n, r*n + n). Token ids beyond the model's vocabulary (Qwen ids
 // on a tiny model) are mapped modulo the vocabulary. Trajectories of every mode are compared with
 // `off` by uid: speculation and partial rollouts must not change a single token.
+// --cost-model-entry NAME picks one model's constants from the YAML's per_model map (the measured
+// fit of that shape) instead of its step_cost (the largest model measured).
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
 
 #include <algorithm>
 #include <chrono>
@@ -34,7 +39,7 @@ using nlohmann::json;
 namespace {
 
 struct Config {
-  std::string model, backend = "cpu", trace, cost_model;
+  std::string model, backend = "cpu", trace, cost_model, cost_model_entry;
   std::vector<std::string> modes = {"off", "das", "das+apr"};
   int32_t rounds = 3, groups = 4, n = 4, max_new_tokens = 128, prompt_len = 32, threads = 0;
   int32_t max_prompt_tokens = 64, budget = 16, max_tokens_per_step = 0, max_running = 256;
@@ -53,6 +58,42 @@ struct Config {
 double projected_s(const drafter::StepCostModel& m, const longtail::rollout::RoundStats& s) {
   return (m.base_us * static_cast<double>(s.forward_passes) +
           m.per_token_us * static_cast<double>(s.tokens_verified)) * 1e-6;
+}
+
+// per_model[name] of a cost model YAML ({base_us, per_token_us}); errors name the file, the entry
+// and the entries that exist.
+drafter::StepCostModel load_cost_model_entry(const std::string& file, const std::string& name) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file);
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error("cost model " + file + ": " + e.what());
+  }
+  const YAML::Node pm = root["per_model"];
+  if (!pm || !pm.IsMap())
+    throw std::runtime_error("cost model " + file + ": no 'per_model' map, so --cost-model-entry " +
+                             name + " cannot be used");
+  const YAML::Node e = pm[name];
+  if (!e || !e.IsMap()) {
+    std::string have;
+    for (const auto& kv : pm) have += (have.empty() ? "" : ", ") + kv.first.as<std::string>();
+    throw std::runtime_error("cost model " + file + ": per_model has no entry '" + name +
+                             "' (entries: " + have + ")");
+  }
+  drafter::StepCostModel m;
+  auto read = [&](const char* key, double& v) {
+    const std::string where = "cost model " + file + ": per_model." + name + "." + key;
+    if (!e[key]) throw std::runtime_error(where + " is missing");
+    try {
+      v = e[key].as<double>();
+    } catch (const YAML::Exception&) {
+      throw std::runtime_error(where + " is not a number");
+    }
+    if (!std::isfinite(v) || v < 0) throw std::runtime_error(where + " must be finite and >= 0");
+  };
+  read("base_us", m.base_us);
+  read("per_token_us", m.per_token_us);
+  return m;
 }
 
 struct ModeResult {
@@ -225,6 +266,8 @@ int main(int argc, char** argv) {
       ("max-tokens-per-step", po::value(&c.max_tokens_per_step)->default_value(0),
        "cap on verified tokens per step (0 = from the cost model)")
       ("cost-model", po::value(&c.cost_model), "cost model YAML (configs/cost_model*.yaml)")
+      ("cost-model-entry", po::value(&c.cost_model_entry),
+       "use the YAML's per_model entry of this name (e.g. Qwen2.5-1.5B) instead of step_cost")
       ("refit-cost-model", po::bool_switch(&c.refit), "refit the cost model from measured steps")
       ("overprovision", po::value(&c.overprovision)->default_value(2.0), "APRIL f")
       ("max-running", po::value(&c.max_running)->default_value(256), "max running sequences")
@@ -253,7 +296,12 @@ int main(int argc, char** argv) {
     if (c.rounds < 1 || c.groups < 1 || c.n < 1) throw std::runtime_error("rounds, groups, n must be >= 1");
     if (c.warm_history < 0) throw std::runtime_error("--warm-history must be >= 0");
     if (c.warm_history > 0 && c.trace.empty()) throw std::runtime_error("--warm-history needs --trace");
-    if (!c.cost_model.empty()) c.cost = drafter::load_cost_model(c.cost_model);
+    if (!c.cost_model_entry.empty() && c.cost_model.empty())
+      throw std::runtime_error("--cost-model-entry needs --cost-model");
+    if (!c.cost_model_entry.empty())
+      c.cost = load_cost_model_entry(c.cost_model, c.cost_model_entry);
+    else if (!c.cost_model.empty())
+      c.cost = drafter::load_cost_model(c.cost_model);
   } catch (const std::exception& e) {
     std::cerr << "longtail-bench-rounds: " << e.what() << "\n" << desc << "\n";
     return 2;
@@ -292,7 +340,7 @@ int main(int argc, char** argv) {
                      {"max_new_tokens", c.max_new_tokens}, {"temperature", c.temperature},
                      {"budget", c.budget}, {"max_tokens_per_step", c.max_tokens_per_step},
                      {"overprovision", c.overprovision}, {"reload_weights", c.reload_weights},
-                {"warm_history", c.warm_history},
+                {"warm_history", c.warm_history}, {"cost_model_entry", c.cost_model_entry},
                 {"cost_base_us", c.cost.base_us}, {"cost_per_token_us", c.cost.per_token_us}};
     out["modes"] = json::array();
     for (const auto& r : results) {
@@ -402,7 +450,11 @@ int main(int argc, char** argv) {
       }
       std::printf("proj_s: forwards x %.0f us + verified tokens x %.1f us (step cost model%s)\n",
                   c.cost.base_us, c.cost.per_token_us,
-                  c.cost_model.empty() ? ", defaults" : (" " + c.cost_model).c_str());
+                  c.cost_model.empty()
+                      ? ", defaults"
+                      : (" " + c.cost_model +
+                         (c.cost_model_entry.empty() ? "" : " [" + c.cost_model_entry + "]"))
+                            .c_str());
       if (base) {
         std::printf("trajectories identical to 'off' in every mode: %s\n",
                     total_mismatch == 0 ? "yes" : "NO");
