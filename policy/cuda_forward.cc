@@ -251,10 +251,12 @@ std::vector<TokenOutput> ForwardRunner::run(std::span<const PassPlan> passes,
     LT_CUDA_CHECK(
         cudaMemcpyAsync(meta_.get(), staging.get(), m.total, cudaMemcpyHostToDevice, stream_));
     LT_CUDA_CHECK(cudaEventRecord(staged_[i % 2], stream_));
-    if (p.graphable)
+    if (p.graphable) {
       graphs_.run(p.key, stream_, [&] { body(p, m, w, kv); });
-    else
+    } else {
+      ++ungraphable_passes_;
       body(p, m, w, kv);
+    }
     LT_CUDA_CHECK(cudaMemcpyAsync(results_.get<char>() + row_base * 12, out_.get(),
                                   static_cast<size_t>(p.num_outputs) * 12, cudaMemcpyDeviceToHost,
                                   stream_));

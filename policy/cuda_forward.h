@@ -50,6 +50,8 @@ class ForwardRunner {
   const PlanLimits& limits() const { return limits_; }
   size_t graph_replays() const { return graphs_.replays(); }
   size_t graphs_captured() const { return graphs_.captured(); }
+  size_t graphable_eager_passes() const { return graphs_.eager_runs(); }
+  size_t ungraphable_passes() const { return ungraphable_passes_; }
   void clear_graphs() { graphs_.clear(); }
 
  private:
@@ -73,6 +75,7 @@ class ForwardRunner {
   cudaEvent_t staged_[2] = {nullptr, nullptr};
   PinnedBuffer results_;
   GraphCache graphs_;
+  size_t ungraphable_passes_ = 0;
 };
 
 }  // namespace longtail::policy::cuda

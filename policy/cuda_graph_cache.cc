@@ -18,6 +18,7 @@ void GraphCache::clear() {
 
 void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::function<void()>& body) {
   if (!capture_) {
+    ++eager_runs_;
     body();
     return;
   }
@@ -28,6 +29,7 @@ void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::functio
     return;
   }
   if (e.eager_only || e.seen++ == 0 || captured_ >= max_graphs_) {
+    ++eager_runs_;
     body();
     return;
   }
@@ -40,6 +42,7 @@ void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::functio
     if (graph) cudaGraphDestroy(graph);
     cudaGetLastError();
     e.eager_only = true;
+    ++eager_runs_;
     spdlog::warn("cuda backend: capture of pass (batch {}, {} tokens, query length {}, width {}) "
                  "failed ({}); running it eagerly",
                  gk.seqs, gk.tokens, gk.max_query_len, gk.table_width, ex.what());
@@ -53,6 +56,7 @@ void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::functio
     cudaGetLastError();
     e.exec = nullptr;
     e.eager_only = true;
+    ++eager_runs_;
     spdlog::warn("cuda backend: graph instantiation failed ({}); running eagerly",
                  cudaGetErrorString(inst));
     body();

@@ -31,6 +31,7 @@ class GraphCache {
   size_t size() const { return graphs_.size(); }
   size_t replays() const { return replays_; }
   size_t captured() const { return captured_; }
+  size_t eager_runs() const { return eager_runs_; }  // graphable passes that ran without a graph
 
  private:
   struct Entry {
@@ -43,6 +44,7 @@ class GraphCache {
   std::map<GraphKey, Entry> graphs_;
   size_t captured_ = 0;
   size_t replays_ = 0;
+  size_t eager_runs_ = 0;
 };
 
 }  // namespace longtail::policy::cuda

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <stdexcept>
 
 namespace longtail::policy::cuda {
@@ -10,7 +11,7 @@ namespace {
 
 constexpr int32_t kBuckets[] = {1,  2,  4,  8,  16,  24,  32,  40,  48,  56,
                                 64, 80, 96, 112, 128, 160, 192, 224, 256};
-constexpr int32_t kQueryLenBuckets[] = {1, 2, 4, 8, 12, 16, 24, 32};
+constexpr int32_t kQueryLenBuckets[] = {1, 2, 4, 8, 16, 32};
 constexpr int32_t kMinGraphTableWidth = 16;
 
 size_t align16(size_t x) { return (x + 15) / 16 * 16; }
@@ -121,12 +122,6 @@ class PassBuilder {
   std::vector<Piece> pieces_;
 };
 
-int32_t next_batch_bucket(int32_t bucket) {
-  for (int32_t b : kBuckets)
-    if (b > bucket) return b;
-  return 0;
-}
-
 // The padded shape of a graphable pass: the key and the token count of each padding sequence.
 struct GraphShape {
   GraphKey key;
@@ -165,9 +160,11 @@ bool graph_shape(std::span<const PlanChunk> chunks, const PlanLimits& limits, Gr
     const int32_t T = static_cast<int32_t>(total);
     const int32_t t_b = graph_token_bucket(T);
     const int32_t pad = t_b - T;
-    while (s_b != 0 && static_cast<int64_t>(pad) > static_cast<int64_t>(s_b - S) * q_b)
-      s_b = next_batch_bucket(s_b);
-    if (s_b == 0) return false;
+    // Powers of two: a padding sequence costs only attention blocks that exit at once, while
+    // every distinct key costs a capture, so coarse sequence buckets pay.
+    s_b = 1;
+    while (s_b < S || static_cast<int64_t>(pad) > static_cast<int64_t>(s_b - S) * q_b) s_b *= 2;
+    if (s_b > kBuckets[std::size(kBuckets) - 1]) return false;
     const int32_t pad_seqs = s_b - S;
     g.key = GraphKey{s_b, t_b, q_b, 0};
     for (int32_t i = 0; i < pad_seqs; ++i)

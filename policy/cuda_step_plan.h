@@ -70,8 +70,9 @@ struct PassPlan {
 
 // Batch buckets for graph replay: sizes a decode batch is padded up to.
 int32_t graph_batch_bucket(int32_t seqs);  // 0 when seqs exceeds the largest bucket
-// Buckets of a ragged pass: total tokens (coarser as passes grow, so padding stays a few percent)
-// and the longest query (kept small in number, since each is a separate graph).
+// Buckets of a ragged pass (its sequence count goes to a power of two): total tokens (coarser as
+// passes grow, so padding stays a few percent) and the longest query (few, since each distinct key
+// is a separate capture; only the attention grid depends on it).
 int32_t graph_token_bucket(int32_t tokens);
 int32_t graph_query_len_bucket(int32_t max_query_len);  // 0 above the largest bucket (32)
 

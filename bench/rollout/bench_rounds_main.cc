@@ -29,6 +29,9 @@
 
 #include "drafter/speculation_policy.h"
 #include "policy/backend.h"
+#ifdef LONGTAIL_HAVE_CUDA
+#include "policy/cuda_backend.h"
+#endif
 #include "rollout/engine.h"
 #include "rollout/forced_trajectories.h"
 
@@ -98,6 +101,8 @@ drafter::StepCostModel load_cost_model_entry(const std::string& file, const std:
 
 struct ModeResult {
   std::string mode;
+  // CUDA backend passes by how they ran (all 0 on other backends).
+  size_t graph_replays = 0, graphs_captured = 0, graph_eager = 0, ungraphable = 0;
   std::vector<rollout::RoundStats> rounds;
   double wall_s = 0;
   int64_t forwards = 0, tokens = 0, drafted = 0, accepted = 0, preemptions = 0;
@@ -180,7 +185,9 @@ ModeResult run_mode(const Config& c, const std::string& mode,
     o.speculation.cost_per_token_us = c.cost.per_token_us;
   }
   o.forced_trajectories = forced;
-  rollout::Engine e(policy::make_backend(c.model, bo), o);
+  std::unique_ptr<policy::Backend> backend = policy::make_backend(c.model, bo);
+  [[maybe_unused]] const policy::Backend* backend_view = backend.get();  // the engine owns it from here on
+  rollout::Engine e(std::move(backend), o);
   if (c.warm_history > 0) {  // earlier "training steps" of the benchmarked prompts
     std::map<std::string, bool> used;
     for (const auto& g : requests) used[g.prompt_id] = true;
@@ -213,6 +220,15 @@ ModeResult run_mode(const Config& c, const std::string& mode,
     }
   }
   res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+#ifdef LONGTAIL_HAVE_CUDA
+  if (backend_view->name() == "cuda") {
+    const policy::CudaBackendStats st = policy::cuda_backend_stats(*backend_view);
+    res.graph_replays = st.graph_replays;
+    res.graphs_captured = st.graphs_captured;
+    res.graph_eager = st.graphable_eager_passes;
+    res.ungraphable = st.ungraphable_passes;
+  }
+#endif
   const rollout::EngineStats s = e.stats();
   res.forwards = s.forward_passes;
   res.tokens = s.tokens_generated;
@@ -346,6 +362,8 @@ int main(int argc, char** argv) {
     for (const auto& r : results) {
       json m;
       m["mode"] = r.mode;
+      m["cuda_passes"] = {{"replayed", r.graph_replays}, {"graphs_captured", r.graphs_captured},
+                          {"graphable_eager", r.graph_eager}, {"not_graphable", r.ungraphable}};
       m["rounds"] = json::array();
       for (const auto& s : r.rounds) {
         m["rounds"].push_back({{"round", s.round}, {"makespan_s", s.makespan_s},
@@ -455,6 +473,14 @@ int main(int argc, char** argv) {
                       : (" " + c.cost_model +
                          (c.cost_model_entry.empty() ? "" : " [" + c.cost_model_entry + "]"))
                             .c_str());
+      for (const auto& r : results) {
+        const size_t passes = r.graph_replays + r.graph_eager + r.ungraphable;
+        if (passes == 0) continue;
+        std::printf("cuda passes %-8s %zu: %zu replayed from %zu captured graphs, %zu graphable run "
+                    "eagerly, %zu not graphable\n",
+                    r.mode.c_str(), passes, r.graph_replays, r.graphs_captured, r.graph_eager,
+                    r.ungraphable);
+      }
       if (base) {
         std::printf("trajectories identical to 'off' in every mode: %s\n",
                     total_mismatch == 0 ? "yes" : "NO");

@@ -209,7 +209,8 @@ TEST(StepPlan, GraphBucketsGrowWithTheirInput) {
     ASSERT_LE(graph_token_bucket(t), graph_token_bucket(t + 1));
   }
   EXPECT_EQ(graph_query_len_bucket(5), 8);
-  EXPECT_EQ(graph_query_len_bucket(17), 24);
+  EXPECT_EQ(graph_query_len_bucket(17), 32);
+  EXPECT_EQ(graph_query_len_bucket(16), 16);
   EXPECT_EQ(graph_query_len_bucket(33), 0);
 }
 
