@@ -1,5 +1,6 @@
 // longtail-replay: replays recorded rollouts (JSONL or a trajectory log) through the drafter and the
 // speculation policy without a model, and reports drafting quality and projected round makespans.
+// With --stream ENDPOINT it instead re-sends the rollouts to a trainer as BATCH messages.
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,12 +11,15 @@
 #include <spdlog/spdlog.h>
 
 #include "rollout/replay.h"
+#include "rollout/replay_stream.h"
+#include "rollout/trajectory_log.h"
 
 namespace po = boost::program_options;
 using namespace longtail;
 
 int main(int argc, char** argv) {
   std::string input, policy_name = "length-aware", on_error = "skip", cost_file, plot;
+  rollout::StreamRequest stream;
   int32_t own_min_match = 1, round_size = 64, window = 8, budget = 16, threads = 1, medium_budget = 4, max_tokens_per_step = 0;
   double long_frac = 0.5, short_frac = 0.15, extend_prob = 1.0, min_prob = 0.1, match_factor = 1.0, count_prior = 0.0, cost_base = -1, cost_tok = -1, max_step_overhead = 1.0;
   po::options_description desc(
@@ -50,7 +54,10 @@ int main(int argc, char** argv) {
       ("on-error", po::value(&on_error)->default_value("skip"), "bad input line: skip or stop")
       ("json", "print one JSON object instead of the table")
       ("plot", po::value(&plot), "write acceptance and speedup by length bucket to this SVG file")
-      ("quiet,q", "no progress bar or warnings");
+      ("quiet,q", "no progress bar or warnings")
+      ("stream", po::value(&stream.endpoint), "instead of replaying, send the rollouts to a trainer as BATCH messages from this endpoint (bound; see trainer_bridge/PROTOCOL.md)")
+      ("stream-rate", po::value(&stream.batches_per_second)->default_value(0), "--stream: batches per second (0 = as fast as credit allows)")
+      ("stream-batch-size", po::value(&stream.trajectories_per_batch)->default_value(0), "--stream: trajectories per batch (0 = one batch per round)");
   po::positional_options_description pos;
   pos.add("input", 1);
   po::variables_map vm;
@@ -120,6 +127,24 @@ int main(int argc, char** argv) {
                                     on_error == "stop" ? rollout::OnError::kStop : rollout::OnError::kSkip);
   } catch (const rollout::ReplayInputError& e) {
     std::cerr << "longtail-replay: " << e.what() << "\n";
+    return 1;
+  }
+  if (!stream.endpoint.empty()) {
+    std::filesystem::path log = input;
+    try {
+      if (stream.batches_per_second < 0 || stream.trajectories_per_batch < 0) {
+        throw std::invalid_argument("--stream-rate and --stream-batch-size must be >= 0");
+      }
+      if (!rollout::is_trajectory_log(input)) {  // JSONL: the streamer reads trajectory logs
+        log = std::filesystem::temp_directory_path() /
+              ("longtail-replay-" + std::to_string(::getpid()) + ".trajlog");
+        rollout::write_replay_input_as_log(in, log);
+      }
+    } catch (const std::exception& e) {
+      std::cerr << "longtail-replay: --stream: " << e.what() << "\n";
+      return 2;
+    }
+    std::cerr << "longtail-replay: " << rollout::exec_stream(log, stream) << "\n";
     return 1;
   }
   const bool bar = isatty(STDERR_FILENO) && !vm.count("quiet");
