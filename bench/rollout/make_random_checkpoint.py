@@ -2,21 +2,14 @@
 costs matter: trace-forced runs take the emitted tokens from a recording). Needs torch + transformers
 (present on the GPU machine). Usage: python3 make_random_checkpoint.py --shape 1.5b --out DIR"""
 import argparse
+import pathlib
+import sys
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-SHAPES = {
-    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                 num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
-                 tie_word_embeddings=True),
-    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                 num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
-                 tie_word_embeddings=True),
-    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-               num_attention_heads=28, num_key_value_heads=4, vocab_size=152064,
-               tie_word_embeddings=False),
-}
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "gpu"))
+from hf_generate import SHAPES  # noqa: E402  (one table of the Qwen2.5 shapes for every GPU bench)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--shape", choices=sorted(SHAPES), default="1.5b")
