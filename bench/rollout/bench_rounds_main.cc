@@ -107,6 +107,7 @@ struct ModeResult {
   double wall_s = 0;
   int64_t forwards = 0, tokens = 0, drafted = 0, accepted = 0, preemptions = 0;
   std::map<uint64_t, std::vector<int32_t>> tokens_by_uid;
+  std::map<uint64_t, std::vector<float>> logprobs_by_uid;
 };
 
 std::vector<rollout::GroupRequest> build_requests(const Config& c, int32_t vocab,
@@ -213,7 +214,10 @@ ModeResult run_mode(const Config& c, const std::string& mode,
       if (e.idle()) throw std::runtime_error("engine idle before all rounds finished");
       continue;
     }
-    for (const auto& t : b->trajectories) res.tokens_by_uid[t.uid] = t.response_tokens;
+    for (const auto& t : b->trajectories) {
+      res.tokens_by_uid[t.uid] = t.response_tokens;
+      res.logprobs_by_uid[t.uid] = t.behaviour_logprobs;
+    }
     res.rounds.push_back(b->stats);
     if (c.reload_weights && static_cast<int32_t>(res.rounds.size()) < c.rounds) {
       e.update_weights(c.model, ++version);  // same weights: measures the re-prefill cost only
@@ -245,6 +249,49 @@ int64_t mismatches(const ModeResult& a, const ModeResult& b) {
     if (it == b.tokens_by_uid.end() || it->second != toks) ++bad;
   }
   return bad + static_cast<int64_t>(b.tokens_by_uid.size()) - static_cast<int64_t>(a.tokens_by_uid.size());
+}
+
+// Where speculation changed a trajectory (possible on the bf16 CUDA backend, where a verify forward
+// of k tokens does not round exactly like k one-token forwards): for each differing sequence, the
+// first differing response position and how far apart the two runs' logprobs of their own token
+// were there. A small gap means a near-tie that rounding flipped, not a logic error.
+struct Divergence {
+  int64_t sequences = 0, differing = 0;
+  std::vector<int64_t> first_position;  // per differing sequence
+  std::vector<double> logprob_gap;      // |lp_off(tok_off) - lp_mode(tok_mode)| at that position
+  double max_logprob_diff_before = 0;   // largest |lp_off - lp_mode| on the shared prefix
+};
+
+Divergence divergence(const ModeResult& off, const ModeResult& r) {
+  Divergence d;
+  for (const auto& [uid, a] : off.tokens_by_uid) {
+    auto it = r.tokens_by_uid.find(uid);
+    if (it == r.tokens_by_uid.end()) continue;
+    ++d.sequences;
+    const auto& b = it->second;
+    const auto& la = off.logprobs_by_uid.at(uid);
+    const auto& lb = r.logprobs_by_uid.at(uid);
+    const size_t n = std::min(a.size(), b.size());
+    size_t i = 0;
+    while (i < n && a[i] == b[i]) ++i;
+    for (size_t j = 0; j < i && j < la.size() && j < lb.size(); ++j) {
+      if (std::isfinite(la[j]) && std::isfinite(lb[j])) {
+        d.max_logprob_diff_before = std::max(d.max_logprob_diff_before, std::fabs(double(la[j]) - lb[j]));
+      }
+    }
+    if (i == a.size() && i == b.size()) continue;
+    ++d.differing;
+    d.first_position.push_back(static_cast<int64_t>(i));
+    if (i < n && i < la.size() && i < lb.size()) d.logprob_gap.push_back(std::fabs(double(la[i]) - lb[i]));
+  }
+  return d;
+}
+
+template <typename T>
+T median_of(std::vector<T> v) {
+  if (v.empty()) return T{};
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
 }
 
 double sum_makespan(const ModeResult& r) {
@@ -410,6 +457,11 @@ int main(int argc, char** argv) {
         m["projected_ratio_vs_off"] = proj / base_proj;
         m["makespan_ratio_vs_off"] = sum_makespan(r) / sum_makespan(*base);
         m["trajectories_differing_from_off"] = mismatches(*base, r);
+        const Divergence d = divergence(*base, r);
+        m["differing_fraction"] = d.sequences ? double(d.differing) / d.sequences : 0.0;
+        m["first_difference_position_median"] = median_of(d.first_position);
+        m["first_difference_logprob_gap_median"] = median_of(d.logprob_gap);
+        m["max_logprob_diff_on_shared_prefix"] = d.max_logprob_diff_before;
       }
       out["modes"].push_back(m);
     }
@@ -480,6 +532,19 @@ int main(int argc, char** argv) {
                     "eagerly, %zu not graphable\n",
                     r.mode.c_str(), passes, r.graph_replays, r.graphs_captured, r.graph_eager,
                     r.ungraphable);
+      }
+      if (base && total_mismatch != 0) {
+        for (const auto& r : results) {
+          const Divergence d = divergence(*base, r);
+          if (d.differing == 0) continue;
+          std::printf("%-8s differs from off in %lld of %lld sequences (%.1f%%): first difference at "
+                      "response position median %lld; |logprob gap| there median %.4f (small = a "
+                      "near-tie flipped by rounding); max |logprob diff| on shared prefixes %.4f\n",
+                      r.mode.c_str(), static_cast<long long>(d.differing),
+                      static_cast<long long>(d.sequences), 100.0 * d.differing / d.sequences,
+                      static_cast<long long>(median_of(d.first_position)), median_of(d.logprob_gap),
+                      d.max_logprob_diff_before);
+        }
       }
       if (base) {
         std::printf("trajectories identical to 'off' in every mode: %s\n",
