@@ -101,20 +101,29 @@ void SuffixTrie::append(int32_t token) {
   }
 }
 
-int32_t SuffixTrie::match(std::span<const int32_t> ctx, int32_t& length) const {
-  const auto n = static_cast<int32_t>(ctx.size());
-  for (int32_t l = std::min(n, depth_); l >= 1; --l) {
+void SuffixTrie::speculate(std::span<const int32_t> ctx, int32_t budget, double factor, double min_prob,
+                           drafter::Draft& out) const {
+  out.clear();
+  const auto pattern = ctx.subspan(ctx.size() - std::min(ctx.size(), static_cast<size_t>(depth_)));
+  const auto n = static_cast<int32_t>(pattern.size());
+  drafter::Draft cand;
+  double best = 0;
+  for (int32_t len = 1; len < n; ++len) {
+    // Re-walk from the root for each length, as ArcticInference does (its O(depth^2) per speculate).
     int32_t v = 0;
-    for (int32_t i = n - l; i < n && v >= 0; ++i) v = find(v, ctx[static_cast<size_t>(i)]);
-    // A suffix that only ends here (the request's own latest tokens) has nothing to draft: keep
-    // looking for a shorter one that continues somewhere.
-    if (v >= 0 && best_[static_cast<size_t>(v)] >= 0) {
-      length = l;
-      return v;
+    for (int32_t i = n - len; i < n && v >= 0; ++i) v = find(v, pattern[static_cast<size_t>(i)]);
+    if (v < 0) break;  // a longer suffix cannot occur either
+    const int32_t max_tokens = std::max(0, std::min(budget, static_cast<int32_t>(len * factor + 1e-6)));
+    cand.clear();
+    draft(v, max_tokens, min_prob, cand);
+    const double score = cand.score();
+    if (score >= best) {  // ties: the longer match, as ArcticInference
+      best = score;
+      std::swap(out, cand);
+      out.match_length = len;
     }
   }
-  length = 0;
-  return -1;
+  if (out.tokens.empty()) out.clear();
 }
 
 void SuffixTrie::draft(int32_t node, int32_t budget, double min_prob, drafter::Draft& out) const {
@@ -172,9 +181,11 @@ void TrieDrafter::end_round(int64_t round) {
   prompt_tries_.clear();
   global_ = o_.use_global ? std::make_unique<SuffixTrie>(o_.depth) : nullptr;
   for (const auto& s : visible_) {
-    auto& t = prompt_tries_[s.prompt_id];
-    if (!t) t = std::make_unique<SuffixTrie>(o_.depth);
-    t->insert(s.text);
+    if (o_.use_prompt) {
+      auto& t = prompt_tries_[s.prompt_id];
+      if (!t) t = std::make_unique<SuffixTrie>(o_.depth);
+      t->insert(s.text);
+    }
     if (global_) global_->insert(s.text);
   }
 }
@@ -186,20 +197,18 @@ void TrieDrafter::propose(uint64_t uid, int32_t budget, drafter::Draft& out) {
   drafter::Draft cand;
   auto consider = [&](const SuffixTrie* t, drafter::DraftSource src) {
     if (!t) return;
-    int32_t len = 0;
-    const int32_t node = t->match(r.text, len);
-    if (node < 0) return;
-    cand.clear();
-    t->draft(node, std::min(budget, len), o_.min_prob, cand);
+    t->speculate(r.text, budget, o_.max_spec_factor, o_.min_prob, cand);
     cand.source = src;
-    cand.match_length = len;
     if (!cand.tokens.empty() && (out.tokens.empty() || cand.score() > out.score())) std::swap(out, cand);
   };
-  const auto it = prompt_tries_.find(r.prompt_id);
-  consider(it == prompt_tries_.end() ? nullptr : it->second.get(), drafter::DraftSource::kPrompt);
+  // Own context first (ArcticInference's local tree; it holds the current suffixes too, which have
+  // no continuation yet and count in the denominators, as there).
+  if (o_.use_own) consider(r.own.get(), drafter::DraftSource::kOwn);
+  if (o_.use_prompt) {
+    const auto it = prompt_tries_.find(r.prompt_id);
+    consider(it == prompt_tries_.end() ? nullptr : it->second.get(), drafter::DraftSource::kPrompt);
+  }
   consider(global_.get(), drafter::DraftSource::kGlobal);
-  // Own context: the trie holds the current suffixes too, which have no continuation yet.
-  consider(r.own.get(), drafter::DraftSource::kOwn);
 }
 
 int64_t TrieDrafter::index_bytes() const {

@@ -1,8 +1,13 @@
 // Baseline for the drafter benchmarks: an ArcticInference/SuffixDecoding-style depth-limited suffix
-// trie with frequency counts (per-prompt trie over the window, global trie, per-request trie of the
-// own context), longest match found by re-walking from the root for each match length, greedy
-// most-frequent path with min token probability, draft length <= match length. Same interface as
-// drafter::Drafter so the benchmarks drive both through one simulation.
+// trie with frequency counts (per-request trie of the own prompt + output, per-prompt trie over the
+// window, global trie), speculated as ArcticInference's SuffixTree::speculate does: the pattern is
+// the last `depth` tokens; every match length 1 .. |pattern|-1 is walked from the root (stopping at
+// the first that does not occur), each drafts the greedy most-frequent path (path probability =
+// product of child/parent counts, stop below min_prob) of at most min(budget, match_len * factor)
+// tokens, and the best score (sum of path probabilities; ties: the longer match) wins. Across the
+// trees the first-scoring one wins unless another scores strictly more (own, prompt, global order,
+// as ArcticInference's local-then-global). Same interface as drafter::Drafter so the benchmarks drive
+// both through one simulation.
 #pragma once
 
 #include <cstdint>
@@ -23,8 +28,10 @@ class SuffixTrie {
   explicit SuffixTrie(int32_t depth);
   void insert(std::span<const int32_t> tokens);               // every suffix, up to depth tokens
   void append(int32_t token);                                 // own-context: extend active suffixes
-  // Longest suffix of ctx (<= depth) present with a continuation; node (or -1) and its length.
-  int32_t match(std::span<const int32_t> ctx, int32_t& length) const;
+  // ArcticInference's speculate over every match length of the last `depth` tokens of ctx; `out`
+  // (cleared first) gets the best-scored path draft and its match length.
+  void speculate(std::span<const int32_t> ctx, int32_t budget, double factor, double min_prob,
+                 drafter::Draft& out) const;
   void draft(int32_t node, int32_t budget, double min_prob, drafter::Draft& out) const;
   int64_t bytes() const;
 
@@ -49,6 +56,9 @@ struct TrieDrafterOptions {
   int32_t depth = 64;
   int32_t window_rounds = 8;
   double min_prob = 0.1;
+  double max_spec_factor = 1.0;  // draft <= match_len * factor tokens (ArcticInference default 1)
+  bool use_own = true;           // per-request trie of prompt + output (ArcticInference's local tree)
+  bool use_prompt = true;        // per-prompt trie (DAS; not in ArcticInference, in the traces README)
   bool use_global = true;
   int32_t prompt_tail_tokens = 32;
 };
