@@ -100,15 +100,6 @@ CpuWeights load_cpu_weights(const std::filesystem::path& dir) {
   return w;
 }
 
-bool same_shapes(const ModelConfig& a, const ModelConfig& b) {
-  return a.architecture == b.architecture && a.vocab_size == b.vocab_size &&
-         a.hidden_size == b.hidden_size && a.intermediate_size == b.intermediate_size &&
-         a.num_layers == b.num_layers && a.num_heads == b.num_heads &&
-         a.num_kv_heads == b.num_kv_heads && a.head_dim == b.head_dim &&
-         a.tie_word_embeddings == b.tie_word_embeddings && a.attention_bias == b.attention_bias &&
-         a.qk_norm == b.qk_norm;
-}
-
 namespace {
 
 // Output rows [o0, o1) of matmul.

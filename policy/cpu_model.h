@@ -40,9 +40,6 @@ struct CpuWeights {
 // Reads and validates the checkpoint, widening every tensor to fp32.
 CpuWeights load_cpu_weights(const std::filesystem::path& dir);
 
-// True when b can replace a without changing any buffer shape.
-bool same_shapes(const ModelConfig& a, const ModelConfig& b);
-
 // Rotary inverse frequencies as HF computes them (fp32 base powers, then llama3 scaling).
 std::vector<float> rope_inv_freq(const ModelConfig& config);
 

@@ -11,27 +11,30 @@
 
 namespace longtail::policy::cuda {
 
-class DeviceBuffer {
+// One owning handle for both kinds of memory; Alloc/Free are cudaMalloc/cudaFree or
+// cudaMallocHost/cudaFreeHost.
+template <cudaError_t (*Alloc)(void**, size_t), cudaError_t (*Free)(void*)>
+class CudaAllocation {
  public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-    if (bytes > 0) LT_CUDA_CHECK(cudaMalloc(&ptr_, bytes));
+  CudaAllocation() = default;
+  explicit CudaAllocation(size_t bytes) : bytes_(bytes) {
+    if (bytes > 0) LT_CUDA_CHECK(Alloc(&ptr_, bytes));
   }
-  ~DeviceBuffer() {
-    if (ptr_) cudaFree(ptr_);
+  ~CudaAllocation() {
+    if (ptr_) Free(ptr_);
   }
-  DeviceBuffer(DeviceBuffer&& o) noexcept
+  CudaAllocation(CudaAllocation&& o) noexcept
       : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+  CudaAllocation& operator=(CudaAllocation&& o) noexcept {
     if (this != &o) {
-      if (ptr_) cudaFree(ptr_);
+      if (ptr_) Free(ptr_);
       ptr_ = std::exchange(o.ptr_, nullptr);
       bytes_ = std::exchange(o.bytes_, 0);
     }
     return *this;
   }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  CudaAllocation(const CudaAllocation&) = delete;
+  CudaAllocation& operator=(const CudaAllocation&) = delete;
 
   template <typename T = void>
   T* get() const { return static_cast<T*>(ptr_); }
@@ -42,35 +45,10 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  explicit PinnedBuffer(size_t bytes) : bytes_(bytes) {
-    if (bytes > 0) LT_CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
-  }
-  ~PinnedBuffer() {
-    if (ptr_) cudaFreeHost(ptr_);
-  }
-  PinnedBuffer(PinnedBuffer&& o) noexcept
-      : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
-    if (this != &o) {
-      if (ptr_) cudaFreeHost(ptr_);
-      ptr_ = std::exchange(o.ptr_, nullptr);
-      bytes_ = std::exchange(o.bytes_, 0);
-    }
-    return *this;
-  }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+inline cudaError_t device_alloc(void** p, size_t n) { return cudaMalloc(p, n); }
+inline cudaError_t pinned_alloc(void** p, size_t n) { return cudaMallocHost(p, n); }
 
-  template <typename T = void>
-  T* get() const { return static_cast<T*>(ptr_); }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
+using DeviceBuffer = CudaAllocation<device_alloc, cudaFree>;
+using PinnedBuffer = CudaAllocation<pinned_alloc, cudaFreeHost>;
 
 }  // namespace longtail::policy::cuda

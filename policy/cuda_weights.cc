@@ -25,15 +25,6 @@ uint16_t float_to_bf16_rne(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-bool same_shapes(const ModelConfig& a, const ModelConfig& b) {
-  return a.architecture == b.architecture && a.vocab_size == b.vocab_size &&
-         a.hidden_size == b.hidden_size && a.intermediate_size == b.intermediate_size &&
-         a.num_layers == b.num_layers && a.num_heads == b.num_heads &&
-         a.num_kv_heads == b.num_kv_heads && a.head_dim == b.head_dim &&
-         a.tie_word_embeddings == b.tie_word_embeddings && a.attention_bias == b.attention_bias &&
-         a.qk_norm == b.qk_norm;
-}
-
 // Writes `view` into the image at `offset` as bf16 (matrices) or fp32 (norms, biases).
 void put_bf16(const TensorView& view, std::byte* dst) {
   const int64_t n = view.numel();

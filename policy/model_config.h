@@ -45,4 +45,7 @@ struct ModelConfig {
 // LoadError (checkpoint.h) naming the file and the key for anything missing, mistyped or unknown.
 ModelConfig load_model_config(const std::filesystem::path& dir);
 
+// True when b can replace a without changing any buffer shape (what replace_weights requires).
+bool same_shapes(const ModelConfig& a, const ModelConfig& b);
+
 }  // namespace longtail::policy
