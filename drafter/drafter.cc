@@ -92,16 +92,30 @@ struct Drafter::Impl {
     return std::min<int32_t>(budget, static_cast<int32_t>(std::ceil(options.match_length_factor * match_length)));
   }
 
-  // The longest match may only occur at the very end of earlier rollouts (nothing follows it); then
-  // shorter contexts (suffix links) are tried, a few levels at most.
+  // Every context length is a candidate (ArcticInference speculates from each match length and keeps
+  // the best score): the longest match is rare evidence (small counts, possibly no continuation),
+  // shorter contexts along the suffix links have more occurrences and may continue more surely. One
+  // SAM state covers all lengths in (len(link), len], which share the continuation counts, so the
+  // longest of them (largest draft limit) stands for the state. Walked longest first; ties keep the
+  // longer context; a state whose limit cannot beat the best score ends the walk.
   void history_draft(const FrozenSam& sam, SamMatch m, int32_t budget, DraftSource source, Draft& d) const {
-    for (int level = 0; level < 4 && m.state > 0 && m.length >= options.min_match; ++level) {
-      sam.draft(m, budget, options.min_prob, d.tokens, d.probs, options.count_prior,
-                limit(budget, m.length), options.extend_prob);
-      if (!d.tokens.empty()) {
-        d.source = source;
-        d.match_length = m.length;
-        return;
+    thread_local Draft cand;
+    double best = 0;
+    for (int level = 0; level < options.match_states && m.state > 0 && m.length >= options.min_match; ++level) {
+      const int32_t lim = limit(budget, m.length);
+      const double bound = options.extend_prob < 1.0 ? budget : lim;
+      if (!d.tokens.empty() && bound <= best) break;
+      cand.clear();
+      sam.draft(m, budget, options.min_prob, cand.tokens, cand.probs, options.count_prior, lim,
+                options.extend_prob);
+      if (!cand.tokens.empty()) {
+        const double score = cand.score();
+        if (d.tokens.empty() || score > best) {
+          std::swap(d, cand);
+          d.source = source;
+          d.match_length = m.length;
+          best = score;
+        }
       }
       m.state = sam.suffix_link(m.state);
       m.length = sam.length(m.state);
@@ -110,18 +124,19 @@ struct Drafter::Impl {
 
   void own_draft(const Request& r, int32_t budget, Draft& out) const {
     int64_t end = 0;
-    const int32_t l = r.own.longest_repeat(end);
+    const int32_t l = options.own_recent ? r.own.recent_repeat(end) : r.own.longest_repeat(end);
     if (l < options.own_min_match) return;
     budget = limit(budget, l);
     const double conf = l / (l + options.own_match_scale);
     const auto& text = r.own.text();
+    const auto n = static_cast<int64_t>(text.size());
     double p = 1;
-    for (int64_t i = end + 1; i < static_cast<int64_t>(text.size()) &&
-                              static_cast<int32_t>(out.tokens.size()) < budget;
-         ++i) {
+    // Past the end of the text the copy reads its own draft (an LZ77-style overlapping copy): a
+    // repeat that ends just before the current position is a loop with a short period.
+    for (int64_t i = end + 1; static_cast<int32_t>(out.tokens.size()) < budget; ++i) {
       p *= conf;
       if (p < options.min_prob) break;
-      out.tokens.push_back(text[static_cast<size_t>(i)]);
+      out.tokens.push_back(i < n ? text[static_cast<size_t>(i)] : out.tokens[static_cast<size_t>(i - n)]);
       out.probs.push_back(static_cast<float>(p));
     }
     if (!out.tokens.empty()) {
@@ -164,6 +179,7 @@ Drafter::Drafter(DrafterOptions options) {
     throw std::invalid_argument("drafter: min_prob must be in [0, 1]");
   }
   if (options.threads < 1) options.threads = 1;
+  if (options.match_states < 1) throw std::invalid_argument("drafter: match_states must be >= 1");
   // Automata use 24-bit fields (< 2^24 states, about 2 per token).
   constexpr int64_t kMaxShardTokens = 8'000'000;
   if (options.global_token_budget > kMaxShardTokens || options.prompt_token_budget > kMaxShardTokens) {

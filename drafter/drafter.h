@@ -24,9 +24,9 @@
 // suffix that occurred earlier is link(last), and its earliest occurrence gives the draft.
 // Proposal rule: per scope, the greedy most-frequent path from the match, path probability
 // cnt(path)/cnt(context) (telescoped count ratios) >= min_prob, at most ceil(match_length_factor *
-// match length) tokens; when the longest match has no continuation (it only ends rollouts), up to
-// 3 shorter contexts along suffix links are tried. Own-context tokens get probability
-// (l/(l+1))^k for a repeat of length l. The draft with the largest expected accepted length (sum of
+// match length) tokens, for the longest match and up to match_states - 1 shorter contexts along the
+// suffix links (the best score wins, as ArcticInference's best over match lengths). Own-context
+// tokens get probability (l/(l+1))^k for a repeat of length l. The draft with the largest expected accepted length (sum of
 // path probabilities) wins.
 //
 // Threading: begin/observe/end/propose for distinct uids may run concurrently with each other
@@ -60,10 +60,15 @@ struct DrafterOptions {
                                         // while its path probability stays >= this (1 = never)
   double count_prior = 0.0;             // path probability = cnt(path) / (cnt(context) + prior)
   int32_t min_match = 1;                // history matches shorter than this propose nothing
+  int32_t match_states = 8;             // history contexts tried per scope: the longest match and
+                                        // up to match_states - 1 shorter ones (suffix links); the
+                                        // best score wins
   int32_t own_min_match = 1;            // own-context matches shorter than this propose nothing
   double own_match_scale = 1.0;         // own-context per-token confidence = l / (l + scale): a
                                         // suffix of l tokens that repeated is likely to go on
                                         // repeating (rule of succession); path prob = conf^k
+  bool own_recent = true;               // own-context drafts follow a recent earlier occurrence of
+                                        // the longest repeat instead of its first one
   int32_t threads = 1;                  // propose_batch worker threads (1 = caller's thread only)
 };
 

@@ -35,6 +35,8 @@ int32_t SamBuilder::new_state(int32_t len, int32_t link, int32_t firstpos) {
   len_.push_back(len);
   link_.push_back(link);
   firstpos_.push_back(firstpos);
+  lastpos_.push_back(firstpos);
+  prevpos_.push_back(-1);
   edge_head_.push_back(-1);
   cnt_.push_back(0);
   return static_cast<int32_t>(len_.size() - 1);
@@ -82,6 +84,8 @@ void SamBuilder::add_edge(int32_t state, int32_t token, int32_t target) {
 int32_t SamBuilder::extend(int32_t last, int32_t c) {
   auto clone_of = [&](int32_t q, int32_t len) {
     const int32_t clone = new_state(len, link_[q], firstpos_[q]);
+    lastpos_[clone] = lastpos_[q];  // endpos(clone) includes endpos(q): q's ends are clone's too
+    prevpos_[clone] = prevpos_[q];
     for (int32_t e = edge_head_[q]; e >= 0; e = edge_next_[e]) {
       add_edge(clone, edge_token_[e], edge_target_[e]);
     }
@@ -135,6 +139,13 @@ void SamBuilder::add_string(std::span<const int32_t> tokens) {
 void SamBuilder::append(int32_t token) {
   last_ = extend(last_, token);
   ++cnt_[last_];
+  const auto here = static_cast<int32_t>(pos_);
+  int32_t v = link_[last_];
+  for (int k = 0; k < kRecentChain && v > 0; ++k, v = link_[v]) {
+    if (lastpos_[v] == here) break;  // a fresh clone of this step is already current
+    prevpos_[v] = lastpos_[v];
+    lastpos_[v] = here;
+  }
   text_.push_back(token);
   ++pos_;
 }
@@ -146,8 +157,17 @@ int32_t SamBuilder::longest_repeat(int64_t& earlier_end) const {
   return len_[v];
 }
 
+int32_t SamBuilder::recent_repeat(int64_t& earlier_end) const {
+  const int32_t v = link_[last_];
+  if (v <= 0) return 0;
+  const int32_t here = static_cast<int32_t>(pos_) - 1;
+  earlier_end = lastpos_[v] != here ? lastpos_[v] : prevpos_[v] >= 0 ? prevpos_[v] : firstpos_[v];
+  return len_[v];
+}
+
 int64_t SamBuilder::bytes() const {
   return capacity_bytes(len_) + capacity_bytes(link_) + capacity_bytes(firstpos_) +
+         capacity_bytes(lastpos_) + capacity_bytes(prevpos_) +
          capacity_bytes(edge_head_) + capacity_bytes(cnt_) + capacity_bytes(edge_token_) +
          capacity_bytes(edge_target_) + capacity_bytes(edge_next_) + capacity_bytes(table_keys_) +
          capacity_bytes(table_vals_) + capacity_bytes(text_);

@@ -28,6 +28,11 @@ class SamBuilder {
   // Own-context query: the longest suffix of the appended string that also ends earlier. Returns its
   // length and the earliest position where it ends (index into text()), or length 0.
   int32_t longest_repeat(int64_t& earlier_end) const;
+  // Same length, but a recent earlier end: the latest one when that occurrence was within
+  // kRecentChain suffix links of its end state (the update is capped to keep append O(1)), else an
+  // older one. Recent text predicts a drifting sequence better than its first occurrence.
+  int32_t recent_repeat(int64_t& earlier_end) const;
+  static constexpr int kRecentChain = 4;
   const std::vector<int32_t>& text() const { return text_; }
   int64_t states() const { return static_cast<int64_t>(len_.size()); }
   int64_t bytes() const;
@@ -43,6 +48,7 @@ class SamBuilder {
 
   // states
   std::vector<int32_t> len_, link_, firstpos_, edge_head_;
+  std::vector<int32_t> lastpos_, prevpos_;  // own-context mode: a recent end and the one before it
   std::vector<uint32_t> cnt_;  // own end positions (accumulated along links on freeze)
   // edges: singly linked per state (for cloning), indexed by the hash table
   std::vector<int32_t> edge_token_, edge_target_, edge_next_;

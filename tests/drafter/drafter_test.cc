@@ -66,6 +66,58 @@ TEST(Drafter, OwnContextDraftsRepeats) {
   EXPECT_EQ(a.match_length, 3);
 }
 
+TEST(Drafter, OwnContextFollowsTheRecentOccurrence) {
+  // "1 2 3" is followed by 4 first and by 5 last: the recent occurrence wins (a drifting sequence),
+  // the earliest one with own_recent off.
+  for (const bool recent : {true, false}) {
+    DrafterOptions o;
+    o.own_recent = recent;
+    Drafter d(o);
+    d.begin_request(1, "", Str{});
+    d.observe(1, Str{1, 2, 3, 4, 9, 1, 2, 3, 5, 8, 1, 2, 3});
+    const Draft a = d.propose(1, 1);
+    EXPECT_EQ(a.source, DraftSource::kOwn);
+    EXPECT_EQ(a.tokens, (Str{recent ? 5 : 4})) << "own_recent " << recent;
+  }
+}
+
+TEST(Drafter, OwnContextLoopCopiesPastTheEndOfTheText) {
+  // The longest repeat of "1 2 1 2 1 2 1 2 1 2" ends two tokens before the end; the draft goes on
+  // copying the period from its own tokens instead of stopping after two.
+  Drafter d;
+  d.begin_request(1, "", Str{1, 2, 1, 2, 1, 2, 1, 2, 1, 2});
+  const Draft a = d.propose(1, 6);
+  EXPECT_EQ(a.source, DraftSource::kOwn);
+  EXPECT_EQ(a.tokens, (Str{1, 2, 1, 2, 1, 2}));
+  EXPECT_EQ(a.match_length, 8);
+}
+
+TEST(Drafter, ShorterContextWinsWhenItScoresMore) {
+  // Context "10 11" was followed by 20 and 21 once each (probability 1/2); its suffix "11" was
+  // followed by 20 nine times in ten: with no match-length limit the shorter context scores more.
+  auto options = [](int32_t states) {
+    DrafterOptions o = prompt_only();
+    o.match_length_factor = 0;
+    o.match_states = states;
+    return o;
+  };
+  for (const int32_t states : {8, 1}) {
+    Drafter d(options(states));
+    d.add_rollout("p", Str{}, Str{10, 11, 20, 30}, 0);
+    d.add_rollout("p", Str{}, Str{10, 11, 21, 31}, 0);
+    for (int i = 0; i < 8; ++i) d.add_rollout("p", Str{}, Str{12, 11, 20, 30}, 0);
+    d.end_round(0);
+    d.begin_request(1, "p", Str{10, 11});
+    const Draft a = d.propose(1, 2);
+    ASSERT_EQ(a.tokens, (Str{20, 30})) << "match_states " << states;
+    EXPECT_NEAR(a.probs[0], states > 1 ? 0.9 : 0.5, 1e-6);
+    EXPECT_EQ(a.match_length, states > 1 ? 1 : 2);
+  }
+  DrafterOptions bad;
+  bad.match_states = 0;
+  EXPECT_THROW(Drafter{bad}, std::invalid_argument);
+}
+
 TEST(Drafter, LiveRequestSeesHistoryPublishedLater) {
   Drafter d(prompt_only());
   d.begin_request(1, "p", Str{100});

@@ -133,6 +133,17 @@ TEST(SuffixAutomaton, OwnContextLongestRepeatAndEarliestEnd) {
       if (want) {
         ASSERT_EQ(end, want_end);
       }
+      // recent_repeat: same length, and its end is a true earlier occurrence of the repeat.
+      int64_t recent = -1;
+      ASSERT_EQ(b.recent_repeat(recent), want);
+      if (want) {
+        ASSERT_GE(recent, want_end);
+        ASSERT_LT(recent, static_cast<int64_t>(n) - 1);
+        ASSERT_TRUE(std::equal(text.begin() + static_cast<std::ptrdiff_t>(recent + 1 - want),
+                               text.begin() + static_cast<std::ptrdiff_t>(recent + 1),
+                               text.begin() + static_cast<std::ptrdiff_t>(n - static_cast<size_t>(want))))
+            << "trial " << trial << " n " << n;
+      }
     }
   }
 }
