@@ -43,9 +43,12 @@
 #include "policy/backend.h"
 #include "policy/checkpoint.h"
 #include "drafter/speculation_policy.h"
+#include "rollout/cli_main.h"
 #include "rollout/engine.h"
 
 namespace {
+
+using longtail::rollout::InputError;
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -53,11 +56,6 @@ namespace lp = longtail::policy;
 namespace lr = longtail::rollout;
 using ojson = nlohmann::ordered_json;
 using Clock = std::chrono::steady_clock;
-
-// Anything the user got wrong: exit code 2.
-struct InputError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct Args {
   std::string model;
@@ -464,21 +462,5 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  spdlog::set_default_logger(spdlog::stderr_color_mt("longtail-demo"));
-  spdlog::set_level(spdlog::level::warn);
-  try {
-    const auto args = parse_args(argc, argv);
-    if (!args) return 0;
-    if (args->verbose) spdlog::set_level(spdlog::level::info);
-    return run(*args);
-  } catch (const InputError& e) {
-    spdlog::error("{}", e.what());
-    return 2;
-  } catch (const std::invalid_argument& e) {
-    spdlog::error("{}", e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
-    return 1;
-  }
+  return longtail::rollout::cli_main("longtail-demo", argc, argv, parse_args, run);
 }
