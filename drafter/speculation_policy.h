@@ -20,6 +20,33 @@
 //     (1 + max_step_overhead) * the plain decode step of this batch (c_base + c_tok*B). Over the cap,
 //     budgets are trimmed from the sequences with the shortest prediction first.
 //  Fixed mode gives every sequence max_budget (then step 3); off gives 0.
+// Acceptance-aware budgets (option acceptance_aware; fixed and length-aware modes, applied after step
+// 3 so they only lower budgets: handing the allowance a rejected sequence gives up to sequences with
+// shorter predictions cost 5-9% projected makespan on tot_text): a draft is worth verifying only
+// where it is likely to be accepted.
+//  a. Per-token acceptance a_i of sequence i (probability that the next draft token is accepted given
+//     the previous one was), from observe_acceptance(): a draft of k tokens with m accepted counts m
+//     successes and one failure if m < k (the geometric model's MLE). Counts decay by acceptance_decay
+//     per reported draft of the sequence, so the estimate follows recent drafts. The estimate is
+//     shrunk towards the prompt's (decay prompt_acceptance_decay per draft of any of its sequences),
+//     which is shrunk towards all prompts', which is shrunk towards acceptance_prior; each level adds
+//     acceptance_prior_weight pseudo-trials of the level above. Until a first draft is reported the
+//     rule is inactive (callers that report nothing get the length-aware budgets unchanged).
+//  b. With per-token acceptance a, draft tokens 1..k are all accepted with probability a^k, so k
+//     drafts yield sum_{j=1..k} a^j expected extra tokens and the j-th draft token is worth a^j
+//     tokens, i.e. a^j steps of this sequence. It costs c_tok/(c_base + c_tok*T) of a step, with T
+//     the tokens of a plain step of this batch (one per sequence). A saved step shortens the round
+//     only if the sequence turns out to be the longest, and any of the C sequences still holding a
+//     budget after step 3 may be, so the cost is weighed C^contender_exponent times. The net gain
+//     sum_{j<=k} (a^j - threshold) is largest for the largest k with
+//       a^k > threshold = acceptance_cost_margin * C^contender_exponent * c_tok/(c_base + c_tok*T),
+//     which becomes the sequence's budget if below its class budget (0 at low acceptance, the class
+//     budget at high). Defaults (margin 1.5, exponent 1, decay 0.8) were picked on the three replay
+//     traces (bench/results/drafter_2026-11-23.md); exponent 0.5 or margin 1 gain less on tot_text,
+//     margin 2 loses up to 0.4% on skythought.
+//  c. Probing: a sequence that drafted nothing for probe_interval reported steps in a row while its
+//     class budget is positive gets min(probe_budget, class budget) tokens, so a sequence whose text
+//     turned repetitive can recover.
 // Cost model: t_step = c_base + c_tok * tokens_verified (microseconds). observe_step_time() refits
 // (c_base, c_tok) online by recursive least squares with forgetting factor `rls_forgetting`.
 #pragma once
@@ -63,6 +90,16 @@ struct SpeculationPolicyOptions {
   double min_remaining = 64;
   double rls_forgetting = 0.99;
   StepCostModel cost;
+  // Acceptance-aware budgets (rule a-c above).
+  bool acceptance_aware = true;
+  double acceptance_decay = 0.8;          // per reported draft of the sequence
+  double prompt_acceptance_decay = 0.98;  // per reported draft of any sequence of the prompt (and global)
+  double acceptance_prior = 0.5;          // per-token acceptance before anything was reported
+  double acceptance_prior_weight = 2.0;   // pseudo-trials each level borrows from the one above
+  double acceptance_cost_margin = 1.5;    // draft token j only while a^j > margin * relative token cost
+  double contender_exponent = 1.0;        // threshold x (sequences with a budget)^this
+  int32_t probe_interval = 8;             // steps without drafts before a probe
+  int32_t probe_budget = 2;
 };
 
 struct SequenceView {
@@ -87,18 +124,47 @@ class SpeculationPolicy {
   void record_finished(std::string_view prompt_id, int32_t response_length);
   // A measured forward: tokens verified and its wall time; refits the cost model (RLS).
   void observe_step_time(int32_t tokens_verified, double seconds);
+  // After each verify step, for every decoding sequence that was offered a budget: how many draft
+  // tokens it verified (0 counts as a step without drafts, for probing) and how many were accepted.
+  // Out-of-range counts (negative, accepted > drafted) throw std::invalid_argument.
+  void observe_acceptance(uint64_t uid, std::string_view prompt_id, int32_t drafted, int32_t accepted);
+  // The sequence finished or was dropped: forget its acceptance state.
+  void end_sequence(uint64_t uid);
+  // Per-token acceptance estimate of a sequence (rule a); acceptance_prior when nothing was reported.
+  double acceptance_estimate(uint64_t uid, std::string_view prompt_id) const;
+  // Largest budget <= class_budget worth verifying at per-token acceptance a (rule b) for a batch of
+  // batch_size sequences under the current cost model.
+  int32_t acceptance_budget(double a, int32_t class_budget, size_t batch_size, size_t contenders = 1) const;
 
   const StepCostModel& cost_model() const { return options_.cost; }
   const SpeculationPolicyOptions& options() const { return options_; }
 
  private:
   double conditional_remaining(const std::deque<int32_t>& lengths, int32_t g, bool& found) const;
+  // Decayed acceptance counts: accepted draft tokens and trials (accepted + rejections).
+  struct AcceptanceCounts {
+    double accepted = 0, trials = 0;
+    void add(int32_t drafted, int32_t accepted_now, double decay);
+    double estimate(double prior, double prior_weight) const {
+      return (accepted + prior_weight * prior) / (trials + prior_weight);
+    }
+  };
+  struct SequenceAcceptance {
+    AcceptanceCounts counts;
+    int32_t steps_without_draft = 0;
+  };
+  void apply_cap(const std::vector<double>& remaining, std::vector<int32_t>& out) const;
+  void apply_acceptance(std::span<const SequenceView> seqs, std::vector<int32_t>& out) const;
 
   SpeculationPolicyOptions options_;
   std::unordered_map<std::string, std::deque<int32_t>> lengths_by_prompt_;
   std::deque<int32_t> all_lengths_;
   // RLS state for theta = (c_base, c_tok): P (2x2, symmetric) and whether it is initialised.
   double p00_ = 1e6, p01_ = 0, p11_ = 1e6;
+  std::unordered_map<uint64_t, SequenceAcceptance> acceptance_by_seq_;
+  std::unordered_map<std::string, AcceptanceCounts> acceptance_by_prompt_;
+  AcceptanceCounts acceptance_global_;
+  bool acceptance_reported_ = false;
 };
 
 }  // namespace longtail::drafter

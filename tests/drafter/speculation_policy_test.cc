@@ -1,8 +1,10 @@
-// DAS budgets (classes, promotion, cap), modes, the RLS cost refit and cost model files.
+// DAS budgets (classes, promotion, cap), acceptance-aware budgets (back-off, probing, recovery),
+// modes, the RLS cost refit and cost model files.
 #include "drafter/speculation_policy.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 
@@ -89,6 +91,150 @@ TEST(SpeculationPolicy, RlsRecoversStepCostConstants) {
   p.observe_step_time(0, 1.0);          // ignored
   p.observe_step_time(10, -1.0);        // ignored
   EXPECT_NEAR(p.cost_model().per_token_us, 4.0, 0.05);
+}
+
+// Reports what a drafter whose first `accept_first` draft tokens are always accepted would see.
+void report(SpeculationPolicy& p, uint64_t uid, std::string_view prompt, int32_t drafted, int32_t accept_first) {
+  p.observe_acceptance(uid, prompt, drafted, std::min(drafted, accept_first));
+}
+
+TEST(SpeculationPolicyAcceptance, NothingReportedLeavesBudgetsUnchanged) {
+  SpeculationPolicy p(no_cap());
+  std::vector<SequenceView> s{{1, "a", 0, 0}, {2, "b", 10, 0}};
+  EXPECT_EQ(p.budgets(s), (std::vector<int32_t>{16, 16}));
+  EXPECT_DOUBLE_EQ(p.acceptance_estimate(1, "a"), p.options().acceptance_prior);
+}
+
+TEST(SpeculationPolicyAcceptance, BudgetFollowsTheCostThreshold) {
+  SpeculationPolicyOptions o = no_cap();
+  o.cost = {5000, 20};
+  o.acceptance_cost_margin = 1.5;
+  SpeculationPolicy p(o);
+  // Batch of 1: threshold 1.5 * 20 / 5020 = 0.00598; 0.5^7 = 0.0078 > it > 0.5^8.
+  EXPECT_EQ(p.acceptance_budget(0.5, 16, 1), 7);
+  EXPECT_EQ(p.acceptance_budget(0.5, 3, 1), 3);  // never above the class budget
+  // Four contenders: threshold x4 = 0.0239; 0.5^5 = 0.031 > it > 0.5^6.
+  EXPECT_EQ(p.acceptance_budget(0.5, 16, 1, 4), 5);
+  EXPECT_EQ(p.acceptance_budget(0.0, 16, 1), 0);
+  EXPECT_EQ(p.acceptance_budget(1.0, 16, 1), 16);
+}
+
+TEST(SpeculationPolicyAcceptance, PersistentRejectionShrinksToZero) {
+  SpeculationPolicy p(no_cap());
+  const std::vector<SequenceView> s{{1, "a", 0, 0}};
+  std::vector<int32_t> sizes;
+  for (int step = 0; step < 12; ++step) {
+    const int32_t b = p.budgets(s)[0];
+    sizes.push_back(b);
+    report(p, 1, "a", b, 0);
+  }
+  EXPECT_EQ(sizes.front(), 16);
+  EXPECT_EQ(sizes.back(), 0);
+  EXPECT_TRUE(std::is_sorted(sizes.rbegin(), sizes.rend()));  // only shrinks while rejected
+  EXPECT_LT(p.acceptance_estimate(1, "a"), 0.05);
+  // A new sequence of the same prompt starts from the prompt's (low) estimate, one of an unseen
+  // prompt from all prompts' (less confident, so higher).
+  EXPECT_LT(p.acceptance_estimate(2, "a"), p.acceptance_estimate(3, "b"));
+  EXPECT_LT(p.budgets(std::vector<SequenceView>{{2, "a", 0, 0}})[0],
+            p.budgets(std::vector<SequenceView>{{3, "b", 0, 0}})[0]);
+}
+
+TEST(SpeculationPolicyAcceptance, ProbesAndRecoversWhenDraftsStartMatching) {
+  SpeculationPolicy p(no_cap());
+  const std::vector<SequenceView> s{{1, "a", 0, 0}};
+  // Rejected until the budget reaches 0 (the first step without drafts).
+  for (int step = 0; step < 20 && p.budgets(s)[0] > 0; ++step) report(p, 1, "a", p.budgets(s)[0], 0);
+  ASSERT_EQ(p.budgets(s)[0], 0);
+  // Steps without drafts: no budget until probe_interval of them, then a probe.
+  for (int step = 1; step < p.options().probe_interval; ++step) {
+    report(p, 1, "a", 0, 0);
+    EXPECT_EQ(p.budgets(s)[0], 0) << step;
+  }
+  report(p, 1, "a", 0, 0);
+  EXPECT_EQ(p.budgets(s)[0], p.options().probe_budget);
+  // The text turned repetitive: every draft token is accepted from now on.
+  int32_t b = 0;
+  int steps = 0;
+  for (; steps < 30 && b < 16; ++steps) {
+    b = p.budgets(s)[0];
+    report(p, 1, "a", b, 1 << 20);
+  }
+  EXPECT_EQ(b, 16) << "after " << steps << " steps";
+  // A failed probe: the budget goes back to 0 until the next probe.
+  SpeculationPolicy q(no_cap());
+  const std::vector<SequenceView> t{{7, "x", 0, 0}};
+  for (int step = 0; step < 20 && q.budgets(t)[0] > 0; ++step) report(q, 7, "x", q.budgets(t)[0], 0);
+  ASSERT_EQ(q.budgets(t)[0], 0);
+  for (int step = 0; step < q.options().probe_interval; ++step) report(q, 7, "x", 0, 0);
+  ASSERT_EQ(q.budgets(t)[0], q.options().probe_budget);
+  report(q, 7, "x", q.options().probe_budget, 0);
+  EXPECT_EQ(q.budgets(t)[0], 0);
+}
+
+TEST(SpeculationPolicyAcceptance, HighAcceptanceKeepsTheClassBudget) {
+  SpeculationPolicy p(no_cap());
+  for (int i = 0; i < 4; ++i) {
+    p.record_finished("long", 1000);
+    p.record_finished("mid", 300);
+    p.record_finished("short", 50);
+  }
+  const std::vector<SequenceView> s{{1, "long", 0, 0}, {2, "mid", 0, 0}, {3, "short", 0, 0}};
+  for (int step = 0; step < 20; ++step) {
+    const auto b = p.budgets(s);
+    EXPECT_EQ(b, (std::vector<int32_t>{16, 4, 0})) << step;
+    for (size_t i = 0; i < s.size(); ++i) report(p, s[i].uid, s[i].prompt_id, b[i], 1 << 20);
+  }
+  EXPECT_GT(p.acceptance_estimate(1, "long"), 0.9);
+  p.end_sequence(1);  // forgotten: back to the prompt's estimate, still high
+  EXPECT_GT(p.acceptance_estimate(1, "long"), 0.8);
+}
+
+TEST(SpeculationPolicyAcceptance, RespectsTheStepCapAndDoesNotHandOnFreedTokens) {
+  SpeculationPolicyOptions o;
+  o.max_tokens_per_step = 24;  // 4 sequences + 20 draft tokens
+  SpeculationPolicy p(o);
+  // Own prompts, so sequence 1's estimate is not pulled up by the others' through the prompt prior.
+  for (const char* prompt : {"p1", "p2", "p3", "p4"}) {
+    p.record_finished(prompt, 1000);
+    p.record_finished(prompt, 900);
+  }
+  const std::vector<SequenceView> s{{1, "p1", 0, 0}, {2, "p2", 10, 0}, {3, "p3", 20, 0}, {4, "p4", 30, 0}};
+  const auto before = p.budgets(s);
+  EXPECT_EQ(before, (std::vector<int32_t>{16, 4, 0, 0}));
+  // Sequence 1 keeps being rejected, the others accept everything.
+  for (int step = 0; step < 12; ++step) {
+    const auto b = p.budgets(s);
+    int32_t tokens = 0;
+    for (size_t i = 0; i < b.size(); ++i) {
+      tokens += 1 + b[i];
+      EXPECT_LE(b[i], before[i]) << "acceptance never raises a budget over the capped one";
+      report(p, s[i].uid, s[i].prompt_id, b[i], i == 0 ? 0 : 1 << 20);
+    }
+    EXPECT_LE(tokens, 24);
+  }
+  const auto after = p.budgets(s);
+  EXPECT_LE(after[0], p.options().probe_budget);
+  EXPECT_EQ(after[1], 4);
+}
+
+TEST(SpeculationPolicyAcceptance, OptionOffAndBadInput) {
+  SpeculationPolicyOptions o = no_cap();
+  o.acceptance_aware = false;
+  SpeculationPolicy p(o);
+  const std::vector<SequenceView> s{{1, "a", 0, 0}};
+  for (int step = 0; step < 12; ++step) report(p, 1, "a", 16, 0);
+  EXPECT_EQ(p.budgets(s)[0], 16);
+  EXPECT_THROW(p.observe_acceptance(1, "a", 2, 3), std::invalid_argument);
+  EXPECT_THROW(p.observe_acceptance(1, "a", -1, 0), std::invalid_argument);
+  SpeculationPolicyOptions bad = no_cap();
+  bad.acceptance_decay = 0;
+  EXPECT_THROW(SpeculationPolicy{bad}, std::invalid_argument);
+  bad = no_cap();
+  bad.probe_interval = 0;
+  EXPECT_THROW(SpeculationPolicy{bad}, std::invalid_argument);
+  bad = no_cap();
+  bad.acceptance_prior = 1.5;
+  EXPECT_THROW(SpeculationPolicy{bad}, std::invalid_argument);
 }
 
 TEST(CostModel, LoadsRepositoryDefaultAndReportsBadFiles) {
