@@ -34,6 +34,7 @@ drafter::SpeculationPolicyOptions policy_options(const SpeculationOptions& s) {
   p.max_budget = s.max_budget;
   p.medium_budget = std::min(p.medium_budget, s.max_budget);
   p.max_tokens_per_step = s.max_tokens_per_step;
+  p.acceptance_aware = s.acceptance_aware;
   if (s.cost_base_us > 0) p.cost.base_us = s.cost_base_us;
   if (s.cost_per_token_us > 0) p.cost.per_token_us = s.cost_per_token_us;
   return p;
@@ -188,6 +189,7 @@ struct Engine::Impl {
     s->score_upto = 0;
     if (drafter && s->drafter_live) drafter->end_request(s->uid);
     s->drafter_live = false;
+    if (spec_policy) spec_policy->end_sequence(s->uid);
     scheduler.retire(s);
   }
 

@@ -56,6 +56,7 @@ struct SpeculationOptions {
   double cost_per_token_us = 0;
   int32_t history_window_rounds = 8; // drafter history kept for this many rounds
   bool length_aware = true;          // DAS budgets by predicted remaining length; false = uniform
+  bool acceptance_aware = false;     // shrink budgets where drafts keep failing (speculation_policy.h)
   bool refit_cost_model = false;     // refit c_base/c_tok online from measured forward times
   int32_t drafter_threads = 1;       // threads for batch drafting
 };

@@ -293,11 +293,14 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
         ++s.steps;
         s.drafted += static_cast<int64_t>(d.size());
         s.accepted += acc;
+        policy.observe_acceptance(s.uid, s.r->prompt_id, static_cast<int32_t>(d.size()),
+                                  static_cast<int32_t>(acc));
         verified += 1 + static_cast<int64_t>(d.size());
         if (s.pos < static_cast<int64_t>(resp.size())) {
           still.push_back(live[k]);
         } else {
           drafter.end_request(s.uid);
+          policy.end_sequence(s.uid);
         }
       }
       rep.drafter_us += std::chrono::duration<double, std::micro>(clock::now() - t0).count();

@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
       ("cost-base-us", po::value(&cost_base), "c_base in t = c_base + c_tok * tokens (us)")
       ("cost-per-token-us", po::value(&cost_tok), "c_tok (us per verified token)")
       ("no-speculation", "baseline: no drafting at all")
+      ("acceptance-aware", "shrink draft budgets where drafts keep failing (drafter/speculation_policy.h)")
       ("no-global", "do not draft from the global history")
       ("no-prompt-scope", "do not draft from the same prompt's history")
       ("no-own", "do not draft from the rollout's own context")
@@ -116,6 +117,7 @@ int main(int argc, char** argv) {
       opts.policy.cost.per_token_us = cost_tok;
     }
     opts.speculation = !vm.count("no-speculation");
+    opts.policy.acceptance_aware = vm.count("acceptance-aware") > 0;
   } catch (const std::exception& e) {
     std::cerr << "longtail-replay: " << e.what() << "\n";
     return 2;

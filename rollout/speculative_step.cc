@@ -193,6 +193,10 @@ StepResult run_speculative_step(StepPlan& plan, StepEnvironment& env) {
       break;
     }
     st.tokens_accepted += accepted;
+    if (env.policy) {  // acceptance-aware budgets: every decoding step counts, drafted or not
+      env.policy->observe_acceptance(s.uid, s.group->request.prompt_id,
+                                     static_cast<int32_t>(c.draft.size()), accepted);
+    }
     st.tokens_emitted += static_cast<int32_t>(emitted.size());
     // The KV holds the pending tokens, the accepted drafts and the rejected ones: keep all but the
     // rejected; the last emitted token is the next step's pending input.
@@ -203,7 +207,10 @@ StepResult run_speculative_step(StepPlan& plan, StepEnvironment& env) {
     if (s.done) {
       if (env.drafter && s.drafter_live) env.drafter->end_request(s.uid);
       s.drafter_live = false;
-      if (env.policy) env.policy->record_finished(s.group->request.prompt_id, s.response_len());
+      if (env.policy) {
+        env.policy->record_finished(s.group->request.prompt_id, s.response_len());
+        env.policy->end_sequence(s.uid);
+      }
       env.scheduler.retire(&s);
       result.finished.push_back(&s);
     } else if (env.drafter && s.drafter_live) {

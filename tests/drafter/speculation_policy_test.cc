@@ -93,20 +93,27 @@ TEST(SpeculationPolicy, RlsRecoversStepCostConstants) {
   EXPECT_NEAR(p.cost_model().per_token_us, 4.0, 0.05);
 }
 
+// The acceptance-aware rule is opt-in (see speculation_policy.h); these tests switch it on.
+SpeculationPolicyOptions acceptance_on() {
+  SpeculationPolicyOptions o = no_cap();
+  o.acceptance_aware = true;
+  return o;
+}
+
 // Reports what a drafter whose first `accept_first` draft tokens are always accepted would see.
 void report(SpeculationPolicy& p, uint64_t uid, std::string_view prompt, int32_t drafted, int32_t accept_first) {
   p.observe_acceptance(uid, prompt, drafted, std::min(drafted, accept_first));
 }
 
 TEST(SpeculationPolicyAcceptance, NothingReportedLeavesBudgetsUnchanged) {
-  SpeculationPolicy p(no_cap());
+  SpeculationPolicy p(acceptance_on());
   std::vector<SequenceView> s{{1, "a", 0, 0}, {2, "b", 10, 0}};
   EXPECT_EQ(p.budgets(s), (std::vector<int32_t>{16, 16}));
   EXPECT_DOUBLE_EQ(p.acceptance_estimate(1, "a"), p.options().acceptance_prior);
 }
 
 TEST(SpeculationPolicyAcceptance, BudgetFollowsTheCostThreshold) {
-  SpeculationPolicyOptions o = no_cap();
+  SpeculationPolicyOptions o = acceptance_on();
   o.cost = {5000, 20};
   o.acceptance_cost_margin = 1.5;
   SpeculationPolicy p(o);
@@ -120,7 +127,7 @@ TEST(SpeculationPolicyAcceptance, BudgetFollowsTheCostThreshold) {
 }
 
 TEST(SpeculationPolicyAcceptance, PersistentRejectionShrinksToZero) {
-  SpeculationPolicy p(no_cap());
+  SpeculationPolicy p(acceptance_on());
   const std::vector<SequenceView> s{{1, "a", 0, 0}};
   std::vector<int32_t> sizes;
   for (int step = 0; step < 12; ++step) {
@@ -140,7 +147,7 @@ TEST(SpeculationPolicyAcceptance, PersistentRejectionShrinksToZero) {
 }
 
 TEST(SpeculationPolicyAcceptance, ProbesAndRecoversWhenDraftsStartMatching) {
-  SpeculationPolicy p(no_cap());
+  SpeculationPolicy p(acceptance_on());
   const std::vector<SequenceView> s{{1, "a", 0, 0}};
   // Rejected until the budget reaches 0 (the first step without drafts).
   for (int step = 0; step < 20 && p.budgets(s)[0] > 0; ++step) report(p, 1, "a", p.budgets(s)[0], 0);
@@ -161,7 +168,7 @@ TEST(SpeculationPolicyAcceptance, ProbesAndRecoversWhenDraftsStartMatching) {
   }
   EXPECT_EQ(b, 16) << "after " << steps << " steps";
   // A failed probe: the budget goes back to 0 until the next probe.
-  SpeculationPolicy q(no_cap());
+  SpeculationPolicy q(acceptance_on());
   const std::vector<SequenceView> t{{7, "x", 0, 0}};
   for (int step = 0; step < 20 && q.budgets(t)[0] > 0; ++step) report(q, 7, "x", q.budgets(t)[0], 0);
   ASSERT_EQ(q.budgets(t)[0], 0);
@@ -172,7 +179,7 @@ TEST(SpeculationPolicyAcceptance, ProbesAndRecoversWhenDraftsStartMatching) {
 }
 
 TEST(SpeculationPolicyAcceptance, HighAcceptanceKeepsTheClassBudget) {
-  SpeculationPolicy p(no_cap());
+  SpeculationPolicy p(acceptance_on());
   for (int i = 0; i < 4; ++i) {
     p.record_finished("long", 1000);
     p.record_finished("mid", 300);
@@ -191,6 +198,7 @@ TEST(SpeculationPolicyAcceptance, HighAcceptanceKeepsTheClassBudget) {
 
 TEST(SpeculationPolicyAcceptance, RespectsTheStepCapAndDoesNotHandOnFreedTokens) {
   SpeculationPolicyOptions o;
+  o.acceptance_aware = true;
   o.max_tokens_per_step = 24;  // 4 sequences + 20 draft tokens
   SpeculationPolicy p(o);
   // Own prompts, so sequence 1's estimate is not pulled up by the others' through the prompt prior.
@@ -218,7 +226,7 @@ TEST(SpeculationPolicyAcceptance, RespectsTheStepCapAndDoesNotHandOnFreedTokens)
 }
 
 TEST(SpeculationPolicyAcceptance, OptionOffAndBadInput) {
-  SpeculationPolicyOptions o = no_cap();
+  SpeculationPolicyOptions o = acceptance_on();
   o.acceptance_aware = false;
   SpeculationPolicy p(o);
   const std::vector<SequenceView> s{{1, "a", 0, 0}};
@@ -226,13 +234,13 @@ TEST(SpeculationPolicyAcceptance, OptionOffAndBadInput) {
   EXPECT_EQ(p.budgets(s)[0], 16);
   EXPECT_THROW(p.observe_acceptance(1, "a", 2, 3), std::invalid_argument);
   EXPECT_THROW(p.observe_acceptance(1, "a", -1, 0), std::invalid_argument);
-  SpeculationPolicyOptions bad = no_cap();
+  SpeculationPolicyOptions bad = acceptance_on();
   bad.acceptance_decay = 0;
   EXPECT_THROW(SpeculationPolicy{bad}, std::invalid_argument);
-  bad = no_cap();
+  bad = acceptance_on();
   bad.probe_interval = 0;
   EXPECT_THROW(SpeculationPolicy{bad}, std::invalid_argument);
-  bad = no_cap();
+  bad = acceptance_on();
   bad.acceptance_prior = 1.5;
   EXPECT_THROW(SpeculationPolicy{bad}, std::invalid_argument);
 }
