@@ -95,6 +95,7 @@ void parse(const YAML::Node& root, const std::filesystem::path& base, WorkerConf
     sp.get("cost_per_token_us", w.engine.speculation.cost_per_token_us);
     sp.get("history_window_rounds", w.engine.speculation.history_window_rounds);
     sp.get("length_aware", w.engine.speculation.length_aware);
+    sp.get("acceptance_aware", w.engine.speculation.acceptance_aware);
   }
   {
     Section s = top.sub("bridge");
