@@ -36,7 +36,12 @@ fi
 
 mkdir -p build
 # Build. CUDA targets build where nvcc exists (sm_90), unless LONGTAIL_CUDA=OFF.
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DLONGTAIL_CUDA="${LONGTAIL_CUDA:-AUTO}" \
+# ccache, when installed, lets several checkouts (worktrees) share compiled objects.
+launcher=()
+if command -v ccache >/dev/null; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DLONGTAIL_CUDA="${LONGTAIL_CUDA:-AUTO}" "${launcher[@]}" \
   -DPython3_EXECUTABLE="$PWD/.venv/bin/python" > build/configure.log 2>&1 \
   || { cat build/configure.log; exit 1; }
 cmake --build build -j"$(nproc)"
