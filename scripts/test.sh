@@ -11,6 +11,7 @@ ctest --test-dir build --output-on-failure -j"$(nproc)" --timeout 900 --output-j
 bash scripts/fuzz.sh
 LONGTAIL_BUILD_DIR="$PWD/build" .venv/bin/python -m pytest -q trainer_bridge/python/tests \
   --junitxml="$reports/pytest.xml"
+LONGTAIL_BUILD_DIR="$PWD/build" .venv/bin/python -m pytest -q examples --junitxml="$reports/pytest-examples.xml"
 .venv/bin/python - "$reports"/*.xml <<'PY'
 import sys, xml.etree.ElementTree as ET
 total = failed = skipped = 0
