@@ -9,7 +9,8 @@ Example::
     from longtail import Client, Group
 
     with Client("tcp://worker-0:5555", credits=4) as client:
-        client.submit([Group(group_id="q1", prompt_tokens=prompt_ids, n=8, max_new_tokens=4096)])
+        client.submit([Group(group_id="q1", prompt_tokens=prompt_ids, n=8, max_tokens=4096,
+                             temperature=1.0, top_p=1.0, seed=42)])  # vLLM's SamplingParams names
         for batch in client.batches(timeout=600):
             arrays = batch.padded()        # [B, L] arrays (torch tensors if torch is installed)
             train_step(arrays, batch.importance["lr_scale"])
@@ -17,17 +18,26 @@ Example::
             client.update_weights(version, "/checkpoints/step-%d" % version)
 """
 
+# The package's version; pyproject.toml reads it from here and a test holds it equal to the C++
+# project's version in CMakeLists.txt.
+__version__ = "0.1.0"
+
 from longtail.protocol import PROTOCOL_VERSION, WorkerError, ProtocolViolation
-from longtail.types import Batch, Group, Trajectory, WorkerInfo
+from longtail.params import InvalidRequest, SamplingParams
+from longtail.request import Group
+from longtail.types import Batch, Trajectory, WorkerInfo
 from longtail.client import Client, CurveKeys, load_key
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "__version__",
     "Batch",
     "Client",
     "CurveKeys",
     "Group",
+    "InvalidRequest",
     "ProtocolViolation",
+    "SamplingParams",
     "Trajectory",
     "WorkerError",
     "WorkerInfo",

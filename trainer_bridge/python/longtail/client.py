@@ -18,8 +18,10 @@ from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional
 
 import zmq
 
+from longtail import text
 from longtail.protocol import PROTOCOL_VERSION, ProtocolViolation, WorkerError, encode_submit, pack, unpack_header
-from longtail.types import Batch, Group, WorkerInfo, decode_batch
+from longtail.request import Group, submit_entries
+from longtail.types import Batch, WorkerInfo, decode_batch
 
 log = logging.getLogger("longtail.client")
 
@@ -74,12 +76,15 @@ class Client:
         worker_timeout: worker silent this long (no heartbeat) = reconnect with a new HELLO.
         curve: CURVE keys when the worker requires encryption.
         client_id: a name for the worker's logs (default: host-pid-random).
+        tokenizer: enables text prompts (``Group(prompt=...)``, ``Group(messages=[...])``) and
+            ``response_text`` on every trajectory: a tokenizer object (e.g. transformers'
+            AutoTokenizer) or the model directory to load one from (needs ``longtail[text]``).
     """
 
     def __init__(self, endpoint: str, *, credits: int = 4, auto_credit: bool = True, timeout: float = 30.0,
                  heartbeat_interval: float = 1.0, worker_timeout: float = 10.0,
                  curve: Optional[CurveKeys] = None, client_id: Optional[str] = None,
-                 context: Optional[zmq.Context] = None) -> None:
+                 context: Optional[zmq.Context] = None, tokenizer: Any = None) -> None:
         self.endpoint = endpoint
         self.window = int(credits)
         self.auto_credit = auto_credit
@@ -87,6 +92,7 @@ class Client:
         self.heartbeat_interval = heartbeat_interval
         self.worker_timeout = worker_timeout
         self.curve = curve
+        self.tokenizer = text.load_tokenizer(tokenizer) if tokenizer is not None else None
         self.client_id = client_id or f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._ctx = context or zmq.Context.instance()
         self._sock: Optional[zmq.Socket] = None
@@ -232,7 +238,7 @@ class Client:
         info = WorkerInfo(worker_id=h["worker_id"], instance=h["instance"], model=dict(h["model"]),
                           policy_version=int(h["policy_version"]), capabilities=list(h["capabilities"]),
                           max_message_bytes=int(h["max_message_bytes"]), unacked=int(h["unacked"]),
-                          next_seq=int(h["next_seq"]))
+                          next_seq=int(h["next_seq"]), software_version=h.get("software_version"))
         if self.worker is not None and info.instance != self.worker.instance:
             log.info("worker %s restarted (instance %s)", info.worker_id, info.instance)
         self.worker = info
@@ -286,9 +292,13 @@ class Client:
         return header
 
     def submit(self, groups: Iterable[Union[Group, Mapping[str, Any]]], timeout: Optional[float] = None) -> int:
-        """Queues prompt groups on the worker. Returns how many were accepted; raises WorkerError
-        (e.g. INVALID_REQUEST for a token outside the vocabulary, QUEUE_FULL) when refused."""
-        wire = [Group.coerce(g).to_wire() for g in groups]
+        """Queues prompt groups (Groups, or mappings of Group's keywords) on the worker. Returns how
+        many were accepted; raises WorkerError when refused: INVALID_REQUEST for a token outside
+        the vocabulary or a parameter the worker does not serve (checked here before sending,
+        as longtail.InvalidRequest), QUEUE_FULL, BAD_FIELD, ... from the worker. Names and types
+        are checked when each Group is built (TypeError, ValueError)."""
+        assert self.worker is not None
+        wire = submit_entries(list(groups), self.worker.model, self.worker.capabilities, self.tokenizer)
         req = self._next_req()
         return int(self._request(encode_submit(req, wire), req, timeout)["groups"])
 
@@ -323,6 +333,9 @@ class Client:
             self._pump(min(left, self.heartbeat_interval))
         b = self._batches.popleft()
         self._delivered[b.worker_id].add(b.seq)
+        if self.tokenizer is not None:
+            for t in b.trajectories:
+                t.response_text = text.decode(self.tokenizer, t.response_tokens)
         if self.auto_credit:
             self.credit(1)
         return b

@@ -1,51 +1,16 @@
-"""Plain data types of the trainer client: what goes in (Group) and what comes out (Batch,
-Trajectory, WorkerInfo)."""
+"""Plain data types of the trainer client: what comes out (Batch, Trajectory, WorkerInfo). What
+goes in, Group, lives in longtail/request.py and is re-exported here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from longtail import adapters
 from longtail.protocol import ProtocolViolation, frame_array
-
-
-@dataclass
-class Group:
-    """One prompt sampled ``n`` times. ``stop_tokens`` empty = the checkpoint's eos ids; ``metadata``
-    is passed through untouched to every trajectory of the group."""
-
-    group_id: str
-    prompt_tokens: Union[Sequence[int], np.ndarray]
-    n: int = 1
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    seed: int = 0
-    stop_tokens: Sequence[int] = ()
-    metadata: bytes = b""
-    prompt_id: str = ""
-
-    def to_wire(self) -> Dict[str, Any]:
-        return {
-            "group_id": self.group_id,
-            "prompt_id": self.prompt_id,
-            "prompt_tokens": self.prompt_tokens,
-            "n": int(self.n),
-            "sampling": {"temperature": float(self.temperature), "top_k": int(self.top_k),
-                         "top_p": float(self.top_p), "seed": int(self.seed)},
-            "max_new_tokens": int(self.max_new_tokens),
-            "stop_tokens": [int(t) for t in self.stop_tokens],
-            "metadata": bytes(self.metadata),
-        }
-
-    @staticmethod
-    def coerce(g: Union["Group", Mapping[str, Any]]) -> "Group":
-        if isinstance(g, Group):
-            return g
-        return Group(**dict(g))
+from longtail.request import Group  # noqa: F401  (re-exported: longtail.types.Group)
 
 
 @dataclass
@@ -60,6 +25,7 @@ class WorkerInfo:
     max_message_bytes: int
     unacked: int
     next_seq: int
+    software_version: Optional[str] = None  # the worker's build (project version + git commit)
 
 
 @dataclass
@@ -82,6 +48,7 @@ class Trajectory:
     log_ratio: float
     weight: float
     truncated_weight: float
+    response_text: Optional[str] = None  # decoded response when the Client has a tokenizer
 
 
 @dataclass
@@ -139,16 +106,24 @@ class Batch:
             out["behaviour_logprobs"][i, :r] = t.behaviour_logprobs
             out["current_logprobs"][i, :r] = t.behaviour_logprobs if t.current_logprobs is None else t.current_logprobs
             out["policy_versions"][i, :r] = t.policy_versions
-        if as_torch is None:
-            try:
-                import torch  # noqa: F401
-                as_torch = True
-            except ImportError:
-                as_torch = False
-        if as_torch:
-            import torch
-            return {k: torch.from_numpy(v) for k, v in out.items()}
-        return out
+        return adapters.as_tensors(out, as_torch)
+
+    def to_verl(self, pad_token_id: int = 0, prompt_length: Optional[int] = None,
+                response_length: Optional[int] = None, as_torch: bool = False) -> Dict[str, Any]:
+        """The batch as verl's rollout output: ``{"batch": {prompts (left-padded), responses,
+        input_ids, attention_mask, position_ids, response_mask, rollout_log_probs, policy_versions,
+        current_log_probs, token_tis, weight, truncated_weight, log_ratio, reward, sample_index},
+        "non_tensor_batch": {uid (= group id), prompt_id, trajectory_uid, finish_reason, metadata
+        [, response_text]}, "meta_info": {...}}``, numpy arrays (torch with ``as_torch``), ready
+        for ``DataProto.from_dict``. ``prompt_length`` / ``response_length`` fix the widths
+        (ValueError if a trajectory is longer). Field table: trainer_bridge/python/README.md."""
+        return adapters.to_verl(self, pad_token_id, prompt_length, response_length, as_torch)
+
+    def to_slime_samples(self) -> List[Dict[str, Any]]:
+        """One dict per trajectory with slime's ``Sample`` field names (tokens, response_length,
+        loss_mask, rollout_log_probs, status, weight_versions, reward, ...), for
+        ``Sample.from_dict``. Field table: trainer_bridge/python/README.md."""
+        return adapters.to_slime_samples(self)
 
 
 def decode_batch(header: Mapping[str, Any], frames: Sequence[Any], received_ns: int) -> Batch:

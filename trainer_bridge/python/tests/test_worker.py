@@ -355,3 +355,24 @@ def test_config_errors_exit_2(start_worker, tmp_path):
     w = start_worker(config=cfg)
     assert w.proc.wait(10) == 2
     assert "bridge.max_mesage_bytes" in w.output()
+
+
+def test_vllm_request_names_and_text_against_the_worker(start_worker):
+    from test_request import CharTokenizer
+
+    w = start_worker()
+    tok = CharTokenizer()
+    with Client(w.endpoint, tokenizer=tok) as c:
+        c.submit([Group("v", [5, 6, 7], n=2, max_tokens=3, top_k=-1, seed=5, presence_penalty=0.0),
+                  Group("t", prompt="hello", n=1, max_new_tokens=4),
+                  Group("m", messages=[{"role": "user", "content": "hi"}], max_tokens=2)])
+        trs = {(t.group_id, t.sample_index): t for b in collect(c, 4) for t in b.trajectories}
+        assert trs[("t", 0)].prompt_tokens.tolist() == tok.encode("hello")
+        assert trs[("m", 0)].prompt_tokens.tolist() == tok.encode("<user>hi<assistant>")
+        for (gid, _), t in trs.items():
+            assert t.response_tokens.size <= {"v": 3, "t": 4, "m": 2}[gid]
+            assert t.response_text == tok.decode(t.response_tokens.tolist())
+        with pytest.raises(WorkerError) as e:  # refused here, before the worker sees it
+            c.submit([Group("oov", [1, VOCAB])])
+        assert e.value.code == "INVALID_REQUEST" and f"prompt_tokens[1] = {VOCAB}" in e.value.message
+        assert c.stats()["worker"]["groups_refused"] == 0
