@@ -29,7 +29,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ -f trainer_bridge/python/pyproject.toml ]; then
-  .venv/bin/python -m pip install -q -e "trainer_bridge/python[test]"
+  .venv/bin/python -m pip install -q -e "trainer_bridge/python[test,fleet]"
 else
   .venv/bin/python -m pip install -q numpy pyzmq msgpack pytest
 fi
