@@ -100,9 +100,8 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(const AttnArg
   }
   const int j_max = (row0 + nrows - 1) / a.group;
   const int kv_end = prefix + j_max + 1;
-  const int chunk = ((kv_end + a.splits - 1) / a.splits + kTile - 1) / kTile * kTile;
-  const int start = split * chunk;
-  const int end = min(kv_end, start + chunk);
+  int start, end;
+  split_range(kv_end, a.splits, a.split_size, split, &start, &end);
 
   const int ntiles = start < end ? (end - start + kTile - 1) / kTile : 0;
   if (ntiles > 0) load_kv_tile<D, D + 8, D>(a, seq, kvh, start, end, kbuf(0), vbuf(0));
@@ -332,6 +331,9 @@ Status paged_attention(const PagedAttentionParams& p, Stream stream) {
   if (p.num_kv_splits < 1 || p.num_kv_splits > 65535) {
     return invalid(kName, "num_kv_splits must be in [1, 65535]");
   }
+  if (p.kv_split_size < 0 || p.kv_split_size % kAttnTile != 0) {
+    return invalid(kName, "kv_split_size must be 0 or a positive multiple of 64");
+  }
   if (p.q == nullptr || p.k_cache == nullptr || p.v_cache == nullptr || p.block_table == nullptr ||
       p.query_start == nullptr || p.seq_lens == nullptr || p.out == nullptr) {
     return invalid(kName, "q, caches, block_table, query_start, seq_lens and out must be non-null");
@@ -371,6 +373,7 @@ Status paged_attention(const PagedAttentionParams& p, Stream stream) {
   a.group = group;
   a.num_tokens = p.num_tokens;
   a.splits = p.num_kv_splits;
+  a.split_size = p.kv_split_size;
   a.qscale = p.scale * static_cast<float>(M_LOG2E);
   a.ws_o = p.workspace;
   a.ws_lse = p.num_kv_splits > 1 ? p.workspace + static_cast<size_t>(p.num_kv_splits) *

@@ -25,6 +25,7 @@ struct AttnArgs {
   int32_t num_heads, num_kv_heads, group;
   int64_t num_tokens;
   int32_t splits;
+  int32_t split_size;  // > 0: fixed split boundaries (batch-invariant mode)
   float qscale;  // scale * log2(e): scores live in the log2 domain (exp2)
   float* ws_o;   // [splits][num_tokens][num_heads][head_dim] normalised partial outputs
   float* ws_lse; // [splits][num_tokens][num_heads] log2-sum-exp of each partial (-inf: empty)
@@ -68,11 +69,16 @@ __device__ __forceinline__ void load_kv_tile(const AttnArgs& a, int seq, int kvh
 
 // The KV range [start, end) that split `split` of a block covers, for a block whose last query
 // row sits at position kv_end - 1. Chunks are whole tiles so every split but the last is full.
-__device__ __forceinline__ void split_range(int kv_end, int splits, int split, int* start,
-                                            int* end) {
-  const int chunk = ((kv_end + splits - 1) / splits + kAttnTile - 1) / kAttnTile * kAttnTile;
+// With a fixed split size the boundaries do not depend on kv_end (only where the range stops), so
+// a query sees the same chunks whatever the other rows of its block; the last split takes any
+// rest the caller did not provision splits for.
+__device__ __forceinline__ void split_range(int kv_end, int splits, int split_size, int split,
+                                            int* start, int* end) {
+  const int chunk = split_size > 0
+                        ? split_size
+                        : ((kv_end + splits - 1) / splits + kAttnTile - 1) / kAttnTile * kAttnTile;
   *start = split * chunk;
-  *end = min(kv_end, *start + chunk);
+  *end = split == splits - 1 ? kv_end : min(kv_end, *start + chunk);
 }
 
 // Ancestors-or-self bit mask of draft token j (n <= 64 is checked on the host).

@@ -113,7 +113,7 @@ __global__ void __launch_bounds__(kAttnThreads) paged_attention_tc_kernel(const 
   const int last_row = min(row0 + S::kRows, rows_total) - 1;
   const int kv_end = prefix + last_row / a.group + 1;
   int start, end;
-  split_range(kv_end, a.splits, blockIdx.z, &start, &end);
+  split_range(kv_end, a.splits, a.split_size, blockIdx.z, &start, &end);
   const int ntiles = start < end ? (end - start + kAttnTile - 1) / kAttnTile : 0;
 
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
@@ -318,7 +318,9 @@ int attention_tc_rows_per_block(int32_t max_query_len, int32_t group) {
 
 Status launch_attention_tc(const AttnArgs& a, int32_t head_dim, int32_t num_seqs,
                            int32_t max_query_len, Stream stream) {
-  const int rows = attention_tc_rows_per_block(max_query_len, a.group);
+  // Batch-invariant mode: always the 16-row layout (4 warps interleaving each KV tile), whose
+  // per-row order of operations is the same for every number of query rows.
+  const int rows = a.split_size > 0 ? 16 : attention_tc_rows_per_block(max_query_len, a.group);
   Status st;
   if (head_dim == 64) {
     st = rows == 16   ? launch_tc<64, 4>(a, num_seqs, max_query_len, stream)

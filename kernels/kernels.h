@@ -1,6 +1,6 @@
 // Public API of longtail's CUDA kernels (FlashInfer-like): plain functions taking raw device
-// pointers, sizes, strides and a stream, returning a Status. They know nothing of the engine: the
-// policy backend owns every buffer and all metadata. Includable from non-CUDA translation units
+// pointers, sizes, strides and a stream, returning a Status. The caller owns every buffer and all
+// metadata. Includable from non-CUDA translation units
 // (cudaStream_t is `CUstream_st*`, bf16 is a 2-byte POD layout-compatible with __nv_bfloat16).
 // The definitions exist only in builds with LONGTAIL_HAVE_CUDA; the plain C++ reference of every
 // kernel is in kernels/reference.h and is always built.
@@ -8,7 +8,7 @@
 // Conventions shared by all kernels:
 //  * "row stride" arguments are in elements, not bytes, and let a kernel read a slice of a fused
 //    buffer in place (e.g. q/k/v inside the fused QKV GEMM output).
-//  * Math is fp32 (fp64 where the sampler needs bit-exact agreement with the CPU rule); bf16
+//  * Math is fp32 (fp64 where the sampler needs bit-exact agreement with its reference); bf16
 //    results are rounded once, to nearest even.
 //  * A kernel returns kInvalidArgument (and sets last_error()) for null pointers, negative sizes
 //    or unsupported shapes, before launching anything; kLaunchFailed when the launch itself fails.
@@ -40,8 +40,8 @@ const char* last_error();
 // ---------------------------------------------------------------------------------------------
 // Embedding gather: out[t, :] = table[ids[t], :], t < num_tokens; table is [vocab][hidden].
 // Ids outside [0, vocab) never read out of bounds: their row is written as zeros and *bad_id_flag
-// (device int32, may be nullptr) is set to 1 (never cleared here). The host is expected to have
-// validated ids already (policy::Backend::forward throws first); the flag is a safety net.
+// (device int32, may be nullptr) is set to 1 (never cleared here). The caller is expected to have
+// validated ids already; the flag is a safety net.
 Status embedding_gather_bf16(const bf16* table, int64_t vocab, int64_t hidden, const int32_t* ids,
                              int64_t num_tokens, bf16* out, int32_t* bad_id_flag, Stream stream);
 // Same, into fp32 rows (e.g. straight into the fp32 residual stream).
@@ -64,6 +64,12 @@ Status rmsnorm_bf16(const bf16* in, int64_t in_stride, bf16* out, int64_t out_st
                     int64_t num_tokens, int32_t num_heads, int32_t dim, const bf16* weight,
                     float eps, Stream stream);
 
+// RMSNorm of dense fp32 rows (e.g. the residual stream) with fp32 weights and an optional gather:
+//   out[r] = bf16(x[src] * rsqrt(mean(x[src]^2) + eps) * weight), src = rows ? rows[r] : r,
+// r < num_rows; x rows and out rows are `dim` elements apart. One block per row.
+Status rmsnorm_rows_f32(const float* x, const int32_t* rows, int64_t num_rows, int32_t dim,
+                        const float* weight, float eps, bf16* out, Stream stream);
+
 // ---------------------------------------------------------------------------------------------
 // RoPE, rotate-half (HF) convention, in place on q and k:
 //   for i < head_dim/2: angle = positions[t] * inv_freq[i]   (fp32 product, as HF computes it)
@@ -75,6 +81,31 @@ Status rmsnorm_bf16(const bf16* in, int64_t in_stride, bf16* out, int64_t out_st
 Status rope_inplace_bf16(bf16* q, int64_t q_stride, int32_t num_heads, bf16* k, int64_t k_stride,
                          int32_t num_kv_heads, int32_t head_dim, const int32_t* positions,
                          int64_t num_tokens, const float* inv_freq, Stream stream);
+
+// One pass over a fused q/k/v product (fp32 [num_tokens][(H + 2 KV) * D], q heads then k heads
+// then v heads), rounded once to bf16: for token t and head h,
+//   x = qkv[t][h] + bias[h]                     (bias: fp32 [(H + 2 KV) * D], may be nullptr)
+//   q and k heads: x = rmsnorm(x) * q_norm / k_norm over head_dim (fp32 [D]; nullptr: no norm),
+//                  then rotate-half RoPE at positions[t] with inv_freq, as rope_inplace_bf16
+//   q heads -> q_out[t][h] (dense bf16 [num_tokens][H][D]);
+//   k and v heads -> k_cache / v_cache at slot slots[t] (kv_cache_write_bf16's layout; < 0: skip).
+// head_dim even and <= 2048.
+struct QkvPostParams {
+  const float* qkv = nullptr;
+  const float* bias = nullptr;
+  const float* q_norm = nullptr;
+  const float* k_norm = nullptr;
+  float norm_eps = 1e-6f;
+  const int32_t* positions = nullptr;  // [num_tokens]
+  const float* inv_freq = nullptr;     // [head_dim / 2]
+  const int32_t* slots = nullptr;      // [num_tokens]
+  bf16* q_out = nullptr;
+  bf16* k_cache = nullptr;
+  bf16* v_cache = nullptr;
+  int64_t num_tokens = 0;
+  int32_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+};
+Status qkv_post(const QkvPostParams& p, Stream stream);
 
 // ---------------------------------------------------------------------------------------------
 // Paged KV cache. Per layer, K and V are each one array
@@ -106,8 +137,9 @@ Status kv_cache_write_bf16(const bf16* k, int64_t k_stride, const bf16* v, int64
 // GQA: q head h reads kv head h / (num_heads / num_kv_heads). Scale is given (1/sqrt(head_dim)).
 // head_dim in {64, 128}. Layout: q[t * q_stride + h * head_dim], out[t * out_stride + h * head_dim].
 //
-// Decode at small batch splits each sequence's KV range into num_kv_splits chunks processed by
-// separate blocks and merged by a second kernel (flash-decoding). The grid depends only on the
+// Decode at small batch splits each sequence's KV range into num_kv_splits chunks (or chunks of
+// kv_split_size positions) processed by separate blocks and merged by a second kernel
+// (flash-decoding). The grid depends only on the
 // host-side sizes below, never on the device-side lengths, so one CUDA graph captured with a fixed
 // (num_seqs, num_tokens, max_query_len, num_kv_splits) replays correctly for any lengths.
 struct PagedAttentionParams {
@@ -129,6 +161,14 @@ struct PagedAttentionParams {
   int32_t head_dim = 0;
   float scale = 0;
   int32_t num_kv_splits = 1; // >= 1; see paged_attention_choose_splits
+  // Batch-invariant mode when > 0 (a multiple of 64): split z covers KV positions
+  // [z * kv_split_size, (z + 1) * kv_split_size), whatever the lengths, and the tensor-core kernel
+  // keeps one warp layout for every shape, so a query's output bits depend only on its own
+  // position and its sequence's cache, never on the other queries or sequences of the launch.
+  // num_kv_splits should then be >= ceil(longest seq_len / kv_split_size) (surplus splits are
+  // empty); if it is smaller the last split takes the rest: still correct, no longer invariant.
+  // 0 (default): num_kv_splits chunks of equal length per block.
+  int32_t kv_split_size = 0;
   float* workspace = nullptr;     // >= paged_attention_workspace_bytes(...) when num_kv_splits > 1
   size_t workspace_bytes = 0;
   bf16* out = nullptr;
@@ -151,6 +191,27 @@ size_t paged_attention_workspace_bytes(int64_t num_tokens, int32_t num_heads, in
 int32_t paged_attention_choose_splits(int32_t num_seqs, int32_t num_heads, int32_t num_kv_heads,
                                       int32_t max_query_len, int64_t max_kv_len, int32_t num_sms);
 
+// Causal paged attention for any head_dim in [1, 256] (one warp per query token and head, every
+// position in order; no tree, no splits), for the shapes paged_attention does not serve. Same
+// cache layout and metadata meaning as PagedAttentionParams, plus token_seq[t] = the sequence of
+// query token t. q and out are dense [num_tokens][num_heads][head_dim].
+struct SimplePagedAttentionParams {
+  const bf16* q = nullptr;
+  const bf16* k_cache = nullptr;
+  const bf16* v_cache = nullptr;
+  const int32_t* block_table = nullptr;
+  int64_t block_table_stride = 0;
+  int32_t block_size = 16;
+  const int32_t* token_seq = nullptr;    // [num_tokens]
+  const int32_t* query_start = nullptr;  // [num_seqs + 1]
+  const int32_t* seq_lens = nullptr;     // [num_seqs], including the new tokens
+  int64_t num_tokens = 0;
+  int32_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  float scale = 0;
+  bf16* out = nullptr;
+};
+Status paged_attention_simple(const SimplePagedAttentionParams& p, Stream stream);
+
 // ---------------------------------------------------------------------------------------------
 // SwiGLU on a fused [gate | up] GEMM output: out[r, i] = silu(gu[r, i]) * gu[r, inter + i],
 // gu row r at gate_up[r * gate_up_stride], out row r at out[r * out_stride], i < inter.
@@ -158,15 +219,12 @@ Status swiglu_bf16(const bf16* gate_up, int64_t gate_up_stride, bf16* out, int64
                    int64_t rows, int64_t inter, Stream stream);
 
 // ---------------------------------------------------------------------------------------------
-// Sampling, exactly the rule of policy/sampling.h (reference: reference.h's sample_row()):
-// one block per row of fp32 logits. Per-row parameters live in device memory so a graph can be
-// replayed with new seeds/positions. Outputs per row r:
+// Sampling, one block per row of fp32 logits: the rule of reference.h's sample_row (its
+// specification, with LogRounding::kCorrect). Per-row parameters live in device memory so a graph
+// can be replayed with new seeds/positions. Outputs per row r:
 //   tokens[r], logprobs[r] = log softmax(logits / T)[token] (T = 1 when greedy), and if
 //   target_tokens != nullptr: target_logprobs[r] = log softmax(logits / T)[target_tokens[r]]
 //   (NaN when target_tokens[r] is outside [0, vocab), e.g. -1 for "no next input").
-// The floating-point details are those of the CPU backend's policy/sampling.cc (see
-// ref::sample_row), so both backends draw the same tokens: Gumbel key z + (-logf(-logf(u))) in
-// float with u = sampling_uniform(seed, uid, position, i) (kernels/philox.h), top-p on fp64 masses.
 // Candidate selection (top-k, then top-p) is an exact radix select on the key (order-preserving
 // bits of z, then ~index) so ties go to the lowest index; top-p weighs each radix bucket by its
 // candidates' mass, so no sort is needed. Logits must be finite or -inf (masked); no NaN or +inf.
@@ -195,5 +253,9 @@ Status cast_bf16_to_f32(const bf16* in, float* out, int64_t n, Stream stream);
 // x[r * stride + c] += bias[c] for r < rows, c < cols (fp32 add, one bf16 rounding).
 Status add_bias_bf16(bf16* x, int64_t stride, int64_t rows, int64_t cols, const bf16* bias,
                      Stream stream);
+// dst[i] = scale * synthetic_uniform(seed, i) (philox.h), i < n: reproducible synthetic weights.
+Status fill_uniform_bf16(bf16* dst, int64_t n, float scale, uint64_t seed, Stream stream);
+Status fill_uniform_f32(float* dst, int64_t n, float scale, uint64_t seed, Stream stream);
+Status fill_f32(float* dst, int64_t n, float value, Stream stream);
 
 }  // namespace longtail::kernels

@@ -1,4 +1,4 @@
-// Counter-based random numbers (Philox4x32-10, Salmon et al., SC'11) shared by the CPU sampler and
+// Counter-based random numbers (Philox4x32-10, Salmon et al., SC'11) shared by the host sampler and
 // the CUDA sampling kernel, so both draw the same uniform for the same (seed, uid, position, index)
 // whatever the batch, the step size or the device. Header-only, host and device.
 #pragma once
@@ -51,6 +51,16 @@ LONGTAIL_HD float sampling_uniform(uint64_t seed, uint64_t uid, int64_t position
       philox4x32_10(ctr, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
   const float u = (static_cast<float>(out.v[0] >> 8) + 0.5f) * (1.0f / 16777216.0f);
   return u < 1.0f ? u : 0x1.fffffep-1f;  // 1 - 2^-24
+}
+
+// Uniform in (-1, 1) for element `index` of a synthetic tensor (random weights for tests and
+// benchmarks): Philox on the counter (index, 0x5eed, 0) keyed by seed. Host and device give the
+// same bits: the only rounding after the int -> float conversion is the final subtraction.
+LONGTAIL_HD float synthetic_uniform(uint64_t seed, uint64_t index) {
+  const Philox4x32 ctr{{static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), 0x5eedu,
+                        0u}};
+  const Philox4x32 r = philox4x32_10(ctr, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+  return (static_cast<float>(r.v[0] >> 8) + 0.5f) * (2.0f / 16777216.0f) - 1.0f;
 }
 
 }  // namespace longtail::kernels

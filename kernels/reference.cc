@@ -101,6 +101,17 @@ void fused_add_rmsnorm(std::span<float> residual, std::span<const float> x,
   }
 }
 
+void rmsnorm_rows(std::span<const float> x, std::span<const int32_t> rows, int64_t num_rows,
+                  int64_t dim, std::span<const float> weight, float eps, std::span<float> out) {
+  for (int64_t r = 0; r < num_rows; ++r) {
+    const float* in = x.data() + (rows.empty() ? r : rows[r]) * dim;
+    double ss = 0;
+    for (int64_t c = 0; c < dim; ++c) ss += static_cast<double>(in[c]) * in[c];
+    const double inv = 1.0 / std::sqrt(ss / static_cast<double>(dim) + eps);
+    for (int64_t c = 0; c < dim; ++c) out[r * dim + c] = static_cast<float>(in[c] * inv * weight[c]);
+  }
+}
+
 namespace {
 void rope_rows(std::span<float> x, int64_t t, int32_t heads, int32_t head_dim, int32_t pos,
                std::span<const float> inv_freq) {
@@ -125,6 +136,51 @@ void rope_inplace(std::span<float> q, int32_t num_heads, std::span<float> k, int
     rope_rows(q, static_cast<int64_t>(t), num_heads, head_dim, positions[t], inv_freq);
     if (!k.empty()) {
       rope_rows(k, static_cast<int64_t>(t), num_kv_heads, head_dim, positions[t], inv_freq);
+    }
+  }
+}
+
+void qkv_post(const QkvShape& sh, std::span<const float> qkv, std::span<const float> bias,
+              std::span<const float> q_norm, std::span<const float> k_norm,
+              std::span<const int32_t> positions, std::span<const float> inv_freq,
+              std::span<const int32_t> slots, std::span<float> q_out, std::span<float> k_cache,
+              std::span<float> v_cache) {
+  const int32_t H = sh.num_heads, KV = sh.num_kv_heads, D = sh.head_dim, half = D / 2;
+  const int64_t width = static_cast<int64_t>(H + 2 * KV) * D;
+  const int64_t num_slots = static_cast<int64_t>(k_cache.size()) / (static_cast<int64_t>(KV) * D);
+  std::vector<double> x(static_cast<size_t>(D));
+  for (size_t t = 0; t < positions.size(); ++t) {
+    for (int32_t head = 0; head < H + 2 * KV; ++head) {
+      const int64_t base = static_cast<int64_t>(t) * width + static_cast<int64_t>(head) * D;
+      for (int32_t d = 0; d < D; ++d) {
+        x[d] = static_cast<double>(qkv[base + d]) + (bias.empty() ? 0.0 : bias[head * D + d]);
+      }
+      const bool is_q = head < H, is_k = !is_q && head < H + KV;
+      const std::span<const float> norm = is_q ? q_norm : (is_k ? k_norm : std::span<const float>{});
+      if (!norm.empty()) {
+        double ss = 0;
+        for (double v : x) ss += v * v;
+        const double inv = 1.0 / std::sqrt(ss / D + sh.norm_eps);
+        for (int32_t d = 0; d < D; ++d) x[d] *= inv * norm[d];
+      }
+      if (is_q || is_k) {
+        for (int32_t i = 0; i < half; ++i) {
+          const double angle = static_cast<double>(static_cast<float>(positions[t]) * inv_freq[i]);
+          const double c = std::cos(angle), s = std::sin(angle);
+          const double a = x[i], b = x[i + half];
+          x[i] = a * c - b * s;
+          x[i + half] = b * c + a * s;
+        }
+      }
+      float* dst = nullptr;
+      if (is_q) {
+        dst = q_out.data() + (static_cast<int64_t>(t) * H + head) * D;
+      } else if (slots[t] >= 0 && slots[t] < num_slots) {
+        const int32_t kvh = is_k ? head - H : head - H - KV;
+        dst = (is_k ? k_cache : v_cache).data() + (static_cast<int64_t>(slots[t]) * KV + kvh) * D;
+      }
+      if (dst == nullptr) continue;
+      for (int32_t d = 0; d < D; ++d) dst[d] = static_cast<float>(x[d]);
     }
   }
 }
@@ -199,80 +255,112 @@ void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, 
 int32_t argmax(std::span<const float> x) {
   int32_t best = 0;
   for (size_t i = 1; i < x.size(); ++i) {
-    if (x[i] > x[best]) best = static_cast<int32_t>(i);
+    if (x[i] > x[best]) best = static_cast<int32_t>(i);  // strict: the lowest index wins ties
   }
   return best;
 }
 
 namespace {
-// log softmax(z)[token] in fp64 over already-divided values.
-double log_softmax_at(std::span<const float> z, int32_t token) {
-  double mx = -std::numeric_limits<double>::infinity();
-  for (float v : z) mx = std::max(mx, static_cast<double>(v));
-  double sum = 0;
-  for (float v : z) sum += std::exp(static_cast<double>(v) - mx);
-  return static_cast<double>(z[token]) - mx - std::log(sum);
+
+// log softmax(logits / T)[token]: max over the float z = logits / T, the sum of exp(z - max) in
+// fp64, log-sum-exp = max + log(sum), then z[token] - log-sum-exp in fp64.
+float log_softmax_at(std::span<const float> logits, float temperature, int32_t token) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (float x : logits) m = std::max(m, x / temperature);
+  double lse = m;
+  if (!std::isinf(m)) {
+    double s = 0;
+    for (float x : logits) s += std::exp(static_cast<double>(x / temperature) - m);
+    lse = m + std::log(s);
+  }
+  return static_cast<float>(static_cast<double>(logits[token] / temperature) - lse);
 }
+
+float log_of(float x, LogRounding rounding) {
+  return rounding == LogRounding::kHostLibm ? std::log(x)
+                                            : static_cast<float>(std::log(static_cast<double>(x)));
+}
+
+// The top-k / top-p candidates in candidate order (z descending, index ascending), or empty for
+// the whole vocabulary.
+std::vector<int32_t> candidates(std::span<const float> logits, const SamplingRow& p) {
+  const int32_t vocab = static_cast<int32_t>(logits.size());
+  const bool cut_k = p.top_k > 0 && p.top_k < vocab;
+  const bool cut_p = p.top_p < 1.0f;
+  std::vector<int32_t> cand;
+  if (!cut_k && !cut_p) return cand;
+  const float t = p.temperature;
+  std::vector<float> z(static_cast<size_t>(vocab));
+  for (int32_t i = 0; i < vocab; ++i) z[i] = logits[i] / t;
+  cand.resize(vocab);
+  std::iota(cand.begin(), cand.end(), 0);
+  auto before = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
+  if (cut_k) {
+    std::nth_element(cand.begin(), cand.begin() + p.top_k, cand.end(), before);
+    cand.resize(p.top_k);
+  }
+  if (!cut_p) return cand;  // the draw is an argmax: the candidates' order does not matter
+  // Softmax normaliser over the candidates, summed in ascending index order.
+  std::sort(cand.begin(), cand.end());
+  float zmax = -std::numeric_limits<float>::infinity();
+  for (int32_t i : cand) zmax = std::max(zmax, z[i]);
+  double total = 0;
+  for (int32_t i : cand) total += std::exp(static_cast<double>(z[i]) - zmax);
+  // Walk the candidates in order, sorting only as far as needed: a peaked distribution reaches
+  // top_p after a handful of tokens, so this rarely sorts the whole vocabulary.
+  double cum = 0;
+  size_t n = 0, sorted = 0;
+  const size_t size = cand.size();
+  bool reached = false;
+  while (!reached && n < size) {
+    if (n == sorted) {
+      const size_t next = std::min(size, std::max<size_t>(64, sorted * 4));
+      if (next < size) std::nth_element(cand.begin() + sorted, cand.begin() + next, cand.end(), before);
+      std::sort(cand.begin() + sorted, cand.begin() + next, before);
+      sorted = next;
+    }
+    cum += std::exp(static_cast<double>(z[cand[n]]) - zmax) / total;
+    ++n;
+    reached = cum >= static_cast<double>(p.top_p);
+  }
+  cand.resize(n);
+  return cand;
+}
+
 }  // namespace
 
 float token_logprob(std::span<const float> logits, float temperature, int32_t token) {
   if (token < 0 || static_cast<size_t>(token) >= logits.size()) {
     return std::numeric_limits<float>::quiet_NaN();
   }
-  const float t = temperature > 0 ? temperature : 1.0f;
-  std::vector<float> z(logits.size());
-  for (size_t i = 0; i < z.size(); ++i) z[i] = logits[i] / t;
-  return static_cast<float>(log_softmax_at(z, token));
+  return log_softmax_at(logits, temperature > 0 ? temperature : 1.0f, token);
 }
 
-namespace {
-float logf_rounded(float x) { return static_cast<float>(std::log(static_cast<double>(x))); }
-}  // namespace
-
-SampleResult sample_row(std::span<const float> logits, const SamplingRow& p) {
+SampleResult sample_row(std::span<const float> logits, const SamplingRow& p,
+                        LogRounding log_rounding) {
   if (logits.empty()) throw std::invalid_argument("sample_row: empty logits row");
-  const int32_t vocab = static_cast<int32_t>(logits.size());
   if (!(p.temperature > 0)) {
     const int32_t x = argmax(logits);
-    return {x, static_cast<float>(log_softmax_at(logits, x))};
+    return {x, log_softmax_at(logits, 1.0f, x)};
   }
-  std::vector<float> z(logits.size());
-  for (size_t i = 0; i < z.size(); ++i) z[i] = logits[i] / p.temperature;
-  const bool cut_k = p.top_k > 0 && p.top_k < vocab;
-  const bool cut_p = p.top_p < 1.0f;
-  std::vector<int32_t> cand(z.size());
-  std::iota(cand.begin(), cand.end(), 0);
-  if (cut_k || cut_p) {
-    auto before = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
-    std::sort(cand.begin(), cand.end(), before);
-    if (cut_k) cand.resize(p.top_k);
-    if (cut_p) {
-      const double zmax = z[cand[0]];
-      std::vector<int32_t> by_index = cand;
-      std::sort(by_index.begin(), by_index.end());
-      double total = 0;
-      for (int32_t i : by_index) total += std::exp(static_cast<double>(z[i]) - zmax);
-      double cum = 0;
-      size_t n = 0;
-      while (n < cand.size()) {
-        cum += std::exp(static_cast<double>(z[cand[n]]) - zmax) / total;
-        ++n;
-        if (cum >= static_cast<double>(p.top_p)) break;
-      }
-      cand.resize(n);
-    }
-  }
+  const float t = p.temperature;
   int32_t best = -1;
   float best_key = -std::numeric_limits<float>::infinity();
-  for (int32_t i : cand) {
+  auto consider = [&](int32_t i) {
     const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
-    const float key = z[i] + (-logf_rounded(-logf_rounded(u)));
+    const float key = logits[i] / t + (-log_of(-log_of(u, log_rounding), log_rounding));
     if (best < 0 || key > best_key || (key == best_key && i < best)) {
       best = i;
       best_key = key;
     }
+  };
+  const std::vector<int32_t> cand = candidates(logits, p);
+  if (cand.empty()) {
+    for (int32_t i = 0; i < static_cast<int32_t>(logits.size()); ++i) consider(i);
+  } else {
+    for (int32_t i : cand) consider(i);
   }
-  return {best, static_cast<float>(log_softmax_at(z, best))};
+  return {best, log_softmax_at(logits, t, best)};
 }
 
 std::string validate_tree_parents(std::span<const int32_t> parents) {

@@ -1,7 +1,7 @@
 // Plain C++ references of every kernel in kernels/kernels.h (fp32 inputs, fp64 arithmetic), always
-// built, used by the kernel tests; plus host helpers the backend needs whatever the device
-// (bf16 rounding, RoPE inverse frequencies) and sample_row(), the sampling rule of
-// policy/sampling.h written once so the CPU backend and the GPU kernel can share it.
+// built, used by the kernel tests; plus the rules a host implementation must share with the
+// kernels bit for bit, written once here: bf16 rounding, RoPE inverse frequencies and the sampling
+// rule (sample_row), which a CPU model runs as its sampler and the GPU sampler is tested against.
 // Inputs are taken as float values (already rounded to bf16 by the caller where the kernel reads
 // bf16), outputs are unrounded, so a test compares kernel output to these by relative error.
 #pragma once
@@ -21,7 +21,9 @@ float from_bf16(bf16 x);
 inline float round_bf16(float x) { return from_bf16(to_bf16(x)); }
 
 // RoPE inverse frequencies (head_dim / 2 floats), computed like HF's rope init functions:
-// default: 1 / theta^(2i/d); llama3: the low/high frequency smoothing of Llama 3.1.
+// default: 1 / theta^(2i/d) in fp32; llama3: the low/high frequency smoothing of Llama 3.1 in fp64.
+// The input of rope_inplace_bf16 and of a host model's RoPE alike. Throws std::invalid_argument
+// for an odd or non-positive head_dim, theta <= 0, or inconsistent llama3 factors.
 struct RopeConfig {
   double theta = 10000.0;
   bool llama3 = false;
@@ -41,10 +43,27 @@ void fused_add_rmsnorm(std::span<float> residual, std::span<const float> x,
                        std::span<const float> weight, std::span<float> out, int64_t rows,
                        int64_t dim, float eps);
 
+// out (num_rows x dim) = rmsnorm(x[src]) * weight, src = rows.empty() ? r : rows[r]; x dense rows.
+void rmsnorm_rows(std::span<const float> x, std::span<const int32_t> rows, int64_t num_rows,
+                  int64_t dim, std::span<const float> weight, float eps, std::span<float> out);
+
 // In place on q (num_tokens x num_heads x head_dim) and k (num_tokens x num_kv_heads x head_dim).
 void rope_inplace(std::span<float> q, int32_t num_heads, std::span<float> k, int32_t num_kv_heads,
                   int32_t head_dim, std::span<const int32_t> positions,
                   std::span<const float> inv_freq);
+
+// kernels.h's qkv_post: qkv is (num_tokens x (H + 2 KV) x D); bias, q_norm and k_norm may be
+// empty (none); q_out is (num_tokens x H x D); k_cache / v_cache are (num_slots x KV x D) and
+// receive the tokens whose slot is in [0, num_slots).
+struct QkvShape {
+  int32_t num_heads = 0, num_kv_heads = 0, head_dim = 0;
+  float norm_eps = 1e-6f;
+};
+void qkv_post(const QkvShape& shape, std::span<const float> qkv, std::span<const float> bias,
+              std::span<const float> q_norm, std::span<const float> k_norm,
+              std::span<const int32_t> positions, std::span<const float> inv_freq,
+              std::span<const int32_t> slots, std::span<float> q_out, std::span<float> k_cache,
+              std::span<float> v_cache);
 
 // Paged attention with the semantics of kernels.h's paged_attention. Caches are
 // [num_blocks][block_size][num_kv_heads][head_dim]; q and out are dense
@@ -63,21 +82,41 @@ void paged_attention(const AttentionShape& shape, std::span<const float> q,
 // out (rows x inter) = silu(gate) * up from rows of [gate | up] (rows x 2*inter).
 void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, int64_t inter);
 
-// The sampling rule (policy/sampling.h) with the floating-point details of the CPU backend's
-// policy/sampling.cc, so CPU and CUDA backends draw the same tokens:
-//   z_i = logits[i] / T in float; candidates ordered by z descending, index ascending;
-//   top-p: total = sum over candidates of exp(double(z_i) - zmax) (fp64), then the shortest
-//   prefix in candidate order whose cumulative sum of exp(z - zmax) / total reaches top_p;
-//   Gumbel key = z_i + (-logf(-logf(u_i))) in float, u_i = sampling_uniform(...); the largest key
-//   wins, the lowest index on equal keys. logf is evaluated as float(log(double(x))), the
-//   correctly rounded value (barring a 2^-29 chance), which is what the GPU kernel computes too.
-// The logprob is log softmax(z)[x] over the full vocabulary in fp64.
+// The sampling rule: the specification of kernels.h's sample_rows and the sampler of any host
+// model, so that a CPU model and the GPU draw the same tokens from the same logits.
+//   1. T = 0 (greedy): the argmax, lowest index on ties; its logprob is log softmax(logits)[x].
+//   2. T > 0: z_i = logits[i] / T in float. Candidates: the top_k largest z (k <= 0: all), lowest
+//      index first on ties; then top-p: the shortest prefix of the candidates, in that order, whose
+//      probability under softmax over the candidates reaches top_p (top_p >= 1: all). In fp64:
+//      total = sum of exp(double(z_i) - zmax) over the candidates in ascending index order, then
+//      the cumulative sum of exp(double(z_i) - zmax) / total in candidate order until >= top_p.
+//      Draw: Gumbel-max over the candidates, x = argmax_i key_i with key_i = z_i + (-logf(-logf(u_i)))
+//      in float, u_i = sampling_uniform(seed, uid, position, i) (philox.h); the lowest index wins
+//      equal keys. Gumbel-max needs no sort and no prefix sum, so a parallel reduction gives the
+//      same answer as a serial loop, and each vocabulary entry has its own independent uniform.
+//   3. The reported logprob is log softmax(z)[x] over the whole vocabulary (T = 1 when greedy):
+//      m = max of the float z, lse = m + log(sum of exp(double(z_i) - m)) in fp64, z_x - lse: the
+//      logprob under the untruncated distribution at temperature T, not under the truncated
+//      top-k/top-p distribution the token was drawn from.
+// position is the absolute index, in the sequence (prompt included), of the token being drawn.
+// The one floating-point detail an implementation chooses is how logf rounds (LogRounding): the GPU
+// evaluates float(log(double)), correctly rounded; a host may use its C library's logf, which is
+// not always correctly rounded (glibc's misses by one ulp on about 1% of the 2^24 possible Gumbel
+// noise values), so a token can differ between the two only where two candidates' keys lie within
+// an ulp of each other.
+enum class LogRounding {
+  kCorrect,   // float(log(double(x))): what sample_rows computes
+  kHostLibm,  // std::log(float): the host C library's logf
+};
 struct SampleResult {
   int32_t token = -1;
   float logprob = 0;
 };
-SampleResult sample_row(std::span<const float> logits, const SamplingRow& params);
-// log softmax(logits / T)[token], T = 1 when temperature is 0; NaN when token is out of range.
+// Throws std::invalid_argument on an empty row. Logits must be finite or -inf (masked).
+SampleResult sample_row(std::span<const float> logits, const SamplingRow& params,
+                        LogRounding log_rounding = LogRounding::kCorrect);
+// log softmax(logits / T)[token] as in rule 3, T = 1 when temperature is 0; NaN when token is out
+// of range.
 float token_logprob(std::span<const float> logits, float temperature, int32_t token);
 // Lowest index of the maximum.
 int32_t argmax(std::span<const float> x);

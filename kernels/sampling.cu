@@ -1,4 +1,4 @@
-// Sampling (the rule of policy/sampling.h, reference: ref::sample_row) and row argmax. One block
+// Sampling (the rule of reference.h's sample_row, LogRounding::kCorrect) and row argmax. One block
 // per row of fp32 logits:
 //   pass 1: max and sum of exp over z = logits / T (T = 1 when greedy), the greedy argmax, and the
 //           logprob of the given target token;
@@ -7,10 +7,10 @@
 //   top-p:  the same radix descent weighing each bucket by its candidates' fp64 mass
 //           exp(z - max): the largest key whose cumulative mass (in sorted order) reaches top_p of
 //           the candidates' total, i.e. the shortest sorted prefix, with no sort;
-//   draw:   Gumbel-max over the candidates, key = z + (-logf(-logf(u))) in float as the CPU
-//           backend forms it, u = sampling_uniform(seed, uid, position, i); logf is evaluated as
+//   draw:   Gumbel-max over the candidates, key = z + (-logf(-logf(u))) in float as the
+//           reference forms it, u = sampling_uniform(seed, uid, position, i); logf is evaluated as
 //           float(log(double)), i.e. correctly rounded, never the approximate device logf.
-// Top-p compares the normalised cumulative mass with top_p exactly like policy/sampling.cc; only
+// Top-p compares the normalised cumulative mass with top_p exactly like ref::sample_row; only
 // the fp64 summation order differs (buckets instead of a serial walk), which could move the
 // boundary only when the cumulative mass lands within ~1e-15 of top_p.
 // A radix descent stops early once the chosen bucket holds a single element.

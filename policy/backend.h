@@ -92,6 +92,11 @@ struct BackendOptions {
   double kv_memory_fraction = 0.85;  // cuda: share of free GPU memory given to the KV cache
   int32_t kv_block_size = 16;
   int device = 0;                    // cuda device ordinal
+  // Batch-invariant kernels: a sequence's logits at a position are bitwise independent of the
+  // batch, of how many tokens the forward carries for it (decode, verify, prefill chunks) and of
+  // graph replay, so speculation cannot change outputs. cuda: costs throughput (bench/results/);
+  // cpu: holds by construction, accepted. Default off.
+  bool deterministic = false;
 };
 
 // Loads the checkpoint in dir and builds the requested backend. Throws LoadError (see checkpoint.h)

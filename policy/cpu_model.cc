@@ -5,7 +5,6 @@
 #include "policy/cpu_model.h"
 
 #include <cmath>
-#include <numbers>
 
 #include <spdlog/spdlog.h>
 
@@ -37,33 +36,6 @@ inline void dot_rows(const float* const* x, const float* w, int64_t in, float* o
 }
 
 }  // namespace
-
-std::vector<float> rope_inv_freq(const ModelConfig& c) {
-  const int64_t half = c.head_dim / 2;
-  std::vector<float> f(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; ++i) {
-    // HF: 1 / base ** (arange(0, dim, 2).float() / dim), all in fp32.
-    const float expo = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
-    f[i] = 1.0f / std::pow(static_cast<float>(c.rope_theta), expo);
-  }
-  if (c.rope_scaling.type == "llama3") {
-    const RopeScaling& s = c.rope_scaling;
-    const double old_ctx = static_cast<double>(s.original_max_position_embeddings);
-    const double low_wavelen = old_ctx / s.low_freq_factor;
-    const double high_wavelen = old_ctx / s.high_freq_factor;
-    for (float& x : f) {
-      const double wavelen = 2 * std::numbers::pi / x;
-      if (wavelen < high_wavelen) continue;  // high frequency: unchanged
-      if (wavelen > low_wavelen) {
-        x = static_cast<float>(x / s.factor);
-      } else {
-        const double smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-        x = static_cast<float>((1 - smooth) * x / s.factor + smooth * x);
-      }
-    }
-  }
-  return f;
-}
 
 CpuWeights load_cpu_weights(const std::filesystem::path& dir) {
   const Checkpoint ck = Checkpoint::open(dir);

@@ -11,11 +11,11 @@
 #include <string>
 #include <unordered_set>
 
+#include "kernels/kernels.h"
 #include "policy/checkpoint.h"
 #include "policy/cuda_check.h"
 #include "policy/cuda_forward.h"
 #include "policy/cuda_kv_blocks.h"
-#include "policy/cuda_ops.h"
 #include "policy/cuda_step_plan.h"
 #include "policy/cuda_weights.h"
 
@@ -67,7 +67,8 @@ class CudaBackend final : public Backend {
     const std::string mode = graphs_mode();
     limits.graphs = mode != "off";
     limits.ragged_graphs = ragged_graphs_enabled();
-    runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits, mode == "on");
+    runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits, mode == "on",
+                                                    opts.deterministic);
 
     size_t free_bytes = 0, total_bytes = 0;
     LT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -183,8 +184,12 @@ class CudaBackend final : public Backend {
     blocks_->grow(seq, length);
   }
 
+  std::vector<float> last_logits(int32_t rows) { return runner_->last_logits(rows); }
+
   void fill_kv_random(uint64_t seed) {
-    cuda::fill_uniform_bf16(kv_.base, kv_buffer_.bytes() / 2, 1.0f, seed, runner_->stream());
+    LT_KERNEL_CHECK(kernels::fill_uniform_bf16(static_cast<kernels::bf16*>(kv_.base),
+                                               static_cast<int64_t>(kv_buffer_.bytes() / 2), 1.0f,
+                                               seed, runner_->stream()));
     LT_CUDA_CHECK(cudaStreamSynchronize(runner_->stream()));
   }
 
@@ -282,5 +287,9 @@ void cuda_set_length_for_benchmark(Backend& backend, int64_t seq, int32_t length
 }
 
 void cuda_fill_kv_random(Backend& backend, uint64_t seed) { as_cuda(backend).fill_kv_random(seed); }
+
+std::vector<float> cuda_last_logits(Backend& backend, int32_t rows) {
+  return as_cuda(backend).last_logits(rows);
+}
 
 }  // namespace longtail::policy

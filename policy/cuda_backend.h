@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <vector>
 
 #include "policy/backend.h"
 #include "policy/model_config.h"
@@ -42,5 +43,8 @@ CudaBackendStats cuda_backend_stats(const Backend& backend);
 // holds: random values after cuda_fill_kv_random). Throws KvCapacityError like forward().
 void cuda_set_length_for_benchmark(Backend& backend, int64_t seq, int32_t length);
 void cuda_fill_kv_random(Backend& backend, uint64_t seed);
+// The fp32 logits (rows x vocab) of the first `rows` output rows of the last device pass, i.e. of
+// the last forward when it was one pass (the invariance tests compare them bit for bit).
+std::vector<float> cuda_last_logits(Backend& backend, int32_t rows);
 
 }  // namespace longtail::policy

@@ -1,10 +1,12 @@
-// Error checking for CUDA runtime and cuBLAS calls inside the CUDA backend: every call's status is
+// Error checking for CUDA runtime, cuBLAS and kernels/ calls inside the CUDA backend: every call's status is
 // turned into a std::runtime_error naming the call and the location, so a device fault surfaces as
 // a clear exception instead of a silent wrong answer or a later crash.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+
+#include "kernels/kernels.h"
 
 #include <stdexcept>
 #include <string>
@@ -24,6 +26,13 @@ namespace longtail::policy::cuda {
                            " at " + file + ":" + std::to_string(line));
 }
 
+[[noreturn]] inline void throw_kernel_error(kernels::Status st, const char* what, const char* file,
+                                            int line) {
+  throw std::runtime_error(std::string("kernel error ") + kernels::to_string(st) + " (" +
+                           kernels::last_error() + ") in " + what + " at " + file + ":" +
+                           std::to_string(line));
+}
+
 }  // namespace longtail::policy::cuda
 
 #define LT_CUDA_CHECK(expr)                                                                  \
@@ -38,4 +47,11 @@ namespace longtail::policy::cuda {
     const cublasStatus_t lt_st_ = (expr);                                                    \
     if (lt_st_ != CUBLAS_STATUS_SUCCESS)                                                     \
       ::longtail::policy::cuda::throw_cublas_error(lt_st_, #expr, __FILE__, __LINE__);       \
+  } while (0)
+
+#define LT_KERNEL_CHECK(expr)                                                                \
+  do {                                                                                       \
+    const ::longtail::kernels::Status lt_ks_ = (expr);                                       \
+    if (lt_ks_ != ::longtail::kernels::Status::kOk)                                          \
+      ::longtail::policy::cuda::throw_kernel_error(lt_ks_, #expr, __FILE__, __LINE__);       \
   } while (0)

@@ -10,19 +10,11 @@
 #include <string>
 
 #include "kernels/kernels.h"
-#include "kernels/reference.h"
-#include "policy/cuda_ops.h"
 
 namespace longtail::policy::cuda {
 namespace {
 
 constexpr size_t kMaxAttentionWorkspace = size_t{256} << 20;
-
-void check(kernels::Status s, const char* what) {
-  if (s != kernels::Status::kOk)
-    throw std::runtime_error(std::string("kernel ") + what + " failed: " + kernels::to_string(s) +
-                             ": " + kernels::last_error());
-}
 
 template <typename T>
 T* at(const DeviceBuffer& b, size_t offset) {
@@ -42,14 +34,15 @@ bool fast_attention_head_dim(int d) { return d == 64 || d == 128; }
 
 }  // namespace
 
-ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, bool capture_graphs)
-    : config_(c), limits_(limits), graphs_(512, capture_graphs) {
+ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, bool capture_graphs,
+                             bool deterministic)
+    : config_(c), limits_(limits), deterministic_(deterministic), graphs_(512, capture_graphs) {
   int dev = 0;
   LT_CUDA_CHECK(cudaGetDevice(&dev));
   LT_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev));
   LT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   for (auto& ev : staged_) LT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-  gemm_ = std::make_unique<Gemm>(stream_);
+  gemm_ = std::make_unique<Gemm>(stream_, deterministic, limits.max_tokens);
 
   const size_t T = static_cast<size_t>(limits.max_tokens);
   const size_t R = static_cast<size_t>(limits.max_outputs);
@@ -77,24 +70,35 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, boo
   if (const char* w = std::getenv("LONGTAIL_ATTN_WAVES")) attn_waves_ = std::max(1, std::atoi(w));
   if (fast_attention_head_dim(c.head_dim)) {
     // Kernel attributes are set here, never inside a graph capture.
-    check(kernels::prepare_paged_attention(), "prepare_paged_attention");
-    max_splits_ = std::max(1, kernels::paged_attention_choose_splits(
-                                  1, c.num_heads, c.num_kv_heads, 1, 4 * max_pos, num_sms_));
-    size_t ws = kernels::paged_attention_workspace_bytes(limits.max_tokens, c.num_heads,
-                                                         c.head_dim, max_splits_);
-    ws = std::min(ws, kMaxAttentionWorkspace);
+    LT_KERNEL_CHECK(kernels::prepare_paged_attention());
+    size_t ws = 0;
+    if (deterministic) {
+      // Every split a pass can need, for every token: fixed splits are never traded for memory.
+      const int64_t max_kv = static_cast<int64_t>(max_table_width_) * limits.block_size;
+      max_splits_ = static_cast<int32_t>((max_kv + kDeterministicSplit - 1) / kDeterministicSplit);
+      ws = kernels::paged_attention_workspace_bytes(limits.max_tokens, c.num_heads, c.head_dim,
+                                                    max_splits_);
+    } else {
+      max_splits_ = std::max(1, kernels::paged_attention_choose_splits(
+                                    1, c.num_heads, c.num_kv_heads, 1, 4 * max_pos, num_sms_));
+      ws = std::min(kernels::paged_attention_workspace_bytes(limits.max_tokens, c.num_heads,
+                                                             c.head_dim, max_splits_),
+                    kMaxAttentionWorkspace);
+    }
     attn_ws_ = DeviceBuffer(std::max<size_t>(ws, 256));
+  }
+  if (deterministic) {  // algorithm choice is host work: done here, never inside a capture
+    const int qkv_rows = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+    const int attn_dim = c.num_heads * c.head_dim;
+    gemm_->prepare(qkv_rows, c.hidden_size, true);
+    gemm_->prepare(c.hidden_size, attn_dim, true);
+    gemm_->prepare(2 * c.intermediate_size, c.hidden_size, false);
+    gemm_->prepare(c.hidden_size, c.intermediate_size, true);
+    gemm_->prepare(c.vocab_size, c.hidden_size, true);
   }
 
   {  // RoPE inverse frequencies, scaling included, computed once on the host like HF does
-    kernels::ref::RopeConfig rc;
-    rc.theta = c.rope_theta;
-    rc.llama3 = c.rope_scaling.type == "llama3";
-    rc.factor = c.rope_scaling.factor;
-    rc.low_freq_factor = c.rope_scaling.low_freq_factor;
-    rc.high_freq_factor = c.rope_scaling.high_freq_factor;
-    rc.original_max_position = c.rope_scaling.original_max_position_embeddings;
-    const std::vector<float> inv = kernels::ref::rope_inv_freq(rc, c.head_dim);
+    const std::vector<float> inv = rope_inv_freq(c);
     inv_freq_ = DeviceBuffer(inv.size() * 4);
     LT_CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
   }
@@ -102,8 +106,9 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, boo
                                              q_.bytes() + attn_.bytes() + act_.bytes() +
                                              logits_.bytes() + meta_.bytes() + attn_ws_.bytes()) /
                          (1 << 20);
-  spdlog::info("cuda backend: {} SMs, {} tokens / {} outputs per pass, {:.0f} MiB of activations",
-               num_sms_, limits.max_tokens, limits.max_outputs, act_mib);
+  spdlog::info("cuda backend: {} SMs, {} tokens / {} outputs per pass, {:.0f} MiB of activations{}",
+               num_sms_, limits.max_tokens, limits.max_outputs, act_mib,
+               deterministic ? ", deterministic (batch-invariant kernels)" : "");
 }
 
 ForwardRunner::~ForwardRunner() {
@@ -134,31 +139,42 @@ void ForwardRunner::attention(const PassPlan& p, const MetaLayout& m, const KvPo
     a.num_kv_heads = c.num_kv_heads;
     a.head_dim = c.head_dim;
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    // The library's heuristic keeps splits >= 256 positions; a decode step of a few sequences at
-    // short context then runs on a handful of SMs, latency-bound (19 us per layer at batch 16,
-    // ctx 512 on an H100). Splits of one 64-position tile fill the GPU instead: asking with 4x
-    // the length moves its cap from len/256 to len/64 and keeps its block arithmetic.
-    int32_t splits = std::min(max_splits_, kernels::paged_attention_choose_splits(
-                                               p.num_seqs, c.num_heads, c.num_kv_heads,
-                                               p.max_query_len, 4 * p.max_kv_len,
-                                               num_sms_ * attn_waves_ / 2));
-    splits = std::max(1, splits);
-    while (splits > 1 && kernels::paged_attention_workspace_bytes(p.num_tokens, c.num_heads,
-                                                                  c.head_dim, splits) >
-                             attn_ws_.bytes())
-      --splits;
+    int32_t splits = 1;
+    if (deterministic_) {
+      // Fixed split boundaries; enough splits for the pass's longest possible sequence (surplus
+      // ones are empty and add exact zeros).
+      splits = static_cast<int32_t>((p.max_kv_len + kDeterministicSplit - 1) / kDeterministicSplit);
+      splits = std::max(1, splits);
+      if (splits > max_splits_)
+        throw std::logic_error("cuda forward: a pass needs more fixed attention splits than sized");
+      a.kv_split_size = kDeterministicSplit;
+    } else {
+      // The library's heuristic keeps splits >= 256 positions; a decode step of a few sequences
+      // at short context then runs on a handful of SMs, latency-bound (19 us per layer at batch
+      // 16, ctx 512 on an H100). Splits of one 64-position tile fill the GPU instead: asking with
+      // 4x the length moves its cap from len/256 to len/64 and keeps its block arithmetic.
+      splits = std::min(max_splits_, kernels::paged_attention_choose_splits(
+                                         p.num_seqs, c.num_heads, c.num_kv_heads,
+                                         p.max_query_len, 4 * p.max_kv_len,
+                                         num_sms_ * attn_waves_ / 2));
+      splits = std::max(1, splits);
+      while (splits > 1 && kernels::paged_attention_workspace_bytes(p.num_tokens, c.num_heads,
+                                                                    c.head_dim, splits) >
+                               attn_ws_.bytes())
+        --splits;
+    }
     a.num_kv_splits = splits;
     a.workspace = attn_ws_.get<float>();
     a.workspace_bytes = attn_ws_.bytes();
     a.out = bf(attn_.get());
     a.out_stride = a.q_stride;
-    check(kernels::paged_attention(a, stream_), "paged_attention");
+    LT_KERNEL_CHECK(kernels::paged_attention(a, stream_));
     return;
   }
-  SimpleAttention a;
-  a.q = q_.get();
-  a.k_cache = kv.k(layer);
-  a.v_cache = kv.v(layer);
+  kernels::SimplePagedAttentionParams a;
+  a.q = bf(q_.get());
+  a.k_cache = bf(kv.k(layer));
+  a.v_cache = bf(kv.v(layer));
   a.block_table = at<int32_t>(meta_, m.block_table);
   a.block_table_stride = p.table_width;
   a.block_size = kv.block_size;
@@ -170,8 +186,8 @@ void ForwardRunner::attention(const PassPlan& p, const MetaLayout& m, const KvPo
   a.num_kv_heads = c.num_kv_heads;
   a.head_dim = c.head_dim;
   a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  a.out = attn_.get();
-  simple_paged_attention(a, stream_);
+  a.out = bf(attn_.get());
+  LT_KERNEL_CHECK(kernels::paged_attention_simple(a, stream_));
 }
 
 void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeights& w,
@@ -184,14 +200,14 @@ void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeig
   const float eps = static_cast<float>(c.rms_norm_eps);
   float* residual = residual_.get<float>();
 
-  check(kernels::embedding_gather_f32(bf(w.embed), c.vocab_size, hidden,
-                                      at<int32_t>(meta_, m.tokens), T, residual, nullptr, stream_),
-        "embedding_gather_f32");
+  LT_KERNEL_CHECK(kernels::embedding_gather_f32(bf(w.embed), c.vocab_size, hidden,
+                                      at<int32_t>(meta_, m.tokens), T, residual, nullptr, stream_));
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
-    rms_norm_rows(residual, nullptr, T, hidden, lw.attn_norm, eps, normed_.get(), stream_);
+    LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(residual, nullptr, T, hidden, lw.attn_norm, eps,
+                                              bf(normed_.get()), stream_));
     gemm_->f32_out(normed_.get(), lw.qkv, big_.get<float>(), T, qkv_rows, hidden, false);
-    QkvPost qp;
+    kernels::QkvPostParams qp;
     qp.qkv = big_.get<float>();
     qp.bias = lw.qkv_bias;
     qp.q_norm = lw.q_norm;
@@ -200,34 +216,33 @@ void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeig
     qp.positions = at<int32_t>(meta_, m.positions);
     qp.inv_freq = inv_freq_.get<float>();
     qp.slots = at<int32_t>(meta_, m.slots);
-    qp.q_out = q_.get();
-    qp.k_cache = kv.k(l);
-    qp.v_cache = kv.v(l);
+    qp.q_out = bf(q_.get());
+    qp.k_cache = bf(kv.k(l));
+    qp.v_cache = bf(kv.v(l));
     qp.num_tokens = T;
     qp.num_heads = c.num_heads;
     qp.num_kv_heads = c.num_kv_heads;
     qp.head_dim = c.head_dim;
-    qkv_post(qp, stream_);
+    LT_KERNEL_CHECK(kernels::qkv_post(qp, stream_));
     attention(p, m, kv, l);
     gemm_->f32_out(attn_.get(), lw.o, residual, T, hidden, attn_dim, true);
-    rms_norm_rows(residual, nullptr, T, hidden, lw.mlp_norm, eps, normed_.get(), stream_);
+    LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(residual, nullptr, T, hidden, lw.mlp_norm, eps,
+                                              bf(normed_.get()), stream_));
     gemm_->bf16_out(normed_.get(), lw.gate_up, big_.get(), T, 2 * inter, hidden);
-    check(kernels::swiglu_bf16(bf(big_.get()), 2 * static_cast<int64_t>(inter), bf(act_.get()),
-                               inter, T, inter, stream_),
-          "swiglu_bf16");
+    LT_KERNEL_CHECK(kernels::swiglu_bf16(bf(big_.get()), 2 * static_cast<int64_t>(inter), bf(act_.get()),
+                               inter, T, inter, stream_));
     gemm_->f32_out(act_.get(), lw.down, residual, T, hidden, inter, true);
   }
   if (R == 0) return;  // a prefill chunk that is not the last: K/V written, nothing sampled
-  rms_norm_rows(residual, at<int32_t>(meta_, m.out_rows), R, hidden, w.final_norm, eps,
-                normed_.get(), stream_);
+  LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(residual, at<int32_t>(meta_, m.out_rows), R, hidden,
+                                            w.final_norm, eps, bf(normed_.get()), stream_));
   gemm_->f32_out(normed_.get(), w.lm_head, logits_.get<float>(), R, c.vocab_size, hidden, false);
   int32_t* tok = out_.get<int32_t>();
   float* lp = reinterpret_cast<float*>(tok + R);
   float* tlp = lp + R;
-  check(kernels::sample_rows(logits_.get<float>(), c.vocab_size, R, c.vocab_size,
+  LT_KERNEL_CHECK(kernels::sample_rows(logits_.get<float>(), c.vocab_size, R, c.vocab_size,
                              at<kernels::SamplingRow>(meta_, m.rows),
-                             at<int32_t>(meta_, m.targets), tok, lp, tlp, stream_),
-        "sample_rows");
+                             at<int32_t>(meta_, m.targets), tok, lp, tlp, stream_));
 }
 
 std::vector<TokenOutput> ForwardRunner::run(std::span<const PassPlan> passes,
@@ -281,6 +296,15 @@ std::vector<TokenOutput> ForwardRunner::run(std::span<const PassPlan> passes,
     row_base += static_cast<size_t>(p.num_outputs);
   }
   return outs;
+}
+
+std::vector<float> ForwardRunner::last_logits(int32_t rows) {
+  rows = std::clamp(rows, 0, limits_.max_outputs);
+  std::vector<float> out(static_cast<size_t>(rows) * config_.vocab_size);
+  LT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  LT_CUDA_CHECK(cudaMemcpy(out.data(), logits_.get(), out.size() * sizeof(float),
+                           cudaMemcpyDeviceToHost));
+  return out;
 }
 
 }  // namespace longtail::policy::cuda

@@ -35,7 +35,11 @@ struct KvPool {
 class ForwardRunner {
  public:
   // capture_graphs = false runs graphable passes eagerly with their padded shapes (a check mode).
-  ForwardRunner(const ModelConfig& config, const PlanLimits& limits, bool capture_graphs = true);
+  // deterministic: batch-invariant products (cuda_gemm.h) and attention with fixed KV splits of
+  // kDeterministicSplit positions, so a row's logits depend on neither the batch nor the pass.
+  ForwardRunner(const ModelConfig& config, const PlanLimits& limits, bool capture_graphs = true,
+                bool deterministic = false);
+  static constexpr int32_t kDeterministicSplit = 1024;
   ~ForwardRunner();
   ForwardRunner(const ForwardRunner&) = delete;
   ForwardRunner& operator=(const ForwardRunner&) = delete;
@@ -53,6 +57,9 @@ class ForwardRunner {
   size_t graphable_eager_passes() const { return graphs_.eager_runs(); }
   size_t ungraphable_passes() const { return ungraphable_passes_; }
   void clear_graphs() { graphs_.clear(); }
+  bool deterministic() const { return deterministic_; }
+  // The fp32 logits of the first `rows` output rows of the last pass run (a test hook; waits).
+  std::vector<float> last_logits(int32_t rows);
 
  private:
   void body(const PassPlan& pass, const MetaLayout& layout, const ModelWeights& w,
@@ -61,6 +68,7 @@ class ForwardRunner {
 
   ModelConfig config_;
   PlanLimits limits_;
+  bool deterministic_ = false;
   int32_t max_table_width_ = 0;
   int num_sms_ = 0;
   cudaStream_t stream_ = nullptr;

@@ -1,13 +1,23 @@
-// The backend's matrix products through cuBLAS: activations X [tokens, K] (row-major bf16) times a
-// weight W [N, K] (row-major bf16, as HF stores nn.Linear) transposed, fp32 accumulation. The
-// output is bf16, or fp32 with an optional accumulate (beta = 1) so the o_proj and down_proj
-// products add straight into the fp32 residual stream without a separate add kernel.
+// The backend's matrix products: activations X [tokens, K] (row-major bf16) times a weight
+// W [N, K] (row-major bf16, as HF stores nn.Linear) transposed, fp32 accumulation. The output is
+// bf16, or fp32 with an optional accumulate (beta = 1) so the o_proj and down_proj products add
+// straight into the fp32 residual stream without a separate add kernel.
+//
+// Two modes. Fast: cuBLAS picks a kernel per call, split-K included, so the same row can be
+// summed in another order when the number of tokens changes. Batch-invariant: one cuBLASLt
+// algorithm per (N, K, output type), chosen once (deterministically, from cuBLASLt's heuristic at
+// a fixed reference row count) with no split-K, checked on the device to give every row the same
+// bits at several row counts, and used for every row count, so each output element is reduced over
+// K in one fixed order whatever the batch.
 #pragma once
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <map>
+#include <tuple>
 
 #include "policy/cuda_buffer.h"
 
@@ -16,22 +26,45 @@ namespace longtail::policy::cuda {
 class Gemm {
  public:
   // The workspace is given to cuBLAS explicitly so that products captured into CUDA graphs never
-  // allocate.
-  explicit Gemm(cudaStream_t stream, size_t workspace_bytes = size_t{32} << 20);
+  // allocate. max_rows bounds M in batch-invariant mode (every pinned algorithm is checked to
+  // accept 1..max_rows rows).
+  Gemm(cudaStream_t stream, bool batch_invariant, int max_rows,
+       size_t workspace_bytes = size_t{32} << 20);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
 
+  // Batch-invariant mode: picks the algorithm of a shape now (host work only; call it before any
+  // graph capture). A no-op in fast mode or when already done.
+  void prepare(int n, int k, bool f32_out);
+
   // Y[M, N] (bf16) = X[M, K] · W[N, K]^T
-  void bf16_out(const void* x, const void* w, void* y, int m, int n, int k) const;
+  void bf16_out(const void* x, const void* w, void* y, int m, int n, int k);
   // Y[M, N] (fp32) = X · W^T + (accumulate ? Y : 0)
-  void f32_out(const void* x, const void* w, float* y, int m, int n, int k, bool accumulate) const;
+  void f32_out(const void* x, const void* w, float* y, int m, int n, int k, bool accumulate);
+
+  bool batch_invariant() const { return batch_invariant_; }
 
  private:
+  struct Pinned {
+    cublasLtMatmulDesc_t desc = nullptr;
+    cublasLtMatrixLayout_t w_layout = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
   void run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
-           float beta) const;
+           float beta);
+  const Pinned& pinned(int n, int k, cudaDataType_t ytype);
+  // Runs algo on random data at several row counts and compares rows with the same rows alone.
+  bool invariant_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& algo, int n, int k,
+                           cudaDataType_t ytype);
+
+  cudaStream_t stream_ = nullptr;
+  bool batch_invariant_ = false;
+  int max_rows_ = 1;
   cublasHandle_t handle_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
   DeviceBuffer workspace_;
+  std::map<std::tuple<int, int, int>, Pinned> pinned_;
 };
 
 }  // namespace longtail::policy::cuda

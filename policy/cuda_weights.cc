@@ -8,7 +8,8 @@
 #include <stdexcept>
 #include <string>
 
-#include "policy/cuda_ops.h"
+#include "kernels/kernels.h"
+#include "policy/cuda_check.h"
 
 namespace longtail::policy::cuda {
 namespace {
@@ -177,9 +178,15 @@ DeviceWeights::DeviceWeights(const ModelConfig& config, uint64_t seed)
   const size_t vocab = static_cast<size_t>(config.vocab_size);
   auto* base = arena_.get<std::byte>();
   uint64_t stream_id = seed * 1000003u;
-  auto bf16 = [&](size_t off, size_t n) { fill_uniform_bf16(base + off, n, a, stream_id++, nullptr); };
+  auto bf16 = [&](size_t off, size_t n) {
+    LT_KERNEL_CHECK(kernels::fill_uniform_bf16(reinterpret_cast<kernels::bf16*>(base + off),
+                                               static_cast<int64_t>(n), a, stream_id++, nullptr));
+  };
   auto ones = [&](size_t off, size_t n) {
-    if (off != SIZE_MAX) fill_f32(reinterpret_cast<float*>(base + off), n, 1.0f, nullptr);
+    if (off != SIZE_MAX) {
+      LT_KERNEL_CHECK(kernels::fill_f32(reinterpret_cast<float*>(base + off),
+                                        static_cast<int64_t>(n), 1.0f, nullptr));
+    }
   };
   const size_t qkv_rows =
       static_cast<size_t>(config.num_heads + 2 * config.num_kv_heads) * config.head_dim;
@@ -189,8 +196,9 @@ DeviceWeights::DeviceWeights(const ModelConfig& config, uint64_t seed)
   for (const auto& y : layout_.layers) {
     bf16(y.qkv, qkv_rows * hidden);
     if (y.qkv_bias != SIZE_MAX)
-      fill_uniform_f32(reinterpret_cast<float*>(base + y.qkv_bias), qkv_rows, a, stream_id++,
-                       nullptr);
+      LT_KERNEL_CHECK(kernels::fill_uniform_f32(reinterpret_cast<float*>(base + y.qkv_bias),
+                                                static_cast<int64_t>(qkv_rows), a, stream_id++,
+                                                nullptr));
     bf16(y.o, hidden * attn_dim);
     bf16(y.gate_up, 2 * inter * hidden);
     bf16(y.down, hidden * inter);

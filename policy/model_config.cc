@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "kernels/reference.h"
 #include "policy/checkpoint.h"
 #include "policy/model_config.h"
 
@@ -249,6 +250,17 @@ bool same_shapes(const ModelConfig& a, const ModelConfig& b) {
          a.num_kv_heads == b.num_kv_heads && a.head_dim == b.head_dim &&
          a.tie_word_embeddings == b.tie_word_embeddings && a.attention_bias == b.attention_bias &&
          a.qk_norm == b.qk_norm;
+}
+
+std::vector<float> rope_inv_freq(const ModelConfig& c) {
+  kernels::ref::RopeConfig rc;
+  rc.theta = c.rope_theta;
+  rc.llama3 = c.rope_scaling.type == "llama3";
+  rc.factor = c.rope_scaling.factor;
+  rc.low_freq_factor = c.rope_scaling.low_freq_factor;
+  rc.high_freq_factor = c.rope_scaling.high_freq_factor;
+  rc.original_max_position = c.rope_scaling.original_max_position_embeddings;
+  return kernels::ref::rope_inv_freq(rc, c.head_dim);
 }
 
 }  // namespace longtail::policy

@@ -48,4 +48,8 @@ ModelConfig load_model_config(const std::filesystem::path& dir);
 // True when b can replace a without changing any buffer shape (what replace_weights requires).
 bool same_shapes(const ModelConfig& a, const ModelConfig& b);
 
+// Rotary inverse frequencies (head_dim / 2, scaling applied) for both backends: the config's rope
+// fields mapped onto kernels::ref::rope_inv_freq, which computes them as HF does.
+std::vector<float> rope_inv_freq(const ModelConfig& config);
+
 }  // namespace longtail::policy

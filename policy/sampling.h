@@ -1,17 +1,7 @@
-// Token sampling on the host: the reference that the CUDA sampling kernel must reproduce bit for
-// bit on the same logits. The rule, shared by both backends:
-//   1. T = 0 (greedy): the argmax, lowest index on ties; its logprob is log softmax(logits)[x].
-//   2. T > 0: z = logits / T. Candidates: the top_k largest z (k <= 0: all), lowest index first on
-//      ties; then top-p: the shortest prefix of the candidates, in that order, whose probability
-//      under softmax over the candidates reaches top_p (top_p >= 1: all).
-//      Draw: Gumbel-max over the candidates, x = argmax_i z_i + g_i with
-//      g_i = -log(-log(u_i)), u_i = uniform_open01(philox(key = (seed, uid), counter = (position, i))).
-//      Gumbel-max needs no sort and no prefix sum, so a GPU reduction gives the same answer as a
-//      serial loop; each vocabulary entry has its own independent uniform.
-//   3. The reported logprob is log softmax(logits / T)[x] over the whole vocabulary (T = 1 when
-//      greedy), i.e. the behaviour policy's logprob as trainers recompute it, not the logprob under
-//      the truncated top-k/top-p distribution.
-// position is the absolute index, in the sequence (prompt included), of the token being drawn.
+// Token sampling on the host, for the CPU backend. The rule itself (greedy, top-k, top-p,
+// Gumbel-max keyed by (seed, uid, position), the logprob reported) is kernels/reference.h's
+// sample_row, which is also the specification of the CUDA sampler, so both backends draw the same
+// tokens; this file adds the parameter checks and the policy-side types.
 #pragma once
 
 #include <cstdint>
@@ -31,11 +21,14 @@ struct SampledToken {
   float logprob = 0;
 };
 
-// Draws the token at `position` of sequence `uid` from one row of logits (size = vocab).
+// Draws the token at `position` (absolute index in the sequence, prompt included) of sequence
+// `uid` from one row of logits (size = vocab). Throws std::invalid_argument on an empty row, a
+// negative, NaN or infinite temperature, or a NaN top_p.
 SampledToken sample_token(std::span<const float> logits, const SamplingParams& params, uint64_t uid,
                           int64_t position);
 
-// log softmax(logits / T)[token] with T = temperature, or T = 1 when temperature is 0.
+// log softmax(logits / T)[token] with T = temperature, or T = 1 when temperature is 0. Throws
+// std::invalid_argument for a token outside the vocabulary or a negative temperature.
 float token_logprob(std::span<const float> logits, float temperature, int32_t token);
 
 }  // namespace longtail::policy

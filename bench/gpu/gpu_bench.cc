@@ -4,7 +4,11 @@
 // step time); verify steps of k = 1..16 tokens per sequence (fit t = c_base + c_tok * tokens);
 // prefill of a 2k prompt; and the generate() equivalent of the HF baseline (prompt 128, 256 new
 // tokens, T = 1). Writes JSON (bench/gpu/make_report.py turns it into the results table) and the
-// cost-model YAML.
+// cost-model YAML. --compare-modes instead measures fast against deterministic mode
+// (BackendOptions::deterministic) in one process: decode and verify steps at batch 16/64/256,
+// context 512/4096, k = 1/2/4/8/16, each beside its roofline max(bytes / copy bandwidth,
+// FLOP / measured bf16 GEMM rate).
+#include <cublas_v2.h>
 #include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #include <spdlog/spdlog.h>
@@ -71,6 +75,53 @@ double copy_bandwidth() {
   cudaFree(a);
   cudaFree(b);
   return 2.0 * static_cast<double>(bytes) / median(t);
+}
+
+// bf16 GEMM rate (FLOP/s) of an 8192^3 product through cuBLAS on random data: the compute ceiling.
+double gemm_rate() {
+  const int n = 8192;
+  const size_t bytes = static_cast<size_t>(n) * n * 2;
+  void *a = nullptr, *b = nullptr, *c = nullptr;
+  cuda_ok(cudaMalloc(&a, bytes), "cudaMalloc");
+  cuda_ok(cudaMalloc(&b, bytes), "cudaMalloc");
+  cuda_ok(cudaMalloc(&c, bytes), "cudaMalloc");
+  {
+    std::vector<uint16_t> h(static_cast<size_t>(n) * n);
+    std::mt19937 rng(5);
+    for (auto& x : h) x = static_cast<uint16_t>(0x3c00 + rng() % 0x300) | ((rng() & 1) << 15);
+    cuda_ok(cudaMemcpy(a, h.data(), bytes, cudaMemcpyHostToDevice), "upload");
+    cuda_ok(cudaMemcpy(b, h.data(), bytes, cudaMemcpyHostToDevice), "upload");
+  }
+  cublasHandle_t handle = nullptr;
+  if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasCreate");
+  const float alpha = 1.0f, beta = 0.0f;
+  auto product = [&] {
+    if (cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b,
+                     CUDA_R_16BF, n, &beta, c, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
+                     CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+      throw std::runtime_error("cublasGemmEx");
+  };
+  for (int i = 0; i < 3; ++i) product();
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::vector<double> t;
+  for (int i = 0; i < 10; ++i) {
+    cudaEventRecord(e0);
+    product();
+    cudaEventRecord(e1);
+    cuda_ok(cudaEventSynchronize(e1), "gemm");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    t.push_back(ms * 1e-3);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  cublasDestroy(handle);
+  cudaFree(a);
+  cudaFree(b);
+  cudaFree(c);
+  return 2.0 * n * static_cast<double>(n) * n / median(t);
 }
 
 policy::SamplingParams t1(uint64_t seed) {
@@ -197,6 +248,45 @@ nlohmann::json bench_verify(Backend& be, std::mt19937& rng, int steps, int kmax)
   return out;
 }
 
+// Decode (k = 1) and verify (k > 1) steps at each batch x context x k, with the roofline of each
+// cell: bytes = weights + the KV read (batch x context positions) + the KV written, FLOP =
+// 2 x parameters x tokens + attention (4 x layers x heads x head_dim x context per token).
+nlohmann::json bench_steps(Backend& be, const policy::CudaBackendStats& st, double copy_bw,
+                           double gemm_flops, std::mt19937& rng, int steps) {
+  const policy::ModelConfig& c = be.config();
+  const double params = static_cast<double>(st.weight_bytes_per_step) / 2.0;
+  nlohmann::json rows = nlohmann::json::array();
+  for (int ctx : {512, 4096}) {
+    for (int batch : {16, 64, 256}) {
+      const int64_t need = static_cast<int64_t>(batch) * (ctx + 32);
+      if (need > be.kv_capacity().free_tokens) {
+        spdlog::info("steps batch {} ctx {}: skipped (KV cache too small)", batch, ctx);
+        continue;
+      }
+      Batch b(be, batch, ctx - 1);
+      for (int k : {1, 2, 4, 8, 16}) {
+        for (int i = 0; i < 2; ++i) b.step(k, rng, true);
+        std::vector<double> t;
+        for (int i = 0; i < steps; ++i) t.push_back(b.step(k, rng, true));
+        const double s = median(t);
+        const double tokens = static_cast<double>(batch) * k;
+        const double bytes = static_cast<double>(st.weight_bytes_per_step) +
+                             static_cast<double>(batch) * (ctx + k) *
+                                 static_cast<double>(st.kv_bytes_per_token);
+        const double flop = 2.0 * params * tokens + 4.0 * c.num_layers * c.num_heads *
+                                                        static_cast<double>(c.head_dim) * ctx * tokens;
+        const double roof = std::max(bytes / copy_bw, flop / gemm_flops);
+        rows.push_back({{"batch", batch}, {"context", ctx}, {"k", k}, {"step_ms", s * 1e3},
+                        {"roofline_ms", roof * 1e3}, {"over_roofline", s / roof},
+                        {"tokens_per_s", tokens / s}});
+        spdlog::info("steps batch {} ctx {} k {}: {:.3f} ms, roofline {:.3f} ms ({:.2f}x)", batch,
+                     ctx, k, s * 1e3, roof * 1e3, s / roof);
+      }
+    }
+  }
+  return rows;
+}
+
 nlohmann::json bench_prefill(Backend& be, std::mt19937& rng) {
   const int n = 2048;
   std::vector<double> t;
@@ -261,6 +351,7 @@ int run(int argc, char** argv) {
   std::string models = "0.5b,1.5b,7b", json_out = "gpu_bench.json", yaml_out;
   int steps = 20, verify_steps = 8, kmax = 16;
   std::string profile;  // "batch:context:k": only that step shape, inside cudaProfilerStart/Stop
+  bool compare_modes = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -274,9 +365,10 @@ int run(int argc, char** argv) {
     else if (a == "--steps") steps = std::stoi(next());
     else if (a == "--verify-steps") verify_steps = std::stoi(next());
     else if (a == "--kmax") kmax = std::stoi(next());
+    else if (a == "--compare-modes") compare_modes = true;
     else throw std::invalid_argument("unknown argument " + a +
                                      " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K"
-                                     " --profile batch:context:k)");
+                                     " --profile batch:context:k --compare-modes)");
   }
   if (!policy::cuda_device_present()) throw std::runtime_error("no CUDA device");
   cudaDeviceProp prop{};
@@ -288,6 +380,12 @@ int run(int argc, char** argv) {
   result["copy_GBps"] = copy_bw / 1e9;
   spdlog::info("device {}: copy {:.0f} GB/s (read + write)", prop.name, copy_bw / 1e9);
   result["models"] = nlohmann::json::array();
+  double gemm_flops = 0;
+  if (compare_modes) {
+    gemm_flops = gemm_rate();
+    result["gemm_TFLOPs"] = gemm_flops / 1e12;
+    spdlog::info("device {}: bf16 GEMM 8192^3 {:.0f} TFLOP/s", prop.name, gemm_flops / 1e12);
+  }
 
   std::mt19937 rng(2026);
   std::string list = models;
@@ -296,6 +394,32 @@ int run(int argc, char** argv) {
     const std::string name = list.substr(0, comma);
     list = comma == std::string::npos ? "" : list.substr(comma + 1);
     const NamedModel m = qwen25_shape(name);
+    if (compare_modes) {
+      nlohmann::json mj = {{"name", m.name}};
+      for (const bool det : {false, true}) {
+        policy::BackendOptions o;
+        o.kind = "cuda";
+        o.kv_memory_fraction = 0.9;
+        o.deterministic = det;
+        auto be = policy::make_cuda_backend_random(m.config, o, 1);
+        policy::cuda_fill_kv_random(*be, 2);
+        const auto st = policy::cuda_backend_stats(*be);
+        spdlog::info("{} {} mode", m.name, det ? "deterministic" : "fast");
+        mj[det ? "deterministic" : "fast"] = bench_steps(*be, st, copy_bw, gemm_flops, rng, steps);
+      }
+      const auto& f = mj["fast"];
+      const auto& d = mj["deterministic"];
+      for (size_t i = 0; i < f.size() && i < d.size(); ++i) {
+        const double ratio = d[i]["step_ms"].get<double>() / f[i]["step_ms"].get<double>();
+        spdlog::info("compare {} batch {} ctx {} k {}: fast {:.3f} ms, deterministic {:.3f} ms ({:.2f}x)",
+                     m.name, f[i]["batch"].get<int>(), f[i]["context"].get<int>(),
+                     f[i]["k"].get<int>(), f[i]["step_ms"].get<double>(),
+                     d[i]["step_ms"].get<double>(), ratio);
+      }
+      result["models"].push_back(mj);
+      std::ofstream(json_out) << result.dump(2);
+      continue;
+    }
     policy::BackendOptions opts;
     opts.kind = "cuda";
     opts.kv_memory_fraction = 0.9;

@@ -49,6 +49,7 @@ struct Config {
   int32_t vocab_modulo = 0;
   int32_t warm_history = 0;  // trace samples [0, warm_history) of each prompt preloaded as history
   int64_t max_kv_tokens = 0;
+  bool deterministic = false;
   double overprovision = 2.0, temperature = 1.0;
   uint64_t seed = 1;
   bool refit = false, reload_weights = false, json_out = false;
@@ -173,6 +174,7 @@ ModeResult run_mode(const Config& c, const std::string& mode,
   bo.kind = c.backend;
   bo.num_threads = c.threads;
   bo.max_kv_tokens = c.max_kv_tokens;
+  bo.deterministic = c.deterministic;
   rollout::EngineOptions o;
   o.round_groups = c.groups;
   o.overprovision = mode == "das+apr" ? c.overprovision : 1.0;
@@ -242,11 +244,15 @@ ModeResult run_mode(const Config& c, const std::string& mode,
   return res;
 }
 
+// Sequences whose tokens or logprobs (exact float equality) differ between a and b.
 int64_t mismatches(const ModeResult& a, const ModeResult& b) {
   int64_t bad = 0;
   for (const auto& [uid, toks] : a.tokens_by_uid) {
     auto it = b.tokens_by_uid.find(uid);
-    if (it == b.tokens_by_uid.end() || it->second != toks) ++bad;
+    auto lp_a = a.logprobs_by_uid.find(uid), lp_b = b.logprobs_by_uid.find(uid);
+    const bool same_logprobs = (lp_a == a.logprobs_by_uid.end()) == (lp_b == b.logprobs_by_uid.end()) &&
+                               (lp_a == a.logprobs_by_uid.end() || lp_a->second == lp_b->second);
+    if (it == b.tokens_by_uid.end() || it->second != toks || !same_logprobs) ++bad;
   }
   return bad + static_cast<int64_t>(b.tokens_by_uid.size()) - static_cast<int64_t>(a.tokens_by_uid.size());
 }
@@ -335,6 +341,8 @@ int main(int argc, char** argv) {
       ("overprovision", po::value(&c.overprovision)->default_value(2.0), "APRIL f")
       ("max-running", po::value(&c.max_running)->default_value(256), "max running sequences")
       ("max-kv-tokens", po::value(&c.max_kv_tokens)->default_value(0), "CPU KV bound (0 = none)")
+      ("deterministic", po::bool_switch(&c.deterministic),
+       "batch-invariant backend kernels (BackendOptions::deterministic)")
       ("reload-weights", po::bool_switch(&c.reload_weights),
        "reload the checkpoint as a new version after every round (re-prefill cost)")
       ("json", po::bool_switch(&c.json_out), "print one JSON object");
@@ -398,7 +406,7 @@ int main(int argc, char** argv) {
     for (const auto& r : results) base = r.mode == "off" ? &r : base;
 
     json out;
-    out["config"] = {{"model", c.model}, {"backend", c.backend}, {"trace", c.trace},
+    out["config"] = {{"model", c.model}, {"backend", c.backend}, {"deterministic", c.deterministic}, {"trace", c.trace},
                      {"rounds", c.rounds}, {"groups", c.groups}, {"n", c.n},
                      {"max_new_tokens", c.max_new_tokens}, {"temperature", c.temperature},
                      {"budget", c.budget}, {"max_tokens_per_step", c.max_tokens_per_step},

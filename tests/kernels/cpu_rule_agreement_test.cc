@@ -1,7 +1,8 @@
-// The kernels' sampling reference (ref::sample_row, which the GPU sampler is tested against) and the
-// CPU backend's sampler (policy::sample_token) must draw the same token from the same logits, so
-// the CUDA and CPU backends produce the same rollouts: checked on thousands of rows mixing greedy,
-// temperature, top-k, top-p, exact ties, masked (-inf) and signed-zero logits.
+// The sampling rule exists once (ref::sample_row); the GPU sampler is tested against it with
+// correctly rounded logs (its default), while the CPU backend's sampler (policy::sample_token) runs
+// it with the host C library's logf. This checks that the one floating-point detail the two
+// backends differ in does not change tokens on thousands of rows mixing greedy, temperature,
+// top-k, top-p, exact ties, masked (-inf) and signed-zero logits, so both produce the same rollouts.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,6 +1,7 @@
 // GPU tests of paged attention (prefill, decode, verify, tree) and the KV cache it reads, against
 // ref::paged_attention: scattered physical blocks, contexts crossing block boundaries, GQA ratios
-// 1/2/7, head_dim 64/128, k = 1..16 draft tokens, with and without the split-KV path.
+// 1/2/7, head_dim 64/128, k = 1..16 draft tokens, with and without the split-KV path; the simple
+// kernel (any head_dim <= 256, causal) on every causal scenario and on other head sizes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -121,13 +122,43 @@ void run_scenario(const Scenario& sc, std::mt19937_64& rng) {
   p.workspace_bytes = ws_bytes;
   p.out = d_out.get();
   p.out_stride = static_cast<int64_t>(H) * D;
+  const bool fast_shape = D == 64 || D == 128;
   for (bool tc : {true, false}) {  // tensor-core kernel and the CUDA-core one
+    if (!fast_shape) break;
     d_out.poison();
     p.use_tensor_cores = tc;
     LT_KERNEL_OK(paged_attention(p, nullptr));
     EXPECT_LT(rel_error(to_float(d_out.download()), want), kAttnTol)
         << (tc ? "tensor-core kernel" : "CUDA-core kernel");
   }
+  if (sc.tree) return;
+  std::vector<int32_t> token_seq(T);
+  for (int32_t s = 0; s < S; ++s) {
+    for (int32_t t = qstart[s]; t < qstart[s + 1]; ++t) token_seq[t] = s;
+  }
+  std::vector<bf16> q_dense_b(q_dense.size());
+  for (size_t i = 0; i < q_dense.size(); ++i) q_dense_b[i] = ref::to_bf16(q_dense[i]);
+  DeviceBuffer<bf16> d_qd(q_dense_b);
+  DeviceBuffer<int32_t> d_token_seq(token_seq);
+  SimplePagedAttentionParams sp;
+  sp.q = d_qd.get();
+  sp.k_cache = d_kc.get();
+  sp.v_cache = d_vc.get();
+  sp.block_table = d_table.get();
+  sp.block_table_stride = bt_stride;
+  sp.block_size = B;
+  sp.token_seq = d_token_seq.get();
+  sp.query_start = d_qstart.get();
+  sp.seq_lens = d_lens.get();
+  sp.num_tokens = T;
+  sp.num_heads = H;
+  sp.num_kv_heads = KV;
+  sp.head_dim = D;
+  sp.scale = shape.scale;
+  d_out.poison();
+  sp.out = d_out.get();
+  LT_KERNEL_OK(paged_attention_simple(sp, nullptr));
+  EXPECT_LT(rel_error(to_float(d_out.download()), want), kAttnTol) << "simple kernel";
 }
 
 struct Gqa {
@@ -225,6 +256,20 @@ TEST(KernelsGpuAttention, VarlenCausalPrefill) {
       sc.splits = 3;
       run_scenario(sc, rng);
     }
+  }
+}
+
+TEST(KernelsGpuAttention, SimpleKernelServesOtherHeadSizes) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(16);
+  for (int32_t d : {8, 32, 80, 96, 256}) {
+    Scenario sc;
+    sc.num_heads = 6;
+    sc.num_kv_heads = 2;
+    sc.head_dim = d;
+    sc.n = {1, 5, 40, 1};
+    sc.prefix = {0, 37, 16, 300};
+    run_scenario(sc, rng);
   }
 }
 

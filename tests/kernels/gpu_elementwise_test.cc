@@ -1,11 +1,13 @@
-// GPU tests of the row/element-wise kernels (embedding, RMSNorms, RoPE, KV write, SwiGLU, casts,
-// bias) against kernels/reference.h on fresh random inputs, odd sizes included.
+// GPU tests of the row/element-wise kernels (embedding, RMSNorms, RoPE, KV write, the fused q/k/v
+// post-processing, SwiGLU, casts, bias, synthetic fills) against kernels/reference.h on fresh
+// random inputs, odd sizes included.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <numeric>
 #include <random>
 
+#include "kernels/philox.h"
 #include "tests/kernels/gpu_test_util.h"
 
 #if LONGTAIL_HAVE_CUDA
@@ -249,6 +251,117 @@ TEST(KernelsGpu, CastsAndBiasAdd) {
       ASSERT_EQ(got[r * stride + c], want) << r << "," << c;
     }
   }
+}
+
+TEST(KernelsGpu, RmsNormRowsF32GathersRowsAndMatchesReference) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(8);
+  for (int32_t dim : {64, 100, 896, 1536, 3584, 8192}) {  // vector path, scalar path, wide rows
+    const int64_t src_rows = 9;
+    auto x = random_bf16(src_rows * dim, rng, 3.0f);
+    std::normal_distribution<float> wd(1.0f, 0.3f);
+    std::vector<float> w(dim);
+    for (auto& v : w) v = wd(rng);
+    DeviceBuffer<float> d_x(x.f), d_w(w);
+    for (const std::vector<int32_t>& rows : {std::vector<int32_t>{}, std::vector<int32_t>{8, 0, 3, 3}}) {
+      const int64_t n = rows.empty() ? src_rows : static_cast<int64_t>(rows.size());
+      std::vector<float> want(n * dim);
+      ref::rmsnorm_rows(x.f, rows, n, dim, w, 1e-6f, want);
+      DeviceBuffer<int32_t> d_rows(rows);
+      DeviceBuffer<bf16> d_out(n * dim);
+      LT_KERNEL_OK(rmsnorm_rows_f32(d_x.get(), rows.empty() ? nullptr : d_rows.get(), n, dim,
+                                    d_w.get(), 1e-6f, d_out.get(), nullptr));
+      EXPECT_LT(rel_error(to_float(d_out.download()), want), kBf16Tol)
+          << "dim " << dim << " gather " << !rows.empty();
+    }
+  }
+}
+
+TEST(KernelsGpu, QkvPostMatchesReferenceWithAndWithoutBiasAndNorms) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(9);
+  struct Case { int32_t heads, kv, dim; bool bias, norms; };
+  for (const Case c : {Case{12, 2, 128, true, false}, Case{8, 8, 64, false, true},
+                       Case{7, 1, 34, true, true}, Case{4, 2, 256, false, false}}) {
+    SCOPED_TRACE(::testing::Message() << c.heads << "/" << c.kv << " d" << c.dim << " bias "
+                                      << c.bias << " norms " << c.norms);
+    const int64_t tokens = 21, num_slots = 64;
+    const int64_t width = static_cast<int64_t>(c.heads + 2 * c.kv) * c.dim;
+    auto qkv = random_bf16(tokens * width, rng, 2.0f);
+    std::vector<float> bias, qn, kn;
+    std::normal_distribution<float> nd(0.0f, 0.5f), wd(1.0f, 0.2f);
+    if (c.bias) for (int64_t i = 0; i < width; ++i) bias.push_back(nd(rng));
+    if (c.norms) {
+      for (int32_t i = 0; i < c.dim; ++i) qn.push_back(wd(rng));
+      for (int32_t i = 0; i < c.dim; ++i) kn.push_back(wd(rng));
+    }
+    std::vector<int32_t> pos(tokens), slots(tokens);
+    std::uniform_int_distribution<int32_t> pd(0, 40000);
+    for (auto& p : pos) p = pd(rng);
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), rng);
+    slots[4] = -1;  // padding: nothing written
+    ref::RopeConfig rc;
+    rc.theta = 1000000.0;
+    const auto inv = ref::rope_inv_freq(rc, c.dim);
+    const int64_t cache_elems = num_slots * c.kv * c.dim;
+    auto k0 = random_bf16(cache_elems, rng), v0 = random_bf16(cache_elems, rng);
+    std::vector<float> want_q(tokens * c.heads * c.dim), want_k = k0.f, want_v = v0.f;
+    ref::QkvShape shape{c.heads, c.kv, c.dim, 1e-6f};
+    ref::qkv_post(shape, qkv.f, bias, qn, kn, pos, inv, slots, want_q, want_k, want_v);
+
+    DeviceBuffer<float> d_qkv(qkv.f), d_bias(bias), d_qn(qn), d_kn(kn), d_inv(inv);
+    DeviceBuffer<int32_t> d_pos(pos), d_slots(slots);
+    DeviceBuffer<bf16> d_q(tokens * c.heads * c.dim), d_k(k0.b), d_v(v0.b);
+    QkvPostParams p;
+    p.qkv = d_qkv.get();
+    p.bias = c.bias ? d_bias.get() : nullptr;
+    p.q_norm = c.norms ? d_qn.get() : nullptr;
+    p.k_norm = c.norms ? d_kn.get() : nullptr;
+    p.norm_eps = 1e-6f;
+    p.positions = d_pos.get();
+    p.inv_freq = d_inv.get();
+    p.slots = d_slots.get();
+    p.q_out = d_q.get();
+    p.k_cache = d_k.get();
+    p.v_cache = d_v.get();
+    p.num_tokens = tokens;
+    p.num_heads = c.heads;
+    p.num_kv_heads = c.kv;
+    p.head_dim = c.dim;
+    LT_KERNEL_OK(qkv_post(p, nullptr));
+    EXPECT_LT(rel_error(to_float(d_q.download()), want_q), kBf16Tol);
+    const auto got_k = to_float(d_k.download()), got_v = to_float(d_v.download());
+    EXPECT_LT(rel_error(got_k, want_k), kBf16Tol);
+    EXPECT_LT(rel_error(got_v, want_v), kBf16Tol);
+    // Slots no token writes (the padding token's among them) keep their old values.
+    for (int64_t s = 0; s < num_slots; ++s) {
+      if (std::find(slots.begin(), slots.end(), s) != slots.end()) continue;
+      for (int64_t i = 0; i < c.kv * c.dim; ++i) {
+        ASSERT_EQ(got_k[s * c.kv * c.dim + i], k0.f[s * c.kv * c.dim + i]) << "slot " << s;
+        ASSERT_EQ(got_v[s * c.kv * c.dim + i], v0.f[s * c.kv * c.dim + i]) << "slot " << s;
+      }
+    }
+  }
+}
+
+TEST(KernelsGpu, SyntheticFillsAreThePhiloxValuesBitForBit) {
+  LT_REQUIRE_GPU();
+  const int64_t n = 100003;
+  DeviceBuffer<bf16> d_b(n);
+  DeviceBuffer<float> d_f(n), d_c(n);
+  LT_KERNEL_OK(fill_uniform_bf16(d_b.get(), n, 0.03f, 77, nullptr));
+  LT_KERNEL_OK(fill_uniform_f32(d_f.get(), n, 0.5f, 78, nullptr));
+  LT_KERNEL_OK(fill_f32(d_c.get(), n, 1.25f, nullptr));
+  const auto b = d_b.download();
+  const auto f = d_f.download();
+  const auto c = d_c.download();
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_EQ(b[i].bits, ref::to_bf16(0.03f * synthetic_uniform(77, i)).bits) << i;
+    ASSERT_EQ(f[i], 0.5f * synthetic_uniform(78, i)) << i;
+    ASSERT_EQ(c[i], 1.25f) << i;
+  }
+  EXPECT_NE(f[0], f[1]);
 }
 
 TEST(KernelsGpu, InvalidArgumentsAreRefusedWithAReason) {

@@ -53,6 +53,26 @@ void write_random_checkpoint(const std::filesystem::path& dir, const RandomCheck
       {"use_sliding_window", false},
       {"sliding_window", nullptr},
   };
+  if (s.architecture == "qwen3") {
+    cfg["architectures"] = {"Qwen3ForCausalLM"};
+    cfg["model_type"] = "qwen3";
+    cfg["head_dim"] = s.hidden / s.heads;
+    cfg["attention_bias"] = false;
+  } else if (s.architecture == "llama") {
+    cfg["architectures"] = {"LlamaForCausalLM"};
+    cfg["model_type"] = "llama";
+    cfg["attention_bias"] = false;
+    cfg["rope_theta"] = 500000.0;
+    cfg["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", 8.0},
+                           {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0},
+                           {"original_max_position_embeddings", 256}};
+    cfg.erase("use_sliding_window");
+    cfg.erase("sliding_window");
+  } else if (s.architecture != "qwen2") {
+    throw std::invalid_argument("write_random_checkpoint: unknown architecture " + s.architecture);
+  }
   std::ofstream(dir / "config.json") << cfg.dump(2);
   const ModelConfig config = load_model_config(dir);
 

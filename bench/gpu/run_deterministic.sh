@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The deterministic mode's device call (issue 11): kernel and backend GPU tests (the invariance
+# tests among them), compute-sanitizer memcheck + racecheck on the kernels that changed, fast vs
+# deterministic step costs with rooflines (1.5B and 7B shapes), and speculation on vs off over full
+# rounds in both modes (random 1.5B checkpoint, greedy and T = 1, 256 sequences, 2 rounds so the
+# second drafts from the first's history). Run from the repository root with the bundle in .gpu/
+# (see /work/shared/tools/device-bundle):
+#   STAGES=tests,sanitize,bench,rounds bash bench/gpu/run_deterministic.sh   (stages run in that order)
+# Writes logs and JSON under $OUT; prints the summaries.
+set -uo pipefail
+B=${BUNDLE:-.gpu}
+OUT=${OUT:-/tmp/longtail_det_out}
+STAGES=${STAGES:-tests,sanitize,bench,rounds}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=$PWD/$B/lib:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,clocks.sm --format=csv
+
+stage_tests() {
+  echo "=== kernels_gpu_test ==="
+  timeout 100 "$B/bin/kernels_gpu_test" > "$OUT/kernels_gpu_test.log" 2>&1
+  echo "exit $?"; grep -E "^\[  (PASSED|FAILED) |^\[  FAILED  \]|Failure" "$OUT/kernels_gpu_test.log" | head -20
+  echo "=== longtail_policy_cuda_tests ==="
+  LONGTAIL_SOURCE_DIR=$PWD timeout 240 "$B/bin/longtail_policy_cuda_tests" > "$OUT/policy_cuda_tests.log" 2>&1
+  echo "exit $?"
+  grep -E "^\[  (PASSED|FAILED) |^\[  FAILED  \]|differs|Failure|Expected equality" "$OUT/policy_cuda_tests.log" | head -40
+}
+
+stage_sanitize() {
+  filter='KernelsGpu.QkvPost*:KernelsGpu.RmsNormRows*:KernelsGpu.SyntheticFills*:KernelsGpu.Embedding*'
+  filter+=':KernelsGpuAttention.SimpleKernel*:KernelsGpuAttention.LongContext*'
+  filter+=':KernelsGpuAttention.VerifyOneToSixteen*'
+  for tool in memcheck racecheck; do
+    echo "=== compute-sanitizer $tool ==="
+    timeout 100 compute-sanitizer --tool "$tool" --error-exitcode 9 "$B/bin/kernels_gpu_test" \
+      --gtest_filter="$filter" > "$OUT/sanitize_$tool.log" 2>&1
+    echo "exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^\[  (PASSED|FAILED) " "$OUT/sanitize_$tool.log" | head
+  done
+}
+
+stage_bench() {
+  echo "=== fast vs deterministic steps ==="
+  timeout 200 "$B/bin/longtail_gpu_bench" --compare-modes --models "${MODELS:-1.5b,7b}" --steps 5 \
+    --json "$OUT/compare_modes.json" > "$OUT/compare_modes.log" 2>&1
+  echo "exit $?"; grep -E "device|compare|error|Error" "$OUT/compare_modes.log" | cut -c 30-220
+}
+
+stage_rounds() {
+  echo "=== speculation on vs off, full rounds ==="
+  python3 bench/rollout/make_random_checkpoint.py --shape 1.5b --out /tmp/q15 > "$OUT/ckpt.log" 2>&1 ||
+    { echo "checkpoint failed"; tail -5 "$OUT/ckpt.log"; }
+  for det in fast deterministic; do
+    for t in 0 1; do
+      flag=""; [ "$det" = deterministic ] && flag=--deterministic
+      timeout 240 "$B/bin/longtail-bench-rounds" --model /tmp/q15 --backend cuda -R 2 -G 32 --n 8 \
+        --max-new-tokens 256 --prompt-len 128 --temperature "$t" --modes off,das \
+        --cost-model configs/cost_model_h100.yaml --cost-model-entry Qwen2.5-1.5B $flag \
+        > "$OUT/rounds_${det}_T$t.log" 2>&1
+      echo "$det T=$t exit $?"
+      grep -iE "identical|differ|^das +all|^off +all" "$OUT/rounds_${det}_T$t.log" | head -8
+    done
+  done
+}
+
+for stage in ${STAGES//,/ }; do "stage_$stage"; done
