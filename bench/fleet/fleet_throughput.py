@@ -59,7 +59,7 @@ def bench(k: int, args) -> dict:
                              "engine.round_groups": args.round_groups},
                   resources_per_worker={"CPU": 1}, routing=args.routing)
     try:
-        run_round(fleet, groups(-1, k * 2, args.n, args.max_new_tokens))  # warm-up
+        run_round(fleet, groups(1000, k * 2, args.n, args.max_new_tokens))  # warm-up
         secs = toks = 0.0
         for r in range(args.rounds):
             s, t, _ = run_round(fleet, groups(r, args.groups, args.n, args.max_new_tokens))
@@ -87,7 +87,8 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=32, help="groups per round")
     ap.add_argument("--n", type=int, default=4, help="samples per group")
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--round-groups", type=int, default=8, help="engine.round_groups of each worker")
+    ap.add_argument("--round-groups", type=int, default=0, help="engine.round_groups of each worker (0: a batch "
+                    "whenever the worker runs out of work; a fleet worker gets only part of each round)")
     ap.add_argument("--threads", type=int, default=1, help="forward threads per worker")
     ap.add_argument("--routing", default="affine")
     ap.add_argument("--kill", action="store_true", help="also measure recovery from a SIGKILLed worker")
@@ -96,8 +97,11 @@ def main() -> None:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import longtail
+
     ray.init(num_cpus=max(args.workers), include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1", object_store_memory=100 * 1024 * 1024, configure_logging=False)
+             _node_ip_address="127.0.0.1", object_store_memory=100 * 1024 * 1024, configure_logging=False,
+             runtime_env={"py_modules": [longtail]})
     results = [bench(k, args) for k in args.workers]
     ray.shutdown()
     if args.json:

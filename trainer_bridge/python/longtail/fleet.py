@@ -41,13 +41,14 @@ from longtail.client import Client
 from longtail.fleet_history import CAPABILITY as HISTORY_CAPABILITY, encode_history
 from longtail.fleet_link import Link
 from longtail.fleet_routing import Router, group_tokens, placement_order
-from longtail.fleet_worker import WorkerMember
+from longtail.fleet_worker import WorkerMember, member_config, package_digest
 from longtail.protocol import WorkerError
 from longtail.types import Batch, Group
 
 log = logging.getLogger("longtail.fleet")
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
+PACKAGE_DIR = str(pathlib.Path(__file__).resolve().parent)
 
 
 class FleetError(Exception):
@@ -154,7 +155,10 @@ class Fleet:
                              "LONGTAIL_BUILD_DIR or worker_binary)")
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            ray.init(**dict({"include_dashboard": False, "log_to_driver": False}, **(ray_init or {})))
+            # The actors must run this very package, not whatever version a node has installed:
+            # Ray ships it to every node (py_modules works only at the job level, i.e. here).
+            ray.init(**dict({"include_dashboard": False, "log_to_driver": False,
+                             "runtime_env": {"py_modules": [PACKAGE_DIR]}}, **(ray_init or {})))
         self._ray = ray
         self._owns_run_dir = run_dir is None
         self.run_dir = run_dir or tempfile.mkdtemp(prefix="ltf-")
@@ -190,6 +194,10 @@ class Fleet:
             opts["resources"] = res
         actor_cls = ray.remote(WorkerMember).options(**opts)
         cfg = None if config is None else str(pathlib.Path(config).resolve())
+        round_groups = (member_config(cfg, dict(overrides or {}), "-", "-", "-").get("engine") or {}).get("round_groups")
+        if round_groups:
+            log.warning("engine.round_groups = %s: a fleet worker gets only its share of each round, so it may "
+                        "hold finished groups until %s complete (use 0, or call drain())", round_groups, round_groups)
         self._members = {wid: actor_cls.remote(wid, self.run_dir, cfg, dict(overrides or {}), binary,
                                                driver_node, transport, max_restarts=max_restarts)
                          for wid in self.worker_ids}
@@ -197,6 +205,10 @@ class Fleet:
         try:
             infos = ray.get([self._members[w].info.remote() for w in self.worker_ids], timeout=start_timeout_s)
             for wid, info in zip(self.worker_ids, infos):
+                if info.get("package_digest") != package_digest():
+                    log.warning("%s runs another longtail (%s) than this trainer (%s): start Ray with "
+                                "runtime_env={'py_modules': [longtail]} or install the same version on every node",
+                                wid, info.get("package", "?"), PACKAGE_DIR)
                 self._info[wid] = info
                 self._links[wid] = Link(self, wid, info["endpoint"], credits=credits, tokenizer=tokenizer)
                 self._links[wid].start()

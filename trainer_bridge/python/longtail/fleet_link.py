@@ -99,7 +99,7 @@ class Link(threading.Thread):
         while not self._halt.is_set():
             try:
                 self.client = Client(self.endpoint, credits=self.credits, auto_credit=False, timeout=30.0,
-                                     worker_timeout=5.0, client_id=f"fleet-{self.worker_id}",
+                                     worker_timeout=10.0, client_id=f"fleet-{self.worker_id}",
                                      tokenizer=self.tokenizer)
                 break
             except TimeoutError:

@@ -197,18 +197,21 @@ def placement_order(prompt_ids: Sequence[str]) -> List[int]:
     return sorted(range(len(prompt_ids)), key=lambda i: (ring_hash(prompt_ids[i]), i))
 
 
-def split_by_routing(groups: Sequence[Mapping[str, object]], workers: Sequence[str], policy: str = "affine",
-                     eps: float = 0.25, seed: int = 0) -> Dict[str, List[int]]:
-    """Offline split of one round's groups (maps with ``prompt_id`` and ``tokens``) as a fleet with
-    an empty queue would route them; returns the indices of the groups per worker. Used by the
-    benchmarks that replay recorded traces per worker (bench/fleet/)."""
-    router = Router(workers, policy=policy, eps=eps, seed=seed)
-    out: Dict[str, List[int]] = {w: [] for w in workers}
+def split_round(router: Router, groups: Sequence[Mapping[str, object]]) -> Dict[str, List[int]]:
+    """Routes one round's groups (maps with ``prompt_id`` and ``tokens``) as a fleet whose previous
+    round was delivered before this one: placed as one burst, released at the end (sticky prompts
+    stay). Returns the indices of the groups per worker. The replay of recorded traces as a fleet
+    (bench/fleet/, longtail-replay --workers) splits every round this way."""
+    out: Dict[str, List[int]] = {w: [] for w in router.workers}
     left = sum(int(g["tokens"]) for g in groups)
+    placed = []
     for i in placement_order([str(g["prompt_id"]) for g in groups]):
         g = groups[i]
         t = int(g["tokens"])
         left -= t
         w, _ = router.route(str(g["prompt_id"]), t, pending_tokens=left)
         out[w].append(i)
+        placed.append((w, t))
+    for w, t in placed:
+        router.release(w, t)
     return out

@@ -11,6 +11,7 @@ The trainer never talks to the actor about data: it connects to the worker's end
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import pathlib
 import signal
@@ -81,10 +82,25 @@ def member_config(config: Optional[str], overrides: Mapping[str, Any], worker_id
     return tree
 
 
-def _die_with_parent() -> None:
+def package_digest() -> str:
+    """Digest of this longtail package's sources: the trainer and its actors must run the same code."""
+    h = hashlib.sha256()
+    for f in sorted(pathlib.Path(__file__).resolve().parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _child_setup() -> None:
     # The worker must not outlive its actor (a killed actor would leave a GPU busy otherwise).
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    # Ray runs actors at a raised nice level (worker_niceness); the rollout worker is the node's
+    # main job and would be starved by any busy neighbour. Back to 0 where we may (root/CAP_SYS_NICE).
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
     except OSError:
         pass
 
@@ -184,7 +200,7 @@ class WorkerMember:
         self.starts += 1
         log = open(self.dir / f"worker.{self.starts}.log", "wb")
         self.proc = subprocess.Popen([self.binary, "--config", str(self.config_path)], stdout=log,
-                                     stderr=subprocess.STDOUT, env=self.env, preexec_fn=_die_with_parent)
+                                     stderr=subprocess.STDOUT, env=self.env, preexec_fn=_child_setup)
         log.close()
         self.started_at = time.monotonic()
 
@@ -230,7 +246,8 @@ class WorkerMember:
             return {"worker_id": self.worker_id, "endpoint": self.endpoint, "pid": self.proc.pid if self.proc else None,
                     "alive": alive, "starts": self.starts, "restarts": self.restarts, "gave_up": self.gave_up,
                     "exits": list(self.exits[-5:]), "cuda_visible_devices": self.env.get("CUDA_VISIBLE_DEVICES"),
-                    "dir": str(self.dir), "log_tail": self._log_tail(self.starts) if not alive else ""}
+                    "dir": str(self.dir), "log_tail": self._log_tail(self.starts) if not alive else "",
+                    "package": str(pathlib.Path(__file__).resolve().parent), "package_digest": package_digest()}
 
     def kill(self, sig: int = int(signal.SIGKILL)) -> int:
         """Sends ``sig`` to the worker process (failure drills); the monitor restarts it."""

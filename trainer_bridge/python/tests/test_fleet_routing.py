@@ -6,7 +6,7 @@ import collections
 
 import pytest
 
-from longtail.fleet_routing import Router, placement_order, ring_hash, split_by_routing
+from longtail.fleet_routing import Router, placement_order, ring_hash, split_round
 
 
 def test_ring_hash_is_fixed():
@@ -84,12 +84,15 @@ def test_exclude_and_errors():
         Router(["a"], eps=-1)
 
 
-def test_split_by_routing_is_order_independent():
+def test_split_round_is_order_independent_and_releases():
     groups = [{"prompt_id": f"p{i}", "tokens": 10 + i % 3} for i in range(40)]
-    a = split_by_routing(groups, ["w0", "w1"])
+    a = split_round(Router(["w0", "w1"]), groups)
     rev = list(reversed(groups))
-    b = split_by_routing(rev, ["w0", "w1"])
+    router = Router(["w0", "w1"])
+    b = split_round(router, rev)
     names_a = {w: sorted(groups[i]["prompt_id"] for i in ix) for w, ix in a.items()}
     names_b = {w: sorted(rev[i]["prompt_id"] for i in ix) for w, ix in b.items()}
     assert names_a == names_b
     assert sorted(i for ix in a.values() for i in ix) == list(range(40))
+    assert router.load == {"w0": 0, "w1": 0}
+
