@@ -232,7 +232,7 @@ struct SamplingRow {
   float temperature = 1.0f;  // 0 = greedy (argmax, lowest index on ties)
   int32_t top_k = 0;         // <= 0: no top-k cut
   float top_p = 1.0f;        // >= 1: no nucleus cut
-  int32_t reserved = 0;
+  float min_p = 0.0f;        // reference.h's rule only; sample_rows requires 0 (not implemented)
   uint64_t seed = 0;
   uint64_t uid = 0;
   int64_t position = 0;      // absolute position of the token being drawn

@@ -281,20 +281,29 @@ float log_of(float x, LogRounding rounding) {
                                             : static_cast<float>(std::log(static_cast<double>(x)));
 }
 
-// The top-k / top-p candidates in candidate order (z descending, index ascending), or empty for
-// the whole vocabulary.
+// The min-p / top-k / top-p candidates in candidate order (z descending, index ascending), or
+// empty for the whole vocabulary.
 std::vector<int32_t> candidates(std::span<const float> logits, const SamplingRow& p) {
   const int32_t vocab = static_cast<int32_t>(logits.size());
-  const bool cut_k = p.top_k > 0 && p.top_k < vocab;
+  const bool cut_min_p = p.min_p > 0.0f;
+  bool cut_k = p.top_k > 0 && p.top_k < vocab;
   const bool cut_p = p.top_p < 1.0f;
   std::vector<int32_t> cand;
-  if (!cut_k && !cut_p) return cand;
+  if (!cut_min_p && !cut_k && !cut_p) return cand;
   const float t = p.temperature;
   std::vector<float> z(static_cast<size_t>(vocab));
   for (int32_t i = 0; i < vocab; ++i) z[i] = logits[i] / t;
   cand.resize(vocab);
   std::iota(cand.begin(), cand.end(), 0);
   auto before = [&](int32_t a, int32_t b) { return z[a] > z[b] || (z[a] == z[b] && a < b); };
+  if (cut_min_p) {
+    // p_i >= min_p * p_max  <=>  z_i - z_max >= log(min_p); keeps a prefix of the candidate order.
+    const double z_max = *std::max_element(z.begin(), z.end());
+    const double floor = std::log(static_cast<double>(p.min_p));
+    std::erase_if(cand, [&](int32_t i) { return static_cast<double>(z[i]) - z_max < floor; });
+    cut_k = cut_k && static_cast<size_t>(p.top_k) < cand.size();
+    if (!cut_k && !cut_p) return cand;
+  }
   if (cut_k) {
     std::nth_element(cand.begin(), cand.begin() + p.top_k, cand.end(), before);
     cand.resize(p.top_k);

@@ -85,8 +85,11 @@ void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, 
 // The sampling rule: the specification of kernels.h's sample_rows and the sampler of any host
 // model, so that a CPU model and the GPU draw the same tokens from the same logits.
 //   1. T = 0 (greedy): the argmax, lowest index on ties; its logprob is log softmax(logits)[x].
-//   2. T > 0: z_i = logits[i] / T in float. Candidates: the top_k largest z (k <= 0: all), lowest
-//      index first on ties; then top-p: the shortest prefix of the candidates, in that order, whose
+//   2. T > 0: z_i = logits[i] / T in float. Candidates: the tokens with z_i - max z >= log(min_p)
+//      in fp64, i.e. at least min_p times as likely as the most likely token (min_p <= 0: all; as
+//      vLLM, on the tempered distribution, before top-k and top-p); of these the top_k largest z
+//      (k <= 0: all), lowest index first on ties; then top-p: the shortest prefix of the
+//      candidates, in that order, whose
 //      probability under softmax over the candidates reaches top_p (top_p >= 1: all). In fp64:
 //      total = sum of exp(double(z_i) - zmax) over the candidates in ascending index order, then
 //      the cumulative sum of exp(double(z_i) - zmax) / total in candidate order until >= top_p.

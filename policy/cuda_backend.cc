@@ -49,6 +49,9 @@ void validate_sampling(const SamplingParams& s, size_t chunk) {
   if (std::isnan(s.top_p) || s.top_p <= 0.0f)
     throw std::invalid_argument("chunk " + std::to_string(chunk) + ": top_p " +
                                 std::to_string(s.top_p) + " must be > 0");
+  if (!(s.min_p <= 0.0f))
+    throw std::invalid_argument("chunk " + std::to_string(chunk) + ": min_p " + std::to_string(s.min_p) +
+                                " is not implemented by the CUDA sampler; use min_p = 0 or the cpu backend");
 }
 
 class CudaBackend final : public Backend {

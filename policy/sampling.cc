@@ -28,10 +28,12 @@ SampledToken sample_token(std::span<const float> logits, const SamplingParams& p
                                 std::to_string(params.temperature));
   }
   if (std::isnan(params.top_p)) throw std::invalid_argument("sampling: top_p is NaN");
+  if (std::isnan(params.min_p)) throw std::invalid_argument("sampling: min_p is NaN");
   kernels::SamplingRow row;
   row.temperature = params.temperature;
   row.top_k = params.top_k;
   row.top_p = params.top_p;
+  row.min_p = params.min_p;
   row.seed = params.seed;
   row.uid = uid;
   row.position = position;

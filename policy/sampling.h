@@ -1,4 +1,4 @@
-// Token sampling on the host, for the CPU backend. The rule itself (greedy, top-k, top-p,
+// Token sampling on the host, for the CPU backend. The rule itself (greedy, min-p, top-k, top-p,
 // Gumbel-max keyed by (seed, uid, position), the logprob reported) is kernels/reference.h's
 // sample_row, which is also the specification of the CUDA sampler, so both backends draw the same
 // tokens; this file adds the parameter checks and the policy-side types.
@@ -13,6 +13,7 @@ struct SamplingParams {
   float temperature = 1.0f;  // 0 = greedy
   int32_t top_k = 0;         // <= 0: no top-k cut
   float top_p = 1.0f;        // >= 1: no nucleus cut
+  float min_p = 0.0f;        // <= 0: off; else drop tokens less likely than min_p x the most likely
   uint64_t seed = 0;         // run-level seed; the per-sequence stream is keyed by (seed, uid)
 };
 
@@ -23,7 +24,7 @@ struct SampledToken {
 
 // Draws the token at `position` (absolute index in the sequence, prompt included) of sequence
 // `uid` from one row of logits (size = vocab). Throws std::invalid_argument on an empty row, a
-// negative, NaN or infinite temperature, or a NaN top_p.
+// negative, NaN or infinite temperature, or a NaN top_p or min_p.
 SampledToken sample_token(std::span<const float> logits, const SamplingParams& params, uint64_t uid,
                           int64_t position);
 

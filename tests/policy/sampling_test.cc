@@ -127,6 +127,33 @@ TEST(SamplingTest, TopKThenTopPOnTheCandidates) {
   check_distribution(kLogits, p, {0, full[1] / z, 0, full[3] / z, 0, 0});
 }
 
+TEST(SamplingTest, MinPKeepsTokensAtLeastThatLikelyRelativeToTheBest) {
+  lp::SamplingParams p;
+  p.min_p = 0.4f;  // p_i / p_max = exp(z_i - 2.5): token 3 0.61, token 5 0.45 stay; token 0 0.22 goes
+  const auto full = softmax(kLogits, 1);
+  const double z = full[1] + full[3] + full[5];
+  check_distribution(kLogits, p, {0, full[1] / z, 0, full[3] / z, 0, full[5] / z});
+  p.temperature = 0.5f;  // on the tempered distribution, as vLLM: token 5 falls to 0.20
+  p.min_p = 0.3f;
+  const auto cold = softmax(kLogits, 0.5);
+  const double zc = cold[1] + cold[3];
+  check_distribution(kLogits, p, {0, cold[1] / zc, 0, cold[3] / zc, 0, 0});
+}
+
+TEST(SamplingTest, MinPBeforeTopPOnTheCandidates) {
+  lp::SamplingParams p;
+  p.min_p = 0.4f;  // candidates 1, 3, 5
+  p.top_p = 0.6f;  // renormalised over those three: token 1 alone is 0.49, with token 3 0.78
+  const auto full = softmax(kLogits, 1);
+  const double zm = full[1] + full[3] + full[5];
+  ASSERT_LT(full[1] / zm, 0.6);
+  ASSERT_GE((full[1] + full[3]) / zm, 0.6);
+  const double z = full[1] + full[3];
+  check_distribution(kLogits, p, {0, full[1] / z, 0, full[3] / z, 0, 0});
+  p.min_p = 1.0f;  // only the most likely token
+  for (uint64_t uid = 0; uid < 100; ++uid) EXPECT_EQ(lp::sample_token(kLogits, p, uid, 0).token, 1);
+}
+
 TEST(SamplingTest, TinyTopPIsGreedy) {
   lp::SamplingParams p;
   p.top_p = 1e-6f;
@@ -145,6 +172,9 @@ TEST(SamplingTest, RejectsBadParameters) {
   p.temperature = -1;
   EXPECT_THROW(lp::sample_token(kLogits, p, 0, 0), std::invalid_argument);
   p.temperature = NAN;
+  EXPECT_THROW(lp::sample_token(kLogits, p, 0, 0), std::invalid_argument);
+  p.temperature = 1;
+  p.min_p = NAN;
   EXPECT_THROW(lp::sample_token(kLogits, p, 0, 0), std::invalid_argument);
   EXPECT_THROW(lp::token_logprob(kLogits, 1.0f, 6), std::invalid_argument);
   EXPECT_THROW(lp::token_logprob(kLogits, 1.0f, -1), std::invalid_argument);
