@@ -48,11 +48,11 @@ __device__ __forceinline__ void cp_async_wait() {
 // Stages KV positions [tile_start, tile_start + kAttnTile) of (seq, kvh) into shared memory rows
 // of K_STRIDE / V_STRIDE elements; positions >= end are zero-filled (a zero probability times
 // garbage could be NaN).
-template <int D, int K_STRIDE, int V_STRIDE>
+template <int D, int K_STRIDE, int V_STRIDE, int THREADS = kAttnThreads>
 __device__ __forceinline__ void load_kv_tile(const AttnArgs& a, int seq, int kvh, int tile_start,
                                              int end, __nv_bfloat16* ks, __nv_bfloat16* vs) {
   constexpr int kChunks = D / 8;
-  for (int c = threadIdx.x; c < kAttnTile * kChunks; c += kAttnThreads) {
+  for (int c = threadIdx.x; c < kAttnTile * kChunks; c += THREADS) {
     const int t = c / kChunks, part = c % kChunks;
     const int pos = tile_start + t;
     const bool valid = pos < end;

@@ -6,7 +6,10 @@
 // draft tokens. Its 4 warps form WR row tiles of 16 rows x WT token groups (WR * WT = 4): for
 // decode (<= 16 rows) all 4 warps share one row tile and split each 64-position K/V tile between
 // them (16 positions each, flash-decoding inside the block); for long queries each warp owns its
-// own 16 rows and all 64 positions (FlashAttention-2). S = Q K^T comes out of the mma in the
+// own 16 rows and all 64 positions (FlashAttention-2). The batch-invariant mode keeps the decode
+// layout for every shape and gives long queries blocks of NW = 8 or 16 warps (2 or 4 such row
+// tiles sharing each staged K/V tile), so a row's arithmetic never depends on the query count.
+// S = Q K^T comes out of the mma in the
 // C-fragment layout, which is reused as the A fragment of P V without a trip through shared
 // memory; V's B fragments come from ldmatrix.trans. K/V tiles are cp.async double-buffered, rows
 // padded by 16 bytes so fragment loads are bank-conflict free. At the end the warps of a row tile
@@ -40,22 +43,23 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-template <int D, int WT>
+template <int D, int WT, int NW>
 struct TcSmem {
-  static constexpr int kWR = kAttnWarps / WT;
+  static constexpr int kWR = NW / WT;
   static constexpr int kRows = 16 * kWR;
   static constexpr int kStride = D + 8;  // K and V rows, +16 bytes
   static constexpr size_t kTileBytes = sizeof(__nv_bfloat16) * kAttnTile * kStride;
   static constexpr size_t kStageBytes = 2 * kTileBytes;  // K then V
   // Epilogue (reuses the stages): per warp O[16][D] fp32, then m[16] and l[16].
-  static constexpr size_t kEpilogueBytes = sizeof(float) * kAttnWarps * 16 * (D + 2);
+  static constexpr size_t kEpilogueBytes = sizeof(float) * NW * 16 * (D + 2);
   static constexpr size_t kBytes =
       2 * kStageBytes > kEpilogueBytes ? 2 * kStageBytes : kEpilogueBytes;
 };
 
-template <int D, int WT>
-__global__ void __launch_bounds__(kAttnThreads) paged_attention_tc_kernel(const AttnArgs a) {
-  using S = TcSmem<D, WT>;
+template <int D, int WT, int NW>
+__global__ void __launch_bounds__(NW * 32) paged_attention_tc_kernel(const AttnArgs a) {
+  using S = TcSmem<D, WT, NW>;
+  constexpr int kThreads = NW * 32;
   constexpr int kTW = kAttnTile / WT;  // positions per warp per tile
   constexpr int kNT = kTW / 8;         // n-tiles of S per warp
   constexpr int kKS = D / 16;          // k-steps of Q K^T
@@ -121,12 +125,14 @@ __global__ void __launch_bounds__(kAttnThreads) paged_attention_tc_kernel(const 
 #pragma unroll
   for (int dt = 0; dt < kDT; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
 
-  if (ntiles > 0) load_kv_tile<D, S::kStride, S::kStride>(a, seq, kvh, start, end, kbuf(0), vbuf(0));
+  if (ntiles > 0) {
+    load_kv_tile<D, S::kStride, S::kStride, kThreads>(a, seq, kvh, start, end, kbuf(0), vbuf(0));
+  }
   cp_async_commit();
   for (int it = 0; it < ntiles; ++it) {
     const int tile_start = start + it * kAttnTile;
     if (it + 1 < ntiles) {
-      load_kv_tile<D, S::kStride, S::kStride>(a, seq, kvh, tile_start + kAttnTile, end,
+      load_kv_tile<D, S::kStride, S::kStride, kThreads>(a, seq, kvh, tile_start + kAttnTile, end,
                                               kbuf((it + 1) & 1), vbuf((it + 1) & 1));
     }
     cp_async_commit();
@@ -238,7 +244,7 @@ __global__ void __launch_bounds__(kAttnThreads) paged_attention_tc_kernel(const 
     ow[16 * D + 16 + quad + 8] = l[1];
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < S::kRows * (D / 2); idx += kAttnThreads) {
+  for (int idx = threadIdx.x; idx < S::kRows * (D / 2); idx += kThreads) {
     const int r = idx / (D / 2), d = (idx % (D / 2)) * 2;
     const int gr = row0 + r;
     if (gr >= rows_total) continue;
@@ -277,17 +283,17 @@ __global__ void __launch_bounds__(kAttnThreads) paged_attention_tc_kernel(const 
   }
 }
 
-template <int D, int WT>
+template <int D, int WT, int NW = kAttnWarps>
 cudaError_t set_tc_smem_limit() {
-  return cudaFuncSetAttribute(paged_attention_tc_kernel<D, WT>,
+  return cudaFuncSetAttribute(paged_attention_tc_kernel<D, WT, NW>,
                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              static_cast<int>(TcSmem<D, WT>::kBytes));
+                              static_cast<int>(TcSmem<D, WT, NW>::kBytes));
 }
 
-template <int D, int WT>
+template <int D, int WT, int NW = kAttnWarps>
 Status launch_tc(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Stream stream) {
-  using S = TcSmem<D, WT>;
-  static const cudaError_t attr = set_tc_smem_limit<D, WT>();
+  using S = TcSmem<D, WT, NW>;
+  static const cudaError_t attr = set_tc_smem_limit<D, WT, NW>();
   if (attr != cudaSuccess) {
     return fail(Status::kLaunchFailed, "paged_attention", cudaGetErrorString(attr));
   }
@@ -295,16 +301,18 @@ Status launch_tc(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Str
   const dim3 grid(static_cast<unsigned>(num_seqs) * a.num_kv_heads,
                   static_cast<unsigned>((rows + S::kRows - 1) / S::kRows),
                   static_cast<unsigned>(a.splits));
-  paged_attention_tc_kernel<D, WT><<<grid, kAttnThreads, S::kBytes, stream>>>(a);
+  paged_attention_tc_kernel<D, WT, NW><<<grid, NW * 32, S::kBytes, stream>>>(a);
   return launched("paged_attention (tensor cores)");
 }
 
 }  // namespace
 
 cudaError_t prepare_attention_tc() {
-  const cudaError_t errs[] = {set_tc_smem_limit<64, 1>(),  set_tc_smem_limit<64, 2>(),
-                              set_tc_smem_limit<64, 4>(),  set_tc_smem_limit<128, 1>(),
-                              set_tc_smem_limit<128, 2>(), set_tc_smem_limit<128, 4>()};
+  const cudaError_t errs[] = {set_tc_smem_limit<64, 1>(),     set_tc_smem_limit<64, 2>(),
+                              set_tc_smem_limit<64, 4>(),     set_tc_smem_limit<128, 1>(),
+                              set_tc_smem_limit<128, 2>(),    set_tc_smem_limit<128, 4>(),
+                              set_tc_smem_limit<64, 4, 8>(),  set_tc_smem_limit<64, 4, 16>(),
+                              set_tc_smem_limit<128, 4, 8>(), set_tc_smem_limit<128, 4, 16>()};
   for (cudaError_t e : errs) {
     if (e != cudaSuccess) return e;
   }
@@ -318,11 +326,22 @@ int attention_tc_rows_per_block(int32_t max_query_len, int32_t group) {
 
 Status launch_attention_tc(const AttnArgs& a, int32_t head_dim, int32_t num_seqs,
                            int32_t max_query_len, Stream stream) {
-  // Batch-invariant mode: always the 16-row layout (4 warps interleaving each KV tile), whose
-  // per-row order of operations is the same for every number of query rows.
-  const int rows = a.split_size > 0 ? 16 : attention_tc_rows_per_block(max_query_len, a.group);
+  const int rows = attention_tc_rows_per_block(max_query_len, a.group);
   Status st;
-  if (head_dim == 64) {
+  if (a.split_size > 0) {
+    // Batch-invariant mode: every 16-row tile is computed the way the 16-row layout does it (4
+    // warps interleaving each KV tile, then merged), whatever the shape; long queries only put
+    // 2 or 4 such tiles in one block (8 or 16 warps) so they share each staged K/V tile.
+    if (head_dim == 64) {
+      st = rows == 16   ? launch_tc<64, 4>(a, num_seqs, max_query_len, stream)
+           : rows == 32 ? launch_tc<64, 4, 8>(a, num_seqs, max_query_len, stream)
+                        : launch_tc<64, 4, 16>(a, num_seqs, max_query_len, stream);
+    } else {
+      st = rows == 16   ? launch_tc<128, 4>(a, num_seqs, max_query_len, stream)
+           : rows == 32 ? launch_tc<128, 4, 8>(a, num_seqs, max_query_len, stream)
+                        : launch_tc<128, 4, 16>(a, num_seqs, max_query_len, stream);
+    }
+  } else if (head_dim == 64) {
     st = rows == 16   ? launch_tc<64, 4>(a, num_seqs, max_query_len, stream)
          : rows == 32 ? launch_tc<64, 2>(a, num_seqs, max_query_len, stream)
                       : launch_tc<64, 1>(a, num_seqs, max_query_len, stream);

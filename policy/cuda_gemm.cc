@@ -17,9 +17,12 @@
 namespace longtail::policy::cuda {
 namespace {
 
-// The row count at which the batch-invariant algorithm of a shape is chosen: a middle of the
-// decode/verify range, where the backend spends its steps.
+// Row counts at which cuBLASLt's heuristic proposes the two algorithms of a shape: one for
+// decode/verify-sized products, and one for products of kLargeFrom rows or more (verify of long
+// drafts at large batch, prefill), kept only where it gives exactly the first one's bits.
 constexpr int kReferenceRows = 64;
+constexpr int kLargeReferenceRows = 2048;
+constexpr int kLargeFrom = 256;
 
 struct Layout {
   cublasLtMatrixLayout_t h = nullptr;
@@ -33,12 +36,13 @@ struct Layout {
   Layout& operator=(const Layout&) = delete;
 };
 
-// Row counts the candidate algorithm is run with on random data before it is pinned: each row of
-// every product must equal the same row computed alone. cuBLASLt documents no split-K for the
-// algorithms kept, but a kernel could still divide work by problem size (stream-K style), so the
-// property is checked, not assumed. The probe is deterministic, so every process pins the same
-// algorithm.
-constexpr int kProbeRows[] = {1, 7, 64, 263};
+// Row counts a candidate runs with on random data before it is pinned: each row of every product
+// must equal the same row computed alone by the small-row algorithm. cuBLASLt promises no split-K
+// for the algorithms kept, but a kernel could still divide work by problem size (stream-K style),
+// so the property is checked, not assumed. The probe is deterministic, so every process pins the
+// same algorithms.
+constexpr int kSmallProbe[] = {1, 7, 64, 263};
+constexpr int kLargeProbe[] = {kLargeFrom, 1031};
 
 template <typename T>
 T algo_config(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
@@ -71,16 +75,8 @@ Gemm::~Gemm() {
   if (handle_) cublasDestroy(handle_);
 }
 
-const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
-  const auto key = std::make_tuple(n, k, static_cast<int>(ytype));
-  if (auto it = pinned_.find(key); it != pinned_.end()) return it->second;
-  Pinned p;
-  LT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  LT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
-  LT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-  LT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.w_layout, CUDA_R_16BF, k, n, k));
-
+std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Pinned& p, int n, int k,
+                                                   cudaDataType_t ytype, int reference_rows) {
   cublasLtMatmulPreference_t pref = nullptr;
   LT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = workspace_.bytes();
@@ -90,62 +86,104 @@ const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
   cublasLtMatmulHeuristicResult_t results[kWanted] = {};
   int found = 0;
   {
-    Layout x(CUDA_R_16BF, k, kReferenceRows, k), y(ytype, n, kReferenceRows, n);
+    Layout x(CUDA_R_16BF, k, reference_rows, k), y(ytype, n, reference_rows, n);
     LT_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(lt_, p.desc, p.w_layout, x.h, y.h, y.h, pref,
                                                    kWanted, results, &found));
   }
   cublasLtMatmulPreferenceDestroy(pref);
-  // The first candidate, in the heuristic's (deterministic) order, that runs without split-K
-  // (candidates that use it are tried again with it forced off), accepts every row count from 1 to
-  // max_rows, and passes the invariance probe.
-  bool chosen = false;
-  for (int i = 0; i < 2 * found && !chosen; ++i) {
-    if (results[i % found].state != CUBLAS_STATUS_SUCCESS) continue;
-    cublasLtMatmulAlgo_t algo = results[i % found].algo;
-    const bool split = algo_config<int32_t>(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM) > 1;
-    if (split != (i >= found)) continue;  // first pass: no split-K; second: split-K ones, forced
-    if (split) {
-      const int32_t one = 1;
-      const uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
-      if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one,
-                                               sizeof(one)) != CUBLAS_STATUS_SUCCESS ||
-          cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none,
-                                               sizeof(none)) != CUBLAS_STATUS_SUCCESS)
-        continue;
-    }
-    bool ok = true;
-    for (int m : {1, 7, kReferenceRows, max_rows_}) {
-      Layout x(CUDA_R_16BF, k, m, k), y(ytype, n, m, n);
-      cublasLtMatmulHeuristicResult_t check{};
-      if (cublasLtMatmulAlgoCheck(lt_, p.desc, p.w_layout, x.h, y.h, y.h, &algo, &check) !=
-              CUBLAS_STATUS_SUCCESS ||
-          check.workspaceSize > ws) {
-        ok = false;
-        break;
+  // The heuristic's (deterministic) order, those without split-K first, then those with split-K
+  // forced off.
+  std::vector<cublasLtMatmulAlgo_t> out;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 0; i < found; ++i) {
+      if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+      cublasLtMatmulAlgo_t algo = results[i].algo;
+      const bool split = algo_config<int32_t>(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM) > 1;
+      if (split != (pass == 1)) continue;
+      if (split) {
+        const int32_t one = 1;
+        const uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE;
+        if (cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one,
+                                                 sizeof(one)) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                 &none, sizeof(none)) != CUBLAS_STATUS_SUCCESS)
+          continue;
       }
+      out.push_back(algo);
     }
-    if (!ok || !invariant_on_device(p, algo, n, k, ytype)) continue;
+  }
+  return out;
+}
+
+bool Gemm::accepts(const Pinned& p, const cublasLtMatmulAlgo_t& algo, int n, int k,
+                   cudaDataType_t ytype, std::initializer_list<int> rows) {
+  for (int m : rows) {
+    Layout x(CUDA_R_16BF, k, m, k), y(ytype, n, m, n);
+    cublasLtMatmulHeuristicResult_t check{};
+    if (cublasLtMatmulAlgoCheck(lt_, p.desc, p.w_layout, x.h, y.h, y.h, &algo, &check) !=
+            CUBLAS_STATUS_SUCCESS ||
+        check.workspaceSize > workspace_.bytes())
+      return false;
+  }
+  return true;
+}
+
+const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
+  const auto key = std::make_tuple(n, k, static_cast<int>(ytype));
+  if (auto it = pinned_.find(key); it != pinned_.end()) return it->second;
+  Pinned p;
+  LT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  LT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+  LT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+  LT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.w_layout, CUDA_R_16BF, k, n, k));
+  const std::string shape = std::to_string(n) + " x " + std::to_string(k) +
+                            (ytype == CUDA_R_32F ? " (f32 out)" : " (bf16 out)");
+
+  // Small-row algorithm: valid for every row count up to max_rows, invariant over kSmallProbe.
+  bool chosen = false;
+  for (const auto& algo : candidates(p, n, k, ytype, kReferenceRows)) {
+    if (!accepts(p, algo, n, k, ytype, {1, 7, kReferenceRows, max_rows_}) ||
+        !same_rows_on_device(p, algo, algo, n, k, ytype, kSmallProbe))
+      continue;
     p.algo = algo;
     chosen = true;
-    spdlog::debug("gemm {}x{} ({}): pinned cuBLASLt algo id {} tile {} stages {}", n, k,
-                  ytype == CUDA_R_32F ? "f32" : "bf16",
-                  algo_config<int32_t>(algo, CUBLASLT_ALGO_CONFIG_ID),
-                  algo_config<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
-                  algo_config<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_STAGES_ID));
+    break;
   }
   if (!chosen) {
     cublasLtMatrixLayoutDestroy(p.w_layout);
     cublasLtMatmulDescDestroy(p.desc);
-    throw std::runtime_error("deterministic mode: cuBLASLt offers no split-K-free algorithm for a " +
-                             std::to_string(n) + " x " + std::to_string(k) +
-                             " product valid for 1.." + std::to_string(max_rows_) + " rows");
+    throw std::runtime_error("deterministic mode: cuBLASLt offers no batch-invariant algorithm for "
+                             "a " + shape + " product valid for 1.." + std::to_string(max_rows_) +
+                             " rows");
   }
+  // Large-row algorithm: only if it differs from the small one and reproduces its bits exactly.
+  if (max_rows_ >= kLargeFrom) {
+    for (const auto& algo : candidates(p, n, k, ytype, kLargeReferenceRows)) {
+      if (std::memcmp(&algo, &p.algo, sizeof(algo)) == 0) break;  // the same kernel: nothing to gain
+      if (!accepts(p, algo, n, k, ytype, {kLargeFrom, max_rows_}) ||
+          !same_rows_on_device(p, algo, p.algo, n, k, ytype, kLargeProbe))
+        continue;
+      p.algo_large = algo;
+      p.has_large = true;
+      break;
+    }
+  }
+  spdlog::info("deterministic gemm {}: cuBLASLt algo {} tile {}{}", shape,
+               algo_config<int32_t>(p.algo, CUBLASLT_ALGO_CONFIG_ID),
+               algo_config<uint32_t>(p.algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
+               p.has_large ? ", from " + std::to_string(kLargeFrom) + " rows algo " +
+                                 std::to_string(algo_config<int32_t>(p.algo_large, CUBLASLT_ALGO_CONFIG_ID)) +
+                                 " tile " +
+                                 std::to_string(algo_config<uint32_t>(p.algo_large, CUBLASLT_ALGO_CONFIG_TILE_ID))
+                           : std::string());
   return pinned_.emplace(key, p).first->second;
 }
 
-bool Gemm::invariant_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& algo, int n, int k,
-                               cudaDataType_t ytype) {
-  const int rows = kProbeRows[std::size(kProbeRows) - 1];
+bool Gemm::same_rows_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& batched,
+                               const cublasLtMatmulAlgo_t& alone, int n, int k,
+                               cudaDataType_t ytype, std::span<const int> row_counts) {
+  const int rows = *std::max_element(row_counts.begin(), row_counts.end());
   const size_t ybytes = ytype == CUDA_R_32F ? 4 : 2;
   const size_t row_bytes = static_cast<size_t>(n) * ybytes;
   DeviceBuffer w(static_cast<size_t>(n) * k * 2), x(static_cast<size_t>(rows) * k * 2),
@@ -155,25 +193,25 @@ bool Gemm::invariant_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& algo
   LT_KERNEL_CHECK(kernels::fill_uniform_bf16(x.get<kernels::bf16>(),
                                              static_cast<int64_t>(rows) * k, 1.0f, 92, stream_));
   const float alpha = 1.0f, beta = 0.0f;
-  auto product = [&](const void* xs, void* ys, int m) {
+  auto product = [&](const cublasLtMatmulAlgo_t& algo, const void* xs, void* ys, int m) {
     Layout xl(CUDA_R_16BF, k, m, k), yl(ytype, n, m, n);
     return cublasLtMatmul(lt_, p.desc, &alpha, w.get(), p.w_layout, xs, xl.h, &beta, ys, yl.h, ys,
                           yl.h, &algo, workspace_.get(), workspace_.bytes(),
                           stream_) == CUBLAS_STATUS_SUCCESS;
   };
-  std::vector<char> alone(row_bytes), batched(row_bytes);
-  for (int m : kProbeRows) {
-    if (!product(x.get(), y.get(), m)) return false;
+  std::vector<char> one(row_bytes), many(row_bytes);
+  for (int m : row_counts) {
+    if (!product(batched, x.get(), y.get(), m)) return false;
     for (int r : {0, m / 2, m - 1}) {
-      if (!product(x.get<char>() + static_cast<size_t>(r) * k * 2, y_alone.get(), 1)) return false;
-      LT_CUDA_CHECK(cudaMemcpyAsync(alone.data(), y_alone.get(), row_bytes, cudaMemcpyDeviceToHost,
+      if (!product(alone, x.get<char>() + static_cast<size_t>(r) * k * 2, y_alone.get(), 1))
+        return false;
+      LT_CUDA_CHECK(cudaMemcpyAsync(one.data(), y_alone.get(), row_bytes, cudaMemcpyDeviceToHost,
                                     stream_));
-      LT_CUDA_CHECK(cudaMemcpyAsync(batched.data(), y.get<char>() + r * row_bytes, row_bytes,
+      LT_CUDA_CHECK(cudaMemcpyAsync(many.data(), y.get<char>() + r * row_bytes, row_bytes,
                                     cudaMemcpyDeviceToHost, stream_));
       LT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      if (std::memcmp(alone.data(), batched.data(), row_bytes) != 0) {
-        spdlog::info("gemm {}x{}: a candidate algorithm is not batch-invariant (row {} of {}); "
-                     "trying the next", n, k, r, m);
+      if (std::memcmp(one.data(), many.data(), row_bytes) != 0) {
+        spdlog::debug("gemm {}x{}: candidate rejected, row {} of {} differs", n, k, r, m);
         return false;
       }
     }
@@ -198,9 +236,10 @@ void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int 
     throw std::logic_error("gemm: " + std::to_string(m) + " rows exceed the " +
                            std::to_string(max_rows_) + " the pinned algorithms were checked for");
   const Pinned& p = pinned(n, k, ytype);
+  const cublasLtMatmulAlgo_t& algo = p.has_large && m >= kLargeFrom ? p.algo_large : p.algo;
   Layout xl(CUDA_R_16BF, k, m, k), yl(ytype, n, m, n);
   LT_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &alpha, w, p.w_layout, x, xl.h, &beta, y, yl.h, y,
-                                 yl.h, &p.algo, workspace_.get(), workspace_.bytes(), stream_));
+                                 yl.h, &algo, workspace_.get(), workspace_.bytes(), stream_));
 }
 
 void Gemm::bf16_out(const void* x, const void* w, void* y, int m, int n, int k) {

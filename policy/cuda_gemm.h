@@ -8,7 +8,9 @@
 // algorithm per (N, K, output type), chosen once (deterministically, from cuBLASLt's heuristic at
 // a fixed reference row count) with no split-K, checked on the device to give every row the same
 // bits at several row counts, and used for every row count, so each output element is reduced over
-// K in one fixed order whatever the batch.
+// K in one fixed order whatever the batch. A second algorithm, better at large row counts, serves
+// products of 256 rows or more where the same check shows it gives exactly the first one's bits
+// (same accumulation order, other tiling).
 #pragma once
 
 #include <cublasLt.h>
@@ -16,8 +18,11 @@
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
+#include <initializer_list>
 #include <map>
+#include <span>
 #include <tuple>
+#include <vector>
 
 #include "policy/cuda_buffer.h"
 
@@ -49,14 +54,24 @@ class Gemm {
   struct Pinned {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t w_layout = nullptr;
-    cublasLtMatmulAlgo_t algo{};
+    cublasLtMatmulAlgo_t algo{};        // every row count (below kLargeFrom when has_large)
+    cublasLtMatmulAlgo_t algo_large{};  // row counts from kLargeFrom, bit-identical to algo
+    bool has_large = false;
   };
   void run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
            float beta);
   const Pinned& pinned(int n, int k, cudaDataType_t ytype);
-  // Runs algo on random data at several row counts and compares rows with the same rows alone.
-  bool invariant_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& algo, int n, int k,
-                           cudaDataType_t ytype);
+  // Heuristic candidates at reference_rows, split-K ones with split-K forced off after the rest.
+  std::vector<cublasLtMatmulAlgo_t> candidates(const Pinned& p, int n, int k, cudaDataType_t ytype,
+                                               int reference_rows);
+  // cublasLtMatmulAlgoCheck passes at every row count given (within the workspace).
+  bool accepts(const Pinned& p, const cublasLtMatmulAlgo_t& algo, int n, int k,
+               cudaDataType_t ytype, std::initializer_list<int> rows);
+  // On random data: rows of `batched` products at each row count equal the same rows computed one
+  // at a time by `alone`, bit for bit.
+  bool same_rows_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& batched,
+                           const cublasLtMatmulAlgo_t& alone, int n, int k, cudaDataType_t ytype,
+                           std::span<const int> row_counts);
 
   cudaStream_t stream_ = nullptr;
   bool batch_invariant_ = false;

@@ -49,6 +49,29 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
+// Median seconds of `reps` runs of work(i) on the default stream, timed with events, after 3
+// untimed ones.
+template <typename Work>
+double median_device_seconds(int reps, Work&& work) {
+  for (int i = 0; i < 3; ++i) work(i);
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    cudaEventRecord(e0);
+    work(i);
+    cudaEventRecord(e1);
+    cuda_ok(cudaEventSynchronize(e1), "timed work");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    t.push_back(ms * 1e-3);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return median(t);
+}
+
 // Bytes read + written per second by a large device-to-device copy.
 double copy_bandwidth() {
   const size_t bytes = size_t{2} << 30;
@@ -56,25 +79,12 @@ double copy_bandwidth() {
   cuda_ok(cudaMalloc(&a, bytes), "cudaMalloc");
   cuda_ok(cudaMalloc(&b, bytes), "cudaMalloc");
   cuda_ok(cudaMemset(a, 1, bytes), "cudaMemset");
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  for (int i = 0; i < 3; ++i) cuda_ok(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice), "copy");
-  std::vector<double> t;
-  for (int i = 0; i < 20; ++i) {
-    cudaEventRecord(e0);
-    cudaMemcpyAsync(i % 2 ? a : b, i % 2 ? b : a, bytes, cudaMemcpyDeviceToDevice);
-    cudaEventRecord(e1);
-    cuda_ok(cudaEventSynchronize(e1), "copy");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    t.push_back(ms * 1e-3);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
+  const double s = median_device_seconds(20, [&](int i) {
+    cuda_ok(cudaMemcpyAsync(i % 2 ? a : b, i % 2 ? b : a, bytes, cudaMemcpyDeviceToDevice), "copy");
+  });
   cudaFree(a);
   cudaFree(b);
-  return 2.0 * static_cast<double>(bytes) / median(t);
+  return 2.0 * static_cast<double>(bytes) / s;
 }
 
 // bf16 GEMM rate (FLOP/s) of an 8192^3 product through cuBLAS on random data: the compute ceiling.
@@ -101,27 +111,12 @@ double gemm_rate() {
                      CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
       throw std::runtime_error("cublasGemmEx");
   };
-  for (int i = 0; i < 3; ++i) product();
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0);
-  cudaEventCreate(&e1);
-  std::vector<double> t;
-  for (int i = 0; i < 10; ++i) {
-    cudaEventRecord(e0);
-    product();
-    cudaEventRecord(e1);
-    cuda_ok(cudaEventSynchronize(e1), "gemm");
-    float ms = 0;
-    cudaEventElapsedTime(&ms, e0, e1);
-    t.push_back(ms * 1e-3);
-  }
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
+  const double s = median_device_seconds(10, [&](int) { product(); });
   cublasDestroy(handle);
   cudaFree(a);
   cudaFree(b);
   cudaFree(c);
-  return 2.0 * n * static_cast<double>(n) * n / median(t);
+  return 2.0 * n * static_cast<double>(n) * n / s;
 }
 
 policy::SamplingParams t1(uint64_t seed) {

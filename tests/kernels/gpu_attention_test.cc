@@ -29,11 +29,12 @@ struct Scenario {
   std::vector<int32_t> prefix;  // cached positions before them
   bool tree = false;
   int32_t splits = 1;           // 0: paged_attention_choose_splits
+  int32_t split_size = 0;       // > 0: batch-invariant fixed splits (splits = enough for them)
   std::string name() const {
     std::ostringstream s;
     s << "H" << num_heads << "/KV" << num_kv_heads << " d" << head_dim << " seqs" << n.size()
       << " n0=" << n[0] << " prefix0=" << prefix[0] << (tree ? " tree" : "") << " splits "
-      << splits;
+      << splits << " split size " << split_size;
     return s.str();
   }
 };
@@ -89,11 +90,10 @@ void run_scenario(const Scenario& sc, std::mt19937_64& rng) {
   std::vector<float> want(T * H * D);
   ref::paged_attention(shape, q_dense, kc.f, vc.f, table, qstart, lens, parents, want);
 
-  const int32_t splits =
-      sc.splits > 0 ? sc.splits
-                    : paged_attention_choose_splits(S, H, KV, max_n,
-                                                    *std::max_element(lens.begin(), lens.end()),
-                                                    132);
+  const int32_t max_len = *std::max_element(lens.begin(), lens.end());
+  const int32_t splits = sc.split_size > 0 ? (max_len + sc.split_size - 1) / sc.split_size
+                         : sc.splits > 0   ? sc.splits
+                                           : paged_attention_choose_splits(S, H, KV, max_n, max_len, 132);
   DeviceBuffer<bf16> d_qkv(qkv.b), d_kc(kc.b), d_vc(vc.b), d_out(T * H * D);
   DeviceBuffer<int32_t> d_table(table), d_qstart(qstart), d_lens(lens);
   DeviceBuffer<int32_t> d_parents(parents);
@@ -118,6 +118,7 @@ void run_scenario(const Scenario& sc, std::mt19937_64& rng) {
   p.head_dim = D;
   p.scale = shape.scale;
   p.num_kv_splits = splits;
+  p.kv_split_size = sc.split_size;
   p.workspace = d_ws.get();
   p.workspace_bytes = ws_bytes;
   p.out = d_out.get();
@@ -255,6 +256,26 @@ TEST(KernelsGpuAttention, VarlenCausalPrefill) {
       run_scenario(sc, rng);
       sc.splits = 3;
       run_scenario(sc, rng);
+    }
+  }
+}
+
+TEST(KernelsGpuAttention, FixedSplitSizeMatchesReference) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(17);
+  for (int32_t split : {64, 1024}) {
+    for (const Gqa g : {Gqa{12, 2}, Gqa{28, 4}, Gqa{4, 4}}) {
+      for (const std::vector<int32_t>& n : {std::vector<int32_t>{1, 1, 1}, std::vector<int32_t>{16, 3, 9},
+                                            std::vector<int32_t>{200, 1, 40}}) {
+        Scenario sc;
+        sc.num_heads = g.heads;
+        sc.num_kv_heads = g.kv;
+        sc.head_dim = g.heads == 4 ? 64 : 128;
+        sc.split_size = split;
+        sc.n = n;
+        sc.prefix = {2100, 5, 1020};
+        run_scenario(sc, rng);
+      }
     }
   }
 }

@@ -23,13 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<int32_t> random_tokens(size_t n, uint32_t seed, int vocab = 1000) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-  return t;
-}
-
 SamplingParams temp1(uint64_t seed) {
   SamplingParams s;
   s.temperature = 1.0f;

@@ -10,6 +10,7 @@
 #include <cuda_runtime_api.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -26,13 +27,6 @@ namespace longtail::policy::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::vector<int32_t> random_tokens(size_t n, uint32_t seed, int vocab = 1000) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
-  return t;
-}
 
 SamplingParams temp1() {
   SamplingParams s;
@@ -311,6 +305,25 @@ TEST(CudaDeterministicGemm, RowsDoNotDependOnTheRowCount) {
         }
         EXPECT_EQ(bad, 0) << "mode " << mode;
       }
+      // Control, printed only: how many of the same probes differ in fast mode (cuBLAS choosing
+      // its kernel, split-K included, per row count), i.e. what the pinned algorithms fix.
+      cuda::Gemm fast(stream, false, kMaxRows);
+      int64_t fast_bad = 0, fast_probes = 0;
+      std::vector<char> alone(static_cast<size_t>(sh.n) * 4), batched(alone.size());
+      for (int m : {2, 16, 64, 256, kMaxRows}) {
+        for (int r : {0, m - 1}) {
+          fast.f32_out(dx.get<char>() + static_cast<size_t>(r) * sh.k * 2, dw.get(), dy1.get<float>(), 1, sh.n, sh.k, false);
+          fast.f32_out(dx.get(), dw.get(), dy.get<float>(), m, sh.n, sh.k, false);
+          ASSERT_EQ(cudaMemcpyAsync(alone.data(), dy1.get(), alone.size(), cudaMemcpyDeviceToHost, stream), cudaSuccess);
+          ASSERT_EQ(cudaMemcpyAsync(batched.data(), dy.get<char>() + static_cast<size_t>(r) * sh.n * 4,
+                                    batched.size(), cudaMemcpyDeviceToHost, stream), cudaSuccess);
+          ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+          ++fast_probes;
+          fast_bad += alone != batched;
+        }
+      }
+      std::printf("[gemm control] %d x %d fast mode: %lld of %lld probed rows differ from the row alone\n",
+                  sh.n, sh.k, static_cast<long long>(fast_bad), static_cast<long long>(fast_probes));
     }
   }
   cudaStreamDestroy(stream);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <random>
 #include <vector>
 
 #include "policy/backend.h"
@@ -22,6 +23,13 @@ inline BackendOptions small_cuda_options(int64_t kv_tokens = 1 << 16) {
   o.kind = "cuda";
   o.max_kv_tokens = kv_tokens;
   return o;
+}
+
+inline std::vector<int32_t> random_tokens(size_t n, uint32_t seed, int vocab = 1000) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(n);
+  for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
+  return t;
 }
 
 inline SamplingParams greedy() {
