@@ -30,15 +30,15 @@ def cmd_prompts(a: argparse.Namespace) -> int:
     tok = _tokenizer(a.tokenizer)
     for i, p in enumerate(problems(a.seed, a.count, start=a.start, min_steps=a.min_steps, max_steps=a.max_steps)):
         print(json.dumps({"prompt_id": f"s{a.seed}-{a.start + i}", "prompt_tokens": prompt_ids(tok, p.prompt),
-                          "text": p.prompt, "steps": len(p.steps)}))
+                          "text": p.prompt, "steps": p.steps}))
     return 0
 
 
 def _bucket(steps: int) -> str:
-    for lo, hi in ((1, 3), (4, 7), (8, 12)):
+    for lo, hi in ((1, 4), (5, 9), (10, 19), (20, 39)):
         if lo <= steps <= hi:
             return f"{lo}-{hi}"
-    return f"13-{MAX_STEPS}"
+    return f"40-{MAX_STEPS}"
 
 
 def cmd_score(a: argparse.Namespace) -> int:
@@ -82,7 +82,7 @@ def cmd_stats(a: argparse.Namespace) -> int:
     ks = collections.Counter()
     lengths = []
     for p in problems(a.seed, a.count, min_steps=a.min_steps, max_steps=a.max_steps):
-        ks[len(p.steps)] += 1
+        ks[p.steps] += 1
         lengths.append(len(p.solution) + 1)
     lengths.sort()
     q = lambda f: lengths[min(len(lengths) - 1, int(f * len(lengths)))]

@@ -1,13 +1,16 @@
 """Chain arithmetic: the verifiable task with a long tail that the example policy is trained on.
 
-A problem is a start value and k single-digit steps, e.g. ``17+5-8+9=``. The solution collapses the
-first step per line until one number is left (``22-8+9;14+9;23``), so a correct answer needs k
-reasoning lines and the response length grows as ~k^2: the step count follows a truncated power law
-(most problems take 2-4 steps, one in a hundred takes about 20), which gives RL rounds the long tail
-of response lengths that longtail exists for. Every running value stays in [0, 99] (a step that
-would leave that range flips its sign), so each line is a two-digit plus or minus one digit: easy
-to learn per line, while the chance of a slip grows with the line count. Each line also repeats the
-previous line's tail: copy-heavy text that suffix drafting can predict.
+A problem is a start value, one step (plus or minus a digit) and a repetition count, all modulo 100:
+``37-4*09=`` asks for 37 - 4 - 4 - ... (9 times). The solution writes one line per step, the running
+value and the steps still to go, both as two digits: ``33,08;29,07;...;01,00``. The count follows a
+truncated power law (P(k) ~ k^-1.5, 2 <= k <= 60: median 5 steps, one problem in a hundred takes 55
+or more), so response lengths (6 tokens per step) have the long tail of real reasoning rollouts.
+
+Fixed widths are deliberate: every line is computed from the previous line at a fixed distance and
+from the prompt's step (a unique operator token), so a transformer of half a million parameters
+learns the task from a few minutes of CPU training, while a slip anywhere in a long chain still
+loses the answer: the pass rate falls with k, which is what RL then improves. Samples of one prompt
+that are right are identical, which the drafter's per-prompt history predicts.
 
 Problems are a pure function of (seed, index) through Python's Mersenne Twister, identical on every
 platform and Python version, so a prompt set is named by its seed alone.
@@ -17,17 +20,19 @@ from __future__ import annotations
 
 import bisect
 import random
+import re
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 MIN_STEPS = 2
-MAX_STEPS = 20
+MAX_STEPS = 60
 STEP_EXPONENT = 1.5  # P(k) proportional to k^-1.5 for MIN_STEPS <= k <= MAX_STEPS
-MAX_VALUE = 99
+MODULUS = 100
+_PROMPT = re.compile(r"(\d\d)([+-])([1-9])\*(\d\d)=")
 
 
-def _step_cdf(min_steps: int, max_steps: int, exponent: float) -> List[float]:
-    weights = [k ** -exponent for k in range(min_steps, max_steps + 1)]
+def _step_cdf() -> List[float]:
+    weights = [k ** -STEP_EXPONENT for k in range(MIN_STEPS, MAX_STEPS + 1)]
     total = sum(weights)
     cdf, acc = [], 0.0
     for w in weights:
@@ -37,37 +42,33 @@ def _step_cdf(min_steps: int, max_steps: int, exponent: float) -> List[float]:
     return cdf
 
 
-_CDF = _step_cdf(MIN_STEPS, MAX_STEPS, STEP_EXPONENT)
+_CDF = _step_cdf()
 
 
 @dataclass(frozen=True)
 class Problem:
-    """``steps`` is a list of (op, digit) with op '+' or '-'; ``start`` and every running value are
-    in [0, MAX_VALUE]."""
+    """``start`` in [0, 99], ``op`` '+' or '-', ``digit`` in [1, 9], ``steps`` = k in [1, 99]."""
 
     start: int
-    steps: Tuple[Tuple[str, int], ...]
+    op: str
+    digit: int
+    steps: int
 
     @property
     def prompt(self) -> str:
-        return str(self.start) + "".join(f"{op}{d}" for op, d in self.steps) + "="
+        return f"{self.start:02d}{self.op}{self.digit}*{self.steps:02d}="
 
     def values(self) -> List[int]:
         """Running values after each step (the last one is the answer)."""
-        out, v = [], self.start
-        for op, d in self.steps:
-            v = v + d if op == "+" else v - d
-            out.append(v)
-        return out
+        d = self.digit if self.op == "+" else -self.digit
+        return [(self.start + d * i) % MODULUS for i in range(1, self.steps + 1)]
 
     @property
     def answer(self) -> int:
         return self.values()[-1]
 
     def solution_lines(self) -> List[str]:
-        vals = self.values()
-        rest = [f"{op}{d}" for op, d in self.steps]
-        return [str(v) + "".join(rest[i + 1:]) for i, v in enumerate(vals)]
+        return [f"{v:02d},{self.steps - i:02d}" for i, v in enumerate(self.values(), 1)]
 
     @property
     def solution(self) -> str:
@@ -76,26 +77,14 @@ class Problem:
 
 
 def generate(seed: int, index: int, min_steps: int = MIN_STEPS, max_steps: int = MAX_STEPS) -> Problem:
-    """Problem number ``index`` of the set named ``seed``. Steps are drawn from the default power law
+    """Problem number ``index`` of the set named ``seed``; the step count is drawn from the power law
     and clipped to [min_steps, max_steps]."""
-    if not 1 <= min_steps <= max_steps:
-        raise ValueError(f"need 1 <= min_steps <= max_steps, got {min_steps}, {max_steps}")
+    if not 1 <= min_steps <= max_steps <= 99:
+        raise ValueError(f"need 1 <= min_steps <= max_steps <= 99, got {min_steps}, {max_steps}")
     rng = random.Random(seed * 1_000_003 + index)
     k = MIN_STEPS + bisect.bisect_left(_CDF, rng.random())
     k = min(max(k, min_steps), max_steps)
-    v = rng.randint(0, MAX_VALUE)
-    start = v
-    steps = []
-    for _ in range(k):
-        d = rng.randint(1, 9)
-        op = "+" if rng.random() < 0.5 else "-"
-        if op == "+" and v + d > MAX_VALUE:
-            op = "-"
-        elif op == "-" and v - d < 0:
-            op = "+"
-        v = v + d if op == "+" else v - d
-        steps.append((op, d))
-    return Problem(start, tuple(steps))
+    return Problem(rng.randint(0, MODULUS - 1), "+" if rng.random() < 0.5 else "-", rng.randint(1, 9), k)
 
 
 def problems(seed: int, count: int, start: int = 0, **kw) -> List[Problem]:
@@ -104,31 +93,16 @@ def problems(seed: int, count: int, start: int = 0, **kw) -> List[Problem]:
 
 def parse_prompt(text: str) -> Problem:
     """Inverse of ``Problem.prompt``; raises ValueError naming what is wrong."""
-    if not text.endswith("="):
-        raise ValueError(f"prompt {text!r} does not end with '='")
-    body = text[:-1]
-    i = 0
-    while i < len(body) and body[i].isdigit():
-        i += 1
-    if i == 0 or i > 2:
-        raise ValueError(f"prompt {text!r} does not start with a number in [0, {MAX_VALUE}]")
-    start = int(body[:i])
-    steps = []
-    rest = body[i:]
-    if len(rest) % 2 or not rest:
-        raise ValueError(f"prompt {text!r}: steps must be an operator and one digit each")
-    for j in range(0, len(rest), 2):
-        op, d = rest[j], rest[j + 1]
-        if op not in "+-" or not d.isdigit() or d == "0":
-            raise ValueError(f"prompt {text!r}: bad step {rest[j:j + 2]!r}")
-        steps.append((op, int(d)))
-    return Problem(start, tuple(steps))
+    m = _PROMPT.fullmatch(text)
+    if not m or int(m.group(4)) < 1:
+        raise ValueError(f"prompt {text!r} is not of the form NN+D*KK= (two-digit start, + or -, digit 1-9, "
+                         "two-digit count >= 1)")
+    return Problem(int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4)))
 
 
 def step_distribution() -> Sequence[float]:
     """P(k) for k = MIN_STEPS..MAX_STEPS of the default draw (before clipping)."""
-    prev = 0.0
-    out = []
+    prev, out = 0.0, []
     for c in _CDF:
         out.append(c - prev)
         prev = c

@@ -1,7 +1,7 @@
 """The verifier of the chain-arithmetic task: the reward of a response given only its prompt.
 
 Outcome reward (the RLVR default): 1 when the response ends with the end-of-sequence token and its
-last line is the right answer, else 0. Graded reward (option): the share of solution lines that are
+last line is the right final line (the answer with 00 steps to go), else 0. Graded reward (option): the share of solution lines that are
 right, position by position, over the longer of the solution and the response (so extra lines cost
 too); a long solution that slips late still earns most of its credit, 1 only for an exact one. A response cut off by the length limit (no EOS) earns 0
 either way: a policy must not be paid for running to the cap.
@@ -29,7 +29,7 @@ def check_text(problem: Problem, response: str, finished: bool, graded: bool = F
     want = problem.solution_lines()
     got = response.split(";") if response else []
     right = sum(1 for g, w in zip(got, want) if g == w)
-    correct = finished and bool(got) and got[-1] == str(problem.answer)
+    correct = finished and bool(got) and got[-1] == want[-1]
     if graded:
         reward = right / max(len(want), len(got)) if finished else 0.0
     else:

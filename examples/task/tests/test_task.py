@@ -18,61 +18,63 @@ def test_problems_are_a_function_of_seed_and_index():
     assert problems(7, 10, start=40) == problems(7, 50)[40:]
     assert problems(7, 50) != problems(8, 50)
     # Pinned: a change to the generator renames every prompt set, so it must be deliberate.
-    assert generate(1, 0).prompt == "40+9+3+3-1="
-    assert generate(1, 2).solution == "2+5;7"
+    assert generate(1, 0).prompt == "40-9*05="
+    assert generate(1, 0).solution == "31,04;22,03;13,02;04,01;95,00"
 
 
-def test_running_values_stay_in_range_and_solution_is_consistent():
+def test_solution_lines_follow_the_rule_and_prompts_parse_back():
     for p in problems(3, 2000):
-        assert MIN_STEPS <= len(p.steps) <= MAX_STEPS
-        assert 0 <= p.start <= 99 and all(0 <= v <= 99 for v in p.values())
+        assert MIN_STEPS <= p.steps <= MAX_STEPS
         lines = p.solution_lines()
-        assert len(lines) == len(p.steps) and lines[-1] == str(p.answer)
+        assert len(lines) == p.steps and lines[-1] == f"{p.answer:02d},00"
         assert parse_prompt(p.prompt) == p
-        # Each line is the previous one with its first step collapsed.
-        expr = p.prompt[:-1]
-        for line in lines:
-            assert eval(line) == eval(expr)  # noqa: S307 - digits and +/- only
-            expr = line
+        prev = p.start
+        for i, line in enumerate(lines, 1):
+            value, left = line.split(",")
+            want = (prev + p.digit) % 100 if p.op == "+" else (prev - p.digit) % 100
+            assert int(value) == want and int(left) == p.steps - i and len(value) == len(left) == 2
+            prev = want
+    for bad in ("4-9*05=", "40*9*05=", "40-0*05=", "40-9*00=", "40-9*05", "40-9*5="):
+        with pytest.raises(ValueError):
+            parse_prompt(bad)
 
 
 def test_step_counts_are_long_tailed():
-    ks = [len(p.steps) for p in problems(11, 5000)]
-    short = sum(k <= 4 for k in ks) / len(ks)
-    long = sum(k >= 15 for k in ks) / len(ks)
-    assert short > 0.5, short
-    assert 0.03 < long < 0.15, long
+    ks = [p.steps for p in problems(11, 5000)]
+    assert sum(k <= 6 for k in ks) / len(ks) > 0.5
+    assert 0.05 < sum(k >= 30 for k in ks) / len(ks) < 0.15
     assert max(ks) == MAX_STEPS
     lengths = sorted(len(p.solution) for p in problems(11, 5000))
     median, p99 = lengths[len(lengths) // 2], lengths[int(0.99 * len(lengths))]
-    assert p99 > 10 * median, (median, p99)
+    assert p99 > 8 * median, (median, p99)
     assert abs(sum(step_distribution()) - 1) < 1e-12
 
 
 def test_step_clipping():
-    assert all(len(p.steps) == 5 for p in problems(2, 100, min_steps=5, max_steps=5))
+    assert all(p.steps == 5 for p in problems(2, 100, min_steps=5, max_steps=5))
     with pytest.raises(ValueError):
         generate(1, 0, min_steps=3, max_steps=2)
 
 
 def test_checker_outcome_reward():
-    p = Problem(17, (("+", 5), ("-", 8), ("+", 9)))
-    assert p.prompt == "17+5-8+9=" and p.solution == "22-8+9;14+9;23"
-    assert check_text(p, "22-8+9;14+9;23", finished=True).reward == 1.0
-    assert check_text(p, "23", finished=True).reward == 1.0  # outcome reward: only the answer counts
-    assert check_text(p, "22-8+9;14+9;23", finished=False).reward == 0.0  # cut off at the cap
-    assert check_text(p, "22-8+9;14+9;24", finished=True).reward == 0.0
+    p = Problem(3, "-", 4, 3)
+    assert p.prompt == "03-4*03=" and p.solution == "99,02;95,01;91,00"  # modulo 100
+    assert check_text(p, "99,02;95,01;91,00", finished=True).reward == 1.0
+    assert check_text(p, "91,00", finished=True).reward == 1.0  # outcome reward: only the end counts
+    assert check_text(p, "99,02;95,01;91,00", finished=False).reward == 0.0  # cut off at the cap
+    assert check_text(p, "99,02;95,01;92,00", finished=True).reward == 0.0
+    assert check_text(p, "99,02;95,01", finished=True).reward == 0.0
     assert check_text(p, "", finished=True).reward == 0.0
-    v = check_text(p, "22-8+9;15+9;24", finished=True)
+    v = check_text(p, "99,02;94,01;90,00", finished=True)
     assert (v.correct, v.lines_right, v.lines_expected) == (False, 1, 3)
 
 
 def test_checker_graded_reward():
-    p = Problem(17, (("+", 5), ("-", 8), ("+", 9)))
-    assert check_text(p, "22-8+9;14+9;23", True, graded=True).reward == 1.0
-    assert check_text(p, "22-8+9;15+9;24", True, graded=True).reward == pytest.approx(1 / 3)
-    assert check_text(p, "22-8+9;14+9;23;23", True, graded=True).reward == pytest.approx(3 / 4)
-    assert check_text(p, "22-8+9;14+9;23", False, graded=True).reward == 0.0
+    p = Problem(3, "-", 4, 3)
+    assert check_text(p, "99,02;95,01;91,00", True, graded=True).reward == 1.0
+    assert check_text(p, "99,02;94,01;90,00", True, graded=True).reward == pytest.approx(1 / 3)
+    assert check_text(p, "99,02;95,01;91,00;91,00", True, graded=True).reward == pytest.approx(3 / 4)
+    assert check_text(p, "99,02;95,01;91,00", False, graded=True).reward == 0.0
 
 
 def test_check_ids_and_tokenizer_round_trip():
@@ -86,9 +88,9 @@ def test_check_ids_and_tokenizer_round_trip():
     assert check_ids(tok, ids, right + [tok.eos_id, 7]).reward == 1.0  # what follows EOS is ignored
     assert check_ids(tok, ids, [99, tok.eos_id]).reward == 0.0     # unknown id: wrong, not a crash
     with pytest.raises(ValueError):
-        check_ids(tok, tok.encode("12+x", bos=True), right)
+        check_ids(tok, tok.encode("12+3", bos=True), right)
     with pytest.raises(ValueError):
-        tok.encode("1*2")
+        tok.encode("1/2")
     assert tok.size <= MODEL_VOCAB_SIZE
 
 
