@@ -22,7 +22,7 @@ namespace {
 // drafts at large batch, prefill), kept only where it gives exactly the first one's bits.
 constexpr int kReferenceRows = 64;
 constexpr int kLargeReferenceRows = 2048;
-constexpr int kLargeFrom = 256;
+constexpr int kLargeFrom = 512;
 
 struct Layout {
   cublasLtMatrixLayout_t h = nullptr;

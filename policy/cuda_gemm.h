@@ -9,7 +9,7 @@
 // a fixed reference row count) with no split-K, checked on the device to give every row the same
 // bits at several row counts, and used for every row count, so each output element is reduced over
 // K in one fixed order whatever the batch. A second algorithm, better at large row counts, serves
-// products of 256 rows or more where the same check shows it gives exactly the first one's bits
+// products of 512 rows or more where the same check shows it gives exactly the first one's bits
 // (same accumulation order, other tiling).
 #pragma once
 

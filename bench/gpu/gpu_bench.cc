@@ -7,7 +7,7 @@
 // cost-model YAML. --compare-modes instead measures fast against deterministic mode
 // (BackendOptions::deterministic) in one process: decode and verify steps at batch 16/64/256,
 // context 512/4096, k = 1/2/4/8/16, each beside its roofline max(bytes / copy bandwidth,
-// FLOP / measured bf16 GEMM rate).
+// FLOP / measured bf16 GEMM rate), and generate()-equivalent throughput at batch 16/64/256.
 #include <cublas_v2.h>
 #include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
@@ -401,6 +401,11 @@ int run(int argc, char** argv) {
         const auto st = policy::cuda_backend_stats(*be);
         spdlog::info("{} {} mode", m.name, det ? "deterministic" : "fast");
         mj[det ? "deterministic" : "fast"] = bench_steps(*be, st, copy_bw, gemm_flops, rng, steps);
+        // The generate() equivalent the PyTorch peer (../shared/tools/torch_decode_peer.py)
+        // measures: prompt 128, 256 new tokens at T = 1, batch 16 / 64 / 256.
+        nlohmann::json gen = nlohmann::json::array();
+        for (int batch : {16, 64, 256}) gen.push_back(bench_generate(*be, rng, batch, 128, 256));
+        mj[det ? "deterministic_generate" : "fast_generate"] = gen;
       }
       const auto& f = mj["fast"];
       const auto& d = mj["deterministic"];

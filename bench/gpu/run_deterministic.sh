@@ -3,9 +3,10 @@
 # tests among them), compute-sanitizer memcheck + racecheck on the kernels that changed, fast vs
 # deterministic step costs with rooflines (1.5B and 7B shapes), and speculation on vs off over full
 # rounds in both modes (random 1.5B checkpoint, greedy and T = 1, 256 sequences, 2 rounds so the
-# second drafts from the first's history). Run from the repository root with the bundle in .gpu/
+# second drafts from the first's history), and the PyTorch decode peer. Run from the repository
+# root with the bundle in .gpu/
 # (see /work/shared/tools/device-bundle):
-#   STAGES=tests,sanitize,bench,rounds bash bench/gpu/run_deterministic.sh   (stages run in that order)
+#   STAGES=tests,sanitize,bench,rounds,peer bash bench/gpu/run_deterministic.sh   (in that order)
 # Writes logs and JSON under $OUT; prints the summaries.
 set -uo pipefail
 B=${BUNDLE:-.gpu}
@@ -41,7 +42,15 @@ stage_bench() {
   echo "=== fast vs deterministic steps ==="
   timeout 200 "$B/bin/longtail_gpu_bench" --compare-modes --models "${MODELS:-1.5b,7b}" --steps 5 \
     --json "$OUT/compare_modes.json" > "$OUT/compare_modes.log" 2>&1
-  echo "exit $?"; grep -E "device|compare|error|Error" "$OUT/compare_modes.log" | cut -c 30-220
+  echo "exit $?"; grep -E "device|compare|generate|error|Error" "$OUT/compare_modes.log" | cut -c 30-220
+}
+
+# The PyTorch peer of issue 10 (a careful gpt-fast-style decode loop), same GPU, same call; copy
+# ../shared/tools/torch_decode_peer.py into the bundle first.
+stage_peer() {
+  echo "=== PyTorch peer (torch_decode_peer.py) ==="
+  PYTHONUNBUFFERED=1 timeout 200 python3 "$B/torch_decode_peer.py" > "$OUT/peer.log" 2>&1
+  echo "exit $?"; grep -E "^\{" "$OUT/peer.log" | cut -c 1-200
 }
 
 stage_rounds() {
