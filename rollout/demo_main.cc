@@ -203,10 +203,9 @@ ModeResult run_mode(const Args& a, const Mode& mode, const std::vector<std::vect
   lr::EngineOptions eo;
   eo.round_groups = a.groups;
   eo.overprovision = mode.overprovision;
-  eo.speculation.enabled = mode.speculation;
-  eo.speculation.max_budget = a.max_draft;
-  eo.speculation.length_aware = true;
-  eo.speculation.refit_cost_model = a.refit_cost;
+  eo.budgets.mode = mode.speculation ? longtail::drafter::BudgetMode::kLengthAware : longtail::drafter::BudgetMode::kOff;
+  eo.budgets.max_budget = a.max_draft;
+  eo.refit_cost_model = a.refit_cost;
   lr::Engine engine(std::move(backend), eo);
 
   for (int r = 0; r < a.rounds; ++r) {
@@ -402,7 +401,7 @@ void print_summary(const Args& a, const std::vector<ModeResult>& modes, const st
   const lr::Trajectory& t = modes.front().trajectories.begin()->second;
   const size_t k = std::min<size_t>(24, t.response_tokens.size());
   o << fmt::format("\nsample trajectory (round 0, group 0, sample 0; {} of {} tokens, {}):\n  token  ", k,
-                   t.response_tokens.size(), lr::to_string(t.finish_reason));
+                   t.response_tokens.size(), lr::finish_reason_name(t.finish_reason));
   for (size_t i = 0; i < k; ++i) o << fmt::format("{:>7}", t.response_tokens[i]);
   o << "\n  logp   ";
   for (size_t i = 0; i < k; ++i) o << fmt::format("{:>7.2f}", t.behaviour_logprobs[i]);

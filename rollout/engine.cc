@@ -28,31 +28,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr size_t kRecentRoundStats = 64;
 
-drafter::SpeculationPolicyOptions policy_options(const SpeculationOptions& s) {
-  drafter::SpeculationPolicyOptions p;
-  p.mode = s.length_aware ? drafter::BudgetMode::kLengthAware : drafter::BudgetMode::kFixed;
-  p.max_budget = s.max_budget;
-  p.medium_budget = std::min(p.medium_budget, s.max_budget);
-  p.max_tokens_per_step = s.max_tokens_per_step;
-  p.acceptance_aware = s.acceptance_aware;
-  if (s.cost_base_us > 0) p.cost.base_us = s.cost_base_us;
-  if (s.cost_per_token_us > 0) p.cost.per_token_us = s.cost_per_token_us;
-  return p;
-}
-
-void validate_options(const EngineOptions& o) {
-  auto bad = [](const std::string& m) { throw std::invalid_argument("EngineOptions: " + m); };
-  if (o.round_groups < 0) bad("round_groups must be >= 0");
-  if (!(o.overprovision >= 1.0) || !std::isfinite(o.overprovision)) bad("overprovision must be >= 1");
-  if (o.max_running_sequences < 1) bad("max_running_sequences must be >= 1");
-  if (o.max_tokens_per_forward < 2) bad("max_tokens_per_forward must be >= 2");
-  if (o.speculation.max_budget < 0) bad("speculation.max_budget must be >= 0");
-  if (o.speculation.history_window_rounds < 1) bad("speculation.history_window_rounds must be >= 1");
-  if (!(o.importance_cap > 0)) bad("importance_cap must be > 0");
-  if (!(o.token_ratio_cap > 0)) bad("token_ratio_cap must be > 0");
-  if (o.recent_rounds_kept < 1) bad("recent_rounds_kept must be >= 1");
-}
-
 }  // namespace
 
 struct Engine::Impl {
@@ -95,13 +70,9 @@ struct Engine::Impl {
         pool(options.round_groups, options.overprovision) {
     max_position = backend->config().max_position_embeddings;
     if (max_position <= 0) max_position = std::numeric_limits<int32_t>::max();
-    const SpeculationOptions& sp = options.speculation;
-    if (sp.enabled && sp.max_budget > 0) {
-      drafter::DrafterOptions d;
-      d.window_rounds = sp.history_window_rounds;
-      d.threads = std::max(1, sp.drafter_threads);
-      drafter = std::make_unique<drafter::Drafter>(d);
-      spec_policy = std::make_unique<drafter::SpeculationPolicy>(policy_options(sp));
+    if (speculation_enabled(options)) {
+      drafter = std::make_unique<drafter::Drafter>(options.drafter);
+      spec_policy = std::make_unique<drafter::SpeculationPolicy>(effective_budgets(options));
     }
     if (!options.trajectory_log.empty()) {
       // An existing log is appended to (a restarted worker must not erase what it recorded).
@@ -112,10 +83,9 @@ struct Engine::Impl {
   }
 
   void validate(const GroupRequest& g) const {
-    const std::string who = "group '" + g.group_id + "': ";
-    auto bad = [&](const std::string& m) { throw InvalidRequest(who + m); };
+    auto bad = [&](const std::string& m) { throw InvalidRequest(g.group_id, "", m); };
     const int32_t vocab = backend->config().vocab_size;
-    if (g.group_id.empty()) throw InvalidRequest("group with an empty group_id");
+    if (g.group_id.empty()) bad("group_id is empty");
     if (pool.has_group(g.group_id)) bad("a group with this id is already in flight");
     if (g.n < 1) bad("n must be >= 1, got " + std::to_string(g.n));
     if (g.prompt_tokens.empty()) bad("empty prompt");
@@ -257,7 +227,7 @@ struct Engine::Impl {
     stats.preemptions = scheduler.preemptions();
 
     StepEnvironment env{*backend, scheduler, drafter.get(), spec_policy.get(), version,
-                        max_position, options.speculation.refit_cost_model};
+                        max_position, options.refit_cost_model};
     StepResult r;
     try {
       r = run_speculative_step(plan, env);
@@ -319,7 +289,7 @@ struct Engine::Impl {
 
 Engine::Engine(std::unique_ptr<policy::Backend> backend, EngineOptions options) {
   if (!backend) throw std::invalid_argument("Engine: null backend");
-  validate_options(options);
+  validate_engine_options(options);
   impl_ = std::make_unique<Impl>(std::move(backend), std::move(options));
 }
 

@@ -10,7 +10,7 @@ add_library(longtail_rollout
   ${CMAKE_CURRENT_LIST_DIR}/scheduler.cc
   ${CMAKE_CURRENT_LIST_DIR}/sequence.cc
   ${CMAKE_CURRENT_LIST_DIR}/speculative_step.cc
-  ${CMAKE_CURRENT_LIST_DIR}/trajectory.cc)
+  ${CMAKE_CURRENT_LIST_DIR}/types.cc)
 target_include_directories(longtail_rollout PUBLIC ${PROJECT_SOURCE_DIR})
 target_link_libraries(longtail_rollout
   PUBLIC longtail_policy longtail_drafter longtail_trajectory_log

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "rollout/engine.h"
+#include "rollout/types.h"
 
 namespace longtail::rollout {
 

@@ -304,7 +304,7 @@ std::vector<HistoryRollout> read_history(const std::string& path, int32_t vocab)
 
 const char* finish_name(lr::FinishReason r) {
   // The context limit reads "length", as the plain decode loop always reported it.
-  return r == lr::FinishReason::kContext ? "length" : lr::to_string(r);
+  return r == lr::FinishReason::kContext ? "length" : lr::finish_reason_name(r);
 }
 
 struct Generated {
@@ -326,10 +326,11 @@ Generated generate(const Args& a, const std::vector<Prompt>& inputs, std::unique
 
   lr::EngineOptions eo;
   eo.round_groups = 0;  // one round holding every prompt
-  eo.speculation.enabled = a.speculation;
-  eo.speculation.max_budget = a.max_draft;
-  eo.speculation.length_aware = a.length_aware;
-  eo.speculation.history_window_rounds = a.history_window;
+  eo.budgets.mode = !a.speculation   ? longtail::drafter::BudgetMode::kOff
+                   : a.length_aware ? longtail::drafter::BudgetMode::kLengthAware
+                                    : longtail::drafter::BudgetMode::kFixed;
+  eo.budgets.max_budget = a.max_draft;
+  eo.drafter.window_rounds = a.history_window;
   lr::Engine engine(std::move(backend), eo);
   for (const HistoryRollout& h : history) {
     engine.add_history(h.prompt_id, h.prompt_tokens, h.response_tokens, h.step);

@@ -7,8 +7,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "rollout/engine.h"
 #include "rollout/sequence.h"
+#include "rollout/types.h"
 
 namespace longtail::rollout {
 

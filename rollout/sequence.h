@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "rollout/engine.h"
+#include "rollout/types.h"
 #include "rollout/trajectory.h"
 
 namespace longtail::rollout {

@@ -23,9 +23,9 @@
 #include "drafter/drafter.h"
 #include "drafter/speculation_policy.h"
 #include "policy/backend.h"
-#include "rollout/engine.h"
 #include "rollout/scheduler.h"
 #include "rollout/sequence.h"
+#include "rollout/types.h"
 
 namespace longtail::rollout {
 

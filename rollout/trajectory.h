@@ -6,15 +6,9 @@
 #include <string>
 #include <vector>
 
-namespace longtail::rollout {
+#include "rollout/finish_reason.h"
 
-enum class FinishReason : uint8_t {
-  kStop = 0,     // a stop token was sampled (it is the last response token)
-  kLength = 1,   // max_new_tokens reached
-  kContext = 2,  // the model's context limit reached
-  kAborted = 3,  // cut short (shutdown/drain with carry-over disabled)
-};
-const char* to_string(FinishReason r);
+namespace longtail::rollout {
 
 struct Trajectory {
   uint64_t uid = 0;                     // unique per sequence within a worker run

@@ -50,8 +50,6 @@ constexpr TypeName kTypes[] = {
     {MessageType::kError, "ERROR", Direction::kToTrainer},
 };
 
-constexpr const char* kFinishNames[] = {"stop", "length", "context", "aborted"};
-
 // ---------------------------------------------------------------- encoding helpers
 void pack_str(Packer& p, std::string_view s) {
   p.pack_str(static_cast<uint32_t>(s.size()));
@@ -841,17 +839,6 @@ MessageType message_type(const Message& m) {
       MessageType::kDrainOk,   MessageType::kShutdownOk, MessageType::kError};
   static_assert(std::size(kByIndex) == std::variant_size_v<Message>);
   return kByIndex[m.index()];
-}
-
-const char* finish_reason_name(rollout::FinishReason r) {
-  const auto i = static_cast<size_t>(r);
-  return i < std::size(kFinishNames) ? kFinishNames[i] : "aborted";
-}
-
-std::optional<rollout::FinishReason> parse_finish_reason(std::string_view s) {
-  for (size_t i = 0; i < std::size(kFinishNames); ++i)
-    if (s == kFinishNames[i]) return static_cast<rollout::FinishReason>(i);
-  return std::nullopt;
 }
 
 size_t Frames::total_bytes() const {

@@ -14,9 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "rollout/engine.h"
 #include "rollout/importance.h"
 #include "rollout/trajectory.h"
+#include "rollout/types.h"
 
 namespace longtail::bridge {
 
@@ -182,7 +182,7 @@ using Message = std::variant<Hello, Submit, Credit, Ack, UpdateWeights, Rewards,
                              StatsReply, DrainOk, ShutdownOk, Error>;
 MessageType message_type(const Message& m);
 
-const char* finish_reason_name(rollout::FinishReason r);
-std::optional<rollout::FinishReason> parse_finish_reason(std::string_view s);
+using rollout::finish_reason_name;   // rollout/finish_reason.h: the one table of names
+using rollout::parse_finish_reason;
 
 }  // namespace longtail::bridge

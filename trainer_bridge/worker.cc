@@ -98,7 +98,7 @@ Welcome Worker::describe() {
   w.model.eos_token_ids = c.eos_token_ids;
   w.policy_version = engine_->policy_version();
   w.capabilities = {"rewards", "drain", "update_weights"};
-  if (opts_.engine.speculation.enabled) w.capabilities.push_back("speculation");
+  if (opts_.engine.budgets.mode != drafter::BudgetMode::kOff) w.capabilities.push_back("speculation");
   if (opts_.engine.overprovision > 1.0) w.capabilities.push_back("partial_rollouts");
   if (!opts_.bridge.journal_dir.empty()) w.capabilities.push_back("journal");
   if (opts_.bridge.curve.enabled) w.capabilities.push_back("curve");

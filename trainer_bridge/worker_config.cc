@@ -88,14 +88,23 @@ void parse(const YAML::Node& root, const std::filesystem::path& base, WorkerConf
     s.get("token_ratio_cap", w.engine.token_ratio_cap);
     s.path("trajectory_log", w.engine.trajectory_log);
     Section sp = s.sub("speculation");
-    sp.get("enabled", w.engine.speculation.enabled);
-    sp.get("max_budget", w.engine.speculation.max_budget);
-    sp.get("max_tokens_per_step", w.engine.speculation.max_tokens_per_step);
-    sp.get("cost_base_us", w.engine.speculation.cost_base_us);
-    sp.get("cost_per_token_us", w.engine.speculation.cost_per_token_us);
-    sp.get("history_window_rounds", w.engine.speculation.history_window_rounds);
-    sp.get("length_aware", w.engine.speculation.length_aware);
-    sp.get("acceptance_aware", w.engine.speculation.acceptance_aware);
+    drafter::SpeculationPolicyOptions& b = w.engine.budgets;
+    bool enabled = b.mode != drafter::BudgetMode::kOff;
+    bool length_aware = b.mode != drafter::BudgetMode::kFixed;
+    double cost_base_us = 0, cost_per_token_us = 0;  // 0 = the cost model's defaults
+    sp.get("enabled", enabled);
+    sp.get("max_budget", b.max_budget);
+    sp.get("max_tokens_per_step", b.max_tokens_per_step);
+    sp.get("cost_base_us", cost_base_us);
+    sp.get("cost_per_token_us", cost_per_token_us);
+    sp.get("history_window_rounds", w.engine.drafter.window_rounds);
+    sp.get("length_aware", length_aware);
+    sp.get("acceptance_aware", b.acceptance_aware);
+    b.mode = !enabled       ? drafter::BudgetMode::kOff
+             : length_aware ? drafter::BudgetMode::kLengthAware
+                            : drafter::BudgetMode::kFixed;
+    if (cost_base_us > 0) b.cost.base_us = cost_base_us;
+    if (cost_per_token_us > 0) b.cost.per_token_us = cost_per_token_us;
   }
   {
     Section s = top.sub("bridge");

@@ -179,13 +179,13 @@ ModeResult run_mode(const Config& c, const std::string& mode,
   o.round_groups = c.groups;
   o.overprovision = mode == "das+apr" ? c.overprovision : 1.0;
   o.max_running_sequences = c.max_running;
-  o.speculation.enabled = mode != "off";
-  o.speculation.max_budget = c.budget;
-  o.speculation.max_tokens_per_step = c.max_tokens_per_step;
-  o.speculation.refit_cost_model = c.refit;
-  if (!c.cost_model.empty()) {
-    o.speculation.cost_base_us = c.cost.base_us;
-    o.speculation.cost_per_token_us = c.cost.per_token_us;
+  if (mode == "off") o.budgets.mode = drafter::BudgetMode::kOff;
+  o.budgets.max_budget = c.budget;
+  o.budgets.max_tokens_per_step = c.max_tokens_per_step;
+  o.refit_cost_model = c.refit;
+  if (!c.cost_model.empty()) {  // a constant of 0 keeps the default, as before
+    if (c.cost.base_us > 0) o.budgets.cost.base_us = c.cost.base_us;
+    if (c.cost.per_token_us > 0) o.budgets.cost.per_token_us = c.cost.per_token_us;
   }
   o.forced_trajectories = forced;
   std::unique_ptr<policy::Backend> backend = policy::make_backend(c.model, bo);

@@ -42,8 +42,8 @@ Result run(int batch, bool speculate, int rounds) {
   fo.max_position = 4096;
   rollout::EngineOptions o;
   o.max_running_sequences = batch;
-  o.speculation.enabled = speculate;
-  o.speculation.max_budget = 16;
+  if (!speculate) o.budgets.mode = drafter::BudgetMode::kOff;
+  o.budgets.max_budget = 16;
   rollout::Engine e(std::make_unique<rollout::testing::FakeBackend>(fo), o);
   Result r;
   r.batch = batch;

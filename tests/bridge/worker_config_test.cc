@@ -47,7 +47,7 @@ TEST(WorkerConfig, ValuesAndRelativePaths) {
   EXPECT_EQ(c.worker.model_dir, d.path / "m");
   EXPECT_EQ(c.worker.bridge.journal_dir, d.path / "j");
   EXPECT_EQ(c.worker.bridge.max_outbox_batches, 7u);
-  EXPECT_FALSE(c.worker.engine.speculation.enabled);
+  EXPECT_EQ(c.worker.engine.budgets.mode, drafter::BudgetMode::kOff);
   ASSERT_EQ(c.worker.allowed_weight_dirs.size(), 2u);
   EXPECT_EQ(c.worker.allowed_weight_dirs[1], "/abs");
 }

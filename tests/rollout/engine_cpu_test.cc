@@ -113,7 +113,7 @@ TEST(EngineCpu, SpeculationIsLosslessAcrossCheckpointsAndSettings) {
         rounds.push_back(testing::make_groups("r" + std::to_string(r), 2, 2, 5, 20, 256, sp));
       }
       EngineOptions off;
-      off.speculation.enabled = false;
+      off.budgets.mode = drafter::BudgetMode::kOff;
       Engine base(policy::make_backend(dir, cpu_options()), off);
       const testing::RunResult ref = testing::run_rounds(base, rounds);
 
@@ -126,9 +126,9 @@ TEST(EngineCpu, SpeculationIsLosslessAcrossCheckpointsAndSettings) {
                               Variant{64, 8, true, 64}}) {
         EngineOptions o;
         o.max_running_sequences = v.running;
-        o.speculation.max_budget = v.budget;
-        o.speculation.length_aware = v.das;
-        o.speculation.max_tokens_per_step = 1024;
+        o.budgets.max_budget = v.budget;
+        o.budgets.mode = v.das ? drafter::BudgetMode::kLengthAware : drafter::BudgetMode::kFixed;
+        o.budgets.max_tokens_per_step = 1024;
         Engine e(policy::make_backend(dir, cpu_options(v.kv)), o);
         const testing::RunResult got = testing::run_rounds(e, rounds);
         testing::expect_same_trajectories(ref, got);
@@ -153,7 +153,7 @@ TEST(EngineCpu, ReprefillAfterWeightUpdateReproducesLogprobs) {
   o.round_groups = 1;
   o.overprovision = 3.0;
   o.max_tokens_per_forward = 7;  // re-prefill of ~50 tokens takes several chunks
-  o.speculation.max_tokens_per_step = 64;
+  o.budgets.max_tokens_per_step = 64;
 
   Engine plain(policy::make_backend(dir, cpu_options()), o);
   for (const auto& g : groups) plain.submit(g);

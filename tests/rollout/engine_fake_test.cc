@@ -36,10 +36,11 @@ std::unique_ptr<FakeBackend> fake(FakeBackendOptions o = {}) {
 
 EngineOptions spec_options(bool enabled, int32_t budget, bool length_aware) {
   EngineOptions o;
-  o.speculation.enabled = enabled;
-  o.speculation.max_budget = budget;
-  o.speculation.length_aware = length_aware;
-  o.speculation.max_tokens_per_step = 4096;  // the test checks tokens, not the cost model's cap
+  o.budgets.mode = !enabled       ? drafter::BudgetMode::kOff
+                  : length_aware ? drafter::BudgetMode::kLengthAware
+                                 : drafter::BudgetMode::kFixed;
+  o.budgets.max_budget = budget;
+  o.budgets.max_tokens_per_step = 4096;  // the test checks tokens, not the cost model's cap
   return o;
 }
 

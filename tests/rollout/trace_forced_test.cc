@@ -22,8 +22,8 @@ const fs::path kModel = fs::path(LONGTAIL_SOURCE_DIR) / "configs/models/tiny-qwe
 
 testing::RunResult run_forced(bool speculate, const std::vector<TraceRollout>& trace) {
   EngineOptions o;
-  o.speculation.enabled = speculate;
-  o.speculation.max_tokens_per_step = 1024;
+  if (!speculate) o.budgets.mode = drafter::BudgetMode::kOff;
+  o.budgets.max_tokens_per_step = 1024;
   o.forced_trajectories = forced_from_trace(trace);
   policy::BackendOptions bo;
   bo.num_threads = 2;
