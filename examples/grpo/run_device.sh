@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU measurement of issue 12 in one command, on a machine with python3 + torch + transformers
+# and a GPU but no ZeroMQ/msgpack: GRPO on the bundled chain-task policy for $STEPS steps with
+# speculation off, DAS, and DAS + partial rollouts (f = 2), the CUDA worker in deterministic mode,
+# then the comparison table and plots (examples/grpo/compare.py) in $OUT.
+#
+# Needs, carried next to the repository (paths relative to its root, override by environment):
+#   BUNDLE=.gpu   output of shared/tools/device-bundle: bin/longtail-worker (a CUDA build) + lib/
+#   WHEELS=.whl   pyzmq and msgpack wheels for this python (pip download --only-binary :all: ...)
+# Optional: STEPS (30), GROUPS (16), SAMPLES (8), OUT ($OUT or runs/grpo_device), PYTHON (python3),
+#   MODEL (configs/models/chain-qwen3), EXTRA (more train_grpo.py flags, e.g. "--tis --vcpo"),
+#   FAST=1 (also run off and DAS without --deterministic, to report fast-mode curves),
+#   WORKER_DET (backend.deterministic=true: the worker setting of the CUDA backend's deterministic mode).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUNDLE=${BUNDLE:-.gpu}
+WHEELS=${WHEELS:-.whl}
+STEPS=${STEPS:-30}
+GROUPS=${GROUPS:-16}
+SAMPLES=${SAMPLES:-8}
+OUT=${OUT:-runs/grpo_device}
+PYTHON=${PYTHON:-python3}
+MODEL=${MODEL:-configs/models/chain-qwen3}
+EXTRA=${EXTRA:-}
+WORKER_DET=${WORKER_DET:-backend.deterministic=true}
+
+[ -x "$BUNDLE/bin/longtail-worker" ] || { echo "no $BUNDLE/bin/longtail-worker (set BUNDLE)" >&2; exit 2; }
+mkdir -p "$OUT"
+venv=$OUT/venv
+# torch and transformers come from the system; only the client's two dependencies are installed.
+"$PYTHON" -m venv --system-site-packages "$venv"
+if ! "$venv/bin/python" -c "import zmq, msgpack" 2>/dev/null; then
+  "$venv/bin/pip" install -q --no-index --find-links "$WHEELS" pyzmq msgpack
+fi
+"$venv/bin/python" -c "import torch, transformers, numpy; assert torch.cuda.is_available(), 'no GPU'"
+export PYTHONPATH=$PWD/trainer_bridge/python:$PWD
+export LD_LIBRARY_PATH=$PWD/$BUNDLE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+
+run() {  # NAME FLAGS...
+  local name=$1; shift
+  echo "== $name" >&2
+  "$venv/bin/python" -m examples.grpo.train_grpo --model "$MODEL" --out "$OUT/$name" --steps "$STEPS" \
+    --groups "$GROUPS" --samples "$SAMPLES" --device cuda --worker-backend cuda \
+    --worker-bin "$BUNDLE/bin/longtail-worker" $EXTRA "$@" 2>&1 | tee "$OUT/$name.log"
+}
+det=(--deterministic --worker-set "$WORKER_DET")
+run off --speculation off "${det[@]}"
+run das --speculation das "${det[@]}"
+run das-partial --speculation das --partial-rollouts 2 "${det[@]}"
+runs=(off="$OUT/off" das="$OUT/das" das+partial="$OUT/das-partial")
+if [ "${FAST:-0}" = 1 ]; then
+  run off-fast --speculation off
+  run das-fast --speculation das
+  runs+=(off-fast="$OUT/off-fast" das-fast="$OUT/das-fast")
+fi
+"$venv/bin/python" -m examples.grpo.compare --out "$OUT/grpo_gpu" "${runs[@]}"
+echo "results: $OUT/grpo_gpu.md, $OUT/grpo_gpu.png" >&2
