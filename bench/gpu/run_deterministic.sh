@@ -3,10 +3,11 @@
 # tests among them), compute-sanitizer memcheck + racecheck on the kernels that changed, fast vs
 # deterministic step costs with rooflines (1.5B and 7B shapes), and speculation on vs off over full
 # rounds in both modes (random 1.5B checkpoint, greedy and T = 1, 256 sequences, 2 rounds so the
-# second drafts from the first's history), and the PyTorch decode peer. Run from the repository
+# second drafts from the first's history), trace-forced rounds in both modes, and the PyTorch
+# decode peer. Run from the repository
 # root with the bundle in .gpu/
 # (see /work/shared/tools/device-bundle):
-#   STAGES=tests,sanitize,bench,rounds,peer bash bench/gpu/run_deterministic.sh   (in that order)
+#   STAGES=tests,sanitize,bench,rounds,traces,peer bash bench/gpu/run_deterministic.sh   (any order)
 # Writes logs and JSON under $OUT; prints the summaries.
 set -uo pipefail
 B=${BUNDLE:-.gpu}
@@ -43,6 +44,23 @@ stage_bench() {
   timeout 200 "$B/bin/longtail_gpu_bench" --compare-modes --models "${MODELS:-1.5b,7b}" --steps 5 \
     --json "$OUT/compare_modes.json" > "$OUT/compare_modes.log" 2>&1
   echo "exit $?"; grep -E "device|compare|generate|error|Error" "$OUT/compare_modes.log" | cut -c 30-220
+}
+
+# Trace-forced long-tail rounds (skythought, 1.5B random shape) in both modes: the makespan ratios
+# of DAS and DAS + partial rollouts to no speculation; copy ../shared/traces/skythought_short_ckpts.jsonl
+# into the bundle first.
+stage_traces() {
+  echo "=== trace-forced rounds, both modes ==="
+  [ -d /tmp/q15 ] || python3 bench/rollout/make_random_checkpoint.py --shape 1.5b --out /tmp/q15 > "$OUT/ckpt.log" 2>&1
+  for det in fast deterministic; do
+    flag=""; [ "$det" = deterministic ] && flag=--deterministic
+    timeout 200 "$B/bin/longtail-bench-rounds" --model /tmp/q15 --backend cuda \
+      --trace "$B/skythought_short_ckpts.jsonl" -R 2 -G 30 --n 4 --warm-history 3 --max-new-tokens 4096 \
+      --max-prompt-tokens 512 --cost-model configs/cost_model_h100.yaml --cost-model-entry Qwen2.5-1.5B \
+      --max-running 256 --overprovision 2 $flag > "$OUT/traces_$det.log" 2>&1
+    echo "$det exit $?"
+    grep -E "^(off|das|das\+apr) +all|identical|differ|bitwise" "$OUT/traces_$det.log" | head -8
+  done
 }
 
 # The PyTorch peer of issue 10 (a careful gpt-fast-style decode loop), same GPU, same call; copy

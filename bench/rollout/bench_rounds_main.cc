@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <random>
@@ -244,14 +245,19 @@ ModeResult run_mode(const Config& c, const std::string& mode,
   return res;
 }
 
-// Sequences whose tokens or logprobs (exact float equality) differ between a and b.
+// Bitwise equality of two logprob lists (NaN equals NaN when its bits do).
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+// Sequences whose tokens or logprobs (bit for bit) differ between a and b.
 int64_t mismatches(const ModeResult& a, const ModeResult& b) {
   int64_t bad = 0;
   for (const auto& [uid, toks] : a.tokens_by_uid) {
     auto it = b.tokens_by_uid.find(uid);
     auto lp_a = a.logprobs_by_uid.find(uid), lp_b = b.logprobs_by_uid.find(uid);
     const bool same_logprobs = (lp_a == a.logprobs_by_uid.end()) == (lp_b == b.logprobs_by_uid.end()) &&
-                               (lp_a == a.logprobs_by_uid.end() || lp_a->second == lp_b->second);
+                               (lp_a == a.logprobs_by_uid.end() || same_bits(lp_a->second, lp_b->second));
     if (it == b.tokens_by_uid.end() || it->second != toks || !same_logprobs) ++bad;
   }
   return bad + static_cast<int64_t>(b.tokens_by_uid.size()) - static_cast<int64_t>(a.tokens_by_uid.size());
@@ -266,6 +272,7 @@ struct Divergence {
   std::vector<int64_t> first_position;  // per differing sequence
   std::vector<double> logprob_gap;      // |lp_off(tok_off) - lp_mode(tok_mode)| at that position
   double max_logprob_diff_before = 0;   // largest |lp_off - lp_mode| on the shared prefix
+  int64_t logprobs_only = 0;            // same tokens, logprobs not bitwise equal
 };
 
 Divergence divergence(const ModeResult& off, const ModeResult& r) {
@@ -285,7 +292,10 @@ Divergence divergence(const ModeResult& off, const ModeResult& r) {
         d.max_logprob_diff_before = std::max(d.max_logprob_diff_before, std::fabs(double(la[j]) - lb[j]));
       }
     }
-    if (i == a.size() && i == b.size()) continue;
+    if (i == a.size() && i == b.size()) {
+      d.logprobs_only += !same_bits(la, lb);
+      continue;
+    }
     ++d.differing;
     d.first_position.push_back(static_cast<int64_t>(i));
     if (i < n && i < la.size() && i < lb.size()) d.logprob_gap.push_back(std::fabs(double(la[i]) - lb[i]));
@@ -544,6 +554,12 @@ int main(int argc, char** argv) {
       if (base && total_mismatch != 0) {
         for (const auto& r : results) {
           const Divergence d = divergence(*base, r);
+          if (d.logprobs_only > 0) {
+            std::printf("%-8s same tokens as off but logprobs not bitwise equal in %lld of %lld "
+                        "sequences; max |logprob diff| %.3g\n",
+                        r.mode.c_str(), static_cast<long long>(d.logprobs_only),
+                        static_cast<long long>(d.sequences), d.max_logprob_diff_before);
+          }
           if (d.differing == 0) continue;
           std::printf("%-8s differs from off in %lld of %lld sequences (%.1f%%): first difference at "
                       "response position median %lld; |logprob gap| there median %.4f (small = a "
