@@ -4,6 +4,7 @@ Torch-free, so it can be tested in CI."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import pathlib
@@ -81,6 +82,15 @@ def to_yaml(cfg: Mapping[str, Any], indent: int = 0) -> str:
     return "\n".join(lines)
 
 
+def _die_with_parent() -> None:
+    """Linux: the worker gets SIGTERM when the trainer dies, even by SIGKILL, so no orphan keeps
+    its socket and cores."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class WorkerProcess:
     """A worker child process writing its log to `log_path`; `stop()` ends it (SIGTERM, then kill)."""
 
@@ -94,7 +104,7 @@ class WorkerProcess:
         self.log_path = run_dir / "worker.log"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([str(binary), "--config", str(self.config_path)], stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:

@@ -1,7 +1,8 @@
 """Command line of the chain task (no torch needed):
 
   python -m examples.task prompts --seed 1 --count 8 [--tokenizer DIR] > prompts.jsonl
-      prompt lines {"prompt_id", "prompt_tokens", "text", "steps"} in longtail-generate's --prompts format
+      prompt lines {"prompt_id", "sample": 0, "prompt_tokens", "response_tokens": [], "text", "steps"}:
+      rollout JSONL without responses, read by longtail-demo --prompts and longtail-generate --prompts
   python -m examples.task score --tokenizer DIR [--graded] [--json] RESPONSES.jsonl
       reward / pass rate of response lines that carry "prompt_tokens" and "response_tokens"
       (longtail-demo --responses output), overall and by step count
@@ -29,7 +30,10 @@ def _tokenizer(path: str) -> CharTokenizer:
 def cmd_prompts(a: argparse.Namespace) -> int:
     tok = _tokenizer(a.tokenizer)
     for i, p in enumerate(problems(a.seed, a.count, start=a.start, min_steps=a.min_steps, max_steps=a.max_steps)):
-        print(json.dumps({"prompt_id": f"s{a.seed}-{a.start + i}", "prompt_tokens": prompt_ids(tok, p.prompt),
+        # A valid rollout-JSONL line (sample 0, no response yet), so longtail-demo --prompts and
+        # longtail-generate --prompts both read it.
+        print(json.dumps({"prompt_id": f"s{a.seed}-{a.start + i}", "sample": 0,
+                          "prompt_tokens": prompt_ids(tok, p.prompt), "response_tokens": [],
                           "text": p.prompt, "steps": p.steps}))
     return 0
 
