@@ -40,16 +40,17 @@ def markdown(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     base_name = names[0]
     base = summary(runs[base_name])
     rows = ["| run | steps | rollout s | vs first | forwards | vs first | verified tokens | tokens/forward | "
-            "acceptance | update s (mean) | reward first → last (mean) | reward curve = first |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "acceptance | update s (mean) | reward first → last (mean) | reward curve = first | loss curve = first |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         s = summary(runs[n])
         same = [r["reward_mean"] for r in runs[n]] == [r["reward_mean"] for r in runs[base_name]]
+        same_loss = [r.get("loss") for r in runs[n]] == [r.get("loss") for r in runs[base_name]]
         rows.append(f"| {n} | {s['steps']} | {s['rollout_s']:.2f} | {s['rollout_s'] / base['rollout_s']:.2f}x | "
                     f"{s['forward_passes']} | {s['forward_passes'] / max(1, base['forward_passes']):.2f}x | {s['tokens_verified']} | "
                     f"{s['tokens_per_forward']:.2f} | {s['acceptance']:.2f} | {s['weight_update_s_mean']:.3f} | "
                     f"{s['reward_first']:.3f} → {s['reward_last']:.3f} ({s['reward_mean']:.3f}) | "
-                    f"{'yes (bitwise)' if same else 'NO'} |")
+                    f"{'yes (bitwise)' if same else 'NO'} | {'yes (bitwise)' if same_loss else 'no'} |")
     return "\n".join(rows)
 
 
