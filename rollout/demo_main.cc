@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -70,6 +71,8 @@ struct Args {
   int threads = 0;
   bool refit_cost = false;      // refit the step cost model from measured forward times
   bool json = false, verbose = false;
+  std::string prompts_file;    // rollout-JSONL prompts instead of synthetic ones (one group each)
+  std::string responses_file;  // the baseline's trajectories as rollout JSONL, for a task checker
 };
 
 // The bundled checkpoint from the repository root, else from the source tree this was built from.
@@ -105,6 +108,11 @@ std::optional<Args> parse_args(int argc, char** argv) {
        "(default: the GPU-class model of configs/cost_model.yaml)")
       ("threads", po::value(&a.threads)->default_value(0), "cpu backend threads, 0 = all cores")
       ("json", po::bool_switch(&a.json), "print one JSON object instead of the summary")
+      ("prompts", po::value(&a.prompts_file),
+       "rollout-JSONL file of prompts (prompt_tokens per line, e.g. from python -m examples.task prompts): "
+       "one group per line instead of --groups synthetic prompts")
+      ("responses", po::value(&a.responses_file),
+       "write every trajectory of the first mode here as rollout JSONL (step = round), for a task checker")
       ("verbose,v", po::bool_switch(&a.verbose), "engine logs (round ends) on stderr");
   po::variables_map vm;
   try {
@@ -417,7 +425,46 @@ void print_summary(const Args& a, const std::vector<ModeResult>& modes, const st
   std::cout << o.str() << std::flush;
 }
 
-int run(const Args& a) {
+// Prompts of a --prompts file: the prompt_tokens of each line, checked against the vocabulary.
+std::vector<std::vector<int32_t>> file_prompts(const std::string& path, int32_t vocab) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path + ": cannot open");
+  std::vector<std::vector<int32_t>> out;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    const auto ids = j.is_object() ? j.find("prompt_tokens") : j.end();
+    if (!j.is_object() || ids == j.end() || !ids->is_array() || ids->empty()) {
+      throw InputError(fmt::format("{}:{}: expected a JSON object with a non-empty \"prompt_tokens\" list", path, n));
+    }
+    std::vector<int32_t>& p = out.emplace_back();
+    for (const auto& t : *ids) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab) {
+        throw InputError(fmt::format("{}:{}: prompt token {} is not an id of the model's vocabulary of {}", path, n,
+                                     t.dump(), vocab));
+      }
+      p.push_back(t.get<int32_t>());
+    }
+  }
+  if (out.empty()) throw InputError(path + ": no prompts");
+  return out;
+}
+
+void write_responses(const std::string& path, const ModeResult& m, const std::vector<std::vector<int32_t>>& prompts) {
+  std::ofstream out(path);
+  for (const auto& [k, t] : m.trajectories) {
+    const auto& [r, g, s] = k;
+    out << ojson{{"prompt_id", fmt::format("p{}", g)}, {"sample", s}, {"step", r}, {"prompt_tokens", prompts[g]},
+                 {"response_tokens", t.response_tokens}, {"finish_reason", lr::finish_reason_name(t.finish_reason)}}
+               .dump()
+        << "\n";
+  }
+  if (!out) throw InputError(path + ": cannot write");
+}
+
+int run(const Args& args) {
+  Args a = args;  // --prompts sets the group count
   lp::BackendOptions bopts;
   bopts.kind = "cpu";
   bopts.num_threads = a.threads;
@@ -429,7 +476,14 @@ int run(const Args& a) {
     } catch (const lp::LoadError& e) {
       throw InputError(e.what());
     }
-    prompts = synthetic_prompts(a, probe->config().vocab_size);
+    if (a.prompts_file.empty()) {
+      prompts = synthetic_prompts(a, probe->config().vocab_size);
+    } else {
+      prompts = file_prompts(a.prompts_file, probe->config().vocab_size);
+      a.groups = static_cast<int>(prompts.size());
+      a.prompt_len = 0;
+      for (const auto& p : prompts) a.prompt_len = std::max(a.prompt_len, static_cast<int>(p.size()));
+    }
   }
   std::vector<Mode> modes = {{"off", false, 1.0}, {"das", true, 1.0}};
   if (a.overprovision > 1) modes.push_back({fmt::format("das+partial f={:g}", a.overprovision), true, a.overprovision});
@@ -438,6 +492,7 @@ int run(const Args& a) {
     results.push_back(run_mode(a, m, prompts, bopts));
     spdlog::info("mode {}: {:.2f} s", m.name, results.back().wall_s);
   }
+  if (!a.responses_file.empty()) write_responses(a.responses_file, results.front(), prompts);
   std::vector<int64_t> diffs;
   for (size_t i = 1; i < results.size(); ++i) diffs.push_back(mismatches(results.front(), results[i]));
   const std::string device = fmt::format("CPU backend (fp32), {} threads",

@@ -20,7 +20,7 @@ from typing import Dict, List
 
 from examples.task.chain import MAX_STEPS, MIN_STEPS, problems
 from examples.task.checker import check_ids
-from examples.task.tokenizer import CharTokenizer, prompt_ids
+from examples.task.tokenizer import CharTokenizer, prompt_ids, prompt_text
 
 
 def _tokenizer(path: str) -> CharTokenizer:
@@ -49,6 +49,7 @@ def cmd_score(a: argparse.Namespace) -> int:
     tok = _tokenizer(a.tokenizer)
     n = correct = finished = 0
     reward_sum = 0.0
+    sample = ""
     by: Dict[str, List[int]] = collections.defaultdict(lambda: [0, 0])
     with open(a.responses) as f:
         for lineno, line in enumerate(f, 1):
@@ -60,6 +61,9 @@ def cmd_score(a: argparse.Namespace) -> int:
             except (ValueError, KeyError, TypeError) as exc:
                 print(f"{a.responses}:{lineno}: {exc}", file=sys.stderr)
                 return 2
+            if not sample:
+                sample = (f"sample: {prompt_text(tok, j['prompt_tokens'])} -> {tok.decode(j['response_tokens'])} "
+                          f"({'right' if v.correct else 'wrong'})")
             n += 1
             correct += v.correct
             finished += v.finished
@@ -79,6 +83,7 @@ def cmd_score(a: argparse.Namespace) -> int:
         buckets = ", ".join(f"{k} steps {by[k][1]}/{by[k][0]}" for k in order)
         print(f"reward (chain-arithmetic checker): pass rate {100 * correct / n:.1f}% ({correct}/{n}), "
               f"mean reward {reward_sum / n:.3f}, finished {finished}/{n}; by steps: {buckets}")
+        print(sample)
     return 0
 
 
