@@ -77,6 +77,7 @@ void parse(const YAML::Node& root, const std::filesystem::path& base, WorkerConf
     s.get("kv_memory_fraction", w.backend.kv_memory_fraction);
     s.get("kv_block_size", w.backend.kv_block_size);
     s.get("device", w.backend.device);
+    s.get("deterministic", w.backend.deterministic);
   }
   {
     Section s = top.sub("engine");
