@@ -2,7 +2,7 @@
 step, and a Markdown table of per-run totals with each run's ratio to the first, plus whether the
 reward curves are bitwise identical to the first run's. Torch-free.
 
-  python -m examples.grpo.compare --out bench/results/grpo_cpu off=runs/off das=runs/das
+  python -m examples.grpo.compare --out runs/cmp off=runs/off das=runs/das   # runs/cmp.{png,svg,table.md}
 """
 
 from __future__ import annotations
@@ -39,15 +39,16 @@ def markdown(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     names = list(runs)
     base_name = names[0]
     base = summary(runs[base_name])
-    rows = ["| run | steps | rollout s | vs first | forwards | vs first | verified tokens | tokens/forward | "
+    rows = ["| run | steps | rollout s (trainer wait) | vs first | worker makespan s | forwards | vs first | "
+            "verified tokens | tokens/forward | "
             "acceptance | update s (mean) | reward first → last (mean) | reward curve = first | loss curve = first |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for n in names:
         s = summary(runs[n])
         same = [r["reward_mean"] for r in runs[n]] == [r["reward_mean"] for r in runs[base_name]]
         same_loss = [r.get("loss") for r in runs[n]] == [r.get("loss") for r in runs[base_name]]
         rows.append(f"| {n} | {s['steps']} | {s['rollout_s']:.2f} | {s['rollout_s'] / base['rollout_s']:.2f}x | "
-                    f"{s['forward_passes']} | {s['forward_passes'] / max(1, base['forward_passes']):.2f}x | {s['tokens_verified']} | "
+                    f"{s['makespan_s']:.2f} | {s['forward_passes']} | {s['forward_passes'] / max(1, base['forward_passes']):.2f}x | {s['tokens_verified']} | "
                     f"{s['tokens_per_forward']:.2f} | {s['acceptance']:.2f} | {s['weight_update_s_mean']:.3f} | "
                     f"{s['reward_first']:.3f} → {s['reward_last']:.3f} ({s['reward_mean']:.3f}) | "
                     f"{'yes (bitwise)' if same else 'NO'} | {'yes (bitwise)' if same_loss else 'no'} |")
@@ -56,13 +57,13 @@ def markdown(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
 
 def per_step_table(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
     names = list(runs)
-    head = "| step | " + " | ".join(f"{n} reward | {n} rollout s" for n in names) + " |"
-    rows = [head, "|" + "---|" * (1 + 2 * len(names))]
+    head = "| step | " + " | ".join(f"{n} reward | {n} rollout s | {n} forwards" for n in names) + " |"
+    rows = [head, "|" + "---|" * (1 + 3 * len(names))]
     for i in range(min(len(r) for r in runs.values())):
         cells = []
         for n in names:
             r = runs[n][i]
-            cells.append(f"{r['reward_mean']:.4f} | {r['rollout_s']:.2f}")
+            cells.append(f"{r['reward_mean']:.4f} | {r['rollout_s']:.2f} | {r['forward_passes']}")
         rows.append(f"| {i} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -70,7 +71,7 @@ def per_step_table(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
 def main(argv: Sequence[str] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", metavar="NAME=DIR", help="run directories holding metrics.jsonl, first = baseline")
-    ap.add_argument("--out", required=True, help="output stem: <out>.png, <out>.svg, <out>.md")
+    ap.add_argument("--out", required=True, help="output stem: <out>.png, <out>.svg, <out>.table.md")
     a = ap.parse_args(argv)
     runs: Dict[str, List[Dict[str, Any]]] = {}
     for item in a.runs:
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] = None) -> int:
     stem.parent.mkdir(parents=True, exist_ok=True)
     plot_runs(runs, stem)
     text = markdown(runs) + "\n\nPer step:\n\n" + per_step_table(runs) + "\n"
-    stem.with_suffix(".md").write_text(text)
+    stem.with_suffix(".table.md").write_text(text)
     print(text)
     print(json.dumps({n: summary(r) for n, r in runs.items()}))
     return 0

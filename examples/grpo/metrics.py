@@ -53,7 +53,7 @@ def step_record(step: int, batch, trajs, verdicts, rollout_s: float, train_s: fl
 
 
 def plot_run(records: Sequence[Mapping[str, Any]], stem: pathlib.Path, title: str = "") -> None:
-    """<stem>.png and <stem>.svg: reward / pass rate and rollout seconds per step."""
+    """<stem>.png and <stem>.svg: reward, rollout seconds and rollout forwards per step."""
     plot_runs({title or "run": records}, stem)
 
 
@@ -66,12 +66,13 @@ def plot_runs(runs: Mapping[str, Sequence[Mapping[str, Any]]], stem: pathlib.Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 3.6))
     styles = ["-", "--", ":", "-."]
     for k, (name, recs) in enumerate(runs.items()):
         steps = [r["step"] for r in recs]
         ax1.plot(steps, [r["reward_mean"] for r in recs], styles[k % 4], marker="o", ms=3, label=name)
         ax2.plot(steps, [r["rollout_s"] for r in recs], styles[k % 4], marker="o", ms=3, label=name)
+        ax3.plot(steps, [r["forward_passes"] for r in recs], styles[k % 4], marker="o", ms=3, label=name)
     ax1.set_xlabel("step")
     ax1.set_ylabel("mean reward")
     ax1.set_title("reward per step")
@@ -79,7 +80,11 @@ def plot_runs(runs: Mapping[str, Sequence[Mapping[str, Any]]], stem: pathlib.Pat
     ax2.set_ylabel("seconds")
     ax2.set_title("rollout time per step")
     ax2.set_ylim(bottom=0)
-    for ax in (ax1, ax2):
+    ax3.set_xlabel("step")
+    ax3.set_ylabel("forward passes")
+    ax3.set_title("rollout forwards per step")
+    ax3.set_ylim(bottom=0)
+    for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

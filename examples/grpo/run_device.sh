@@ -55,4 +55,4 @@ if [ "${FAST:-0}" = 1 ]; then
   runs+=(off-fast="$OUT/off-fast" das-fast="$OUT/das-fast")
 fi
 "$venv/bin/python" -m examples.grpo.compare --out "$OUT/grpo_gpu" "${runs[@]}"
-echo "results: $OUT/grpo_gpu.md, $OUT/grpo_gpu.png" >&2
+echo "results: $OUT/grpo_gpu.table.md, $OUT/grpo_gpu.png" >&2
