@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 CXX_FUZZ="${CXX_FUZZ:-clang++}"
 OUT=build-fuzz
 mkdir -p "$OUT/corpus-new"
-# The decoder is header-only apart from codec.cc: no CMake needed, just msgpack and nlohmann headers.
+# The codec is three files (names, encode, decode): no CMake needed, just msgpack and nlohmann headers.
 "$CXX_FUZZ" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I. trainer_bridge/codec.cc trainer_bridge/fuzz/decoder_fuzz.cc -o "$OUT/decoder_fuzz"
+  -I. trainer_bridge/wire_names.cc trainer_bridge/encode.cc trainer_bridge/decode.cc trainer_bridge/fuzz/decoder_fuzz.cc -o "$OUT/decoder_fuzz"
 echo "fuzz: running the decoder for ${FUZZ_SECONDS:-60} s"
 # New interesting inputs go to build-fuzz/corpus-new; the committed corpus is only read.
 "$OUT/decoder_fuzz" -max_total_time="${FUZZ_SECONDS:-60}" -max_len=65536 -rss_limit_mb=2048 \

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   desc.add_options()("help,h", "show this help")
       ("log", po::value(&log)->required(), "trajectory log file (written by the engine's trajectory_log option)")
       ("endpoint", po::value(&endpoint), "endpoint to bind (default tcp://127.0.0.1:5555)")
-      ("worker-id", po::value(&o.publisher.worker_id)->default_value("stream-0"), "worker id in the batches")
+      ("worker-id", po::value(&o.session.worker_id)->default_value("stream-0"), "worker id in the batches")
       ("rate", po::value(&o.batches_per_second)->default_value(0), "batches per second (0 = as fast as credit allows)")
       ("batch-size", po::value(&o.trajectories_per_batch)->default_value(0), "trajectories per batch (0 = per recorded round)")
       ("max-batches", po::value(&o.max_batches)->default_value(0), "stop after this many batches (0 = all)")
@@ -44,8 +44,8 @@ int main(int argc, char** argv) {
     std::cerr << "longtail-stream: " << e.what() << "\n" << desc << "\n";
     return 2;
   }
-  o.publisher.endpoint = endpoint;
-  o.publisher.journal_dir = journal;
+  o.session.endpoint = endpoint;
+  o.session.journal_dir = journal;
   std::signal(SIGTERM, on_signal);
   std::signal(SIGINT, on_signal);
   try {

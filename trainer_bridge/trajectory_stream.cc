@@ -16,7 +16,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 }
 
-StreamResult stream_batches(Publisher& pub, const BatchSource& source, const StreamOptions& opts,
+StreamResult stream_batches(TrainerSession& pub, const BatchSource& source, const StreamOptions& opts,
                             const std::atomic<bool>* stop) {
   StreamResult r;
   const auto stopped = [&] { return stop && stop->load(); };
@@ -97,7 +97,7 @@ BatchSource trajectory_log_source(const std::filesystem::path& log, size_t per_b
 StreamResult stream_trajectory_log(const std::filesystem::path& log, const StreamOptions& opts,
                                    const std::atomic<bool>* stop) {
   auto source = trajectory_log_source(log, opts.trajectories_per_batch);
-  Publisher pub(opts.publisher, nullptr);
+  TrainerSession pub(opts.session, nullptr);
   return stream_batches(pub, source, opts, stop);
 }
 

@@ -1,5 +1,5 @@
 // Streaming recorded trajectories to a trainer as BATCH messages at a chosen rate, through the same
-// Publisher (credits, acks, journal, re-sends) as the worker. Used by longtail-stream and meant for
+// TrainerSession (credits, acks, journal, re-sends) as the worker. Used by longtail-stream and meant for
 // `longtail-replay --stream ENDPOINT`: a trainer can be developed and load-tested against real
 // rollouts (rollout/trajectory_log.h files) without running a model.
 #pragma once
@@ -10,12 +10,12 @@
 #include <functional>
 #include <optional>
 
-#include "trainer_bridge/publisher.h"
+#include "trainer_bridge/trainer_session.h"
 
 namespace longtail::bridge {
 
 struct StreamOptions {
-  PublisherOptions publisher;
+  TrainerSessionOptions session;
   double batches_per_second = 0;      // 0 = as fast as the trainer's credit allows
   size_t trajectories_per_batch = 0;  // 0 = one batch per round boundary recorded in the log
   int64_t max_batches = 0;            // 0 = the whole source
@@ -29,13 +29,13 @@ struct StreamResult {
   bool all_acked = false;
 };
 
-// A source of batches (seq, worker id and created_ns are filled by the publisher). Returns nothing
+// A source of batches (seq, worker id and created_ns are filled by the trainer session). Returns nothing
 // when exhausted.
 using BatchSource = std::function<std::optional<Batch>()>;
 
 // Publishes the source's batches at the chosen rate and no faster than credits allow, then waits
 // for acks. Stops early when *stop becomes true. Throws std::runtime_error when no trainer connects.
-StreamResult stream_batches(Publisher& pub, const BatchSource& source, const StreamOptions& opts,
+StreamResult stream_batches(TrainerSession& pub, const BatchSource& source, const StreamOptions& opts,
                             const std::atomic<bool>* stop = nullptr);
 
 // A BatchSource over a trajectory log: batches end at the log's round boundaries (or every
@@ -43,7 +43,7 @@ StreamResult stream_batches(Publisher& pub, const BatchSource& source, const Str
 // trajectories' recorded per-trajectory fields. Throws rollout::TrajectoryLogError on a bad log.
 BatchSource trajectory_log_source(const std::filesystem::path& log, size_t trajectories_per_batch);
 
-// Convenience: binds opts.publisher.endpoint and streams the log.
+// Convenience: binds opts.session.endpoint and streams the log.
 StreamResult stream_trajectory_log(const std::filesystem::path& log, const StreamOptions& opts,
                                    const std::atomic<bool>* stop = nullptr);
 

@@ -2,17 +2,12 @@
 #include "trainer_bridge/worker.h"
 
 #include <cmath>
-#include <sstream>
-#include <thread>
 #include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
-#ifdef LONGTAIL_HAVE_HTTPLIB
-#include <httplib.h>
-#endif
-
 #include "policy/checkpoint.h"
+#include "trainer_bridge/worker_metrics.h"
 
 namespace longtail::bridge {
 namespace {
@@ -51,38 +46,13 @@ bool path_inside(const std::filesystem::path& p, const std::vector<std::filesyst
   return false;
 }
 
-#ifdef LONGTAIL_HAVE_HTTPLIB
-struct Worker::MetricsServer {
-  httplib::Server server;
-  std::thread thread;
-  MetricsServer(const Worker* w, const std::string& bind, int port) {
-    server.Get("/metrics", [w](const httplib::Request&, httplib::Response& res) {
-      res.set_content(w->metrics_text(), "text/plain; version=0.0.4");
-    });
-    if (!server.bind_to_port(bind.c_str(), port))
-      throw std::runtime_error("metrics: cannot listen on " + bind + ":" + std::to_string(port));
-    thread = std::thread([this] { server.listen_after_bind(); });
-    spdlog::info("metrics: Prometheus text on http://{}:{}/metrics", bind, port);
-  }
-  ~MetricsServer() {
-    server.stop();
-    if (thread.joinable()) thread.join();
-  }
-};
-#else
-struct Worker::MetricsServer {
-  MetricsServer(const Worker*, const std::string&, int) {
-    throw std::runtime_error("metrics: this build has no cpp-httplib (install libcpp-httplib-dev and rebuild)");
-  }
-};
-#endif
-
 Worker::Worker(WorkerOptions opts, std::unique_ptr<rollout::Engine> engine)
     : opts_(std::move(opts)), engine_(std::move(engine)), started_(Clock::now()) {
   if (!engine_) throw std::invalid_argument("Worker: null engine");
-  publisher_ = std::make_unique<Publisher>(opts_.bridge, this);
+  session_ = std::make_unique<TrainerSession>(opts_.bridge, this);
   refresh_metrics();
-  if (opts_.metrics_port > 0) metrics_server_ = std::make_unique<MetricsServer>(this, opts_.metrics_bind, opts_.metrics_port);
+  if (opts_.metrics_port > 0)
+    metrics_server_ = std::make_unique<MetricsServer>([this] { return metrics_text(); }, opts_.metrics_bind, opts_.metrics_port);
 }
 
 Worker::~Worker() = default;
@@ -110,10 +80,10 @@ void Worker::on_request(const std::string& peer, Message&& m) {
   if (auto* s = std::get_if<Submit>(&m)) return on_submit(peer, *s);
   if (auto* u = std::get_if<UpdateWeights>(&m)) return on_update_weights(peer, *u);
   if (auto* r = std::get_if<Rewards>(&m)) return on_rewards(peer, *r);
-  if (auto* s = std::get_if<StatsRequest>(&m)) return publisher_->reply(peer, StatsReply{s->req, stats_json()});
+  if (auto* s = std::get_if<StatsRequest>(&m)) return session_->reply(peer, StatsReply{s->req, stats_json()});
   if (auto* d = std::get_if<Drain>(&m)) return on_drain(peer, *d);
   if (auto* s = std::get_if<Shutdown>(&m)) {
-    publisher_->reply(peer, ShutdownOk{s->req});
+    session_->reply(peer, ShutdownOk{s->req});
     begin_shutdown("SHUTDOWN from the trainer");
     return;
   }
@@ -161,7 +131,7 @@ void Worker::on_submit(const std::string& peer, const Submit& s) {
     }
   }
   groups_accepted_ += s.groups.size();
-  publisher_->reply(peer, SubmitOk{s.req, static_cast<int32_t>(s.groups.size())});
+  session_->reply(peer, SubmitOk{s.req, static_cast<int32_t>(s.groups.size())});
 }
 
 void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) {
@@ -185,7 +155,7 @@ void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) 
   }
   ++weight_updates_;
   spdlog::info("worker: policy version {} live after {:.2f} s", u.version, seconds_since(t0));
-  publisher_->reply(peer, WeightsOk{u.req, engine_->policy_version()});
+  session_->reply(peer, WeightsOk{u.req, engine_->policy_version()});
 }
 
 void Worker::on_rewards(const std::string& peer, const Rewards& r) {
@@ -196,13 +166,13 @@ void Worker::on_rewards(const std::string& peer, const Rewards& r) {
   }
   for (size_t i = 0; i < r.uids.size(); ++i)
     if (!engine_->set_reward(r.uids[i], r.rewards[i])) ok.unknown_uids.push_back(r.uids[i]);
-  publisher_->reply(peer, ok);
+  session_->reply(peer, ok);
 }
 
 void Worker::on_drain(const std::string& peer, const Drain& d) {
   std::optional<uint64_t> seq;
   if (auto rb = engine_->flush_round()) seq = publish(std::move(*rb));
-  publisher_->reply(peer, DrainOk{d.req, seq});
+  session_->reply(peer, DrainOk{d.req, seq});
 }
 
 std::optional<uint64_t> Worker::publish(rollout::RoundBatch&& rb) {
@@ -213,7 +183,7 @@ std::optional<uint64_t> Worker::publish(rollout::RoundBatch&& rb) {
   b.importance = std::move(rb.importance);
   b.stats = rb.stats;
   const size_t n = b.trajectories.size();
-  const uint64_t seq = publisher_->publish(std::move(b));
+  const uint64_t seq = session_->publish(std::move(b));
   spdlog::debug("worker: batch {} (round {}, {} trajectories) queued", seq, rb.round, n);
   return seq;
 }
@@ -254,17 +224,17 @@ int Worker::run(const std::atomic<bool>* stop) {
       }
     }
     if (phase == Phase::kAwaitingAcks) {
-      if (publisher_->all_acked() || seconds_since(ack_wait_start) >= opts_.shutdown_ack_wait_s) break;
+      if (session_->all_acked() || seconds_since(ack_wait_start) >= opts_.shutdown_ack_wait_s) break;
     }
 
     // Step only when there is work and (while serving) the trainer has credit for its output;
     // while finishing for shutdown, whenever the outbox has room.
     const auto can_step = [&] {
       if (engine_->idle()) return false;
-      if (phase == Phase::kServing) return publisher_->wants_batches();
-      return phase == Phase::kFinishing && publisher_->has_room();
+      if (phase == Phase::kServing) return session_->wants_batches();
+      return phase == Phase::kFinishing && session_->has_room();
     };
-    publisher_->poll(can_step() ? std::chrono::milliseconds(0) : std::chrono::milliseconds(50));
+    session_->poll(can_step() ? std::chrono::milliseconds(0) : std::chrono::milliseconds(50));
     if (can_step()) {
       try {
         step_engine();
@@ -275,84 +245,32 @@ int Worker::run(const std::atomic<bool>* stop) {
     }
     if (Clock::now() - last_metrics_ > std::chrono::milliseconds(500)) refresh_metrics();
   }
-  const auto ps = publisher_->stats();
+  const auto ps = session_->stats();
   spdlog::info("worker: exiting; {} batches published, {} acked, {} left un-acked{}", ps.batches_published, ps.batches_acked,
                ps.outbox_batches, opts_.bridge.journal_dir.empty() ? " (no journal: they are lost)" : " (kept in the journal)");
   return 0;
 }
 
 nlohmann::json Worker::stats_json() const {
-  const auto e = engine_->stats();
-  const auto p = publisher_->stats();
-  nlohmann::json rounds = nlohmann::json::array();
-  for (const auto& r : e.recent_rounds)
-    rounds.push_back({{"round", r.round}, {"groups", r.groups}, {"trajectories", r.trajectories},
-                      {"response_tokens", r.response_tokens}, {"steps", r.steps}, {"forward_passes", r.forward_passes},
-                      {"tokens_drafted", r.tokens_drafted}, {"tokens_accepted", r.tokens_accepted},
-                      {"makespan_s", r.makespan_s}, {"off_policy_token_share", r.off_policy_token_share},
-                      {"carried_over", r.carried_over}});
-  const auto& ls = e.last_step;
-  return {
-      {"engine",
-       {{"policy_version", e.policy_version}, {"steps", e.steps}, {"forward_passes", e.forward_passes},
-        {"tokens_generated", e.tokens_generated}, {"tokens_drafted", e.tokens_drafted},
-        {"tokens_accepted", e.tokens_accepted}, {"running_sequences", e.running_sequences},
-        {"waiting_groups", e.waiting_groups}, {"carried_sequences", e.carried_sequences},
-        {"preemptions", e.preemptions},
-        {"last_step",
-         {{"step", ls.step}, {"sequences", ls.sequences}, {"tokens_verified", ls.tokens_verified},
-          {"tokens_drafted", ls.tokens_drafted}, {"tokens_accepted", ls.tokens_accepted},
-          {"tokens_emitted", ls.tokens_emitted}, {"draft_us", ls.draft_us}, {"forward_us", ls.forward_us},
-          {"sample_us", ls.sample_us}, {"total_us", ls.total_us}}},
-        {"recent_rounds", rounds}}},
-      {"bridge",
-       {{"batches_published", p.batches_published}, {"batches_sent", p.batches_sent},
-        {"batches_resent", p.batches_resent}, {"batches_acked", p.batches_acked}, {"bytes_sent", p.bytes_sent},
-        {"messages_received", p.messages_received}, {"errors_sent", p.errors_sent}, {"sessions", p.sessions},
-        {"credits", p.credits}, {"outbox_batches", p.outbox_batches}, {"outbox_unsent", p.outbox_unsent},
-        {"outbox_bytes", p.outbox_bytes}, {"trainer_connected", p.trainer_connected}, {"next_seq", p.next_seq}}},
-      {"worker",
-       {{"worker_id", opts_.bridge.worker_id}, {"uptime_s", seconds_since(started_)}, {"shutting_down", shutting_down_},
-        {"groups_accepted", groups_accepted_}, {"groups_refused", groups_refused_},
-        {"max_pending_groups", opts_.max_pending_groups}, {"weight_updates", weight_updates_},
-        {"weight_update_failures", weight_update_failures_}, {"backend", opts_.backend.kind}}},
-  };
+  WorkerStatus w;
+  w.worker_id = opts_.bridge.worker_id;
+  w.uptime_s = seconds_since(started_);
+  w.shutting_down = shutting_down_;
+  w.groups_accepted = groups_accepted_;
+  w.groups_refused = groups_refused_;
+  w.weight_updates = weight_updates_;
+  w.weight_update_failures = weight_update_failures_;
+  w.max_pending_groups = opts_.max_pending_groups;
+  w.backend = opts_.backend.kind;
+  return bridge::stats_json(engine_->stats(), session_->stats(), w);
 }
 
 void Worker::refresh_metrics() {
   last_metrics_ = Clock::now();
   if (opts_.metrics_port <= 0 && metrics_snapshot_.size()) return;
-  const auto s = stats_json();
-  std::ostringstream o;
-  const std::string wid = opts_.bridge.worker_id;
-  auto metric = [&](const char* name, const char* type, const char* help, double v) {
-    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n'
-      << name << "{worker=\"" << wid << "\"} " << v << '\n';
-  };
-  const auto& e = s["engine"];
-  const auto& b = s["bridge"];
-  metric("longtail_policy_version", "gauge", "Policy version live in the engine.", e["policy_version"].get<double>());
-  metric("longtail_engine_steps_total", "counter", "Engine steps run.", e["steps"].get<double>());
-  metric("longtail_forward_passes_total", "counter", "Policy forward passes.", e["forward_passes"].get<double>());
-  metric("longtail_tokens_generated_total", "counter", "Response tokens generated.", e["tokens_generated"].get<double>());
-  metric("longtail_tokens_drafted_total", "counter", "Draft tokens proposed.", e["tokens_drafted"].get<double>());
-  metric("longtail_tokens_accepted_total", "counter", "Draft tokens accepted.", e["tokens_accepted"].get<double>());
-  metric("longtail_running_sequences", "gauge", "Sequences in the running batch.", e["running_sequences"].get<double>());
-  metric("longtail_waiting_groups", "gauge", "Groups queued for admission.", e["waiting_groups"].get<double>());
-  metric("longtail_carried_sequences", "gauge", "Partial rollouts carried to the next round.", e["carried_sequences"].get<double>());
-  metric("longtail_preemptions_total", "counter", "Sequences preempted for KV space.", e["preemptions"].get<double>());
-  metric("longtail_batches_published_total", "counter", "Batches handed to the bridge.", b["batches_published"].get<double>());
-  metric("longtail_batches_sent_total", "counter", "BATCH messages sent, re-sends included.", b["batches_sent"].get<double>());
-  metric("longtail_batches_resent_total", "counter", "BATCH messages sent again.", b["batches_resent"].get<double>());
-  metric("longtail_batches_acked_total", "counter", "Batches acknowledged by the trainer.", b["batches_acked"].get<double>());
-  metric("longtail_bytes_sent_total", "counter", "Bytes of BATCH messages sent.", b["bytes_sent"].get<double>());
-  metric("longtail_errors_sent_total", "counter", "ERROR replies sent.", b["errors_sent"].get<double>());
-  metric("longtail_credits", "gauge", "Batch credits granted by the trainer and not used.", b["credits"].get<double>());
-  metric("longtail_outbox_batches", "gauge", "Un-acked batches held.", b["outbox_batches"].get<double>());
-  metric("longtail_outbox_bytes", "gauge", "Bytes of un-acked batches held.", b["outbox_bytes"].get<double>());
-  metric("longtail_trainer_connected", "gauge", "1 while a trainer session is live.", b["trainer_connected"].get<bool>() ? 1 : 0);
+  std::string text = prometheus_text(stats_json(), opts_.bridge.worker_id);
   std::lock_guard lock(metrics_mu_);
-  metrics_snapshot_ = o.str();
+  metrics_snapshot_ = std::move(text);
 }
 
 std::string Worker::metrics_text() const {

@@ -1,4 +1,4 @@
-// The rollout worker service: one loop that polls the trainer socket (Publisher) and steps the
+// The rollout worker service: one loop that polls the trainer socket (TrainerSession) and steps the
 // rollout engine whenever there is work and the trainer has credit for its output, so the process
 // never spins while idle and an engine step never races a request. Requests map onto the Engine
 // facade (rollout/engine.h); engine refusals become ERROR replies and the worker keeps serving.
@@ -16,15 +16,18 @@
 #include <vector>
 
 #include "rollout/engine.h"
-#include "trainer_bridge/publisher.h"
+#include "trainer_bridge/trainer_session.h"
+#include "trainer_bridge/worker_stats.h"
 
 namespace longtail::bridge {
+
+class MetricsServer;
 
 struct WorkerOptions {
   std::filesystem::path model_dir;
   policy::BackendOptions backend;
   rollout::EngineOptions engine;
-  PublisherOptions bridge;
+  TrainerSessionOptions bridge;
   size_t max_pending_groups = 1024;  // groups queued in the engine; SUBMIT beyond gets QUEUE_FULL
   // UPDATE_WEIGHTS paths must resolve inside one of these (symlinks resolved); empty = refuse all.
   std::vector<std::filesystem::path> allowed_weight_dirs;
@@ -49,7 +52,7 @@ class Worker : public RequestHandler {
 
   // Prometheus text exposition of the latest snapshot (thread-safe; the metrics server calls it).
   std::string metrics_text() const;
-  std::string endpoint() const { return publisher_->endpoint(); }
+  std::string endpoint() const { return session_->endpoint(); }
 
  private:
   void on_submit(const std::string& peer, const Submit& s);
@@ -64,14 +67,13 @@ class Worker : public RequestHandler {
 
   WorkerOptions opts_;
   std::unique_ptr<rollout::Engine> engine_;
-  std::unique_ptr<Publisher> publisher_;
+  std::unique_ptr<TrainerSession> session_;
   bool shutting_down_ = false;
   std::chrono::steady_clock::time_point started_, shutdown_started_, last_metrics_;
   uint64_t groups_accepted_ = 0, groups_refused_ = 0, weight_updates_ = 0, weight_update_failures_ = 0;
 
   mutable std::mutex metrics_mu_;
   std::string metrics_snapshot_;
-  struct MetricsServer;
   std::unique_ptr<MetricsServer> metrics_server_;
 };
 

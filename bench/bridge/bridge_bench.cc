@@ -1,4 +1,4 @@
-// Trainer-bridge benchmarks on synthetic trajectories (no model): the publisher (outbox, credits,
+// Trainer-bridge benchmarks on synthetic trajectories (no model): the trainer session (outbox, credits,
 // acks, optional journal) on one thread, a trainer client (DEALER, full decode) on another.
 //   throughput: payload MB/s and batches/s with ~1 MiB batches over ipc:// and tcp://127.0.0.1,
 //               next to raw ZeroMQ ROUTER->DEALER 1 MiB messages as the baseline of the same run.
@@ -22,7 +22,7 @@
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
-#include "trainer_bridge/publisher.h"
+#include "trainer_bridge/trainer_session.h"
 #include "trainer_bridge/trainer_client.h"
 
 namespace lb = longtail::bridge;
@@ -72,8 +72,8 @@ struct Rate {
   double mb_per_s = 0, batches_per_s = 0;
 };
 
-Rate publisher_throughput(const std::string& endpoint, int batches, bool journal) {
-  lb::PublisherOptions o;
+Rate session_throughput(const std::string& endpoint, int batches, bool journal) {
+  lb::TrainerSessionOptions o;
   o.endpoint = endpoint;
   o.max_outbox_batches = 64;
   o.ack_timeout_s = 0;
@@ -83,7 +83,7 @@ Rate publisher_throughput(const std::string& endpoint, int batches, bool journal
     std::filesystem::remove_all(jdir);
     o.journal_dir = jdir;
   }
-  lb::Publisher pub(o, nullptr);
+  lb::TrainerSession pub(o, nullptr);
   const lb::Batch proto = synthetic_batch(16, 256, 4032, 0);
   const size_t bytes = payload_bytes(proto);
   std::atomic<bool> ready{false};
@@ -171,8 +171,8 @@ void run_throughput(bool quick) {
   for (const auto& [name, ep] : {std::pair<std::string, std::string>{"ipc", ipc_endpoint("tp")},
                                  {"tcp", "tcp://127.0.0.1:0"}}) {
     const Rate raw = raw_zmq_throughput(ep, n, bytes);
-    const Rate ours = publisher_throughput(ep, n, false);
-    const Rate jour = publisher_throughput(ep, n, true);
+    const Rate ours = session_throughput(ep, n, false);
+    const Rate jour = session_throughput(ep, n, true);
     std::printf("| %s | raw ZeroMQ 1 MiB frames (baseline) | %.0f | %.0f | 1.00 |\n", name.c_str(), raw.mb_per_s, raw.batches_per_s);
     std::printf("| %s | BATCH: encode + outbox + send + decode + ack | %.0f | %.0f | %.2f |\n", name.c_str(), ours.mb_per_s,
                 ours.batches_per_s, ours.mb_per_s / raw.mb_per_s);
@@ -184,9 +184,9 @@ void run_throughput(bool quick) {
 
 // ---------------------------------------------------------------- latency
 void latency_case(const std::string& label, const std::string& endpoint, int trajectories, int response, int count) {
-  lb::PublisherOptions o;
+  lb::TrainerSessionOptions o;
   o.endpoint = endpoint;
-  lb::Publisher pub(o, nullptr);
+  lb::TrainerSession pub(o, nullptr);
   std::vector<double> lat_us;
   std::atomic<int> received{0};
   std::thread trainer([&] {
@@ -237,12 +237,12 @@ void run_fault(bool quick) {
   const int per_batch = 4;
   const int disconnects = quick ? 200 : 1000;
   const int batches = total_trajectories / per_batch;
-  lb::PublisherOptions o;
+  lb::TrainerSessionOptions o;
   o.endpoint = ipc_endpoint("fault");
   o.max_outbox_batches = 64;
   o.ack_timeout_s = 0.5;  // covers acks lost with a closing socket
   o.heartbeat_interval_s = 0.1;
-  lb::Publisher pub(o, nullptr);
+  lb::TrainerSession pub(o, nullptr);
 
   std::atomic<bool> finished{false};
   std::vector<int> uid_deliveries(total_trajectories, 0);

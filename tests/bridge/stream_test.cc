@@ -30,8 +30,8 @@ struct Fixture {
   ~Fixture() { std::filesystem::remove_all(dir); }
   StreamOptions options() const {
     StreamOptions o;
-    o.publisher.endpoint = "ipc://" + (dir / "s.sock").string();
-    o.publisher.worker_id = "streamer";
+    o.session.endpoint = "ipc://" + (dir / "s.sock").string();
+    o.session.worker_id = "streamer";
     o.wait_for_trainer_s = 10;
     o.ack_wait_s = 10;
     return o;
@@ -54,10 +54,10 @@ std::vector<Batch> receive(TrainerClient& c, size_t n) {
 TEST(TrajectoryStream, OneBatchPerRecordedRound) {
   Fixture f;
   auto o = f.options();
-  Publisher pub(o.publisher, nullptr);
+  TrainerSession pub(o.session, nullptr);
   StreamResult result;
   std::thread streamer([&] { result = stream_batches(pub, trajectory_log_source(f.dir / "log.bin", 0), o); });
-  TrainerClient c(o.publisher.endpoint, "t");
+  TrainerClient c(o.session.endpoint, "t");
   c.send(Hello{kProtocolVersion, "t", 10});
   auto batches = receive(c, 2);
   streamer.join();
@@ -84,10 +84,10 @@ TEST(TrajectoryStream, FixedSizeBatchesAtARate) {
   auto o = f.options();
   o.trajectories_per_batch = 1;
   o.batches_per_second = 20;
-  Publisher pub(o.publisher, nullptr);
+  TrainerSession pub(o.session, nullptr);
   StreamResult result;
   std::thread streamer([&] { result = stream_batches(pub, trajectory_log_source(f.dir / "log.bin", 1), o); });
-  TrainerClient c(o.publisher.endpoint, "t");
+  TrainerClient c(o.session.endpoint, "t");
   c.send(Hello{kProtocolVersion, "t", 10});
   const auto t0 = std::chrono::steady_clock::now();
   auto batches = receive(c, 5);
@@ -103,7 +103,7 @@ TEST(TrajectoryStream, NoTrainerIsAnError) {
   Fixture f;
   auto o = f.options();
   o.wait_for_trainer_s = 0.2;
-  Publisher pub(o.publisher, nullptr);
+  TrainerSession pub(o.session, nullptr);
   EXPECT_THROW(stream_batches(pub, trajectory_log_source(f.dir / "log.bin", 0), o), std::runtime_error);
 }
 

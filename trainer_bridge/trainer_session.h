@@ -22,7 +22,7 @@
 
 namespace longtail::bridge {
 
-struct PublisherOptions {
+struct TrainerSessionOptions {
   std::string endpoint = "tcp://127.0.0.1:5555";
   std::string worker_id = "worker-0";
   size_t max_message_bytes = 64u << 20;  // larger requests get TOO_LARGE
@@ -41,11 +41,11 @@ class RequestHandler {
   // Fields of the HELLO reply that only the engine knows (model, policy version, capabilities).
   virtual Welcome describe() = 0;
   // SUBMIT, UPDATE_WEIGHTS, REWARDS, STATS, DRAIN or SHUTDOWN from a trainer with a session. The
-  // handler answers with Publisher::reply / reply_error (or throws ProtocolError).
+  // handler answers with TrainerSession::reply / reply_error (or throws ProtocolError).
   virtual void on_request(const std::string& peer, Message&& m) = 0;
 };
 
-struct PublisherStats {
+struct TrainerSessionStats {
   uint64_t batches_published = 0, batches_sent = 0, batches_resent = 0, batches_acked = 0;
   uint64_t bytes_sent = 0, messages_received = 0, errors_sent = 0, sessions = 0;
   int64_t credits = 0;
@@ -54,12 +54,12 @@ struct PublisherStats {
   uint64_t next_seq = 0;
 };
 
-class Publisher {
+class TrainerSession {
  public:
   using Clock = std::chrono::steady_clock;
   // Binds the endpoint, opens the journal and queues its recovered entries for sending.
-  Publisher(PublisherOptions opts, RequestHandler* handler);
-  ~Publisher();
+  TrainerSession(TrainerSessionOptions opts, RequestHandler* handler);
+  ~TrainerSession();
 
   // Waits up to timeout for traffic (less when a heartbeat is due), handles every message that
   // arrived, then sends what credit allows. Returns the number of messages handled.
@@ -79,9 +79,9 @@ class Publisher {
   void reply_error(const std::string& peer, const std::string& code, const std::string& message,
                    std::optional<uint64_t> req = {}, const std::string& request_type = {});
 
-  PublisherStats stats() const;
+  TrainerSessionStats stats() const;
   std::string endpoint() const { return socket_.last_endpoint(); }
-  const PublisherOptions& options() const { return opts_; }
+  const TrainerSessionOptions& options() const { return opts_; }
 
  private:
   void handle(Incoming&& in);
@@ -92,7 +92,7 @@ class Publisher {
   void drop_active_session();
   bool has_session(const std::string& peer) const { return sessions_.count(peer) != 0; }
 
-  PublisherOptions opts_;
+  TrainerSessionOptions opts_;
   RequestHandler* handler_;
   RouterSocket socket_;
   std::unique_ptr<Journal> journal_;
@@ -107,7 +107,7 @@ class Publisher {
   int64_t credits_ = 0;
   std::set<std::string> sessions_;  // peers that said HELLO (bounded)
   std::deque<std::string> session_order_;
-  PublisherStats stats_;
+  TrainerSessionStats stats_;
 };
 
 }  // namespace longtail::bridge

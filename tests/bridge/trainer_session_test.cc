@@ -1,5 +1,5 @@
-// Publisher + transport tests over real ZeroMQ loopback sockets (ipc:// in a temp dir): sessions,
-// credits as backpressure, acks, re-send to a new session, journal recovery across a publisher
+// TrainerSession + transport tests over real ZeroMQ loopback sockets (ipc:// in a temp dir): sessions,
+// credits as backpressure, acks, re-send to a new session, journal recovery across a session
 // restart, error replies for bad input, and CURVE with an allow-list.
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 #include <set>
 
 #include "tests/bridge/synthetic.h"
-#include "trainer_bridge/publisher.h"
+#include "trainer_bridge/trainer_session.h"
 #include "trainer_bridge/trainer_client.h"
 
 namespace longtail::bridge {
@@ -31,7 +31,7 @@ struct TempDir {
 
 // Records requests that reach the handler.
 struct RecordingHandler : RequestHandler {
-  Publisher* pub = nullptr;
+  TrainerSession* pub = nullptr;
   std::vector<MessageType> seen;
   Welcome describe() override {
     Welcome w;
@@ -45,8 +45,8 @@ struct RecordingHandler : RequestHandler {
   }
 };
 
-PublisherOptions options(const TempDir& d) {
-  PublisherOptions o;
+TrainerSessionOptions options(const TempDir& d) {
+  TrainerSessionOptions o;
   o.endpoint = "ipc://" + (d.path / "w.sock").string();
   o.worker_id = "w-test";
   o.max_message_bytes = 4096;
@@ -55,8 +55,8 @@ PublisherOptions options(const TempDir& d) {
   return o;
 }
 
-// Alternates publisher polls and client receives until a message of type t arrives.
-std::optional<Message> exchange(Publisher& pub, TrainerClient& c, MessageType t, std::chrono::milliseconds timeout = 2s) {
+// Alternates session polls and client receives until a message of type t arrives.
+std::optional<Message> exchange(TrainerSession& pub, TrainerClient& c, MessageType t, std::chrono::milliseconds timeout = 2s) {
   const auto end = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < end) {
     pub.poll(2ms);
@@ -69,7 +69,7 @@ std::optional<Message> exchange(Publisher& pub, TrainerClient& c, MessageType t,
 
 // Receives batches for `span`, or until `expect` batches arrived (then keeps polling briefly so
 // that an unexpected extra batch would still be seen). Generous spans keep loaded CI machines green.
-std::vector<uint64_t> collect_batches(Publisher& pub, TrainerClient& c, std::chrono::milliseconds span,
+std::vector<uint64_t> collect_batches(TrainerSession& pub, TrainerClient& c, std::chrono::milliseconds span,
                                       size_t expect = SIZE_MAX) {
   std::vector<uint64_t> seqs;
   auto end = std::chrono::steady_clock::now() + span;
@@ -87,7 +87,7 @@ std::vector<uint64_t> collect_batches(Publisher& pub, TrainerClient& c, std::chr
 }
 
 template <typename Pred>
-bool poll_until(Publisher& pub, Pred&& done, std::chrono::milliseconds timeout = 3s) {
+bool poll_until(TrainerSession& pub, Pred&& done, std::chrono::milliseconds timeout = 3s) {
   const auto end = std::chrono::steady_clock::now() + timeout;
   while (!done()) {
     if (std::chrono::steady_clock::now() >= end) return false;
@@ -96,10 +96,10 @@ bool poll_until(Publisher& pub, Pred&& done, std::chrono::milliseconds timeout =
   return true;
 }
 
-TEST(Publisher, HelloCreditsAndAcks) {
+TEST(TrainerSession, HelloCreditsAndAcks) {
   TempDir d;
   RecordingHandler h;
-  Publisher pub(options(d), &h);
+  TrainerSession pub(options(d), &h);
   h.pub = &pub;
   TrainerClient c(pub.endpoint(), "t1");
   c.send(Hello{kProtocolVersion, "t1", 0});
@@ -129,18 +129,18 @@ TEST(Publisher, HelloCreditsAndAcks) {
   EXPECT_EQ(h.seen, (std::vector<MessageType>{MessageType::kStats}));
 }
 
-TEST(Publisher, HeartbeatsFlowToTheTrainer) {
+TEST(TrainerSession, HeartbeatsFlowToTheTrainer) {
   TempDir d;
-  Publisher pub(options(d), nullptr);
+  TrainerSession pub(options(d), nullptr);
   TrainerClient c(pub.endpoint(), "t1");
   c.send(Hello{kProtocolVersion, "t1", 0});
   ASSERT_TRUE(exchange(pub, c, MessageType::kWelcome));
   EXPECT_TRUE(exchange(pub, c, MessageType::kHeartbeat, 1s));
 }
 
-TEST(Publisher, RequestsBeforeHelloGetNoSession) {
+TEST(TrainerSession, RequestsBeforeHelloGetNoSession) {
   TempDir d;
-  Publisher pub(options(d), nullptr);
+  TrainerSession pub(options(d), nullptr);
   TrainerClient c(pub.endpoint(), "t1");
   c.send(StatsRequest{3});
   auto e = exchange(pub, c, MessageType::kError);
@@ -149,10 +149,10 @@ TEST(Publisher, RequestsBeforeHelloGetNoSession) {
   EXPECT_EQ(std::get<Error>(*e).req, std::optional<uint64_t>(3));
 }
 
-TEST(Publisher, BadInputGetsErrorsAndServiceContinues) {
+TEST(TrainerSession, BadInputGetsErrorsAndServiceContinues) {
   TempDir d;
   RecordingHandler h;
-  Publisher pub(options(d), &h);
+  TrainerSession pub(options(d), &h);
   h.pub = &pub;
   TrainerClient c(pub.endpoint(), "t1");
   c.send(Hello{kProtocolVersion + 5, "t1", 0});
@@ -195,9 +195,9 @@ TEST(Publisher, BadInputGetsErrorsAndServiceContinues) {
   EXPECT_EQ(h.seen, (std::vector<MessageType>{MessageType::kStats}));
 }
 
-TEST(Publisher, NewSessionGetsEveryUnackedBatchAgain) {
+TEST(TrainerSession, NewSessionGetsEveryUnackedBatchAgain) {
   TempDir d;
-  Publisher pub(options(d), nullptr);
+  TrainerSession pub(options(d), nullptr);
   std::set<uint64_t> received;
   {
     TrainerClient c(pub.endpoint(), "first");
@@ -217,12 +217,12 @@ TEST(Publisher, NewSessionGetsEveryUnackedBatchAgain) {
   EXPECT_EQ(collect_batches(pub, c2, 3s, 2), (std::vector<uint64_t>{1, 3}));
 }
 
-TEST(Publisher, JournalSurvivesARestart) {
+TEST(TrainerSession, JournalSurvivesARestart) {
   TempDir d;
   auto o = options(d);
   o.journal_dir = d.path / "journal";
   {
-    Publisher pub(o, nullptr);
+    TrainerSession pub(o, nullptr);
     TrainerClient c(pub.endpoint(), "t");
     c.send(Hello{kProtocolVersion, "t", 10});
     ASSERT_TRUE(exchange(pub, c, MessageType::kWelcome));
@@ -231,7 +231,7 @@ TEST(Publisher, JournalSurvivesARestart) {
     c.send(Ack{{1}});
     ASSERT_TRUE(poll_until(pub, [&] { return pub.stats().outbox_batches == 2; }));
   }
-  Publisher pub(o, nullptr);  // a restarted worker with the same journal
+  TrainerSession pub(o, nullptr);  // a restarted worker with the same journal
   TrainerClient c(pub.endpoint(), "t-again");
   c.send(Hello{kProtocolVersion, "t-again", 10});
   auto w = exchange(pub, c, MessageType::kWelcome);
@@ -242,7 +242,7 @@ TEST(Publisher, JournalSurvivesARestart) {
   EXPECT_EQ(pub.publish(make_batch(1, 2, 3)), 3u);  // numbering continues
 }
 
-TEST(Publisher, CurveAdmitsOnlyAllowListedTrainers) {
+TEST(TrainerSession, CurveAdmitsOnlyAllowListedTrainers) {
   TempDir d;
   const KeyPair server = generate_curve_keypair();
   const KeyPair good = generate_curve_keypair();
@@ -253,7 +253,7 @@ TEST(Publisher, CurveAdmitsOnlyAllowListedTrainers) {
   o.curve.public_key = server.public_key;
   o.curve.secret_key = server.secret_key;
   o.curve.allowed_clients = {good.public_key};
-  Publisher pub(o, nullptr);
+  TrainerSession pub(o, nullptr);
 
   TrainerClient ok(pub.endpoint(), "good", {true, server.public_key, good.public_key, good.secret_key});
   ok.send(Hello{kProtocolVersion, "good", 0});

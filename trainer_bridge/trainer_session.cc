@@ -1,5 +1,5 @@
 // Trainer-session state machine of the worker (PROTOCOL.md, "Worker state machine").
-#include "trainer_bridge/publisher.h"
+#include "trainer_bridge/trainer_session.h"
 
 #include <random>
 
@@ -25,7 +25,7 @@ int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-RouterOptions router_options(const PublisherOptions& o) {
+RouterOptions router_options(const TrainerSessionOptions& o) {
   RouterOptions r;
   r.endpoint = o.endpoint;
   r.max_message_bytes = o.max_message_bytes;
@@ -35,7 +35,7 @@ RouterOptions router_options(const PublisherOptions& o) {
 
 }  // namespace
 
-Publisher::Publisher(PublisherOptions opts, RequestHandler* handler)
+TrainerSession::TrainerSession(TrainerSessionOptions opts, RequestHandler* handler)
     : opts_(std::move(opts)), handler_(handler), socket_(router_options(opts_)), outbox_(opts_.max_outbox_batches),
       instance_(random_instance()) {
   if (!opts_.journal_dir.empty()) {
@@ -47,17 +47,17 @@ Publisher::Publisher(PublisherOptions opts, RequestHandler* handler)
                socket_.last_endpoint(), instance_, outbox_.size());
 }
 
-Publisher::~Publisher() = default;
+TrainerSession::~TrainerSession() = default;
 
-bool Publisher::wants_batches() const {
+bool TrainerSession::wants_batches() const {
   return !outbox_.full() && credits_ > static_cast<int64_t>(outbox_.unsent());
 }
 
-bool Publisher::trainer_connected() const {
+bool TrainerSession::trainer_connected() const {
   return active_peer_ && Clock::now() - last_heard_ < to_ms(opts_.peer_timeout_s);
 }
 
-uint64_t Publisher::publish(Batch batch) {
+uint64_t TrainerSession::publish(Batch batch) {
   if (outbox_.full())
     spdlog::warn("bridge: publishing past the outbox capacity ({} batches)", outbox_.capacity());
   const uint64_t seq = journal_ ? journal_->allocate_seq() : next_seq_;
@@ -73,7 +73,7 @@ uint64_t Publisher::publish(Batch batch) {
   return seq;
 }
 
-void Publisher::reply(const std::string& peer, const Message& m) {
+void TrainerSession::reply(const std::string& peer, const Message& m) {
   auto frames = std::make_shared<const Frames>(encode(m));
   const auto r = socket_.send(peer, frames);
   if (r != SendResult::kOk)
@@ -82,14 +82,14 @@ void Publisher::reply(const std::string& peer, const Message& m) {
   if (active_peer_ && peer == *active_peer_) last_sent_ = Clock::now();
 }
 
-void Publisher::reply_error(const std::string& peer, const std::string& code, const std::string& message,
+void TrainerSession::reply_error(const std::string& peer, const std::string& code, const std::string& message,
                             std::optional<uint64_t> req, const std::string& request_type) {
   ++stats_.errors_sent;
   spdlog::warn("bridge: ERROR {} to trainer: {}{}", code, message, req ? " (req " + std::to_string(*req) + ")" : "");
   reply(peer, Error{code, message, req, request_type});
 }
 
-int Publisher::poll(std::chrono::milliseconds timeout) {
+int TrainerSession::poll(std::chrono::milliseconds timeout) {
   if (active_peer_) {
     const auto hb = to_ms(opts_.heartbeat_interval_s);
     const auto until_hb = std::chrono::duration_cast<std::chrono::milliseconds>(last_sent_ + hb - Clock::now());
@@ -109,7 +109,7 @@ int Publisher::poll(std::chrono::milliseconds timeout) {
   return handled;
 }
 
-void Publisher::handle(Incoming&& in) {
+void TrainerSession::handle(Incoming&& in) {
   ++stats_.messages_received;
   const std::string& peer = in.peer;
   if (active_peer_ && peer == *active_peer_) {
@@ -182,7 +182,7 @@ void Publisher::handle(Incoming&& in) {
   }
 }
 
-void Publisher::on_hello(const std::string& peer, const Hello& h) {
+void TrainerSession::on_hello(const std::string& peer, const Hello& h) {
   if (!has_session(peer)) {
     sessions_.insert(peer);
     session_order_.push_back(peer);
@@ -210,7 +210,7 @@ void Publisher::on_hello(const std::string& peer, const Hello& h) {
   pump();
 }
 
-void Publisher::on_ack(const Ack& a) {
+void TrainerSession::on_ack(const Ack& a) {
   const auto removed = outbox_.ack(a.seqs);
   stats_.batches_acked += removed.size();
   if (journal_)
@@ -218,7 +218,7 @@ void Publisher::on_ack(const Ack& a) {
   pump();
 }
 
-void Publisher::pump() {
+void TrainerSession::pump() {
   if (!active_peer_) return;
   const auto now = Clock::now();
   if (now - last_heard_ >= to_ms(opts_.peer_timeout_s)) {
@@ -246,7 +246,7 @@ void Publisher::pump() {
   }
 }
 
-void Publisher::heartbeat() {
+void TrainerSession::heartbeat() {
   if (!active_peer_) return;
   const auto now = Clock::now();
   if (now - last_sent_ < to_ms(opts_.heartbeat_interval_s)) return;
@@ -260,14 +260,14 @@ void Publisher::heartbeat() {
 
 // The trainer's connection is gone (its pipe closed). Batches in flight to it may be lost, so the
 // session ends: its next message gets NO_SESSION and the HELLO that follows re-sends everything.
-void Publisher::drop_active_session() {
+void TrainerSession::drop_active_session() {
   sessions_.erase(*active_peer_);
   active_peer_.reset();
   credits_ = 0;
 }
 
-PublisherStats Publisher::stats() const {
-  PublisherStats s = stats_;
+TrainerSessionStats TrainerSession::stats() const {
+  TrainerSessionStats s = stats_;
   s.credits = credits_;
   s.outbox_batches = outbox_.size();
   s.outbox_unsent = outbox_.unsent();
