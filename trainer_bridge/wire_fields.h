@@ -107,19 +107,12 @@ void fields(V& v, M& m) {
   v("baselines", m.baselines);
 }
 
+// Every field the engine measures per round, from the engine's own list (rollout/types.h). Each
+// is optional for receivers: a statistic added to the engine is an additive change, so a batch
+// from an older worker (fewer keys) still decodes.
 template <class V, Is<rollout::RoundStats> M>
 void fields(V& v, M& m) {
-  v("round", m.round);
-  v("groups", m.groups);
-  v("trajectories", m.trajectories);
-  v("response_tokens", m.response_tokens);
-  v("steps", m.steps);
-  v("forward_passes", m.forward_passes);
-  v("tokens_drafted", m.tokens_drafted);
-  v("tokens_accepted", m.tokens_accepted);
-  v("makespan_s", m.makespan_s);
-  v("off_policy_token_share", m.off_policy_token_share);
-  v("carried_over", m.carried_over);
+  rollout::for_each_field(m, [&v](const char* key, auto& member) { v(key, member, kOptional); });
 }
 
 template <class V, Is<ModelInfo> M>

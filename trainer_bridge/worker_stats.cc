@@ -1,46 +1,29 @@
 // STATS document of the worker; see worker_stats.h.
 #include "trainer_bridge/worker_stats.h"
 
-#include "trainer_bridge/wire_fields.h"
 
 namespace longtail::bridge {
 namespace {
 
-// Writes the scalar fields of a field list into a JSON object.
-struct JsonFields {
-  nlohmann::json& out;
-  template <class T>
-  void operator()(std::string_view k, const T& v, wire::Presence = wire::kRequired) {
-    out[std::string(k)] = v;
-  }
-};
-
-}  // namespace
-
-nlohmann::json round_stats_json(const rollout::RoundStats& r) {
+// A stats value as a JSON object of its engine-defined field list (rollout/types.h).
+template <class Stats>
+nlohmann::json fields_json(const Stats& s) {
   nlohmann::json j = nlohmann::json::object();
-  JsonFields f{j};
-  wire::fields(f, r);
+  rollout::for_each_field(s, [&j](const char* key, const auto& v) { j[key] = v; });
   return j;
 }
 
+}  // namespace
+
+nlohmann::json round_stats_json(const rollout::RoundStats& r) { return fields_json(r); }
+
 nlohmann::json stats_json(const rollout::EngineStats& e, const TrainerSessionStats& p, const WorkerStatus& w) {
-  nlohmann::json rounds = nlohmann::json::array();
-  for (const auto& r : e.recent_rounds) rounds.push_back(round_stats_json(r));
-  const auto& ls = e.last_step;
+  nlohmann::json engine = fields_json(e);
+  engine["last_step"] = fields_json(e.last_step);
+  engine["recent_rounds"] = nlohmann::json::array();
+  for (const auto& r : e.recent_rounds) engine["recent_rounds"].push_back(round_stats_json(r));
   return {
-      {"engine",
-       {{"policy_version", e.policy_version}, {"steps", e.steps}, {"forward_passes", e.forward_passes},
-        {"tokens_generated", e.tokens_generated}, {"tokens_drafted", e.tokens_drafted},
-        {"tokens_accepted", e.tokens_accepted}, {"running_sequences", e.running_sequences},
-        {"waiting_groups", e.waiting_groups}, {"carried_sequences", e.carried_sequences},
-        {"preemptions", e.preemptions},
-        {"last_step",
-         {{"step", ls.step}, {"sequences", ls.sequences}, {"tokens_verified", ls.tokens_verified},
-          {"tokens_drafted", ls.tokens_drafted}, {"tokens_accepted", ls.tokens_accepted},
-          {"tokens_emitted", ls.tokens_emitted}, {"draft_us", ls.draft_us}, {"forward_us", ls.forward_us},
-          {"sample_us", ls.sample_us}, {"total_us", ls.total_us}}},
-        {"recent_rounds", rounds}}},
+      {"engine", engine},
       {"bridge",
        {{"batches_published", p.batches_published}, {"batches_sent", p.batches_sent},
         {"batches_resent", p.batches_resent}, {"batches_acked", p.batches_acked}, {"bytes_sent", p.bytes_sent},

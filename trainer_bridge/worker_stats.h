@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "rollout/engine.h"
+#include "rollout/types.h"
 #include "trainer_bridge/trainer_session.h"
 
 namespace longtail::bridge {

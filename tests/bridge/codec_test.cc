@@ -116,6 +116,20 @@ TEST(Codec, BatchRoundTrip) {
   EXPECT_DOUBLE_EQ(d.stats.makespan_s, 1.5);
 }
 
+// Every field of the engine's RoundStats list reaches the trainer (issue 9 item 6): each gets a
+// distinct value and must come back unchanged.
+TEST(Codec, BatchCarriesEveryRoundStatistic) {
+  Batch b = make_batch(1, 2, 3);
+  int i = 0;
+  rollout::for_each_field(b.stats, [&](const char*, auto& v) { v = static_cast<std::remove_reference_t<decltype(v)>>(100 + i++); });
+  ASSERT_GE(i, 16);
+  const Batch d = round_trip(b, Direction::kToTrainer);
+  int j = 0;
+  rollout::for_each_field(d.stats, [&](const char* name, const auto& v) {
+    EXPECT_EQ(static_cast<double>(v), 100.0 + j++) << name;
+  });
+}
+
 TEST(Codec, BatchWithInconsistentTrajectoryIsRefusedAtEncode) {
   Batch b = make_batch(1, 2, 3);
   b.trajectories[0].behaviour_logprobs.pop_back();
