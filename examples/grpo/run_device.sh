@@ -7,44 +7,54 @@
 # Needs, carried next to the repository (paths relative to its root, override by environment):
 #   BUNDLE=.gpu   output of shared/tools/device-bundle: bin/longtail-worker (a CUDA build) + lib/
 #   WHEELS=.whl   pyzmq and msgpack wheels for this python (pip download --only-binary :all: ...)
-# Optional: STEPS (30), GROUPS (16), SAMPLES (8), OUT ($OUT or runs/grpo_device), PYTHON (python3),
+# Optional: STEPS (30), NGROUPS (16), SAMPLES (8), OUT ($OUT or runs/grpo_device), PYTHON (python3),
 #   MODEL (configs/models/chain-qwen3), EXTRA (more train_grpo.py flags, e.g. "--tis --vcpo"),
 #   FAST=1 (also run off and DAS without --deterministic, to report fast-mode curves),
-#   WORKER_DET (backend.deterministic=true: the worker setting of the CUDA backend's deterministic mode).
+#   WORKER_DET (backend.deterministic=true: the worker setting of the CUDA backend's deterministic mode;
+#   empty = none), TRAIN_PYTHON (a python that already has everything: no venv is made),
+#   DEVICE (cuda; cpu for a dry run of this script on a machine without a GPU).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUNDLE=${BUNDLE:-.gpu}
 WHEELS=${WHEELS:-.whl}
 STEPS=${STEPS:-30}
-GROUPS=${GROUPS:-16}
+NGROUPS=${NGROUPS:-16}
 SAMPLES=${SAMPLES:-8}
 OUT=${OUT:-runs/grpo_device}
 PYTHON=${PYTHON:-python3}
 MODEL=${MODEL:-configs/models/chain-qwen3}
 EXTRA=${EXTRA:-}
-WORKER_DET=${WORKER_DET:-backend.deterministic=true}
+WORKER_DET=${WORKER_DET-backend.deterministic=true}
+DEVICE=${DEVICE:-cuda}
 
 [ -x "$BUNDLE/bin/longtail-worker" ] || { echo "no $BUNDLE/bin/longtail-worker (set BUNDLE)" >&2; exit 2; }
 mkdir -p "$OUT"
-venv=$OUT/venv
-# torch and transformers come from the system; only the client's two dependencies are installed.
-"$PYTHON" -m venv --system-site-packages "$venv"
-if ! "$venv/bin/python" -c "import zmq, msgpack" 2>/dev/null; then
-  "$venv/bin/pip" install -q --no-index --find-links "$WHEELS" pyzmq msgpack
+if [ -n "${TRAIN_PYTHON:-}" ]; then
+  py=$TRAIN_PYTHON
+else
+  # torch and transformers come from the system; only the client's two dependencies are installed.
+  "$PYTHON" -m venv --system-site-packages "$OUT/venv"
+  py=$OUT/venv/bin/python
+  if ! "$py" -c "import zmq, msgpack" 2>/dev/null; then
+    "$py" -m pip install -q --no-index --find-links "$WHEELS" pyzmq msgpack
+  fi
 fi
-"$venv/bin/python" -c "import torch, transformers, numpy; assert torch.cuda.is_available(), 'no GPU'"
+"$py" -c "import torch, transformers, numpy; assert '$DEVICE' != 'cuda' or torch.cuda.is_available(), 'no GPU'"
 export PYTHONPATH=$PWD/trainer_bridge/python:$PWD
 export LD_LIBRARY_PATH=$PWD/$BUNDLE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+fi
 
 run() {  # NAME FLAGS...
   local name=$1; shift
   echo "== $name" >&2
-  "$venv/bin/python" -m examples.grpo.train_grpo --model "$MODEL" --out "$OUT/$name" --steps "$STEPS" \
-    --groups "$GROUPS" --samples "$SAMPLES" --device cuda --worker-backend cuda \
+  "$py" -m examples.grpo.train_grpo --model "$MODEL" --out "$OUT/$name" --steps "$STEPS" \
+    --groups "$NGROUPS" --samples "$SAMPLES" --device "$DEVICE" --worker-backend "$DEVICE" \
     --worker-bin "$BUNDLE/bin/longtail-worker" $EXTRA "$@" 2>&1 | tee "$OUT/$name.log"
 }
-det=(--deterministic --worker-set "$WORKER_DET")
+det=(--deterministic)
+[ -n "$WORKER_DET" ] && det+=(--worker-set "$WORKER_DET")
 run off --speculation off "${det[@]}"
 run das --speculation das "${det[@]}"
 run das-partial --speculation das --partial-rollouts 2 "${det[@]}"
@@ -54,5 +64,5 @@ if [ "${FAST:-0}" = 1 ]; then
   run das-fast --speculation das
   runs+=(off-fast="$OUT/off-fast" das-fast="$OUT/das-fast")
 fi
-"$venv/bin/python" -m examples.grpo.compare --out "$OUT/grpo_gpu" "${runs[@]}"
+"$py" -m examples.grpo.compare --out "$OUT/grpo_gpu" "${runs[@]}"
 echo "results: $OUT/grpo_gpu.table.md, $OUT/grpo_gpu.png" >&2

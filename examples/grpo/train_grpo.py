@@ -64,8 +64,8 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     g.add_argument("--max-new-tokens", type=int, default=512, help="response cap (default 512)")
     g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     g.add_argument("--prompt-seed", type=int, default=1, help="chain-task prompt set (default 1)")
-    g.add_argument("--prompt-pool", type=int, default=48,
-                   help="distinct prompts, cycled epoch by epoch in a seeded order (default 48)")
+    g.add_argument("--prompt-pool", type=int, default=16,
+                   help="distinct prompts, cycled epoch by epoch in a seeded order (default 16)")
     g.add_argument("--speculation", choices=["off", "das"], default="das", help="worker speculation (default das)")
     g.add_argument("--partial-rollouts", type=float, default=1.0, metavar="F",
                    help="APRIL over-provisioning: keep ceil(F*G) groups in flight, carry the unfinished "
@@ -81,7 +81,8 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     g.add_argument("--worker-set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra worker YAML setting, dotted key (repeatable), e.g. engine.speculation.max_budget=8")
     g = ap.add_argument_group("optimisation")
-    g.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (default 5e-4)")
+    g.add_argument("--lr", type=float, default=5e-5,
+                   help="AdamW learning rate (default 5e-5; 5e-4 made the bundled policy drift, see bench/results)")
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (default 1)")
     g.add_argument("--clip-low", type=float, default=0.2, help="PPO epsilon below 1 (default 0.2)")
