@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -33,6 +34,16 @@ struct SequenceChunk {
   int32_t first_output = 0;
 };
 
+// The documented ranges of SamplingParams, the one input check of both backends and of the
+// rollout request validator: temperature finite and >= 0, top_p in (0, 1], min_p <= 1 (<= 0 is
+// off; top_k and seed take any value). Returns the first field out of range and a reason naming the
+// value and the range. (A backend may still refuse a valid value it does not implement.)
+struct SamplingParamsError {
+  std::string field;   // "temperature", "top_p" or "min_p"
+  std::string reason;
+};
+std::optional<SamplingParamsError> check_sampling_params(const SamplingParams& s);
+
 // The result at input index i of a chunk: what follows position length + i.
 struct TokenOutput {
   int32_t sampled = -1;       // token drawn at absolute position (length + i + 1)
@@ -42,8 +53,14 @@ struct TokenOutput {
   float next_input_logprob = std::numeric_limits<float>::quiet_NaN();
 };
 
-// A forward would need more KV positions than are free. Nothing was changed; the scheduler reacts
-// by preempting a sequence (or by not admitting one) and retrying.
+// One sequence's growth in a planned forward (Backend::can_fit).
+struct KvGrowth {
+  int64_t seq = -1;        // handle from create_sequence; -1: a sequence not created yet (length 0)
+  int32_t new_tokens = 0;  // positions the forward appends
+};
+
+// A forward would need more KV positions than are free. Nothing was changed. The engine plans with
+// can_fit, so this is the backend's guard against a plan that did not ask.
 class KvCapacityError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -72,6 +89,12 @@ class Backend {
   // Rollback: keep the first new_length positions (new_length <= length). Frees whole blocks only.
   virtual void truncate(int64_t seq, int32_t new_length) = 0;
   virtual KvCapacity kv_capacity() const = 0;
+  // Admission control before a forward (llama.cpp's find_slot): true when a forward appending
+  // these positions would fit the KV cache as it stands now, by the backend's own accounting.
+  // forward() refuses (KvCapacityError) exactly the batches this refuses. A handle may appear
+  // once; an unknown one throws std::invalid_argument. The scheduler asks it before admitting or
+  // growing a sequence, the draft planner before spending KV on drafts.
+  virtual bool can_fit(std::span<const KvGrowth> batch) const = 0;
 
   // Runs one batched forward. Returns outputs flattened in chunk order, chunk c contributing
   // tokens.size() - first_output entries. Throws std::invalid_argument for a token id outside the

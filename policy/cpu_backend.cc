@@ -92,6 +92,16 @@ KvCapacity CpuBackend::kv_capacity() const {
   return c;
 }
 
+bool CpuBackend::can_fit(std::span<const KvGrowth> batch) const {
+  if (total_blocks_ < 0) return true;
+  int64_t new_blocks = 0;
+  for (const KvGrowth& g : batch) {
+    const int64_t len = g.seq < 0 ? 0 : seq_ref(g.seq).length;
+    new_blocks += blocks_for(len + g.new_tokens) - blocks_for(len);
+  }
+  return used_blocks_ + new_blocks <= total_blocks_;
+}
+
 std::vector<TokenOutput> CpuBackend::forward(std::span<const SequenceChunk> chunks) {
   return forward_with_logits(chunks, nullptr);
 }
@@ -132,9 +142,7 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
                                   " would exceed max_position_embeddings " +
                                   std::to_string(c.max_position_embeddings));
     }
-    if (!(ch.sampling.temperature >= 0.0f) || std::isinf(ch.sampling.temperature) || std::isnan(ch.sampling.top_p)) {
-      throw std::invalid_argument(where + ": temperature must be finite and >= 0, top_p a number");
-    }
+    if (auto e = check_sampling_params(ch.sampling)) throw std::invalid_argument(where + ": " + e->reason);
     new_blocks += blocks_for(len + n) - blocks_for(len);
     total += n;
     n_out += n - ch.first_output;

@@ -29,6 +29,7 @@ class CpuBackend final : public Backend {
   int32_t sequence_length(int64_t seq) const override;
   void truncate(int64_t seq, int32_t new_length) override;
   KvCapacity kv_capacity() const override;
+  bool can_fit(std::span<const KvGrowth> batch) const override;
   std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) override;
   void replace_weights(const std::filesystem::path& dir) override;
 

@@ -43,12 +43,8 @@ bool ragged_graphs_enabled() {
 }
 
 void validate_sampling(const SamplingParams& s, size_t chunk) {
-  if (!std::isfinite(s.temperature) || s.temperature < 0.0f)
-    throw std::invalid_argument("chunk " + std::to_string(chunk) + ": temperature " +
-                                std::to_string(s.temperature) + " must be finite and >= 0");
-  if (std::isnan(s.top_p) || s.top_p <= 0.0f)
-    throw std::invalid_argument("chunk " + std::to_string(chunk) + ": top_p " +
-                                std::to_string(s.top_p) + " must be > 0");
+  if (auto e = check_sampling_params(s))
+    throw std::invalid_argument("chunk " + std::to_string(chunk) + ": " + e->reason);
   if (!(s.min_p <= 0.0f))
     throw std::invalid_argument("chunk " + std::to_string(chunk) + ": min_p " + std::to_string(s.min_p) +
                                 " is not implemented by the CUDA sampler; use min_p = 0 or the cpu backend");
@@ -111,6 +107,15 @@ class CudaBackend final : public Backend {
   void release_sequence(int64_t seq) override { blocks_->release(seq); }
   int32_t sequence_length(int64_t seq) const override { return blocks_->length(seq); }
   void truncate(int64_t seq, int32_t new_length) override { blocks_->truncate(seq, new_length); }
+  bool can_fit(std::span<const KvGrowth> batch) const override {
+    int64_t needed = 0;
+    for (const KvGrowth& g : batch) {
+      const int64_t len = g.seq < 0 ? 0 : blocks_->length(g.seq);
+      needed += g.seq < 0 ? (g.new_tokens + kv_.block_size - 1) / kv_.block_size
+                          : blocks_->blocks_needed(g.seq, len + g.new_tokens);
+    }
+    return needed <= blocks_->free_blocks();
+  }
   KvCapacity kv_capacity() const override {
     KvCapacity k;
     k.block_size = kv_.block_size;

@@ -15,6 +15,7 @@
 #include "drafter/drafter.h"
 #include "drafter/speculation_policy.h"
 #include "rollout/partial_pool.h"
+#include "rollout/request_validator.h"
 #include "rollout/round_assembler.h"
 #include "rollout/scheduler.h"
 #include "rollout/sequence.h"
@@ -61,6 +62,7 @@ struct Engine::Impl {
     std::vector<Trajectory> trajectories;
   };
   std::deque<Emitted> recent;
+  std::vector<Group*> retired_groups;  // groups of sequences retired since the pool last heard
 
   Impl(std::unique_ptr<policy::Backend> b, EngineOptions o)
       : backend(std::move(b)),
@@ -83,42 +85,13 @@ struct Engine::Impl {
   }
 
   void validate(const GroupRequest& g) const {
-    auto bad = [&](const std::string& m) { throw InvalidRequest(g.group_id, "", m); };
-    const int32_t vocab = backend->config().vocab_size;
-    if (g.group_id.empty()) bad("group_id is empty");
-    if (pool.has_group(g.group_id)) bad("a group with this id is already in flight");
-    if (g.n < 1) bad("n must be >= 1, got " + std::to_string(g.n));
-    if (g.prompt_tokens.empty()) bad("empty prompt");
-    for (size_t i = 0; i < g.prompt_tokens.size(); ++i) {
-      const int32_t t = g.prompt_tokens[i];
-      if (t < 0 || t >= vocab) {
-        bad("prompt token " + std::to_string(i) + " = " + std::to_string(t) +
-            " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
-      }
-    }
-    if (static_cast<int64_t>(g.prompt_tokens.size()) >= max_position) {
-      bad("prompt of " + std::to_string(g.prompt_tokens.size()) +
-          " tokens leaves no room in the context of " + std::to_string(max_position));
-    }
-    if (g.max_new_tokens < 1) bad("max_new_tokens must be >= 1");
-    for (int32_t t : g.stop_tokens) {
-      if (t < 0 || t >= vocab) bad("stop token " + std::to_string(t) + " is outside the vocabulary");
-    }
-    const policy::SamplingParams& s = g.sampling;
-    if (!(s.temperature >= 0) || !std::isfinite(s.temperature)) bad("temperature must be >= 0");
-    if (!(s.top_p > 0) || !std::isfinite(s.top_p)) bad("top_p must be > 0");
-    if (!options.forced_trajectories.empty()) {
-      const std::string pid = g.prompt_id.empty() ? g.group_id : g.prompt_id;
-      for (int32_t i = 0; i < g.n; ++i) {
-        auto it = options.forced_trajectories.find({pid, g.trace_sample_offset + i});
-        if (it == options.forced_trajectories.end() || it->second.empty()) {
-          bad("trace-forced mode has no recorded response for prompt '" + pid + "' sample " +
-              std::to_string(g.trace_sample_offset + i));
-        }
-        for (int32_t t : it->second) {
-          if (t < 0 || t >= vocab) bad("recorded token " + std::to_string(t) + " is outside the vocabulary");
-        }
-      }
+    RequestLimits limits;
+    limits.vocab_size = backend->config().vocab_size;
+    limits.context_length = backend->config().max_position_embeddings;
+    limits.forced = &options.forced_trajectories;
+    validate_group_request(g, limits);
+    if (pool.has_group(g.group_id)) {
+      throw InvalidRequest(g.group_id, "group_id", "a group with this id is already in flight");
     }
   }
 
@@ -148,19 +121,63 @@ struct Engine::Impl {
     }
   }
 
-  void abort_sequence(Sequence* s) {
+  // The one teardown of a sequence leaving the running set for good: finished now (`finish`:
+  // stop, length, context, end of its recording, or aborted) or done earlier and re-scored (or
+  // aborted while owing its re-score: it keeps its finish reason). Ends its drafter and policy
+  // state, records a new finish in the length history, releases its KV and queues its group for
+  // the pool's completion check.
+  void retire_sequence(Sequence& s, std::optional<FinishReason> finish) {
+    s.score_upto = 0;
+    if (finish && !s.done) {
+      s.done = true;
+      s.finish_reason = *finish;
+      if (spec_policy) spec_policy->record_finished(s.group->request.prompt_id, s.response_len());
+    }
+    if (drafter && s.drafter_live) drafter->end_request(s.uid);
+    s.drafter_live = false;
+    if (spec_policy) spec_policy->end_sequence(s.uid);
+    scheduler.retire(&s);
+    retired_groups.push_back(s.group);
+  }
+
+  void abort_sequence(Sequence& s) {
     spdlog::error("engine: sequence {} of group '{}' ({} tokens) does not fit in the KV cache even "
                   "alone; finishing it as aborted",
-                  s->uid, s->group->request.group_id, s->total_len());
-    if (!s->done) {
-      s->done = true;
-      s->finish_reason = FinishReason::kAborted;
+                  s.uid, s.group->request.group_id, s.total_len());
+    retire_sequence(s, FinishReason::kAborted);
+  }
+
+  // Applies what the step's forward produced (speculative_step.h), in plan order: re-scored
+  // logprobs, emitted tokens, KV rollback, acceptance reports, the drafter's view, teardown.
+  void apply_step(const StepResult& r) {
+    for (const SequenceResult& q : r.sequences) {
+      Sequence& s = *q.seq;
+      std::copy(q.rescored.begin(), q.rescored.end(), s.current_logprobs.begin() + q.rescored_from);
+      if (q.rescore_done) s.score_upto = 0;
+      for (size_t i = 0; i < q.emitted.size(); ++i) {
+        s.tokens.push_back(q.emitted[i]);
+        s.behaviour_logprobs.push_back(q.logprobs[i]);
+        s.policy_versions.push_back(version);
+        if (!s.current_logprobs.empty()) s.current_logprobs.push_back(q.logprobs[i]);
+      }
+      s.kv_len = q.kv_keep;
+      if (q.decoded && spec_policy) {  // acceptance-aware budgets: every decoding step counts
+        spec_policy->observe_acceptance(s.uid, s.group->request.prompt_id, q.drafted, q.accepted);
+      }
+      if (q.retire) {
+        retire_sequence(s, q.finish);
+        continue;
+      }
+      if (q.kv_keep < q.kv_fed) backend->truncate(s.kv_handle, q.kv_keep);
+      if (!q.emitted.empty() && drafter && s.drafter_live) drafter->observe(s.uid, q.emitted);
     }
-    s->score_upto = 0;
-    if (drafter && s->drafter_live) drafter->end_request(s->uid);
-    s->drafter_live = false;
-    if (spec_policy) spec_policy->end_sequence(s->uid);
-    scheduler.retire(s);
+  }
+
+  // Tells the pool which groups lost a sequence since the last call.
+  void note_retired() {
+    if (retired_groups.empty()) return;
+    pool.note_retired(retired_groups);
+    retired_groups.clear();
   }
 
   RoundBatch emit_round(bool flush) {
@@ -216,32 +233,24 @@ struct Engine::Impl {
     sync_history();
     activate_groups();
     if (scheduler.empty()) {
-      pool.note_completions();
+      note_retired();
       if (pool.round_ready()) return emit_round(false);
       return std::nullopt;
     }
     open_round_if_needed();
     const Clock::time_point t0 = Clock::now();
-    StepPlan plan = scheduler.schedule();
-    for (Sequence* s : plan.aborted) abort_sequence(s);
+    const StepPlan plan = scheduler.schedule();
+    for (Sequence* s : plan.aborted) abort_sequence(*s);
     stats.preemptions = scheduler.preemptions();
 
-    StepEnvironment env{*backend, scheduler, drafter.get(), spec_policy.get(), version,
-                        max_position, options.refit_cost_model};
-    StepResult r;
-    try {
-      r = run_speculative_step(plan, env);
-    } catch (const policy::KvCapacityError& e) {
-      // The backend's block accounting disagreed with the scheduler's (nothing was modified):
-      // free room by recompute and retry next step rather than failing the worker.
-      if (!scheduler.on_capacity_error()) throw;
-      spdlog::warn("engine: {}; keeping {} KV blocks in reserve from now on, preempted the newest "
-                   "sequence, retrying",
-                   e.what(), scheduler.headroom_blocks());
-      stats.preemptions = scheduler.preemptions();
-      return std::nullopt;
-    }
+    StepEnvironment env{*backend, drafter.get(), spec_policy.get(), version, max_position,
+                        options.refit_cost_model};
+    StepResult r = run_speculative_step(plan, env);
+    const Clock::time_point ta = Clock::now();
+    apply_step(r);
+    note_retired();
     StepStats& st = r.stats;
+    st.sample_us += std::chrono::duration<double, std::micro>(Clock::now() - ta).count();
     st.step = stats.steps++;
     st.preempted = plan.preempted;
     st.total_us = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
@@ -261,7 +270,6 @@ struct Engine::Impl {
     round_acc.forward_s += st.forward_us * 1e-6;
     round_acc.sample_s += st.sample_us * 1e-6;
 
-    pool.note_completions();
     if (pool.round_ready()) return emit_round(false);
     return std::nullopt;
   }
@@ -282,6 +290,7 @@ struct Engine::Impl {
         if (s->state == SeqState::kIdle) scheduler.enqueue_front(s.get());
       }
     }
+    pool.note_reopened();
     spdlog::info("engine: weights from {} (version {} -> {}); {} sequences re-prefill", dir.string(),
                  old, new_version, rescored);
   }
@@ -332,7 +341,7 @@ std::optional<RoundBatch> Engine::step() { return impl_->step(); }
 
 std::optional<RoundBatch> Engine::flush_round() {
   Impl& m = *impl_;
-  m.pool.note_completions();
+  m.note_retired();
   bool any = false;
   for (const auto& g : m.pool.in_flight()) any = any || g->complete();
   if (!any) return std::nullopt;

@@ -6,6 +6,7 @@ add_library(longtail_rollout
   ${CMAKE_CURRENT_LIST_DIR}/forced_trajectories.cc
   ${CMAKE_CURRENT_LIST_DIR}/importance.cc
   ${CMAKE_CURRENT_LIST_DIR}/partial_pool.cc
+  ${CMAKE_CURRENT_LIST_DIR}/request_validator.cc
   ${CMAKE_CURRENT_LIST_DIR}/round_assembler.cc
   ${CMAKE_CURRENT_LIST_DIR}/scheduler.cc
   ${CMAKE_CURRENT_LIST_DIR}/sequence.cc

@@ -41,25 +41,40 @@ std::vector<Group*> PartialPool::activate(int64_t round) {
   return out;
 }
 
-void PartialPool::note_completions() {
+void PartialPool::note_retired(const std::vector<Group*>& groups) {
+  std::vector<Group*> now;
+  for (Group* g : groups) {
+    if (g->complete_counted || !g->complete()) continue;
+    g->complete_counted = true;  // also dedups a group listed more than once
+    ++complete_;
+    now.push_back(g);
+  }
+  std::sort(now.begin(), now.end(),
+            [](const Group* a, const Group* b) { return a->activated_at < b->activated_at; });
+  for (Group* g : now) {
+    if (g->completed_at < 0) g->completed_at = completions_++;
+  }
+}
+
+void PartialPool::note_reopened() {
+  complete_ = 0;
   for (auto& g : active_) {
-    if (g->completed_at < 0 && g->complete()) g->completed_at = completions_++;
+    g->complete_counted = g->complete();
+    complete_ += g->complete_counted ? 1 : 0;
   }
 }
 
 bool PartialPool::round_ready() const {
-  int32_t complete = 0;
-  for (const auto& g : active_) complete += g->complete() ? 1 : 0;
   if (round_groups_ == 0) {
-    return complete > 0 && complete == static_cast<int32_t>(active_.size()) && queued_.empty();
+    return complete_ > 0 && complete_ == static_cast<int32_t>(active_.size()) && queued_.empty();
   }
-  return complete >= round_groups_;
+  return complete_ >= round_groups_;
 }
 
 std::vector<std::unique_ptr<Group>> PartialPool::take_round(bool flush) {
   std::vector<Group*> done;
   for (auto& g : active_) {
-    if (g->complete()) done.push_back(g.get());
+    if (g->complete_counted) done.push_back(g.get());
   }
   std::sort(done.begin(), done.end(),
             [](const Group* a, const Group* b) { return a->completed_at < b->completed_at; });
@@ -71,6 +86,7 @@ std::vector<std::unique_ptr<Group>> PartialPool::take_round(bool flush) {
     auto it = std::find_if(active_.begin(), active_.end(),
                            [&](const std::unique_ptr<Group>& g) { return g.get() == d; });
     ids_.erase(d->request.group_id);
+    --complete_;
     out.push_back(std::move(*it));
     active_.erase(it);
   }

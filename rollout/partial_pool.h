@@ -27,8 +27,13 @@ class PartialPool {
 
   // Moves queued groups in flight until ceil(f * N) are (all of them when N = 0); returns them.
   std::vector<Group*> activate(int64_t round);
-  // Records first-completion order for groups that are complete now.
-  void note_completions();
+  // Sequences of these groups left the running set (finished, re-scored or aborted): the groups
+  // that are complete now get their first-completion order, in activation order among those
+  // completing together. The engine calls this from each step's retired sequences, so nothing
+  // rescans the groups in flight.
+  void note_retired(const std::vector<Group*>& groups);
+  // A weight update reopened done sequences (they owe a re-score): recounts complete groups.
+  void note_reopened();
   bool round_ready() const;
   // Removes the round's groups: the first N complete ones, or every complete one when flushing.
   std::vector<std::unique_ptr<Group>> take_round(bool flush);
@@ -45,6 +50,7 @@ class PartialPool {
   std::unordered_set<std::string> ids_;
   int64_t activations_ = 0;
   int64_t completions_ = 0;
+  int32_t complete_ = 0;  // groups in flight with complete_counted set
 };
 
 }  // namespace longtail::rollout

@@ -10,10 +10,27 @@
 namespace longtail::rollout {
 
 namespace {
-constexpr int64_t kUnlimitedBlocks = std::numeric_limits<int64_t>::max() / 4;
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// The largest m in [0, hi] with fits(m), for fits monotone (true up to some m, false beyond).
+template <class Fits>
+int32_t largest_fitting(int32_t hi, Fits&& fits) {
+  int32_t lo = 0;  // fits(0) holds: no growth
+  while (lo < hi) {
+    const int32_t mid = lo + (hi - lo + 1) / 2;
+    if (fits(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 }  // namespace
+
+std::vector<policy::KvGrowth> StepPlan::kv_growth() const {
+  std::vector<policy::KvGrowth> kv;
+  kv.reserve(chunks.size());
+  for (const ScheduledChunk& c : chunks) kv.push_back({c.seq->kv_handle, c.n_tokens});
+  return kv;
+}
 
 Scheduler::Scheduler(policy::Backend& backend, SchedulerOptions options)
     : backend_(backend), options_(options) {
@@ -23,7 +40,6 @@ Scheduler::Scheduler(policy::Backend& backend, SchedulerOptions options)
   if (options_.max_tokens_per_forward < 2) {
     throw std::invalid_argument("max_tokens_per_forward must be >= 2");
   }
-  block_size_ = std::max<int32_t>(1, backend_.kv_capacity().block_size);
 }
 
 void Scheduler::enqueue(Sequence* s) {
@@ -34,16 +50,6 @@ void Scheduler::enqueue(Sequence* s) {
 void Scheduler::enqueue_front(Sequence* s) {
   s->state = SeqState::kQueued;
   waiting_.push_front(s);
-}
-
-int64_t Scheduler::blocks_for(int32_t kv_len, int32_t n) const {
-  return ceil_div(kv_len + n, block_size_) - ceil_div(kv_len, block_size_);
-}
-
-int64_t Scheduler::free_blocks() const {
-  const policy::KvCapacity cap = backend_.kv_capacity();
-  if (cap.total_tokens <= 0) return kUnlimitedBlocks;  // backend without a KV bound
-  return std::max<int64_t>(0, cap.free_tokens / block_size_ - headroom_blocks_);
 }
 
 // A chunk that stops inside the response of a sequence owing a re-score must re-feed its last
@@ -68,17 +74,14 @@ int32_t Scheduler::first_output(const Sequence& s, int32_t n, bool final) {
   return final ? n - 1 : n;
 }
 
-int64_t Scheduler::preempt(Sequence* s) {
-  const int64_t freed = ceil_div(s->kv_len, block_size_);
+void Scheduler::preempt(Sequence* s) {
   backend_.release_sequence(s->kv_handle);
   s->kv_handle = -1;
   s->kv_len = 0;
   running_.erase(std::find(running_.begin(), running_.end(), s));
   enqueue_front(s);
   ++preemptions_;
-  spdlog::debug("scheduler: preempted sequence {} ({} tokens) to free {} KV blocks", s->uid,
-                s->total_len(), freed);
-  return freed;
+  spdlog::debug("scheduler: preempted sequence {} ({} tokens) to free KV", s->uid, s->total_len());
 }
 
 void Scheduler::retire(Sequence* s) {
@@ -99,19 +102,50 @@ void Scheduler::drop_all_kv() {
   }
 }
 
-bool Scheduler::on_capacity_error() {
-  headroom_blocks_ = std::max<int64_t>(1, 2 * headroom_blocks_);
-  const policy::KvCapacity cap = backend_.kv_capacity();
-  if (cap.total_tokens <= 0 || headroom_blocks_ > cap.total_tokens / block_size_) return false;
-  if (running_.size() >= 2) preempt(running_.back());
-  return true;
+// The plan as it would be if every chunk fitted: when the backend accepts all of it at once, every
+// check of schedule() would pass, so one call answers them all (the common, unpressured step).
+bool Scheduler::everything_fits() const {
+  std::vector<policy::KvGrowth> kv;
+  kv.reserve(running_.size() + waiting_.size());
+  int32_t budget = options_.max_tokens_per_forward;
+  for (const Sequence* s : running_) {
+    const int32_t n = chunk_size(*s, budget);
+    if (n == 0) continue;
+    kv.push_back({s->kv_handle, n});
+    budget -= n;
+  }
+  size_t running = running_.size();
+  for (const Sequence* s : waiting_) {
+    if (budget <= 0 || static_cast<int32_t>(running) >= options_.max_running_sequences) break;
+    const int32_t n = chunk_size(*s, budget);
+    if (n == 0) break;
+    kv.push_back({-1, n});
+    budget -= n;
+    ++running;
+  }
+  return backend_.can_fit(kv);
 }
 
 StepPlan Scheduler::schedule() {
   StepPlan plan;
-  int64_t free = free_blocks();
   int32_t budget = options_.max_tokens_per_forward;
   int32_t preempted = 0;
+  const bool all_fit = everything_fits();
+  std::vector<policy::KvGrowth> kv;  // growth of the chunks planned so far
+  auto fits = [&](int64_t seq, int32_t n) {
+    if (all_fit || n == 0) return true;
+    kv.push_back({seq, n});
+    const bool ok = backend_.can_fit(kv);
+    kv.pop_back();
+    return ok;
+  };
+  auto add_chunk = [&](Sequence* s, int32_t n) {
+    kv.push_back({s->kv_handle, n});
+    budget -= n;
+    const bool final = n == s->pending();
+    plan.chunks.push_back(ScheduledChunk{s, n, first_output(*s, n, final), final});
+    plan.tokens += n;
+  };
 
   // Running sequences, oldest first; a sequence that does not fit takes KV from the newest.
   for (size_t i = 0; i < running_.size();) {
@@ -121,35 +155,26 @@ StepPlan Scheduler::schedule() {
       ++i;
       continue;
     }
-    int64_t need = blocks_for(s->kv_len, n);
-    while (need > free && running_.back() != s) {
-      free += preempt(running_.back());
+    while (!fits(s->kv_handle, n) && running_.back() != s) {
+      preempt(running_.back());
       ++preempted;
     }
-    if (need > free && n > 1) {  // the newest sequence: a shorter prefill chunk may still fit
-      int32_t fit = static_cast<int32_t>(std::min<int64_t>(
-          n, (ceil_div(s->kv_len, block_size_) + free) * block_size_ - s->kv_len));
+    if (n > 1 && !fits(s->kv_handle, n)) {  // the newest sequence: a shorter prefill chunk may fit
+      int32_t fit = largest_fitting(n - 1, [&](int32_t m) { return fits(s->kv_handle, m); });
       fit = fit > 0 ? chunk_size(*s, fit) : 0;
-      if (fit > 0) {
-        n = fit;
-        need = blocks_for(s->kv_len, n);
-      }
+      if (fit > 0) n = fit;
     }
-    if (need > free) {
+    if (!fits(s->kv_handle, n)) {
       if (i == 0) {  // alone and still too big: the cache can never hold it
         plan.aborted.push_back(s);
         ++i;
         continue;
       }
-      free += preempt(s);
+      preempt(s);
       ++preempted;
       continue;
     }
-    free -= need;
-    budget -= n;
-    const bool final = n == s->pending();
-    plan.chunks.push_back(ScheduledChunk{s, n, first_output(*s, n, final), final, {}});
-    plan.tokens += n;
+    add_chunk(s, n);
     ++i;
   }
 
@@ -159,8 +184,9 @@ StepPlan Scheduler::schedule() {
     Sequence* s = waiting_.front();
     int32_t n = chunk_size(*s, budget);
     if (n == 0) break;
-    if (blocks_for(0, n) > free) {
-      const int32_t fit = chunk_size(*s, static_cast<int32_t>(std::min<int64_t>(n, free * block_size_)));
+    if (!fits(-1, n)) {
+      int32_t fit = largest_fitting(n - 1, [&](int32_t m) { return fits(-1, m); });
+      fit = fit > 0 ? chunk_size(*s, fit) : 0;
       if (fit == 0) {
         if (running_.empty() && plan.chunks.empty()) {
           waiting_.pop_front();
@@ -177,15 +203,10 @@ StepPlan Scheduler::schedule() {
     s->state = SeqState::kRunning;
     s->admitted_at = admissions_++;
     running_.push_back(s);
-    free -= blocks_for(0, n);
-    budget -= n;
-    const bool final = n == s->pending();
-    plan.chunks.push_back(ScheduledChunk{s, n, first_output(*s, n, final), final, {}});
-    plan.tokens += n;
+    add_chunk(s, n);
   }
 
   plan.tokens_left = budget;
-  plan.free_blocks_left = free;
   plan.preempted = preempted;
   return plan;
 }

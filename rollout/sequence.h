@@ -59,6 +59,7 @@ struct Group {
   int64_t activated_at = -1;              // in-flight order (-1 = still queued)
   int64_t first_round = -1;               // round in which the group became active
   int64_t completed_at = -1;              // first-completion order (-1 = not complete yet)
+  bool complete_counted = false;          // PartialPool counts it complete (see note_retired)
 
   bool complete() const {
     for (const auto& s : sequences) {

@@ -1,9 +1,8 @@
-// Drafting, one verifying forward, lossless acceptance and KV rollback (see speculative_step.h).
+// Drafting, one verifying forward and lossless acceptance (see speculative_step.h).
 #include "rollout/speculative_step.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <span>
@@ -28,85 +27,99 @@ int32_t useful_draft_cap(const Sequence& s, int32_t max_position) {
   return std::max(cap, 0);
 }
 
-void plan_drafts(StepPlan& plan, StepEnvironment& env, StepStats& stats) {
-  if (!env.drafter || !env.policy) return;
+// Draft tokens per chunk of the plan (empty where none). Budgets come from the speculation policy,
+// capped by the useful length, the forward's remaining token budget and, sequence by sequence in
+// plan order, by what the backend says still fits in the KV cache.
+std::vector<std::vector<int32_t>> plan_drafts(const StepPlan& plan, StepEnvironment& env,
+                                              StepStats& stats) {
+  std::vector<std::vector<int32_t>> drafts(plan.chunks.size());
+  if (!env.drafter || !env.policy) return drafts;
   const Clock::time_point t0 = Clock::now();
-  std::vector<ScheduledChunk*> decoding;
+  std::vector<size_t> decoding;  // chunk indices
   std::vector<drafter::SequenceView> views;
-  for (ScheduledChunk& c : plan.chunks) {
-    Sequence& s = *c.seq;
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& c = plan.chunks[i];
+    const Sequence& s = *c.seq;
     if (!c.final || c.n_tokens != 1 || s.done || !s.drafter_live) continue;
-    decoding.push_back(&c);
+    decoding.push_back(i);
     views.push_back(drafter::SequenceView{s.uid, s.group->request.prompt_id, s.response_len(),
                                           s.group->request.max_new_tokens});
   }
-  if (decoding.empty()) return;
-  std::vector<int32_t> budgets = env.policy->budgets(views);
-  std::vector<drafter::DraftRequest> requests;
-  std::vector<ScheduledChunk*> drafted;
+  if (decoding.empty()) return drafts;
+  const std::vector<int32_t> budgets = env.policy->budgets(views);
+
+  // Budgets within the token budget; if the backend takes all of them at once, every per-sequence
+  // question below would be answered yes, so it is asked only when they do not fit together.
+  std::vector<int32_t> b(decoding.size());
+  std::vector<policy::KvGrowth> kv = plan.kv_growth();
   int32_t tokens_left = plan.tokens_left;
-  int64_t blocks_left = plan.free_blocks_left;
-  for (size_t i = 0; i < decoding.size(); ++i) {
-    const Sequence& s = *decoding[i]->seq;
-    int32_t b = std::min({budgets[i], useful_draft_cap(s, env.max_position), tokens_left});
-    // Extra KV blocks beyond the one verified token the plan already reserved.
-    while (b > 0 && env.scheduler.blocks_for(s.kv_len, 1 + b) -
-                            env.scheduler.blocks_for(s.kv_len, 1) > blocks_left) {
-      --b;
+  for (size_t k = 0; k < decoding.size(); ++k) {
+    const Sequence& s = *plan.chunks[decoding[k]].seq;
+    b[k] = std::max(0, std::min({budgets[k], useful_draft_cap(s, env.max_position), tokens_left}));
+    tokens_left -= b[k];
+    kv[decoding[k]].new_tokens += b[k];
+  }
+  if (!env.backend.can_fit(kv)) {
+    kv = plan.kv_growth();
+    tokens_left = plan.tokens_left;
+    for (size_t k = 0; k < decoding.size(); ++k) {
+      const Sequence& s = *plan.chunks[decoding[k]].seq;
+      policy::KvGrowth& g = kv[decoding[k]];
+      const int32_t base = g.new_tokens;
+      int32_t lo = 0;
+      int32_t hi = std::max(0, std::min({budgets[k], useful_draft_cap(s, env.max_position), tokens_left}));
+      while (lo < hi) {  // the largest budget that still fits
+        const int32_t mid = lo + (hi - lo + 1) / 2;
+        g.new_tokens = base + mid;
+        if (env.backend.can_fit(kv)) lo = mid;
+        else hi = mid - 1;
+      }
+      g.new_tokens = base + lo;
+      b[k] = lo;
+      tokens_left -= lo;
     }
-    if (b <= 0) continue;
-    tokens_left -= b;
-    blocks_left -= env.scheduler.blocks_for(s.kv_len, 1 + b) - env.scheduler.blocks_for(s.kv_len, 1);
-    requests.push_back(drafter::DraftRequest{s.uid, b});
-    drafted.push_back(decoding[i]);
+  }
+
+  std::vector<drafter::DraftRequest> requests;
+  std::vector<size_t> drafted;  // chunk indices
+  for (size_t k = 0; k < decoding.size(); ++k) {
+    if (b[k] <= 0) continue;
+    requests.push_back(drafter::DraftRequest{plan.chunks[decoding[k]].seq->uid, b[k]});
+    drafted.push_back(decoding[k]);
   }
   if (!requests.empty()) {
-    std::vector<drafter::Draft> drafts(requests.size());
-    env.drafter->propose_batch(requests, drafts);
+    std::vector<drafter::Draft> out(requests.size());
+    env.drafter->propose_batch(requests, out);
     for (size_t i = 0; i < drafted.size(); ++i) {
-      std::vector<int32_t>& d = drafts[i].tokens;
+      std::vector<int32_t>& d = out[i].tokens;
       if (static_cast<int32_t>(d.size()) > requests[i].budget) d.resize(requests[i].budget);
-      drafted[i]->draft = std::move(d);
-      stats.tokens_drafted += static_cast<int32_t>(drafted[i]->draft.size());
+      stats.tokens_drafted += static_cast<int32_t>(d.size());
+      drafts[drafted[i]] = std::move(d);
     }
   }
-  plan.tokens_left = tokens_left;
-  plan.free_blocks_left = blocks_left;
   stats.draft_us = us_since(t0);
+  return drafts;
 }
 
 }  // namespace
 
-bool emit_token(Sequence& s, int32_t token, float logprob, int64_t version, int32_t max_position) {
-  s.tokens.push_back(token);
-  s.behaviour_logprobs.push_back(logprob);
-  s.policy_versions.push_back(version);
-  if (!s.current_logprobs.empty()) s.current_logprobs.push_back(logprob);
+std::optional<FinishReason> finish_after(const Sequence& s, int32_t token, int32_t response_len,
+                                         int32_t max_position) {
   const GroupRequest& r = s.group->request;
   if (s.forced) {
-    if (s.response_len() >= static_cast<int32_t>(s.forced->size())) {
-      s.done = true;
-      s.finish_reason = FinishReason::kStop;
-    }
+    if (response_len >= static_cast<int32_t>(s.forced->size())) return FinishReason::kStop;
   } else if (s.group->is_stop(token)) {
-    s.done = true;
-    s.finish_reason = FinishReason::kStop;
+    return FinishReason::kStop;
   }
-  if (!s.done && s.response_len() >= r.max_new_tokens) {
-    s.done = true;
-    s.finish_reason = FinishReason::kLength;
-  }
-  if (!s.done && s.total_len() >= max_position) {
-    s.done = true;
-    s.finish_reason = FinishReason::kContext;
-  }
-  return s.done;
+  if (response_len >= r.max_new_tokens) return FinishReason::kLength;
+  if (s.prompt_len + response_len >= max_position) return FinishReason::kContext;
+  return std::nullopt;
 }
 
-StepResult run_speculative_step(StepPlan& plan, StepEnvironment& env) {
+StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
   StepResult result;
   StepStats& st = result.stats;
-  plan_drafts(plan, env, st);
+  const std::vector<std::vector<int32_t>> drafts = plan_drafts(plan, env, st);
 
   // Inputs: pending tokens, then the draft. Buffers outlive the spans handed to the backend.
   std::vector<std::vector<int32_t>> inputs(plan.chunks.size());
@@ -116,7 +129,7 @@ StepResult run_speculative_step(StepPlan& plan, StepEnvironment& env) {
     const Sequence& s = *c.seq;
     std::vector<int32_t>& in = inputs[i];
     in.assign(s.tokens.begin() + s.kv_len, s.tokens.begin() + s.kv_len + c.n_tokens);
-    in.insert(in.end(), c.draft.begin(), c.draft.end());
+    in.insert(in.end(), drafts[i].begin(), drafts[i].end());
     policy::SequenceChunk& pc = chunks[i];
     pc.seq = s.kv_handle;
     pc.uid = s.uid;
@@ -136,86 +149,74 @@ StepResult run_speculative_step(StepPlan& plan, StepEnvironment& env) {
   }
 
   const Clock::time_point ta = Clock::now();
+  result.sequences.resize(plan.chunks.size());
   size_t base = 0;
-  std::vector<int32_t> emitted;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
-    Sequence& s = *c.seq;
+    const Sequence& s = *c.seq;
+    const std::vector<int32_t>& draft = drafts[i];
+    SequenceResult& r = result.sequences[i];
+    r.seq = c.seq;
     const int32_t fed = static_cast<int32_t>(inputs[i].size());
     const std::span<const policy::TokenOutput> out(outputs.data() + base, fed - c.first_output);
     base += out.size();
     const int32_t kv0 = s.kv_len;
+    r.kv_fed = kv0 + fed;
+    r.kv_keep = kv0 + c.n_tokens;
 
     // Re-score after a weight update: the logprob of each response token under the new weights.
     if (s.needs_scoring()) {
       for (int32_t in_idx = c.first_output; in_idx + 1 < c.n_tokens; ++in_idx) {
-        const int32_t r = kv0 + in_idx + 1 - s.prompt_len;
-        if (r >= 0 && r < s.score_upto) s.current_logprobs[r] = out[in_idx - c.first_output].next_input_logprob;
+        const int32_t resp = kv0 + in_idx + 1 - s.prompt_len;
+        if (resp < 0 || resp >= s.score_upto) continue;
+        if (r.rescored.empty()) r.rescored_from = resp;
+        r.rescored.push_back(out[in_idx - c.first_output].next_input_logprob);
       }
     }
-    s.kv_len = kv0 + c.n_tokens;
     if (!c.final) {
-      const int32_t r = s.kv_len - s.prompt_len;  // the token after this chunk, if in the response
-      if (s.needs_scoring() && r >= 0 && r < s.score_upto) {
-        s.kv_len -= 1;  // re-fed next time, with its successor, so that successor gets scored
-        env.backend.truncate(s.kv_handle, s.kv_len);
-      }
+      const int32_t resp = r.kv_keep - s.prompt_len;  // the token after this chunk, if in the response
+      // Re-fed next time, with its successor, so that the successor gets scored.
+      if (s.needs_scoring() && resp >= 0 && resp < s.score_upto) r.kv_keep -= 1;
       continue;
     }
-    s.score_upto = 0;
+    r.rescore_done = true;
     if (s.done) {  // a finished trajectory that only owed its re-score
-      env.scheduler.retire(&s);
-      result.rescored.push_back(&s);
+      r.retire = true;
       continue;
     }
 
     // Acceptance: emit x_0, then x_{j+1} while x_j matched d_{j+1}.
-    emitted.clear();
-    int32_t accepted = 0;
+    r.decoded = true;
+    r.drafted = static_cast<int32_t>(draft.size());
+    const int32_t resp0 = s.response_len();
     for (int32_t j = 0;; ++j) {
       const policy::TokenOutput& o = out[c.n_tokens - 1 + j - c.first_output];
       int32_t token = o.sampled;
       float lp = o.sampled_logprob;
       if (s.forced) {
-        token = (*s.forced)[s.response_len()];
+        token = (*s.forced)[resp0 + static_cast<int32_t>(r.emitted.size())];
         if (token != o.sampled) {
-          lp = j < static_cast<int32_t>(c.draft.size()) && c.draft[j] == token
+          lp = j < r.drafted && draft[j] == token
                    ? o.next_input_logprob  // the backend's logprob of the drafted successor
                    : std::numeric_limits<float>::quiet_NaN();
         }
       }
-      emitted.push_back(token);
-      if (emit_token(s, token, lp, env.policy_version, env.max_position)) break;
-      if (j < static_cast<int32_t>(c.draft.size()) && c.draft[j] == token) {
-        ++accepted;
+      r.emitted.push_back(token);
+      r.logprobs.push_back(lp);
+      r.finish = finish_after(s, token, resp0 + static_cast<int32_t>(r.emitted.size()), env.max_position);
+      if (r.finish) break;
+      if (j < r.drafted && draft[j] == token) {
+        ++r.accepted;
         continue;
       }
       break;
     }
-    st.tokens_accepted += accepted;
-    if (env.policy) {  // acceptance-aware budgets: every decoding step counts, drafted or not
-      env.policy->observe_acceptance(s.uid, s.group->request.prompt_id,
-                                     static_cast<int32_t>(c.draft.size()), accepted);
-    }
-    st.tokens_emitted += static_cast<int32_t>(emitted.size());
+    st.tokens_accepted += r.accepted;
+    st.tokens_emitted += static_cast<int32_t>(r.emitted.size());
     // The KV holds the pending tokens, the accepted drafts and the rejected ones: keep all but the
     // rejected; the last emitted token is the next step's pending input.
-    s.kv_len += accepted;
-    if (accepted < static_cast<int32_t>(c.draft.size()) && !s.done) {
-      env.backend.truncate(s.kv_handle, s.kv_len);
-    }
-    if (s.done) {
-      if (env.drafter && s.drafter_live) env.drafter->end_request(s.uid);
-      s.drafter_live = false;
-      if (env.policy) {
-        env.policy->record_finished(s.group->request.prompt_id, s.response_len());
-        env.policy->end_sequence(s.uid);
-      }
-      env.scheduler.retire(&s);
-      result.finished.push_back(&s);
-    } else if (env.drafter && s.drafter_live) {
-      env.drafter->observe(s.uid, emitted);
-    }
+    r.kv_keep += r.accepted;
+    r.retire = r.finish.has_value();
   }
   st.sample_us = us_since(ta);
   return result;

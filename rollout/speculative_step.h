@@ -1,7 +1,10 @@
-// One engine step after scheduling: draft budgets (length-aware policy, capped by what the forward
-// and the KV cache have left) -> drafts for every decoding sequence -> ONE forward that feeds each
-// sequence its pending tokens followed by its draft -> acceptance -> rollback of rejected KV ->
-// the drafter observes what was accepted.
+// One engine step after scheduling: draft budgets (length-aware policy, capped by the forward's
+// token budget and by what the backend says still fits) -> drafts for every decoding sequence ->
+// ONE forward that feeds each sequence its pending tokens followed by its draft -> acceptance.
+// The step changes neither the plan nor any sequence: it returns, per scheduled sequence, what the
+// forward produced (tokens to emit, their logprobs, re-scored logprobs, KV positions to keep,
+// whether it finished), and the engine applies that in one place (engine.cc, apply_step), which
+// also rolls back rejected KV, tells the drafter what was accepted and tears finished sequences down.
 //
 // Lossless acceptance: the backend samples x_t at every fed position from that position's logits
 // with an RNG keyed by (seed, uid, position), exactly as plain decoding would. Walking the draft
@@ -16,8 +19,8 @@
 // logprob of it when available (drafted, or equal to the sample), NaN otherwise.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "drafter/drafter.h"
@@ -31,7 +34,6 @@ namespace longtail::rollout {
 
 struct StepEnvironment {
   policy::Backend& backend;
-  Scheduler& scheduler;
   drafter::Drafter* drafter = nullptr;             // null: no speculation
   drafter::SpeculationPolicy* policy = nullptr;    // null: no speculation
   int64_t policy_version = 0;
@@ -39,19 +41,36 @@ struct StepEnvironment {
   bool refit_cost_model = false;
 };
 
-struct StepResult {
-  StepStats stats;
-  std::vector<Sequence*> finished;    // sequences that became done this step (KV released)
-  std::vector<Sequence*> rescored;    // done sequences whose re-score completed this step
+// What the step's forward produced for one scheduled sequence.
+struct SequenceResult {
+  Sequence* seq = nullptr;
+  int32_t kv_fed = 0;       // positions the backend holds after the forward
+  int32_t kv_keep = 0;      // positions to keep (fewer: rejected drafts, a boundary token re-fed)
+  // Re-prefill after a weight update: the latest policy's logprobs of response tokens
+  // [rescored_from, rescored_from + rescored.size()).
+  int32_t rescored_from = 0;
+  std::vector<float> rescored;
+  bool rescore_done = false;          // a final chunk: the sequence owes no more re-scoring
+  std::vector<int32_t> emitted;       // new response tokens
+  std::vector<float> logprobs;        // their behaviour logprobs
+  bool decoded = false;               // sampled this step: drafted/accepted go to the policy
+  int32_t drafted = 0, accepted = 0;  // draft tokens verified, accepted
+  std::optional<FinishReason> finish;  // set when the sequence finished this step
+  bool retire = false;                // leaves the running set: finished, or done and re-scored
 };
 
-// Runs drafting, the forward and acceptance for a schedule. Throws what the backend throws; on a
-// throw from the forward no sequence has been modified.
-StepResult run_speculative_step(StepPlan& plan, StepEnvironment& env);
+struct StepResult {
+  StepStats stats;
+  std::vector<SequenceResult> sequences;  // plan order
+};
 
-// Appends one emitted token to a sequence (logprob, version, current logprob when tracked) and
-// decides whether it finishes: stop token, max_new_tokens, context limit, end of the recording.
-// Returns true when the sequence is now done.
-bool emit_token(Sequence& s, int32_t token, float logprob, int64_t version, int32_t max_position);
+// Runs drafting, the forward and acceptance for a schedule. Throws what the backend throws; no
+// sequence is modified either way.
+StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env);
+
+// Why a sequence ends once `token` becomes its response token number response_len (1-based):
+// stop token (or the recording's end), max_new_tokens, context limit; nothing when it goes on.
+std::optional<FinishReason> finish_after(const Sequence& s, int32_t token, int32_t response_len,
+                                         int32_t max_position);
 
 }  // namespace longtail::rollout

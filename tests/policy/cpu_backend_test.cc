@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -193,6 +194,56 @@ TEST(CpuBackendTest, BadRequestsChangeNothing) {
   EXPECT_THROW(be.forward(dup), std::invalid_argument);
   EXPECT_THROW(be.truncate(s, 5), std::invalid_argument);
   EXPECT_EQ(be.sequence_length(s), 4);
+}
+
+// can_fit is forward's own capacity check, asked beforehand: it refuses exactly what forward refuses.
+TEST(CpuBackendTest, CanFitAnswersAsForwardDoes) {
+  lp::CpuBackend be(kQwen3, opts(2, 40, 8));  // 5 blocks of 8
+  const int64_t a = be.create_sequence(), b = be.create_sequence();
+  const auto p = prompt(17, 3);  // 3 blocks
+  const lp::KvGrowth a17[] = {{a, 17}};
+  EXPECT_TRUE(be.can_fit(a17));
+  auto ca = chunk(a, 1, p, 17);
+  be.forward(std::span(&ca, 1));
+  const lp::KvGrowth grow[] = {{a, 7}, {b, 16}};  // a stays in 3 blocks, b takes 2
+  EXPECT_TRUE(be.can_fit(grow));
+  const lp::KvGrowth too_much[] = {{a, 8}, {b, 16}};  // a needs a 4th block: 6 > 5
+  EXPECT_FALSE(be.can_fit(too_much));
+  const lp::KvGrowth fresh[] = {{-1, 16}}, fresh_big[] = {{-1, 17}};  // not created yet
+  EXPECT_TRUE(be.can_fit(fresh));
+  EXPECT_FALSE(be.can_fit(fresh_big));
+  const lp::KvGrowth unknown[] = {{12345, 1}};
+  EXPECT_THROW(be.can_fit(unknown), std::invalid_argument);
+  const std::vector<int32_t> one = {3};
+  lp::SequenceChunk both[2] = {chunk(a, 1, one, 1), chunk(b, 2, p, 17)};
+  const lp::KvGrowth asked[] = {{a, 1}, {b, 17}};
+  EXPECT_FALSE(be.can_fit(asked));
+  EXPECT_THROW(be.forward(both), lp::KvCapacityError);
+  lp::CpuBackend unlimited(kQwen3, opts());
+  const lp::KvGrowth huge[] = {{-1, 1 << 30}};
+  EXPECT_TRUE(unlimited.can_fit(huge));
+}
+
+// One input check for both backends (policy/backend.h): top_p in (0, 1], temperature finite >= 0.
+TEST(CpuBackendTest, SamplingParametersOutsideTheirRangesAreRefused) {
+  lp::CpuBackend be(kQwen3, opts());
+  const int64_t s = be.create_sequence();
+  const auto p = prompt(4, 0);
+  for (float top_p : {0.0f, -1.0f, 1.5f, std::nanf("")}) {
+    lp::SamplingParams sp = sampled();
+    sp.top_p = top_p;
+    auto c = chunk(s, 1, p, 4, sp);
+    EXPECT_THROW(be.forward(std::span(&c, 1)), std::invalid_argument) << "top_p " << top_p;
+    ASSERT_TRUE(lp::check_sampling_params(sp).has_value());
+    EXPECT_EQ(lp::check_sampling_params(sp)->field, "top_p");
+  }
+  lp::SamplingParams sp = sampled();
+  sp.temperature = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(lp::check_sampling_params(sp)->field, "temperature");
+  EXPECT_EQ(be.sequence_length(s), 0);
+  sp = sampled();
+  sp.top_p = 1.0f;
+  EXPECT_FALSE(lp::check_sampling_params(sp).has_value());
 }
 
 TEST(CpuBackendTest, ReplaceWeightsValidatesBeforeSwapping) {

@@ -209,9 +209,15 @@ TEST(EngineFake, RecoversWhenTheBackendHasLessKvThanItReports) {
   FakeBackendOptions fo;
   fo.max_kv_tokens = 96;
   fo.overstate_free_tokens = 16;
-  Engine e(fake(fo), spec_options(true, 8, true));
-  const RunResult got = testing::run_rounds(e, rounds);
+  auto backend = fake(fo);
+  const FakeBackend* raw = backend.get();
+  Engine e(std::move(backend), spec_options(true, 8, true));
+  const RunResult got = testing::run_rounds(e, rounds);  // the fake throws on any overflow
   testing::expect_same_trajectories(ref, got);
+  // The KV cache did run out (the case this test is about): the engine planned by the backend's
+  // can_fit answers, not by the overstated kv_capacity(), and preempted instead of overflowing.
+  EXPECT_GT(raw->can_fit_refusals, 0);
+  EXPECT_GT(got.stats.preemptions, 0);
 }
 
 TEST(EngineFake, ChunkedPrefillGivesTheSameTrajectories) {
@@ -242,9 +248,11 @@ TEST(EngineFake, FinishesOnStopTokenLengthAndContext) {
   e.submit(len);
   RunResult r;
   testing::drive(e, r, 1);
+  int contexts = 0;
   for (const auto& [uid, t] : r.by_uid) {
     if (t.group_id.rfind("ctx", 0) == 0) {
       if (t.finish_reason == FinishReason::kContext) {
+        ++contexts;
         EXPECT_EQ(t.prompt_tokens.size() + t.response_tokens.size(), 30u);
       } else {
         EXPECT_EQ(t.finish_reason, FinishReason::kStop);
@@ -260,6 +268,7 @@ TEST(EngineFake, FinishesOnStopTokenLengthAndContext) {
     }
     for (size_t i = 0; i + 1 < t.response_tokens.size(); ++i) EXPECT_NE(t.response_tokens[i], 63);
   }
+  EXPECT_GT(contexts, 0) << "no sequence reached the context limit: that case went untested";
   // Greedy with the checkpoint's eos (1): find a sequence that stops on it.
   Engine g(fake(), spec_options(true, 8, false));
   int stops = 0;

@@ -29,8 +29,8 @@ struct FakeBackendOptions {
   int32_t block_size = 4;
   float peak = 6.0f;           // logit of the favoured token; the others lie in [0, 2)
   int32_t eos = 1;
-  int64_t overstate_free_tokens = 0;  // kv_capacity() lies by this much (a backend whose block
-                                      // accounting disagrees with the scheduler's)
+  int64_t overstate_free_tokens = 0;  // kv_capacity() lies by this much: the engine must plan
+                                      // by can_fit, never by the reported capacity
 };
 
 class FakeBackend : public policy::Backend {
@@ -68,6 +68,18 @@ class FakeBackend : public policy::Backend {
                         ? o_.max_kv_tokens - used_blocks() * o_.block_size + o_.overstate_free_tokens
                         : 0;
     return c;
+  }
+
+  bool can_fit(std::span<const policy::KvGrowth> batch) const override {
+    if (o_.max_kv_tokens <= 0) return true;
+    int64_t blocks = used_blocks();
+    for (const auto& g : batch) {
+      const int64_t len = g.seq < 0 ? 0 : static_cast<int64_t>(at(g.seq)->second.size());
+      blocks += ceil_div(len + g.new_tokens) - ceil_div(len);
+    }
+    const bool ok = blocks * o_.block_size <= o_.max_kv_tokens;
+    can_fit_refusals += ok ? 0 : 1;
+    return ok;
   }
 
   std::vector<policy::TokenOutput> forward(std::span<const policy::SequenceChunk> chunks) override {
@@ -132,6 +144,7 @@ class FakeBackend : public policy::Backend {
 
   int64_t forward_calls = 0;
   int64_t tokens_processed = 0;
+  mutable int64_t can_fit_refusals = 0;  // capacity events: batches the KV cache could not take
 
  private:
   static uint64_t mix(uint64_t x) {
