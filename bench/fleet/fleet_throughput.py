@@ -71,10 +71,14 @@ def bench(k: int, args) -> dict:
         if args.kill and k > 1:
             s, t, (victim, at) = run_round(fleet, groups(99, args.groups, args.n, args.max_new_tokens), kill=True)
             done = time.monotonic()
-            rec = fleet.stats()["fleet"]["recoveries"]
-            out.update(kill_round_s=s, kill_to_round_done_s=done - at, victim=victim,
-                       recovery=rec[-1] if rec else None,
-                       delivered_once=fleet.stats()["fleet"]["duplicate_groups_dropped"] == 0)
+            st = fleet.stats()["fleet"]
+            rec = st["recoveries"][-1] if st["recoveries"] else {}
+            out.update(kill_round_s=s, victim=victim, kill_to_round_done_s=done - at,
+                       kill_to_new_instance_s=rec.get("restarted_at", at) - at,
+                       kill_to_resubmitted_s=rec.get("replayed_at", at) - at,
+                       groups_resubmitted=rec.get("groups_resubmitted"),
+                       groups_delivered=st["groups_delivered"], duplicates_dropped=st["duplicate_groups_dropped"],
+                       pending_after=st["groups_pending"])
         return out
     finally:
         fleet.shutdown()
@@ -110,8 +114,9 @@ def main() -> None:
     for r in results:
         line = f"K={r['workers']}: {r['tokens_per_s']:.0f} tokens/s, {r['round_s']:.2f} s/round"
         if "kill_round_s" in r:
-            line += (f"; killed {r['victim']}: round {r['kill_round_s']:.2f} s, kill->round done "
-                     f"{r['kill_to_round_done_s']:.2f} s, recovery {r['recovery']}")
+            line += (f"; killed {r['victim']}: new instance after {r['kill_to_new_instance_s']:.2f} s, lost groups "
+                     f"resubmitted after {r['kill_to_resubmitted_s']:.2f} s, round done {r['kill_to_round_done_s']:.2f} s "
+                     f"after the kill")
         print(line)
 
 

@@ -512,7 +512,10 @@ class Fleet:
                 for p in lost:
                     self._ghosts[p.group.group_id] = self._ghosts.get(p.group.group_id, 0) + 1
             self._down_since.pop(link.worker_id, None)
-            self.recoveries.append({"worker": link.worker_id, "restart_to_replayed_s": time.monotonic() - link.restarted_at,
+            now = time.monotonic()
+            # Monotonic times of this process, so a caller can relate them to when it killed a worker.
+            self.recoveries.append({"worker": link.worker_id, "restarted_at": link.restarted_at, "replayed_at": now,
+                                    "restart_to_replayed_s": now - link.restarted_at, "journal_complete": complete,
                                     "groups_resubmitted": len(lost)})
             self._resubmit(lost)
 

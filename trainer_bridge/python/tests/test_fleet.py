@@ -50,8 +50,15 @@ def fleet(tmp_path_factory):
     if not worker_binary().exists():
         pytest.skip(f"{worker_binary()} is not built (set LONGTAIL_BUILD_DIR)")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
-             object_store_memory=100 * 1024 * 1024, configure_logging=False)
+    for attempt in range(3):
+        try:
+            ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1",
+                     object_store_memory=100 * 1024 * 1024, configure_logging=False)
+            break
+        except Exception as exc:  # Ray gives its raylet 30 s to register: a busy machine may need a retry
+            ray.shutdown()
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
     weights = tmp_path_factory.mktemp("weights")
     shutil.copytree(MODEL, weights / "v1")
     f = Fleet(num_workers=3, config=REPO / "configs" / "worker.yaml",
