@@ -40,7 +40,7 @@ else
   fi
 fi
 "$py" -c "import torch, transformers, numpy; assert '$DEVICE' != 'cuda' or torch.cuda.is_available(), 'no GPU'"
-export PYTHONPATH=$PWD/trainer_bridge/python:$PWD
+export PYTHONPATH=$PWD/trainer_bridge/python:$PWD${PYTHONPATH:+:$PYTHONPATH}
 export LD_LIBRARY_PATH=$PWD/$BUNDLE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 if command -v nvidia-smi >/dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
