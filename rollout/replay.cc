@@ -144,6 +144,10 @@ ReplayRollout parse_replay_line(const std::string& line, int64_t line_no, bool& 
   r.prompt_tokens = token_array(j, "prompt_tokens", line_no);
   r.response_tokens = token_array(j, "response_tokens", line_no);
   r.source_line = line_no;
+  if (const auto h = j.find("history_only"); h != j.end() && !h->is_null()) {
+    if (!h->is_boolean()) throw fail("field 'history_only' is not a boolean");
+    r.history_only = h->get<bool>();
+  }
   return r;
 }
 
@@ -181,7 +185,7 @@ ReplayInput read_replay_input(const std::filesystem::path& file, int32_t round_s
     }
     auto& rr = rounds[round];
     rr.round = round;
-    rr.rollouts.push_back(std::move(r));
+    (r.history_only ? rr.history : rr.rollouts).push_back(std::move(r));
   }
   for (auto& [k, v] : rounds) out.rounds.push_back(std::move(v));
   return out;
@@ -330,6 +334,10 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
       b.accepted_tokens += s.accepted;
       drafter.add_rollout(s.r->prompt_id, s.r->prompt_tokens, s.r->response_tokens, round.round);
       policy.record_finished(s.r->prompt_id, static_cast<int32_t>(std::min<int64_t>(len, INT32_MAX)));
+    }
+    for (const ReplayRollout& h : round.history) {  // shared history: indexed, not replayed
+      drafter.add_rollout(h.prompt_id, h.prompt_tokens, h.response_tokens, round.round);
+      policy.record_finished(h.prompt_id, static_cast<int32_t>(std::min<size_t>(h.response_tokens.size(), INT32_MAX)));
     }
     rs.plain_makespan_us = plain_makespan(lengths, cost);
     rep.makespan_us += rs.makespan_us;

@@ -3,7 +3,8 @@
 add_library(longtail_trajectory_log ${CMAKE_CURRENT_LIST_DIR}/trajectory_log.cc)
 target_include_directories(longtail_trajectory_log PUBLIC ${CMAKE_CURRENT_LIST_DIR}/..)
 
-add_library(longtail_replay ${CMAKE_CURRENT_LIST_DIR}/replay.cc ${CMAKE_CURRENT_LIST_DIR}/replay_stream.cc)
+add_library(longtail_replay ${CMAKE_CURRENT_LIST_DIR}/replay.cc ${CMAKE_CURRENT_LIST_DIR}/replay_stream.cc
+  ${CMAKE_CURRENT_LIST_DIR}/replay_fleet.cc)
 target_link_libraries(longtail_replay
   PUBLIC longtail_drafter longtail_trajectory_log
   PRIVATE nlohmann_json::nlohmann_json spdlog::spdlog)

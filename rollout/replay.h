@@ -25,11 +25,14 @@ struct ReplayRollout {
   std::vector<int32_t> prompt_tokens;
   std::vector<int32_t> response_tokens;
   int64_t source_line = 0;  // 1-based JSONL line (or record number in a trajectory log)
+  bool history_only = false;  // JSONL "history_only": indexed at its round's end, never replayed
 };
 
 struct ReplayRound {
   int64_t round = 0;  // the "step" field, the log's round number, or the --round-size group index
   std::vector<ReplayRollout> rollouts;
+  std::vector<ReplayRollout> history;  // another worker's rollouts (shared history): indexed at the
+                                       // round's end like this round's own, not replayed or counted
 };
 
 enum class OnError { kSkip, kStop };

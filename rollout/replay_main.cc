@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "rollout/replay.h"
+#include "rollout/replay_fleet.h"
 #include "rollout/replay_stream.h"
 #include "rollout/trajectory_log.h"
 
@@ -20,6 +21,8 @@ using namespace longtail;
 int main(int argc, char** argv) {
   std::string input, policy_name = "length-aware", on_error = "skip", cost_file, plot;
   rollout::StreamRequest stream;
+  rollout::FleetReplayOptions fleet;
+  std::string routing;
   int32_t own_min_match = 1, round_size = 64, window = 8, budget = 16, threads = 1, medium_budget = 4, max_tokens_per_step = 0;
   double long_frac = 0.5, short_frac = 0.15, extend_prob = 1.0, min_prob = 0.1, match_factor = 1.0, count_prior = 0.0, cost_base = -1, cost_tok = -1, max_step_overhead = 1.0;
   po::options_description desc(
@@ -56,6 +59,10 @@ int main(int argc, char** argv) {
       ("json", "print one JSON object instead of the table")
       ("plot", po::value(&plot), "write acceptance and speedup by length bucket to this SVG file")
       ("quiet,q", "no progress bar or warnings")
+      ("workers", po::value(&fleet.workers)->default_value(1), "replay as a fleet of K workers, each drafting from the history it generated (rollout/replay_fleet.h)")
+      ("routing", po::value(&routing)->default_value("affine"), "--workers: affine (consistent hashing of prompt_id with bounded load, as longtail.fleet) or random")
+      ("shared-history", "--workers: every worker also indexes the others' rollouts at round ends (the fleet's HISTORY messages)")
+      ("route-max-new-tokens", po::value(&fleet.max_new_tokens)->default_value(4096), "--workers: per-sample load estimate of the router (tokens)")
       ("stream", po::value(&stream.endpoint), "instead of replaying, send the rollouts to a trainer as BATCH messages from this endpoint (bound; see trainer_bridge/PROTOCOL.md)")
       ("stream-rate", po::value(&stream.batches_per_second)->default_value(0), "--stream: batches per second (0 = as fast as credit allows)")
       ("stream-batch-size", po::value(&stream.trajectories_per_batch)->default_value(0), "--stream: trajectories per batch (0 = one batch per round)");
@@ -118,6 +125,10 @@ int main(int argc, char** argv) {
     }
     opts.speculation = !vm.count("no-speculation");
     opts.policy.acceptance_aware = vm.count("acceptance-aware") > 0;
+    if (fleet.workers < 1) throw std::invalid_argument("--workers must be >= 1");
+    if (routing != "affine" && routing != "random") throw std::invalid_argument("--routing must be affine or random, not '" + routing + "'");
+    fleet.routing = routing == "affine" ? rollout::FleetRouting::kAffine : rollout::FleetRouting::kRandom;
+    fleet.shared_history = vm.count("shared-history") > 0;
   } catch (const std::exception& e) {
     std::cerr << "longtail-replay: " << e.what() << "\n";
     return 2;
@@ -159,6 +170,16 @@ int main(int argc, char** argv) {
     if (done == total) std::fprintf(stderr, "\n");
     std::fflush(stderr);
   };
+  if (fleet.workers > 1 || vm.count("shared-history")) {
+    try {
+      const auto rep = rollout::run_fleet_replay(in, opts, fleet);
+      std::cout << rollout::fleet_report_json(rep, fleet) << "\n";
+    } catch (const std::exception& e) {
+      std::cerr << "longtail-replay: fleet replay failed: " << e.what() << "\n";
+      return 1;
+    }
+    return 0;
+  }
   rollout::ReplayReport rep;
   try {
     rep = rollout::run_replay(in, opts, progress);

@@ -2,10 +2,11 @@
 
 A worker drafts from the rollouts it generated itself. In a fleet each worker would then see 1/K of
 the global history, and a prompt moved off its home worker (load bound, failover) would start over.
-After every batch the fleet sends that batch's rollouts to the other workers as a HISTORY message
-(PROTOCOL.md): they join those workers' drafter history at their next step, bounded by the same
-window and token budgets as their own. History is a hint, not data: it is not journaled, and a
-worker that does not list the ``history`` capability is simply not sent any.
+After every batch the fleet sends that batch's rollouts to the other workers as a HISTORY message:
+they join those workers' drafter history at their next round boundary, bounded by the same window
+and token budgets as their own. History is a hint, not data: it is not journaled, and a worker that
+does not list the ``history`` capability is simply not sent any (the worker side is on branch
+fleet-history-wip, see FLEET.md; until it lands no worker lists it).
 """
 
 from __future__ import annotations

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import collections
+import json
+import subprocess
 
 import pytest
+
+from conftest import worker_binary
 
 from longtail.fleet_routing import Router, placement_order, ring_hash, split_round
 
@@ -96,3 +100,30 @@ def test_split_round_is_order_independent_and_releases():
     assert sorted(i for ix in a.values() for i in ix) == list(range(40))
     assert router.load == {"w0": 0, "w1": 0}
 
+
+def test_replay_tool_splits_as_the_fleet_does(tmp_path):
+    """longtail-replay --workers (rollout/replay_fleet.cc) must route exactly like this module."""
+    replay = worker_binary().parent / "longtail-replay"
+    if not replay.exists():
+        pytest.skip(f"{replay} is not built")
+    lines, rounds = [], []
+    for step in range(3):
+        groups = []
+        for p in range(25):
+            samples = 1 + p % 3
+            for s in range(samples):
+                lines.append(json.dumps({"prompt_id": f"q{p}", "sample": step * 3 + s, "step": step,
+                                         "prompt_tokens": list(range(1 + p % 5)), "response_tokens": [7, 8, 9]}))
+            groups.append({"prompt_id": f"q{p}", "tokens": samples * ((1 + p % 5) + 4096)})
+        rounds.append(groups)
+    trace = tmp_path / "t.jsonl"
+    trace.write_text("\n".join(lines) + "\n")
+    router = Router([f"w{i}" for i in range(3)])
+    expect = collections.Counter()
+    for groups in rounds:
+        for w, idx in split_round(router, groups).items():
+            expect[w] += sum(1 + int(groups[i]["prompt_id"][1:]) % 3 for i in idx)
+    out = subprocess.run([str(replay), str(trace), "--workers", "3", "--json", "--quiet"], capture_output=True,
+                         text=True, check=True).stdout
+    got = [w["rollouts"] for w in json.loads(out)["per_worker"]]
+    assert got == [expect["w0"], expect["w1"], expect["w2"]]
