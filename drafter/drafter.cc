@@ -9,6 +9,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "drafter/calibration.h"
 #include "drafter/history_index.h"
 #include "drafter/suffix_automaton.h"
 
@@ -30,12 +31,43 @@ double Draft::score() const {
   return s;
 }
 
+void Draft::depths(std::vector<int32_t>& out) const {
+  out.resize(tokens.size());
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int32_t p = parent(i);
+    // A parent that does not precede its node hangs off the root, as the tree-attention kernel reads it.
+    out[i] = p < 0 || static_cast<size_t>(p) >= i ? 1 : out[static_cast<size_t>(p)] + 1;
+  }
+}
+
 void Draft::clear() {
   tokens.clear();
   probs.clear();
   parents.clear();
   source = DraftSource::kNone;
   match_length = 0;
+}
+
+int32_t longest_accepted_path(const Draft& d, std::span<const int32_t> truth, std::vector<int32_t>* path) {
+  if (path) path->clear();
+  int32_t at = -1, len = 0;
+  // Nodes are topological, so a node's children come after it: one forward scan per depth.
+  size_t from = 0;
+  while (static_cast<size_t>(len) < truth.size()) {
+    int32_t next = -1;
+    for (size_t i = from; i < d.tokens.size(); ++i) {
+      if (d.parent(i) == at && d.tokens[i] == truth[static_cast<size_t>(len)]) {
+        next = static_cast<int32_t>(i);
+        break;
+      }
+    }
+    if (next < 0) break;
+    at = next;
+    from = static_cast<size_t>(next) + 1;
+    ++len;
+    if (path) path->push_back(next);
+  }
+  return len;
 }
 
 namespace {
@@ -48,9 +80,42 @@ void check_tokens(std::span<const int32_t> tokens, const char* what) {
     }
   }
 }
+
+// A draft under construction: the public fields plus, per token, its calibration cell and raw
+// conditional probability (what observe() needs to learn from the outcome).
+struct Candidate {
+  Draft d;
+  std::vector<int16_t> cells;
+  std::vector<float> raw;
+  double score = 0;
+  void clear() {
+    d.clear();
+    cells.clear();
+    raw.clear();
+    score = 0;
+  }
+  void push(int32_t token, double p, int16_t cell, double q) {
+    d.tokens.push_back(token);
+    d.probs.push_back(static_cast<float>(p));
+    cells.push_back(cell);
+    raw.push_back(static_cast<float>(q));
+    score += p;
+  }
+  void push_node(int32_t token, double p, int16_t cell, double q, int32_t parent) {
+    push(token, p, cell, q);
+    d.parents.push_back(parent);
+  }
+};
 }  // namespace
 
 struct Drafter::Impl {
+  // The last proposal of a request, kept until the next observe() scores it.
+  struct Proposed {
+    std::vector<int32_t> tokens, parents;
+    std::vector<int16_t> cells;
+    std::vector<float> raw;
+    bool pending = false;
+  };
   struct Request {
     std::string prompt_id;
     SamBuilder own;                  // prompt + output, online
@@ -58,12 +123,14 @@ struct Drafter::Impl {
     const FrozenSam* prompt_sam = nullptr;
     const FrozenSam* global_sam = nullptr;
     SamMatch prompt_match, global_match;
+    Proposed last;
   };
 
   explicit Impl(DrafterOptions o)
       : options(o),
         history(HistoryOptions{o.window_rounds, o.global_token_budget, o.prompt_token_budget,
-                               o.use_global_scope, o.use_prompt_scope}) {}
+                               o.use_global_scope, o.use_prompt_scope}),
+        calibration(o.calibration_prior) {}
 
   Request& get(uint64_t uid) {
     const auto it = requests.find(uid);
@@ -92,84 +159,312 @@ struct Drafter::Impl {
     return std::min<int32_t>(budget, static_cast<int32_t>(std::ceil(options.match_length_factor * match_length)));
   }
 
+  double calibrated(int16_t cell, double q) const {
+    return options.calibrate ? calibration.apply(cell, q) : q;
+  }
+
+  // Raw conditional probability of the edge into `child` from `parent` (count ratio; the prior
+  // shrinks the first step from a rarely seen context).
+  double edge_prob(const FrozenSam& sam, int32_t parent, int32_t child, bool first) const {
+    return sam.count(child) / (sam.count(parent) + (first ? options.count_prior : 0.0));
+  }
+
+  // Greedy most-frequent path from m (FrozenSam::draft with calibrated per-token probabilities).
+  void history_chain(const FrozenSam& sam, SamMatch m, int32_t budget, int32_t soft_budget,
+                     DraftSource source, Candidate& c) const {
+    // Raw path probability cnt(path) / (cnt(context) + prior): the count ratios telescope.
+    const double base = sam.count(m.state) + options.count_prior;
+    double p = 1;
+    int32_t v = m.state;
+    for (int32_t k = 0; k < budget && sam.degree(v) > 0; ++k) {
+      const int32_t u = sam.edge_target(v, 0);
+      const double q = edge_prob(sam, v, u, k == 0);
+      const double p_raw = sam.count(u) / base;
+      if (p_raw < options.min_prob) break;
+      if (k >= soft_budget && (options.extend_prob >= 1.0 || p_raw < options.extend_prob)) break;
+      const int16_t cell = DraftCalibration::history_cell(source, sam.count(v), q, m.length + k);
+      p *= calibrated(cell, q);
+      c.push(sam.edge_token(v, 0), p, cell, q);
+      v = u;
+    }
+  }
+
   // Every context length is a candidate (ArcticInference speculates from each match length and keeps
   // the best score): the longest match is rare evidence (small counts, possibly no continuation),
   // shorter contexts along the suffix links have more occurrences and may continue more surely. One
   // SAM state covers all lengths in (len(link), len], which share the continuation counts, so the
   // longest of them (largest draft limit) stands for the state. Walked longest first; ties keep the
   // longer context; a state whose limit cannot beat the best score ends the walk.
-  void history_draft(const FrozenSam& sam, SamMatch m, int32_t budget, DraftSource source, Draft& d) const {
-    thread_local Draft cand;
-    double best = 0;
+  void history_draft(const FrozenSam& sam, SamMatch m, int32_t budget, DraftSource source, Candidate& best) const {
+    thread_local Candidate cand;
     for (int level = 0; level < options.match_states && m.state > 0 && m.length >= options.min_match; ++level) {
       const int32_t lim = limit(budget, m.length);
       const double bound = options.extend_prob < 1.0 ? budget : lim;
-      if (!d.tokens.empty() && bound <= best) break;
+      if (!best.d.tokens.empty() && bound <= best.score) break;
       cand.clear();
-      sam.draft(m, budget, options.min_prob, cand.tokens, cand.probs, options.count_prior, lim,
-                options.extend_prob);
-      if (!cand.tokens.empty()) {
-        const double score = cand.score();
-        if (d.tokens.empty() || score > best) {
-          std::swap(d, cand);
-          d.source = source;
-          d.match_length = m.length;
-          best = score;
-        }
+      history_chain(sam, m, budget, lim, source, cand);
+      if (!cand.d.tokens.empty() && (best.d.tokens.empty() || cand.score > best.score)) {
+        std::swap(best, cand);
+        best.d.source = source;
+        best.d.match_length = m.length;
       }
       m.state = sam.suffix_link(m.state);
       m.length = sam.length(m.state);
     }
   }
 
-  void own_draft(const Request& r, int32_t budget, Draft& out) const {
+  // Own-context repeat: its length and where the copy starts (index into the text), or length 0.
+  int32_t own_repeat(const Request& r, int64_t& copy_from) const {
     int64_t end = 0;
     const int32_t l = options.own_recent ? r.own.recent_repeat(end) : r.own.longest_repeat(end);
-    if (l < options.own_min_match) return;
+    if (l < options.own_min_match) return 0;
+    copy_from = end + 1;
+    return l;
+  }
+
+  double own_confidence(int32_t l) const { return l / (l + options.own_match_scale); }
+
+  void own_draft(const Request& r, int32_t budget, Candidate& out) const {
+    int64_t from = 0;
+    const int32_t l = own_repeat(r, from);
+    if (l == 0) return;
     budget = limit(budget, l);
-    const double conf = l / (l + options.own_match_scale);
+    const double conf = own_confidence(l);
     const auto& text = r.own.text();
     const auto n = static_cast<int64_t>(text.size());
-    double p = 1;
+    double p = 1, p_raw = 1;
     // Past the end of the text the copy reads its own draft (an LZ77-style overlapping copy): a
     // repeat that ends just before the current position is a loop with a short period.
-    for (int64_t i = end + 1; static_cast<int32_t>(out.tokens.size()) < budget; ++i) {
-      p *= conf;
-      if (p < options.min_prob) break;
-      out.tokens.push_back(i < n ? text[static_cast<size_t>(i)] : out.tokens[static_cast<size_t>(i - n)]);
-      out.probs.push_back(static_cast<float>(p));
+    for (int64_t i = from; static_cast<int32_t>(out.d.tokens.size()) < budget; ++i) {
+      p_raw *= conf;
+      if (p_raw < options.min_prob) break;
+      const auto depth = static_cast<int32_t>(out.d.tokens.size());
+      const int16_t cell = DraftCalibration::own_cell(l, depth);
+      p *= calibrated(cell, conf);
+      out.push(i < n ? text[static_cast<size_t>(i)] : out.d.tokens[static_cast<size_t>(i - n)], p, cell, conf);
     }
-    if (!out.tokens.empty()) {
-      out.source = DraftSource::kOwn;
-      out.match_length = l;
+    if (!out.d.tokens.empty()) {
+      out.d.source = DraftSource::kOwn;
+      out.d.match_length = l;
     }
   }
 
-  void propose(uint64_t uid, int32_t budget, Draft& out) {
-    out.clear();
-    Request& r = get(uid);
-    if (budget <= 0) return;
-    sync(r);
-    thread_local Draft candidate;
+  void chain(Request& r, int32_t budget, Candidate& out) const {
+    thread_local Candidate candidate;
     auto consider = [&](auto&& fill) {
       candidate.clear();
       fill(candidate);
-      if (candidate.tokens.empty()) return;
-      if (out.tokens.empty() || candidate.score() > out.score()) std::swap(out, candidate);
+      if (candidate.d.tokens.empty()) return;
+      if (out.d.tokens.empty() || candidate.score > out.score) std::swap(out, candidate);
     };
     if (r.prompt_sam) {
-      consider([&](Draft& d) { history_draft(*r.prompt_sam, r.prompt_match, budget, DraftSource::kPrompt, d); });
+      consider([&](Candidate& c) { history_draft(*r.prompt_sam, r.prompt_match, budget, DraftSource::kPrompt, c); });
     }
     if (r.global_sam) {
-      consider([&](Draft& d) { history_draft(*r.global_sam, r.global_match, budget, DraftSource::kGlobal, d); });
+      consider([&](Candidate& c) { history_draft(*r.global_sam, r.global_match, budget, DraftSource::kGlobal, c); });
     }
     if (options.use_own_context) {
-      consider([&](Draft& d) { own_draft(r, budget, d); });
+      consider([&](Candidate& c) { own_draft(r, budget, c); });
     }
+  }
+
+  // ---- token trees ----
+  // Where each scope stands at a tree node: a history state (-1 = the path left the scope) and its
+  // depth limit, the own-context copy position, and each scope's calibrated path probability.
+  struct Cursor {
+    int32_t state[2] = {-1, -1};     // prompt, global
+    int32_t context[2] = {0, 0};     // matched context length at the node
+    int64_t own_from = -1;           // next own-context token to copy (index into text ++ path)
+    float p[3] = {0, 0, 0};          // prompt, global, own: calibrated path probabilities
+    float raw[3] = {0, 0, 0};        // the same, uncalibrated (min_prob applies to these)
+  };
+  struct Open {
+    float prob;
+    int32_t parent;                  // tree node index, -1 = root
+    int32_t token;
+    int16_t cell;
+    float raw;
+    DraftSource source;
+    Cursor at;
+  };
+
+  void tree(Request& r, int32_t budget, Candidate& out) const {
+    const FrozenSam* sams[2] = {r.prompt_sam, r.global_sam};
+    const SamMatch roots[2] = {r.prompt_match, r.global_match};
+    int32_t lim[3] = {0, 0, 0};
+    double base[2] = {1, 1};  // raw path probability of a history scope = cnt(state) / base
+    Cursor root;
+    for (int s = 0; s < 2; ++s) {
+      if (!sams[s] || roots[s].state <= 0 || roots[s].length < options.min_match) continue;
+      root.state[s] = roots[s].state;
+      root.context[s] = roots[s].length;
+      root.p[s] = root.raw[s] = 1;
+      lim[s] = limit(budget, roots[s].length);
+      base[s] = sams[s]->count(roots[s].state) + options.count_prior;
+    }
+    int32_t own_len = 0;
+    if (options.use_own_context) {
+      int64_t from = 0;
+      own_len = own_repeat(r, from);
+      if (own_len > 0) {
+        root.own_from = from;
+        root.p[2] = root.raw[2] = 1;
+        lim[2] = limit(budget, own_len);
+      }
+    }
+    const auto& text = r.own.text();
+    const auto n = static_cast<int64_t>(text.size());
+    const auto width = static_cast<size_t>(std::max(1, options.tree_max_width));
+    thread_local std::vector<Open> heap, kids;
+    thread_local std::vector<int32_t> depth;
+    heap.clear();
+    depth.clear();
+    auto by_prob = [](const Open& a, const Open& b) { return a.prob < b.prob; };
+
+    // Children of a node (merged by token over the scopes), pushed onto the heap.
+    auto expand = [&](int32_t node, int32_t d, const Cursor& at) {
+      kids.clear();
+      auto child = [&](int32_t token) -> Open& {
+        for (Open& k : kids) {
+          if (k.token == token) return k;
+        }
+        kids.push_back(Open{0, node, token, 0, 0, DraftSource::kNone, Cursor{}});
+        return kids.back();
+      };
+      auto offer = [&](Open& k, int scope, double p, double raw, int16_t cell, double q, DraftSource src) {
+        k.at.p[scope] = static_cast<float>(p);
+        k.at.raw[scope] = static_cast<float>(raw);
+        if (p > k.prob) {
+          k.prob = static_cast<float>(p);
+          k.cell = cell;
+          k.raw = static_cast<float>(q);
+          k.source = src;
+        }
+      };
+      for (int s = 0; s < 2; ++s) {
+        const int32_t v = at.state[s];
+        if (v < 0 || d >= lim[s]) continue;
+        const FrozenSam& sam = *sams[s];
+        const DraftSource src = s == 0 ? DraftSource::kPrompt : DraftSource::kGlobal;
+        const uint32_t top = std::min<uint32_t>(sam.degree(v), static_cast<uint32_t>(width));
+        for (uint32_t e = 0; e < top; ++e) {
+          const int32_t u = sam.edge_target(v, e);
+          const double q = edge_prob(sam, v, u, d == 0);
+          const double raw = sam.count(u) / base[s];
+          if (raw < options.min_prob) break;  // edges are most frequent first
+          const int16_t cell = DraftCalibration::history_cell(src, sam.count(v), q, at.context[s]);
+          Open& k = child(sam.edge_token(v, e));
+          k.at.state[s] = u;
+          k.at.context[s] = at.context[s] + 1;
+          offer(k, s, at.p[s] * calibrated(cell, q), raw, cell, q, src);
+        }
+      }
+      if (at.own_from >= 0 && d < lim[2]) {
+        const int64_t i = at.own_from;
+        int32_t token;
+        if (i < n) {
+          token = text[static_cast<size_t>(i)];
+        } else {  // overlapping copy: read the path itself (node's ancestor at depth i - n + 1)
+          int32_t a = node;
+          for (int32_t up = d - static_cast<int32_t>(i - n) - 1; up > 0; --up) a = out.d.parents[static_cast<size_t>(a)];
+          token = out.d.tokens[static_cast<size_t>(a)];
+        }
+        const double q = own_confidence(own_len);
+        const double raw = at.raw[2] * q;
+        if (raw >= options.min_prob) {
+          const int16_t cell = DraftCalibration::own_cell(own_len, d);
+          Open& k = child(token);
+          k.at.own_from = i + 1;
+          offer(k, 2, at.p[2] * calibrated(cell, q), raw, cell, q, DraftSource::kOwn);
+        }
+      }
+      // A history scope follows a token another scope proposed if it has that edge too.
+      for (Open& k : kids) {
+        for (int s = 0; s < 2; ++s) {
+          if (k.at.state[s] >= 0 || at.state[s] < 0 || d >= lim[s]) continue;
+          const FrozenSam& sam = *sams[s];
+          const int32_t u = sam.find(at.state[s], k.token);
+          if (u < 0) continue;
+          const double q = edge_prob(sam, at.state[s], u, d == 0);
+          const DraftSource src = s == 0 ? DraftSource::kPrompt : DraftSource::kGlobal;
+          const int16_t cell = DraftCalibration::history_cell(src, sam.count(at.state[s]), q, at.context[s]);
+          k.at.state[s] = u;
+          k.at.context[s] = at.context[s] + 1;
+          offer(k, s, at.p[s] * calibrated(cell, q), sam.count(u) / base[s], cell, q, src);
+        }
+      }
+      std::sort(kids.begin(), kids.end(), [](const Open& a, const Open& b) { return a.prob > b.prob; });
+      if (kids.size() > width) kids.resize(width);
+      for (const Open& k : kids) {
+        if (std::max({k.at.raw[0], k.at.raw[1], k.at.raw[2]}) < options.min_prob) continue;
+        heap.push_back(k);
+        std::push_heap(heap.begin(), heap.end(), by_prob);
+      }
+    };
+
+    expand(-1, 0, root);
+    while (!heap.empty() && static_cast<int32_t>(out.d.tokens.size()) < budget) {
+      std::pop_heap(heap.begin(), heap.end(), by_prob);
+      const Open k = heap.back();
+      heap.pop_back();
+      const auto node = static_cast<int32_t>(out.d.tokens.size());
+      const int32_t d = k.parent < 0 ? 1 : depth[static_cast<size_t>(k.parent)] + 1;
+      out.push_node(k.token, k.prob, k.cell, k.raw, k.parent);
+      depth.push_back(d);
+      if (node == 0) {
+        out.d.source = k.source;
+        out.d.match_length = k.source == DraftSource::kOwn ? own_len
+                             : k.source == DraftSource::kPrompt ? root.context[0] : root.context[1];
+      }
+      expand(node, d, k.at);
+    }
+  }
+
+  void propose(uint64_t uid, const DraftRequest& q, Draft& out) {
+    out.clear();
+    Request& r = get(uid);
+    r.last.pending = false;
+    if (q.budget <= 0) return;
+    sync(r);
+    thread_local Candidate best;
+    best.clear();
+    if (q.tree) {
+      tree(r, q.budget, best);
+    } else {
+      chain(r, q.budget, best);
+    }
+    std::swap(out, best.d);
+    Proposed& last = r.last;
+    last.tokens = out.tokens;
+    last.parents = out.parents;
+    last.cells.swap(best.cells);
+    last.raw.swap(best.raw);
+    last.pending = options.calibrate && !out.tokens.empty();
+  }
+
+  // Scores the last proposal against the tokens the step emitted: every node whose parent was
+  // accepted (or is the root) was tried; it succeeded if it lies on the accepted path.
+  void learn(Request& r, std::span<const int32_t> emitted) {
+    Proposed& last = r.last;
+    if (!last.pending) return;
+    last.pending = false;
+    thread_local Draft view;
+    thread_local std::vector<int32_t> path;
+    view.tokens.swap(last.tokens);
+    view.parents.swap(last.parents);
+    longest_accepted_path(view, emitted, &path);
+    auto on_path = [&](int32_t node) { return std::find(path.begin(), path.end(), node) != path.end(); };
+    for (size_t i = 0; i < view.tokens.size(); ++i) {
+      const int32_t p = view.parent(i);
+      if (p < 0 || on_path(p)) calibration.add(last.cells[i], last.raw[i], on_path(static_cast<int32_t>(i)));
+    }
+    view.tokens.swap(last.tokens);
+    view.parents.swap(last.parents);
   }
 
   DrafterOptions options;
   HistoryIndex history;
+  DraftCalibration calibration;
   std::unordered_map<uint64_t, std::unique_ptr<Request>> requests;
 };
 
@@ -204,6 +499,7 @@ void Drafter::begin_request(uint64_t uid, std::string_view prompt_id,
 void Drafter::observe(uint64_t uid, std::span<const int32_t> accepted) {
   Impl::Request& r = impl_->get(uid);
   check_tokens(accepted, "the accepted tokens");
+  impl_->learn(r, accepted);
   const bool synced = r.synced_generation == impl_->history.generation();
   for (const int32_t t : accepted) {
     r.own.append(t);
@@ -240,11 +536,11 @@ void Drafter::add_rollout(std::string_view prompt_id, std::span<const int32_t> p
 
 void Drafter::end_round(int64_t round) { impl_->history.end_round(round); }
 
-void Drafter::propose(uint64_t uid, int32_t budget, Draft& out) { impl_->propose(uid, budget, out); }
+void Drafter::propose(uint64_t uid, int32_t budget, Draft& out) { impl_->propose(uid, {uid, budget}, out); }
 
 Draft Drafter::propose(uint64_t uid, int32_t budget) {
   Draft d;
-  impl_->propose(uid, budget, d);
+  impl_->propose(uid, {uid, budget}, d);
   return d;
 }
 
@@ -256,7 +552,7 @@ void Drafter::propose_batch(std::span<const DraftRequest> requests, std::span<Dr
   const size_t n = requests.size();
   const auto threads = static_cast<size_t>(impl_->options.threads);
   auto run = [&](size_t begin, size_t end) {
-    for (size_t i = begin; i < end; ++i) impl_->propose(requests[i].uid, requests[i].budget, out[i]);
+    for (size_t i = begin; i < end; ++i) impl_->propose(requests[i].uid, requests[i], out[i]);
   };
   // Threads only pay for large batches: one propose is a few microseconds.
   if (threads <= 1 || n < 64) {

@@ -29,12 +29,16 @@
 // match length) tokens, from the longest match (optionally also up to match_states - 1 shorter
 // contexts along the suffix links, the best score winning, as ArcticInference's best over match
 // lengths); when no context has a continuation the scope proposes nothing. Own-context tokens get
-// probability (l/(l+1))^k for a repeat of length l. The draft with the largest expected accepted
-// length (sum of path probabilities) wins.
+// probability (l/(l+1))^k for a repeat of length l. Each token's probability is calibrated per scope
+// (calibration.h); the draft with the largest expected accepted length (sum of path probabilities)
+// wins. Trees: best-first expansion over the scopes' merged continuations (up to tree_max_width
+// children per node, each scope contributing its most frequent continuations and following the
+// other scopes' tokens where it has them); a node's probability is the best scope's calibrated
+// path probability, so the tree is the set of nodes most likely to be accepted.
 //
-// Threading: begin/observe/end/propose for distinct uids may run concurrently with each other
-// (propose_batch does that); add_rollout/end_round/begin/end_request must not run concurrently with
-// anything else. One Drafter per engine.
+// Threading: call the Drafter from one thread at a time; propose_batch spreads its proposals over
+// options.threads workers itself (proposals only read shared state; observe() updates the shared
+// calibration table). One Drafter per engine.
 #pragma once
 
 #include <cstddef>
@@ -56,7 +60,8 @@ struct DrafterOptions {
   bool use_own_context = true;          // the request's own prompt + output
   int32_t prompt_tail_tokens = 32;      // last prompt tokens indexed before each rollout's response,
                                         // so the first response tokens can be drafted
-  double min_prob = 0.1;                // stop a draft when the path probability falls below this
+  double min_prob = 0.1;                // stop a draft when the raw (uncalibrated) path probability
+                                        // falls below this
   double match_length_factor = 1.0;     // draft at most ceil(factor * match length) tokens (0 = no
                                         // limit): a short match is weak evidence (SuffixDecoding)
   double extend_prob = 1.0;             // past the match-length limit, a history draft goes on
@@ -74,28 +79,58 @@ struct DrafterOptions {
   bool own_recent = true;               // own-context drafts follow a recent earlier occurrence of
                                         // the longest repeat instead of its first one
   int32_t threads = 1;                  // propose_batch worker threads (1 = caller's thread only)
+  // Calibration (calibration.h): every draft token's probability is the realised acceptance of
+  // tokens with similar evidence (scope, occurrence count, raw probability, match length), learnt
+  // online from what observe() reports, before scopes compete or share a tree.
+  bool calibrate = true;
+  double calibration_prior = 8.0;       // pseudo-tokens per cell at the raw probability
+  // Token trees (DraftRequest::tree): best-first over the merged candidates of all scopes; a node
+  // joins while the node budget lasts and its raw path probability in the scope offering it is
+  // >= min_prob; nodes join in order of calibrated path probability.
+  int32_t tree_max_width = 8;           // children per node (each scope offers up to
+                                        // FrozenSam::kTopEdges); narrower trees measured lower on
+                                        // tot_text (bench/results/drafter_2026-12-01.md)
 };
 
 // Where a draft came from.
 enum class DraftSource : uint8_t { kNone = 0, kPrompt = 1, kGlobal = 2, kOwn = 3 };
 const char* to_string(DraftSource s);
 
-// A proposal. Chain: parents empty, tokens[i] follows tokens[i-1]. Tree (not produced yet, reserved
-// for tree verification): parents[i] = index of the node token i follows, -1 = the last accepted
-// token. probs[i] = estimated probability of the path from the root to node i (non-increasing).
+// A proposal. Chain: parents empty, tokens[i] follows tokens[i-1]. Tree (DraftRequest::tree):
+// parents[i] in [-1, i) is the node token i follows, -1 = the last accepted token (the tree's root,
+// which is not part of the draft); nodes are in topological order and siblings carry distinct
+// tokens. A chain is the tree with parents[i] = i - 1, so code written for trees takes both.
+// probs[i] = estimated (calibrated) probability that the path from the root to node i is accepted;
+// it never increases from a parent to its child, and the sum over nodes is the expected number of
+// accepted draft tokens (the events "path to i is a prefix of the true continuation" for siblings
+// are disjoint).
 struct Draft {
   std::vector<int32_t> tokens;
   std::vector<float> probs;
   std::vector<int32_t> parents;
-  DraftSource source = DraftSource::kNone;
+  DraftSource source = DraftSource::kNone;  // chain: the scope it came from; tree: the root's best child's
   int32_t match_length = 0;             // length of the context match the draft continues
   double score() const;                 // expected accepted tokens = sum of probs
+  bool is_tree() const { return !parents.empty(); }
+  int32_t parent(size_t i) const { return parents.empty() ? static_cast<int32_t>(i) - 1 : parents[i]; }
+  // depth[i] = 1 + depth of the parent (1 for children of the root): node i's position is the
+  // last accepted token's position + depth[i].
+  void depths(std::vector<int32_t>& out) const;
   void clear();
 };
 
+// Verification of a draft against the target's tokens: the longest root-to-node path whose tokens
+// equal truth[0..], i.e. what lossless verification accepts (the step then emits that many tokens
+// plus the target's next one). Returns the path length; `path` (if given) gets the node indices,
+// root's child first.
+int32_t longest_accepted_path(const Draft& d, std::span<const int32_t> truth,
+                              std::vector<int32_t>* path = nullptr);
+
 struct DraftRequest {
   uint64_t uid = 0;
-  int32_t budget = 0;                   // max draft tokens; <= 0 yields an empty draft
+  int32_t budget = 0;                   // max draft tokens (chain) or nodes (tree); <= 0: empty draft
+  bool tree = false;                    // false: a chain (parents empty), as every caller that
+                                        // cannot verify trees expects; true: a token tree
 };
 
 struct DrafterMemory {

@@ -2,6 +2,7 @@
 #include "drafter/speculation_policy.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
@@ -135,9 +136,13 @@ void SpeculationPolicy::budgets(std::span<const SequenceView> seqs, std::vector<
     r_max = std::max(r_max, remaining[i]);
   }
   const bool length_aware = options_.mode == BudgetMode::kLengthAware && !all_lengths_.empty();
+  const bool critical = length_aware && options_.critical_path;
+  thread_local std::vector<double> weight;
+  weight.clear();  // stays empty without rule 4
+  if (critical) critical_probabilities(seqs, weight);
   for (size_t i = 0; i < n; ++i) {
     int32_t b = options_.max_budget;
-    if (length_aware) {
+    if (length_aware && !critical) {
       if (remaining[i] >= options_.long_frac * r_max) {
         b = options_.max_budget;
       } else if (remaining[i] >= options_.short_frac * r_max) {
@@ -155,7 +160,121 @@ void SpeculationPolicy::budgets(std::span<const SequenceView> seqs, std::vector<
   apply_cap(remaining, out);
   // After the cap, so the allowance a rejected sequence gives up is not handed to sequences with
   // shorter predictions (measured: re-distributing it lost 5-9% on tot_text).
-  if (options_.acceptance_aware) apply_acceptance(seqs, out);
+  if (critical) {
+    // Rule 4 always weighs drafts by P_i, but not on the critical path: the sequence most likely to
+    // finish last (all of them on a tie) keeps its budget whatever its acceptance, since its saved
+    // steps shorten the round one for one.
+    const double top = *std::max_element(weight.begin(), weight.end());
+    thread_local std::vector<int32_t> kept;
+    kept = out;
+    apply_acceptance(seqs, weight, out);
+    for (size_t i = 0; i < n; ++i) {
+      if (weight[i] >= top) out[i] = kept[i];
+    }
+  } else if (options_.acceptance_aware) {
+    apply_acceptance(seqs, {}, out);
+  }
+}
+
+namespace {
+// Remaining-length grid of rule 4: 1, 1.25, 1.25^2, ... tokens (56 points, up to ~2e5).
+constexpr int kGrid = 56;
+const std::array<double, kGrid>& grid() {
+  static const std::array<double, kGrid> g = [] {
+    std::array<double, kGrid> x{};
+    for (int k = 0; k < kGrid; ++k) x[static_cast<size_t>(k)] = std::pow(1.25, k);
+    return x;
+  }();
+  return g;
+}
+}  // namespace
+
+void SpeculationPolicy::remaining_cdf(const SequenceView& s, double tokens_per_step, std::vector<double>& cdf) const {
+  const auto& x = grid();
+  cdf.assign(kGrid, 0.0);
+  const int32_t g = s.generated_len;
+  // Conditional CDF of L - g given L > g over a sorted sample: count(g < L <= g + x) / count(L > g).
+  auto add = [&](const std::vector<int32_t>& sorted, double weight) {
+    const auto first = std::upper_bound(sorted.begin(), sorted.end(), g);
+    const auto above = static_cast<double>(sorted.end() - first);
+    if (above <= 0 || weight <= 0) return false;
+    auto it = first;
+    for (int k = 0; k < kGrid; ++k) {
+      const double limit = g + x[static_cast<size_t>(k)] * tokens_per_step;
+      while (it != sorted.end() && *it <= limit) ++it;
+      cdf[static_cast<size_t>(k)] += weight * static_cast<double>(it - first) / above;
+    }
+    return true;
+  };
+  double total = 0;
+  const auto pit = sorted_by_prompt_.find(std::string(s.prompt_id));
+  if (pit != sorted_by_prompt_.end()) {
+    const auto n_above = static_cast<double>(pit->second.end() - std::upper_bound(pit->second.begin(), pit->second.end(), g));
+    if (add(pit->second, n_above)) total += n_above;
+  }
+  const double gw = total > 0 ? options_.global_length_weight : 1.0;
+  if (add(all_sorted_, gw)) total += gw;
+  if (total <= 0) {  // past every recorded length: the overshoot guess as a point mass
+    const double r = std::max(g * options_.overshoot_factor, options_.min_remaining);
+    for (int k = 0; k < kGrid; ++k) {
+      cdf[static_cast<size_t>(k)] = x[static_cast<size_t>(k)] * tokens_per_step >= r ? 1.0 : 0.0;
+    }
+  } else {
+    for (double& c : cdf) c /= total;
+  }
+  if (s.max_new_tokens > 0) {  // the sequence stops at its own limit
+    const double cap = std::max(1, s.max_new_tokens - g);
+    for (int k = 0; k < kGrid; ++k) {
+      if (x[static_cast<size_t>(k)] * tokens_per_step >= cap) cdf[static_cast<size_t>(k)] = 1.0;
+    }
+  }
+}
+
+void SpeculationPolicy::critical_probabilities(std::span<const SequenceView> seqs, std::vector<double>& out) const {
+  const size_t n = seqs.size();
+  out.assign(n, 0.0);
+  if (n == 0) return;
+  // H[i][k] = P(R_i <= grid cell k), cell midpoints (ties within a cell count half).
+  thread_local std::vector<double> h, cdf;
+  h.assign(n * kGrid, 0.0);
+  std::array<double, kGrid> log_sum{};
+  std::array<int32_t, kGrid> zeros{};
+  for (size_t i = 0; i < n; ++i) {
+    double tps = 1;
+    if (options_.critical_in_steps && acceptance_reported_) {
+      // Expected tokens per step with a full budget: 1 + a + ... + a^B.
+      const double a = std::min(acceptance_estimate(seqs[i].uid, seqs[i].prompt_id), 0.999);
+      tps = (1 - std::pow(a, options_.max_budget + 1)) / (1 - a);
+    }
+    remaining_cdf(seqs[i], tps, cdf);
+    double prev = 0;
+    for (int k = 0; k < kGrid; ++k) {
+      const double v = 0.5 * (prev + cdf[static_cast<size_t>(k)]);
+      prev = cdf[static_cast<size_t>(k)];
+      h[i * kGrid + static_cast<size_t>(k)] = v;
+      if (v > 0) {
+        log_sum[static_cast<size_t>(k)] += std::log(v);
+      } else {
+        ++zeros[static_cast<size_t>(k)];
+      }
+    }
+  }
+  // P_i = sum_k P(R_i in cell k) * prod_{j != i} P(R_j <= cell k); the mass of cell k is read back
+  // from the midpoints: (H_k - H_{k-1}) * 2 telescopes to the CDF differences.
+  for (size_t i = 0; i < n; ++i) {
+    double p = 0, cdf_prev = 0;
+    for (int k = 0; k < kGrid; ++k) {
+      const double hv = h[i * kGrid + static_cast<size_t>(k)];
+      const double cdf_k = 2 * hv - cdf_prev;
+      const double mass = cdf_k - cdf_prev;
+      cdf_prev = cdf_k;
+      if (mass <= 0) continue;
+      const int32_t z = zeros[static_cast<size_t>(k)] - (hv > 0 ? 0 : 1);
+      if (z > 0) continue;
+      p += mass * std::exp(log_sum[static_cast<size_t>(k)] - (hv > 0 ? std::log(hv) : 0.0));
+    }
+    out[i] = std::clamp(p, 0.0, 1.0);
+  }
 }
 
 void SpeculationPolicy::apply_cap(const std::vector<double>& remaining, std::vector<int32_t>& out) const {
@@ -184,11 +303,26 @@ void SpeculationPolicy::apply_cap(const std::vector<double>& remaining, std::vec
 
 void SpeculationPolicy::record_finished(std::string_view prompt_id, int32_t response_length) {
   if (response_length < 0) return;
-  auto& mine = lengths_by_prompt_[std::string(prompt_id)];
+  const std::string id(prompt_id);
+  auto insert = [](std::vector<int32_t>& sorted, int32_t v) {
+    sorted.insert(std::upper_bound(sorted.begin(), sorted.end(), v), v);
+  };
+  auto erase = [](std::vector<int32_t>& sorted, int32_t v) {
+    const auto it = std::lower_bound(sorted.begin(), sorted.end(), v);
+    if (it != sorted.end() && *it == v) sorted.erase(it);
+  };
+  auto& mine = lengths_by_prompt_[id];
+  auto& mine_sorted = sorted_by_prompt_[id];
   mine.push_back(response_length);
-  while (static_cast<int32_t>(mine.size()) > options_.length_history) mine.pop_front();
+  insert(mine_sorted, response_length);
+  while (static_cast<int32_t>(mine.size()) > options_.length_history) {
+    erase(mine_sorted, mine.front());
+    mine.pop_front();
+  }
   all_lengths_.push_back(response_length);
+  insert(all_sorted_, response_length);
   while (static_cast<int64_t>(all_lengths_.size()) > 16LL * options_.length_history) {
+    erase(all_sorted_, all_lengths_.front());
     all_lengths_.pop_front();
   }
 }
@@ -253,13 +387,14 @@ double SpeculationPolicy::acceptance_estimate(uint64_t uid, std::string_view pro
 }
 
 int32_t SpeculationPolicy::acceptance_budget(double a, int32_t class_budget, size_t batch_size,
-                                             size_t contenders) const {
+                                             size_t contenders, double cost_factor) const {
   const auto& c = options_.cost;
   const double plain = c.step_us(static_cast<double>(std::max<size_t>(batch_size, 1)));
   if (c.per_token_us <= 0 || plain <= 0) return class_budget;  // verifying is free
-  const double threshold = options_.acceptance_cost_margin * c.per_token_us / plain *
-                           std::pow(static_cast<double>(std::max<size_t>(contenders, 1)),
-                                    options_.contender_exponent);
+  const double weight = cost_factor > 0 ? cost_factor
+                                        : std::pow(static_cast<double>(std::max<size_t>(contenders, 1)),
+                                                   options_.contender_exponent);
+  const double threshold = options_.acceptance_cost_margin * c.per_token_us / plain * weight;
   // a^k decreases in k, so the budget is the largest k with a^k > threshold.
   int32_t k = 0;
   double p = 1;
@@ -271,13 +406,18 @@ int32_t SpeculationPolicy::acceptance_budget(double a, int32_t class_budget, siz
   return k;
 }
 
-void SpeculationPolicy::apply_acceptance(std::span<const SequenceView> seqs, std::vector<int32_t>& out) const {
+void SpeculationPolicy::apply_acceptance(std::span<const SequenceView> seqs, const std::vector<double>& weight,
+                                         std::vector<int32_t>& out) const {
   if (!acceptance_reported_) return;
   const auto contenders = static_cast<size_t>(std::count_if(out.begin(), out.end(), [](int32_t b) { return b > 0; }));
+  const double floor = std::max(options_.critical_floor,
+                                options_.critical_share / static_cast<double>(std::max<size_t>(seqs.size(), 1)));
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (out[i] <= 0) continue;
     const double a = acceptance_estimate(seqs[i].uid, seqs[i].prompt_id);
-    int32_t b = acceptance_budget(a, out[i], seqs.size(), contenders);
+    int32_t b = weight.empty() ? acceptance_budget(a, out[i], seqs.size(), contenders)
+                               : acceptance_budget(a, out[i], seqs.size(), 1,
+                                                   1.0 / std::max(weight[i], floor));
     if (b == 0) {
       const auto it = acceptance_by_seq_.find(seqs[i].uid);
       if (it != acceptance_by_seq_.end() && it->second.steps_without_draft >= options_.probe_interval) {

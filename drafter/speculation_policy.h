@@ -47,6 +47,24 @@
 //  c. Probing: a sequence that drafted nothing for probe_interval reported steps in a row while its
 //     class budget is positive gets min(probe_budget, class budget) tokens, so a sequence whose text
 //     turned repetitive can recover.
+// Critical-path rule (length-aware mode with critical_path, the default; replaces the classes of
+// step 2, whose zero budget for predicted-short sequences left the round's actual longest sequence
+// undrafted whenever a prediction was wrong, so it lost to uniform budgets on skythought):
+//  4. Every sequence keeps max_budget (then step 3's cap). Each sequence's remaining length R_i has
+//     a distribution: its prompt's recorded lengths above g_i, mixed with all prompts' lengths above
+//     g_i at weight global_length_weight (a prompt's few rollouts do not rule out a long one), or
+//     the overshoot guess of step 1 once past every recorded length; with critical_in_steps it is
+//     measured in steps, R_i / (1 + a_i + ... + a_i^B) at the sequence's acceptance a_i, since a
+//     looping sequence that accepts 10 tokens per step is not the one that sets the makespan. The
+//     probability that i finishes last, P_i = E[prod_{j != i} P(R_j <= R_i)], is computed on a
+//     log-spaced grid (56 cells, O(batch x 56)). A saved step of i shortens the round with
+//     probability P_i, so rules a-c apply (whatever acceptance_aware says) with the cost of i's
+//     draft tokens weighed by 1 / max(P_i, critical_floor, critical_share / batch) instead of the
+//     contender factor, and the sequence with the largest P_i (all of them on a tie) keeps its
+//     budget: the critical path drafts whatever it can, the others only where their drafts keep
+//     being accepted, and promotion is continuous (P_i rises as g_i passes the prompt's lengths).
+//     Floor, share and weights were picked on the three open traces
+//     (bench/results/drafter_2026-12-01.md).
 // Cost model: t_step = c_base + c_tok * tokens_verified (microseconds). observe_step_time() refits
 // (c_base, c_tok) online by recursive least squares with forgetting factor `rls_forgetting`.
 #pragma once
@@ -88,12 +106,21 @@ struct SpeculationPolicyOptions {
   int32_t length_history = 64;      // finished lengths remembered per prompt (and x16 globally)
   double overshoot_factor = 0.5;    // remaining guess once past every recorded length
   double min_remaining = 64;
+  // Critical-path rule (rule 4; length-aware mode): budgets follow each sequence's probability of
+  // being the round's last to finish instead of the long/medium/short classes.
+  bool critical_path = true;
+  double critical_floor = 0.0;      // P_i assumed at least max(critical_floor, critical_share /
+  double critical_share = 1.5;      // batch size): nobody is ruled out, and in a large batch of
+                                    // similar sequences everyone counts as a contender
+  double global_length_weight = 4;  // pseudo-rollouts of all prompts' lengths mixed into a prompt's
+  bool critical_in_steps = true;    // compare remaining steps (remaining tokens / expected tokens
+                                    // per step at the sequence's acceptance), not remaining tokens
   double rls_forgetting = 0.99;
   StepCostModel cost;
-  // Acceptance-aware budgets (rule a-c above).
-  // Off by default: it lifts projected speedup on low-acceptance traces (tot_text +3.6% under the
-  // H100 constants) but the contender factor also takes budget from the sequence that turns out
-  // longest, and with it the engine's forward-pass savings at T = 1 (tests/rollout EngineFake).
+  // Acceptance-aware budgets (rules a-c) in fixed mode and with the class rule. Off by default: the
+  // contender factor also takes budget from the sequence that turns out longest, and with it the
+  // engine's forward-pass savings at T = 1 (tests/rollout EngineFake). Rule 4 (the length-aware
+  // default) always applies rules a-c, weighted by P_i and sparing the likeliest-critical sequence.
   bool acceptance_aware = false;
   double acceptance_decay = 0.8;          // per reported draft of the sequence
   double prompt_acceptance_decay = 0.98;  // per reported draft of any sequence of the prompt (and global)
@@ -137,7 +164,15 @@ class SpeculationPolicy {
   double acceptance_estimate(uint64_t uid, std::string_view prompt_id) const;
   // Largest budget <= class_budget worth verifying at per-token acceptance a (rule b) for a batch of
   // batch_size sequences under the current cost model.
-  int32_t acceptance_budget(double a, int32_t class_budget, size_t batch_size, size_t contenders = 1) const;
+  // cost_factor > 0 replaces the contender factor C^contender_exponent (rule 4 passes 1 / P_i).
+  int32_t acceptance_budget(double a, int32_t class_budget, size_t batch_size, size_t contenders = 1,
+                            double cost_factor = 0) const;
+  // Rule 4's probability that each sequence finishes last among `seqs` (length-aware mode).
+  std::vector<double> critical_probabilities(std::span<const SequenceView> seqs) const {
+    std::vector<double> p;
+    critical_probabilities(seqs, p);
+    return p;
+  }
 
   const StepCostModel& cost_model() const { return options_.cost; }
   const SpeculationPolicyOptions& options() const { return options_; }
@@ -156,12 +191,23 @@ class SpeculationPolicy {
     AcceptanceCounts counts;
     int32_t steps_without_draft = 0;
   };
-  void apply_cap(const std::vector<double>& remaining, std::vector<int32_t>& out) const;
-  void apply_acceptance(std::span<const SequenceView> seqs, std::vector<int32_t>& out) const;
+  void apply_cap(const std::vector<double>& priority, std::vector<int32_t>& out) const;
+  // weight[i] = how much a saved step of sequence i is worth (1 = certainly critical); empty: the
+  // contender factor of rule b.
+  void apply_acceptance(std::span<const SequenceView> seqs, const std::vector<double>& weight,
+                        std::vector<int32_t>& out) const;
+  // Rule 4: probability of each sequence to finish last, from its remaining-length distribution.
+  void critical_probabilities(std::span<const SequenceView> seqs, std::vector<double>& out) const;
+  // Remaining-length CDF of one sequence at the grid points (rule 4).
+  // (The grid is in steps of `tokens_per_step` tokens.)
+  void remaining_cdf(const SequenceView& s, double tokens_per_step, std::vector<double>& cdf) const;
 
   SpeculationPolicyOptions options_;
   std::unordered_map<std::string, std::deque<int32_t>> lengths_by_prompt_;
   std::deque<int32_t> all_lengths_;
+  // The same lengths, sorted (rule 4 reads conditional distributions).
+  std::unordered_map<std::string, std::vector<int32_t>> sorted_by_prompt_;
+  std::vector<int32_t> all_sorted_;
   // RLS state for theta = (c_base, c_tok): P (2x2, symmetric) and whether it is initialised.
   double p00_ = 1e6, p01_ = 0, p11_ = 1e6;
   std::unordered_map<uint64_t, SequenceAcceptance> acceptance_by_seq_;

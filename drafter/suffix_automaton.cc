@@ -217,12 +217,13 @@ FrozenSam::FrozenSam(const SamBuilder& b) {
       out.emplace_back(b.edge_token_[static_cast<size_t>(e)], b.edge_target_[static_cast<size_t>(e)]);
     }
     if (out.empty()) continue;
-    auto best = std::max_element(out.begin(), out.end(), [&](const auto& a, const auto& c) {
-      const uint32_t ca = cnt[static_cast<size_t>(a.second)], cc = cnt[static_cast<size_t>(c.second)];
-      return ca != cc ? ca < cc : a.first > c.first;  // ties: the smaller token wins
-    });
-    std::iter_swap(out.begin(), best);
-    std::sort(out.begin() + 1, out.end());
+    const size_t top = std::min(out.size(), static_cast<size_t>(kTopEdges));
+    std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(top), out.end(),
+                      [&](const auto& a, const auto& c) {
+                        const uint32_t ca = cnt[static_cast<size_t>(a.second)], cc = cnt[static_cast<size_t>(c.second)];
+                        return ca != cc ? ca > cc : a.first < c.first;  // ties: the smaller token first
+                      });
+    std::sort(out.begin() + static_cast<std::ptrdiff_t>(top), out.end());
     for (const auto& [tok, to] : out) {
       if (tok < 0 || static_cast<uint32_t>(tok) > U24Array::kMax) {
         throw std::length_error("token id " + std::to_string(tok) + " does not fit the history automaton");
@@ -232,28 +233,77 @@ FrozenSam::FrozenSam(const SamBuilder& b) {
     }
   }
   begin[n] = static_cast<uint32_t>(etok.size());
-  std::vector<uint32_t> len(b.len_.begin(), b.len_.end()), link(n);
+  std::vector<uint32_t> link(n);
   for (size_t v = 1; v < n; ++v) link[v] = static_cast<uint32_t>(b.link_[v]);
-  len_ = U24Array(len);
+  len_.resize(n);
+  for (size_t v = 0; v < n; ++v) len_[v] = static_cast<uint8_t>(std::min(b.len_[v], kMaxLength));
   link_ = U24Array(link);
-  cnt_ = U24Array(cnt);
-  edge_begin_ = U24Array(begin);
+  cnt_ = EscapedArray<uint8_t>(cnt);
+  // Edge ranges: 16-bit offsets from each 64-state block's first edge (larger ones escaped).
+  edge_base_.resize(n / 64 + 1);
+  std::vector<uint32_t> offset(n + 1);
+  for (size_t v = 0; v <= n; ++v) {
+    if (v % 64 == 0) edge_base_[v / 64] = begin[v];
+    offset[v] = begin[v] - edge_base_[v / 64];
+  }
+  edge_offset_ = EscapedArray<uint16_t>(offset);
+  // Targets as distances ahead of the source (1..254), anything else escaped as absolute.
+  std::vector<bool> absolute(etgt.size(), false);
+  for (size_t v = 0; v < n; ++v) {
+    for (uint32_t e = begin[v]; e < begin[v + 1]; ++e) {
+      if (etgt[e] > v && etgt[e] - v < EscapedArray<uint8_t>::kEscape) {
+        etgt[e] -= static_cast<uint32_t>(v);
+      } else {
+        absolute[e] = true;
+      }
+    }
+  }
   edge_token_ = U24Array(etok);
-  edge_target_ = U24Array(etgt);
+  edge_target_ = EscapedArray<uint8_t>(etgt, &absolute);
 }
 
+template <class Small>
+EscapedArray<Small>::EscapedArray(const std::vector<uint32_t>& values, const std::vector<bool>* escape) {
+  const size_t n = values.size();
+  small_.resize(n);
+  bits_.assign(n / 64 + 1, 0);
+  rank_.assign(n / 64 + 1, 0);
+  for (size_t i = 0; i < n; ++i) {
+    if (i % 64 == 0) rank_[i / 64] = static_cast<uint32_t>(big_.size());
+    if (values[i] >= kEscape || (escape && (*escape)[i])) {
+      small_[i] = static_cast<Small>(kEscape);
+      bits_[i / 64] |= uint64_t{1} << (i % 64);
+      big_.push_back(values[i]);
+    } else {
+      small_[i] = static_cast<Small>(values[i]);
+    }
+  }
+  if (n % 64 == 0) rank_[n / 64] = static_cast<uint32_t>(big_.size());
+  big_.shrink_to_fit();
+}
+
+template <class Small>
+int64_t EscapedArray<Small>::bytes() const {
+  return capacity_bytes(small_) + capacity_bytes(bits_) + capacity_bytes(rank_) + capacity_bytes(big_);
+}
+
+template class EscapedArray<uint8_t>;
+template class EscapedArray<uint16_t>;
+
 int32_t FrozenSam::find(int32_t state, int32_t token) const {
-  const uint32_t b = edge_begin_[static_cast<size_t>(state)], e = edge_begin_[static_cast<size_t>(state) + 1];
+  const uint32_t b = edge_begin(state), e = edge_begin(state + 1);
   if (b == e || token < 0) return -1;
   const auto t = static_cast<uint32_t>(token);
-  if (edge_token_[b] == t) return static_cast<int32_t>(edge_target_[b]);
-  if (e - b <= 9) {
-    for (uint32_t i = b + 1; i < e; ++i) {
-      if (edge_token_[i] == t) return static_cast<int32_t>(edge_target_[i]);
+  if (e - b <= kTopEdges + 8) {
+    for (uint32_t i = b; i < e; ++i) {
+      if (edge_token_[i] == t) return target(state, i);
     }
     return -1;
   }
-  uint32_t lo = b + 1, hi = e;  // binary search over the token-sorted rest
+  for (uint32_t i = b; i < b + kTopEdges; ++i) {
+    if (edge_token_[i] == t) return target(state, i);
+  }
+  uint32_t lo = b + kTopEdges, hi = e;  // binary search over the token-sorted rest
   while (lo < hi) {
     const uint32_t mid = lo + (hi - lo) / 2;
     if (edge_token_[mid] < t) {
@@ -262,11 +312,11 @@ int32_t FrozenSam::find(int32_t state, int32_t token) const {
       hi = mid;
     }
   }
-  return lo < e && edge_token_[lo] == t ? static_cast<int32_t>(edge_target_[lo]) : -1;
+  return lo < e && edge_token_[lo] == t ? target(state, lo) : -1;
 }
 
 void FrozenSam::advance(SamMatch& m, int32_t token) const {
-  if (len_.size() == 0) return;
+  if (len_.empty()) return;
   for (;;) {
     const int32_t t = find(m.state, token);
     if (t >= 0) {
@@ -287,25 +337,24 @@ void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,
                       std::vector<int32_t>& tokens, std::vector<float>& probs, double prior,
                       int32_t soft_budget, double extend_prob) const {
   if (soft_budget < 0) soft_budget = budget;
-  if (len_.size() == 0 || m.state <= 0) return;
+  if (len_.empty() || m.state <= 0) return;
   const double base = count(m.state) + prior;
-  auto v = static_cast<size_t>(m.state);
+  int32_t v = m.state;
   for (int32_t k = 0; k < budget; ++k) {
-    const uint32_t b = edge_begin_[v];
-    if (b == edge_begin_[v + 1]) break;
-    const uint32_t u = edge_target_[b];
-    const double p = cnt_[u] / base;  // telescoped product of the count ratios along the path
+    if (degree(v) == 0) break;
+    const int32_t u = edge_target(v, 0);
+    const double p = count(u) / base;  // telescoped product of the count ratios along the path
     if (p < min_prob) break;
     if (k >= soft_budget && (extend_prob >= 1.0 || p < extend_prob)) break;
-    tokens.push_back(static_cast<int32_t>(edge_token_[b]));
+    tokens.push_back(edge_token(v, 0));
     probs.push_back(static_cast<float>(p));
     v = u;
   }
 }
 
 int64_t FrozenSam::bytes() const {
-  return len_.bytes() + link_.bytes() + cnt_.bytes() + edge_begin_.bytes() + edge_token_.bytes() +
-         edge_target_.bytes();
+  return capacity_bytes(len_) + link_.bytes() + cnt_.bytes() + capacity_bytes(edge_base_) +
+         edge_offset_.bytes() + edge_token_.bytes() + edge_target_.bytes();
 }
 
 }  // namespace longtail::drafter

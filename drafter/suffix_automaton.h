@@ -4,10 +4,15 @@
 //    one growing string (append) for a request's own context. Edges live in one open-addressing hash
 //    table keyed by (state, token) so every lookup, the root's included, is O(1).
 //  - FrozenSam: compact read-only form built from a SamBuilder, with endpos counts. Per state the
-//    most frequent edge is stored first (O(1) greedy drafting); the rest are sorted by token (binary
-//    search for matching). Every field is a 24-bit integer (states, edges, lengths < 2^24; counts
-//    saturate at 2^24 - 1; token ids < 2^24): 12 B per state + 6 B per edge, about 27 B per
-//    indexed token, so both scopes plus the stored text stay under 64 B per history token.
+//    kTopEdges most frequent edges are stored first, most frequent first (O(1) greedy drafting and
+//    tree branching); the rest are sorted by token (binary search for matching). Fields are as
+//    small as what reads them needs: suffix links and edge tokens 24-bit; lengths one byte,
+//    saturating at 255 (a length is only compared with draft budgets and min_match); counts one
+//    byte, with the rare larger ones (short, frequent contexts) in a side table found by rank; an
+//    edge's target as a one-byte distance ahead of its source state (most transitions lead to a
+//    state created a few steps later), else escaped to the side table; edge ranges as 16-bit
+//    offsets from a 32-bit base per 64 states. About 7.5 B per state + 4-5 B per edge, 20-22 B per
+//    indexed token and scope (was 12 + 6, ~29 B).
 #pragma once
 
 #include <cstdint>
@@ -80,6 +85,39 @@ class U24Array {
   size_t size_ = 0;
 };
 
+// Unsigned values stored in one Small (uint8_t / uint16_t) each; values that do not fit (and
+// escaped ones) live in a side table found by rank: a bitmap of escaped positions with a running
+// count per 64, so every read is O(1). Costs sizeof(Small) + 0.19 B per value + 4 B per escape.
+template <class Small>
+class EscapedArray {
+ public:
+  static constexpr uint32_t kEscape = static_cast<Small>(~Small{0});
+  EscapedArray() = default;
+  // escape[i] forces value i into the side table (values >= kEscape always go there).
+  explicit EscapedArray(const std::vector<uint32_t>& values, const std::vector<bool>* escape = nullptr);
+  // The value and whether it came from the side table.
+  uint32_t get(size_t i, bool& escaped) const {
+    const uint32_t v = small_[i];
+    escaped = v == kEscape;
+    if (!escaped) return v;
+    const size_t w = i >> 6;
+    const uint64_t below = bits_[w] & ((uint64_t{1} << (i & 63)) - 1);
+    return big_[rank_[w] + static_cast<uint32_t>(__builtin_popcountll(below))];
+  }
+  uint32_t operator[](size_t i) const {
+    bool escaped;
+    return get(i, escaped);
+  }
+  size_t size() const { return small_.size(); }
+  int64_t bytes() const;
+
+ private:
+  std::vector<Small> small_;
+  std::vector<uint64_t> bits_;
+  std::vector<uint32_t> rank_;  // escapes before each 64-block
+  std::vector<uint32_t> big_;
+};
+
 // Position of a live match in a FrozenSam: the state and how many tokens of context match.
 struct SamMatch {
   int32_t state = 0;
@@ -103,17 +141,41 @@ class FrozenSam {
   void draft(const SamMatch& m, int32_t budget, double min_prob, std::vector<int32_t>& tokens,
              std::vector<float>& probs, double prior = 0.0, int32_t soft_budget = -1,
              double extend_prob = 1.0) const;
+  // Out-edges of a state: edge i < min(degree, kTopEdges) is the i-th most frequent continuation
+  // (ties: smaller token first); the rest are in token order.
+  static constexpr uint32_t kTopEdges = 4;
+  uint32_t degree(int32_t state) const { return edge_begin(state + 1) - edge_begin(state); }
+  int32_t edge_token(int32_t state, uint32_t i) const {
+    return static_cast<int32_t>(edge_token_[edge_begin(state) + i]);
+  }
+  int32_t edge_target(int32_t state, uint32_t i) const { return target(state, edge_begin(state) + i); }
   uint32_t count(int32_t state) const { return cnt_[static_cast<size_t>(state)]; }
-  int32_t length(int32_t state) const { return static_cast<int32_t>(len_[static_cast<size_t>(state)]); }
+  // Saturates at kMaxLength.
+  int32_t length(int32_t state) const { return len_[static_cast<size_t>(state)]; }
+  static constexpr int32_t kMaxLength = 255;
   int32_t suffix_link(int32_t state) const { return static_cast<int32_t>(link_[static_cast<size_t>(state)]); }
   int64_t states() const { return static_cast<int64_t>(len_.size()); }
   int64_t edges() const { return static_cast<int64_t>(edge_token_.size()); }
   int64_t bytes() const;
 
  private:
-  U24Array len_, link_, cnt_;  // link of the root stored as 0 (never followed)
-  U24Array edge_begin_;        // size states + 1
-  U24Array edge_token_, edge_target_;
+  uint32_t edge_begin(int32_t state) const {
+    const auto v = static_cast<size_t>(state);
+    return edge_base_[v >> 6] + edge_offset_[v];
+  }
+  int32_t target(int32_t state, uint32_t edge) const {
+    bool absolute;
+    const uint32_t t = edge_target_.get(edge, absolute);
+    return static_cast<int32_t>(absolute ? t : static_cast<uint32_t>(state) + t);
+  }
+
+  std::vector<uint8_t> len_;
+  U24Array link_;                      // link of the root stored as 0 (never followed)
+  EscapedArray<uint8_t> cnt_;
+  std::vector<uint32_t> edge_base_;    // first edge of each 64-state block
+  EscapedArray<uint16_t> edge_offset_; // size states + 1, relative to the block's base
+  U24Array edge_token_;
+  EscapedArray<uint8_t> edge_target_;  // distance ahead of the source state, or escaped absolute
 };
 
 // Largest token id the history automata can store.

@@ -1,7 +1,7 @@
-// Drafter step cost (Google Benchmark): one engine step at batch 256 = propose (16-token budgets) +
-// observe of the accepted tokens for all 256 sequences, on the synthetic workload with 4 rounds of
-// history; the automaton drafter against the depth-64 suffix trie baseline. Counters: bytes per
-// indexed token and tokens per sequence-step.
+// Drafter step cost (Google Benchmark): one engine step at batch 256 = propose (16-token budgets,
+// chains or 16-node token trees) + observe of the accepted tokens for all 256 sequences, on the
+// synthetic workload with 4 rounds of history; the automaton drafter against the depth-64 suffix
+// trie baseline. Counters: bytes per indexed token and tokens per sequence-step.
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -36,7 +36,7 @@ const Fixture& fixture() {
 }
 
 template <class D>
-void step_loop(benchmark::State& state, D& d) {
+void step_loop(benchmark::State& state, D& d, bool tree = false) {
   const auto& f = fixture();
   for (const auto& r : f.rollouts) {
     if (r.round < 4) d.add_rollout(r.prompt_id, r.prompt_tokens, r.response_tokens, r.round);
@@ -54,13 +54,12 @@ void step_loop(benchmark::State& state, D& d) {
   std::vector<drafter::Draft> drafts(batch);
   int64_t emitted = 0, seq_steps = 0;
   for (auto _ : state) {
-    for (size_t i = 0; i < batch; ++i) reqs[i] = {uid[i], 16};
+    for (size_t i = 0; i < batch; ++i) reqs[i] = {uid[i], 16, tree};
     d.propose_batch(reqs, drafts);
     for (size_t i = 0; i < batch; ++i) {
       const auto& resp = f.live_src[i]->response_tokens;
-      const auto& dt = drafts[i].tokens;
-      size_t acc = 0;
-      while (acc < dt.size() && pos[i] + acc < resp.size() && dt[acc] == resp[pos[i] + acc]) ++acc;
+      const auto acc = static_cast<size_t>(drafter::longest_accepted_path(
+          drafts[i], std::span<const int32_t>(resp.data() + pos[i], resp.size() - pos[i])));
       const size_t emit = std::min(acc + 1, resp.size() - pos[i]);
       d.observe(uid[i], std::span<const int32_t>(resp.data() + pos[i], emit));
       pos[i] += emit;
@@ -84,6 +83,13 @@ void BM_AutomatonDrafterStepBatch256(benchmark::State& state) {
   state.counters["bytes_per_indexed_token"] = d.memory().bytes_per_indexed_token();
 }
 BENCHMARK(BM_AutomatonDrafterStepBatch256)->Unit(benchmark::kMicrosecond)->MinTime(1.0);
+
+void BM_AutomatonDrafterTreeStepBatch256(benchmark::State& state) {
+  drafter::Drafter d;
+  step_loop(state, d, /*tree=*/true);
+  state.counters["bytes_per_indexed_token"] = d.memory().bytes_per_indexed_token();
+}
+BENCHMARK(BM_AutomatonDrafterTreeStepBatch256)->Unit(benchmark::kMicrosecond)->MinTime(1.0);
 
 void BM_TrieBaselineStepBatch256(benchmark::State& state) {
   bench::TrieDrafter d;

@@ -171,6 +171,92 @@ TEST(Drafter, BatchWithThreadsEqualsSerial) {
   EXPECT_GT(nonempty, reqs.size() / 2);
 }
 
+TEST(Drafter, TreeBranchesWhereHistoryBranches) {
+  Drafter d(prompt_only());
+  d.add_rollout("p", Str{9}, Str{1, 2, 3}, 0);
+  d.add_rollout("p", Str{9}, Str{1, 2, 3}, 0);
+  d.add_rollout("p", Str{9}, Str{1, 4, 5}, 0);
+  d.end_round(0);
+  d.begin_request(1, "p", Str{9});
+  d.observe(1, Str{1});
+  // A chain caller gets the chain it always got.
+  const Draft chain = d.propose(1, 4);
+  EXPECT_FALSE(chain.is_tree());
+  EXPECT_EQ(chain.tokens, (Str{2, 3}));
+  std::vector<DraftRequest> q{{1, 4, /*tree=*/true}};
+  std::vector<Draft> out(1);
+  d.propose_batch(q, out);
+  const Draft& t = out[0];
+  ASSERT_TRUE(t.is_tree());
+  ASSERT_EQ(t.tokens.size(), 4u);
+  // Both continuations of "1" with their successors; parents precede children.
+  std::vector<int32_t> depth;
+  t.depths(depth);
+  for (size_t i = 0; i < t.tokens.size(); ++i) {
+    EXPECT_LT(t.parents[i], static_cast<int32_t>(i));
+    if (t.parents[i] >= 0) EXPECT_LE(t.probs[i], t.probs[static_cast<size_t>(t.parents[i])] + 1e-6);
+  }
+  EXPECT_NEAR(t.score(), 2.0 / 3 + 2.0 / 3 + 1.0 / 3 + 1.0 / 3, 1e-5);
+  std::vector<int32_t> path;
+  EXPECT_EQ(longest_accepted_path(t, Str{4, 5, 7}, &path), 2);
+  ASSERT_EQ(path.size(), 2u);
+  EXPECT_EQ(t.tokens[static_cast<size_t>(path[0])], 4);
+  EXPECT_EQ(t.tokens[static_cast<size_t>(path[1])], 5);
+  EXPECT_EQ(depth[static_cast<size_t>(path[1])], 2);
+  EXPECT_EQ(longest_accepted_path(t, Str{2, 3}), 2);
+  EXPECT_EQ(longest_accepted_path(t, Str{7}), 0);
+  EXPECT_EQ(longest_accepted_path(chain, Str{2, 9}), 1);  // chains through the same function
+  // Budget 1: only the most probable node.
+  q[0].budget = 1;
+  d.propose_batch(q, out);
+  EXPECT_EQ(out[0].tokens, (Str{2}));
+  EXPECT_EQ(out[0].parents, (std::vector<int32_t>{-1}));
+}
+
+TEST(Drafter, TreeMergesOwnContextAndHistory) {
+  // History says "5 6" goes on with 1; the sequence's own text says 7 8: the tree holds both.
+  DrafterOptions o;
+  o.use_global_scope = false;
+  Drafter d(o);
+  d.add_rollout("p", Str{}, Str{5, 6, 1, 2}, 0);
+  d.end_round(0);
+  d.begin_request(1, "p", Str{});
+  d.observe(1, Str{5, 6, 7, 8, 5, 6});
+  std::vector<DraftRequest> q{{1, 6, true}};
+  std::vector<Draft> out(1);
+  d.propose_batch(q, out);
+  EXPECT_EQ(longest_accepted_path(out[0], Str{7, 8}), 2);
+  EXPECT_EQ(longest_accepted_path(out[0], Str{1, 2}), 2);
+}
+
+TEST(Drafter, CalibrationLowersAScopeWhoseDraftsFail) {
+  // The prompt's only rollout continues "1" with 2 (count ratio 1), but sequences keep writing 3.
+  for (const bool calibrate : {true, false}) {
+    DrafterOptions o = prompt_only();
+    o.calibrate = calibrate;
+    Drafter d(o);
+    d.add_rollout("p", Str{9}, Str{1, 2}, 0);
+    d.end_round(0);
+    for (uint64_t uid = 1; uid <= 40; ++uid) {
+      d.begin_request(uid, "p", Str{9, 1});
+      const Draft a = d.propose(uid, 1);
+      ASSERT_EQ(a.tokens, (Str{2}));
+      if (uid == 1) EXPECT_NEAR(a.probs[0], 1.0, 1e-6);
+      d.observe(uid, Str{3});
+      d.end_request(uid);
+    }
+    d.begin_request(99, "p", Str{9, 1});
+    const Draft late = d.propose(99, 1);
+    ASSERT_EQ(late.tokens, (Str{2}));
+    // (0 accepted + 8 prior) / (40 tried + 8 prior) = 0.17; uncalibrated: the count ratio.
+    if (calibrate) {
+      EXPECT_NEAR(late.probs[0], 8.0 / 48.0, 1e-5);
+    } else {
+      EXPECT_NEAR(late.probs[0], 1.0, 1e-6);
+    }
+  }
+}
+
 TEST(Drafter, RejectsBadInput) {
   Drafter d;
   EXPECT_THROW(d.begin_request(1, "p", Str{1, -2}), std::invalid_argument);

@@ -1,5 +1,6 @@
 // DAS budgets (classes, promotion, cap), acceptance-aware budgets (back-off, probing, recovery),
-// modes, the RLS cost refit and cost model files.
+// the critical-path rule (probability of finishing last), modes, the RLS cost refit and cost model
+// files.
 #include "drafter/speculation_policy.h"
 
 #include <gtest/gtest.h>
@@ -11,9 +12,11 @@
 namespace longtail::drafter {
 namespace {
 
+// The long/medium/short class rule (critical_path off; rule 4 is tested at the end).
 SpeculationPolicyOptions no_cap() {
   SpeculationPolicyOptions o;
   o.max_tokens_per_step = 1 << 30;
+  o.critical_path = false;
   return o;
 }
 
@@ -45,6 +48,7 @@ TEST(SpeculationPolicy, LengthClassesAndPromotion) {
 
 TEST(SpeculationPolicy, CapTrimsShortestPredictionsFirst) {
   SpeculationPolicyOptions o;
+  o.critical_path = false;
   o.max_tokens_per_step = 3 + 20;  // 3 sequences + 20 draft tokens
   SpeculationPolicy p(o);
   p.record_finished("a", 1000);
@@ -54,6 +58,7 @@ TEST(SpeculationPolicy, CapTrimsShortestPredictionsFirst) {
   EXPECT_EQ(p.budgets(s), (std::vector<int32_t>{0, 16, 4}));
   // Derived from the cost model: (1 + 1) * (c_base + c_tok * 3) - c_base = c_base + 2 * 3 * c_tok
   SpeculationPolicyOptions m;
+  m.critical_path = false;
   m.cost = {100.0, 10.0};
   SpeculationPolicy q(m);
   q.record_finished("a", 1000);
@@ -93,7 +98,7 @@ TEST(SpeculationPolicy, RlsRecoversStepCostConstants) {
   EXPECT_NEAR(p.cost_model().per_token_us, 4.0, 0.05);
 }
 
-// The acceptance-aware rule is opt-in (see speculation_policy.h); these tests switch it on.
+// The acceptance-aware rule (on by default) with the class rule; explicit so the tests say what they need.
 SpeculationPolicyOptions acceptance_on() {
   SpeculationPolicyOptions o = no_cap();
   o.acceptance_aware = true;
@@ -199,6 +204,7 @@ TEST(SpeculationPolicyAcceptance, HighAcceptanceKeepsTheClassBudget) {
 TEST(SpeculationPolicyAcceptance, RespectsTheStepCapAndDoesNotHandOnFreedTokens) {
   SpeculationPolicyOptions o;
   o.acceptance_aware = true;
+  o.critical_path = false;
   o.max_tokens_per_step = 24;  // 4 sequences + 20 draft tokens
   SpeculationPolicy p(o);
   // Own prompts, so sequence 1's estimate is not pulled up by the others' through the prompt prior.
@@ -243,6 +249,59 @@ TEST(SpeculationPolicyAcceptance, OptionOffAndBadInput) {
   bad = acceptance_on();
   bad.acceptance_prior = 1.5;
   EXPECT_THROW(SpeculationPolicy{bad}, std::invalid_argument);
+}
+
+TEST(SpeculationPolicyCritical, ProbabilityOfFinishingLastFollowsTheLengths) {
+  SpeculationPolicyOptions o;
+  o.max_tokens_per_step = 1 << 30;
+  SpeculationPolicy p(o);
+  for (int i = 0; i < 4; ++i) {
+    p.record_finished("long", 1000 + 10 * i);
+    p.record_finished("mid", 300 + 10 * i);
+    p.record_finished("short", 50 + 10 * i);
+  }
+  std::vector<SequenceView> s{{1, "long", 0, 0}, {2, "mid", 0, 0}, {3, "short", 0, 0}};
+  auto crit = p.critical_probabilities(s);
+  double sum = 0;
+  for (const double c : crit) sum += c;
+  EXPECT_NEAR(sum, 1.0, 0.1);
+  EXPECT_GT(crit[0], crit[1]);
+  EXPECT_GT(crit[1], crit[2]);
+  EXPECT_GT(crit[0], 0.5);  // not 1: each prompt's lengths are mixed with all prompts' (weight 4)
+  // Unlike the class rule, nobody is left without drafts before acceptance is known.
+  EXPECT_EQ(p.budgets(s), (std::vector<int32_t>{16, 16, 16}));
+  // The short prompt's sequence outgrew its prompt's lengths (50-80): its remaining length now
+  // follows all prompts' lengths above 100, so it is promoted.
+  const double before = crit[2];
+  s[2].generated_len = 100;
+  crit = p.critical_probabilities(s);
+  EXPECT_GT(crit[2], before);
+  // Past every recorded length: the overshoot guess max(g / 2, 64) = 2000 remaining beats the rest.
+  s[2].generated_len = 4000;
+  crit = p.critical_probabilities(s);
+  EXPECT_GT(crit[2], 0.9);
+}
+
+TEST(SpeculationPolicyCritical, AcceptanceCutsSparesTheCriticalSequence) {
+  SpeculationPolicyOptions o;
+  o.max_tokens_per_step = 1 << 30;
+  SpeculationPolicy p(o);
+  for (int i = 0; i < 4; ++i) {
+    p.record_finished("long", 1000 + 10 * i);
+    p.record_finished("short", 50 + 10 * i);
+  }
+  // One likely-critical sequence among ten (the floor on P_i is critical_share / 10 = 0.15).
+  std::vector<SequenceView> s{{1, "long", 0, 0}};
+  for (uint64_t uid = 2; uid <= 10; ++uid) s.push_back({uid, "short", 0, 0});
+  // Every draft fails at its second token for everyone.
+  for (int step = 0; step < 20; ++step) {
+    const auto b = p.budgets(s);
+    for (size_t i = 0; i < s.size(); ++i) report(p, s[i].uid, s[i].prompt_id, b[i], 1);
+  }
+  const auto b = p.budgets(s);
+  EXPECT_GE(b[0], 1);
+  EXPECT_GT(b[0], b[1]);
+  EXPECT_EQ(b[1], b[2]);
 }
 
 TEST(CostModel, LoadsRepositoryDefaultAndReportsBadFiles) {
