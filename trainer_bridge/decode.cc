@@ -315,21 +315,23 @@ void check_frames(FramePlan& plan, std::span<const FrameView> received, const Ct
 
 // The protocol's own rules beyond wire types (PROTOCOL.md, section 3).
 void check(const Ctx& ctx, const Hello& m) {
-  if (m.version != kProtocolVersion)
+  if (m.version < kOldestProtocolVersion || m.version > kProtocolVersion)
     ctx.fail(errc::kBadVersion, "protocol version " + std::to_string(m.version) + " is not supported (this side speaks " +
-                                    std::to_string(kProtocolVersion) + ")");
+                                    std::to_string(kOldestProtocolVersion) + ".." + std::to_string(kProtocolVersion) + ")");
   if (m.credits < 0) ctx.fail(errc::kBadField, "field 'credits' must be >= 0");
 }
 void check(const Ctx& ctx, const Welcome& m) {
-  if (m.version != kProtocolVersion)
+  if (m.version < kOldestProtocolVersion || m.version > kProtocolVersion)
     ctx.fail(errc::kBadVersion, "worker speaks protocol version " + std::to_string(m.version) + ", expected " +
-                                    std::to_string(kProtocolVersion));
+                                    std::to_string(kOldestProtocolVersion) + ".." + std::to_string(kProtocolVersion));
 }
 void check(const Ctx& ctx, const Credit& m) {
   if (m.batches < 0) ctx.fail(errc::kBadField, "field 'batches' must be >= 0");
 }
 void check(const Ctx& ctx, const UpdateWeights& m) {
   if (m.path.empty()) ctx.fail(errc::kBadField, "field 'path' is empty");
+  if (m.path.find('\0') != std::string::npos)
+    ctx.fail(errc::kBadField, "field 'path' contains a NUL byte at offset " + std::to_string(m.path.find('\0')));
 }
 void check(const Ctx& ctx, const Rewards& m) {
   if (m.uids.size() != m.rewards.size())
@@ -346,8 +348,10 @@ void check(const Ctx& ctx, const Submit& s) {
     if (g.max_new_tokens < 1) ctx.fail(errc::kBadField, "field '" + at + "max_new_tokens' must be >= 1");
     if (!std::isfinite(g.sampling.temperature) || g.sampling.temperature < 0)
       ctx.fail(errc::kBadField, "field '" + at + "sampling.temperature' must be a finite number >= 0");
-    if (!std::isfinite(g.sampling.top_p) || g.sampling.top_p <= 0)
-      ctx.fail(errc::kBadField, "field '" + at + "sampling.top_p' must be a finite number > 0");
+    if (!(g.sampling.top_p > 0 && g.sampling.top_p <= 1))
+      ctx.fail(errc::kBadField, "field '" + at + "sampling.top_p' is " + std::to_string(g.sampling.top_p) + ", must be in (0, 1]");
+    if (!(g.sampling.min_p >= 0 && g.sampling.min_p <= 1))
+      ctx.fail(errc::kBadField, "field '" + at + "sampling.min_p' is " + std::to_string(g.sampling.min_p) + ", must be in [0, 1]");
     for (size_t t = 0; t < g.stop_tokens.size(); ++t)
       if (g.stop_tokens[t] < 0)
         ctx.fail(errc::kBadField, "field '" + at + "stop_tokens[" + std::to_string(t) + "]' is not a token id");
@@ -420,6 +424,9 @@ Message decode(std::span<const FrameView> frames, Direction dir) {
     msgpack::unpack_limit limit(n, n, n, n, n, 32);
     std::size_t off = 0;
     oh = msgpack::unpack(reinterpret_cast<const char*>(head.data()), n, off, nullptr, nullptr, limit);
+    if (oh.get().type != msgpack::type::MAP)
+      ctx.fail(errc::kMalformed, std::string("header must be a msgpack map, got ") + kind_name(oh.get().type) +
+                                     (off != n ? " followed by " + std::to_string(n - off) + " more bytes" : ""));
     if (off != n) ctx.fail(errc::kMalformed, "header frame has " + std::to_string(n - off) + " trailing bytes after the msgpack map");
   } catch (const ProtocolError&) {
     throw;
@@ -427,7 +434,10 @@ Message decode(std::span<const FrameView> frames, Direction dir) {
     ctx.fail(errc::kMalformed, std::string("header frame is not valid msgpack: ") + e.what());
   }
   const msgpack::object& root = oh.get();
-  if (root.type != msgpack::type::MAP) ctx.fail(errc::kMalformed, std::string("header must be a msgpack map, got ") + kind_name(root.type));
+  for (uint32_t i = 0; i < root.via.map.size; ++i)
+    if (root.via.map.ptr[i].key.type != msgpack::type::STR)
+      ctx.fail(errc::kMalformed, "header map keys must be strings (key " + std::to_string(i) + " is a msgpack " +
+                                     kind_name(root.via.map.ptr[i].key.type) + ")");
   // Read req and type first so that every later error can name the request it answers.
   if (const auto* r = find_key(root.via.map, "req"); r && r->type == msgpack::type::POSITIVE_INTEGER) ctx.req = r->via.u64;
   const auto* to = find_key(root.via.map, "type");

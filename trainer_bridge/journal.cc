@@ -18,6 +18,8 @@ namespace {
 constexpr char kMagic[4] = {'L', 'T', 'J', '1'};
 constexpr const char* kSuffix = ".batch";
 constexpr const char* kStateFile = "next_seq";
+constexpr const char* kRunFile = "run";
+constexpr uint64_t kRunMask = (uint64_t{1} << 24) - 1;
 
 uint64_t fnv1a(const char* p, size_t n) {
   uint64_t h = 1469598103934665603ull;
@@ -117,7 +119,20 @@ Journal::Journal(std::filesystem::path dir, bool fsync) : dir_(std::move(dir)), 
     }
   }
   if (any) next_seq_ = std::max(next_seq_, max_seen + 1);
-  spdlog::info("journal {}: {} un-acked batches recovered, next seq {}", dir_.string(), recovered_.size(), next_seq_);
+  uint64_t last_run = 0;
+  if (const auto rf = dir_ / kRunFile; std::filesystem::exists(rf)) {
+    try {
+      last_run = std::stoull(read_file(rf));
+    } catch (const std::exception& ex) {
+      // A lost counter could repeat uids of an earlier run: refuse rather than guess.
+      throw std::runtime_error("journal: run counter " + rf.string() + " is unreadable (" + ex.what() +
+                               "); remove the journal directory or restore the file");
+    }
+  }
+  run_ = (last_run & kRunMask) % kRunMask + 1;
+  write_file_atomically(dir_ / kRunFile, std::to_string(run_));
+  spdlog::info("journal {}: {} un-acked batches recovered, next seq {}, run {}", dir_.string(), recovered_.size(),
+               next_seq_, run_);
 }
 
 std::map<uint64_t, Frames> Journal::take_recovered() { return std::exchange(recovered_, {}); }

@@ -2,7 +2,8 @@
 // the same directory re-sends them. One file per batch (written to a temporary name, then renamed,
 // so a crash never leaves a half-written entry under a real name), removed when the batch is acked.
 // A small state file keeps the next batch sequence number, so sequence numbers never repeat across
-// restarts (trainers drop duplicates by (worker id, seq): a reused number would look like one).
+// restarts (trainers drop duplicates by (worker id, seq): a reused number would look like one),
+// and a run counter, incremented at every open, that makes trajectory uids unique across restarts.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,9 @@ class Journal {
   // (renamed *.corrupt) and logged, never loaded.
   std::map<uint64_t, Frames> take_recovered();
   uint64_t next_seq() const { return next_seq_; }
+  // This open's run number: 1 for a new directory, one more than the previous open's otherwise
+  // (wraps within 24 bits, skipping 0).
+  uint64_t run() const { return run_; }
 
   // Reserves the next sequence number durably (the state file is updated before it is used).
   uint64_t allocate_seq();
@@ -36,6 +40,7 @@ class Journal {
   std::filesystem::path dir_;
   bool fsync_;
   uint64_t next_seq_ = 0;
+  uint64_t run_ = 0;
   std::map<uint64_t, Frames> recovered_;
 };
 

@@ -20,8 +20,10 @@
 
 namespace longtail::bridge {
 
-// Bumped on any incompatible change of PROTOCOL.md; HELLO carries it and a mismatch is refused.
-inline constexpr int32_t kProtocolVersion = 1;
+// Bumped on any incompatible change of PROTOCOL.md. HELLO carries the trainer's version; the worker
+// serves every version from kOldestProtocolVersion on and answers with the one it was asked for.
+inline constexpr int32_t kProtocolVersion = 2;
+inline constexpr int32_t kOldestProtocolVersion = 1;
 
 enum class MessageType : uint8_t {
   // trainer -> worker
@@ -64,6 +66,7 @@ inline constexpr const char* kQueueFull = "QUEUE_FULL";
 inline constexpr const char* kBadCheckpoint = "BAD_CHECKPOINT";
 inline constexpr const char* kPathNotAllowed = "PATH_NOT_ALLOWED";
 inline constexpr const char* kNoSession = "NO_SESSION";
+inline constexpr const char* kSessionTaken = "SESSION_TAKEN";  // another trainer said HELLO since
 inline constexpr const char* kShuttingDown = "SHUTTING_DOWN";
 inline constexpr const char* kInternal = "INTERNAL";
 }  // namespace errc
@@ -78,6 +81,8 @@ class ProtocolError : public std::runtime_error {
   std::string code;
   std::optional<uint64_t> req;
   std::string request_type;
+  std::string limit;               // TOO_LARGE / QUEUE_FULL: the configured cap that refused it
+  std::optional<bool> retryable;   // whether the same request can succeed later
 };
 
 // ---- trainer -> worker ----
@@ -126,6 +131,18 @@ struct ModelInfo {
   int32_t num_layers = 0;
   std::vector<int32_t> eos_token_ids;
 };
+// What the worker admits and how it times a session (HELLO reply), so a trainer never has to guess.
+struct SessionLimits {
+  uint64_t max_pending_groups = 0;   // groups queued and not yet running
+  uint64_t max_pending_samples = 0;  // samples admitted and not yet delivered in a BATCH
+  uint64_t max_pending_tokens = 0;   // sum over those samples of prompt_len + max_new_tokens
+  uint64_t max_outbox_batches = 0;   // un-acked batches held before generation pauses
+  double heartbeat_interval_s = 0;
+  double peer_timeout_s = 0;
+  double ack_timeout_s = 0;          // 0 = re-send only on a new HELLO
+  double importance_cap = 0;         // C in min(w, C), sequence weights
+  double token_ratio_cap = 0;        // C_tok in min(pi/mu, C_tok), token ratios
+};
 struct Welcome {
   int32_t version = kProtocolVersion;
   std::string worker_id;
@@ -136,6 +153,9 @@ struct Welcome {
   uint64_t max_message_bytes = 0;
   uint64_t unacked = 0;   // batches that will be (re)sent to this session as credit allows
   uint64_t next_seq = 0;
+  std::string weights;    // checkpoint directory the live weights came from
+  uint64_t run = 0;       // run number of this worker process: the top 24 bits of every uid
+  SessionLimits limits;
 };
 struct Batch {
   uint64_t seq = 0;
@@ -155,9 +175,22 @@ struct WeightsOk {
   uint64_t req = 0;
   int64_t version = 0;
 };
+// The VCPO baseline of one group that a REWARDS message touched, with the per-trajectory numbers
+// it came from: b = sum w_i^2 R_i / sum w_i^2 over the group's truncated weights w_i.
+struct GroupRewards {
+  std::string group_id;
+  int64_t round = 0;
+  double baseline = 0;
+  bool valid = false;             // every trajectory of the group has a reward
+  std::vector<uint64_t> uids;     // the group's trajectories in that round
+  std::vector<double> weights;    // their truncated sequence weights min(w, C)
+  std::vector<double> rewards;    // their rewards (NaN where none is known yet)
+  std::vector<double> advantages; // R_i - b when valid, else empty
+};
 struct RewardsOk {
   uint64_t req = 0;
   std::vector<uint64_t> unknown_uids;
+  std::vector<GroupRewards> groups;
 };
 struct StatsReply {
   uint64_t req = 0;
@@ -175,6 +208,8 @@ struct Error {
   std::string message;
   std::optional<uint64_t> req;
   std::string request_type;  // the type of the message this answers, when known
+  std::string limit;              // TOO_LARGE / QUEUE_FULL: which cap
+  std::optional<bool> retryable;  // TOO_LARGE / QUEUE_FULL: can the same request succeed later
 };
 
 using Message = std::variant<Hello, Submit, Credit, Ack, UpdateWeights, Rewards, StatsRequest, Drain,

@@ -1,6 +1,7 @@
 // Trainer-session state machine of the worker (PROTOCOL.md, "Worker state machine").
 #include "trainer_bridge/trainer_session.h"
 
+#include <limits>
 #include <random>
 
 #include <spdlog/spdlog.h>
@@ -13,12 +14,30 @@ constexpr int kMaxMessagesPerPoll = 1024;
 
 std::chrono::milliseconds to_ms(double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); }
 
-std::string random_instance() {
+uint64_t random_u64() {
   std::random_device rd;
   std::mt19937_64 g((uint64_t{rd()} << 32) ^ rd());
+  return g();
+}
+
+std::string random_instance() {
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(g()));
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(random_u64()));
   return buf;
+}
+
+// The req of a decoded request, so that an ERROR can name it.
+std::optional<uint64_t> req_of(const Message& m) {
+  std::optional<uint64_t> req;
+  std::visit([&](const auto& v) {
+    if constexpr (requires { v.req; }) req = v.req;
+  }, m);
+  return req;
+}
+
+// Credits add up but never wrap: a grant that would pass INT64_MAX leaves INT64_MAX.
+int64_t add_credits(int64_t have, int64_t grant) {
+  return grant > std::numeric_limits<int64_t>::max() - have ? std::numeric_limits<int64_t>::max() : have + grant;
 }
 
 int64_t now_ns() {
@@ -42,9 +61,12 @@ TrainerSession::TrainerSession(TrainerSessionOptions opts, RequestHandler* handl
     journal_ = std::make_unique<Journal>(opts_.journal_dir, opts_.journal_fsync);
     for (auto& [seq, frames] : journal_->take_recovered()) outbox_.add(seq, std::make_shared<const Frames>(std::move(frames)));
     next_seq_ = journal_->next_seq();
+    run_ = journal_->run();
+  } else {
+    run_ = 1 + random_u64() % ((uint64_t{1} << 24) - 1);
   }
-  spdlog::info("bridge: worker '{}' listening on {} (instance {}, {} un-acked batches to re-send)", opts_.worker_id,
-               socket_.last_endpoint(), instance_, outbox_.size());
+  spdlog::info("bridge: worker '{}' listening on {} (instance {}, run {}, {} un-acked batches to re-send)", opts_.worker_id,
+               socket_.last_endpoint(), instance_, run_, outbox_.size());
 }
 
 TrainerSession::~TrainerSession() = default;
@@ -86,7 +108,13 @@ void TrainerSession::reply_error(const std::string& peer, const std::string& cod
                             std::optional<uint64_t> req, const std::string& request_type) {
   ++stats_.errors_sent;
   spdlog::warn("bridge: ERROR {} to trainer: {}{}", code, message, req ? " (req " + std::to_string(*req) + ")" : "");
-  reply(peer, Error{code, message, req, request_type});
+  reply(peer, Error{code, message, req, request_type, {}, {}});
+}
+
+void TrainerSession::reply_error(const std::string& peer, const ProtocolError& e) {
+  ++stats_.errors_sent;
+  spdlog::warn("bridge: ERROR {} to trainer: {}{}", e.code, e.what(), e.req ? " (req " + std::to_string(*e.req) + ")" : "");
+  reply(peer, Error{e.code, e.what(), e.req, e.request_type, e.limit, e.retryable});
 }
 
 int TrainerSession::poll(std::chrono::milliseconds timeout) {
@@ -144,25 +172,29 @@ void TrainerSession::handle(Incoming&& in) {
   try {
     m = decode(in.frames, Direction::kToWorker);
   } catch (const ProtocolError& e) {
-    reply_error(peer, e.code, e.what(), e.req, e.request_type);
+    reply_error(peer, e);
     return;
   }
   const MessageType t = message_type(m);
+  const std::optional<uint64_t> req = req_of(m);
   if (t == MessageType::kHello) {
     on_hello(peer, std::get<Hello>(m));
     return;
   }
   if (!has_session(peer)) {
-    std::optional<uint64_t> req;
-    std::visit([&](const auto& v) {
-      if constexpr (requires { v.req; }) req = v.req;
-    }, m);
-    reply_error(peer, errc::kNoSession, std::string(type_name(t)) + " before HELLO: send HELLO first", req, type_name(t));
+    if (displaced_.erase(peer)) {
+      reply_error(peer, errc::kSessionTaken,
+                  std::string(type_name(t)) + " refused: another trainer ('" + active_client_id_ +
+                      "') said HELLO and holds the session now; this peer's session ended (say HELLO to take it back)",
+                  req, type_name(t));
+      return;
+    }
+    reply_error(peer, errc::kNoSession, std::string(type_name(t)) + " without a session: send HELLO first", req, type_name(t));
     return;
   }
   switch (t) {
     case MessageType::kCredit:
-      credits_ += std::get<Credit>(m).batches;
+      credits_ = add_credits(credits_, std::get<Credit>(m).batches);
       pump();
       return;
     case MessageType::kAck: on_ack(std::get<Ack>(m)); return;
@@ -170,40 +202,47 @@ void TrainerSession::handle(Incoming&& in) {
     default: break;
   }
   if (!handler_) {
-    reply_error(peer, errc::kUnknownType, std::string(type_name(t)) + " is not served by this endpoint (stream only)", {}, type_name(t));
+    reply_error(peer, errc::kUnknownType, std::string(type_name(t)) + " is not served by this endpoint (stream only)", req, type_name(t));
     return;
   }
   try {
     handler_->on_request(peer, std::move(m));
   } catch (const ProtocolError& e) {
-    reply_error(peer, e.code, e.what(), e.req, e.request_type);
+    reply_error(peer, e);
   } catch (const std::exception& e) {
-    reply_error(peer, errc::kInternal, std::string(type_name(t)) + " failed: " + e.what(), {}, type_name(t));
+    reply_error(peer, errc::kInternal, std::string(type_name(t)) + " failed: " + e.what(), req, type_name(t));
   }
 }
 
 void TrainerSession::on_hello(const std::string& peer, const Hello& h) {
-  if (!has_session(peer)) {
-    sessions_.insert(peer);
-    session_order_.push_back(peer);
-    if (session_order_.size() > kMaxSessions) {
-      sessions_.erase(session_order_.front());
-      session_order_.pop_front();
+  if (active_peer_ && *active_peer_ != peer) {
+    spdlog::warn("bridge: trainer '{}' takes the session from '{}'", h.client_id, active_client_id_);
+    if (displaced_.insert(*active_peer_).second) displaced_order_.push_back(*active_peer_);
+    if (displaced_order_.size() > kMaxSessions) {
+      displaced_.erase(displaced_order_.front());
+      displaced_order_.pop_front();
     }
   }
+  displaced_.erase(peer);
   active_peer_ = peer;
+  active_client_id_ = h.client_id;
   last_heard_ = Clock::now();
   stale_logged_ = false;
   credits_ = h.credits;
   outbox_.requeue_all();
   ++stats_.sessions;
   Welcome w = handler_ ? handler_->describe() : Welcome{};
-  w.version = kProtocolVersion;
+  w.version = h.version;  // the version the trainer asked for (decode checked that it is served)
   w.worker_id = opts_.worker_id;
   w.instance = instance_;
+  w.run = run_;
   w.max_message_bytes = opts_.max_message_bytes;
   w.unacked = outbox_.size();
   w.next_seq = next_seq_;
+  w.limits.max_outbox_batches = opts_.max_outbox_batches;
+  w.limits.heartbeat_interval_s = opts_.heartbeat_interval_s;
+  w.limits.peer_timeout_s = opts_.peer_timeout_s;
+  w.limits.ack_timeout_s = opts_.ack_timeout_s;
   spdlog::info("bridge: trainer session from '{}' ({} credits, {} un-acked batches to send)", h.client_id, h.credits,
                outbox_.size());
   reply(peer, w);
@@ -261,7 +300,6 @@ void TrainerSession::heartbeat() {
 // The trainer's connection is gone (its pipe closed). Batches in flight to it may be lost, so the
 // session ends: its next message gets NO_SESSION and the HELLO that follows re-sends everything.
 void TrainerSession::drop_active_session() {
-  sessions_.erase(*active_peer_);
   active_peer_.reset();
   credits_ = 0;
 }

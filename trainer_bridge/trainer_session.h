@@ -38,7 +38,8 @@ struct TrainerSessionOptions {
 class RequestHandler {
  public:
   virtual ~RequestHandler() = default;
-  // Fields of the HELLO reply that only the engine knows (model, policy version, capabilities).
+  // Fields of the HELLO reply that only the engine knows (model, policy version, weights,
+  // capabilities, admission limits).
   virtual Welcome describe() = 0;
   // SUBMIT, UPDATE_WEIGHTS, REWARDS, STATS, DRAIN or SHUTDOWN from a trainer with a session. The
   // handler answers with TrainerSession::reply / reply_error (or throws ProtocolError).
@@ -74,10 +75,14 @@ class TrainerSession {
   bool wants_batches() const;
   bool all_acked() const { return outbox_.empty(); }
   bool trainer_connected() const;
+  // This process's run number: persisted and incremented in the journal directory at every start
+  // (so it never repeats for a journal), random without a journal. Never 0; fits in 24 bits.
+  uint64_t run() const { return run_; }
 
   void reply(const std::string& peer, const Message& m);
   void reply_error(const std::string& peer, const std::string& code, const std::string& message,
                    std::optional<uint64_t> req = {}, const std::string& request_type = {});
+  void reply_error(const std::string& peer, const ProtocolError& e);
 
   TrainerSessionStats stats() const;
   std::string endpoint() const { return socket_.last_endpoint(); }
@@ -90,7 +95,7 @@ class TrainerSession {
   void pump();
   void heartbeat();
   void drop_active_session();
-  bool has_session(const std::string& peer) const { return sessions_.count(peer) != 0; }
+  bool has_session(const std::string& peer) const { return active_peer_ && *active_peer_ == peer; }
 
   TrainerSessionOptions opts_;
   RequestHandler* handler_;
@@ -98,15 +103,18 @@ class TrainerSession {
   std::unique_ptr<Journal> journal_;
   Outbox outbox_;
   uint64_t next_seq_ = 0;
+  uint64_t run_ = 0;
   std::string instance_;
 
-  // The active trainer session: the most recent HELLO wins.
+  // The one trainer session: the most recent HELLO wins. Peers it displaced get SESSION_TAKEN on
+  // their next message (then NO_SESSION).
   std::optional<std::string> active_peer_;
+  std::string active_client_id_;
   Clock::time_point last_heard_{}, last_sent_{};
   bool stale_logged_ = false;
   int64_t credits_ = 0;
-  std::set<std::string> sessions_;  // peers that said HELLO (bounded)
-  std::deque<std::string> session_order_;
+  std::set<std::string> displaced_;  // peers whose session another HELLO took (bounded)
+  std::deque<std::string> displaced_order_;
   TrainerSessionStats stats_;
 };
 

@@ -80,6 +80,9 @@ RouterSocket::RouterSocket(const RouterOptions& o) : impl_(std::make_unique<Impl
   }
   s = zmq::socket_t(impl_->ctx, zmq::socket_type::router);
   s.set(zmq::sockopt::router_mandatory, 1);
+  // A second connection with a routing id in use takes it over and is answered, instead of being
+  // ignored in silence (PROTOCOL.md, "Routing ids").
+  s.set(zmq::sockopt::router_handover, 1);
   s.set(zmq::sockopt::linger, 0);
   s.set(zmq::sockopt::sndhwm, o.send_hwm);
   s.set(zmq::sockopt::rcvhwm, o.recv_hwm);

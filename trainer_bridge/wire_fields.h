@@ -48,6 +48,7 @@ void fields(V& v, M& m) {
   v("temperature", m.temperature, kOptional);
   v("top_k", m.top_k, kOptional);
   v("top_p", m.top_p, kOptional);
+  v("min_p", m.min_p, kOptional);
   v("seed", m.seed, kOptional);
 }
 
@@ -185,6 +186,22 @@ void fields(V& v, M& m) {
   v("max_message_bytes", m.max_message_bytes);
   v("unacked", m.unacked);
   v("next_seq", m.next_seq);
+  v("weights", m.weights, kOptional);
+  v("run", m.run, kOptional);
+  v("limits", m.limits, kOptional);
+}
+
+template <class V, Is<SessionLimits> M>
+void fields(V& v, M& m) {
+  v("max_pending_groups", m.max_pending_groups);
+  v("max_pending_samples", m.max_pending_samples);
+  v("max_pending_tokens", m.max_pending_tokens);
+  v("max_outbox_batches", m.max_outbox_batches);
+  v("heartbeat_interval_s", m.heartbeat_interval_s);
+  v("peer_timeout_s", m.peer_timeout_s);
+  v("ack_timeout_s", m.ack_timeout_s);
+  v("importance_cap", m.importance_cap);
+  v("token_ratio_cap", m.token_ratio_cap);
 }
 
 template <class V, Is<Batch> M>
@@ -216,6 +233,19 @@ template <class V, Is<RewardsOk> M>
 void fields(V& v, M& m) {
   v("req", m.req);
   v("unknown_uids", m.unknown_uids);
+  v("groups", m.groups, kOptional);
+}
+
+template <class V, Is<GroupRewards> M>
+void fields(V& v, M& m) {
+  v("group_id", m.group_id);
+  v("round", m.round);
+  v("baseline", m.baseline);
+  v("valid", m.valid);
+  v("uids", m.uids);
+  v("weights", m.weights);
+  v("rewards", m.rewards);
+  v("advantages", m.advantages);
 }
 
 template <class V, Is<StatsReply> M>
@@ -236,6 +266,8 @@ void fields(V& v, M& m) {
   v("message", m.message);
   v("req", m.req);
   v("request_type", m.request_type, kNilWhenEmpty);
+  v("limit", m.limit, kNilWhenEmpty);
+  v("retryable", m.retryable);
 }
 
 // A visitor that ignores every kind of field; visitors interested in some kinds derive from it

@@ -47,7 +47,7 @@ bool path_inside(const std::filesystem::path& p, const std::vector<std::filesyst
 }
 
 Worker::Worker(WorkerOptions opts, std::unique_ptr<rollout::Engine> engine)
-    : opts_(std::move(opts)), engine_(std::move(engine)), started_(Clock::now()) {
+    : opts_(std::move(opts)), engine_(std::move(engine)), started_(Clock::now()), weights_(opts_.model_dir) {
   if (!engine_) throw std::invalid_argument("Worker: null engine");
   session_ = std::make_unique<TrainerSession>(opts_.bridge, this);
   refresh_metrics();
@@ -73,6 +73,12 @@ Welcome Worker::describe() {
   if (!opts_.bridge.journal_dir.empty()) w.capabilities.push_back("journal");
   if (opts_.bridge.curve.enabled) w.capabilities.push_back("curve");
   w.capabilities.push_back(std::string("backend:") + opts_.backend.kind);
+  w.weights = weights_.string();
+  w.limits.max_pending_groups = opts_.max_pending_groups;
+  w.limits.max_pending_samples = opts_.max_pending_samples;
+  w.limits.max_pending_tokens = opts_.max_pending_tokens;
+  w.limits.importance_cap = opts_.engine.importance_cap;
+  w.limits.token_ratio_cap = opts_.engine.token_ratio_cap;
   return w;
 }
 
@@ -90,17 +96,52 @@ void Worker::on_request(const std::string& peer, Message&& m) {
   throw ProtocolError(errc::kUnknownType, std::string(type_name(message_type(m))) + " is not a request");
 }
 
+namespace {
+
+uint64_t saturating_add(uint64_t a, uint64_t b) { return b > UINT64_MAX - a ? UINT64_MAX : a + b; }
+
+// Refused for a configured cap: which one, and whether the same request can ever succeed.
+ProtocolError over_cap(uint64_t req, const char* limit, bool retryable, const std::string& msg) {
+  ProtocolError e(retryable ? errc::kQueueFull : errc::kTooLarge, msg, req, "SUBMIT");
+  e.limit = limit;
+  e.retryable = retryable;
+  return e;
+}
+
+}  // namespace
+
 void Worker::on_submit(const std::string& peer, const Submit& s) {
   const auto fail = [&](const char* code, const std::string& msg) {
     ++groups_refused_;
     throw ProtocolError(code, msg, s.req, "SUBMIT");
   };
   if (shutting_down_) fail(errc::kShuttingDown, "SUBMIT refused: the worker is shutting down");
+  // What the request costs; the caps are checked before anything is allocated for it.
+  uint64_t samples = 0, tokens = 0;
+  for (const auto& g : s.groups) {
+    const uint64_t n = static_cast<uint64_t>(g.n);
+    samples = saturating_add(samples, n);
+    tokens = saturating_add(tokens, n * (g.prompt_tokens.size() + static_cast<uint64_t>(g.max_new_tokens)));
+  }
+  const auto cap = [&](const char* limit, uint64_t asked, uint64_t pending, uint64_t max, const char* unit) {
+    if (asked > max) {
+      ++groups_refused_;
+      throw over_cap(s.req, limit, false,
+                     "SUBMIT of " + std::to_string(asked) + " " + unit + " refused: more than " + limit + " = " +
+                         std::to_string(max) + " on its own, so retrying cannot succeed; split the request");
+    }
+    if (pending + asked > max) {
+      ++groups_refused_;
+      throw over_cap(s.req, limit, true,
+                     "SUBMIT of " + std::to_string(asked) + " " + unit + " refused: " + std::to_string(pending) + " " +
+                         unit + " already pending (" + limit + " " + std::to_string(max) +
+                         "); retry once batches have been delivered (grant credit)");
+    }
+  };
   const auto st = engine_->stats();
-  if (static_cast<size_t>(st.waiting_groups) + s.groups.size() > opts_.max_pending_groups)
-    fail(errc::kQueueFull, "SUBMIT of " + std::to_string(s.groups.size()) + " groups refused: " +
-                               std::to_string(st.waiting_groups) + " groups already wait (max_pending_groups " +
-                               std::to_string(opts_.max_pending_groups) + "); grant credit and retry later");
+  cap("max_pending_groups", s.groups.size(), static_cast<uint64_t>(st.waiting_groups), opts_.max_pending_groups, "groups");
+  cap("max_pending_samples", samples, pending_samples_, opts_.max_pending_samples, "samples");
+  cap("max_pending_tokens", tokens, pending_tokens_, opts_.max_pending_tokens, "tokens (prompt + max_new_tokens per sample)");
   // Check what we can before admitting anything, so that a refused SUBMIT admits nothing.
   const auto& c = engine_->model_config();
   std::unordered_set<std::string> ids;
@@ -108,6 +149,7 @@ void Worker::on_submit(const std::string& peer, const Submit& s) {
     const auto& g = s.groups[i];
     const std::string who = "group " + std::to_string(i) + " ('" + g.group_id + "')";
     if (!ids.insert(g.group_id).second) fail(errc::kInvalidRequest, who + ": group_id repeated within the request");
+    if (pending_.count(g.group_id)) fail(errc::kInvalidRequest, who + ": a group with this id is still in flight");
     if (g.prompt_tokens.empty()) fail(errc::kInvalidRequest, who + ": empty prompt");
     if (c.max_position_embeddings > 0 && g.prompt_tokens.size() >= static_cast<size_t>(c.max_position_embeddings))
       fail(errc::kInvalidRequest, who + ": prompt of " + std::to_string(g.prompt_tokens.size()) +
@@ -120,15 +162,23 @@ void Worker::on_submit(const std::string& peer, const Submit& s) {
       if (t >= c.vocab_size) fail(errc::kInvalidRequest, who + ": stop token " + std::to_string(t) + " is outside the vocabulary");
   }
   for (size_t i = 0; i < s.groups.size(); ++i) {
+    const auto& g = s.groups[i];
+    const std::string admitted = i ? "; groups 0.." + std::to_string(i - 1) + " of this SUBMIT were admitted" : "";
     try {
-      engine_->submit(s.groups[i]);
+      engine_->submit(g);
     } catch (const rollout::InvalidRequest& e) {
       // The engine's own checks (e.g. a group id already in flight). Earlier groups of this SUBMIT
       // were admitted and will be delivered; the message says so.
       groups_accepted_ += i;
-      fail(errc::kInvalidRequest, "group " + std::to_string(i) + " ('" + s.groups[i].group_id + "') refused: " + e.what() +
-                                      (i ? "; groups 0.." + std::to_string(i - 1) + " of this SUBMIT were admitted" : ""));
+      fail(errc::kInvalidRequest, "group " + std::to_string(i) + " ('" + g.group_id + "') refused: " + e.what() + admitted);
+    } catch (const std::bad_alloc&) {
+      groups_accepted_ += i;
+      fail(errc::kInternal, "group " + std::to_string(i) + " ('" + g.group_id + "') refused: out of memory" + admitted);
     }
+    const uint64_t per_sample = g.prompt_tokens.size() + static_cast<uint64_t>(g.max_new_tokens);
+    pending_[g.group_id] = {static_cast<uint64_t>(g.n), per_sample};
+    pending_samples_ += static_cast<uint64_t>(g.n);
+    pending_tokens_ += static_cast<uint64_t>(g.n) * per_sample;
   }
   groups_accepted_ += s.groups.size();
   session_->reply(peer, SubmitOk{s.req, static_cast<int32_t>(s.groups.size())});
@@ -140,12 +190,19 @@ void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) 
     throw ProtocolError(code, msg + "; still serving policy version " + std::to_string(engine_->policy_version()), u.req,
                         "UPDATE_WEIGHTS");
   };
+  if (u.version <= engine_->policy_version())
+    fail(errc::kInvalidRequest, "version " + std::to_string(u.version) + " is not newer than the live version " +
+                                    std::to_string(engine_->policy_version()) + " (versions must strictly increase)");
   const std::filesystem::path p(u.path);
   if (!path_inside(p, opts_.allowed_weight_dirs))
     fail(errc::kPathNotAllowed, "checkpoint path '" + u.path + "' is not inside an allowed weights directory" +
                                     (opts_.allowed_weight_dirs.empty() ? " (none configured: weights.allowed_dirs)" : ""));
   std::error_code ec;
-  if (!std::filesystem::is_directory(p, ec)) fail(errc::kBadCheckpoint, "checkpoint directory '" + u.path + "' does not exist");
+  const auto status = std::filesystem::status(p, ec);
+  if (!std::filesystem::exists(status)) fail(errc::kBadCheckpoint, "checkpoint directory '" + u.path + "' does not exist");
+  if (!std::filesystem::is_directory(status))
+    fail(errc::kBadCheckpoint, "checkpoint path '" + u.path +
+                                   "' is not a directory (a checkpoint is a directory holding config.json and *.safetensors)");
   spdlog::info("worker: loading weights version {} from {}", u.version, u.path);
   const auto t0 = Clock::now();
   try {
@@ -154,19 +211,78 @@ void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) 
     fail(errc::kBadCheckpoint, "checkpoint '" + u.path + "' cannot be loaded: " + e.what());
   }
   ++weight_updates_;
+  weights_ = p;
   spdlog::info("worker: policy version {} live after {:.2f} s", u.version, seconds_since(t0));
   session_->reply(peer, WeightsOk{u.req, engine_->policy_version()});
 }
 
 void Worker::on_rewards(const std::string& peer, const Rewards& r) {
-  RewardsOk ok{r.req, {}};
+  RewardsOk ok{r.req, {}, {}};
   for (size_t i = 0; i < r.uids.size(); ++i) {
     if (!std::isfinite(r.rewards[i]))
       throw ProtocolError(errc::kBadField, "reward for uid " + std::to_string(r.uids[i]) + " is not finite", r.req, "REWARDS");
   }
-  for (size_t i = 0; i < r.uids.size(); ++i)
-    if (!engine_->set_reward(r.uids[i], r.rewards[i])) ok.unknown_uids.push_back(r.uids[i]);
+  std::map<std::pair<int64_t, std::string>, bool> touched;
+  for (size_t i = 0; i < r.uids.size(); ++i) {
+    const uint64_t uid = r.uids[i];
+    auto it = delivered_.find(uid);  // only this run's delivered trajectories: earlier runs are unknown
+    if (it == delivered_.end() || !engine_->set_reward(uid & kEngineUidMask, r.rewards[i])) {
+      ok.unknown_uids.push_back(uid);
+      continue;
+    }
+    it->second.reward = r.rewards[i];
+    touched[{it->second.round, it->second.group_id}] = true;
+  }
+  ok.groups = group_rewards(touched);
   session_->reply(peer, ok);
+}
+
+std::vector<GroupRewards> Worker::group_rewards(const std::map<std::pair<int64_t, std::string>, bool>& touched) const {
+  std::vector<GroupRewards> out;
+  std::optional<rollout::BatchImportance> im;
+  int64_t im_round = -1;
+  for (const auto& [key, unused] : touched) {
+    const auto& [round, group_id] = key;
+    if (round != im_round) {
+      im = engine_->round_importance(round);  // the engine's VCPO rule over the rewards known now
+      im_round = round;
+    }
+    GroupRewards g;
+    g.group_id = group_id;
+    g.round = round;
+    if (im)
+      for (const auto& b : im->baselines)
+        if (b.group_id == group_id) {
+          g.baseline = b.baseline;
+          g.valid = b.valid;
+        }
+    for (uint64_t uid : group_uids_.at(key)) {
+      const auto& d = delivered_.at(uid);
+      g.uids.push_back(uid);
+      g.weights.push_back(d.truncated_weight);
+      g.rewards.push_back(d.reward.value_or(std::nan("")));
+      if (g.valid) g.advantages.push_back(d.reward.value_or(0) - g.baseline);
+    }
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+void Worker::remember_published(const Batch& b) {
+  for (const auto& t : b.trajectories) {
+    delivered_[t.uid] = {b.round, t.group_id, t.truncated_weight, std::nullopt};
+    group_uids_[{b.round, t.group_id}].push_back(t.uid);
+  }
+  if (delivered_rounds_.empty() || delivered_rounds_.back() != b.round) delivered_rounds_.push_back(b.round);
+  // Forget what the engine forgets: rewards for older rounds can no longer reach a baseline.
+  while (delivered_rounds_.size() > static_cast<size_t>(std::max(1, opts_.engine.recent_rounds_kept))) {
+    const int64_t old = delivered_rounds_.front();
+    delivered_rounds_.pop_front();
+    for (auto it = group_uids_.lower_bound({old, std::string()}); it != group_uids_.end() && it->first.first == old;) {
+      for (uint64_t uid : it->second) delivered_.erase(uid);
+      it = group_uids_.erase(it);
+    }
+  }
 }
 
 void Worker::on_drain(const std::string& peer, const Drain& d) {
@@ -182,6 +298,17 @@ std::optional<uint64_t> Worker::publish(rollout::RoundBatch&& rb) {
   b.trajectories = std::move(rb.trajectories);
   b.importance = std::move(rb.importance);
   b.stats = rb.stats;
+  const uint64_t run = session_->run() << kEngineUidBits;
+  for (auto& t : b.trajectories) {
+    if (t.uid > kEngineUidMask) throw std::runtime_error("engine uid " + std::to_string(t.uid) + " does not fit 40 bits");
+    t.uid |= run;
+    if (auto it = pending_.find(t.group_id); it != pending_.end()) {
+      pending_samples_ -= 1;
+      pending_tokens_ -= it->second.tokens_per_sample;
+      if (--it->second.samples == 0) pending_.erase(it);
+    }
+  }
+  remember_published(b);
   const size_t n = b.trajectories.size();
   const uint64_t seq = session_->publish(std::move(b));
   spdlog::debug("worker: batch {} (round {}, {} trajectories) queued", seq, rb.round, n);

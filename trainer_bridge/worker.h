@@ -11,8 +11,11 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <deque>
+#include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "rollout/engine.h"
@@ -29,6 +32,11 @@ struct WorkerOptions {
   rollout::EngineOptions engine;
   TrainerSessionOptions bridge;
   size_t max_pending_groups = 1024;  // groups queued in the engine; SUBMIT beyond gets QUEUE_FULL
+  // Admission by cost: samples, and tokens (prompt_len + max_new_tokens per sample), admitted and
+  // not yet delivered in a BATCH. A SUBMIT that alone exceeds a cap gets TOO_LARGE; one that only
+  // does on top of what is pending gets QUEUE_FULL (retryable).
+  uint64_t max_pending_samples = 65536;
+  uint64_t max_pending_tokens = uint64_t{1} << 26;
   // UPDATE_WEIGHTS paths must resolve inside one of these (symlinks resolved); empty = refuse all.
   std::vector<std::filesystem::path> allowed_weight_dirs;
   bool finish_in_flight_on_shutdown = true;
@@ -60,6 +68,8 @@ class Worker : public RequestHandler {
   void on_rewards(const std::string& peer, const Rewards& r);
   void on_drain(const std::string& peer, const Drain& d);
   std::optional<uint64_t> publish(rollout::RoundBatch&& rb);
+  void remember_published(const Batch& b);
+  std::vector<GroupRewards> group_rewards(const std::map<std::pair<int64_t, std::string>, bool>& touched) const;
   bool step_engine();
   void begin_shutdown(const std::string& why);
   nlohmann::json stats_json() const;
@@ -71,11 +81,36 @@ class Worker : public RequestHandler {
   bool shutting_down_ = false;
   std::chrono::steady_clock::time_point started_, shutdown_started_, last_metrics_;
   uint64_t groups_accepted_ = 0, groups_refused_ = 0, weight_updates_ = 0, weight_update_failures_ = 0;
+  std::filesystem::path weights_;  // where the live weights came from
+
+  // Admitted and not yet delivered, per group id: samples left and tokens each costs.
+  struct Pending {
+    uint64_t samples = 0, tokens_per_sample = 0;
+  };
+  std::unordered_map<std::string, Pending> pending_;
+  uint64_t pending_samples_ = 0, pending_tokens_ = 0;
+
+  // Delivered trajectories of the rounds the engine still keeps (recent_rounds_kept), by wire uid,
+  // so REWARDS can be checked against this run and answered with the group's baseline.
+  struct Delivered {
+    int64_t round = 0;
+    std::string group_id;
+    double truncated_weight = 1;
+    std::optional<double> reward;
+  };
+  std::unordered_map<uint64_t, Delivered> delivered_;
+  std::map<std::pair<int64_t, std::string>, std::vector<uint64_t>> group_uids_;
+  std::deque<int64_t> delivered_rounds_;
 
   mutable std::mutex metrics_mu_;
   std::string metrics_snapshot_;
   std::unique_ptr<MetricsServer> metrics_server_;
 };
+
+// Trajectory uids on the wire: the worker's run number (TrainerSession::run, 24 bits) above the
+// engine's per-run uid (40 bits), so a uid never repeats across restarts with the same journal.
+inline constexpr int kEngineUidBits = 40;
+inline constexpr uint64_t kEngineUidMask = (uint64_t{1} << kEngineUidBits) - 1;
 
 // Resolves p (following symlinks where they exist) and reports whether it lies inside one of dirs.
 bool path_inside(const std::filesystem::path& p, const std::vector<std::filesystem::path>& dirs);

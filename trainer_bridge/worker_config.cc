@@ -112,6 +112,8 @@ void parse(const YAML::Node& root, const std::filesystem::path& base, WorkerConf
     s.get("endpoint", w.bridge.endpoint);
     s.get("max_message_bytes", w.bridge.max_message_bytes);
     s.get("max_pending_groups", w.max_pending_groups);
+    s.get("max_pending_samples", w.max_pending_samples);
+    s.get("max_pending_tokens", w.max_pending_tokens);
     s.get("max_outbox_batches", w.bridge.max_outbox_batches);
     s.get("heartbeat_interval_s", w.bridge.heartbeat_interval_s);
     s.get("peer_timeout_s", w.bridge.peer_timeout_s);

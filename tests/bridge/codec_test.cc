@@ -281,6 +281,115 @@ TEST(Codec, SubmitFieldErrorsNameTheGroup) {
   EXPECT_EQ(decode_error(encode(s)).code, errc::kBadField);
 }
 
+// Issue 16 item 5: "optional fields may be absent or nil" -- nil was refused for several.
+TEST(Codec, NilMeansAbsentForEveryOptionalField) {
+  auto nil_submit = raw([](auto& p) {
+    p.pack_map(4);
+    p.pack(std::string("type")); p.pack(std::string("SUBMIT"));
+    p.pack(std::string("req")); p.pack(3);
+    p.pack(std::string("frames")); p.pack_map(1); p.pack(std::string("prompt_tokens")); p.pack(1);
+    p.pack(std::string("groups")); p.pack_array(1);
+    p.pack_map(8);
+    p.pack(std::string("group_id")); p.pack(std::string("g"));
+    p.pack(std::string("prompt_len")); p.pack(2);
+    p.pack(std::string("n")); p.pack(1);
+    p.pack(std::string("prompt_id")); p.pack_nil();
+    p.pack(std::string("max_new_tokens")); p.pack_nil();
+    p.pack(std::string("stop_tokens")); p.pack_nil();
+    p.pack(std::string("metadata")); p.pack_nil();
+    p.pack(std::string("sampling"));
+    p.pack_map(5);
+    for (const char* k : {"temperature", "top_k", "top_p", "min_p", "seed"}) {
+      p.pack(std::string(k));
+      p.pack_nil();
+    }
+  }, {Bytes(8, 0)});
+  const auto s = std::get<Submit>(decode(nil_submit, Direction::kToWorker));
+  const rollout::GroupRequest defaults;
+  EXPECT_EQ(s.groups[0].max_new_tokens, defaults.max_new_tokens);
+  EXPECT_EQ(s.groups[0].sampling.temperature, defaults.sampling.temperature);
+  EXPECT_EQ(s.groups[0].sampling.top_p, defaults.sampling.top_p);
+  EXPECT_EQ(s.groups[0].sampling.seed, defaults.sampling.seed);
+  EXPECT_EQ(s.groups[0].prompt_tokens.size(), 2u);
+  const auto h = std::get<Hello>(decode(raw([](auto& p) {
+    p.pack_map(4);
+    p.pack(std::string("type")); p.pack(std::string("HELLO"));
+    p.pack(std::string("version")); p.pack(kProtocolVersion);
+    p.pack(std::string("client_id")); p.pack_nil();
+    p.pack(std::string("credits")); p.pack_nil();
+  }), Direction::kToWorker));
+  EXPECT_EQ(h.credits, 0);
+  EXPECT_EQ(h.client_id, "");
+}
+
+// Issue 16 item 4: the spec says top_p in (0, 1]; 1.5 was accepted.
+TEST(Codec, TopPOutsideZeroOneIsRefused) {
+  for (float bad : {1.5f, 0.0f, -0.1f}) {
+    Submit s = one_group_submit();
+    s.groups[0].sampling.top_p = bad;
+    const auto e = decode_error(encode(s));
+    EXPECT_EQ(e.code, errc::kBadField);
+    EXPECT_NE(std::string(e.what()).find("groups[0].sampling.top_p"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(0, 1]"), std::string::npos) << e.what();
+  }
+  Submit ok = one_group_submit();
+  ok.groups[0].sampling.top_p = 1.0f;
+  EXPECT_NO_THROW(decode(encode(ok), Direction::kToWorker));
+}
+
+// Issue 16 item 8: messages that named the wrong problem.
+TEST(Codec, ErrorsNameTheActualProblem) {
+  // A map with integer keys said "missing field 'type'".
+  auto e = decode_error(raw([](auto& p) {
+    p.pack_map(1);
+    p.pack(1);
+    p.pack(2);
+  }));
+  EXPECT_EQ(e.code, errc::kMalformed);
+  EXPECT_NE(std::string(e.what()).find("keys must be strings"), std::string::npos) << e.what();
+  // Bytes that start with a msgpack integer said "trailing bytes after the msgpack map".
+  Frames f;
+  f.parts.push_back({0x05, 0x17, 0x33});
+  e = decode_error(f);
+  EXPECT_EQ(e.code, errc::kMalformed);
+  EXPECT_NE(std::string(e.what()).find("must be a msgpack map, got integer"), std::string::npos) << e.what();
+  // A NUL inside a path truncated the message that quoted it.
+  e = decode_error(encode(UpdateWeights{4, 2, std::string("/ckpt\0/x", 8)}));
+  EXPECT_EQ(e.code, errc::kBadField);
+  EXPECT_NE(std::string(e.what()).find("NUL byte at offset 5"), std::string::npos) << e.what();
+}
+
+TEST(Codec, ProtocolVersionsServedAndRefused) {
+  EXPECT_EQ(round_trip(Hello{kOldestProtocolVersion, "old", 0}, Direction::kToWorker).version, kOldestProtocolVersion);
+  EXPECT_EQ(decode_error(encode(Hello{0, "t", 0})).code, errc::kBadVersion);
+  EXPECT_EQ(decode_error(encode(Hello{kProtocolVersion + 1, "t", 0})).code, errc::kBadVersion);
+}
+
+TEST(Codec, NewReplyFieldsRoundTrip) {
+  Error err{"TOO_LARGE", "too many samples", 9, "SUBMIT", "max_pending_samples", false};
+  const auto e = round_trip(err, Direction::kToTrainer);
+  EXPECT_EQ(e.limit, "max_pending_samples");
+  EXPECT_EQ(e.retryable, std::optional<bool>(false));
+  EXPECT_FALSE(round_trip(Error{"BAD_FIELD", "x", 1, "SUBMIT"}, Direction::kToTrainer).retryable);
+  RewardsOk r{5, {7}, {}};
+  r.groups.push_back({"g", 3, 0.5, true, {1, 2}, {1, 1}, {1, 0}, {0.5, -0.5}});
+  const auto d = round_trip(r, Direction::kToTrainer);
+  ASSERT_EQ(d.groups.size(), 1u);
+  EXPECT_EQ(d.groups[0].uids, (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(d.groups[0].advantages, (std::vector<double>{0.5, -0.5}));
+  Welcome w;
+  w.worker_id = "w";
+  w.weights = "/ckpt/v3";
+  w.run = 12;
+  w.limits.max_pending_tokens = 1000;
+  w.limits.importance_cap = 8;
+  const auto wd = round_trip(w, Direction::kToTrainer);
+  EXPECT_EQ(wd.weights, "/ckpt/v3");
+  EXPECT_EQ(wd.run, 12u);
+  EXPECT_EQ(wd.limits.max_pending_tokens, 1000u);
+  EXPECT_DOUBLE_EQ(wd.limits.importance_cap, 8);
+}
+
 TEST(Codec, BadFrameReferences) {
   Frames f = encode(one_group_submit());
   f.parts.pop_back();  // the prompt frame is gone

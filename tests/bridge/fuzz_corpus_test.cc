@@ -34,6 +34,17 @@ std::vector<std::pair<Direction, Message>> seeds() {
   w.model.architecture = "Qwen3ForCausalLM";
   w.capabilities = {"speculation", "journal"};
   Batch b = testing::make_batch(3, 4, 5);
+  // Protocol 2 additions: limits and weights in HELLO, REWARDS_OK groups, ERROR limit/retryable,
+  // every sampling field.
+  Welcome w2 = w;
+  w2.weights = "/ckpt/v2";
+  w2.run = 3;
+  w2.limits.max_pending_samples = 64;
+  w2.limits.peer_timeout_s = 10;
+  RewardsOk r2{7, {}, {}};
+  r2.groups.push_back({"g", 2, 0.5, true, {1, 2}, {1, 0.5}, {1, 0}, {0.5, -0.5}});
+  Submit s2 = s;
+  s2.groups[0].sampling = {0.7f, 20, 0.9f, 0.05f, 42};
   return {
       {Direction::kToWorker, Hello{kProtocolVersion, "t", 4}},
       {Direction::kToWorker, s},
@@ -54,6 +65,11 @@ std::vector<std::pair<Direction, Message>> seeds() {
       {Direction::kToTrainer, DrainOk{5, 3}},
       {Direction::kToTrainer, ShutdownOk{6}},
       {Direction::kToTrainer, Error{"BAD_FIELD", "x", 1, "SUBMIT"}},
+      {Direction::kToTrainer, w2},
+      {Direction::kToTrainer, r2},
+      {Direction::kToTrainer, Error{"QUEUE_FULL", "y", 2, "SUBMIT", "max_pending_samples", true}},
+      {Direction::kToWorker, s2},
+      {Direction::kToWorker, Hello{kOldestProtocolVersion, "old", 1}},
   };
 }
 
@@ -81,7 +97,7 @@ TEST(FuzzCorpus, CoversEveryMessageTypeAndDecodes) {
       ADD_FAILURE() << e.path() << " no longer decodes: " << err.what();
     }
   }
-  EXPECT_GE(files, 19);
+  EXPECT_GE(files, 24);
   EXPECT_EQ(types.size(), 19u) << "every message type has a seed";
 }
 

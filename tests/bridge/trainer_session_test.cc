@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <limits>
 
 #include <set>
 
@@ -240,6 +241,107 @@ TEST(TrainerSession, JournalSurvivesARestart) {
   EXPECT_EQ(std::get<Welcome>(*w).next_seq, 3u);
   EXPECT_EQ(collect_batches(pub, c, 3s, 2), (std::vector<uint64_t>{0, 2}));
   EXPECT_EQ(pub.publish(make_batch(1, 2, 3)), 3u);  // numbering continues
+}
+
+// Issue 16 item 4: CREDIT 2^63-1 twice then CREDIT 5 used to wrap to 3 credits.
+TEST(TrainerSession, CreditsSaturateInsteadOfWrapping) {
+  TempDir d;
+  TrainerSession pub(options(d), nullptr);
+  TrainerClient c(pub.endpoint(), "t");
+  c.send(Hello{kProtocolVersion, "t", 0});
+  ASSERT_TRUE(exchange(pub, c, MessageType::kWelcome));
+  const int64_t max = std::numeric_limits<int64_t>::max();
+  c.send(Credit{max});
+  c.send(Credit{max});
+  c.send(Credit{5});
+  ASSERT_TRUE(poll_until(pub, [&] { return pub.stats().messages_received >= 4; }));
+  EXPECT_EQ(pub.stats().credits, max);
+}
+
+// Issue 16 item 3: after another trainer's HELLO, the first one's requests were still served.
+TEST(TrainerSession, DisplacedTrainerGetsSessionTakenThenNoSession) {
+  TempDir d;
+  RecordingHandler h;
+  TrainerSession pub(options(d), &h);
+  h.pub = &pub;
+  TrainerClient first(pub.endpoint(), "first");
+  first.send(Hello{kProtocolVersion, "first", 1});
+  ASSERT_TRUE(exchange(pub, first, MessageType::kWelcome));
+  TrainerClient second(pub.endpoint(), "second");
+  second.send(Hello{kProtocolVersion, "second", 1});
+  ASSERT_TRUE(exchange(pub, second, MessageType::kWelcome));
+
+  first.send(StatsRequest{11});
+  auto e = exchange(pub, first, MessageType::kError);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(std::get<Error>(*e).code, errc::kSessionTaken);
+  EXPECT_EQ(std::get<Error>(*e).req, std::optional<uint64_t>(11));
+  EXPECT_NE(std::get<Error>(*e).message.find("'second'"), std::string::npos) << std::get<Error>(*e).message;
+  first.send(StatsRequest{12});
+  e = exchange(pub, first, MessageType::kError);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(std::get<Error>(*e).code, errc::kNoSession);
+  EXPECT_TRUE(h.seen.empty()) << "a displaced trainer's request reached the handler";
+
+  second.send(StatsRequest{13});  // the session holder is served
+  ASSERT_TRUE(exchange(pub, second, MessageType::kStatsReply));
+  pub.publish(make_batch(1, 2, 3));  // and batches go to it only
+  EXPECT_EQ(collect_batches(pub, second, 3s, 1), (std::vector<uint64_t>{0}));
+  EXPECT_TRUE(collect_batches(pub, first, 100ms).empty());
+}
+
+// Issue 16 item 1: an unexpected failure in a handler answered INTERNAL with req nil.
+TEST(TrainerSession, EveryErrorToAParsedRequestEchoesItsReq) {
+  struct Throwing : RecordingHandler {
+    void on_request(const std::string&, Message&&) override { throw std::bad_alloc(); }
+  } h;
+  TempDir d;
+  TrainerSession pub(options(d), &h);
+  TrainerClient c(pub.endpoint(), "t");
+  c.send(Hello{kProtocolVersion, "t", 0});
+  ASSERT_TRUE(exchange(pub, c, MessageType::kWelcome));
+  c.send(Drain{41});
+  auto e = exchange(pub, c, MessageType::kError);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(std::get<Error>(*e).code, errc::kInternal);
+  EXPECT_EQ(std::get<Error>(*e).req, std::optional<uint64_t>(41));
+  EXPECT_EQ(std::get<Error>(*e).request_type, "DRAIN");
+}
+
+// Issue 16 items 1, 9: HELLO tells the trainer every timing and limit it needs, and answers in
+// the protocol version the trainer asked for.
+TEST(TrainerSession, HelloReportsTimingsRunAndTheVersionAskedFor) {
+  TempDir d;
+  auto o = options(d);
+  o.peer_timeout_s = 7;
+  o.ack_timeout_s = 11;
+  o.max_outbox_batches = 5;
+  TrainerSession pub(o, nullptr);
+  TrainerClient c(pub.endpoint(), "t");
+  c.send(Hello{kOldestProtocolVersion, "t", 0});
+  auto w = exchange(pub, c, MessageType::kWelcome);
+  ASSERT_TRUE(w);
+  const auto& wel = std::get<Welcome>(*w);
+  EXPECT_EQ(wel.version, kOldestProtocolVersion);
+  EXPECT_DOUBLE_EQ(wel.limits.peer_timeout_s, 7);
+  EXPECT_DOUBLE_EQ(wel.limits.ack_timeout_s, 11);
+  EXPECT_DOUBLE_EQ(wel.limits.heartbeat_interval_s, 0.2);
+  EXPECT_EQ(wel.limits.max_outbox_batches, 5u);
+  EXPECT_EQ(wel.run, pub.run());
+  EXPECT_GE(wel.run, 1u);
+  EXPECT_LT(wel.run, uint64_t{1} << 24);
+}
+
+// Issue 16 item 2: the run number (the top bits of every uid) never repeats for one journal.
+TEST(TrainerSession, RunNumberIncreasesAcrossRestartsWithTheSameJournal) {
+  TempDir d;
+  auto o = options(d);
+  o.journal_dir = d.path / "journal";
+  uint64_t runs[3];
+  for (auto& r : runs) r = TrainerSession(o, nullptr).run();
+  EXPECT_EQ(runs[0], 1u);
+  EXPECT_EQ(runs[1], 2u);
+  EXPECT_EQ(runs[2], 3u);
 }
 
 TEST(TrainerSession, CurveAdmitsOnlyAllowListedTrainers) {
