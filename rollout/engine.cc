@@ -109,8 +109,8 @@ struct Engine::Impl {
     history_dirty = false;
   }
 
-  void activate_groups() {
-    for (Group* g : pool.activate(round)) {
+  void activate_groups(bool all = false) {
+    for (Group* g : pool.activate(round, all)) {
       for (auto& s : g->sequences) {
         if (drafter) {
           drafter->begin_request(s->uid, g->request.prompt_id, s->tokens);
@@ -345,6 +345,23 @@ std::optional<RoundBatch> Engine::flush_round() {
   bool any = false;
   for (const auto& g : m.pool.in_flight()) any = any || g->complete();
   if (!any) return std::nullopt;
+  return m.emit_round(true);
+}
+
+std::optional<RoundBatch> Engine::abort_all() {
+  Impl& m = *impl_;
+  m.activate_groups(/*all=*/true);
+  if (m.pool.in_flight().empty()) return std::nullopt;
+  int32_t aborted = 0;
+  for (const auto& g : m.pool.in_flight()) {
+    for (const auto& s : g->sequences) {
+      if (!s->wants_compute()) continue;
+      aborted += s->done ? 0 : 1;
+      m.retire_sequence(*s, FinishReason::kAborted);
+    }
+  }
+  m.note_retired();
+  spdlog::warn("engine: aborted {} unfinished sequences; emitting every group in flight", aborted);
   return m.emit_round(true);
 }
 

@@ -43,6 +43,12 @@ class Engine {
   // DRAIN and graceful shutdown. Returns nothing when no trajectory has finished.
   std::optional<RoundBatch> flush_round();
 
+  // Shutdown at its deadline: every unfinished sequence (running, preempted, carried over, owing a
+  // re-score, or in a group not started yet) ends now with finish_reason aborted and the tokens it
+  // has, and every group is emitted in one batch, so nothing submitted is lost. Returns nothing
+  // when no group is queued or in flight. The engine stays usable afterwards.
+  std::optional<RoundBatch> abort_all();
+
   // True when no group is queued or running, no sequence is carried over and no complete round
   // waits for step() to emit it (complete groups short of a round stay for flush_round()).
   bool idle() const;

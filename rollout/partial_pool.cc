@@ -27,9 +27,9 @@ void PartialPool::submit(std::unique_ptr<Group> g) {
   queued_.push_back(std::move(g));
 }
 
-std::vector<Group*> PartialPool::activate(int64_t round) {
+std::vector<Group*> PartialPool::activate(int64_t round, bool all) {
   std::vector<Group*> out;
-  const int32_t target = target_in_flight();
+  const int32_t target = all ? std::numeric_limits<int32_t>::max() : target_in_flight();
   while (!queued_.empty() && static_cast<int32_t>(active_.size()) < target) {
     std::unique_ptr<Group> g = std::move(queued_.front());
     queued_.pop_front();

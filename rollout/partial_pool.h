@@ -25,8 +25,9 @@ class PartialPool {
   void submit(std::unique_ptr<Group> g);
   bool has_group(const std::string& group_id) const { return ids_.count(group_id) != 0; }
 
-  // Moves queued groups in flight until ceil(f * N) are (all of them when N = 0); returns them.
-  std::vector<Group*> activate(int64_t round);
+  // Moves queued groups in flight until ceil(f * N) are (all of them when N = 0, or with `all`);
+  // returns them.
+  std::vector<Group*> activate(int64_t round, bool all = false);
   // Sequences of these groups left the running set (finished, re-scored or aborted): the groups
   // that are complete now get their first-completion order, in activation order among those
   // completing together. The engine calls this from each step's retired sequences, so nothing

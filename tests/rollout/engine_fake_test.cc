@@ -4,6 +4,7 @@
 // trajectory log, rewards and request validation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -311,6 +312,44 @@ TEST(EngineFake, PartialRolloutsCarryOverAndMatchSynchronousRollouts) {
   EXPECT_EQ(seen.size(), 8u);
   EXPECT_GT(carried_rounds, 0);
   EXPECT_TRUE(e.idle());
+}
+
+// Shutdown at its deadline: whatever is unfinished ends as aborted with the tokens it has (a prefix
+// of what it would have generated), groups never started come back empty, and nothing is lost.
+TEST(EngineFake, AbortAllEmitsEveryGroupWithItsTokensSoFar) {
+  const auto groups = make_groups("a", 4, 2, 6, 60, 64, sampling(1.0f));
+  Engine plain(fake(), spec_options(false, 0, false));
+  for (const auto& g : groups) plain.submit(g);
+  RunResult ref;
+  testing::drive(plain, ref, 1);
+
+  EngineOptions o = spec_options(true, 8, true);
+  o.round_groups = 1;  // one group in flight at a time: the others wait in the queue
+  Engine e(fake(), o);
+  for (const auto& g : groups) e.submit(g);
+  for (int i = 0; i < 3; ++i) ASSERT_FALSE(e.step().has_value());
+  const auto b = e.abort_all();
+  ASSERT_TRUE(b.has_value());
+  ASSERT_EQ(b->trajectories.size(), 8u);
+  int aborted = 0, empty = 0;
+  for (const Trajectory& t : b->trajectories) {
+    const Trajectory& full = ref.by_uid.at(t.uid);
+    ASSERT_LE(t.response_tokens.size(), full.response_tokens.size());
+    EXPECT_TRUE(std::equal(t.response_tokens.begin(), t.response_tokens.end(), full.response_tokens.begin()));
+    EXPECT_EQ(t.behaviour_logprobs.size(), t.response_tokens.size());
+    if (t.finish_reason == FinishReason::kAborted) ++aborted;
+    else EXPECT_EQ(t.response_tokens, full.response_tokens);
+    empty += t.response_tokens.empty() ? 1 : 0;
+  }
+  EXPECT_GT(aborted, 0);
+  EXPECT_GE(empty, 6);  // the three groups still queued
+  EXPECT_TRUE(e.idle());
+  EXPECT_FALSE(e.abort_all().has_value());
+  // Still usable: a new group runs to its end.
+  e.submit(make_groups("after", 1, 1, 4, 5, 64, sampling(1.0f))[0]);
+  RunResult r;
+  testing::drive(e, r, 1);
+  EXPECT_NE(r.batches[0].trajectories[0].finish_reason, FinishReason::kAborted);
 }
 
 TEST(EngineFake, ACompleteRoundWaitingForEmissionIsNotIdle) {
