@@ -22,6 +22,8 @@
 
 namespace longtail::policy {
 
+class Checkpoint;
+
 // One sequence's share of a forward pass.
 struct SequenceChunk {
   int64_t seq = -1;           // KV cache handle from Backend::create_sequence
@@ -106,6 +108,10 @@ class Backend {
   // weights stay live and LoadError names the file, tensor and problem. KV contents of existing
   // sequences are stale afterwards; the engine re-prefills them.
   virtual void replace_weights(const std::filesystem::path& dir) = 0;
+  // The same from a tensor set already open and validated (a checkpoint or a trainer's
+  // shared-memory segment, see shared_tensors.h), read before this returns: the caller may
+  // release it afterwards. Same guarantees: old weights stay live on any error.
+  virtual void replace_weights(const Checkpoint& weights) = 0;
 };
 
 struct BackendOptions {

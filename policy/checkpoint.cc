@@ -224,48 +224,70 @@ std::vector<TensorView> read_safetensors(const MappedFile& file) {
   const size_t data_begin = 8 + header_len;
   const size_t data_size = size - data_begin;
 
-  std::vector<TensorView> views;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // (begin, end) for the overlap check
-  std::vector<std::string> range_names;
+  std::vector<TensorEntry> entries;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
     if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") ||
         !entry.contains("data_offsets")) {
       fail(path, name, "header entry lacks dtype, shape or data_offsets");
     }
-    TensorView v;
-    v.name = name;
-    v.file = path;
-    if (!entry["dtype"].is_string() || !parse_dtype(entry["dtype"].get<std::string>(), &v.dtype)) {
-      fail(path, name, "unsupported dtype " + entry["dtype"].dump() + " (supported: F32, BF16, F16)");
-    }
+    TensorEntry t;
+    t.name = name;
+    if (!entry["dtype"].is_string()) fail(path, name, "unsupported dtype " + entry["dtype"].dump() + " (supported: F32, BF16, F16)");
+    t.dtype = entry["dtype"].get<std::string>();
     if (!entry["shape"].is_array()) fail(path, name, "shape is not a list");
-    uint64_t numel = 1;
     for (const json& d : entry["shape"]) {
-      if (!d.is_number_integer() || d.get<int64_t>() < 0) fail(path, name, "bad shape " + entry["shape"].dump());
-      v.shape.push_back(d.get<int64_t>());
-      if (v.shape.back() > 0 && numel > (uint64_t{1} << 48) / static_cast<uint64_t>(v.shape.back())) {
-        fail(path, name, "shape " + entry["shape"].dump() + " is too large");
-      }
-      numel *= static_cast<uint64_t>(v.shape.back());
+      if (!d.is_number_integer()) fail(path, name, "bad shape " + entry["shape"].dump());
+      t.shape.push_back(d.get<int64_t>());
     }
     const json& off = entry["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
       fail(path, name, "data_offsets must be two non-negative integers, got " + off.dump());
     }
-    const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
-    if (b > e) fail(path, name, "data_offsets " + off.dump() + " run backwards");
-    if (e > data_size) {
-      fail(path, name, "data_offsets " + off.dump() + " end beyond the data (" + std::to_string(data_size) +
+    t.begin = off[0].get<uint64_t>();
+    t.end = off[1].get<uint64_t>();
+    entries.push_back(std::move(t));
+  }
+  return tensor_views(path, std::span<const std::byte>(file.data() + data_begin, data_size), entries);
+}
+
+std::vector<TensorView> tensor_views(const std::filesystem::path& path, std::span<const std::byte> data,
+                                     const std::vector<TensorEntry>& entries) {
+  const size_t data_size = data.size();
+  std::vector<TensorView> views;
+  std::set<std::string> names;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // (begin, end) for the overlap check
+  for (const TensorEntry& t : entries) {
+    const std::string& name = t.name;
+    if (name.empty()) fail(path, name, "tensor with an empty name");
+    if (!names.insert(name).second) fail(path, name, "tensor is listed twice");
+    TensorView v;
+    v.name = name;
+    v.file = path;
+    if (!parse_dtype(t.dtype, &v.dtype)) {
+      fail(path, name, "unsupported dtype \"" + t.dtype + "\" (supported: F32, BF16, F16)");
+    }
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) {
+      if (d < 0) fail(path, name, "bad shape " + shape_str(t.shape));
+      if (d > 0 && numel > (uint64_t{1} << 48) / static_cast<uint64_t>(d)) {
+        fail(path, name, "shape " + shape_str(t.shape) + " is too large");
+      }
+      numel *= static_cast<uint64_t>(d);
+    }
+    v.shape = t.shape;
+    const std::string off = "[" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "]";
+    if (t.begin > t.end) fail(path, name, "data_offsets " + off + " run backwards");
+    if (t.end > data_size) {
+      fail(path, name, "data_offsets " + off + " end beyond the data (" + std::to_string(data_size) +
                            " bytes): truncated file or offsets out of range");
     }
-    if (e - b != numel * dtype_size(v.dtype)) {
-      fail(path, name, "byte range of " + std::to_string(e - b) + " bytes does not match shape " +
+    if (t.end - t.begin != numel * dtype_size(v.dtype)) {
+      fail(path, name, "byte range of " + std::to_string(t.end - t.begin) + " bytes does not match shape " +
                            shape_str(v.shape) + " of " + dtype_name(v.dtype));
     }
-    v.bytes = std::span<const std::byte>(file.data() + data_begin + b, e - b);
-    ranges.emplace_back(b, e);
-    range_names.push_back(name);
+    v.bytes = data.subspan(t.begin, t.end - t.begin);
+    ranges.emplace_back(t.begin, t.end);
     views.push_back(std::move(v));
   }
   std::vector<size_t> order(ranges.size());
@@ -275,7 +297,7 @@ std::vector<TensorView> read_safetensors(const MappedFile& file) {
     const auto& prev = ranges[order[i - 1]];
     const auto& cur = ranges[order[i]];
     if (cur.first < prev.second && cur.first != cur.second) {
-      fail(path, range_names[order[i]], "data overlaps tensor \"" + range_names[order[i - 1]] + "\"");
+      fail(path, entries[order[i]].name, "data overlaps tensor \"" + entries[order[i - 1]].name + "\"");
     }
   }
   return views;
@@ -363,13 +385,19 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
     }
   }
 
-  // Validate against what the architecture needs.
+  ck.check_against_config();
+  spdlog::info("{}: {} tensors in {} file(s), {:.1f} MB", dir.string(), ck.tensors_.size(), files.size(),
+               ck.weight_bytes() / 1e6);
+  return ck;
+}
+
+void Checkpoint::check_against_config() {
   std::set<std::string> needed;
-  for (const ExpectedTensor& e : expected_tensors(ck.config_)) {
+  for (const ExpectedTensor& e : expected_tensors(config_)) {
     needed.insert(e.name);
-    auto it = ck.tensors_.find(e.name);
-    if (it == ck.tensors_.end()) {
-      fail(dir, e.name, "missing tensor (" + ck.config_.architecture_name + " needs shape " +
+    auto it = tensors_.find(e.name);
+    if (it == tensors_.end()) {
+      fail(dir_, e.name, "missing tensor (" + config_.architecture_name + " needs shape " +
                             shape_str(e.shape) + ")");
     }
     if (it->second.shape != e.shape) {
@@ -377,29 +405,64 @@ Checkpoint Checkpoint::open(const std::filesystem::path& dir) {
                                         shape_str(e.shape) + " from config.json");
     }
   }
-  for (auto it = ck.tensors_.begin(); it != ck.tensors_.end();) {
+  for (auto it = tensors_.begin(); it != tensors_.end();) {
     const std::string& name = it->first;
     if (needed.count(name)) {
       ++it;
       continue;
     }
     if (ignorable(name)) {
-      it = ck.tensors_.erase(it);
+      it = tensors_.erase(it);
       continue;
     }
-    if (name == "lm_head.weight" && ck.config_.tie_word_embeddings) {
+    if (name == "lm_head.weight" && config_.tie_word_embeddings) {
       spdlog::warn("{}: lm_head.weight present although tie_word_embeddings is true; using "
                    "model.embed_tokens.weight as HF does",
                    it->second.file.string());
-      it = ck.tensors_.erase(it);
+      it = tensors_.erase(it);
       continue;
     }
-    fail(it->second.file, name, "unexpected tensor: " + ck.config_.architecture_name +
+    fail(it->second.file, name, "unexpected tensor: " + config_.architecture_name +
                                     " with this config.json has no such weight");
   }
-  spdlog::info("{}: {} tensors in {} file(s), {:.1f} MB", dir.string(), ck.tensors_.size(), files.size(),
-               ck.weight_bytes() / 1e6);
+}
+
+Checkpoint Checkpoint::from_region(const ModelConfig& config, std::shared_ptr<MappedFile> region,
+                                   const std::vector<TensorEntry>& entries) {
+  Checkpoint ck;
+  ck.dir_ = region->path();
+  ck.config_ = config;
+  for (TensorView& v : tensor_views(region->path(), std::span<const std::byte>(region->data(), region->size()),
+                                    entries)) {
+    const std::string name = v.name;
+    ck.tensors_.emplace(name, std::move(v));
+  }
+  ck.files_.push_back(std::move(region));
+  ck.check_against_config();
   return ck;
+}
+
+size_t mapped_size(const MappedFile& file) { return file.size(); }
+
+void check_finite(const Checkpoint& weights) {
+  for (const auto& [name, v] : weights.tensors()) {
+    const int64_t n = v.numel();
+    const std::byte* p = v.bytes.data();
+    for (int64_t i = 0; i < n; ++i) {
+      bool finite;
+      if (v.dtype == DType::kF32) {
+        uint32_t b;
+        std::memcpy(&b, p + 4 * i, 4);
+        finite = (b & 0x7F800000u) != 0x7F800000u;
+      } else {
+        uint16_t b;
+        std::memcpy(&b, p + 2 * i, 2);
+        const uint16_t exp = v.dtype == DType::kBF16 ? 0x7F80u : 0x7C00u;
+        finite = (b & exp) != exp;
+      }
+      if (!finite) fail(v.file, name, "non-finite value at flat index " + std::to_string(i));
+    }
+  }
 }
 
 const TensorView& Checkpoint::tensor(const std::string& name) const {

@@ -67,6 +67,22 @@ std::string layer_tensor_name(int layer, const std::string& suffix);
 
 class MappedFile;  // read-only mmap of one file
 
+// Where one tensor lies in a data region, as a safetensors header entry or a shared-memory manifest
+// entry declares it. Both sources go through tensor_views() and Checkpoint's checks against the
+// architecture, so a tensor set is validated the same way wherever its bytes come from.
+struct TensorEntry {
+  std::string name;
+  std::string dtype;            // "F32" | "BF16" | "F16"
+  std::vector<int64_t> shape;
+  uint64_t begin = 0, end = 0;  // byte range [begin, end) relative to the start of the region
+};
+
+// Validates entries against the region (dtype supported, dimensions >= 0, range inside the region
+// and equal to shape x dtype size, names unique, ranges non-overlapping) and returns views into
+// data. `source` names the file or segment in each LoadError.
+std::vector<TensorView> tensor_views(const std::filesystem::path& source, std::span<const std::byte> data,
+                                     const std::vector<TensorEntry>& entries);
+
 class Checkpoint {
  public:
   // Reads dir/config.json and the safetensors file(s), and validates every tensor the config
@@ -74,6 +90,13 @@ class Checkpoint {
   // HF's buffers that carry no weights (rotary inv_freq) and lm_head.weight of a tied model, which
   // are ignored with a log line.
   static Checkpoint open(const std::filesystem::path& dir);
+
+  // A tensor set held in memory (e.g. a shared-memory segment from a trainer) for a model of
+  // `config`: views over `region` are built by tensor_views() and checked against the architecture
+  // exactly as open() checks a directory. `region` is kept mapped while the Checkpoint lives;
+  // dir() is region's path.
+  static Checkpoint from_region(const ModelConfig& config, std::shared_ptr<MappedFile> region,
+                                const std::vector<TensorEntry>& entries);
 
   const std::filesystem::path& dir() const { return dir_; }
   const ModelConfig& config() const { return config_; }
@@ -84,6 +107,10 @@ class Checkpoint {
   size_t weight_bytes() const;
 
  private:
+  // The checks against what the architecture needs: every expected tensor present with its shape,
+  // nothing else but ignorable buffers (dropped here).
+  void check_against_config();
+
   std::filesystem::path dir_;
   ModelConfig config_;
   std::vector<std::shared_ptr<MappedFile>> files_;
@@ -95,5 +122,10 @@ class Checkpoint {
 // alive while the views are used. Exposed for tests and tools.
 std::vector<TensorView> read_safetensors(const MappedFile& file);
 std::shared_ptr<MappedFile> map_file(const std::filesystem::path& path);
+size_t mapped_size(const MappedFile& file);
+
+// Throws LoadError naming the first tensor that holds a NaN or an infinity and the element's flat
+// index. A full pass over the data, hence only on request (UPDATE_WEIGHTS check_finite).
+void check_finite(const Checkpoint& weights);
 
 }  // namespace longtail::policy

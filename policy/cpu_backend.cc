@@ -293,15 +293,16 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
   return result;
 }
 
-void CpuBackend::replace_weights(const std::filesystem::path& dir) {
-  auto fresh = std::make_unique<CpuWeights>(load_cpu_weights(dir));
-  if (!same_shapes(weights_->config, fresh->config)) {
-    throw LoadError((dir / "config.json").string() + ": model shape differs from the loaded " +
+void CpuBackend::replace_weights(const std::filesystem::path& dir) { replace_weights(Checkpoint::open(dir)); }
+
+void CpuBackend::replace_weights(const Checkpoint& weights) {
+  if (!same_shapes(weights_->config, weights.config())) {
+    throw LoadError((weights.dir() / "config.json").string() + ": model shape differs from the loaded " +
                     weights_->config.architecture_name + " (architecture, sizes, heads, bias, qk norm "
                     "and tied embeddings must all match)");
   }
-  weights_ = std::move(fresh);
-  spdlog::info("cpu backend: weights replaced from {}", dir.string());
+  weights_ = std::make_unique<CpuWeights>(load_cpu_weights(weights));
+  spdlog::info("cpu backend: weights replaced from {}", weights.dir().string());
 }
 
 std::unique_ptr<Backend> make_cpu_backend(const std::filesystem::path& dir, const BackendOptions& opts) {

@@ -32,6 +32,7 @@ class CpuBackend final : public Backend {
   bool can_fit(std::span<const KvGrowth> batch) const override;
   std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) override;
   void replace_weights(const std::filesystem::path& dir) override;
+  void replace_weights(const Checkpoint& weights) override;
 
   // forward() that also returns the logits of every output row ([outputs, vocab], row-major), for
   // tests and tools that compare numerics.

@@ -37,8 +37,9 @@ inline void dot_rows(const float* const* x, const float* w, int64_t in, float* o
 
 }  // namespace
 
-CpuWeights load_cpu_weights(const std::filesystem::path& dir) {
-  const Checkpoint ck = Checkpoint::open(dir);
+CpuWeights load_cpu_weights(const std::filesystem::path& dir) { return load_cpu_weights(Checkpoint::open(dir)); }
+
+CpuWeights load_cpu_weights(const Checkpoint& ck) {
   const ModelConfig& c = ck.config();
   CpuWeights w;
   w.config = c;

@@ -39,6 +39,7 @@ struct CpuWeights {
 
 // Reads and validates the checkpoint, widening every tensor to fp32.
 CpuWeights load_cpu_weights(const std::filesystem::path& dir);
+CpuWeights load_cpu_weights(const Checkpoint& ck);
 
 // y[t, o] = sum_i x[t, i] * w[o, i] (+ bias[o]) for t < rows, o < out.
 void matmul(ThreadPool& pool, const float* x, int64_t rows, int64_t in, const float* w, int64_t out,

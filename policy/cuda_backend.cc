@@ -159,10 +159,12 @@ class CudaBackend final : public Backend {
     }
   }
 
-  void replace_weights(const std::filesystem::path& dir) override {
-    const Checkpoint ck = Checkpoint::open(dir);
+  void replace_weights(const std::filesystem::path& dir) override { replace_weights(Checkpoint::open(dir)); }
+
+  // Host-to-device copy of the validated host tensors (a mapped checkpoint or shared-memory segment).
+  void replace_weights(const Checkpoint& weights) override {
     LT_CUDA_CHECK(cudaStreamSynchronize(runner_->stream()));
-    weights_->replace(ck);
+    weights_->replace(weights);
   }
 
   // ---- benchmark support ----

@@ -14,6 +14,7 @@
 
 #include "drafter/drafter.h"
 #include "drafter/speculation_policy.h"
+#include "policy/checkpoint.h"
 #include "rollout/partial_pool.h"
 #include "rollout/request_validator.h"
 #include "rollout/round_assembler.h"
@@ -274,8 +275,8 @@ struct Engine::Impl {
     return std::nullopt;
   }
 
-  void update_weights(const std::filesystem::path& dir, int64_t new_version) {
-    backend->replace_weights(dir);  // throws with the old weights still live
+  // After the backend swapped weights from `source`: new version, and every sequence's KV is stale.
+  void weights_replaced(const std::filesystem::path& source, int64_t new_version) {
     const int64_t old = version;
     version = new_version;
     scheduler.drop_all_kv();
@@ -291,7 +292,7 @@ struct Engine::Impl {
       }
     }
     pool.note_reopened();
-    spdlog::info("engine: weights from {} (version {} -> {}); {} sequences re-prefill", dir.string(),
+    spdlog::info("engine: weights from {} (version {} -> {}); {} sequences re-prefill", source.string(),
                  old, new_version, rescored);
   }
 };
@@ -371,7 +372,13 @@ bool Engine::idle() const {
 }
 
 void Engine::update_weights(const std::filesystem::path& checkpoint_dir, int64_t version) {
-  impl_->update_weights(checkpoint_dir, version);
+  impl_->backend->replace_weights(checkpoint_dir);  // throws with the old weights still live
+  impl_->weights_replaced(checkpoint_dir, version);
+}
+
+void Engine::update_weights(const policy::Checkpoint& weights, int64_t version) {
+  impl_->backend->replace_weights(weights);
+  impl_->weights_replaced(weights.dir(), version);
 }
 
 bool Engine::set_reward(uint64_t uid, double reward) {

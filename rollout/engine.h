@@ -58,6 +58,8 @@ class Engine {
   // logprob of each of their earlier tokens. On failure the old weights and version stay live and
   // the policy::LoadError propagates.
   void update_weights(const std::filesystem::path& checkpoint_dir, int64_t version);
+  // The same from an open, validated tensor set (e.g. a trainer's shared-memory segment).
+  void update_weights(const policy::Checkpoint& weights, int64_t version);
 
   // Attaches a reward to a trajectory uid (for the minimum-variance baseline of its batch).
   // Returns false when the uid is unknown.

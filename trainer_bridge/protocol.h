@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "policy/shared_tensors.h"
 #include "rollout/importance.h"
 #include "rollout/trajectory.h"
 #include "rollout/types.h"
@@ -104,7 +105,9 @@ struct Ack {
 struct UpdateWeights {
   uint64_t req = 0;
   int64_t version = 0;
-  std::string path;
+  std::string path;                 // checkpoint directory; empty when shm is set
+  policy::SharedTensorSource shm;   // or the tensors in a shared-memory segment (empty(): none)
+  bool check_finite = false;        // refuse weights holding NaN or infinity
 };
 struct Rewards {
   uint64_t req = 0;

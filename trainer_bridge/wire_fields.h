@@ -151,11 +151,29 @@ void fields(V& v, M& m) {
   v("seqs", m.seqs);
 }
 
+template <class V, Is<policy::TensorEntry> M>
+void fields(V& v, M& m) {
+  v("name", m.name);
+  v("dtype", m.dtype);
+  v("shape", m.shape);
+  v("begin", m.begin);
+  v("end", m.end);
+}
+
+template <class V, Is<policy::SharedTensorSource> M>
+void fields(V& v, M& m) {
+  v("name", m.segment);
+  v("size", m.size);
+  v("tensors", m.tensors);
+}
+
 template <class V, Is<UpdateWeights> M>
 void fields(V& v, M& m) {
   v("req", m.req);
   v("version", m.version);
-  v("path", m.path);
+  v("path", m.path, kNilWhenEmpty);
+  v("shm", m.shm, kOptional);
+  v("check_finite", m.check_finite, kOptional);
 }
 
 template <class V, Is<Rewards> M>

@@ -67,7 +67,7 @@ Welcome Worker::describe() {
   w.model.num_layers = c.num_layers;
   w.model.eos_token_ids = c.eos_token_ids;
   w.policy_version = engine_->policy_version();
-  w.capabilities = {"rewards", "drain", "update_weights"};
+  w.capabilities = {"rewards", "drain", "update_weights", "update_weights_shm"};
   if (opts_.engine.budgets.mode != drafter::BudgetMode::kOff) w.capabilities.push_back("speculation");
   if (opts_.engine.overprovision > 1.0) w.capabilities.push_back("partial_rollouts");
   if (!opts_.bridge.journal_dir.empty()) w.capabilities.push_back("journal");
@@ -193,6 +193,20 @@ void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) 
   if (u.version <= engine_->policy_version())
     fail(errc::kInvalidRequest, "version " + std::to_string(u.version) + " is not newer than the live version " +
                                     std::to_string(engine_->policy_version()) + " (versions must strictly increase)");
+  const auto t0 = Clock::now();
+  if (!u.shm.empty()) {
+    // A trainer on this host hands its tensors over in shared memory: mapped read-only, validated
+    // like a checkpoint, copied into the backend, unmapped when `ck` goes (the trainer unlinks).
+    spdlog::info("worker: loading weights version {} from shared-memory segment {}", u.version, u.shm.segment);
+    try {
+      const policy::Checkpoint ck = policy::open_shared_tensors(u.shm, engine_->model_config());
+      if (u.check_finite) policy::check_finite(ck);
+      engine_->update_weights(ck, u.version);
+    } catch (const std::exception& e) {
+      fail(errc::kBadCheckpoint, std::string("weights in shared memory cannot be loaded: ") + e.what());
+    }
+    return weights_live(peer, u, std::filesystem::path("/dev/shm") / u.shm.segment, t0);
+  }
   const std::filesystem::path p(u.path);
   if (!path_inside(p, opts_.allowed_weight_dirs))
     fail(errc::kPathNotAllowed, "checkpoint path '" + u.path + "' is not inside an allowed weights directory" +
@@ -204,14 +218,24 @@ void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) 
     fail(errc::kBadCheckpoint, "checkpoint path '" + u.path +
                                    "' is not a directory (a checkpoint is a directory holding config.json and *.safetensors)");
   spdlog::info("worker: loading weights version {} from {}", u.version, u.path);
-  const auto t0 = Clock::now();
   try {
-    engine_->update_weights(p, u.version);
+    if (u.check_finite) {
+      const policy::Checkpoint ck = policy::Checkpoint::open(p);
+      policy::check_finite(ck);
+      engine_->update_weights(ck, u.version);
+    } else {
+      engine_->update_weights(p, u.version);
+    }
   } catch (const std::exception& e) {
     fail(errc::kBadCheckpoint, "checkpoint '" + u.path + "' cannot be loaded: " + e.what());
   }
+  weights_live(peer, u, p, t0);
+}
+
+void Worker::weights_live(const std::string& peer, const UpdateWeights& u, const std::filesystem::path& source,
+                          Clock::time_point t0) {
   ++weight_updates_;
-  weights_ = p;
+  weights_ = source;
   spdlog::info("worker: policy version {} live after {:.2f} s", u.version, seconds_since(t0));
   session_->reply(peer, WeightsOk{u.req, engine_->policy_version()});
 }

@@ -65,6 +65,8 @@ class Worker : public RequestHandler {
  private:
   void on_submit(const std::string& peer, const Submit& s);
   void on_update_weights(const std::string& peer, const UpdateWeights& u);
+  void weights_live(const std::string& peer, const UpdateWeights& u, const std::filesystem::path& source,
+                    std::chrono::steady_clock::time_point t0);
   void on_rewards(const std::string& peer, const Rewards& r);
   void on_drain(const std::string& peer, const Drain& d);
   std::optional<uint64_t> publish(rollout::RoundBatch&& rb);

@@ -38,7 +38,7 @@ from longtail import Client, Group
 
 from examples.grpo.loss import LossOptions, group_advantages, ppo_token_loss, response_logprobs
 from examples.grpo.metrics import plot_run, step_record
-from examples.grpo.weights import CheckpointDirTransport
+from examples.grpo.weights import make_transport
 from examples.grpo.worker import WorkerProcess, parse_override, wait_for_socket, worker_binary, worker_config
 from examples.task import CharTokenizer, check_ids, problems, prompt_ids
 
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] = None) -> int:
         weights_dir.mkdir(parents=True, exist_ok=True)
         worker = WorkerProcess(worker_binary(a.worker_bin), cfg, out)
         wait_for_socket(sock_dir / "worker.sock", worker)
-    transport = CheckpointDirTransport(weights_dir, model_dir)
+    transport = make_transport(endpoint, weights_dir, model_dir)
     metrics_path = out / "metrics.jsonl"
     metrics_path.write_text("")
     sched = PromptSchedule(a.prompt_seed, a.prompt_pool)

@@ -2,8 +2,9 @@
 
 Today: a checkpoint directory per version (config.json + model.safetensors in fp32) under a root
 that the worker lists in `weights.allowed_dirs`, loaded with UPDATE_WEIGHTS; older versions are
-deleted once the worker has confirmed a newer one. A shared-memory / CUDA-IPC transport
-(`client.update_weights_from_tensors`) plugs in here as another `push` without touching the trainer.
+deleted once the worker has confirmed a newer one. On the same host (the default: the trainer starts
+its own worker on an ipc:// socket) the tensors go through one shared-memory segment instead
+(`client.update_weights_from_tensors`), no disk round trip. `make_transport` picks.
 """
 
 from __future__ import annotations
@@ -61,3 +62,21 @@ class CheckpointDirTransport:
         for old in sorted(self.root.glob("v*"), key=lambda p: int(p.name[1:]))[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
         return {"write_s": t1 - t0, "load_s": t2 - t1, "total_s": t2 - t0}
+
+
+class SharedMemoryTransport:
+    """UPDATE_WEIGHTS from a shared-memory segment: the worker must run on this host."""
+
+    def push(self, client, model, version: int) -> Dict[str, float]:
+        """Returns `total_s` (copy into shared memory + the worker's validate-and-swap round trip)."""
+        t0 = time.perf_counter()
+        client.update_weights_from_tensors(version, named_tensors(model))
+        return {"total_s": time.perf_counter() - t0}
+
+
+def make_transport(endpoint: str, root: pathlib.Path, base_checkpoint: pathlib.Path):
+    """Shared memory for a worker on this host (ipc://, or tcp:// to a loopback address), a
+    checkpoint directory otherwise."""
+    local = endpoint.startswith("ipc://") or any(endpoint.startswith(f"tcp://{h}:")
+                                                  for h in ("127.0.0.1", "localhost", "[::1]"))
+    return SharedMemoryTransport() if local else CheckpointDirTransport(root, base_checkpoint)

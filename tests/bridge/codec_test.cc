@@ -144,6 +144,18 @@ TEST(Codec, SmallMessagesRoundTrip) {
   EXPECT_EQ(u.req, 7u);
   EXPECT_EQ(u.version, 3);
   EXPECT_EQ(u.path, "/ckpt/v3");
+  EXPECT_TRUE(u.shm.empty());
+  UpdateWeights from_shm{12, 4, "", longtail::policy::SharedTensorSource{"longtail-x", 64, {{"w", "BF16", {2, 3}, 0, 12}}}, true};
+  const auto s = round_trip(from_shm, Direction::kToWorker);
+  ASSERT_FALSE(s.shm.empty());
+  EXPECT_TRUE(s.path.empty());
+  EXPECT_TRUE(s.check_finite);
+  EXPECT_EQ(s.shm.segment, "longtail-x");
+  EXPECT_EQ(s.shm.size, 64u);
+  ASSERT_EQ(s.shm.tensors.size(), 1u);
+  EXPECT_EQ(s.shm.tensors[0].dtype, "BF16");
+  EXPECT_EQ(s.shm.tensors[0].shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(s.shm.tensors[0].end, 12u);
   const auto r = round_trip(Rewards{8, {1, 2}, {0.5, -1}}, Direction::kToWorker);
   EXPECT_EQ(r.uids, (std::vector<uint64_t>{1, 2}));
   EXPECT_EQ(r.rewards, (std::vector<double>{0.5, -1}));

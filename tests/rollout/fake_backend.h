@@ -19,6 +19,7 @@
 
 #include "kernels/philox.h"
 #include "policy/backend.h"
+#include "policy/checkpoint.h"
 
 namespace longtail::rollout::testing {
 
@@ -128,6 +129,8 @@ class FakeBackend : public policy::Backend {
     if (name.rfind("same", 0) == 0) return;  // a new version with identical weights
     salt_ = std::hash<std::string>{}(name);
   }
+  // An in-memory tensor set counts as new weights named after its source.
+  void replace_weights(const policy::Checkpoint& weights) override { replace_weights(weights.dir()); }
 
   // Logits for the token that follows position pos of seq (pos indexes seq).
   std::vector<float> logits_at(const std::vector<int32_t>& seq, int64_t pos) const {

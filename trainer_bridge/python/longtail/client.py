@@ -361,6 +361,23 @@ class Client:
             self.worker.policy_version = int(reply["version"])
         return int(reply["version"])
 
+    def update_weights_from_tensors(self, version: int, named_tensors: Mapping[str, Any], timeout: float = 600.0,
+                                    check_finite: bool = False) -> int:
+        """Hands ``named_tensors`` (HF name -> numpy array or torch tensor) to a worker on this host
+        through one shared-memory segment and makes them policy ``version``; returns when they are
+        live. The worker validates them like a checkpoint (``check_finite`` also refuses NaN/inf);
+        on WorkerError it keeps its previous weights. The segment is unlinked in every case."""
+        from longtail.shared_weights import TensorSegment
+
+        with TensorSegment(named_tensors) as seg:
+            req = self._next_req()
+            reply = self._request([pack({"type": "UPDATE_WEIGHTS", "req": req, "version": int(version),
+                                         "shm": seg.wire(), "check_finite": bool(check_finite)})],
+                                  req, timeout, worker_may_be_busy=True)
+        if self.worker is not None:
+            self.worker.policy_version = int(reply["version"])
+        return int(reply["version"])
+
     def set_rewards(self, rewards: Mapping[int, float], timeout: Optional[float] = None) -> List[int]:
         """Attaches rewards to trajectory uids (for the importance baselines of their batches).
         Returns the uids the worker did not know."""
