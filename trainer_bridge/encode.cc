@@ -27,13 +27,29 @@ void pack_str(Packer& p, std::string_view s) {
   p.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
 }
 
+// libmsgpack's pack_double converts d to uint64_t whenever d <= double(UINT64_MAX), which is
+// undefined for d == 2^64 exactly (found by the decoder fuzzer). That one value is written as a
+// float64 by hand; every other double goes through the library.
+void pack_real(Packer& p, double d) {
+  if (d != 18446744073709551616.0) {
+    p.pack_double(d);
+    return;
+  }
+  uint64_t bits = 0;
+  std::memcpy(&bits, &d, sizeof bits);
+  char buf[9];
+  buf[0] = static_cast<char>(0xcb);
+  for (int i = 0; i < 8; ++i) buf[1 + i] = static_cast<char>(bits >> (56 - 8 * i));
+  p.pack_str_body(buf, sizeof buf);  // raw bytes: the body writer adds no header
+}
+
 void pack_json(Packer& p, const nlohmann::json& j) {
   switch (j.type()) {
     case nlohmann::json::value_t::null: p.pack_nil(); break;
     case nlohmann::json::value_t::boolean: p.pack(j.get<bool>()); break;
     case nlohmann::json::value_t::number_integer: p.pack(j.get<int64_t>()); break;
     case nlohmann::json::value_t::number_unsigned: p.pack(j.get<uint64_t>()); break;
-    case nlohmann::json::value_t::number_float: p.pack(j.get<double>()); break;
+    case nlohmann::json::value_t::number_float: pack_real(p, j.get<double>()); break;
     case nlohmann::json::value_t::string: pack_str(p, j.get_ref<const std::string&>()); break;
     case nlohmann::json::value_t::array:
       p.pack_array(static_cast<uint32_t>(j.size()));
@@ -235,7 +251,7 @@ class Encoder {
     } else if constexpr (std::is_same_v<T, nlohmann::json>) {
       pack_json(p_, v);
     } else if constexpr (std::is_same_v<T, float>) {
-      p_.pack(static_cast<double>(v));
+      pack_real(p_, static_cast<double>(v));
     } else if constexpr (requires { v.has_value(); *v; }) {
       if (v) value(*v); else p_.pack_nil();
     } else if constexpr (requires { v.begin(); typename T::value_type; }) {
@@ -243,7 +259,7 @@ class Encoder {
       for (const auto& e : v) value(e);
     } else {
       static_assert(std::is_arithmetic_v<T>, "no wire encoding for this member type");
-      p_.pack(v);
+      if constexpr (std::is_same_v<T, double>) pack_real(p_, v); else p_.pack(v);
     }
   }
 
