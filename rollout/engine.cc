@@ -425,6 +425,9 @@ EngineStats Engine::stats() const {
   }
   s.carried_sequences = carried;
   s.preemptions = m.scheduler.preemptions();
+  const auto kv = m.backend->kv_capacity();
+  s.kv_total_tokens = kv.total_tokens;
+  s.kv_free_tokens = kv.free_tokens;
   return s;
 }
 

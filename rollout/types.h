@@ -149,6 +149,8 @@ struct EngineStats {
   int32_t waiting_groups = 0;
   int32_t carried_sequences = 0;
   int64_t preemptions = 0;
+  int64_t kv_total_tokens = 0;       // the backend's KV cache capacity, in positions
+  int64_t kv_free_tokens = 0;        // positions not reserved by any sequence
   StepStats last_step;
   std::vector<RoundStats> recent_rounds;  // newest last, bounded
 };
@@ -215,6 +217,8 @@ void for_each_field(S& s, F&& f) {
   f("waiting_groups", s.waiting_groups);
   f("carried_sequences", s.carried_sequences);
   f("preemptions", s.preemptions);
+  f("kv_total_tokens", s.kv_total_tokens);
+  f("kv_free_tokens", s.kv_free_tokens);
 }
 
 }  // namespace longtail::rollout

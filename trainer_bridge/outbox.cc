@@ -3,9 +3,10 @@
 
 namespace longtail::bridge {
 
-void Outbox::add(uint64_t seq, std::shared_ptr<const Frames> frames) {
+void Outbox::add(uint64_t seq, std::shared_ptr<const Frames> frames, bool earlier_run) {
   Entry e;
   e.seq = seq;
+  e.sends = earlier_run ? 1 : 0;
   e.bytes = frames->total_bytes();
   e.frames = std::move(frames);
   auto [it, inserted] = entries_.emplace(seq, std::move(e));

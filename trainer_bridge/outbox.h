@@ -23,7 +23,7 @@ class Outbox {
     size_t bytes = 0;
     bool sent = false;          // sent in the current session and not yet overdue
     Clock::time_point sent_at;
-    int sends = 0;
+    int sends = 0;              // sends so far; 1 for a batch recovered from an earlier run's journal
   };
 
   explicit Outbox(size_t capacity) : capacity_(capacity) {}
@@ -36,9 +36,10 @@ class Outbox {
   bool empty() const { return entries_.empty(); }
   bool contains(uint64_t seq) const { return entries_.count(seq) != 0; }
 
-  // Adds an un-acked batch. Recovered journal entries may push the size past capacity (full()
-  // then stops new production until acks bring it back).
-  void add(uint64_t seq, std::shared_ptr<const Frames> frames);
+  // Adds an un-acked batch. Recovered journal entries (earlier_run: published, and perhaps sent, by
+  // an earlier run, so sending it is a re-send) may push the size past capacity (full() then stops
+  // new production until acks bring it back).
+  void add(uint64_t seq, std::shared_ptr<const Frames> frames, bool earlier_run = false);
 
   // The batch to send next: the lowest unsent seq, else the oldest sent batch whose ack is overdue
   // (older than ack_timeout; zero disables resends on timeout). nullptr when nothing is due.

@@ -159,6 +159,7 @@ struct Welcome {
   std::string weights;    // checkpoint directory the live weights came from
   uint64_t run = 0;       // run number of this worker process: the top 24 bits of every uid
   SessionLimits limits;
+  std::string software_version;  // the worker's build: project version and git commit
 };
 struct Batch {
   uint64_t seq = 0;

@@ -59,7 +59,10 @@ TrainerSession::TrainerSession(TrainerSessionOptions opts, RequestHandler* handl
       instance_(random_instance()) {
   if (!opts_.journal_dir.empty()) {
     journal_ = std::make_unique<Journal>(opts_.journal_dir, opts_.journal_fsync);
-    for (auto& [seq, frames] : journal_->take_recovered()) outbox_.add(seq, std::make_shared<const Frames>(std::move(frames)));
+    for (auto& [seq, frames] : journal_->take_recovered()) {
+      outbox_.add(seq, std::make_shared<const Frames>(std::move(frames)), /*earlier_run=*/true);
+      ++stats_.batches_recovered;
+    }
     next_seq_ = journal_->next_seq();
     run_ = journal_->run();
   } else {

@@ -47,7 +47,9 @@ class RequestHandler {
 };
 
 struct TrainerSessionStats {
-  uint64_t batches_published = 0, batches_sent = 0, batches_resent = 0, batches_acked = 0;
+  // published: produced by this process; recovered: un-acked batches of an earlier run loaded from
+  // the journal; resent: sends of a batch sent before (new session, ack timeout) or recovered.
+  uint64_t batches_published = 0, batches_recovered = 0, batches_sent = 0, batches_resent = 0, batches_acked = 0;
   uint64_t bytes_sent = 0, messages_received = 0, errors_sent = 0, sessions = 0;
   int64_t credits = 0;
   size_t outbox_batches = 0, outbox_unsent = 0, outbox_bytes = 0;

@@ -207,6 +207,7 @@ void fields(V& v, M& m) {
   v("weights", m.weights, kOptional);
   v("run", m.run, kOptional);
   v("limits", m.limits, kOptional);
+  v("software_version", m.software_version, kOptional);
 }
 
 template <class V, Is<SessionLimits> M>

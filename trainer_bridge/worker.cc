@@ -49,10 +49,10 @@ bool path_inside(const std::filesystem::path& p, const std::vector<std::filesyst
 Worker::Worker(WorkerOptions opts, std::unique_ptr<rollout::Engine> engine)
     : opts_(std::move(opts)), engine_(std::move(engine)), started_(Clock::now()), weights_(opts_.model_dir) {
   if (!engine_) throw std::invalid_argument("Worker: null engine");
+  metrics_ = std::make_unique<WorkerMetrics>(opts_.bridge.worker_id, opts_.software_version, opts_.backend.kind);
+  if (opts_.metrics_port != 0) metrics_->serve(opts_.metrics_bind, opts_.metrics_port);  // before the socket: fail early
   session_ = std::make_unique<TrainerSession>(opts_.bridge, this);
   refresh_metrics();
-  if (opts_.metrics_port > 0)
-    metrics_server_ = std::make_unique<MetricsServer>([this] { return metrics_text(); }, opts_.metrics_bind, opts_.metrics_port);
 }
 
 Worker::~Worker() = default;
@@ -67,6 +67,7 @@ Welcome Worker::describe() {
   w.model.num_layers = c.num_layers;
   w.model.eos_token_ids = c.eos_token_ids;
   w.policy_version = engine_->policy_version();
+  w.software_version = opts_.software_version;
   w.capabilities = {"rewards", "drain", "update_weights", "update_weights_shm"};
   if (opts_.engine.budgets.mode != drafter::BudgetMode::kOff) w.capabilities.push_back("speculation");
   if (opts_.engine.overprovision > 1.0) w.capabilities.push_back("partial_rollouts");
@@ -166,6 +167,7 @@ void Worker::on_submit(const std::string& peer, const Submit& s) {
     const std::string admitted = i ? "; groups 0.." + std::to_string(i - 1) + " of this SUBMIT were admitted" : "";
     try {
       engine_->submit(g);
+      metrics_->observe_admitted(int64_t{g.n} * static_cast<int64_t>(g.prompt_tokens.size()));
     } catch (const rollout::InvalidRequest& e) {
       // The engine's own checks (e.g. a group id already in flight). Earlier groups of this SUBMIT
       // were admitted and will be delivered; the message says so.
@@ -187,6 +189,7 @@ void Worker::on_submit(const std::string& peer, const Submit& s) {
 void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) {
   const auto fail = [&](const char* code, const std::string& msg) {
     ++weight_update_failures_;
+    metrics_->set_ready(!shutting_down_, "shutting down");
     throw ProtocolError(code, msg + "; still serving policy version " + std::to_string(engine_->policy_version()), u.req,
                         "UPDATE_WEIGHTS");
   };
@@ -194,6 +197,7 @@ void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) 
     fail(errc::kInvalidRequest, "version " + std::to_string(u.version) + " is not newer than the live version " +
                                     std::to_string(engine_->policy_version()) + " (versions must strictly increase)");
   const auto t0 = Clock::now();
+  metrics_->set_ready(false, "loading weights version " + std::to_string(u.version));
   if (!u.shm.empty()) {
     // A trainer on this host hands its tensors over in shared memory: mapped read-only, validated
     // like a checkpoint, copied into the backend, unmapped when `ck` goes (the trainer unlinks).
@@ -234,6 +238,8 @@ void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) 
 
 void Worker::weights_live(const std::string& peer, const UpdateWeights& u, const std::filesystem::path& source,
                           Clock::time_point t0) {
+  metrics_->set_ready(!shutting_down_, "shutting down");
+  metrics_->observe_weight_update(seconds_since(t0));
   ++weight_updates_;
   weights_ = source;
   spdlog::info("worker: policy version {} live after {:.2f} s", u.version, seconds_since(t0));
@@ -316,6 +322,7 @@ void Worker::on_drain(const std::string& peer, const Drain& d) {
 }
 
 std::optional<uint64_t> Worker::publish(rollout::RoundBatch&& rb) {
+  metrics_->observe_batch(rb);
   Batch b;
   b.round = rb.round;
   b.policy_version = rb.policy_version;
@@ -340,7 +347,9 @@ std::optional<uint64_t> Worker::publish(rollout::RoundBatch&& rb) {
 }
 
 bool Worker::step_engine() {
+  const auto t0 = Clock::now();
   auto rb = engine_->step();
+  metrics_->observe_step(seconds_since(t0));
   if (rb) publish(std::move(*rb));
   return rb.has_value();
 }
@@ -349,6 +358,7 @@ void Worker::begin_shutdown(const std::string& why) {
   if (shutting_down_) return;
   shutting_down_ = true;
   shutdown_started_ = Clock::now();
+  metrics_->set_ready(false, "shutting down");
   const auto st = engine_->stats();
   spdlog::info("worker: shutting down ({}): no new groups; {} running, {} waiting, {} carried sequences", why,
                st.running_sequences, st.waiting_groups, st.carried_sequences);
@@ -397,8 +407,9 @@ int Worker::run(const std::atomic<bool>* stop) {
     if (Clock::now() - last_metrics_ > std::chrono::milliseconds(500)) refresh_metrics();
   }
   const auto ps = session_->stats();
-  spdlog::info("worker: exiting; {} batches published, {} acked, {} left un-acked{}", ps.batches_published, ps.batches_acked,
-               ps.outbox_batches, opts_.bridge.journal_dir.empty() ? " (no journal: they are lost)" : " (kept in the journal)");
+  spdlog::info("worker: exiting; {} batches published, {} recovered from the journal, {} acked, {} left un-acked{}",
+               ps.batches_published, ps.batches_recovered, ps.batches_acked, ps.outbox_batches,
+               opts_.bridge.journal_dir.empty() ? " (no journal: they are lost)" : " (kept in the journal)");
   return 0;
 }
 
@@ -413,20 +424,15 @@ nlohmann::json Worker::stats_json() const {
   w.weight_update_failures = weight_update_failures_;
   w.max_pending_groups = opts_.max_pending_groups;
   w.backend = opts_.backend.kind;
+  w.software_version = opts_.software_version;
   return bridge::stats_json(engine_->stats(), session_->stats(), w);
 }
 
 void Worker::refresh_metrics() {
   last_metrics_ = Clock::now();
-  if (opts_.metrics_port <= 0 && metrics_snapshot_.size()) return;
-  std::string text = prometheus_text(stats_json(), opts_.bridge.worker_id);
-  std::lock_guard lock(metrics_mu_);
-  metrics_snapshot_ = std::move(text);
+  metrics_->refresh(stats_json());
 }
 
-std::string Worker::metrics_text() const {
-  std::lock_guard lock(metrics_mu_);
-  return metrics_snapshot_;
-}
+std::string Worker::metrics_text() const { return metrics_->text(); }
 
 }  // namespace longtail::bridge

@@ -24,7 +24,7 @@
 
 namespace longtail::bridge {
 
-class MetricsServer;
+class WorkerMetrics;
 
 struct WorkerOptions {
   std::filesystem::path model_dir;
@@ -42,8 +42,9 @@ struct WorkerOptions {
   bool finish_in_flight_on_shutdown = true;
   double shutdown_timeout_s = 30;    // bound on finishing in-flight sequences
   double shutdown_ack_wait_s = 5;    // then wait this long for the trainer to ack what was sent
-  int metrics_port = 0;              // 0 = no Prometheus endpoint
+  int metrics_port = 0;              // 1..65535: Prometheus /metrics, /health, /ready; 0 = none
   std::string metrics_bind = "127.0.0.1";
+  std::string software_version = "unknown";  // reported in HELLO, STATS and longtail_build_info
 };
 
 class Worker : public RequestHandler {
@@ -58,7 +59,7 @@ class Worker : public RequestHandler {
   Welcome describe() override;
   void on_request(const std::string& peer, Message&& m) override;
 
-  // Prometheus text exposition of the latest snapshot (thread-safe; the metrics server calls it).
+  // Prometheus text exposition of the current metrics (thread-safe).
   std::string metrics_text() const;
   std::string endpoint() const { return session_->endpoint(); }
 
@@ -104,9 +105,7 @@ class Worker : public RequestHandler {
   std::map<std::pair<int64_t, std::string>, std::vector<uint64_t>> group_uids_;
   std::deque<int64_t> delivered_rounds_;
 
-  mutable std::mutex metrics_mu_;
-  std::string metrics_snapshot_;
-  std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<WorkerMetrics> metrics_;
 };
 
 // Trajectory uids on the wire: the worker's run number (TrainerSession::run, 24 bits) above the

@@ -71,6 +71,8 @@ int main(int argc, char** argv) {
     if (metrics_port >= 0) w.metrics_port = metrics_port;
     if (!log_level.empty()) cfg.log_level = log_level;
     if (w.model_dir.empty()) throw bridge::ConfigError("no model: set 'model' in the config or pass --model");
+    if (w.metrics_port < 0 || w.metrics_port > 65535)
+      throw bridge::ConfigError("metrics.port (--metrics-port) must be 0 (off) or in 1..65535, got " + std::to_string(w.metrics_port));
     if (w.backend.kind != "cpu" && w.backend.kind != "cuda")
       throw bridge::ConfigError("backend.kind must be cpu or cuda, got '" + w.backend.kind + "'");
     const auto level = spdlog::level::from_str(cfg.log_level);

@@ -1,78 +1,220 @@
-// Prometheus text and the /metrics server; see worker_metrics.h.
+// The worker's metrics and its /metrics, /health, /ready server; see worker_metrics.h.
 #include "trainer_bridge/worker_metrics.h"
 
-#include <sstream>
+#include <algorithm>
+#include <map>
+#include <mutex>
 #include <stdexcept>
-#include <thread>
+#include <vector>
 
+#include <CivetServer.h>
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 
-#ifdef LONGTAIL_HAVE_HTTPLIB
-#include <httplib.h>
-#endif
-
 namespace longtail::bridge {
+namespace {
 
-std::string prometheus_text(const nlohmann::json& s, const std::string& wid) {
-  std::ostringstream o;
-  auto metric = [&](const char* name, const char* type, const char* help, double v) {
-    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n'
-      << name << "{worker=\"" << wid << "\"} " << v << '\n';
-  };
-  const auto& e = s["engine"];
-  const auto& b = s["bridge"];
-  metric("longtail_policy_version", "gauge", "Policy version live in the engine.", e["policy_version"].get<double>());
-  metric("longtail_engine_steps_total", "counter", "Engine steps run.", e["steps"].get<double>());
-  metric("longtail_forward_passes_total", "counter", "Policy forward passes.", e["forward_passes"].get<double>());
-  metric("longtail_tokens_generated_total", "counter", "Response tokens generated.", e["tokens_generated"].get<double>());
-  metric("longtail_tokens_drafted_total", "counter", "Draft tokens proposed.", e["tokens_drafted"].get<double>());
-  metric("longtail_tokens_accepted_total", "counter", "Draft tokens accepted.", e["tokens_accepted"].get<double>());
-  metric("longtail_running_sequences", "gauge", "Sequences in the running batch.", e["running_sequences"].get<double>());
-  metric("longtail_waiting_groups", "gauge", "Groups queued for admission.", e["waiting_groups"].get<double>());
-  metric("longtail_carried_sequences", "gauge", "Partial rollouts carried to the next round.", e["carried_sequences"].get<double>());
-  metric("longtail_preemptions_total", "counter", "Sequences preempted for KV space.", e["preemptions"].get<double>());
-  metric("longtail_batches_published_total", "counter", "Batches handed to the bridge.", b["batches_published"].get<double>());
-  metric("longtail_batches_sent_total", "counter", "BATCH messages sent, re-sends included.", b["batches_sent"].get<double>());
-  metric("longtail_batches_resent_total", "counter", "BATCH messages sent again.", b["batches_resent"].get<double>());
-  metric("longtail_batches_acked_total", "counter", "Batches acknowledged by the trainer.", b["batches_acked"].get<double>());
-  metric("longtail_bytes_sent_total", "counter", "Bytes of BATCH messages sent.", b["bytes_sent"].get<double>());
-  metric("longtail_errors_sent_total", "counter", "ERROR replies sent.", b["errors_sent"].get<double>());
-  metric("longtail_credits", "gauge", "Batch credits granted by the trainer and not used.", b["credits"].get<double>());
-  metric("longtail_outbox_batches", "gauge", "Un-acked batches held.", b["outbox_batches"].get<double>());
-  metric("longtail_outbox_bytes", "gauge", "Bytes of un-acked batches held.", b["outbox_bytes"].get<double>());
-  metric("longtail_trainer_connected", "gauge", "1 while a trainer session is live.", b["trainer_connected"].get<bool>() ? 1 : 0);
-  return o.str();
-}
+using prometheus::Histogram;
 
-#ifdef LONGTAIL_HAVE_HTTPLIB
-struct MetricsServer::Impl {
-  httplib::Server server;
-  std::thread thread;
+// Upper bounds in seconds: a step takes a millisecond (a small model on a CPU) to seconds (a large
+// verify batch), a round seconds to an hour, a weight load a fraction of a second to minutes.
+const Histogram::BucketBoundaries kStepBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+const Histogram::BucketBoundaries kRoundBuckets = {0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 3600};
+const Histogram::BucketBoundaries kWeightBuckets = {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
+
+// A series that follows one value of the STATS document, {"engine", "tokens_generated"}.
+struct Source {
+  const char* section;
+  const char* key;
+  double read(const nlohmann::json& stats) const {
+    const auto& v = stats.at(section).at(key);
+    return v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : v.get<double>();
+  }
 };
 
-MetricsServer::MetricsServer(std::function<std::string()> text, const std::string& bind, int port)
+void respond(mg_connection* c, int status, const char* reason, const char* type, const std::string& body) {
+  mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", status, reason,
+            type, body.size());
+  mg_write(c, body.data(), body.size());
+}
+
+}  // namespace
+
+struct WorkerMetrics::Impl : CivetHandler {
+  prometheus::Registry registry;
+  prometheus::Labels worker_label;
+  // Counters increase by what their statistic grew since the last refresh.
+  struct Mirror {
+    prometheus::Counter* counter;
+    Source source;
+    double last = 0;
+  };
+  std::vector<Mirror> counters;
+  std::vector<std::pair<prometheus::Gauge*, Source>> gauges;
+  prometheus::Gauge* kv_usage = nullptr;
+  prometheus::Counter* prompt_tokens = nullptr;
+  prometheus::Family<prometheus::Counter>* finished = nullptr;
+  std::map<std::string, prometheus::Counter*> finished_by_reason;
+  prometheus::Histogram* step_seconds = nullptr;
+  prometheus::Histogram* round_seconds = nullptr;
+  prometheus::Histogram* weight_seconds = nullptr;
+
+  std::mutex ready_mu;
+  bool ready = true;
+  std::string not_ready_why;
+  std::unique_ptr<CivetServer> server;
+
+  prometheus::Counter& counter(const std::string& name, const std::string& help) {
+    return prometheus::BuildCounter().Name(name).Help(help).Labels(worker_label).Register(registry).Add({});
+  }
+  prometheus::Gauge& gauge(const std::string& name, const std::string& help) {
+    return prometheus::BuildGauge().Name(name).Help(help).Labels(worker_label).Register(registry).Add({});
+  }
+  void mirror_counter(const std::string& name, const std::string& help, Source s) {
+    counters.push_back({&counter(name, help), s});
+  }
+  void mirror_gauge(const std::string& name, const std::string& help, Source s) {
+    gauges.emplace_back(&gauge(name, help), s);
+  }
+  prometheus::Histogram& histogram(const std::string& name, const std::string& help, const Histogram::BucketBoundaries& b) {
+    return prometheus::BuildHistogram().Name(name).Help(help).Labels(worker_label).Register(registry).Add({}, b);
+  }
+
+  bool handleGet(CivetServer*, mg_connection* c) override {
+    const std::string uri = mg_get_request_info(c)->local_uri;
+    if (uri == "/metrics") {
+      respond(c, 200, "OK", "text/plain; version=0.0.4", prometheus::TextSerializer().Serialize(registry.Collect()));
+    } else if (uri == "/health") {
+      respond(c, 200, "OK", "text/plain", "ok\n");
+    } else {
+      std::lock_guard lock(ready_mu);
+      if (ready) respond(c, 200, "OK", "text/plain", "ready\n");
+      else respond(c, 503, "Service Unavailable", "text/plain", "not ready: " + not_ready_why + "\n");
+    }
+    return true;
+  }
+};
+
+WorkerMetrics::WorkerMetrics(const std::string& worker_id, const std::string& software_version, const std::string& backend)
     : impl_(std::make_unique<Impl>()) {
-  impl_->server.Get("/metrics", [text = std::move(text)](const httplib::Request&, httplib::Response& res) {
-    res.set_content(text(), "text/plain; version=0.0.4");
-  });
-  if (!impl_->server.bind_to_port(bind.c_str(), port))
-    throw std::runtime_error("metrics: cannot listen on " + bind + ":" + std::to_string(port));
-  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
-  spdlog::info("metrics: Prometheus text on http://{}:{}/metrics", bind, port);
+  auto& m = *impl_;
+  m.worker_label = {{"worker", worker_id}};
+
+  // vLLM's names where they mean the same thing.
+  m.mirror_gauge("longtail:num_requests_running", "Sequences (samples) in the running batch.", {"engine", "running_sequences"});
+  m.mirror_gauge("longtail:num_requests_waiting", "Groups queued for admission (each admits its n samples together).",
+                 {"engine", "waiting_groups"});
+  m.kv_usage = &m.gauge("longtail:kv_cache_usage_perc", "Share of the KV cache's positions in use, 0..1 (as vLLM's).");
+  m.prompt_tokens = &m.counter("longtail:prompt_tokens_total", "Prompt tokens of admitted samples (n x prompt length per group).");
+  m.mirror_counter("longtail:generation_tokens_total", "Response tokens generated.", {"engine", "tokens_generated"});
+  m.mirror_counter("longtail:spec_decode_num_draft_tokens_total", "Draft tokens proposed by the suffix drafter.",
+                   {"engine", "tokens_drafted"});
+  m.mirror_counter("longtail:spec_decode_num_accepted_tokens_total", "Draft tokens accepted by verification.",
+                   {"engine", "tokens_accepted"});
+  m.mirror_counter("longtail:num_preemptions_total", "Sequences preempted for KV space (recomputed later).", {"engine", "preemptions"});
+  m.finished = &prometheus::BuildCounter()
+                    .Name("longtail:request_success_total")
+                    .Help("Finished samples delivered in batches, by finish reason.")
+                    .Labels(m.worker_label)
+                    .Register(m.registry);
+  for (const char* r : {"stop", "length", "context", "aborted"}) m.finished_by_reason[r] = &m.finished->Add({{"finished_reason", r}});
+  m.step_seconds = &m.histogram("longtail:step_duration_seconds", "Wall time of one engine step (draft, forward, acceptance).", kStepBuckets);
+  m.round_seconds = &m.histogram("longtail:round_makespan_seconds", "Wall time from a round's start to its batch.", kRoundBuckets);
+  m.weight_seconds = &m.histogram("longtail:weight_update_seconds", "Time to load and swap in new weights (successful updates).", kWeightBuckets);
+  m.mirror_counter("longtail:weight_update_failures_total", "UPDATE_WEIGHTS refused or failed (the old weights stayed live).",
+                   {"worker", "weight_update_failures"});
+  prometheus::BuildGauge()
+      .Name("longtail_build_info")
+      .Help("Constant 1, labelled with the worker's software version (project version and git commit) and backend.")
+      .Labels(m.worker_label)
+      .Register(m.registry)
+      .Add({{"version", software_version}, {"backend", backend}})
+      .Set(1);
+
+  // The worker's own names.
+  m.mirror_gauge("longtail_policy_version", "Policy version live in the engine.", {"engine", "policy_version"});
+  m.mirror_counter("longtail_engine_steps_total", "Engine steps run.", {"engine", "steps"});
+  m.mirror_counter("longtail_forward_passes_total", "Policy forward passes.", {"engine", "forward_passes"});
+  m.mirror_counter("longtail_tokens_generated_total", "Response tokens generated.", {"engine", "tokens_generated"});
+  m.mirror_counter("longtail_tokens_drafted_total", "Draft tokens proposed.", {"engine", "tokens_drafted"});
+  m.mirror_counter("longtail_tokens_accepted_total", "Draft tokens accepted.", {"engine", "tokens_accepted"});
+  m.mirror_gauge("longtail_running_sequences", "Sequences in the running batch.", {"engine", "running_sequences"});
+  m.mirror_gauge("longtail_waiting_groups", "Groups queued for admission.", {"engine", "waiting_groups"});
+  m.mirror_gauge("longtail_carried_sequences", "Partial rollouts carried to the next round.", {"engine", "carried_sequences"});
+  m.mirror_counter("longtail_preemptions_total", "Sequences preempted for KV space.", {"engine", "preemptions"});
+  m.mirror_counter("longtail_batches_published_total", "Batches produced by this worker process.", {"bridge", "batches_published"});
+  m.mirror_counter("longtail_batches_recovered_total", "Un-acked batches of an earlier run loaded from the journal.",
+                   {"bridge", "batches_recovered"});
+  m.mirror_counter("longtail_batches_sent_total", "BATCH messages sent, re-sends included.", {"bridge", "batches_sent"});
+  m.mirror_counter("longtail_batches_resent_total",
+                   "BATCH messages sent again: to a new session, after an ack timeout, or recovered from the journal.",
+                   {"bridge", "batches_resent"});
+  m.mirror_counter("longtail_batches_acked_total", "Batches acknowledged by the trainer.", {"bridge", "batches_acked"});
+  m.mirror_counter("longtail_bytes_sent_total", "Bytes of BATCH messages sent.", {"bridge", "bytes_sent"});
+  m.mirror_counter("longtail_errors_sent_total", "ERROR replies sent.", {"bridge", "errors_sent"});
+  m.mirror_gauge("longtail_credits", "Batch credits granted by the trainer and not used.", {"bridge", "credits"});
+  m.mirror_gauge("longtail_outbox_batches", "Un-acked batches held.", {"bridge", "outbox_batches"});
+  m.mirror_gauge("longtail_outbox_bytes", "Bytes of un-acked batches held.", {"bridge", "outbox_bytes"});
+  m.mirror_gauge("longtail_trainer_connected", "1 while a trainer session is live.", {"bridge", "trainer_connected"});
 }
 
-MetricsServer::~MetricsServer() {
-  impl_->server.stop();
-  if (impl_->thread.joinable()) impl_->thread.join();
-}
-#else
-struct MetricsServer::Impl {};
+WorkerMetrics::~WorkerMetrics() = default;
 
-MetricsServer::MetricsServer(std::function<std::string()>, const std::string&, int) {
-  throw std::runtime_error("metrics: this build has no cpp-httplib (install libcpp-httplib-dev and rebuild)");
+void WorkerMetrics::serve(const std::string& bind, int port) {
+  if (port < 1 || port > 65535) throw std::invalid_argument("metrics port " + std::to_string(port) + " is outside 1..65535");
+  const std::string address = bind + ":" + std::to_string(port);
+  // civetweb binds with SO_REUSEADDR and never SO_REUSEPORT, so a port another process listens on
+  // is refused instead of shared (scrapes alternated between two workers that way).
+  const std::vector<std::string> options = {"listening_ports", address, "num_threads", "2"};
+  try {
+    impl_->server = std::make_unique<CivetServer>(options);
+  } catch (const std::exception&) {
+    throw std::runtime_error("metrics: cannot listen on " + address +
+                             " (in use by another process, e.g. a second worker on the same metrics.port, or not a local address)");
+  }
+  for (const char* uri : {"/metrics", "/health", "/ready"}) impl_->server->addHandler(uri, *impl_);
+  spdlog::info("metrics: Prometheus text on http://{}/metrics; probes on /health and /ready", address);
 }
 
-MetricsServer::~MetricsServer() = default;
-#endif
+void WorkerMetrics::observe_admitted(int64_t prompt_tokens) { impl_->prompt_tokens->Increment(static_cast<double>(prompt_tokens)); }
+
+void WorkerMetrics::observe_step(double seconds) { impl_->step_seconds->Observe(seconds); }
+
+void WorkerMetrics::observe_batch(const rollout::RoundBatch& b) {
+  for (const auto& t : b.trajectories) {
+    const std::string reason = rollout::finish_reason_name(t.finish_reason);
+    auto it = impl_->finished_by_reason.find(reason);
+    if (it == impl_->finished_by_reason.end())
+      it = impl_->finished_by_reason.emplace(reason, &impl_->finished->Add({{"finished_reason", reason}})).first;
+    it->second->Increment();
+  }
+  impl_->round_seconds->Observe(b.stats.makespan_s);
+}
+
+void WorkerMetrics::observe_weight_update(double seconds) { impl_->weight_seconds->Observe(seconds); }
+
+void WorkerMetrics::set_ready(bool ready, const std::string& why) {
+  std::lock_guard lock(impl_->ready_mu);
+  impl_->ready = ready;
+  impl_->not_ready_why = why;
+}
+
+void WorkerMetrics::refresh(const nlohmann::json& stats) {
+  for (auto& c : impl_->counters) {
+    const double v = c.source.read(stats);
+    if (v > c.last) c.counter->Increment(v - c.last);
+    c.last = std::max(c.last, v);
+  }
+  for (auto& [g, s] : impl_->gauges) g->Set(s.read(stats));
+  const auto& e = stats.at("engine");
+  const double total = e.at("kv_total_tokens").get<double>();
+  impl_->kv_usage->Set(total > 0 ? 1.0 - e.at("kv_free_tokens").get<double>() / total : 0.0);
+}
+
+std::string WorkerMetrics::text() const { return prometheus::TextSerializer().Serialize(impl_->registry.Collect()); }
 
 }  // namespace longtail::bridge

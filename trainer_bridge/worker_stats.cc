@@ -25,7 +25,7 @@ nlohmann::json stats_json(const rollout::EngineStats& e, const TrainerSessionSta
   return {
       {"engine", engine},
       {"bridge",
-       {{"batches_published", p.batches_published}, {"batches_sent", p.batches_sent},
+       {{"batches_published", p.batches_published}, {"batches_recovered", p.batches_recovered}, {"batches_sent", p.batches_sent},
         {"batches_resent", p.batches_resent}, {"batches_acked", p.batches_acked}, {"bytes_sent", p.bytes_sent},
         {"messages_received", p.messages_received}, {"errors_sent", p.errors_sent}, {"sessions", p.sessions},
         {"credits", p.credits}, {"outbox_batches", p.outbox_batches}, {"outbox_unsent", p.outbox_unsent},
@@ -34,7 +34,8 @@ nlohmann::json stats_json(const rollout::EngineStats& e, const TrainerSessionSta
        {{"worker_id", w.worker_id}, {"uptime_s", w.uptime_s}, {"shutting_down", w.shutting_down},
         {"groups_accepted", w.groups_accepted}, {"groups_refused", w.groups_refused},
         {"max_pending_groups", w.max_pending_groups}, {"weight_updates", w.weight_updates},
-        {"weight_update_failures", w.weight_update_failures}, {"backend", w.backend}}},
+        {"weight_update_failures", w.weight_update_failures}, {"backend", w.backend},
+        {"software_version", w.software_version}}},
   };
 }
 

@@ -23,6 +23,7 @@ struct WorkerStatus {
   uint64_t weight_updates = 0, weight_update_failures = 0;
   size_t max_pending_groups = 0;
   std::string backend;
+  std::string software_version;
 };
 
 // {"engine": ..., "bridge": ..., "worker": ...} as PROTOCOL.md, section STATS, lists them.
