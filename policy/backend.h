@@ -81,6 +81,8 @@ class Backend {
 
   virtual const ModelConfig& config() const = 0;
   virtual std::string name() const = 0;  // "cpu" or "cuda"
+  // Whether forward() honours SamplingParams::min_p (the CUDA sampler does not: it refuses it).
+  virtual bool samples_min_p() const { return false; }
 
   // KV cache handles. create_sequence() never allocates KV memory; positions are reserved by
   // forward() as tokens are appended, and a forward that would exceed capacity throws

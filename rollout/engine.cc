@@ -90,6 +90,7 @@ struct Engine::Impl {
     limits.vocab_size = backend->config().vocab_size;
     limits.context_length = backend->config().max_position_embeddings;
     limits.forced = &options.forced_trajectories;
+    limits.min_p_supported = backend->samples_min_p();
     validate_group_request(g, limits);
     if (pool.has_group(g.group_id)) {
       throw InvalidRequest(g.group_id, "group_id", "a group with this id is already in flight");
@@ -310,7 +311,10 @@ void Engine::submit(GroupRequest group) {
   m.validate(group);
   if (group.prompt_id.empty()) group.prompt_id = group.group_id;
   auto g = std::make_unique<Group>();
-  g->stop_tokens = group.stop_tokens.empty() ? m.backend->config().eos_token_ids : group.stop_tokens;
+  // vLLM's rule: stop_token_ids add to the EOS set, which ignore_eos takes away.
+  if (!group.ignore_eos)
+    g->stop_tokens = group.stop_tokens.empty() ? m.backend->config().eos_token_ids : group.stop_tokens;
+  g->stop_tokens.insert(g->stop_tokens.end(), group.stop_token_ids.begin(), group.stop_token_ids.end());
   g->request = std::move(group);
   for (int32_t i = 0; i < g->request.n; ++i) {
     auto s = std::make_unique<Sequence>();
@@ -432,5 +436,7 @@ EngineStats Engine::stats() const {
 }
 
 const policy::ModelConfig& Engine::model_config() const { return impl_->backend->config(); }
+
+bool Engine::samples_min_p() const { return impl_->backend->samples_min_p(); }
 
 }  // namespace longtail::rollout

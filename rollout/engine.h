@@ -72,6 +72,7 @@ class Engine {
   int64_t policy_version() const;
   EngineStats stats() const;
   const policy::ModelConfig& model_config() const;
+  bool samples_min_p() const;  // the backend honours SamplingParams::min_p
 
  private:
   struct Impl;

@@ -48,7 +48,16 @@ void validate_group_request(const GroupRequest& g, const RequestLimits& limits) 
       bad("stop_tokens[" + std::to_string(i) + "]", "stop token " + std::to_string(t) + why_outside(t));
     }
   }
+  for (size_t i = 0; i < g.stop_token_ids.size(); ++i) {
+    const int32_t t = g.stop_token_ids[i];
+    if (outside_vocab(t)) {
+      bad("stop_token_ids[" + std::to_string(i) + "]", "stop token " + std::to_string(t) + why_outside(t));
+    }
+  }
   if (auto e = policy::check_sampling_params(g.sampling)) bad("sampling." + e->field, e->reason);
+  if (g.sampling.min_p > 0 && !limits.min_p_supported) {
+    bad("sampling.min_p", "min_p " + std::to_string(g.sampling.min_p) + " > 0 is not implemented by this backend's sampler");
+  }
   if (limits.forced && !limits.forced->empty()) {
     const std::string& pid = g.prompt_id.empty() ? g.group_id : g.prompt_id;
     for (int32_t i = 0; i < g.n; ++i) {

@@ -5,9 +5,10 @@
 //   n               >= 1
 //   prompt_tokens   non-empty, every id in [0, vocab_size), fewer than context_length tokens
 //   max_new_tokens  >= 1
-//   stop_tokens     every id in [0, vocab_size)
+//   stop_tokens, stop_token_ids  every id in [0, vocab_size)
 //   sampling        temperature finite and >= 0, top_p in (0, 1], min_p <= 1
-//                   (policy::check_sampling_params, the backends' own input check)
+//                   (policy::check_sampling_params, the backends' own input check); min_p > 0
+//                   only where the backend's sampler implements it (min_p_supported)
 //   trace-forced    every sample has a non-empty recording whose ids are in the vocabulary
 // and, for a list of groups (one SUBMIT), no group_id twice. Whether a group id is already in
 // flight is the engine's state, checked by the engine.
@@ -27,6 +28,7 @@ struct RequestLimits {
   int32_t context_length = 0;  // a prompt must leave room for one token: size < context_length
   // Trace-forced mode (EngineOptions::forced_trajectories): every sample needs a recording.
   const ForcedTrajectories* forced = nullptr;
+  bool min_p_supported = true;  // false: sampling.min_p > 0 is refused (the CUDA sampler lacks it)
 };
 
 // Throws InvalidRequest (types.h: group, field path, reason) at the first rule the group breaks.

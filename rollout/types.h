@@ -62,7 +62,9 @@ struct GroupRequest {
   int32_t n = 1;                     // samples in the group
   SamplingParams sampling;
   int32_t max_new_tokens = 256;
-  std::vector<int32_t> stop_tokens;  // empty = the checkpoint's eos ids
+  std::vector<int32_t> stop_tokens;  // the EOS set: empty = the checkpoint's eos ids
+  std::vector<int32_t> stop_token_ids;  // also end a sample, beside the EOS set (vLLM's stop_token_ids)
+  bool ignore_eos = false;           // the EOS set does not end a sample (stop_token_ids still do)
   std::string metadata;              // opaque bytes, passed through to every trajectory
   // Trace-forced mode only (EngineOptions::forced_trajectories): sample i of this group replays
   // the recording (prompt_id, trace_sample_offset + i), so successive rounds of one prompt can

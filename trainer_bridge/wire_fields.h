@@ -61,6 +61,8 @@ void fields(V& v, M& m) {
   v("sampling", m.sampling, kOptional);
   v("max_new_tokens", m.max_new_tokens, kOptional);
   v("stop_tokens", m.stop_tokens, kOptional);
+  v("stop_token_ids", m.stop_token_ids, kOptional);
+  v("ignore_eos", m.ignore_eos, kOptional);
   v.bytes("metadata", m.metadata, kOptional);
 }
 

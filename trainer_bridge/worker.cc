@@ -68,7 +68,8 @@ Welcome Worker::describe() {
   w.model.eos_token_ids = c.eos_token_ids;
   w.policy_version = engine_->policy_version();
   w.software_version = opts_.software_version;
-  w.capabilities = {"rewards", "drain", "update_weights", "update_weights_shm"};
+  w.capabilities = {"rewards", "drain", "update_weights", "update_weights_shm", "stop_token_ids", "ignore_eos"};
+  if (engine_->samples_min_p()) w.capabilities.push_back("min_p");
   if (opts_.engine.budgets.mode != drafter::BudgetMode::kOff) w.capabilities.push_back("speculation");
   if (opts_.engine.overprovision > 1.0) w.capabilities.push_back("partial_rollouts");
   if (!opts_.bridge.journal_dir.empty()) w.capabilities.push_back("journal");
@@ -161,6 +162,10 @@ void Worker::on_submit(const std::string& peer, const Submit& s) {
                                         " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
     for (int32_t t : g.stop_tokens)
       if (t >= c.vocab_size) fail(errc::kInvalidRequest, who + ": stop token " + std::to_string(t) + " is outside the vocabulary");
+    for (int32_t t : g.stop_token_ids)
+      if (t < 0 || t >= c.vocab_size) fail(errc::kInvalidRequest, who + ": stop_token_ids entry " + std::to_string(t) + " is outside the vocabulary");
+    if (g.sampling.min_p > 0 && !engine_->samples_min_p())
+      fail(errc::kInvalidRequest, who + ": sampling.min_p > 0 is not implemented by the " + opts_.backend.kind + " backend");
   }
   for (size_t i = 0; i < s.groups.size(); ++i) {
     const auto& g = s.groups[i];

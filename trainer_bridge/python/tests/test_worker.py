@@ -389,3 +389,31 @@ def test_vllm_request_names_and_text_against_the_worker(start_worker):
             c.submit([Group("oov", [1, VOCAB])])
         assert e.value.code == "INVALID_REQUEST" and f"prompt_tokens[1] = {VOCAB}" in e.value.message
         assert c.stats()["worker"]["groups_refused"] == 0
+
+
+def test_stop_token_ids_ignore_eos_and_min_p_against_the_worker(start_worker):
+    from longtail import InvalidRequest
+
+    w = start_worker()
+    prompt = [5, 6, 7, 8]
+
+    def one(c, **kw):
+        c.submit([Group(f"g{time.monotonic_ns()}", prompt, max_tokens=12, **kw)])
+        (t,) = [t for b in collect(c, 1) for t in b.trajectories]
+        return t
+
+    with Client(w.endpoint) as c:
+        assert {"stop_token_ids", "ignore_eos", "min_p"} <= set(c.worker.capabilities)
+        greedy = one(c, temperature=0.0, ignore_eos=True)
+        assert greedy.finish_reason == "length" and greedy.response_tokens.size == 12  # EOS ends nothing
+        ids = greedy.response_tokens.tolist()
+        stop = ids[4]
+        stopped = one(c, temperature=0.0, ignore_eos=True, stop_token_ids=[stop])
+        assert stopped.finish_reason == "stop" and stopped.response_tokens.tolist() == ids[:ids.index(stop) + 1]
+        # min_p = 1 keeps only the most likely token, so sampling at T = 1 follows the greedy path.
+        assert one(c, temperature=1.0, min_p=1.0, seed=3, ignore_eos=True).response_tokens.tolist() == ids
+        with pytest.raises(WorkerError) as e:
+            c.submit([Group("bad", prompt, min_p=1.5)])
+        assert e.value.code == "BAD_FIELD" and "min_p" in e.value.message
+        with pytest.raises(InvalidRequest, match="min_tokens=2 is not supported by this worker"):
+            c.submit([Group("mt", prompt, min_tokens=2)])  # not implemented on the worker yet
