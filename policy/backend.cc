@@ -1,4 +1,5 @@
-// What every backend shares: the sampling input check, and make_backend, the one place that picks a
+// What every backend shares: the sampling input check, the reading of a chunk's tree parents, the
+// chain case of compact_kv, and make_backend, the one place that picks a
 // backend by name. The CUDA factory lives in policy/cuda_backend.{h,cc}, compiled only when the build
 // has CUDA.
 #include "policy/backend.h"
@@ -26,6 +27,53 @@ std::optional<SamplingParamsError> check_sampling_params(const SamplingParams& s
     return SamplingParamsError{"min_p", "min_p " + std::to_string(s.min_p) + " must be <= 1 (<= 0: off)"};
   }
   return std::nullopt;
+}
+
+std::optional<std::string> input_position_offsets(const SequenceChunk& chunk, std::vector<int32_t>& offsets) {
+  const size_t n = chunk.tokens.size();
+  offsets.resize(n);
+  if (chunk.parents.empty()) {
+    for (size_t i = 0; i < n; ++i) offsets[i] = static_cast<int32_t>(i);
+    return std::nullopt;
+  }
+  if (chunk.parents.size() != n) {
+    return "tree parents has " + std::to_string(chunk.parents.size()) + " entries for " + std::to_string(n) +
+           " tokens (one per token, or none for a chain)";
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t p = chunk.parents[i];
+    if (p < -1 || p >= static_cast<int32_t>(i)) {
+      return "tree parent " + std::to_string(p) + " of token " + std::to_string(i) + " is outside [-1, " +
+             std::to_string(i) + ") (parents come before their children; -1 = the committed context)";
+    }
+    offsets[i] = p < 0 ? 0 : offsets[p] + 1;
+  }
+  return std::nullopt;
+}
+
+void check_compact_kv(int32_t length, int32_t start, std::span<const int32_t> keep) {
+  if (start < 0 || start > length) {
+    throw std::invalid_argument("compact_kv: start " + std::to_string(start) + " outside [0, " +
+                                std::to_string(length) + "]");
+  }
+  for (size_t j = 0; j < keep.size(); ++j) {
+    if (keep[j] < 0 || keep[j] >= length - start || (j > 0 && keep[j] <= keep[j - 1])) {
+      throw std::invalid_argument("compact_kv: kept row " + std::to_string(keep[j]) + " (entry " +
+                                  std::to_string(j) + ") is not increasing within [0, " +
+                                  std::to_string(length - start) + ") after start " + std::to_string(start));
+    }
+  }
+}
+
+void Backend::compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep) {
+  check_compact_kv(sequence_length(seq), start, keep);
+  for (size_t j = 0; j < keep.size(); ++j) {
+    if (keep[j] != static_cast<int32_t>(j)) {
+      throw std::logic_error("compact_kv: the " + name() + " backend does not support token trees: it can "
+                             "only keep a prefix of the rows after start");
+    }
+  }
+  truncate(seq, start + static_cast<int32_t>(keep.size()));
 }
 
 std::unique_ptr<Backend> make_backend(const std::filesystem::path& dir, const BackendOptions& opts) {

@@ -4,7 +4,9 @@
 // requested position, the token it samples there (counter-based RNG keyed by seed, uid, position,
 // so the draw does not depend on batch composition or on how many tokens a forward processes), that
 // token's logprob, and the logprob of the next *given* input token (teacher forcing: scoring and the
-// re-prefill after a weight update both need it). Rollback of rejected draft positions is truncate().
+// re-prefill after a weight update both need it). Rollback of rejected draft positions is truncate();
+// a chunk may also be a token tree (SequenceChunk::parents), whose accepted root-to-node path
+// compact_kv() moves into consecutive positions.
 #pragma once
 
 #include <cstdint>
@@ -34,7 +36,24 @@ struct SequenceChunk {
   // prompt only needs the last one (first_output = size - 1), verification needs all of them, a
   // chunked prefill that is not the last chunk needs none (first_output = size).
   int32_t first_output = 0;
+  // Token tree (verification of a drafter's tree). Empty: a chain, input i follows input i - 1.
+  // Otherwise one entry per input: parents[i] in [-1, i) is the input that input i follows, -1 the
+  // committed context. Input i sits at position length + depth(i) - 1 (depth of -1 is 0; see
+  // input_position_offsets), attends to the committed context, its ancestors and itself only, and
+  // its K/V are stored in cache row length + i whatever its position (compact_kv moves an accepted
+  // path into place). parents[i] = i - 1 for all i is the chain. Backends whose
+  // supports_token_trees() is false refuse a non-empty parents (std::invalid_argument).
+  std::span<const int32_t> parents;
 };
+
+// Each input's position relative to the sequence's length (offset 0 = position length): i for a
+// chain, depth(i) - 1 for a tree. The one reading of SequenceChunk::parents for every backend.
+// Returns a message naming the first parent outside [-1, i) (or a parents size that is not the
+// tokens' size), or nullopt when the chunk is well formed.
+std::optional<std::string> input_position_offsets(const SequenceChunk& chunk, std::vector<int32_t>& offsets);
+
+// compact_kv's range check, shared by every backend: throws std::invalid_argument naming the entry.
+void check_compact_kv(int32_t length, int32_t start, std::span<const int32_t> keep);
 
 // The documented ranges of SamplingParams, the one input check of both backends and of the
 // rollout request validator: temperature finite and >= 0, top_p in (0, 1], min_p <= 1 (<= 0 is
@@ -47,11 +66,13 @@ struct SamplingParamsError {
 std::optional<SamplingParamsError> check_sampling_params(const SamplingParams& s);
 
 // The result at input index i of a chunk: what follows position length + i.
+// (In a tree, "what follows" is what follows input i's own position, length + depth(i) - 1.)
 struct TokenOutput {
-  int32_t sampled = -1;       // token drawn at absolute position (length + i + 1)
+  int32_t sampled = -1;       // token drawn at absolute position (position of input i) + 1
   float sampled_logprob = 0;  // log softmax(logits / T)[sampled], T = 1 when greedy
   // log softmax(logits / T)[tokens[i + 1]]: the logprob of the next given input token; NaN for the
-  // chunk's last input, whose successor is not given.
+  // chunk's last input, whose successor is not given. In a tree the next given input is input i's
+  // first child (the lowest-index input whose parent is i); NaN when it has none.
   float next_input_logprob = std::numeric_limits<float>::quiet_NaN();
 };
 
@@ -104,6 +125,19 @@ class Backend {
   // tokens.size() - first_output entries. Throws std::invalid_argument for a token id outside the
   // vocabulary, a sequence past max_position_embeddings or an unknown handle, without side effects.
   virtual std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) = 0;
+
+  // Token trees: true when forward() verifies SequenceChunk::parents and compact_kv() moves rows.
+  // The speculative step asks for chains from a backend that answers false.
+  virtual bool supports_token_trees() const { return false; }
+  // After verifying a tree: keeps cache rows [0, start), then rows start + keep[0], start + keep[1],
+  // ... moved to positions start, start + 1, ..., and drops every other row, so the length becomes
+  // start + keep.size(). keep must be strictly increasing with start + keep.back() < length. Each
+  // tree input's K was rotated at its own position (length + depth - 1), so an accepted
+  // root-to-node path moved this way is exactly what a chain of the same tokens would have written.
+  // Frees whole blocks as truncate() does. Throws std::invalid_argument, changing nothing, for a
+  // keep list out of range. This default handles the chain case (keep[j] == j: a truncate) and
+  // throws std::logic_error for any other; backends that support trees override it.
+  virtual void compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep);
 
   // Replaces the weights with the checkpoint in dir (same architecture and shapes). The new
   // checkpoint is fully read and validated before anything is swapped: on any error the old

@@ -1,8 +1,11 @@
 // CpuBackend: validation first (so a bad request changes nothing), then one pass over all new
 // tokens of all chunks through the layers, each token attending to its own sequence's cache, then
-// logits and sampling only for the rows that asked for outputs.
+// logits and sampling only for the rows that asked for outputs. A token-tree input attends to the
+// committed context and then its ancestors in depth order, the keys and order a chain of the same
+// path would use, so a tree node's logits are bitwise those of the chain (and of plain decoding).
 #include "policy/cpu_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -118,6 +121,7 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
   std::unordered_set<int64_t> seen;
   int64_t total = 0, n_out = 0, new_blocks = 0;
   std::vector<Sequence*> seq_of(chunks.size());
+  std::vector<std::vector<int32_t>> offsets(chunks.size());  // input positions - length
   for (size_t ci = 0; ci < chunks.size(); ++ci) {
     const SequenceChunk& ch = chunks[ci];
     const std::string where = "forward: chunk " + std::to_string(ci) + " (sequence " + std::to_string(ch.seq) + ")";
@@ -143,6 +147,7 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
                                   std::to_string(c.max_position_embeddings));
     }
     if (auto e = check_sampling_params(ch.sampling)) throw std::invalid_argument(where + ": " + e->reason);
+    if (auto e = input_position_offsets(ch, offsets[ci])) throw std::invalid_argument(where + ": " + *e);
     new_blocks += blocks_for(len + n) - blocks_for(len);
     total += n;
     n_out += n - ch.first_output;
@@ -156,19 +161,36 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
   if (total == 0) return {};
 
   // ---- rows: one per new token ----
+  // A row attends to cache rows [0, context) and then to tree_keys[keys_begin, keys_end): for a
+  // chain context = pos + 1 and no tree keys; for a tree input context = the committed length and
+  // the tree keys are its ancestors' rows, root first, then its own.
   struct Row {
     Sequence* seq;
-    int64_t pos;
+    int64_t slot;  // cache row its K/V are written to
+    int64_t pos;   // its position (rotary angle, sampling key)
+    int64_t context;
+    size_t keys_begin = 0, keys_end = 0;
   };
   std::vector<Row> rows;
   rows.reserve(total);
+  std::vector<int64_t> tree_keys;
   std::vector<float> x(static_cast<size_t>(total * H));
   for (size_t ci = 0; ci < chunks.size(); ++ci) {
     Sequence* s = seq_of[ci];
-    for (size_t i = 0; i < chunks[ci].tokens.size(); ++i) {
-      const int32_t tok = chunks[ci].tokens[i];
+    const SequenceChunk& ch = chunks[ci];
+    for (size_t i = 0; i < ch.tokens.size(); ++i) {
+      const int32_t tok = ch.tokens[i];
       std::copy_n(W.embed.data() + tok * H, H, x.data() + rows.size() * H);
-      rows.push_back({s, s->length + static_cast<int64_t>(i)});
+      const int64_t slot = s->length + static_cast<int64_t>(i);
+      Row row{s, slot, s->length + offsets[ci][i], slot + 1};
+      if (!ch.parents.empty()) {
+        row.context = s->length;
+        row.keys_begin = tree_keys.size();
+        for (int64_t a = static_cast<int64_t>(i); a >= 0; a = ch.parents[a]) tree_keys.push_back(s->length + a);
+        std::reverse(tree_keys.begin() + static_cast<std::ptrdiff_t>(row.keys_begin), tree_keys.end());
+        row.keys_end = tree_keys.size();
+      }
+      rows.push_back(row);
     }
     for (int l = 0; l < c.num_layers; ++l) {
       s->k[l].resize(static_cast<size_t>((s->length + chunks[ci].tokens.size()) * kvd));
@@ -202,8 +224,8 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
           if (c.qk_norm) rms_norm(k + g * D, D, L.k_norm.data(), eps);
           apply_rope(k + g * D, D, W.inv_freq.data(), rows[t].pos);
         }
-        std::copy_n(k, kvd, rows[t].seq->k[l].data() + rows[t].pos * kvd);
-        std::copy_n(v, kvd, rows[t].seq->v[l].data() + rows[t].pos * kvd);
+        std::copy_n(k, kvd, rows[t].seq->k[l].data() + rows[t].slot * kvd);
+        std::copy_n(v, kvd, rows[t].seq->v[l].data() + rows[t].slot * kvd);
       }
     });
     pool_.parallel_for(total * nh, [&](int64_t b, int64_t e) {
@@ -213,11 +235,15 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
         const float* q = qkv.data() + t * ld + hh * D;
         const float* K = rows[t].seq->k[l].data();
         const float* Vc = rows[t].seq->v[l].data();
-        const int64_t n = rows[t].pos + 1;
+        const Row& row = rows[t];
+        const int64_t n = row.context + static_cast<int64_t>(row.keys_end - row.keys_begin);
+        const auto key_row = [&](int64_t j) {
+          return j < row.context ? j : tree_keys[row.keys_begin + static_cast<size_t>(j - row.context)];
+        };
         scores.resize(static_cast<size_t>(n));
         float m = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < n; ++j) {
-          scores[j] = dot(q, K + j * kvd + g * D, D) * scale;
+          scores[j] = dot(q, K + key_row(j) * kvd + g * D, D) * scale;
           m = std::max(m, scores[j]);
         }
         float sum = 0;
@@ -230,7 +256,7 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
         std::fill_n(out, D, 0.0f);
         for (int64_t j = 0; j < n; ++j) {
           const float p = scores[j] * inv;
-          const float* vr = Vc + j * kvd + g * D;
+          const float* vr = Vc + key_row(j) * kvd + g * D;
           for (int64_t d = 0; d < D; ++d) out[d] += p * vr[d];
         }
       }
@@ -257,19 +283,27 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
     size_t chunk;
     int64_t index;  // input index within the chunk
     int64_t pos;    // absolute position of that input token
+    int64_t next;   // the next given input (a tree: the first child), -1 when none
   };
   std::vector<OutRow> outs;
   outs.reserve(n_out);
   std::vector<float> hf(static_cast<size_t>(n_out * H));
   {
     int64_t r = 0;
+    std::vector<int64_t> next;
     for (size_t ci = 0; ci < chunks.size(); ++ci) {
-      const int64_t n = static_cast<int64_t>(chunks[ci].tokens.size());
+      const SequenceChunk& ch = chunks[ci];
+      const int64_t n = static_cast<int64_t>(ch.tokens.size());
+      next.assign(static_cast<size_t>(n), -1);
+      for (int64_t i = n - 1; i >= 1; --i) {
+        const int64_t p = ch.parents.empty() ? i - 1 : ch.parents[i];
+        if (p >= 0) next[p] = i;  // descending, so the lowest-index child is the one left
+      }
       for (int64_t i = 0; i < n; ++i, ++r) {
-        if (i < chunks[ci].first_output) continue;
+        if (i < ch.first_output) continue;
         std::copy_n(x.data() + r * H, H, hf.data() + outs.size() * H);
         rms_norm(hf.data() + outs.size() * H, H, W.final_norm.data(), eps);
-        outs.push_back({ci, i, rows[r].pos});
+        outs.push_back({ci, i, rows[r].pos, next[i]});
       }
     }
   }
@@ -283,14 +317,27 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
       const SampledToken s = sample_token(row, ch.sampling, ch.uid, outs[o].pos + 1);
       result[o].sampled = s.token;
       result[o].sampled_logprob = s.logprob;
-      if (outs[o].index + 1 < static_cast<int64_t>(ch.tokens.size())) {
-        result[o].next_input_logprob = token_logprob(row, ch.sampling.temperature, ch.tokens[outs[o].index + 1]);
+      if (outs[o].next >= 0) {
+        result[o].next_input_logprob = token_logprob(row, ch.sampling.temperature, ch.tokens[outs[o].next]);
       }
     }
   });
   for (size_t ci = 0; ci < chunks.size(); ++ci) seq_of[ci]->length += static_cast<int32_t>(chunks[ci].tokens.size());
   if (logits_out != nullptr) *logits_out = std::move(logits);
   return result;
+}
+
+void CpuBackend::compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep) {
+  Sequence& s = seq_ref(seq);
+  check_compact_kv(s.length, start, keep);
+  const size_t kvd = static_cast<size_t>(weights_->config.num_kv_heads) * weights_->config.head_dim;
+  for (size_t j = 0; j < keep.size(); ++j) {
+    const size_t from = (static_cast<size_t>(start) + keep[j]) * kvd, to = (static_cast<size_t>(start) + j) * kvd;
+    if (from == to) continue;  // keep is increasing, so rows only move down and never overlap
+    for (auto& k : s.k) std::copy_n(k.data() + from, kvd, k.data() + to);
+    for (auto& v : s.v) std::copy_n(v.data() + from, kvd, v.data() + to);
+  }
+  truncate(seq, start + static_cast<int32_t>(keep.size()));
 }
 
 void CpuBackend::replace_weights(const std::filesystem::path& dir) { replace_weights(Checkpoint::open(dir)); }

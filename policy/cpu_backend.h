@@ -2,7 +2,8 @@
 // runs the whole engine on. Per-sequence contiguous KV cache (rollback is a resize); capacity is
 // accounted in blocks of BackendOptions::kv_block_size up to max_kv_tokens, so the scheduler's
 // admission and preemption logic can be exercised on CPU exactly as on the GPU. Not thread-safe:
-// one caller drives it (forward itself is parallel inside).
+// one caller drives it (forward itself is parallel inside). Verifies token trees (tree attention
+// over the committed context plus each node's ancestors) and compacts accepted paths.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,8 @@ class CpuBackend final : public Backend {
   KvCapacity kv_capacity() const override;
   bool can_fit(std::span<const KvGrowth> batch) const override;
   std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) override;
+  bool supports_token_trees() const override { return true; }
+  void compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep) override;
   void replace_weights(const std::filesystem::path& dir) override;
   void replace_weights(const Checkpoint& weights) override;
 

@@ -214,6 +214,9 @@ class CudaBackend final : public Backend {
       if (!seen.insert(c.seq).second)
         throw std::invalid_argument(where + ": sequence appears twice in one forward");
       if (c.tokens.empty()) throw std::invalid_argument(where + ": no tokens");
+      if (!c.parents.empty())
+        throw std::invalid_argument(where + ": token trees (SequenceChunk::parents) are not supported by "
+                                    "the cuda backend yet (supports_token_trees() is false): send chains");
       const int64_t n = static_cast<int64_t>(c.tokens.size());
       if (c.first_output < 0 || c.first_output > n)
         throw std::invalid_argument(where + ": first_output " + std::to_string(c.first_output) +

@@ -1,11 +1,15 @@
 // CPU backend invariances the engine relies on: a sequence's outputs do not depend on what else is
 // in the batch, on how its tokens are chunked, on the thread count, or on a rollback (forward k then
 // truncate equals forward fewer); KV capacity is accounted in blocks and a refused forward changes
-// nothing; bad requests and bad replacement weights leave the backend as it was.
+// nothing; bad requests and bad replacement weights leave the backend as it was. Token trees: every
+// node's logits, sample and logprobs are bitwise those of the chain of its root path, a chain
+// written as a tree is the chain, and an accepted path compacted in place equals feeding the path
+// from scratch.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -193,6 +197,165 @@ TEST(CpuBackendTest, BadRequestsChangeNothing) {
   lp::SequenceChunk dup[2] = {chunk(s, 1, p, 0), chunk(s, 1, p, 0)};
   EXPECT_THROW(be.forward(dup), std::invalid_argument);
   EXPECT_THROW(be.truncate(s, 5), std::invalid_argument);
+  EXPECT_EQ(be.sequence_length(s), 4);
+}
+
+// A random token tree under the last committed token: node 0 continues the context (parent -1),
+// every other node hangs under an earlier one, siblings may share tokens (the backend does not care).
+struct Tree {
+  std::vector<int32_t> tokens, parents;
+  std::vector<int32_t> path_to(int32_t node) const {
+    std::vector<int32_t> p;
+    for (int32_t a = node; a >= 0; a = parents[a]) p.push_back(a);
+    std::reverse(p.begin(), p.end());
+    return p;
+  }
+};
+
+Tree random_tree(int nodes, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Tree t;
+  for (int i = 0; i < nodes; ++i) {
+    t.tokens.push_back(static_cast<int32_t>(rng() % 500));
+    t.parents.push_back(i == 0 ? -1 : static_cast<int32_t>(rng() % i));
+  }
+  return t;
+}
+
+lp::SequenceChunk tree_chunk(int64_t seq, uint64_t uid, const Tree& t, lp::SamplingParams s = sampled()) {
+  lp::SequenceChunk c = chunk(seq, uid, t.tokens, 0, s);
+  c.parents = t.parents;
+  return c;
+}
+
+TEST(CpuBackendTest, TreeNodesEqualTheChainsOfTheirPaths) {
+  const auto p = prompt(11, 6);
+  for (const lp::SamplingParams& s : {lp::SamplingParams{}, sampled(9)}) {  // greedy, then T = 1
+    for (uint32_t seed : {1u, 2u, 3u}) {
+      lp::CpuBackend be(kQwen3, opts());
+      const Tree t = random_tree(14, seed);
+      const int64_t a = be.create_sequence();
+      auto ca = chunk(a, 7, p, static_cast<int32_t>(p.size()), s);
+      be.forward(std::span(&ca, 1));
+      auto ct = tree_chunk(a, 7, t, s);
+      std::vector<float> lt;
+      const auto ot = be.forward_with_logits(std::span(&ct, 1), &lt);
+      ASSERT_EQ(ot.size(), t.tokens.size());
+      ASSERT_EQ(be.sequence_length(a), static_cast<int32_t>(p.size() + t.tokens.size()));
+      const size_t V = be.config().vocab_size;
+      for (int32_t node = 0; node < static_cast<int32_t>(t.tokens.size()); ++node) {
+        const std::vector<int32_t> path = t.path_to(node);
+        std::vector<int32_t> chain;
+        for (int32_t n : path) chain.push_back(t.tokens[n]);
+        const int64_t b = be.create_sequence();
+        auto cb = chunk(b, 7, p, static_cast<int32_t>(p.size()), s);
+        be.forward(std::span(&cb, 1));
+        auto cc = chunk(b, 7, chain, 0, s);
+        std::vector<float> lc;
+        const auto oc = be.forward_with_logits(std::span(&cc, 1), &lc);
+        be.release_sequence(b);
+        const std::vector<float> tree_row(lt.begin() + node * V, lt.begin() + (node + 1) * V);
+        const std::vector<float> chain_row(lc.end() - V, lc.end());
+        EXPECT_EQ(tree_row, chain_row) << "node " << node << " seed " << seed;
+        EXPECT_EQ(ot[node].sampled, oc.back().sampled) << node;
+        EXPECT_EQ(ot[node].sampled_logprob, oc.back().sampled_logprob) << node;
+        // The next given input of a tree node is its first child.
+        const auto child = std::find(t.parents.begin(), t.parents.end(), node);
+        if (child == t.parents.end()) {
+          EXPECT_TRUE(std::isnan(ot[node].next_input_logprob)) << node;
+        } else {
+          const int32_t c = static_cast<int32_t>(child - t.parents.begin());
+          EXPECT_EQ(ot[node].next_input_logprob, lp::token_logprob(tree_row, s.temperature, t.tokens[c])) << node;
+        }
+      }
+    }
+  }
+}
+
+TEST(CpuBackendTest, ChainWrittenAsTreeIsTheChain) {
+  const auto p = prompt(8, 2);
+  const std::vector<int32_t> draft = {4, 40, 400, 41, 14};
+  const std::vector<int32_t> as_tree = {-1, 0, 1, 2, 3};
+  lp::CpuBackend be(kLlama, opts());
+  std::vector<std::vector<float>> logits(2);
+  std::vector<std::vector<lp::TokenOutput>> outs(2);
+  for (int run = 0; run < 2; ++run) {
+    const int64_t s = be.create_sequence();
+    auto c = chunk(s, 3, p, static_cast<int32_t>(p.size()));
+    be.forward(std::span(&c, 1));
+    auto d = chunk(s, 3, draft, 0);
+    if (run == 1) d.parents = as_tree;
+    outs[run] = be.forward_with_logits(std::span(&d, 1), &logits[run]);
+  }
+  EXPECT_EQ(logits[0], logits[1]);
+  ASSERT_EQ(outs[0].size(), outs[1].size());
+  for (size_t i = 0; i < outs[0].size(); ++i) {
+    EXPECT_EQ(outs[0][i].sampled, outs[1][i].sampled);
+    EXPECT_EQ(outs[0][i].sampled_logprob, outs[1][i].sampled_logprob);
+    EXPECT_EQ(std::isnan(outs[0][i].next_input_logprob), std::isnan(outs[1][i].next_input_logprob));
+    if (!std::isnan(outs[0][i].next_input_logprob)) EXPECT_EQ(outs[0][i].next_input_logprob, outs[1][i].next_input_logprob);
+  }
+}
+
+// The accepted path moved into consecutive rows is what feeding the path itself writes: the next
+// forwards see bitwise the same cache. Also with a prompt in the same chunk as the tree's root.
+TEST(CpuBackendTest, CompactedTreePathEqualsRecompute) {
+  const auto p = prompt(10, 3);
+  const std::vector<int32_t> next = {9, 99, 199};
+  for (uint32_t seed : {4u, 5u, 6u, 7u}) {
+    const Tree t = random_tree(15, seed);
+    for (int32_t leaf : {0, 6, 14}) {
+      const std::vector<int32_t> path = t.path_to(leaf);
+      lp::CpuBackend be(kQwen3, opts(2, 4096, 4));
+      const int64_t a = be.create_sequence(), b = be.create_sequence();
+      for (int64_t s : {a, b}) {
+        auto c = chunk(s, 2, p, static_cast<int32_t>(p.size()));
+        be.forward(std::span(&c, 1));
+      }
+      const int64_t free_before = be.kv_capacity().free_tokens;
+      auto ct = tree_chunk(a, 2, t);
+      be.forward(std::span(&ct, 1));
+      be.compact_kv(a, static_cast<int32_t>(p.size()), path);
+      ASSERT_EQ(be.sequence_length(a), static_cast<int32_t>(p.size() + path.size()));
+      std::vector<int32_t> chain;
+      for (int32_t n : path) chain.push_back(t.tokens[n]);
+      auto cb = chunk(b, 2, chain, 0);
+      be.forward(std::span(&cb, 1));
+      // b's blocks are those a holds again after the compaction (free count back to b's share).
+      EXPECT_EQ(be.kv_capacity().free_tokens, free_before - 2 * (((static_cast<int64_t>(p.size() + chain.size()) + 3) / 4) -
+                                                                  ((static_cast<int64_t>(p.size()) + 3) / 4)) * 4);
+      std::vector<float> la, lb;
+      auto na = chunk(a, 2, next, 0), nb = chunk(b, 2, next, 0);
+      const auto oa = be.forward_with_logits(std::span(&na, 1), &la);
+      const auto ob = be.forward_with_logits(std::span(&nb, 1), &lb);
+      EXPECT_EQ(la, lb) << "seed " << seed << " leaf " << leaf;
+      for (size_t i = 0; i < oa.size(); ++i) EXPECT_EQ(oa[i].sampled, ob[i].sampled);
+    }
+  }
+}
+
+TEST(CpuBackendTest, BadTreesAndCompactionsChangeNothing) {
+  lp::CpuBackend be(kQwen3, opts());
+  EXPECT_TRUE(be.supports_token_trees());
+  const int64_t s = be.create_sequence();
+  const auto p = prompt(5, 1);
+  auto c = chunk(s, 1, p, 5);
+  be.forward(std::span(&c, 1));
+  const std::vector<int32_t> toks = {1, 2, 3};
+  for (const std::vector<int32_t>& parents :
+       {std::vector<int32_t>{-1, 0}, std::vector<int32_t>{-1, 1, 0}, std::vector<int32_t>{-1, 0, -2},
+        std::vector<int32_t>{0, 0, 1}}) {
+    auto ct = chunk(s, 1, toks, 0);
+    ct.parents = parents;
+    EXPECT_THROW(be.forward(std::span(&ct, 1)), std::invalid_argument);
+    EXPECT_EQ(be.sequence_length(s), 5);
+  }
+  const std::vector<int32_t> unsorted = {1, 0}, out_of_range = {0, 5}, fine = {0, 2};
+  EXPECT_THROW(be.compact_kv(s, 2, unsorted), std::invalid_argument);
+  EXPECT_THROW(be.compact_kv(s, 2, out_of_range), std::invalid_argument);  // row 2 + 5 >= 5
+  EXPECT_THROW(be.compact_kv(s, 6, fine), std::invalid_argument);
+  EXPECT_EQ(be.sequence_length(s), 5);
+  be.compact_kv(s, 2, fine);
   EXPECT_EQ(be.sequence_length(s), 4);
 }
 
