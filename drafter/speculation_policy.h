@@ -117,6 +117,10 @@ struct SpeculationPolicyOptions {
                                     // per step at the sequence's acceptance), not remaining tokens
   double rls_forgetting = 0.99;
   StepCostModel cost;
+  // Verify token trees of up to the budget's nodes instead of chains of up to the budget's tokens
+  // (DraftRequest::tree), on backends that verify trees (policy::Backend::supports_token_trees;
+  // others get chains). Default off.
+  bool token_trees = false;
   // Acceptance-aware budgets (rules a-c) in fixed mode and with the class rule. Off by default: the
   // contender factor also takes budget from the sequence that turns out longest, and with it the
   // engine's forward-pass savings at T = 1 (tests/rollout EngineFake). Rule 4 (the length-aware

@@ -27,12 +27,13 @@ int32_t useful_draft_cap(const Sequence& s, int32_t max_position) {
   return std::max(cap, 0);
 }
 
-// Draft tokens per chunk of the plan (empty where none). Budgets come from the speculation policy,
+// Drafts per chunk of the plan (empty where none): chains, or token trees when the policy asks for
+// them and the backend verifies them. Budgets (tokens or nodes) come from the speculation policy,
 // capped by the useful length, the forward's remaining token budget and, sequence by sequence in
-// plan order, by what the backend says still fits in the KV cache.
-std::vector<std::vector<int32_t>> plan_drafts(const StepPlan& plan, StepEnvironment& env,
-                                              StepStats& stats) {
-  std::vector<std::vector<int32_t>> drafts(plan.chunks.size());
+// plan order, by what the backend says still fits in the KV cache. (A tree's depth never exceeds its
+// node count, so the useful-length cap bounds it as it bounds a chain.)
+std::vector<drafter::Draft> plan_drafts(const StepPlan& plan, StepEnvironment& env, StepStats& stats) {
+  std::vector<drafter::Draft> drafts(plan.chunks.size());
   if (!env.drafter || !env.policy) return drafts;
   const Clock::time_point t0 = Clock::now();
   std::vector<size_t> decoding;  // chunk indices
@@ -80,20 +81,24 @@ std::vector<std::vector<int32_t>> plan_drafts(const StepPlan& plan, StepEnvironm
     }
   }
 
+  const bool trees = env.policy->options().token_trees && env.backend.supports_token_trees();
   std::vector<drafter::DraftRequest> requests;
   std::vector<size_t> drafted;  // chunk indices
   for (size_t k = 0; k < decoding.size(); ++k) {
     if (b[k] <= 0) continue;
-    requests.push_back(drafter::DraftRequest{plan.chunks[decoding[k]].seq->uid, b[k]});
+    requests.push_back(drafter::DraftRequest{plan.chunks[decoding[k]].seq->uid, b[k], trees});
     drafted.push_back(decoding[k]);
   }
   if (!requests.empty()) {
     std::vector<drafter::Draft> out(requests.size());
     env.drafter->propose_batch(requests, out);
     for (size_t i = 0; i < drafted.size(); ++i) {
-      std::vector<int32_t>& d = out[i].tokens;
-      if (static_cast<int32_t>(d.size()) > requests[i].budget) d.resize(requests[i].budget);
-      stats.tokens_drafted += static_cast<int32_t>(d.size());
+      drafter::Draft& d = out[i];
+      // Nodes are topological, so a prefix of a tree is a tree.
+      const auto budget = static_cast<size_t>(requests[i].budget);
+      if (d.tokens.size() > budget) d.tokens.resize(budget);
+      if (d.parents.size() > budget) d.parents.resize(budget);
+      stats.tokens_drafted += static_cast<int32_t>(d.tokens.size());
       drafts[drafted[i]] = std::move(d);
     }
   }
@@ -119,18 +124,25 @@ std::optional<FinishReason> finish_after(const Sequence& s, int32_t token, int32
 StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
   StepResult result;
   StepStats& st = result.stats;
-  const std::vector<std::vector<int32_t>> drafts = plan_drafts(plan, env, st);
+  const std::vector<drafter::Draft> drafts = plan_drafts(plan, env, st);
 
-  // Inputs: pending tokens, then the draft. Buffers outlive the spans handed to the backend.
-  std::vector<std::vector<int32_t>> inputs(plan.chunks.size());
+  // Inputs: pending tokens, then the draft; a tree's root is the last pending token. Buffers
+  // outlive the spans handed to the backend.
+  std::vector<std::vector<int32_t>> inputs(plan.chunks.size()), parents(plan.chunks.size());
   std::vector<policy::SequenceChunk> chunks(plan.chunks.size());
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const Sequence& s = *c.seq;
     std::vector<int32_t>& in = inputs[i];
     in.assign(s.tokens.begin() + s.kv_len, s.tokens.begin() + s.kv_len + c.n_tokens);
-    in.insert(in.end(), drafts[i].begin(), drafts[i].end());
+    in.insert(in.end(), drafts[i].tokens.begin(), drafts[i].tokens.end());
     policy::SequenceChunk& pc = chunks[i];
+    if (drafts[i].is_tree()) {
+      std::vector<int32_t>& par = parents[i];
+      for (int32_t j = 0; j < c.n_tokens; ++j) par.push_back(j - 1);
+      for (const int32_t p : drafts[i].parents) par.push_back(c.n_tokens + p);  // -1: the root
+      pc.parents = par;
+    }
     pc.seq = s.kv_handle;
     pc.uid = s.uid;
     pc.tokens = in;
@@ -154,7 +166,7 @@ StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const Sequence& s = *c.seq;
-    const std::vector<int32_t>& draft = drafts[i];
+    const drafter::Draft& draft = drafts[i];
     SequenceResult& r = result.sequences[i];
     r.seq = c.seq;
     const int32_t fed = static_cast<int32_t>(inputs[i].size());
@@ -185,36 +197,51 @@ StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
       continue;
     }
 
-    // Acceptance: emit x_0, then x_{j+1} while x_j matched d_{j+1}.
+    // Acceptance: emit the token sampled at the current node (first the root, the last pending
+    // token), then move to the child drafted with that token, while there is one. A chain's only
+    // child of input j is input j + 1.
     r.decoded = true;
-    r.drafted = static_cast<int32_t>(draft.size());
+    r.drafted = static_cast<int32_t>(draft.tokens.size());
     const int32_t resp0 = s.response_len();
-    for (int32_t j = 0;; ++j) {
-      const policy::TokenOutput& o = out[c.n_tokens - 1 + j - c.first_output];
+    const int32_t root = c.n_tokens - 1;
+    auto parent_of = [&](int32_t in_idx) {
+      return draft.is_tree() ? c.n_tokens + draft.parents[in_idx - c.n_tokens] : in_idx - 1;
+    };
+    std::vector<int32_t> path;  // accepted inputs (draft nodes), root's child first
+    for (int32_t at = root;;) {
+      const policy::TokenOutput& o = out[at - c.first_output];
       int32_t token = o.sampled;
       float lp = o.sampled_logprob;
-      if (s.forced) {
-        token = (*s.forced)[resp0 + static_cast<int32_t>(r.emitted.size())];
-        if (token != o.sampled) {
-          lp = j < r.drafted && draft[j] == token
-                   ? o.next_input_logprob  // the backend's logprob of the drafted successor
-                   : std::numeric_limits<float>::quiet_NaN();
-        }
+      if (s.forced) token = (*s.forced)[resp0 + static_cast<int32_t>(r.emitted.size())];
+      int32_t next = -1, first_child = -1;
+      for (int32_t j = at + 1; j < fed && next < 0; ++j) {
+        if (parent_of(j) != at) continue;
+        if (first_child < 0) first_child = j;
+        if (inputs[i][j] == token) next = j;
+      }
+      if (s.forced && token != o.sampled) {
+        lp = next >= 0 && next == first_child
+                 ? o.next_input_logprob  // the backend's logprob of the drafted successor
+                 : std::numeric_limits<float>::quiet_NaN();
       }
       r.emitted.push_back(token);
       r.logprobs.push_back(lp);
       r.finish = finish_after(s, token, resp0 + static_cast<int32_t>(r.emitted.size()), env.max_position);
-      if (r.finish) break;
-      if (j < r.drafted && draft[j] == token) {
-        ++r.accepted;
-        continue;
-      }
-      break;
+      if (r.finish || next < 0) break;
+      path.push_back(next);
+      at = next;
     }
+    r.accepted = static_cast<int32_t>(path.size());
     st.tokens_accepted += r.accepted;
     st.tokens_emitted += static_cast<int32_t>(r.emitted.size());
     // The KV holds the pending tokens, the accepted drafts and the rejected ones: keep all but the
-    // rejected; the last emitted token is the next step's pending input.
+    // rejected; the last emitted token is the next step's pending input. A tree's accepted path is
+    // moved into consecutive rows first, so that the engine's rollback is a truncate, as for chains.
+    if (draft.is_tree() && !path.empty() && path.back() != root + r.accepted) {
+      for (int32_t& p : path) p -= c.n_tokens;
+      env.backend.compact_kv(s.kv_handle, kv0 + c.n_tokens, path);
+      r.kv_fed = kv0 + c.n_tokens + r.accepted;
+    }
     r.kv_keep += r.accepted;
     r.retire = r.finish.has_value();
   }

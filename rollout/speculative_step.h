@@ -12,6 +12,12 @@
 // mismatch ends the step with the sampled token. Every emitted token is therefore the token plain
 // decoding would have drawn at that position (given position-wise identical logits, which the CPU
 // backend guarantees), so trajectories are identical with speculation on or off.
+// Token trees (SpeculationPolicyOptions::token_trees, on a backend that supports_token_trees()):
+// the same walk from the root (the last pending token) down the child drafted with the token
+// sampled at the current node, i.e. the longest root-to-node path matching what the sampling rule
+// draws, plus the next sampled token. Each node's logits are those of its root path as a chain
+// (tree attention), so the walk emits what plain decoding would. The accepted path's KV rows are
+// moved into consecutive positions (Backend::compact_kv) within the step; the rest is dropped.
 //
 // Trace-forced mode (benchmarks): the emitted token at each position is the recording's instead of
 // x_t; drafts are accepted while they match the recording. The forward is real, so the cost is the
@@ -44,7 +50,7 @@ struct StepEnvironment {
 // What the step's forward produced for one scheduled sequence.
 struct SequenceResult {
   Sequence* seq = nullptr;
-  int32_t kv_fed = 0;       // positions the backend holds after the forward
+  int32_t kv_fed = 0;       // positions the backend holds after the step
   int32_t kv_keep = 0;      // positions to keep (fewer: rejected drafts, a boundary token re-fed)
   // Re-prefill after a weight update: the latest policy's logprobs of response tokens
   // [rescored_from, rescored_from + rescored.size()).
