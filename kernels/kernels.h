@@ -219,28 +219,34 @@ Status swiglu_bf16(const bf16* gate_up, int64_t gate_up_stride, bf16* out, int64
                    int64_t rows, int64_t inter, Stream stream);
 
 // ---------------------------------------------------------------------------------------------
-// Sampling, one block per row of fp32 logits: the rule of reference.h's sample_row (its
-// specification, with LogRounding::kCorrect). Per-row parameters live in device memory so a graph
+// Sampling of rows of fp32 logits: the rule of reference.h's sample_row (its specification, with
+// LogRounding::kCorrect). Each row is spread over blocks of 4096 vocabulary entries (a fixed size,
+// so a row's result never depends on the batch); the row's last block combines them. Per-row parameters live in device memory so a graph
 // can be replayed with new seeds/positions. Outputs per row r:
 //   tokens[r], logprobs[r] = log softmax(logits / T)[token] (T = 1 when greedy), and if
 //   target_tokens != nullptr: target_logprobs[r] = log softmax(logits / T)[target_tokens[r]]
 //   (NaN when target_tokens[r] is outside [0, vocab), e.g. -1 for "no next input").
 // Candidate selection (top-k, then top-p) is an exact radix select on the key (order-preserving
 // bits of z, then ~index) so ties go to the lowest index; top-p weighs each radix bucket by its
-// candidates' mass, so no sort is needed. Logits must be finite or -inf (masked); no NaN or +inf.
+// candidates' mass, so no sort is needed; rows with min-p, top-k or top-p run it in one block over
+// the whole row, after the chunks. Logits must be finite or -inf (masked); no NaN or +inf.
+// workspace: sample_rows_workspace_bytes(rows, vocab) or more, 4-byte aligned, zeroed once when
+// allocated (it holds one ticket per row, which every launch leaves at zero), one per stream.
 struct SamplingRow {
   float temperature = 1.0f;  // 0 = greedy (argmax, lowest index on ties)
   int32_t top_k = 0;         // <= 0: no top-k cut
   float top_p = 1.0f;        // >= 1: no nucleus cut
-  float min_p = 0.0f;        // reference.h's rule only; sample_rows requires 0 (not implemented)
+  float min_p = 0.0f;        // <= 0: no min-p cut
   uint64_t seed = 0;
   uint64_t uid = 0;
   int64_t position = 0;      // absolute position of the token being drawn
 };
 static_assert(sizeof(SamplingRow) == 40);
+size_t sample_rows_workspace_bytes(int64_t num_rows, int32_t vocab);
 Status sample_rows(const float* logits, int64_t logits_stride, int64_t num_rows, int32_t vocab,
                    const SamplingRow* rows, const int32_t* target_tokens, int32_t* tokens,
-                   float* logprobs, float* target_logprobs, Stream stream);
+                   float* logprobs, float* target_logprobs, void* workspace,
+                   size_t workspace_bytes, Stream stream);
 
 // Argmax per row (lowest index on ties), value and index. out_values may be nullptr.
 Status argmax_rows(const float* x, int64_t stride, int64_t num_rows, int32_t cols,

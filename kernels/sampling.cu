@@ -1,15 +1,19 @@
-// Sampling (the rule of reference.h's sample_row, LogRounding::kCorrect) and row argmax. One block
-// per row of fp32 logits:
-//   pass 1: max and sum of exp over z = logits / T (T = 1 when greedy), the greedy argmax, and the
-//           logprob of the given target token;
+// Sampling (the rule of reference.h's sample_row, LogRounding::kCorrect) and row argmax. A row of
+// fp32 logits is spread over blocks of kChunk entries; each block, in one pass over its chunk:
+//   max and sum of exp over z = logits / T (T = 1 when greedy), the argmax, and for rows drawn from
+//   the whole vocabulary the Gumbel-max draw: key = z + (-logf(-logf(u))) in float as the reference
+//   forms it, u = sampling_uniform(seed, uid, position, i), with logf evaluated as
+//   float(log(double)), i.e. correctly rounded, but only for entries whose key, evaluated first
+//   with the device's accurate float logf, can still reach the best key seen (same token, almost
+//   no fp64 logs). The row's last block (a ticket per row) combines the chunks in a fixed order;
+//   for rows with min-p, top-k or top-p it then selects the candidates over the whole row:
+//   min-p:  a lower bound on the key (z - zmax >= log(min_p) in fp64);
 //   top-k:  exact radix select (8 bits per pass) of the k-th largest 64-bit key
 //           (order-preserving bits of z, then ~index, so ties rank the lowest index first);
 //   top-p:  the same radix descent weighing each bucket by its candidates' fp64 mass
 //           exp(z - max): the largest key whose cumulative mass (in sorted order) reaches top_p of
 //           the candidates' total, i.e. the shortest sorted prefix, with no sort;
-//   draw:   Gumbel-max over the candidates, key = z + (-logf(-logf(u))) in float as the
-//           reference forms it, u = sampling_uniform(seed, uid, position, i); logf is evaluated as
-//           float(log(double)), i.e. correctly rounded, never the approximate device logf.
+//   and draws over the candidates, pruned the same way.
 // Top-p compares the normalised cumulative mass with top_p exactly like ref::sample_row; only
 // the fp64 summation order differs (buckets instead of a serial walk), which could move the
 // boundary only when the cumulative mass lands within ~1e-15 of top_p.
@@ -27,6 +31,10 @@ namespace {
 
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
+// Vocabulary entries per block. Fixed, so that a row's float sums (its logprob) are the same in
+// any batch; 4096 spreads a 152k vocabulary over 38 blocks, enough to fill the GPU at batch 4.
+constexpr int32_t kChunk = 4096;
+constexpr int kPerThread = kChunk / kThreads;
 
 // Order-preserving map of floats (no NaN) to unsigned integers, and back.
 __device__ __forceinline__ uint32_t float_ord(float z) {
@@ -170,34 +178,116 @@ __device__ Best block_best(Best v, Best* scratch) {
   return r;
 }
 
+// One vocabulary chunk's share of a row: online max / sum of exp over z, the argmax and (for rows
+// drawn from the whole vocabulary) the chunk's best Gumbel key.
+struct Partial {
+  float m, s;
+  float arg_z;
+  int32_t arg_idx;
+  float key;
+  int32_t key_idx;
+};
+
+__host__ __device__ constexpr int64_t chunks_of(int32_t vocab) { return (vocab + kChunk - 1) / kChunk; }
+// Rows a workspace of `bytes` serves for this vocabulary; its layout depends on nothing else, so
+// the tickets stay where they were between calls of any row count.
+__host__ __device__ constexpr int64_t workspace_rows(size_t bytes, int32_t vocab) {
+  return static_cast<int64_t>(bytes / (sizeof(uint32_t) + sizeof(Partial) * chunks_of(vocab)));
+}
+
+// The exact Gumbel key of entry i (z + -logf(-logf(u)) with correctly rounded logs), or -inf when
+// a float evaluation with the device's accurate logf (within a few ulp, far inside `margin`) shows
+// it cannot reach `bound`, a key some candidate is known to reach or exceed.
+__device__ __forceinline__ float gumbel_key_if_reachable(float z, int32_t i, const SamplingRow& p,
+                                                         double bound) {
+  const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
+  const float approx = z - logf(-logf(u));
+  const double margin = 1e-3 + 1e-5 * fabs(bound);
+  if (static_cast<double>(approx) + margin < bound) return -INFINITY;
+  const float inner = static_cast<float>(log(static_cast<double>(u)));
+  return z + -static_cast<float>(log(static_cast<double>(-inner)));
+}
+
+// Smallest sort key of a min-p candidate: double(z) - double(zmax) >= log(min_p) (reference.h),
+// i.e. every key whose z is at least the smallest float meeting that test.
+__device__ uint64_t min_p_lower(float zmax, float min_p) {
+  const double floor = log(static_cast<double>(min_p));
+  auto keeps = [&](float z) { return static_cast<double>(z) - static_cast<double>(zmax) >= floor; };
+  float z = static_cast<float>(static_cast<double>(zmax) + floor);
+  while (!keeps(z)) z = nextafterf(z, INFINITY);
+  while (keeps(nextafterf(z, -INFINITY))) z = nextafterf(z, -INFINITY);
+  if (z == 0.0f) z = 0.0f;
+  return static_cast<uint64_t>(float_ord(z)) << 32;
+}
+
+// Grid (rows, chunks). Every block reduces its chunk; the last block of a row to finish (a ticket
+// per row, reset by that block) combines the chunks in order, and for a row with min-p / top-k /
+// top-p it also runs the candidate selection and the draw over the whole row.
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(const float* __restrict__ logits, int64_t stride, int32_t vocab,
                   const SamplingRow* __restrict__ params, const int32_t* __restrict__ targets,
                   int32_t* __restrict__ tokens, float* __restrict__ logprobs,
-                  float* __restrict__ target_logprobs) {
+                  float* __restrict__ target_logprobs, Partial* __restrict__ parts,
+                  uint32_t* __restrict__ tickets) {
   __shared__ SelectSmem sm;
   __shared__ Best best_scratch[kWarps];
   __shared__ float fscratch[2 * kWarps];
   __shared__ uint32_t best_key_ord;  // float_ord of a Gumbel key some candidate reached
+  __shared__ bool last;
+  __shared__ float row_zmax, row_log_z;
+  __shared__ Best row_arg, row_key;
   if (threadIdx.x == 0) best_key_ord = float_ord(-INFINITY);
+  __syncthreads();
   const int64_t r = blockIdx.x;
+  const int32_t chunks = static_cast<int32_t>(gridDim.y);
   const float* row = logits + r * stride;
   const SamplingRow p = params[r];
   const bool greedy = !(p.temperature > 0.0f);
   const float temp = greedy ? 1.0f : p.temperature;
+  const bool cut_k = p.top_k > 0 && p.top_k < vocab;
+  const bool cut_p = p.top_p < 1.0f;
+  const bool cut_min_p = p.min_p > 0.0f && p.min_p <= 1.0f;  // > 1 keeps nothing: the rule then draws from all
+  const bool draw_all = !greedy && !cut_k && !cut_p && !cut_min_p;
 
-  // Pass 1: online max / sum-exp of z, and the argmax (lowest index on ties).
+  // The chunk: online max / sum-exp of z, the argmax (lowest index on ties) and, when the row
+  // draws from the whole vocabulary, the pruned Gumbel-max. Pruning is exact: any key is
+  // <= z + g_max, and the winner's key is >= every key reached so far (kept block-wide in shared
+  // memory) and >= m + g_min for the running max m (g_min = -2.853); an entry clearly below either
+  // bound cannot win nor tie, so its Philox draw is skipped, and one whose float key is clearly
+  // below skips the fp64 logs. The result equals the unpruned one.
+  const int32_t begin = static_cast<int32_t>(blockIdx.y) * kChunk;
+  float zs[kPerThread];  // every load of the chunk in flight before the first use
+#pragma unroll
+  for (int j = 0; j < kPerThread; ++j) {
+    const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
+    zs[j] = i < vocab ? row[i] / temp : -INFINITY;
+  }
   float m = -INFINITY, s = 0.0f;
-  Best arg{-INFINITY, -1};
-  for (int32_t i = threadIdx.x; i < vocab; i += kThreads) {
-    const float z = row[i] / temp;
-    if (arg.idx < 0 || z > arg.key) arg = Best{z, i};
+  Best arg{-INFINITY, -1}, b{-INFINITY, -1};
+  float published = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < kPerThread; ++j) {
+    const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
+    const float z = zs[j];
+    if (i < vocab && (arg.idx < 0 || z > arg.key)) arg = Best{z, i};
     if (z == -INFINITY) continue;
     if (z > m) {
       s = s * expf(m - z) + 1.0f;
       m = z;
     } else {
       s += expf(z - m);
+    }
+    if (!draw_all) continue;
+    const double reached = static_cast<double>(
+        ord_float(*reinterpret_cast<volatile uint32_t*>(&best_key_ord)));
+    const double bound = fmax(static_cast<double>(m) - 2.86, reached);
+    if (static_cast<double>(z) + kGumbelMax + 1e-6 * fabs(bound) < bound) continue;
+    const float key = gumbel_key_if_reachable(z, i, p, bound);
+    if (key == -INFINITY) continue;
+    b = better(b, Best{static_cast<double>(key), i});
+    if (key > published) {
+      published = key;
+      atomicMax(&best_key_ord, float_ord(key));
     }
   }
   const float mt = warp_max(m);
@@ -209,55 +299,98 @@ __global__ void __launch_bounds__(kThreads)
       fscratch[kWarps + (threadIdx.x >> 5)] = sw;
     }
   }
-  __syncthreads();
-  float zmax = -INFINITY;
-  for (int w = 0; w < kWarps; ++w) zmax = fmaxf(zmax, fscratch[w]);
-  float sum = 0.0f;
-  for (int w = 0; w < kWarps; ++w) {
-    if (fscratch[w] != -INFINITY) sum += fscratch[kWarps + w] * expf(fscratch[w] - zmax);
-  }
-  const float log_z = zmax + logf(sum);
-  __syncthreads();
-
-  int32_t token;
-  if (greedy) {
-    token = block_best(arg, best_scratch).idx;
-  } else {
-    uint64_t lower = 0;
-    if (p.top_k > 0 && p.top_k < vocab) {
-      lower = radix_select(row, vocab, temp, 0, false, static_cast<double>(p.top_k), zmax, sm);
+  // block_best synchronises, so fscratch is complete after it; a row reduces only what it uses.
+  if (greedy) arg = block_best(arg, best_scratch);
+  if (draw_all) b = block_best(b, best_scratch);
+  if (!greedy && !draw_all) __syncthreads();
+  if (threadIdx.x == 0) {
+    float cm = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) cm = fmaxf(cm, fscratch[w]);
+    float cs = 0.0f;
+    for (int w = 0; w < kWarps; ++w) {
+      if (fscratch[w] != -INFINITY) cs += fscratch[kWarps + w] * expf(fscratch[w] - cm);
     }
-    if (p.top_p < 1.0f) {
+    Partial* mine = parts + r * chunks + blockIdx.y;
+    *mine = Partial{cm, cs, static_cast<float>(arg.key), arg.idx, static_cast<float>(b.key), b.idx};
+    __threadfence();
+    last = atomicAdd(&tickets[r], 1u) == static_cast<uint32_t>(chunks - 1);
+  }
+  __syncthreads();
+  if (!last) return;
+
+  // The row's last block: the first warp combines the chunks, lane l taking chunks l, l + 32, ...
+  // in order, then a fixed butterfly: the same operations for every row, whichever block finished
+  // last and whatever the batch.
+  if (threadIdx.x < 32) {
+    __threadfence();
+    const int lane = static_cast<int>(threadIdx.x);
+    const Partial* all = parts + r * chunks;
+    float lm = -INFINITY, ls = 0.0f;
+    Best a{-INFINITY, -1}, k{-INFINITY, -1};
+    for (int32_t c = lane; c < chunks; c += 32) {
+      const float cm = __ldcg(&all[c].m), cs = __ldcg(&all[c].s);
+      if (cm != -INFINITY) {
+        if (cm > lm) {
+          ls = ls * expf(lm - cm) + cs;
+          lm = cm;
+        } else {
+          ls += cs * expf(cm - lm);
+        }
+      }
+      a = better(a, Best{static_cast<double>(__ldcg(&all[c].arg_z)), __ldcg(&all[c].arg_idx)});
+      k = better(k, Best{static_cast<double>(__ldcg(&all[c].key)), __ldcg(&all[c].key_idx)});
+    }
+    const float zmax = warp_max(lm);
+    const float sum = warp_sum(lm == -INFINITY ? 0.0f : ls * expf(lm - zmax));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      a = better(a, Best{__shfl_xor_sync(0xffffffffu, a.key, o), __shfl_xor_sync(0xffffffffu, a.idx, o)});
+      k = better(k, Best{__shfl_xor_sync(0xffffffffu, k.key, o), __shfl_xor_sync(0xffffffffu, k.idx, o)});
+    }
+    if (lane == 0) {
+      tickets[r] = 0;
+      row_zmax = zmax;
+      row_log_z = zmax + logf(sum);
+      row_arg = a;
+      row_key = k;
+      best_key_ord = float_ord(-INFINITY);
+    }
+  }
+  __syncthreads();
+  const float zmax = row_zmax;
+  int32_t token = greedy ? row_arg.idx : row_key.idx;
+  if (!greedy && !draw_all) {
+    uint64_t lower = cut_min_p ? min_p_lower(zmax, p.min_p) : 0;
+    if (cut_k) {
+      lower = radix_select(row, vocab, temp, lower, false, static_cast<double>(p.top_k), zmax, sm);
+    }
+    if (cut_p) {
       lower = radix_select(row, vocab, temp, lower, true, static_cast<double>(p.top_p), zmax, sm);
     }
-    // Exact pruning: any key is <= z + g_max, and the winner's key is >= every key reached so
-    // far (kept block-wide in shared memory) and >= zmax + g_min (the top element is always a
-    // candidate; g_min = -2.853). An entry whose z + g_max is clearly below either bound cannot
-    // win nor tie, so its Philox draw and logs are skipped; the result equals the unpruned one.
-    // On a trained LM's peaked logits this skips almost the whole vocabulary.
+    // The draw over the candidates, pruned like the chunks' (the top element is always a
+    // candidate, so zmax + g_min bounds the winner's key).
     const double floor_key = static_cast<double>(zmax) - 2.86;
-    Best b{-INFINITY, -1};
-    float published = -INFINITY;
+    Best bt{-INFINITY, -1};
+    float pub = -INFINITY;
     for (int32_t i = threadIdx.x; i < vocab; i += kThreads) {
       const float z = row[i] / temp;
       const double reached = static_cast<double>(
           ord_float(*reinterpret_cast<volatile uint32_t*>(&best_key_ord)));
       const double bound = fmax(floor_key, reached);
-      const double zmaxkey = static_cast<double>(z) + kGumbelMax;
-      if (zmaxkey + 1e-6 * fabs(bound) < bound || sort_key(z, i) < lower) continue;
-      const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
-      const float inner = static_cast<float>(log(static_cast<double>(u)));
-      const float g = -static_cast<float>(log(static_cast<double>(-inner)));
-      const float key = z + g;
-      b = better(b, Best{static_cast<double>(key), i});
-      if (key > published) {
-        published = key;
+      if (static_cast<double>(z) + kGumbelMax + 1e-6 * fabs(bound) < bound || sort_key(z, i) < lower)
+        continue;
+      const float key = gumbel_key_if_reachable(z, i, p, bound);
+      if (key == -INFINITY) continue;
+      bt = better(bt, Best{static_cast<double>(key), i});
+      if (key > pub) {
+        pub = key;
         atomicMax(&best_key_ord, float_ord(key));
       }
     }
-    token = block_best(b, best_scratch).idx;
+    token = block_best(bt, best_scratch).idx;
   }
   if (threadIdx.x == 0) {
+    const float log_z = row_log_z;
     tokens[r] = token;
     logprobs[r] = row[token] / temp - log_z;
     if (target_logprobs != nullptr) {
@@ -286,19 +419,33 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
+size_t sample_rows_workspace_bytes(int64_t num_rows, int32_t vocab) {
+  if (num_rows <= 0 || vocab <= 0) return 0;
+  return static_cast<size_t>(num_rows) * (sizeof(uint32_t) + sizeof(Partial) * chunks_of(vocab));
+}
+
 Status sample_rows(const float* logits, int64_t logits_stride, int64_t num_rows, int32_t vocab,
                    const SamplingRow* rows, const int32_t* target_tokens, int32_t* tokens,
-                   float* logprobs, float* target_logprobs, Stream stream) {
+                   float* logprobs, float* target_logprobs, void* workspace,
+                   size_t workspace_bytes, Stream stream) {
   constexpr const char* kName = "sample_rows";
   if (num_rows < 0 || vocab <= 0) return invalid(kName, "num_rows must be >= 0 and vocab > 0");
   if (num_rows == 0) return Status::kOk;
-  if (logits == nullptr || rows == nullptr || tokens == nullptr || logprobs == nullptr) {
-    return invalid(kName, "logits, rows, tokens and logprobs must be non-null");
+  if (logits == nullptr || rows == nullptr || tokens == nullptr || logprobs == nullptr ||
+      workspace == nullptr) {
+    return invalid(kName, "logits, rows, tokens, logprobs and workspace must be non-null");
   }
   if (logits_stride < vocab) return invalid(kName, "logits_stride must be >= vocab");
   if (num_rows > 0x7fffffff) return invalid(kName, "num_rows exceeds 2^31-1");
-  sample_kernel<<<static_cast<unsigned>(num_rows), kThreads, 0, stream>>>(
-      logits, logits_stride, vocab, rows, target_tokens, tokens, logprobs, target_logprobs);
+  if (chunks_of(vocab) > 65535) return invalid(kName, "vocab exceeds 65535 chunks of 4096");
+  const int64_t cap = workspace_rows(workspace_bytes, vocab);
+  if (num_rows > cap) return invalid(kName, "workspace too small for num_rows (sample_rows_workspace_bytes)");
+  if ((reinterpret_cast<uintptr_t>(workspace) & 3u) != 0) return invalid(kName, "workspace must be 4-byte aligned");
+  auto* tickets = static_cast<uint32_t*>(workspace);
+  auto* parts = reinterpret_cast<Partial*>(tickets + cap);
+  const dim3 grid(static_cast<unsigned>(num_rows), static_cast<unsigned>(chunks_of(vocab)));
+  sample_kernel<<<grid, kThreads, 0, stream>>>(logits, logits_stride, vocab, rows, target_tokens,
+                                               tokens, logprobs, target_logprobs, parts, tickets);
   return launched(kName);
 }
 

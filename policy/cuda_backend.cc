@@ -45,9 +45,6 @@ bool ragged_graphs_enabled() {
 void validate_sampling(const SamplingParams& s, size_t chunk) {
   if (auto e = check_sampling_params(s))
     throw std::invalid_argument("chunk " + std::to_string(chunk) + ": " + e->reason);
-  if (!(s.min_p <= 0.0f))
-    throw std::invalid_argument("chunk " + std::to_string(chunk) + ": min_p " + std::to_string(s.min_p) +
-                                " is not implemented by the CUDA sampler; use min_p = 0 or the cpu backend");
 }
 
 class CudaBackend final : public Backend {

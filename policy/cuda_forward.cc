@@ -58,6 +58,8 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, boo
   act_ = DeviceBuffer(T * inter * 2);
   logits_ = DeviceBuffer(R * static_cast<size_t>(c.vocab_size) * 4);
   out_ = DeviceBuffer(R * 12);
+  sample_ws_ = DeviceBuffer(kernels::sample_rows_workspace_bytes(static_cast<int64_t>(R), c.vocab_size));
+  LT_CUDA_CHECK(cudaMemset(sample_ws_.get(), 0, sample_ws_.bytes()));  // the sampler's row tickets
 
   const int64_t max_pos = std::max<int64_t>(c.max_position_embeddings, limits.block_size);
   max_table_width_ = pow2_at_least(std::max<int64_t>(16, (max_pos + limits.block_size - 1) /
@@ -104,7 +106,8 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, boo
   }
   const double act_mib = static_cast<double>(residual_.bytes() + normed_.bytes() + big_.bytes() +
                                              q_.bytes() + attn_.bytes() + act_.bytes() +
-                                             logits_.bytes() + meta_.bytes() + attn_ws_.bytes()) /
+                                             logits_.bytes() + meta_.bytes() + attn_ws_.bytes() +
+                                             sample_ws_.bytes()) /
                          (1 << 20);
   spdlog::info("cuda backend: {} SMs, {} tokens / {} outputs per pass, {:.0f} MiB of activations{}",
                num_sms_, limits.max_tokens, limits.max_outputs, act_mib,
@@ -242,7 +245,8 @@ void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeig
   float* tlp = lp + R;
   LT_KERNEL_CHECK(kernels::sample_rows(logits_.get<float>(), c.vocab_size, R, c.vocab_size,
                              at<kernels::SamplingRow>(meta_, m.rows),
-                             at<int32_t>(meta_, m.targets), tok, lp, tlp, stream_));
+                             at<int32_t>(meta_, m.targets), tok, lp, tlp, sample_ws_.get(),
+                             sample_ws_.bytes(), stream_));
 }
 
 std::vector<TokenOutput> ForwardRunner::run(std::span<const PassPlan> passes,

@@ -74,7 +74,7 @@ class ForwardRunner {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Gemm> gemm_;
   DeviceBuffer residual_, normed_, big_, q_, attn_, act_, logits_, meta_, out_, attn_ws_,
-      inv_freq_;
+      inv_freq_, sample_ws_;
   int32_t max_splits_ = 1;
   // Attention blocks wanted per step, in waves of one block per SM (LONGTAIL_ATTN_WAVES, default
   // 2 as in kernels::paged_attention_choose_splits); more waves split long KV ranges further.

@@ -27,6 +27,7 @@ kernels::SamplingRow sampling_row(const PlanChunk& c, int64_t position) {
   r.temperature = c.sampling.temperature;
   r.top_k = c.sampling.top_k;
   r.top_p = c.sampling.top_p;
+  r.min_p = c.sampling.min_p;
   r.seed = c.sampling.seed;
   r.uid = c.uid;
   r.position = position;

@@ -119,9 +119,13 @@ double gemm_rate() {
   return 2.0 * n * static_cast<double>(n) * n / s;
 }
 
+// Sampling temperature of every benchmarked step (--temperature, default 1; 0 = greedy, which
+// skips the sampler's Gumbel draw: the difference between the two is the sampler's cost).
+float g_temperature = 1.0f;
+
 policy::SamplingParams t1(uint64_t seed) {
   policy::SamplingParams s;
-  s.temperature = 1.0f;
+  s.temperature = g_temperature;
   s.seed = seed;
   return s;
 }
@@ -347,6 +351,7 @@ int run(int argc, char** argv) {
   int steps = 20, verify_steps = 8, kmax = 16;
   std::string profile;  // "batch:context:k": only that step shape, inside cudaProfilerStart/Stop
   bool compare_modes = false;
+  std::string stages = ",decode,verify,prefill,generate,";  // --stages: which of these to run
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -361,9 +366,12 @@ int run(int argc, char** argv) {
     else if (a == "--verify-steps") verify_steps = std::stoi(next());
     else if (a == "--kmax") kmax = std::stoi(next());
     else if (a == "--compare-modes") compare_modes = true;
+    else if (a == "--stages") stages = "," + next() + ",";
+    else if (a == "--temperature") g_temperature = std::stof(next());
     else throw std::invalid_argument("unknown argument " + a +
                                      " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K"
-                                     " --profile batch:context:k --compare-modes)");
+                                     " --profile batch:context:k --compare-modes --stages decode,verify,prefill,generate"
+                                     " --temperature T)");
   }
   if (!policy::cuda_device_present()) throw std::runtime_error("no CUDA device");
   cudaDeviceProp prop{};
@@ -447,17 +455,20 @@ int run(int argc, char** argv) {
                    pb, pc, pk, median(t) * 1e3, steps);
       continue;
     }
-    mj["decode"] = bench_decode(*be, st, copy_bw, rng, steps);
-    mj["verify"] = bench_verify(*be, rng, verify_steps, kmax);
-    mj["prefill"] = bench_prefill(*be, rng);
-    mj["generate"] = bench_generate(*be, rng, 256, 128, 256);
+    auto stage = [&](const char* name) {
+      return stages.find(std::string(",") + name + ",") != std::string::npos;
+    };
+    if (stage("decode")) mj["decode"] = bench_decode(*be, st, copy_bw, rng, steps);
+    if (stage("verify")) mj["verify"] = bench_verify(*be, rng, verify_steps, kmax);
+    if (stage("prefill")) mj["prefill"] = bench_prefill(*be, rng);
+    if (stage("generate")) mj["generate"] = bench_generate(*be, rng, 256, 128, 256);
     mj["graph_replays"] = policy::cuda_backend_stats(*be).graph_replays;
     result["models"].push_back(mj);
     be.reset();
     std::ofstream(json_out) << result.dump(2);  // partial results survive a later failure
   }
 
-  if (!yaml_out.empty() && !result["models"].empty()) {
+  if (!yaml_out.empty() && !result["models"].empty() && result["models"].back().contains("verify")) {
     std::ofstream y(yaml_out);
     y << "# Step cost of the CUDA backend measured by bench/gpu/gpu_bench (bench/gpu/run_device.sh) on "
       << prop.name << ":\n#   t_step = base_us + per_token_us * tokens_verified   (microseconds per "

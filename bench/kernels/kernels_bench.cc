@@ -223,6 +223,9 @@ int main(int argc, char** argv) {
       lk::SamplingRow* d_rows = dalloc<lk::SamplingRow>(rows);
       int32_t* tok = dalloc<int32_t>(rows);
       float* lp = dalloc<float>(rows);
+      const size_t ws_bytes = lk::sample_rows_workspace_bytes(rows, vocab);
+      char* ws = dalloc<char>(ws_bytes);
+      check(cudaMemset(ws, 0, ws_bytes), "workspace");
       struct Mode { const char* name; float t; int32_t k; float p; };
       for (const Mode m : {Mode{"greedy", 0.0f, 0, 1.0f}, Mode{"T=1", 1.0f, 0, 1.0f},
                            Mode{"T=1 top-k 50", 1.0f, 50, 1.0f},
@@ -242,7 +245,7 @@ int main(int argc, char** argv) {
         const double ms = median_ms(
             [&](int) {
               check(lk::sample_rows(logits, vocab, rows, vocab, d_rows, nullptr, tok, lp, nullptr,
-                                    nullptr),
+                                    ws, ws_bytes, nullptr),
                     "sample_rows");
             },
             quick ? 5 : 20);
@@ -255,6 +258,7 @@ int main(int argc, char** argv) {
       cudaFree(d_rows);
       cudaFree(tok);
       cudaFree(lp);
+      cudaFree(ws);
      }
     }
   } catch (const std::exception& e) {

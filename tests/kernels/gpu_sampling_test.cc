@@ -3,7 +3,9 @@
 // logits; logprobs and teacher-forced logprobs close to the fp64 reference; argmax ties.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -30,6 +32,7 @@ Batch make_batch(int64_t num_rows, int32_t vocab, std::mt19937_64& rng) {
   const float temps[] = {0.0f, 0.0f, 0.5f, 1.0f, 1.0f, 1.3f};
   const int32_t topks[] = {0, 0, 1, 5, 50, vocab + 7};
   const float topps[] = {1.0f, 1.0f, 0.9f, 0.5f, 0.01f, 0.999f};
+  const float minps[] = {0.0f, 0.05f, 0.0f, 0.3f, 1.0f, 0.0f};
   for (int64_t r = 0; r < num_rows; ++r) {
     float* row = b.logits.data() + r * b.stride;
     const int kind = static_cast<int>(r % 4);
@@ -45,6 +48,7 @@ Batch make_batch(int64_t num_rows, int32_t vocab, std::mt19937_64& rng) {
     p.temperature = temps[(r / 4) % 6];
     p.top_k = topks[(r / 24) % 6];
     p.top_p = topps[(r / 144) % 6];
+    p.min_p = minps[(r / 864 + r / 7) % 6];
     p.seed = 0x5eed0000ull + static_cast<uint64_t>(r % 5);
     p.uid = (static_cast<uint64_t>(r) << 33) | static_cast<uint64_t>(r);
     p.position = 7 + r;
@@ -54,16 +58,38 @@ Batch make_batch(int64_t num_rows, int32_t vocab, std::mt19937_64& rng) {
   return b;
 }
 
-void check_batch(const Batch& b, int64_t num_rows) {
-  DeviceBuffer<float> d_logits(b.logits);
-  DeviceBuffer<SamplingRow> d_rows(b.rows);
-  DeviceBuffer<int32_t> d_targets(b.targets), d_tokens(num_rows);
+struct Sampled {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs, target_logprobs;
+};
+
+// Samples rows [first, first + num_rows) of the batch in one launch.
+void sample(const Batch& b, int64_t first, int64_t num_rows, Sampled* out) {
+  std::vector<float> logits(b.logits.begin() + first * b.stride,
+                            b.logits.begin() + (first + num_rows) * b.stride);
+  DeviceBuffer<float> d_logits(logits);
+  DeviceBuffer<SamplingRow> d_rows(
+      std::vector<SamplingRow>(b.rows.begin() + first, b.rows.begin() + first + num_rows));
+  DeviceBuffer<int32_t> d_targets(
+      std::vector<int32_t>(b.targets.begin() + first, b.targets.begin() + first + num_rows));
+  DeviceBuffer<int32_t> d_tokens(num_rows);
   DeviceBuffer<float> d_lp(num_rows), d_tlp(num_rows);
-  LT_KERNEL_OK(sample_rows(d_logits.get(), b.stride, num_rows, b.vocab, d_rows.get(),
-                           d_targets.get(), d_tokens.get(), d_lp.get(), d_tlp.get(), nullptr));
-  const auto tokens = d_tokens.download();
-  const auto lp = d_lp.download();
-  const auto tlp = d_tlp.download();
+  const size_t ws_bytes = sample_rows_workspace_bytes(num_rows, b.vocab);
+  DeviceBuffer<char> d_ws(std::vector<char>(ws_bytes, 0));
+  for (int rep = 0; rep < 2; ++rep) {  // the second launch reuses the tickets the first left
+    LT_KERNEL_OK(sample_rows(d_logits.get(), b.stride, num_rows, b.vocab, d_rows.get(),
+                             d_targets.get(), d_tokens.get(), d_lp.get(), d_tlp.get(), d_ws.get(),
+                             ws_bytes, nullptr));
+  }
+  *out = {d_tokens.download(), d_lp.download(), d_tlp.download()};
+}
+
+void check_batch(const Batch& b, int64_t num_rows) {
+  Sampled all;
+  ASSERT_NO_FATAL_FAILURE(sample(b, 0, num_rows, &all));
+  const auto& tokens = all.tokens;
+  const auto& lp = all.logprobs;
+  const auto& tlp = all.target_logprobs;
   int64_t mismatches = 0;
   for (int64_t r = 0; r < num_rows; ++r) {
     const std::span<const float> row(b.logits.data() + r * b.stride, b.vocab);
@@ -71,7 +97,8 @@ void check_batch(const Batch& b, int64_t num_rows) {
     if (tokens[r] != want.token) {
       if (++mismatches <= 5) {
         ADD_FAILURE() << "row " << r << " (T " << b.rows[r].temperature << " k "
-                      << b.rows[r].top_k << " p " << b.rows[r].top_p << "): gpu " << tokens[r]
+                      << b.rows[r].top_k << " p " << b.rows[r].top_p << " min_p "
+                      << b.rows[r].min_p << "): gpu " << tokens[r]
                       << " ref " << want.token;
       }
       continue;
@@ -87,6 +114,15 @@ void check_batch(const Batch& b, int64_t num_rows) {
     }
   }
   EXPECT_EQ(mismatches, 0) << "of " << num_rows << " rows";
+  // Batch invariance: a row sampled in a smaller batch, at another index, gives the same bits.
+  const int64_t first = num_rows / 3, sub = std::min<int64_t>(num_rows - first, 5);
+  Sampled part;
+  ASSERT_NO_FATAL_FAILURE(sample(b, first, sub, &part));
+  for (int64_t j = 0; j < sub; ++j) {
+    EXPECT_EQ(part.tokens[j], tokens[first + j]) << "row " << first + j;
+    EXPECT_EQ(std::memcmp(&part.logprobs[j], &lp[first + j], 4), 0) << "row " << first + j;
+    EXPECT_EQ(std::memcmp(&part.target_logprobs[j], &tlp[first + j], 4), 0) << "row " << first + j;
+  }
 }
 
 TEST(KernelsGpuSampling, AgreesWithReferenceOnThousandsOfRows) {
