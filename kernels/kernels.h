@@ -121,6 +121,16 @@ Status kv_cache_write_bf16(const bf16* k, int64_t k_stride, const bf16* v, int64
                            const int32_t* slot_mapping, bf16* k_cache, bf16* v_cache,
                            int64_t num_slots, Stream stream);
 
+// Moves cache rows: in each of num_planes planes (plane p at base + p * plane_bytes; a layer's K or
+// V cache, num_blocks * block_size rows of row_bytes each), row src_slots[j] is copied to
+// dst_slots[j] for j in [group_start[g], group_start[g + 1]) in increasing j, so a move may
+// overwrite a row an earlier move of its group read; groups run in parallel and must touch
+// disjoint rows. j with src == dst is skipped. row_bytes and plane_bytes multiples of 16, base
+// 16-byte aligned; the arrays are device memory.
+Status kv_cache_move_rows(void* base, int64_t plane_bytes, int32_t num_planes, int32_t row_bytes,
+                          const int32_t* src_slots, const int32_t* dst_slots,
+                          const int32_t* group_start, int32_t num_groups, Stream stream);
+
 // Attention over the paged cache, one kernel for prefill (variable length, causal), decode and
 // speculative verify (1..k query tokens per sequence, causal within the draft) and tree verify.
 // The new tokens' K/V must already be in the cache (kv_cache_write_bf16 first).

@@ -1,5 +1,6 @@
 // Writes the new tokens' K and V into the paged cache ([num_blocks][block_size][kv_heads][head_dim]
-// per layer, see kernels.h): one block per token, 16-byte copies when the shapes allow.
+// per layer, see kernels.h): one block per token, 16-byte copies when the shapes allow; and moves
+// cache rows inside it (the accepted path of a verified token tree into consecutive positions).
 #include "kernels/common.cuh"
 
 namespace longtail::kernels {
@@ -32,7 +33,43 @@ __global__ void kv_write_kernel(const __nv_bfloat16* __restrict__ k, int64_t k_s
   }
 }
 
+// Each thread owns one 16-byte piece of a row in one plane and applies its group's moves in order,
+// so a move that overwrites a row an earlier move read happens after that read (program
+// order of one thread); groups (sequences) touch disjoint rows and run in parallel.
+__global__ void kv_move_kernel(char* __restrict__ base, int64_t plane_bytes, int32_t num_planes,
+                               int32_t row_bytes, const int32_t* __restrict__ src,
+                               const int32_t* __restrict__ dst,
+                               const int32_t* __restrict__ group_start) {
+  const int32_t pieces = row_bytes / 16;
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= static_cast<int64_t>(num_planes) * pieces) return;
+  char* plane = base + (t / pieces) * plane_bytes + (t % pieces) * 16;
+  for (int32_t j = group_start[blockIdx.y]; j < group_start[blockIdx.y + 1]; ++j) {
+    if (src[j] == dst[j]) continue;
+    const uint4 v = *reinterpret_cast<const uint4*>(plane + static_cast<int64_t>(src[j]) * row_bytes);
+    *reinterpret_cast<uint4*>(plane + static_cast<int64_t>(dst[j]) * row_bytes) = v;
+  }
+}
+
 }  // namespace
+
+Status kv_cache_move_rows(void* base, int64_t plane_bytes, int32_t num_planes, int32_t row_bytes,
+                          const int32_t* src_slots, const int32_t* dst_slots,
+                          const int32_t* group_start, int32_t num_groups, Stream stream) {
+  constexpr const char* kName = "kv_cache_move_rows";
+  if (num_groups < 0 || num_planes < 0) return invalid(kName, "counts must be >= 0");
+  if (num_groups == 0 || num_planes == 0) return Status::kOk;
+  if (base == nullptr || src_slots == nullptr || dst_slots == nullptr || group_start == nullptr)
+    return invalid(kName, "pointers must be non-null");
+  if (row_bytes <= 0 || row_bytes % 16 != 0 || plane_bytes % 16 != 0 || !aligned16(base))
+    return invalid(kName, "row_bytes must be a positive multiple of 16, planes 16-byte aligned");
+  if (num_groups > 65535) return invalid(kName, "num_groups exceeds 65535");
+  const int64_t threads = static_cast<int64_t>(num_planes) * (row_bytes / 16);
+  const dim3 grid(blocks_for(threads, 128), static_cast<unsigned>(num_groups));
+  kv_move_kernel<<<grid, 128, 0, stream>>>(static_cast<char*>(base), plane_bytes, num_planes,
+                                           row_bytes, src_slots, dst_slots, group_start);
+  return launched(kName);
+}
 
 Status kv_cache_write_bf16(const bf16* k, int64_t k_stride, const bf16* v, int64_t v_stride,
                            int64_t num_tokens, int32_t num_kv_heads, int32_t head_dim,

@@ -252,6 +252,20 @@ void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, 
   }
 }
 
+void kv_cache_move_rows(std::span<uint8_t> base, int64_t plane_bytes, int32_t num_planes,
+                        int32_t row_bytes, std::span<const int32_t> src_slots,
+                        std::span<const int32_t> dst_slots, std::span<const int32_t> group_start) {
+  for (int32_t p = 0; p < num_planes; ++p) {
+    uint8_t* plane = base.data() + p * plane_bytes;
+    for (size_t g = 0; g + 1 < group_start.size(); ++g) {
+      for (int32_t j = group_start[g]; j < group_start[g + 1]; ++j) {
+        std::memmove(plane + static_cast<int64_t>(dst_slots[j]) * row_bytes,
+                     plane + static_cast<int64_t>(src_slots[j]) * row_bytes, static_cast<size_t>(row_bytes));
+      }
+    }
+  }
+}
+
 int32_t argmax(std::span<const float> x) {
   int32_t best = 0;
   for (size_t i = 1; i < x.size(); ++i) {

@@ -79,6 +79,11 @@ void paged_attention(const AttentionShape& shape, std::span<const float> q,
                      std::span<const int32_t> seq_lens, std::span<const int32_t> tree_parents,
                      std::span<float> out);
 
+// kernels.h's kv_cache_move_rows on a host image of the planes, one move after another.
+void kv_cache_move_rows(std::span<uint8_t> base, int64_t plane_bytes, int32_t num_planes,
+                        int32_t row_bytes, std::span<const int32_t> src_slots,
+                        std::span<const int32_t> dst_slots, std::span<const int32_t> group_start);
+
 // out (rows x inter) = silu(gate) * up from rows of [gate | up] (rows x 2*inter).
 void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, int64_t inter);
 

@@ -123,7 +123,8 @@ class CudaBackend final : public Backend {
 
   std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) override {
     if (chunks.empty()) return {};
-    validate(chunks);
+    std::vector<std::vector<int32_t>> offsets;
+    validate(chunks, offsets);
     int64_t needed = 0;
     for (const auto& c : chunks)
       needed += blocks_->blocks_needed(
@@ -144,16 +145,50 @@ class CudaBackend final : public Backend {
         plan[i].blocks = &blocks_->blocks(chunks[i].seq);
         plan[i].old_length = old_lengths[i];
         plan[i].tokens = chunks[i].tokens;
+        if (!chunks[i].parents.empty()) {
+          plan[i].parents = chunks[i].parents;
+          plan[i].offsets = offsets[i];
+        }
         plan[i].first_output = chunks[i].first_output;
         plan[i].sampling = chunks[i].sampling;
         plan[i].uid = chunks[i].uid;
       }
       const std::vector<cuda::PassPlan> passes = cuda::plan_passes(plan, runner_->limits());
+      flush_kv_moves();
       return runner_->run(passes, weights_->view(), kv_);
     } catch (...) {
       for (size_t i = 0; i < chunks.size(); ++i) blocks_->truncate(chunks[i].seq, old_lengths[i]);
       throw;
     }
+  }
+
+  bool supports_token_trees() const override { return runner_->supports_trees(); }
+
+  // The rows move on the device before the next forward's kernels (flush_kv_moves); the block
+  // manager shrinks now. Blocks freed here may be handed to another sequence before the moves run:
+  // harmless, since that sequence writes its rows only in a later forward, after the moves.
+  void compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep) override {
+    if (!blocks_->contains(seq))
+      throw std::invalid_argument("compact_kv: unknown sequence handle " + std::to_string(seq));
+    check_compact_kv(blocks_->length(seq), start, keep);
+    if (moving_.count(seq)) flush_kv_moves();  // a second compaction reads what the first moves
+    const std::vector<int32_t>& table = blocks_->blocks(seq);
+    const int32_t B = kv_.block_size;
+    auto slot = [&](int32_t pos) { return table[static_cast<size_t>(pos / B)] * B + pos % B; };
+    bool moved = false;
+    for (size_t j = 0; j < keep.size(); ++j) {
+      const int32_t from = start + keep[j], to = start + static_cast<int32_t>(j);
+      if (from == to) continue;
+      if (!moved && move_groups_.empty()) move_groups_.push_back(0);
+      move_src_.push_back(slot(from));
+      move_dst_.push_back(slot(to));
+      moved = true;
+    }
+    if (moved) {
+      move_groups_.push_back(static_cast<int32_t>(move_src_.size()));
+      moving_.insert(seq);
+    }
+    blocks_->truncate(seq, start + static_cast<int32_t>(keep.size()));
   }
 
   void replace_weights(const std::filesystem::path& dir) override { replace_weights(Checkpoint::open(dir)); }
@@ -201,7 +236,10 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  void validate(std::span<const SequenceChunk> chunks) const {
+  // Checks every chunk; offsets[i] receives chunk i's input positions minus the sequence length.
+  void validate(std::span<const SequenceChunk> chunks,
+                std::vector<std::vector<int32_t>>& offsets) const {
+    offsets.resize(chunks.size());
     std::unordered_set<int64_t> seen;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const SequenceChunk& c = chunks[i];
@@ -211,9 +249,15 @@ class CudaBackend final : public Backend {
       if (!seen.insert(c.seq).second)
         throw std::invalid_argument(where + ": sequence appears twice in one forward");
       if (c.tokens.empty()) throw std::invalid_argument(where + ": no tokens");
-      if (!c.parents.empty())
-        throw std::invalid_argument(where + ": token trees (SequenceChunk::parents) are not supported by "
-                                    "the cuda backend yet (supports_token_trees() is false): send chains");
+      if (!c.parents.empty()) {
+        if (!runner_->supports_trees())
+          throw std::invalid_argument(where + ": token trees (SequenceChunk::parents) need head_dim 64 "
+                                      "or 128 on the cuda backend (supports_token_trees() is false)");
+        if (c.tokens.size() > 64)
+          throw std::invalid_argument(where + ": a token tree of " + std::to_string(c.tokens.size()) +
+                                      " inputs; the cuda backend verifies at most 64 per chunk");
+      }
+      if (auto e = input_position_offsets(c, offsets[i])) throw std::invalid_argument(where + ": " + *e);
       const int64_t n = static_cast<int64_t>(c.tokens.size());
       if (c.first_output < 0 || c.first_output > n)
         throw std::invalid_argument(where + ": first_output " + std::to_string(c.first_output) +
@@ -234,12 +278,24 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // Enqueues the pending compactions (one group per compact_kv call) ahead of any device work.
+  void flush_kv_moves() {
+    if (move_src_.empty()) return;
+    runner_->move_kv_rows(kv_, move_src_, move_dst_, move_groups_);
+    move_src_.clear();
+    move_dst_.clear();
+    move_groups_.clear();
+    moving_.clear();
+  }
+
   ModelConfig config_;
   std::unique_ptr<cuda::DeviceWeights> weights_;
   std::unique_ptr<cuda::ForwardRunner> runner_;
   DeviceBuffer kv_buffer_;
   cuda::KvPool kv_;
   std::unique_ptr<cuda::KvBlockManager> blocks_;
+  std::vector<int32_t> move_src_, move_dst_, move_groups_;  // compactions not yet on the device
+  std::unordered_set<int64_t> moving_;                       // their sequences
 };
 
 CudaBackend& as_cuda(Backend& b) {

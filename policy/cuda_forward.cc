@@ -135,6 +135,7 @@ void ForwardRunner::attention(const PassPlan& p, const MetaLayout& m, const KvPo
     a.block_size = kv.block_size;
     a.query_start = at<int32_t>(meta_, m.query_start);
     a.seq_lens = at<int32_t>(meta_, m.seq_lens);
+    a.tree_parents = p.tree ? at<int32_t>(meta_, m.tree_parents) : nullptr;
     a.num_seqs = p.num_seqs;
     a.num_tokens = p.num_tokens;
     a.max_query_len = p.max_query_len;
@@ -174,6 +175,7 @@ void ForwardRunner::attention(const PassPlan& p, const MetaLayout& m, const KvPo
     LT_KERNEL_CHECK(kernels::paged_attention(a, stream_));
     return;
   }
+  if (p.tree) throw std::logic_error("cuda forward: token trees need head_dim 64 or 128");
   kernels::SimplePagedAttentionParams a;
   a.q = bf(q_.get());
   a.k_cache = bf(kv.k(layer));
@@ -300,6 +302,26 @@ std::vector<TokenOutput> ForwardRunner::run(std::span<const PassPlan> passes,
     row_base += static_cast<size_t>(p.num_outputs);
   }
   return outs;
+}
+
+void ForwardRunner::move_kv_rows(const KvPool& kv, std::span<const int32_t> src,
+                                 std::span<const int32_t> dst, std::span<const int32_t> group_start) {
+  if (src.empty() || group_start.size() < 2) return;
+  std::vector<int32_t> meta(src.begin(), src.end());
+  meta.insert(meta.end(), dst.begin(), dst.end());
+  meta.insert(meta.end(), group_start.begin(), group_start.end());
+  const size_t bytes = meta.size() * 4;
+  if (moves_.bytes() < bytes) {
+    LT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the old buffer may still be read
+    moves_ = DeviceBuffer(std::max<size_t>(bytes * 2, 4096));
+  }
+  // Pageable source: the copy is staged before the call returns, ordered on the stream.
+  LT_CUDA_CHECK(cudaMemcpyAsync(moves_.get(), meta.data(), bytes, cudaMemcpyHostToDevice, stream_));
+  const int32_t* d = moves_.get<int32_t>();
+  const int32_t row_bytes = config_.num_kv_heads * config_.head_dim * 2;
+  LT_KERNEL_CHECK(kernels::kv_cache_move_rows(
+      kv.base, static_cast<int64_t>(kv.layer_bytes), 2 * config_.num_layers, row_bytes, d,
+      d + src.size(), d + 2 * src.size(), static_cast<int32_t>(group_start.size()) - 1, stream_));
 }
 
 std::vector<float> ForwardRunner::last_logits(int32_t rows) {

@@ -50,6 +50,13 @@ class ForwardRunner {
   std::vector<TokenOutput> run(std::span<const PassPlan> passes, const ModelWeights& weights,
                                const KvPool& kv);
 
+  // Token trees need the tensor-core attention (head_dim 64 or 128).
+  bool supports_trees() const { return config_.head_dim == 64 || config_.head_dim == 128; }
+  // Enqueues kernels::kv_cache_move_rows over every layer's K and V: slot src[j] -> dst[j], the
+  // moves of group g (one sequence's compaction) in order. Stream-ordered before later passes.
+  void move_kv_rows(const KvPool& kv, std::span<const int32_t> src, std::span<const int32_t> dst,
+                    std::span<const int32_t> group_start);
+
   cudaStream_t stream() const { return stream_; }
   const PlanLimits& limits() const { return limits_; }
   size_t graph_replays() const { return graphs_.replays(); }
@@ -74,7 +81,7 @@ class ForwardRunner {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<Gemm> gemm_;
   DeviceBuffer residual_, normed_, big_, q_, attn_, act_, logits_, meta_, out_, attn_ws_,
-      inv_freq_, sample_ws_;
+      inv_freq_, sample_ws_, moves_;
   int32_t max_splits_ = 1;
   // Attention blocks wanted per step, in waves of one block per SM (LONGTAIL_ATTN_WAVES, default
   // 2 as in kernels::paged_attention_choose_splits); more waves split long KV ranges further.

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <iterator>
 #include <stdexcept>
+#include <string>
 
 namespace longtail::policy::cuda {
 namespace {
@@ -44,27 +45,46 @@ class PassBuilder {
   int32_t outputs() const { return static_cast<int32_t>(pass_.out_rows.size()); }
   bool empty() const { return pieces_.empty(); }
 
-  // Input indices [a, b) of chunk c.
+  bool has_tree() const { return pass_.tree; }
+  int32_t max_query_len() const { return pass_.max_query_len; }
+
+  // Input indices [a, b) of chunk c (the whole chunk when it is a tree).
   void add(const PlanChunk& c, int32_t a, int32_t b) {
     const int32_t B = limits_->block_size;
     const int32_t s = seqs();
     const int32_t t0 = tokens();
+    const bool tree = !c.parents.empty();
+    if (tree && (a != 0 || b != static_cast<int32_t>(c.tokens.size())))
+      throw std::logic_error("plan_passes: a token tree was cut between passes");
     if (pass_.query_start.empty()) pass_.query_start.push_back(0);
     for (int32_t i = a; i < b; ++i) {
-      const int32_t pos = c.old_length + i;
+      const int32_t row = c.old_length + i;  // cache row; a tree input's position is its depth's
       pass_.tokens.push_back(c.tokens[static_cast<size_t>(i)]);
-      pass_.positions.push_back(pos);
-      pass_.slots.push_back((*c.blocks)[static_cast<size_t>(pos / B)] * B + pos % B);
+      pass_.positions.push_back(tree ? c.old_length + c.offsets[static_cast<size_t>(i)] : row);
+      pass_.slots.push_back((*c.blocks)[static_cast<size_t>(row / B)] * B + row % B);
       pass_.token_seq.push_back(s);
+      pass_.tree_parents.push_back(tree ? c.parents[static_cast<size_t>(i)] : i - a - 1);
     }
+    pass_.tree = pass_.tree || tree;
     pass_.query_start.push_back(tokens());
     const int32_t len = c.old_length + b;
     pass_.seq_lens.push_back(len);
     const int32_t n = static_cast<int32_t>(c.tokens.size());
+    // The next given input: a chain's next token, a tree input's first (lowest-index) child.
+    std::vector<int32_t> next;
+    if (tree) {
+      next.assign(static_cast<size_t>(n), -1);
+      for (int32_t i = n - 1; i >= 1; --i) {
+        const int32_t p = c.parents[static_cast<size_t>(i)];
+        if (p >= 0) next[static_cast<size_t>(p)] = i;
+      }
+    }
     for (int32_t i = std::max(a, c.first_output); i < b; ++i) {
+      const int32_t nx = tree ? next[static_cast<size_t>(i)] : (i + 1 < n ? i + 1 : -1);
+      const int32_t offset = tree ? c.offsets[static_cast<size_t>(i)] : i;
       pass_.out_rows.push_back(t0 + (i - a));
-      pass_.targets.push_back(i + 1 < n ? c.tokens[static_cast<size_t>(i + 1)] : -1);
-      pass_.rows.push_back(sampling_row(c, static_cast<int64_t>(c.old_length) + i + 1));
+      pass_.targets.push_back(nx >= 0 ? c.tokens[static_cast<size_t>(nx)] : -1);
+      pass_.rows.push_back(sampling_row(c, static_cast<int64_t>(c.old_length) + offset + 1));
     }
     pieces_.push_back({c.blocks, (len + B - 1) / B});
     pass_.max_query_len = std::max(pass_.max_query_len, b - a);
@@ -84,6 +104,7 @@ class PassBuilder {
         pass_.positions.push_back(j);
         pass_.slots.push_back(-1);  // never written: the cache stays untouched
         pass_.token_seq.push_back(s);
+        pass_.tree_parents.push_back(j - 1);
         pass_.out_rows.push_back(t0 + j);
         pass_.targets.push_back(-1);
         kernels::SamplingRow r;
@@ -210,6 +231,7 @@ std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanL
     PassPlan p = b.finish(width, g.pad_lens);
     p.graphable = true;
     g.key.table_width = width;
+    g.key.tree = p.tree;
     p.key = g.key;
     p.max_query_len = g.key.max_query_len;
     // Sizes, not contents, choose the attention split: replays of one key share it.
@@ -225,10 +247,26 @@ std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanL
     passes.push_back(cur.finish(cur.needed_width()));
     cur = PassBuilder(limits);
   };
+  constexpr int32_t kTreeQueryLimit = 64;  // kernels::paged_attention's tree limit
   for (const auto& c : chunks) {
     const int32_t n = static_cast<int32_t>(c.tokens.size());
+    if (!c.parents.empty()) {  // a tree goes whole into a pass whose pieces are all short
+      const int32_t outs = n - std::min(n, c.first_output);
+      if (n > kTreeQueryLimit || n > limits.max_tokens || outs > limits.max_outputs)
+        throw std::invalid_argument("plan_passes: a token tree of " + std::to_string(n) +
+                                    " inputs exceeds one pass (at most 64)");
+      if (cur.seqs() >= limits.max_seqs || cur.tokens() + n > limits.max_tokens ||
+          cur.outputs() + outs > limits.max_outputs || cur.max_query_len() > kTreeQueryLimit)
+        flush();
+      cur.add(c, 0, n);
+      continue;
+    }
     int32_t a = 0;
     while (a < n) {
+      if (cur.has_tree() && std::min(n - a, limits.max_tokens - cur.tokens()) > kTreeQueryLimit) {
+        flush();  // a long piece (prefill) does not share a pass with a tree
+        continue;
+      }
       if (cur.seqs() >= limits.max_seqs || cur.tokens() >= limits.max_tokens) {
         flush();
         continue;
@@ -268,6 +306,7 @@ MetaLayout meta_layout(int32_t T, int32_t S, int32_t R, int32_t W) {
   m.targets = take(r);
   m.rows = take(static_cast<size_t>(R) * sizeof(kernels::SamplingRow));
   m.block_table = take(static_cast<size_t>(S) * static_cast<size_t>(W) * 4);
+  m.tree_parents = take(t);
   m.total = at;
   return m;
 }
@@ -290,6 +329,7 @@ void pack_meta(const PassPlan& p, const MetaLayout& m, std::byte* dst) {
   put(m.targets, p.targets);
   put(m.rows, p.rows);
   put(m.block_table, p.block_table);
+  put(m.tree_parents, p.tree_parents);
 }
 
 }  // namespace longtail::policy::cuda

@@ -3,7 +3,8 @@
 // positions, cache slots, per-sequence query ranges and block tables, output rows with their
 // sampling parameters). A forward that fits the limits is one pass; a larger one (long prefill)
 // is cut into passes, splitting chunks where needed, which is exact because each pass attends to
-// the cache the earlier passes wrote. Decode/verify steps are padded so a captured CUDA graph can
+// the cache the earlier passes wrote; a token tree is never cut, and shares a pass only with
+// pieces of at most 64 tokens (tree attention's limit). Decode/verify steps are padded so a captured CUDA graph can
 // replay them: when every sequence adds the same number of tokens, to a batch bucket of such
 // sequences; when they add different numbers (speculative verify with per-sequence draft budgets),
 // to a (sequence, token, max-query-length) bucket by appending padding sequences (0..max-query-
@@ -23,6 +24,10 @@ struct PlanChunk {
   const std::vector<int32_t>* blocks = nullptr;  // the sequence's blocks, grown to the new length
   int32_t old_length = 0;                        // cached positions before this forward
   std::span<const int32_t> tokens;
+  // Token tree (SequenceChunk::parents, checked): empty for a chain; else parents[i] in [-1, i) and
+  // offsets[i] = input i's position - old_length (input_position_offsets). A tree's inputs stay in
+  // one pass, in cache rows old_length + i.
+  std::span<const int32_t> parents, offsets;
   int32_t first_output = 0;
   SamplingParams sampling;
   uint64_t uid = 0;
@@ -45,6 +50,7 @@ struct GraphKey {
   int32_t tokens = 0;          // T, padded (= R: every token of a graphable pass has an output)
   int32_t max_query_len = 0;   // attention grid and tile shape, padded
   int32_t table_width = 0;     // block-table row stride, a power of two
+  bool tree = false;           // attention takes the tree parents
   bool operator==(const GraphKey&) const = default;
   auto operator<=>(const GraphKey&) const = default;
 };
@@ -58,9 +64,11 @@ struct PassPlan {
   int32_t max_query_len = 0;
   int64_t max_kv_len = 0;      // upper bound of seq_lens (grid sizing only)
   bool graphable = false;
+  bool tree = false;           // some sequence is a token tree: attention reads tree_parents
   GraphKey key;
 
   std::vector<int32_t> tokens, positions, slots, token_seq;  // [T]
+  std::vector<int32_t> tree_parents;  // [T]: parent index within the sequence's queries (-1 none)
   std::vector<int32_t> query_start;                          // [S + 1]
   std::vector<int32_t> seq_lens;                             // [S]
   std::vector<int32_t> block_table;                          // [S * W]
@@ -82,7 +90,7 @@ std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanL
 // only, so passes with the same GraphKey put every array at the same device address.
 struct MetaLayout {
   size_t tokens, positions, slots, token_seq, query_start, seq_lens, out_rows, targets, rows,
-      block_table, total;
+      block_table, tree_parents, total;
 };
 MetaLayout meta_layout(int32_t T, int32_t S, int32_t R, int32_t W);
 // Bytes needed for the largest pass under these limits and table width.

@@ -4,7 +4,7 @@
 // step time); verify steps of k = 1..16 tokens per sequence (fit t = c_base + c_tok * tokens);
 // prefill of a 2k prompt; and the generate() equivalent of the HF baseline (prompt 128, 256 new
 // tokens, T = 1). Writes JSON (bench/gpu/make_report.py turns it into the results table) and the
-// cost-model YAML. --compare-modes instead measures fast against deterministic mode
+// cost-model YAML; --stages tree times a 16-node token tree against a 16-token chain. --compare-modes instead measures fast against deterministic mode
 // (BackendOptions::deterministic) in one process: decode and verify steps at batch 16/64/256,
 // context 512/4096, k = 1/2/4/8/16, each beside its roofline max(bytes / copy bandwidth,
 // FLOP / measured bf16 GEMM rate), and generate()-equivalent throughput at batch 16/64/256.
@@ -21,6 +21,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -149,8 +150,9 @@ class Batch {
   ~Batch() {
     for (int64_t s : seqs_) be_.release_sequence(s);
   }
-  // One forward of k tokens per sequence, all positions output; returns wall seconds.
-  double step(int k, std::mt19937& rng, bool rollback) {
+  // One forward of k tokens per sequence (a token tree when parents is given), all positions
+  // output; returns wall seconds.
+  double step(int k, std::mt19937& rng, bool rollback, std::span<const int32_t> parents = {}) {
     std::vector<std::vector<int32_t>> tokens(seqs_.size());
     std::vector<SequenceChunk> chunks(seqs_.size());
     for (size_t i = 0; i < seqs_.size(); ++i) {
@@ -159,6 +161,7 @@ class Batch {
       chunks[i].uid = 1000 + i;
       chunks[i].tokens = tokens[i];
       chunks[i].sampling = t1(7);
+      chunks[i].parents = parents;
     }
     const auto t0 = Clock::now();
     be_.forward(chunks);
@@ -286,6 +289,32 @@ nlohmann::json bench_steps(Backend& be, const policy::CudaBackendStats& st, doub
   return rows;
 }
 
+// Verify of a 16-node token tree (a binary tree: node i hangs off node (i - 1) / 2, depth 5)
+// against a 16-token chain, at batch 64 and 256, context 512: the same tokens per step, so the
+// two should cost the same (tree attention masks, it does not add work).
+nlohmann::json bench_tree(Backend& be, std::mt19937& rng, int steps) {
+  nlohmann::json rows = nlohmann::json::array();
+  if (!be.supports_token_trees()) return rows;
+  std::vector<int32_t> parents(16);
+  for (int i = 0; i < 16; ++i) parents[i] = i == 0 ? -1 : (i - 1) / 2;
+  for (int batch : {64, 256}) {
+    Batch b(be, batch, 511);
+    double t[2];
+    for (int tree = 0; tree < 2; ++tree) {
+      const std::span<const int32_t> p = tree ? std::span<const int32_t>(parents) : std::span<const int32_t>();
+      for (int i = 0; i < 2; ++i) b.step(16, rng, true, p);
+      std::vector<double> v;
+      for (int i = 0; i < steps; ++i) v.push_back(b.step(16, rng, true, p));
+      t[tree] = median(v);
+    }
+    rows.push_back({{"batch", batch}, {"context", 512}, {"chain_ms", t[0] * 1e3},
+                    {"tree_ms", t[1] * 1e3}, {"tree_over_chain", t[1] / t[0]}});
+    spdlog::info("tree verify batch {} ctx 512, 16 tokens: chain {:.3f} ms, tree {:.3f} ms ({:.3f}x)",
+                 batch, t[0] * 1e3, t[1] * 1e3, t[1] / t[0]);
+  }
+  return rows;
+}
+
 nlohmann::json bench_prefill(Backend& be, std::mt19937& rng) {
   const int n = 2048;
   std::vector<double> t;
@@ -351,7 +380,7 @@ int run(int argc, char** argv) {
   int steps = 20, verify_steps = 8, kmax = 16;
   std::string profile;  // "batch:context:k": only that step shape, inside cudaProfilerStart/Stop
   bool compare_modes = false;
-  std::string stages = ",decode,verify,prefill,generate,";  // --stages: which of these to run
+  std::string stages = ",decode,verify,prefill,generate,";  // --stages: which to run (and tree)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -370,7 +399,7 @@ int run(int argc, char** argv) {
     else if (a == "--temperature") g_temperature = std::stof(next());
     else throw std::invalid_argument("unknown argument " + a +
                                      " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K"
-                                     " --profile batch:context:k --compare-modes --stages decode,verify,prefill,generate"
+                                     " --profile batch:context:k --compare-modes --stages decode,verify,prefill,generate,tree"
                                      " --temperature T)");
   }
   if (!policy::cuda_device_present()) throw std::runtime_error("no CUDA device");
@@ -461,6 +490,7 @@ int run(int argc, char** argv) {
     if (stage("decode")) mj["decode"] = bench_decode(*be, st, copy_bw, rng, steps);
     if (stage("verify")) mj["verify"] = bench_verify(*be, rng, verify_steps, kmax);
     if (stage("prefill")) mj["prefill"] = bench_prefill(*be, rng);
+    if (stage("tree")) mj["tree"] = bench_tree(*be, rng, steps);
     if (stage("generate")) mj["generate"] = bench_generate(*be, rng, 256, 128, 256);
     mj["graph_replays"] = policy::cuda_backend_stats(*be).graph_replays;
     result["models"].push_back(mj);

@@ -206,6 +206,37 @@ TEST(KernelsGpu, KvCacheWritePlacesTokensAtTheirSlots) {
   }
 }
 
+TEST(KernelsGpu, KvCacheMoveRowsAppliesEachSequencesMovesInOrder) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(41);
+  const int32_t planes = 5, row_bytes = 96, rows = 64;
+  const int64_t plane_bytes = static_cast<int64_t>(rows) * row_bytes;
+  std::vector<uint8_t> host(static_cast<size_t>(planes * plane_bytes));
+  for (auto& b : host) b = static_cast<uint8_t>(rng());
+  // Three sequences' compactions (rows start + keep[j] -> start + j), each overlapping itself:
+  // keep {1, 2, ...} moves row start + 2 into start + 1 only after row start + 1 moved to start.
+  std::vector<int32_t> src, dst, group{0};
+  auto compaction = [&](int32_t start, std::vector<int32_t> keep) {
+    for (size_t j = 0; j < keep.size(); ++j) {
+      src.push_back(start + keep[j]);
+      dst.push_back(start + static_cast<int32_t>(j));
+    }
+    group.push_back(static_cast<int32_t>(src.size()));
+  };
+  compaction(3, {1, 2, 5, 9});
+  compaction(20, {0, 3, 4});  // the first row stays
+  compaction(40, {7});
+  DeviceBuffer<uint8_t> d(host);
+  DeviceBuffer<int32_t> d_src(src), d_dst(dst), d_group(group);
+  LT_KERNEL_OK(kv_cache_move_rows(d.get(), plane_bytes, planes, row_bytes, d_src.get(), d_dst.get(),
+                                  d_group.get(), static_cast<int32_t>(group.size()) - 1, nullptr));
+  ref::kv_cache_move_rows(host, plane_bytes, planes, row_bytes, src, dst, group);
+  EXPECT_EQ(d.download(), host);
+  EXPECT_EQ(kv_cache_move_rows(d.get(), plane_bytes, planes, 40, d_src.get(), d_dst.get(),
+                               d_group.get(), 3, nullptr),
+            Status::kInvalidArgument);  // rows not a multiple of 16 bytes
+}
+
 TEST(KernelsGpu, SwigluMatchesReference) {
   LT_REQUIRE_GPU();
   std::mt19937_64 rng(6);

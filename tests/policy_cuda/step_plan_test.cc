@@ -1,7 +1,8 @@
 // Pass planning of the CUDA forward: graph-replayable decode steps padded to a batch bucket,
 // ragged verify steps padded to (sequence, token, query-length) buckets with harmless padding,
 // long prefills cut into passes that continue each other exactly, outputs and their sampling
-// positions/targets, and the packed metadata layout. Pure C++: runs in every build.
+// positions/targets, token trees (depth positions, own cache rows, first-child targets, never
+// beside a long piece), and the packed metadata layout. Pure C++: runs in every build.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -283,6 +284,61 @@ TEST(StepPlan, MetaLayoutDependsOnlyOnShapeAndIsAligned) {
   EXPECT_EQ(graph_batch_bucket(3), 4);
   EXPECT_EQ(graph_batch_bucket(256), 256);
   EXPECT_EQ(graph_batch_bucket(257), 0);
+}
+
+}  // namespace
+}  // namespace longtail::policy::cuda
+
+namespace longtail::policy::cuda {
+namespace {
+
+TEST(StepPlan, TreeInputsSitAtTheirDepthInTheirOwnRowsAndTargetTheirFirstChild) {
+  const std::vector<int32_t> b{2, 5};
+  const std::vector<int32_t> toks{10, 11, 12, 13};
+  const std::vector<int32_t> parents{-1, 0, 0, 1}, offsets{0, 1, 1, 2};
+  PlanChunk c = chunk(b, 14, toks, 0, 7);
+  c.parents = parents;
+  c.offsets = offsets;
+  const auto passes = plan_passes(std::vector<PlanChunk>{c}, PlanLimits{});
+  ASSERT_EQ(passes.size(), 1u);
+  const PassPlan& p = passes[0];
+  EXPECT_TRUE(p.tree);
+  EXPECT_TRUE(p.key.tree);
+  EXPECT_EQ(std::vector<int32_t>(p.positions.begin(), p.positions.begin() + 4),
+            (std::vector<int32_t>{14, 15, 15, 16}));
+  // Cache rows 14..17: block 2 holds 0..15, block 5 holds 16..31.
+  EXPECT_EQ(std::vector<int32_t>(p.slots.begin(), p.slots.begin() + 4),
+            (std::vector<int32_t>{2 * 16 + 14, 2 * 16 + 15, 5 * 16, 5 * 16 + 1}));
+  EXPECT_EQ(std::vector<int32_t>(p.tree_parents.begin(), p.tree_parents.begin() + 4), parents);
+  EXPECT_EQ(std::vector<int32_t>(p.targets.begin(), p.targets.begin() + 4),
+            (std::vector<int32_t>{11, 13, -1, -1}));  // input 0's first child is input 1
+  EXPECT_EQ(p.rows[3].position, 17);                   // drawn after position 16
+  for (size_t t = 4; t < p.tree_parents.size(); ++t)  // graph padding: chains
+    EXPECT_LT(p.tree_parents[t], static_cast<int32_t>(t));
+}
+
+TEST(StepPlan, ATreeNeverSharesAPassWithALongPieceAndOutputsKeepChunkOrder) {
+  const std::vector<int32_t> b0{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, b1{11};
+  std::vector<int32_t> prompt(100, 3);
+  const std::vector<int32_t> toks{4, 5}, parents{-1, -1}, offsets{0, 0};
+  PlanChunk tree = chunk(b1, 3, toks, 0, 2);
+  tree.parents = parents;
+  tree.offsets = offsets;
+  PlanLimits limits;
+  limits.graphs = false;
+  const std::vector<PlanChunk> two{chunk(b0, 0, prompt, 99, 1), tree};
+  const auto passes = plan_passes(two, limits);
+  ASSERT_EQ(passes.size(), 2u);
+  EXPECT_FALSE(passes[0].tree);
+  EXPECT_EQ(passes[0].num_tokens, 100);
+  EXPECT_TRUE(passes[1].tree);
+  EXPECT_EQ(passes[1].real_outputs, 2);
+  const std::vector<PlanChunk> tree_first{tree, chunk(b0, 0, prompt, 99, 1)};
+  const auto again = plan_passes(tree_first, limits);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_TRUE(again[0].tree);
+  EXPECT_EQ(again[0].real_outputs, 2);
+  EXPECT_EQ(again[1].num_tokens, 100);
 }
 
 }  // namespace
