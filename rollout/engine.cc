@@ -85,13 +85,17 @@ struct Engine::Impl {
     }
   }
 
-  void validate(const GroupRequest& g) const {
+  RequestLimits request_limits() const {
     RequestLimits limits;
     limits.vocab_size = backend->config().vocab_size;
     limits.context_length = backend->config().max_position_embeddings;
     limits.forced = &options.forced_trajectories;
     limits.min_p_supported = backend->samples_min_p();
-    validate_group_request(g, limits);
+    return limits;
+  }
+
+  void validate(const GroupRequest& g) const {
+    validate_group_request(g, request_limits());
     if (pool.has_group(g.group_id)) {
       throw InvalidRequest(g.group_id, "group_id", "a group with this id is already in flight");
     }
@@ -438,5 +442,7 @@ EngineStats Engine::stats() const {
 const policy::ModelConfig& Engine::model_config() const { return impl_->backend->config(); }
 
 bool Engine::samples_min_p() const { return impl_->backend->samples_min_p(); }
+
+RequestLimits Engine::request_limits() const { return impl_->request_limits(); }
 
 }  // namespace longtail::rollout

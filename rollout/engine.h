@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "policy/backend.h"
+#include "rollout/request_validator.h"
 #include "rollout/types.h"
 
 namespace longtail::rollout {
@@ -73,6 +74,9 @@ class Engine {
   EngineStats stats() const;
   const policy::ModelConfig& model_config() const;
   bool samples_min_p() const;  // the backend honours SamplingParams::min_p
+  // What submit() validates a group against (rollout/request_validator.h), so a caller can check a
+  // list of groups before admitting any of them.
+  RequestLimits request_limits() const;
 
  private:
   struct Impl;

@@ -5,7 +5,6 @@
 // copying anything, and reports what was wrong as a ProtocolError naming the field path. It checks
 // wire types and the protocol's own rules; what a group may ask of the engine is the request
 // validator's business.
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -339,24 +338,10 @@ void check(const Ctx& ctx, const Rewards& m) {
     ctx.fail(errc::kBadField, "'uids' has " + std::to_string(m.uids.size()) + " entries but 'rewards' has " +
                                   std::to_string(m.rewards.size()));
 }
+// What a group may ask for is the request validator's (rollout/request_validator.h), which the
+// worker applies to the whole SUBMIT (check_submit in worker.h).
 void check(const Ctx& ctx, const Submit& s) {
   if (s.groups.empty()) ctx.fail(errc::kBadField, "field 'groups' is empty");
-  for (size_t i = 0; i < s.groups.size(); ++i) {
-    const auto& g = s.groups[i];
-    const std::string at = "groups[" + std::to_string(i) + "].";
-    if (g.group_id.empty()) ctx.fail(errc::kBadField, "field '" + at + "group_id' is empty");
-    if (g.n < 1) ctx.fail(errc::kBadField, "field '" + at + "n' must be >= 1");
-    if (g.max_new_tokens < 1) ctx.fail(errc::kBadField, "field '" + at + "max_new_tokens' must be >= 1");
-    if (!std::isfinite(g.sampling.temperature) || g.sampling.temperature < 0)
-      ctx.fail(errc::kBadField, "field '" + at + "sampling.temperature' must be a finite number >= 0");
-    if (!(g.sampling.top_p > 0 && g.sampling.top_p <= 1))
-      ctx.fail(errc::kBadField, "field '" + at + "sampling.top_p' is " + std::to_string(g.sampling.top_p) + ", must be in (0, 1]");
-    if (!(g.sampling.min_p >= 0 && g.sampling.min_p <= 1))
-      ctx.fail(errc::kBadField, "field '" + at + "sampling.min_p' is " + std::to_string(g.sampling.min_p) + ", must be in [0, 1]");
-    for (size_t t = 0; t < g.stop_tokens.size(); ++t)
-      if (g.stop_tokens[t] < 0)
-        ctx.fail(errc::kBadField, "field '" + at + "stop_tokens[" + std::to_string(t) + "]' is not a token id");
-  }
 }
 template <class M>
 void check(const Ctx&, const M&) {}

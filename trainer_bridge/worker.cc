@@ -2,11 +2,11 @@
 #include "trainer_bridge/worker.h"
 
 #include <cmath>
-#include <unordered_set>
 
 #include <spdlog/spdlog.h>
 
 #include "policy/checkpoint.h"
+#include "rollout/request_validator.h"
 #include "trainer_bridge/worker_metrics.h"
 
 namespace longtail::bridge {
@@ -28,6 +28,28 @@ const char* architecture_name(const policy::ModelConfig& c) {
 }
 
 }  // namespace
+
+void check_submit(const Submit& s, const rollout::RequestLimits& limits) {
+  const auto refuse = [&](const char* code, const rollout::InvalidRequest& e, size_t i) {
+    const std::string where = e.field().empty() ? "group " + std::to_string(i) + " ('" + e.group_id() + "')"
+                                                : "field 'groups[" + std::to_string(i) + "]." + e.field() +
+                                                      "' of group '" + e.group_id() + "'";
+    throw ProtocolError(code, where + ": " + e.reason(), s.req, "SUBMIT");
+  };
+  // The model-independent rules first (RequestLimits{} checks no vocabulary, context or backend).
+  for (size_t i = 0; i < s.groups.size(); ++i) {
+    try {
+      rollout::validate_group_request(s.groups[i], rollout::RequestLimits{});
+    } catch (const rollout::InvalidRequest& e) {
+      refuse(errc::kBadField, e, i);
+    }
+  }
+  try {
+    rollout::validate_group_requests(s.groups, limits);
+  } catch (const rollout::InvalidRequest& e) {
+    refuse(errc::kInvalidRequest, e, static_cast<size_t>(std::max(0, e.index())));
+  }
+}
 
 bool path_inside(const std::filesystem::path& p, const std::vector<std::filesystem::path>& dirs) {
   std::error_code ec;
@@ -118,6 +140,18 @@ void Worker::on_submit(const std::string& peer, const Submit& s) {
     throw ProtocolError(code, msg, s.req, "SUBMIT");
   };
   if (shutting_down_) fail(errc::kShuttingDown, "SUBMIT refused: the worker is shutting down");
+  // Check every group before admitting any, so that a refused SUBMIT admits nothing (and n and
+  // max_new_tokens are known to be >= 1 when the cost is computed).
+  try {
+    check_submit(s, engine_->request_limits());
+  } catch (const ProtocolError&) {
+    ++groups_refused_;
+    throw;
+  }
+  for (size_t i = 0; i < s.groups.size(); ++i)
+    if (pending_.count(s.groups[i].group_id))
+      fail(errc::kInvalidRequest, "group " + std::to_string(i) + " ('" + s.groups[i].group_id +
+                                      "'): a group with this id is still in flight");
   // What the request costs; the caps are checked before anything is allocated for it.
   uint64_t samples = 0, tokens = 0;
   for (const auto& g : s.groups) {
@@ -144,29 +178,6 @@ void Worker::on_submit(const std::string& peer, const Submit& s) {
   cap("max_pending_groups", s.groups.size(), static_cast<uint64_t>(st.waiting_groups), opts_.max_pending_groups, "groups");
   cap("max_pending_samples", samples, pending_samples_, opts_.max_pending_samples, "samples");
   cap("max_pending_tokens", tokens, pending_tokens_, opts_.max_pending_tokens, "tokens (prompt + max_new_tokens per sample)");
-  // Check what we can before admitting anything, so that a refused SUBMIT admits nothing.
-  const auto& c = engine_->model_config();
-  std::unordered_set<std::string> ids;
-  for (size_t i = 0; i < s.groups.size(); ++i) {
-    const auto& g = s.groups[i];
-    const std::string who = "group " + std::to_string(i) + " ('" + g.group_id + "')";
-    if (!ids.insert(g.group_id).second) fail(errc::kInvalidRequest, who + ": group_id repeated within the request");
-    if (pending_.count(g.group_id)) fail(errc::kInvalidRequest, who + ": a group with this id is still in flight");
-    if (g.prompt_tokens.empty()) fail(errc::kInvalidRequest, who + ": empty prompt");
-    if (c.max_position_embeddings > 0 && g.prompt_tokens.size() >= static_cast<size_t>(c.max_position_embeddings))
-      fail(errc::kInvalidRequest, who + ": prompt of " + std::to_string(g.prompt_tokens.size()) +
-                                      " tokens does not fit the context of " + std::to_string(c.max_position_embeddings));
-    for (size_t t = 0; t < g.prompt_tokens.size(); ++t)
-      if (g.prompt_tokens[t] < 0 || g.prompt_tokens[t] >= c.vocab_size)
-        fail(errc::kInvalidRequest, who + ": prompt token " + std::to_string(t) + " = " + std::to_string(g.prompt_tokens[t]) +
-                                        " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
-    for (int32_t t : g.stop_tokens)
-      if (t >= c.vocab_size) fail(errc::kInvalidRequest, who + ": stop token " + std::to_string(t) + " is outside the vocabulary");
-    for (int32_t t : g.stop_token_ids)
-      if (t < 0 || t >= c.vocab_size) fail(errc::kInvalidRequest, who + ": stop_token_ids entry " + std::to_string(t) + " is outside the vocabulary");
-    if (g.sampling.min_p > 0 && !engine_->samples_min_p())
-      fail(errc::kInvalidRequest, who + ": sampling.min_p > 0 is not implemented by the " + opts_.backend.kind + " backend");
-  }
   for (size_t i = 0; i < s.groups.size(); ++i) {
     const auto& g = s.groups[i];
     const std::string admitted = i ? "; groups 0.." + std::to_string(i - 1) + " of this SUBMIT were admitted" : "";

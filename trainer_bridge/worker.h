@@ -116,4 +116,12 @@ inline constexpr uint64_t kEngineUidMask = (uint64_t{1} << kEngineUidBits) - 1;
 // Resolves p (following symlinks where they exist) and reports whether it lies inside one of dirs.
 bool path_inside(const std::filesystem::path& p, const std::vector<std::filesystem::path>& dirs);
 
+// Checks every group of a SUBMIT with the one request validator (rollout/request_validator.h) and
+// throws the ProtocolError the trainer gets, naming the field path (groups[2].sampling.top_p) and
+// the group. A value outside the range the protocol states whatever the model (n < 1, top_p 1.5,
+// a negative token id, an empty prompt) is BAD_FIELD; what this model or engine refuses (a token
+// id outside its vocabulary, a prompt that fills the context, a repeated group id, a sampling
+// option the backend lacks) is INVALID_REQUEST.
+void check_submit(const Submit& s, const rollout::RequestLimits& limits);
+
 }  // namespace longtail::bridge

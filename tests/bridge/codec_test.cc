@@ -278,21 +278,6 @@ Submit one_group_submit() {
   return s;
 }
 
-TEST(Codec, SubmitFieldErrorsNameTheGroup) {
-  Submit s = one_group_submit();
-  s.groups[0].n = 0;
-  auto e = decode_error(encode(s));
-  EXPECT_EQ(e.code, errc::kBadField);
-  EXPECT_EQ(e.req, std::optional<uint64_t>(5));
-  EXPECT_NE(std::string(e.what()).find("groups[0].n"), std::string::npos) << e.what();
-  s = one_group_submit();
-  s.groups[0].sampling.temperature = -1;
-  EXPECT_NE(std::string(decode_error(encode(s)).what()).find("temperature"), std::string::npos);
-  s = one_group_submit();
-  s.groups[0].stop_tokens = {-5};
-  EXPECT_EQ(decode_error(encode(s)).code, errc::kBadField);
-}
-
 // Issue 16 item 5: "optional fields may be absent or nil" -- nil was refused for several.
 TEST(Codec, NilMeansAbsentForEveryOptionalField) {
   auto nil_submit = raw([](auto& p) {
@@ -332,21 +317,6 @@ TEST(Codec, NilMeansAbsentForEveryOptionalField) {
   }), Direction::kToWorker));
   EXPECT_EQ(h.credits, 0);
   EXPECT_EQ(h.client_id, "");
-}
-
-// Issue 16 item 4: the spec says top_p in (0, 1]; 1.5 was accepted.
-TEST(Codec, TopPOutsideZeroOneIsRefused) {
-  for (float bad : {1.5f, 0.0f, -0.1f}) {
-    Submit s = one_group_submit();
-    s.groups[0].sampling.top_p = bad;
-    const auto e = decode_error(encode(s));
-    EXPECT_EQ(e.code, errc::kBadField);
-    EXPECT_NE(std::string(e.what()).find("groups[0].sampling.top_p"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("(0, 1]"), std::string::npos) << e.what();
-  }
-  Submit ok = one_group_submit();
-  ok.groups[0].sampling.top_p = 1.0f;
-  EXPECT_NO_THROW(decode(encode(ok), Direction::kToWorker));
 }
 
 // Issue 16 item 8: messages that named the wrong problem.
