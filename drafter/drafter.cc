@@ -288,7 +288,7 @@ struct Drafter::Impl {
     Cursor at;
   };
 
-  void tree(Request& r, int32_t budget, Candidate& out) const {
+  void tree(Request& r, int32_t budget, double min_node_prob, Candidate& out) const {
     const FrozenSam* sams[2] = {r.prompt_sam, r.global_sam};
     const SamMatch roots[2] = {r.prompt_match, r.global_match};
     int32_t lim[3] = {0, 0, 0};
@@ -407,6 +407,7 @@ struct Drafter::Impl {
       std::pop_heap(heap.begin(), heap.end(), by_prob);
       const Open k = heap.back();
       heap.pop_back();
+      if (!(k.prob > min_node_prob)) break;  // best first: no later node is worth more
       const auto node = static_cast<int32_t>(out.d.tokens.size());
       const int32_t d = k.parent < 0 ? 1 : depth[static_cast<size_t>(k.parent)] + 1;
       out.push_node(k.token, k.prob, k.cell, k.raw, k.parent);
@@ -429,7 +430,7 @@ struct Drafter::Impl {
     thread_local Candidate best;
     best.clear();
     if (q.tree) {
-      tree(r, q.budget, best);
+      tree(r, q.budget, q.min_node_prob, best);
     } else {
       chain(r, q.budget, best);
     }

@@ -131,6 +131,10 @@ struct DraftRequest {
   int32_t budget = 0;                   // max draft tokens (chain) or nodes (tree); <= 0: empty draft
   bool tree = false;                    // false: a chain (parents empty), as every caller that
                                         // cannot verify trees expects; true: a token tree
+  // Trees: a node joins only while its calibrated path probability (its expected accepted
+  // tokens) exceeds this, i.e. the node is worth its verify cost in tokens (SpeculationPolicy's
+  // node floor); nodes join best first, so the cut ends the tree. 0 = the node budget alone.
+  double min_node_prob = 0.0;
 };
 
 struct DrafterMemory {

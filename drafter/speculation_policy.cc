@@ -125,9 +125,12 @@ std::vector<int32_t> SpeculationPolicy::budgets(std::span<const SequenceView> se
   return out;
 }
 
-void SpeculationPolicy::budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out) const {
+void SpeculationPolicy::capped_budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
+                                       std::vector<double>& weight, bool& critical) const {
   const size_t n = seqs.size();
   out.assign(n, 0);
+  weight.clear();  // stays empty without rule 4
+  critical = false;
   if (options_.mode == BudgetMode::kOff || n == 0) return;
   std::vector<double> remaining(n);
   double r_max = 0;
@@ -136,9 +139,7 @@ void SpeculationPolicy::budgets(std::span<const SequenceView> seqs, std::vector<
     r_max = std::max(r_max, remaining[i]);
   }
   const bool length_aware = options_.mode == BudgetMode::kLengthAware && !all_lengths_.empty();
-  const bool critical = length_aware && options_.critical_path;
-  thread_local std::vector<double> weight;
-  weight.clear();  // stays empty without rule 4
+  critical = length_aware && options_.critical_path;
   if (critical) critical_probabilities(seqs, weight);
   for (size_t i = 0; i < n; ++i) {
     int32_t b = options_.max_budget;
@@ -158,17 +159,53 @@ void SpeculationPolicy::budgets(std::span<const SequenceView> seqs, std::vector<
     out[i] = b;
   }
   apply_cap(remaining, out);
+}
+
+void SpeculationPolicy::budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out) const {
+  budgets_and_floors(seqs, out, nullptr);
+}
+
+void SpeculationPolicy::tree_budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
+                                     std::vector<double>& node_floor) const {
+  budgets_and_floors(seqs, out, &node_floor);
+}
+
+void SpeculationPolicy::budgets_and_floors(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
+                                           std::vector<double>* node_floor) const {
+  thread_local std::vector<double> weight;
+  bool critical = false;
+  capped_budgets(seqs, out, weight, critical);
+  if (node_floor) node_floor->assign(out.size(), 0.0);
+  if (options_.mode == BudgetMode::kOff || out.empty()) return;
+  const double top = critical ? *std::max_element(weight.begin(), weight.end()) : 0.0;
+  if (node_floor) {
+    // Rule b's weights: 1 / P_i (1 on the critical path) under rule 4, else the contender factor
+    // when acceptance_aware, else 1.
+    if (critical) {
+      const double floor = std::max(options_.critical_floor,
+                                    options_.critical_share / static_cast<double>(seqs.size()));
+      for (size_t i = 0; i < seqs.size(); ++i) {
+        (*node_floor)[i] = token_threshold(seqs.size(), weight[i] >= top ? 1.0 : 1.0 / std::max(weight[i], floor));
+      }
+    } else {
+      double w = 1.0;
+      if (options_.acceptance_aware) {
+        const auto contenders = std::count_if(out.begin(), out.end(), [](int32_t b) { return b > 0; });
+        w = std::pow(static_cast<double>(std::max<int64_t>(contenders, 1)), options_.contender_exponent);
+      }
+      for (size_t i = 0; i < seqs.size(); ++i) (*node_floor)[i] = token_threshold(seqs.size(), w);
+    }
+  }
   // After the cap, so the allowance a rejected sequence gives up is not handed to sequences with
   // shorter predictions (measured: re-distributing it lost 5-9% on tot_text).
   if (critical) {
     // Rule 4 always weighs drafts by P_i, but not on the critical path: the sequence most likely to
     // finish last (all of them on a tie) keeps its budget whatever its acceptance, since its saved
     // steps shorten the round one for one.
-    const double top = *std::max_element(weight.begin(), weight.end());
     thread_local std::vector<int32_t> kept;
     kept = out;
     apply_acceptance(seqs, weight, out);
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < seqs.size(); ++i) {
       if (weight[i] >= top) out[i] = kept[i];
     }
   } else if (options_.acceptance_aware) {
@@ -386,6 +423,13 @@ double SpeculationPolicy::acceptance_estimate(uint64_t uid, std::string_view pro
   return a;
 }
 
+double SpeculationPolicy::token_threshold(size_t batch_size, double weight) const {
+  const auto& c = options_.cost;
+  const double plain = c.step_us(static_cast<double>(std::max<size_t>(batch_size, 1)));
+  if (c.per_token_us <= 0 || plain <= 0) return 0.0;  // verifying is free
+  return options_.acceptance_cost_margin * c.per_token_us / plain * weight;
+}
+
 int32_t SpeculationPolicy::acceptance_budget(double a, int32_t class_budget, size_t batch_size,
                                              size_t contenders, double cost_factor) const {
   const auto& c = options_.cost;
@@ -394,7 +438,7 @@ int32_t SpeculationPolicy::acceptance_budget(double a, int32_t class_budget, siz
   const double weight = cost_factor > 0 ? cost_factor
                                         : std::pow(static_cast<double>(std::max<size_t>(contenders, 1)),
                                                    options_.contender_exponent);
-  const double threshold = options_.acceptance_cost_margin * c.per_token_us / plain * weight;
+  const double threshold = token_threshold(batch_size, weight);
   // a^k decreases in k, so the budget is the largest k with a^k > threshold.
   int32_t k = 0;
   double p = 1;

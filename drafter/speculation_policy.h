@@ -118,8 +118,8 @@ struct SpeculationPolicyOptions {
   double rls_forgetting = 0.99;
   StepCostModel cost;
   // Verify token trees of up to the budget's nodes instead of chains of up to the budget's tokens
-  // (DraftRequest::tree), on backends that verify trees (policy::Backend::supports_token_trees;
-  // others get chains). Default off.
+  // (DraftRequest::tree; budgets and node floors from tree_budgets), on backends that verify trees
+  // (policy::Backend::supports_token_trees; others get chains). Default off.
   bool token_trees = false;
   // Acceptance-aware budgets (rules a-c) in fixed mode and with the class rule. Off by default: the
   // contender factor also takes budget from the sequence that turns out longest, and with it the
@@ -150,6 +150,16 @@ class SpeculationPolicy {
   // Draft budget per sequence, same order as `seqs`.
   std::vector<int32_t> budgets(std::span<const SequenceView> seqs) const;
   void budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out) const;
+  // Budgets in nodes for token trees (the chain budgets of budgets()), and each sequence's node
+  // floor (DraftRequest::min_node_prob): rule b's threshold applied per node. A node whose
+  // calibrated path probability is p adds p expected tokens, i.e. p steps of its sequence, and
+  // costs c_tok / (c_base + c_tok*T) of a step, weighed as rule b / rule 4 weigh a draft token
+  // (contender factor, or 1 / P_i and 1 for the likeliest-critical sequence; 1 in fixed mode
+  // without acceptance_aware): floor = margin * relative token cost * weight. Measured on the
+  // three traces (bench/results/trees_2026-12-01.md): the budgets without rule b's per-depth cut
+  // verified more nodes and lost on two of the three traces' partial-rollout projections.
+  void tree_budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
+                    std::vector<double>& node_floor) const;
   // Predicted remaining response tokens of one sequence (rule step 1).
   double predict_remaining(std::string_view prompt_id, int32_t generated_len,
                            int32_t max_new_tokens = 0) const;
@@ -196,6 +206,13 @@ class SpeculationPolicy {
     int32_t steps_without_draft = 0;
   };
   void apply_cap(const std::vector<double>& priority, std::vector<int32_t>& out) const;
+  // Steps 1-3 and rule 4's weights (empty without rule 4); critical: rule 4 applies.
+  void capped_budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
+                      std::vector<double>& weight, bool& critical) const;
+  void budgets_and_floors(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
+                          std::vector<double>* node_floor) const;
+  // Rule b's threshold on a draft token's acceptance probability at cost weight `weight`.
+  double token_threshold(size_t batch_size, double weight) const;
   // weight[i] = how much a saved step of sequence i is worth (1 = certainly critical); empty: the
   // contender factor of rule b.
   void apply_acceptance(std::span<const SequenceView> seqs, const std::vector<double>& weight,

@@ -47,7 +47,14 @@ std::vector<drafter::Draft> plan_drafts(const StepPlan& plan, StepEnvironment& e
                                           s.group->request.max_new_tokens});
   }
   if (decoding.empty()) return drafts;
-  const std::vector<int32_t> budgets = env.policy->budgets(views);
+  const bool trees = env.policy->options().token_trees && env.backend.supports_token_trees();
+  std::vector<int32_t> budgets;
+  std::vector<double> node_floor;
+  if (trees) {
+    env.policy->tree_budgets(views, budgets, node_floor);
+  } else {
+    env.policy->budgets(views, budgets);
+  }
 
   // Budgets within the token budget; if the backend takes all of them at once, every per-sequence
   // question below would be answered yes, so it is asked only when they do not fit together.
@@ -81,12 +88,12 @@ std::vector<drafter::Draft> plan_drafts(const StepPlan& plan, StepEnvironment& e
     }
   }
 
-  const bool trees = env.policy->options().token_trees && env.backend.supports_token_trees();
   std::vector<drafter::DraftRequest> requests;
   std::vector<size_t> drafted;  // chunk indices
   for (size_t k = 0; k < decoding.size(); ++k) {
     if (b[k] <= 0) continue;
-    requests.push_back(drafter::DraftRequest{plan.chunks[decoding[k]].seq->uid, b[k], trees});
+    requests.push_back(drafter::DraftRequest{plan.chunks[decoding[k]].seq->uid, b[k], trees,
+                                             trees ? node_floor[k] : 0.0});
     drafted.push_back(decoding[k]);
   }
   if (!requests.empty()) {

@@ -53,7 +53,7 @@ struct Config {
   bool deterministic = false;
   double overprovision = 2.0, temperature = 1.0;
   uint64_t seed = 1;
-  bool refit = false, reload_weights = false, json_out = false;
+  bool refit = false, reload_weights = false, json_out = false, token_trees = false;
   drafter::StepCostModel cost;  // for the projected makespan (and the budgets when --cost-model)
 };
 
@@ -184,6 +184,7 @@ ModeResult run_mode(const Config& c, const std::string& mode,
   o.budgets.max_budget = c.budget;
   o.budgets.max_tokens_per_step = c.max_tokens_per_step;
   o.refit_cost_model = c.refit;
+  o.budgets.token_trees = c.token_trees;
   if (!c.cost_model.empty()) {  // a constant of 0 keeps the default, as before
     if (c.cost.base_us > 0) o.budgets.cost.base_us = c.cost.base_us;
     if (c.cost.per_token_us > 0) o.budgets.cost.per_token_us = c.cost.per_token_us;
@@ -348,6 +349,8 @@ int main(int argc, char** argv) {
       ("cost-model-entry", po::value(&c.cost_model_entry),
        "use the YAML's per_model entry of this name (e.g. Qwen2.5-1.5B) instead of step_cost")
       ("refit-cost-model", po::bool_switch(&c.refit), "refit the cost model from measured steps")
+      ("token-trees", po::bool_switch(&c.token_trees),
+       "speculating modes verify token trees of up to --budget nodes (backends that support them)")
       ("overprovision", po::value(&c.overprovision)->default_value(2.0), "APRIL f")
       ("max-running", po::value(&c.max_running)->default_value(256), "max running sequences")
       ("max-kv-tokens", po::value(&c.max_kv_tokens)->default_value(0), "CPU KV bound (0 = none)")
@@ -421,7 +424,7 @@ int main(int argc, char** argv) {
                      {"max_new_tokens", c.max_new_tokens}, {"temperature", c.temperature},
                      {"budget", c.budget}, {"max_tokens_per_step", c.max_tokens_per_step},
                      {"overprovision", c.overprovision}, {"reload_weights", c.reload_weights},
-                {"warm_history", c.warm_history}, {"cost_model_entry", c.cost_model_entry},
+                {"warm_history", c.warm_history}, {"cost_model_entry", c.cost_model_entry}, {"token_trees", c.token_trees},
                 {"cost_base_us", c.cost.base_us}, {"cost_per_token_us", c.cost.per_token_us}};
     out["modes"] = json::array();
     for (const auto& r : results) {

@@ -213,6 +213,37 @@ TEST(Drafter, TreeBranchesWhereHistoryBranches) {
   EXPECT_EQ(out[0].parents, (std::vector<int32_t>{-1}));
 }
 
+TEST(Drafter, TreeStopsAtTheNodeFloor) {
+  Drafter d(prompt_only());
+  for (int i = 0; i < 3; ++i) d.add_rollout("p", Str{9}, Str{1, 2, 3, 4}, 0);
+  d.add_rollout("p", Str{9}, Str{1, 5, 6, 7}, 0);
+  d.end_round(0);
+  d.begin_request(1, "p", Str{9});
+  d.observe(1, Str{1});
+  std::vector<DraftRequest> q{{1, 8, true, 0.0}};
+  std::vector<Draft> out(1);
+  d.propose_batch(q, out);
+  const Draft all = out[0];
+  ASSERT_GE(all.tokens.size(), 4u);
+  // A floor between the branches' probabilities keeps exactly the nodes above it, best first.
+  float low = 1, high = 0;
+  for (const float pr : all.probs) {
+    low = std::min(low, pr);
+    high = std::max(high, pr);
+  }
+  ASSERT_LT(low, high);
+  q[0].min_node_prob = 0.5 * (low + high);
+  d.propose_batch(q, out);
+  size_t above = 0;
+  for (const float pr : all.probs) above += pr > q[0].min_node_prob ? 1 : 0;
+  EXPECT_EQ(out[0].tokens.size(), above);
+  EXPECT_LT(out[0].tokens.size(), all.tokens.size());
+  for (const float pr : out[0].probs) EXPECT_GT(pr, q[0].min_node_prob);
+  q[0].min_node_prob = 1.0;  // nothing is certain to be accepted
+  d.propose_batch(q, out);
+  EXPECT_TRUE(out[0].tokens.empty());
+}
+
 TEST(Drafter, TreeMergesOwnContextAndHistory) {
   // History says "5 6" goes on with 1; the sequence's own text says 7 8: the tree holds both.
   DrafterOptions o;

@@ -304,6 +304,56 @@ TEST(SpeculationPolicyCritical, AcceptanceCutsSparesTheCriticalSequence) {
   EXPECT_EQ(b[1], b[2]);
 }
 
+// Trees: the chains' budgets, and each node must beat its verify cost, weighed as rule b / rule 4
+// weigh a draft token.
+TEST(SpeculationPolicyTrees, NodeFloorIsTheTokenThresholdPerNode) {
+  SpeculationPolicyOptions o = acceptance_on();
+  o.mode = BudgetMode::kFixed;
+  o.cost = {5000, 20};
+  SpeculationPolicy p(o);
+  const std::vector<SequenceView> s{{1, "a", 0, 0}, {2, "b", 0, 0}};
+  for (int step = 0; step < 10; ++step) {  // drafts always fail at their second token
+    for (const SequenceView& v : s) report(p, v.uid, v.prompt_id, 16, 1);
+  }
+  std::vector<int32_t> b;
+  std::vector<double> floor;
+  p.tree_budgets(s, b, floor);
+  EXPECT_EQ(b, p.budgets(s));
+  EXPECT_LT(b[0], 16);  // rule b cut them
+  // Two contenders: 1.5 * 20 / (5000 + 20 * 2) * 2.
+  ASSERT_EQ(floor.size(), 2u);
+  EXPECT_NEAR(floor[0], 1.5 * 20 / 5040.0 * 2, 1e-12);
+  EXPECT_EQ(floor[0], floor[1]);
+  o.mode = BudgetMode::kOff;
+  SpeculationPolicy off(o);
+  off.tree_budgets(s, b, floor);
+  EXPECT_EQ(b, (std::vector<int32_t>{0, 0}));
+}
+
+TEST(SpeculationPolicyTrees, CriticalSequenceGetsTheLowestNodeFloor) {
+  SpeculationPolicyOptions o;
+  o.max_tokens_per_step = 1 << 30;
+  o.cost = {5000, 20};
+  SpeculationPolicy p(o);
+  for (int i = 0; i < 4; ++i) {
+    p.record_finished("long", 1000 + 10 * i);
+    p.record_finished("short", 50 + 10 * i);
+  }
+  std::vector<SequenceView> s{{1, "long", 0, 0}};
+  for (uint64_t uid = 2; uid <= 10; ++uid) s.push_back({uid, "short", 0, 0});
+  std::vector<int32_t> b;
+  std::vector<double> floor;
+  p.tree_budgets(s, b, floor);
+  EXPECT_EQ(b, std::vector<int32_t>(10, 16));
+  const double unit = 1.5 * 20 / (5000 + 20 * 10.0);
+  EXPECT_NEAR(floor[0], unit, 1e-12);  // the likeliest-critical sequence: weight 1
+  // The others: weight 1 / max(P_i, 1.5 / 10), so at most 10 / 1.5 times the unit.
+  for (size_t i = 1; i < s.size(); ++i) {
+    EXPECT_GT(floor[i], floor[0]);
+    EXPECT_LE(floor[i], unit * 10 / 1.5 + 1e-12);
+  }
+}
+
 TEST(CostModel, LoadsRepositoryDefaultAndReportsBadFiles) {
   const auto m = load_cost_model(std::string(LONGTAIL_SOURCE_DIR) + "/configs/cost_model.yaml");
   EXPECT_GT(m.base_us, 0);
