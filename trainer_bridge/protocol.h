@@ -160,6 +160,7 @@ struct Welcome {
   uint64_t run = 0;       // run number of this worker process: the top 24 bits of every uid
   SessionLimits limits;
   std::string software_version;  // the worker's build: project version and git commit
+  bool deterministic = false;    // the backend runs in deterministic mode (BackendOptions::deterministic)
 };
 struct Batch {
   uint64_t seq = 0;

@@ -210,6 +210,7 @@ void fields(V& v, M& m) {
   v("run", m.run, kOptional);
   v("limits", m.limits, kOptional);
   v("software_version", m.software_version, kOptional);
+  v("deterministic", m.deterministic, kOptional);
 }
 
 template <class V, Is<SessionLimits> M>

@@ -90,6 +90,7 @@ Welcome Worker::describe() {
   w.model.eos_token_ids = c.eos_token_ids;
   w.policy_version = engine_->policy_version();
   w.software_version = opts_.software_version;
+  w.deterministic = opts_.backend.deterministic;
   w.capabilities = {"rewards", "drain", "update_weights", "update_weights_shm", "stop_token_ids", "ignore_eos"};
   if (engine_->samples_min_p()) w.capabilities.push_back("min_p");
   if (opts_.engine.budgets.mode != drafter::BudgetMode::kOff) w.capabilities.push_back("speculation");
@@ -390,12 +391,17 @@ int Worker::run(const std::atomic<bool>* stop) {
     if (phase == Phase::kFinishing) {
       const bool timed_out = seconds_since(shutdown_started_) >= opts_.shutdown_timeout_s;
       if (!opts_.finish_in_flight_on_shutdown || engine_->idle() || timed_out) {
-        if (timed_out && !engine_->idle()) spdlog::warn("worker: shutdown timeout; flushing what has finished");
-        if (auto rb = engine_->flush_round()) publish(std::move(*rb));
-        const auto st = engine_->stats();
-        if (!engine_->idle())
-          spdlog::warn("worker: {} running and {} carried sequences are dropped at exit (not finished)",
-                       st.running_sequences, st.carried_sequences);
+        // Nothing submitted is lost: what has not finished ends as aborted with its tokens so far
+        // and goes out (and into the journal) with the finished groups, in one last batch.
+        if (engine_->idle()) {
+          if (auto rb = engine_->flush_round()) publish(std::move(*rb));
+        } else {
+          const auto st = engine_->stats();
+          spdlog::warn("worker: {}; {} running, {} waiting groups and {} carried sequences end as aborted",
+                       timed_out ? "shutdown timeout" : "shutdown without finishing in-flight sequences",
+                       st.running_sequences, st.waiting_groups, st.carried_sequences);
+          if (auto rb = engine_->abort_all()) publish(std::move(*rb));
+        }
         phase = Phase::kAwaitingAcks;
         ack_wait_start = Clock::now();
       }
@@ -441,6 +447,7 @@ nlohmann::json Worker::stats_json() const {
   w.max_pending_groups = opts_.max_pending_groups;
   w.backend = opts_.backend.kind;
   w.software_version = opts_.software_version;
+  w.deterministic = opts_.backend.deterministic;
   return bridge::stats_json(engine_->stats(), session_->stats(), w);
 }
 

@@ -24,6 +24,7 @@ struct WorkerStatus {
   size_t max_pending_groups = 0;
   std::string backend;
   std::string software_version;
+  bool deterministic = false;
 };
 
 // {"engine": ..., "bridge": ..., "worker": ...} as PROTOCOL.md, section STATS, lists them.

@@ -238,7 +238,8 @@ class Client:
         info = WorkerInfo(worker_id=h["worker_id"], instance=h["instance"], model=dict(h["model"]),
                           policy_version=int(h["policy_version"]), capabilities=list(h["capabilities"]),
                           max_message_bytes=int(h["max_message_bytes"]), unacked=int(h["unacked"]),
-                          next_seq=int(h["next_seq"]), software_version=h.get("software_version"))
+                          next_seq=int(h["next_seq"]), software_version=h.get("software_version"),
+                          deterministic=h.get("deterministic"))
         if self.worker is not None and info.instance != self.worker.instance:
             log.info("worker %s restarted (instance %s)", info.worker_id, info.instance)
         self.worker = info

@@ -26,6 +26,7 @@ class WorkerInfo:
     unacked: int
     next_seq: int
     software_version: Optional[str] = None  # the worker's build (project version + git commit)
+    deterministic: Optional[bool] = None    # the backend's deterministic mode (None: an older worker)
 
 
 @dataclass

@@ -127,3 +127,31 @@ def test_displaced_trainer_gets_session_taken(start_worker):
     assert b.stats()["bridge"]["sessions"] == 2
     a.close()
     b.close()
+
+
+def test_shutdown_timeout_emits_unfinished_samples_as_aborted(start_worker, tmp_path):
+    # Issue 16 item 8: sequences unfinished at the shutdown timeout vanished. Now they end as
+    # aborted with their tokens so far, in the last batch, and that batch is journaled like any.
+    journal = tmp_path / "journal"
+    cfg = tmp_path / "w.yaml"
+    cfg.write_text(f"model: {MODEL}\nshutdown:\n  timeout_s: 0.2\n  ack_wait_s: 0.5\n")
+    w = start_worker("--journal-dir", str(journal), config=cfg)
+    long = [Group(group_id="long", prompt_tokens=[5, 6, 7], n=2, max_tokens=4000, ignore_eos=True, seed=3)]
+    with Client(w.endpoint, credits=4) as c:
+        assert c.submit(long) == 1
+        wait_until(lambda: c.stats()["engine"]["tokens_generated"] >= 20, what="generation to start")
+        c.shutdown()
+        (b,) = collect(c, 2)  # not acked: it stays in the journal
+    assert w.proc.wait(30) == 0
+    assert "end as aborted" in w.output() and "dropped" not in w.output()
+    assert [t.finish_reason for t in b.trajectories] == ["aborted", "aborted"]
+    for t in b.trajectories:
+        assert 10 <= t.response_tokens.size < 4000
+        assert t.behaviour_logprobs.size == t.policy_versions.size == t.response_tokens.size
+    # The restarted worker re-sends the same batch from its journal: nothing was dropped at exit.
+    w2 = start_worker("--journal-dir", str(journal))
+    with Client(w2.endpoint, credits=4) as c:
+        (again,) = collect(c, 2)
+        assert again.seq == b.seq
+        assert [t.response_tokens.tolist() for t in again.trajectories] == [t.response_tokens.tolist() for t in b.trajectories]
+        c.ack([again])

@@ -417,3 +417,15 @@ def test_stop_token_ids_ignore_eos_and_min_p_against_the_worker(start_worker):
         assert e.value.code == "BAD_FIELD" and "min_p" in e.value.message
         with pytest.raises(InvalidRequest, match="min_tokens=2 is not supported by this worker"):
             c.submit([Group("mt", prompt, min_tokens=2)])  # not implemented on the worker yet
+
+
+def test_hello_and_stats_report_the_deterministic_mode(start_worker, tmp_path):
+    # Issue 11 item 1: a trainer comparing runs must know whether the worker ran batch-invariant.
+    w = start_worker()
+    with Client(w.endpoint) as c:
+        assert c.worker.deterministic is False and c.stats()["worker"]["deterministic"] is False
+    cfg = tmp_path / "det.yaml"
+    cfg.write_text(f"model: {MODEL}\nbackend:\n  kind: cpu\n  deterministic: true\n")
+    w = start_worker(config=cfg, endpoint=f"ipc://{tmp_path}/det.sock")
+    with Client(w.endpoint) as c:
+        assert c.worker.deterministic is True and c.stats()["worker"]["deterministic"] is True
