@@ -4,7 +4,8 @@
 // step time); verify steps of k = 1..16 tokens per sequence (fit t = c_base + c_tok * tokens);
 // prefill of a 2k prompt; and the generate() equivalent of the HF baseline (prompt 128, 256 new
 // tokens, T = 1). Writes JSON (bench/gpu/make_report.py turns it into the results table) and the
-// cost-model YAML; --stages tree times a 16-node token tree against a 16-token chain. --compare-modes instead measures fast against deterministic mode
+// cost-model YAML; --stages tree times a 16-node token tree against a 16-token chain, --stages
+// peer the generate() equivalent at batch 16/64/256 (the PyTorch peer's shapes). --compare-modes instead measures fast against deterministic mode
 // (BackendOptions::deterministic) in one process: decode and verify steps at batch 16/64/256,
 // context 512/4096, k = 1/2/4/8/16, each beside its roofline max(bytes / copy bandwidth,
 // FLOP / measured bf16 GEMM rate), and generate()-equivalent throughput at batch 16/64/256.
@@ -380,7 +381,7 @@ int run(int argc, char** argv) {
   int steps = 20, verify_steps = 8, kmax = 16;
   std::string profile;  // "batch:context:k": only that step shape, inside cudaProfilerStart/Stop
   bool compare_modes = false;
-  std::string stages = ",decode,verify,prefill,generate,";  // --stages: which to run (and tree)
+  std::string stages = ",decode,verify,prefill,generate,";  // --stages: which to run (+ tree, peer)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -399,7 +400,7 @@ int run(int argc, char** argv) {
     else if (a == "--temperature") g_temperature = std::stof(next());
     else throw std::invalid_argument("unknown argument " + a +
                                      " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K"
-                                     " --profile batch:context:k --compare-modes --stages decode,verify,prefill,generate,tree"
+                                     " --profile batch:context:k --compare-modes --stages decode,verify,prefill,generate,tree,peer"
                                      " --temperature T)");
   }
   if (!policy::cuda_device_present()) throw std::runtime_error("no CUDA device");
@@ -491,6 +492,11 @@ int run(int argc, char** argv) {
     if (stage("verify")) mj["verify"] = bench_verify(*be, rng, verify_steps, kmax);
     if (stage("prefill")) mj["prefill"] = bench_prefill(*be, rng);
     if (stage("tree")) mj["tree"] = bench_tree(*be, rng, steps);
+    if (stage("peer")) {  // the shapes ../shared/tools/torch_decode_peer.py measures
+      nlohmann::json gen = nlohmann::json::array();
+      for (int batch : {16, 64, 256}) gen.push_back(bench_generate(*be, rng, batch, 128, 256));
+      mj["generate_peer"] = gen;
+    }
     if (stage("generate")) mj["generate"] = bench_generate(*be, rng, 256, 128, 256);
     mj["graph_replays"] = policy::cuda_backend_stats(*be).graph_replays;
     result["models"].push_back(mj);
