@@ -119,8 +119,10 @@ struct SpeculationPolicyOptions {
   StepCostModel cost;
   // Verify token trees of up to the budget's nodes instead of chains of up to the budget's tokens
   // (DraftRequest::tree; budgets and node floors from tree_budgets), on backends that verify trees
-  // (policy::Backend::supports_token_trees; others get chains). Default off.
-  bool token_trees = false;
+  // (policy::Backend::supports_token_trees; others get chains). Default on: fewer forwards for the
+  // same tokens on every open trace, projected makespan 0.91-0.97x of chains under the default
+  // cost model (bench/results/trees_2026-12-01.md).
+  bool token_trees = true;
   // Acceptance-aware budgets (rules a-c) in fixed mode and with the class rule. Off by default: the
   // contender factor also takes budget from the sequence that turns out longest, and with it the
   // engine's forward-pass savings at T = 1 (tests/rollout EngineFake). Rule 4 (the length-aware

@@ -1,6 +1,6 @@
 // The speculative step with token trees on the CPU backend: trajectories (tokens, logprobs, finish
 // reasons) are bitwise those of plain decoding over the golden fixtures and both bundled models,
-// greedy and sampled, with preemption; trees really branch and accepted side branches really get
+// greedy and sampled, with preemption, and so are chains (no longer the default); trees really branch and accepted side branches really get
 // compacted (a counting backend proves the comparison is not vacuous); a backend that cannot verify
 // trees is sent chains; trace-forced rounds with trees emit the recordings.
 #include <gtest/gtest.h>
@@ -125,14 +125,16 @@ TEST(SpeculativeTrees, TreesAreLosslessOnTheCpuBackend) {
         drafter::BudgetMode mode;
         int32_t budget;
         int64_t kv;  // 0 = unlimited; small: preemption mid-round
+        bool trees;  // false: chains, the special case, through the same walk
       };
-      for (const Variant v : {Variant{drafter::BudgetMode::kFixed, 16, 0},
-                              Variant{drafter::BudgetMode::kLengthAware, 8, 72}}) {
+      for (const Variant v : {Variant{drafter::BudgetMode::kFixed, 16, 0, true},
+                              Variant{drafter::BudgetMode::kLengthAware, 8, 72, true},
+                              Variant{drafter::BudgetMode::kFixed, 16, 0, false}}) {
         EngineOptions o;
         o.budgets.mode = v.mode;
         o.budgets.max_budget = v.budget;
         o.budgets.max_tokens_per_step = 1024;
-        o.budgets.token_trees = true;
+        o.budgets.token_trees = v.trees;
         Engine e(counting(m.dir, &counts, v.kv), o);
         const testing::RunResult got = testing::run_rounds(e, rounds);
         testing::expect_same_trajectories(ref, got);
