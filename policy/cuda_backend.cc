@@ -162,7 +162,12 @@ class CudaBackend final : public Backend {
     }
   }
 
-  bool supports_token_trees() const override { return runner_->supports_trees(); }
+  // Not in deterministic mode: a tree node's ancestors sit in other cache rows than its chain's,
+  // between masked ones, so attention rounds its sums differently and the bitwise promise (a
+  // node's logits are its chain's) would break; the speculative step then sends chains.
+  bool supports_token_trees() const override {
+    return runner_->supports_trees() && !runner_->deterministic();
+  }
 
   // The rows move on the device before the next forward's kernels (flush_kv_moves); the block
   // manager shrinks now. Blocks freed here may be handed to another sequence before the moves run:
@@ -250,9 +255,10 @@ class CudaBackend final : public Backend {
         throw std::invalid_argument(where + ": sequence appears twice in one forward");
       if (c.tokens.empty()) throw std::invalid_argument(where + ": no tokens");
       if (!c.parents.empty()) {
-        if (!runner_->supports_trees())
+        if (!supports_token_trees())
           throw std::invalid_argument(where + ": token trees (SequenceChunk::parents) need head_dim 64 "
-                                      "or 128 on the cuda backend (supports_token_trees() is false)");
+                                      "or 128 and the fast (not deterministic) mode on the cuda "
+                                      "backend (supports_token_trees() is false)");
         if (c.tokens.size() > 64)
           throw std::invalid_argument(where + ": a token tree of " + std::to_string(c.tokens.size()) +
                                       " inputs; the cuda backend verifies at most 64 per chunk");

@@ -131,7 +131,19 @@ class CudaTrees : public ::testing::Test {
   std::unique_ptr<Backend> cpu_, gpu_;
 };
 
-TEST_F(CudaTrees, SupportsTrees) { EXPECT_TRUE(gpu_->supports_token_trees()); }
+TEST_F(CudaTrees, SupportsTreesInFastModeOnly) {
+  EXPECT_TRUE(gpu_->supports_token_trees());
+  BackendOptions o = small_cuda_options();
+  o.deterministic = true;  // bitwise chain equality is not kept by tree attention: chains only
+  const auto det = make_cuda_backend(dir_, o);
+  EXPECT_FALSE(det->supports_token_trees());
+  const int64_t s = det->create_sequence();
+  const std::vector<int32_t> toks{5, 6}, parents{-1, -1};
+  SequenceChunk c = make_chunk(s, 1, toks, 0, greedy());
+  c.parents = parents;
+  EXPECT_THROW(det->forward(std::vector<SequenceChunk>{c}), std::invalid_argument);
+  EXPECT_EQ(det->sequence_length(s), 0);
+}
 
 TEST_F(CudaTrees, GreedyTreesBesideChainsAndAPrefillMatchTheCpu) {
   for (const int n : {12, 48}) {  // 12 nodes replay a graph; 48, beside a prefill, run eagerly
