@@ -29,36 +29,50 @@ BudgetMode parse_budget_mode(std::string_view s) {
                               "' (expected off, fixed or length-aware)");
 }
 
-StepCostModel load_cost_model(const std::filesystem::path& yaml_file) {
+StepCostModel load_cost_model(const std::filesystem::path& yaml_file, std::string_view entry) {
+  const std::string file = "cost model " + yaml_file.string();
   YAML::Node root;
   try {
     root = YAML::LoadFile(yaml_file.string());
   } catch (const YAML::Exception& e) {
-    throw std::runtime_error("cost model " + yaml_file.string() + ": " + e.what());
+    throw std::runtime_error(file + ": " + e.what());
   }
-  const YAML::Node sc = root["step_cost"];
-  if (!sc || !sc.IsMap()) {
-    throw std::runtime_error("cost model " + yaml_file.string() + ": missing map 'step_cost'");
-  }
+  // The map the constants are read from. (A yaml-cpp Node is bound once, at construction:
+  // assigning to one writes into the node it refers to.)
+  const std::string path = entry.empty() ? "step_cost" : "per_model." + std::string(entry);
+  const YAML::Node sc = [&] {
+    if (entry.empty()) {
+      const YAML::Node n = root["step_cost"];
+      if (!n || !n.IsMap()) throw std::runtime_error(file + ": missing map 'step_cost'");
+      return n;
+    }
+    const YAML::Node pm = root["per_model"];
+    if (!pm || !pm.IsMap()) {
+      throw std::runtime_error(file + ": no 'per_model' map, so entry '" + std::string(entry) + "' cannot be read");
+    }
+    const YAML::Node n = pm[std::string(entry)];
+    if (!n || !n.IsMap()) {
+      std::string have;
+      for (const auto& kv : pm) have += (have.empty() ? "" : ", ") + kv.first.as<std::string>();
+      throw std::runtime_error(file + ": per_model has no entry '" + std::string(entry) + "' (entries: " + have + ")");
+    }
+    return n;
+  }();
   StepCostModel m;
   auto read = [&](const char* key, double& v) {
-    if (!sc[key]) throw std::runtime_error("cost model " + yaml_file.string() + ": missing step_cost." + key);
+    if (!sc[key]) throw std::runtime_error(file + ": missing " + path + "." + key);
     try {
       v = sc[key].as<double>();
     } catch (const YAML::Exception&) {
-      throw std::runtime_error("cost model " + yaml_file.string() + ": step_cost." + key +
-                               " is not a number");
+      throw std::runtime_error(file + ": " + path + "." + key + " is not a number");
     }
     if (!(v >= 0) || !std::isfinite(v)) {
-      throw std::runtime_error("cost model " + yaml_file.string() + ": step_cost." + key +
-                               " must be a finite number >= 0");
+      throw std::runtime_error(file + ": " + path + "." + key + " must be a finite number >= 0");
     }
   };
   read("base_us", m.base_us);
   read("per_token_us", m.per_token_us);
-  if (m.base_us + m.per_token_us <= 0) {
-    throw std::runtime_error("cost model " + yaml_file.string() + ": both constants are zero");
-  }
+  if (m.base_us + m.per_token_us <= 0) throw std::runtime_error(file + ": both constants are zero");
   return m;
 }
 

@@ -86,9 +86,11 @@ struct StepCostModel {
   double step_us(double tokens_verified) const { return base_us + per_token_us * tokens_verified; }
 };
 
-// Reads {step_cost: {base_us: x, per_token_us: y}} (configs/cost_model.yaml format). Throws
-// std::runtime_error naming the file and the missing/invalid key.
-StepCostModel load_cost_model(const std::filesystem::path& yaml_file);
+// Reads {step_cost: {base_us: x, per_token_us: y}} (configs/cost_model.yaml format), or with an
+// entry name the constants of per_model[entry] (one measured model shape, same two keys). The one
+// reader of that format. Throws std::runtime_error naming the file and the missing/invalid key (and
+// the entries that exist when `entry` is not one of them).
+StepCostModel load_cost_model(const std::filesystem::path& yaml_file, std::string_view entry = {});
 
 enum class BudgetMode : uint8_t { kOff = 0, kFixed = 1, kLengthAware = 2 };
 const char* to_string(BudgetMode m);

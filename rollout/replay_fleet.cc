@@ -98,7 +98,7 @@ std::vector<ReplayInput> split_for_fleet(const ReplayInput& input, const FleetRe
   for (const ReplayRound& round : input.rounds) {
     // A group = the rollouts of one prompt in this round, in order of first appearance.
     std::vector<std::string> prompts;
-    std::map<std::string, std::vector<const ReplayRollout*>> groups;
+    std::map<std::string, std::vector<const RecordedRollout*>> groups;
     for (const auto& r : round.rollouts) {
       auto& g = groups[r.prompt_id];
       if (g.empty()) prompts.push_back(r.prompt_id);
@@ -122,7 +122,7 @@ std::vector<ReplayInput> split_for_fleet(const ReplayInput& input, const FleetRe
       left -= tokens[i];
       const int32_t w = router.route(prompts[i], tokens[i], left);
       placed.emplace_back(w, tokens[i]);
-      for (const ReplayRollout* r : groups[prompts[i]]) {
+      for (const RecordedRollout* r : groups[prompts[i]]) {
         parts[static_cast<size_t>(w)].rollouts.push_back(*r);
         if (!o.shared_history) continue;
         for (size_t other = 0; other < k; ++other) {

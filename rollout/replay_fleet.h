@@ -15,7 +15,7 @@
 #include <tuple>
 #include <vector>
 
-#include "rollout/replay.h"
+#include "rollout/replay_simulation.h"
 
 namespace longtail::rollout {
 

@@ -131,12 +131,69 @@ bool is_trajectory_log(const std::filesystem::path& file) {
   return in.gcount() == sizeof(magic) && std::memcmp(magic, kTrajectoryLogMagic, sizeof(magic)) == 0;
 }
 
+namespace {
+
+// What an appending writer needs to know of an existing log, from its framing alone (payloads of
+// trajectories are skipped, not decoded).
+struct LogTail {
+  uint64_t complete_bytes = 0;        // end of the last complete record
+  bool has_round = false;
+  RoundBoundary last_round;
+  bool trajectories_after_last_round = false;
+};
+
+LogTail scan_log(const std::filesystem::path& file) {
+  TrajectoryLogReader check(file);  // throws when the existing file is not a log
+  std::ifstream in(file, std::ios::binary);
+  LogTail tail;
+  in.seekg(static_cast<std::streamoff>(check.offset()));
+  tail.complete_bytes = check.offset();
+  for (;;) {
+    char head[5];
+    in.read(head, sizeof(head));
+    if (in.gcount() != sizeof(head)) break;
+    uint32_t len;
+    std::memcpy(&len, head, 4);
+    if (len < 1 || len > kMaxRecordBytes) break;
+    const auto kind = static_cast<uint8_t>(head[4]);
+    std::string payload;
+    if (kind == kKindRound && len == 17) {
+      payload.resize(16);
+      in.read(payload.data(), 16);
+      if (in.gcount() != 16) break;
+      std::memcpy(&tail.last_round.round, payload.data(), 8);
+      std::memcpy(&tail.last_round.policy_version, payload.data() + 8, 8);
+      tail.has_round = true;
+      tail.trajectories_after_last_round = false;
+    } else {
+      in.seekg(len - 1, std::ios::cur);
+      if (!in || static_cast<uint64_t>(in.tellg()) > std::filesystem::file_size(file)) break;
+      if (kind == kKindTrajectory) tail.trajectories_after_last_round = true;
+    }
+    tail.complete_bytes += 4 + len;
+  }
+  return tail;
+}
+
+}  // namespace
+
 TrajectoryLogWriter::TrajectoryLogWriter(const std::filesystem::path& file, bool append)
     : path_(file) {
   const bool existing = append && std::filesystem::exists(file) && std::filesystem::file_size(file) > 0;
   if (existing) {
-    TrajectoryLogReader check(file);  // throws when the existing file is not a log
+    const LogTail tail = scan_log(file);
+    if (tail.complete_bytes < std::filesystem::file_size(file)) {
+      std::filesystem::resize_file(file, tail.complete_bytes);  // a partial record cannot be framed
+    }
     out_.open(file, std::ios::binary | std::ios::app);
+    if (!out_) throw std::runtime_error("trajectory log " + file.string() + ": cannot open for writing");
+    round_offset_ = tail.has_round ? tail.last_round.round + 1 : 0;
+    if (tail.trajectories_after_last_round) {
+      // The crashed run's last round: closed on its own, not merged into this run's first round.
+      put_round(round_offset_, tail.has_round ? tail.last_round.policy_version : 0);
+      ++round_offset_;
+    }
+    return;
   } else {
     out_.open(file, std::ios::binary | std::ios::trunc);
   }
@@ -168,6 +225,10 @@ void TrajectoryLogWriter::put_record(uint8_t kind, const std::string& payload) {
 void TrajectoryLogWriter::write(const Trajectory& t) { put_record(kKindTrajectory, encode_trajectory(t)); }
 
 void TrajectoryLogWriter::write_round(int64_t round, int64_t policy_version) {
+  put_round(round + round_offset_, policy_version);
+}
+
+void TrajectoryLogWriter::put_round(int64_t round, int64_t policy_version) {
   std::string p;
   put<int64_t>(p, round);
   put<int64_t>(p, policy_version);

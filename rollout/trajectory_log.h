@@ -17,6 +17,12 @@
 // Readers skip unknown kinds (forward compatibility) and reject a record whose payload is not
 // consumed exactly. The writer flushes at every round boundary, so a crash loses at most the
 // current round; a truncated tail is reported with its byte offset.
+// Restarts: a writer appending to an existing log continues its round numbers, so rounds increase
+// through the whole file and a reader (longtail-stream) delivers them in order. It writes round r
+// as r + round_offset(), where round_offset() = 1 + the last round in the file; trajectories left
+// after the file's last boundary (a crash inside a round) first get a boundary of their own, and a
+// partial record at the end (a crash inside a write) is cut off, since nothing after it could be
+// framed.
 #pragma once
 
 #include <cstdint>
@@ -57,18 +63,22 @@ bool is_trajectory_log(const std::filesystem::path& file);
 
 class TrajectoryLogWriter {
  public:
-  // Creates (or truncates) the file, or appends to an existing log after checking its header.
+  // Creates (or truncates) the file, or appends to an existing log after checking its header and
+  // framing (see "Restarts" above). Throws TrajectoryLogError when the existing file is not a log.
   explicit TrajectoryLogWriter(const std::filesystem::path& file, bool append = false);
   void write(const Trajectory& t);
-  void write_round(int64_t round, int64_t policy_version);  // also flushes
+  void write_round(int64_t round, int64_t policy_version);  // writes round + round_offset(); flushes
   void flush();
   uint64_t bytes_written() const { return bytes_; }
+  int64_t round_offset() const { return round_offset_; }  // 0 for a new file
 
  private:
   void put_record(uint8_t kind, const std::string& payload);
+  void put_round(int64_t round, int64_t policy_version);
   std::filesystem::path path_;
   std::ofstream out_;
   uint64_t bytes_ = 0;
+  int64_t round_offset_ = 0;
 };
 
 class TrajectoryLogReader {

@@ -32,10 +32,13 @@ StreamResult stream_batches(TrainerSession& pub, const BatchSource& source, cons
   auto next_due = Clock::now();
   bool exhausted = false;
   while (!exhausted && !stopped() && (opts.max_batches <= 0 || static_cast<int64_t>(r.batches) < opts.max_batches)) {
-    // Wait until the rate allows the next batch and the trainer has credit for it.
+    // Wait until the rate allows the next batch and the trainer has credit for it. Without credit
+    // (or without a trainer) only a message can change that, so poll blocks until one arrives; the
+    // 20 ms bound only keeps a stop request noticed.
     while (!stopped() && (Clock::now() < next_due || !pub.wants_batches())) {
-      const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(next_due - Clock::now());
-      pub.poll(std::clamp(until, std::chrono::milliseconds(0), std::chrono::milliseconds(20)));
+      const auto until = std::chrono::ceil<std::chrono::milliseconds>(next_due - Clock::now());
+      pub.poll(pub.wants_batches() ? std::clamp(until, std::chrono::milliseconds(0), std::chrono::milliseconds(20))
+                                   : std::chrono::milliseconds(20));
     }
     if (stopped()) break;
     auto b = source();
@@ -57,16 +60,15 @@ StreamResult stream_batches(TrainerSession& pub, const BatchSource& source, cons
   return r;
 }
 
-BatchSource trajectory_log_source(const std::filesystem::path& log, size_t per_batch) {
-  auto reader = std::make_shared<rollout::TrajectoryLogReader>(log);
+BatchSource recorded_batch_source(RecordSource next_record, size_t per_batch) {
   auto done = std::make_shared<bool>(false);
   auto round = std::make_shared<int64_t>(0);
-  return [reader, done, round, per_batch]() -> std::optional<Batch> {
+  return [next_record = std::move(next_record), done, round, per_batch]() -> std::optional<Batch> {
     if (*done) return std::nullopt;
     Batch b;
     rollout::LogRecord rec;
     while (true) {
-      if (!reader->next(rec)) {
+      if (!next_record(rec)) {
         *done = true;
         break;
       }
@@ -92,6 +94,11 @@ BatchSource trajectory_log_source(const std::filesystem::path& log, size_t per_b
     for (const auto& t : b.trajectories) b.stats.response_tokens += static_cast<int64_t>(t.response_tokens.size());
     return b;
   };
+}
+
+BatchSource trajectory_log_source(const std::filesystem::path& log, size_t per_batch) {
+  auto reader = std::make_shared<rollout::TrajectoryLogReader>(log);
+  return recorded_batch_source([reader](rollout::LogRecord& rec) { return reader->next(rec); }, per_batch);
 }
 
 StreamResult stream_trajectory_log(const std::filesystem::path& log, const StreamOptions& opts,

@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 
+#include "rollout/trajectory_log.h"
 #include "trainer_bridge/trainer_session.h"
 
 namespace longtail::bridge {
@@ -38,9 +39,14 @@ using BatchSource = std::function<std::optional<Batch>()>;
 StreamResult stream_batches(TrainerSession& pub, const BatchSource& source, const StreamOptions& opts,
                             const std::atomic<bool>* stop = nullptr);
 
-// A BatchSource over a trajectory log: batches end at the log's round boundaries (or every
-// trajectories_per_batch trajectories); batch importance statistics are recomputed from the
-// trajectories' recorded per-trajectory fields. Throws rollout::TrajectoryLogError on a bad log.
+// A BatchSource over recorded trajectories and round boundaries, in log order (next_record returns
+// false at the end): batches end at the round boundaries (or every trajectories_per_batch
+// trajectories); batch importance statistics are recomputed from the trajectories' recorded
+// per-trajectory fields.
+using RecordSource = std::function<bool(rollout::LogRecord&)>;
+BatchSource recorded_batch_source(RecordSource next_record, size_t trajectories_per_batch);
+
+// recorded_batch_source over a trajectory log. Throws rollout::TrajectoryLogError on a bad log.
 BatchSource trajectory_log_source(const std::filesystem::path& log, size_t trajectories_per_batch);
 
 // Convenience: binds opts.session.endpoint and streams the log.

@@ -13,7 +13,7 @@
 
 #include "drafter_sim.h"
 #include "suffix_trie_baseline.h"
-#include "workload/workload.h"
+#include "testing/workload.h"
 
 using namespace longtail;
 

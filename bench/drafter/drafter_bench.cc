@@ -8,7 +8,7 @@
 
 #include "drafter/drafter.h"
 #include "suffix_trie_baseline.h"
-#include "workload/workload.h"
+#include "testing/workload.h"
 
 using namespace longtail;
 

@@ -1,5 +1,5 @@
 // Speculation budget policies on recorded traces: projected round makespan (longtail-replay's cost
-// model, rollout/replay.h) of the length-aware policy against uniform (fixed) budgets under the same
+// model, rollout/replay_simulation.h) of the length-aware policy against uniform (fixed) budgets under the same
 // cost model and per-step cap, with the drafter's and the policy's own option defaults (the replay
 // CLI sets some of them from its flags; this bench does not, so it measures what the engine gets).
 // Usage: drafter_policy [--cost-model FILE.yaml ...] [--no-calibrate] [--policies fixed,length-aware,...]
@@ -17,7 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "drafter/speculation_policy.h"
-#include "rollout/replay.h"
+#include "rollout/replay_simulation.h"
 
 using namespace longtail;
 

@@ -12,7 +12,7 @@
 
 #include "drafter/drafter.h"
 #include "drafter/speculation_policy.h"
-#include "rollout/replay.h"
+#include "rollout/replay_input.h"
 
 namespace longtail::bench {
 
@@ -40,7 +40,7 @@ SimResult simulate(D& d, const rollout::ReplayInput& in, int32_t budget, bool tr
   for (size_t ri = 0; ri < in.rounds.size(); ++ri) {
     const auto& round = in.rounds[ri];
     struct Live {
-      const rollout::ReplayRollout* r;
+      const rollout::RecordedRollout* r;
       uint64_t uid;
       size_t pos = 0;
     };

@@ -12,7 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "fake_backend.h"
+#include "testing/fake_backend.h"
 #include "rollout/engine.h"
 
 using namespace longtail;

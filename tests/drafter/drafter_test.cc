@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "workload/workload.h"
+#include "testing/workload.h"
 
 namespace longtail::drafter {
 namespace {

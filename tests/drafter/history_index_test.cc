@@ -5,7 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "drafter/drafter.h"
-#include "workload/workload.h"
+#include "testing/workload.h"
 
 namespace longtail::drafter {
 namespace {

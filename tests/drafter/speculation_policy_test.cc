@@ -376,5 +376,20 @@ TEST(CostModel, LoadsRepositoryDefaultAndReportsBadFiles) {
   EXPECT_THROW(load_cost_model("/nonexistent/cost.yaml"), std::runtime_error);
 }
 
+TEST(CostModel, ReadsAPerModelEntryAndNamesTheEntriesThatExist) {
+  const std::string h100 = std::string(LONGTAIL_SOURCE_DIR) + "/configs/cost_model_h100.yaml";
+  const auto m = load_cost_model(h100, "Qwen2.5-1.5B");
+  EXPECT_NEAR(m.base_us, 2205.41, 1e-9);
+  EXPECT_NEAR(m.per_token_us, 8.89337, 1e-9);
+  try {
+    load_cost_model(h100, "Qwen9");
+    ADD_FAILURE() << "no error for a missing entry";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("Qwen2.5-0.5B"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_cost_model(std::string(LONGTAIL_SOURCE_DIR) + "/configs/cost_model.yaml", "x"),
+               std::runtime_error);  // no per_model map
+}
+
 }  // namespace
 }  // namespace longtail::drafter

@@ -19,7 +19,7 @@ ReplayInput synthetic(int prompts, int rounds, int samples) {
     rr.round = r;
     for (int p = 0; p < prompts; ++p) {
       for (int s = 0; s < samples; ++s) {
-        ReplayRollout x;
+        RecordedRollout x;
         x.prompt_id = "q" + std::to_string(p);
         x.sample = r * samples + s;
         x.prompt_tokens = {100 + p, 7, 8};

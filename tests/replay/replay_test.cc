@@ -1,14 +1,15 @@
 // The replay library: a hand-computed trace, the JSON keys, bad lines (skip/stop, line numbers),
 // round grouping, trajectory-log input and the no-speculation baseline.
-#include "rollout/replay.h"
+#include "rollout/replay_simulation.h"
 
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "rollout/replay_report.h"
 #include "rollout/trajectory_log.h"
-#include "workload/workload.h"
+#include "testing/workload.h"
 
 namespace longtail::rollout {
 namespace {

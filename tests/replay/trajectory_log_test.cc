@@ -80,6 +80,57 @@ TEST(TrajectoryLog, RoundTripsEveryFieldAndRoundBoundaries) {
   EXPECT_EQ(std::get<RoundBoundary>(all[4]).policy_version, 8);
 }
 
+// Every round boundary of the log, in file order.
+std::vector<int64_t> rounds_of(const std::string& path) {
+  std::vector<int64_t> out;
+  TrajectoryLogReader r(path);
+  LogRecord rec;
+  while (r.next(rec)) {
+    if (const auto* b = std::get_if<RoundBoundary>(&rec)) out.push_back(b->round);
+  }
+  return out;
+}
+
+TEST(TrajectoryLog, RoundNumbersKeepIncreasingAcrossRestarts) {
+  const auto path = temp("restarts.ltlog");
+  std::filesystem::remove(path);
+  for (int run = 0; run < 3; ++run) {  // each run numbers its rounds from 0, as the engine does
+    TrajectoryLogWriter w(path, /*append=*/true);
+    EXPECT_EQ(w.round_offset(), 2 * run);
+    for (int r = 0; r < 2; ++r) {
+      w.write(sample_trajectory(10 * run + r));
+      w.write_round(r, r);
+    }
+  }
+  EXPECT_EQ(rounds_of(path), (std::vector<int64_t>{0, 1, 2, 3, 4, 5}));
+
+  // A crash inside a round (trajectories without their boundary) and inside a write (a partial
+  // record): the next run closes the orphaned round on its own and cuts the partial record off.
+  {
+    TrajectoryLogWriter w(path, true);
+    w.write(sample_trajectory(100));
+    w.flush();
+    w.write(sample_trajectory(101));
+  }
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 5);
+  {
+    TrajectoryLogWriter w(path, true);
+    EXPECT_EQ(w.round_offset(), 7);
+    w.write(sample_trajectory(200));
+    w.write_round(0, 9);
+  }
+  EXPECT_EQ(rounds_of(path), (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7}));
+  TrajectoryLogReader r(path);
+  LogRecord rec;
+  std::vector<uint64_t> uids;
+  while (r.next(rec)) {
+    if (const auto* t = std::get_if<Trajectory>(&rec)) uids.push_back(t->uid);
+  }
+  EXPECT_EQ(uids.size(), 8u);  // 6 + the crashed round's complete one + the new one
+  EXPECT_EQ(uids[6], 100u);
+  EXPECT_EQ(uids[7], 200u);
+}
+
 TEST(TrajectoryLog, TruncatedTailReportsItsOffset) {
   const auto path = temp("truncated.ltlog");
   uint64_t first_end = 0;

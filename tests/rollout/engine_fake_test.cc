@@ -11,7 +11,7 @@
 #include <set>
 
 #include "engine_test_util.h"
-#include "fake_backend.h"
+#include "testing/fake_backend.h"
 #include "rollout/engine.h"
 #include "rollout/importance.h"
 #include "rollout/trajectory_log.h"

@@ -173,7 +173,7 @@ TEST(SpeculativeTrees, ABackendWithoutTreesGetsChains) {
 // verified from the recorded history get accepted.
 TEST(SpeculativeTrees, TraceForcedRoundsWithTreesEmitTheRecordings) {
   const fs::path root = LONGTAIL_SOURCE_DIR;
-  const std::vector<TraceRollout> trace =
+  const std::vector<RecordedRollout> trace =
       load_trace_jsonl(root / "tests/rollout/data/codet_humaneval_excerpt.jsonl", 2048);
   const ForcedTrajectories forced = forced_from_trace(trace);
   EngineOptions o;
@@ -185,7 +185,7 @@ TEST(SpeculativeTrees, TraceForcedRoundsWithTreesEmitTheRecordings) {
   Engine e(counting(root / "configs/models/tiny-qwen3", &counts), o);
   std::vector<std::string> prompts;
   std::map<std::string, std::vector<int32_t>> prompt_tokens;
-  for (const TraceRollout& r : trace) {
+  for (const RecordedRollout& r : trace) {
     if (!prompt_tokens.count(r.prompt_id)) prompts.push_back(r.prompt_id);
     prompt_tokens[r.prompt_id] = r.prompt_tokens;
   }

@@ -20,7 +20,7 @@ namespace fs = std::filesystem;
 const fs::path kTrace = fs::path(LONGTAIL_SOURCE_DIR) / "tests/rollout/data/codet_humaneval_excerpt.jsonl";
 const fs::path kModel = fs::path(LONGTAIL_SOURCE_DIR) / "configs/models/tiny-qwen3";
 
-testing::RunResult run_forced(bool speculate, const std::vector<TraceRollout>& trace) {
+testing::RunResult run_forced(bool speculate, const std::vector<RecordedRollout>& trace) {
   EngineOptions o;
   if (!speculate) o.budgets.mode = drafter::BudgetMode::kOff;
   o.budgets.max_tokens_per_step = 1024;
@@ -30,7 +30,7 @@ testing::RunResult run_forced(bool speculate, const std::vector<TraceRollout>& t
   Engine e(policy::make_backend(kModel, bo), o);
   std::vector<std::string> prompts;
   std::map<std::string, std::vector<int32_t>> prompt_tokens;
-  for (const TraceRollout& r : trace) {
+  for (const RecordedRollout& r : trace) {
     if (!prompt_tokens.count(r.prompt_id)) prompts.push_back(r.prompt_id);
     prompt_tokens[r.prompt_id] = r.prompt_tokens;
   }
@@ -52,7 +52,7 @@ testing::RunResult run_forced(bool speculate, const std::vector<TraceRollout>& t
 }
 
 TEST(TraceForced, EmitsTheRecordedTokensAndAcceptsDraftsFromHistory) {
-  const std::vector<TraceRollout> trace = load_trace_jsonl(kTrace, 2048);
+  const std::vector<RecordedRollout> trace = load_trace_jsonl(kTrace, 2048);
   ASSERT_EQ(trace.size(), 12u);
   const ForcedTrajectories forced = forced_from_trace(trace);
   const testing::RunResult spec = run_forced(true, trace);
@@ -74,9 +74,9 @@ TEST(TraceForced, LoaderNamesTheBadLine) {
   fs::create_directories(dir);
   const std::string good = R"({"prompt_id": "a", "sample": 0, "prompt_tokens": [1, 2], "response_tokens": [3]})";
   const std::pair<std::string, std::string> cases[] = {
-      {"{not json", "bad JSON"},
+      {"{not json", "malformed JSON"},
       {R"({"sample": 0, "prompt_tokens": [1], "response_tokens": [3]})", "prompt_id"},
-      {R"({"prompt_id": "a", "sample": 0, "prompt_tokens": [1, -4], "response_tokens": [3]})", "token id -4"},
+      {R"({"prompt_id": "a", "sample": 0, "prompt_tokens": [1, -4], "response_tokens": [3]})", "-4 is a negative token id"},
       {R"({"prompt_id": "a", "sample": 0, "prompt_tokens": [1], "response_tokens": "x"})", "response_tokens"},
       {R"({"prompt_id": "a", "sample": -1, "prompt_tokens": [1], "response_tokens": [3]})", "sample"},
   };

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "cli_run.h"
+#include "testing/cli_run.h"
 
 namespace {
 

@@ -14,7 +14,6 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 
@@ -24,6 +23,7 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -35,6 +35,7 @@
 #endif
 #include "rollout/engine.h"
 #include "rollout/forced_trajectories.h"
+#include "tools/cli_main.h"
 
 namespace po = boost::program_options;
 using namespace longtail;
@@ -65,42 +66,6 @@ double projected_s(const drafter::StepCostModel& m, const longtail::rollout::Rou
           m.per_token_us * static_cast<double>(s.tokens_verified)) * 1e-6;
 }
 
-// per_model[name] of a cost model YAML ({base_us, per_token_us}); errors name the file, the entry
-// and the entries that exist.
-drafter::StepCostModel load_cost_model_entry(const std::string& file, const std::string& name) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file);
-  } catch (const YAML::Exception& e) {
-    throw std::runtime_error("cost model " + file + ": " + e.what());
-  }
-  const YAML::Node pm = root["per_model"];
-  if (!pm || !pm.IsMap())
-    throw std::runtime_error("cost model " + file + ": no 'per_model' map, so --cost-model-entry " +
-                             name + " cannot be used");
-  const YAML::Node e = pm[name];
-  if (!e || !e.IsMap()) {
-    std::string have;
-    for (const auto& kv : pm) have += (have.empty() ? "" : ", ") + kv.first.as<std::string>();
-    throw std::runtime_error("cost model " + file + ": per_model has no entry '" + name +
-                             "' (entries: " + have + ")");
-  }
-  drafter::StepCostModel m;
-  auto read = [&](const char* key, double& v) {
-    const std::string where = "cost model " + file + ": per_model." + name + "." + key;
-    if (!e[key]) throw std::runtime_error(where + " is missing");
-    try {
-      v = e[key].as<double>();
-    } catch (const YAML::Exception&) {
-      throw std::runtime_error(where + " is not a number");
-    }
-    if (!std::isfinite(v) || v < 0) throw std::runtime_error(where + " must be finite and >= 0");
-  };
-  read("base_us", m.base_us);
-  read("per_token_us", m.per_token_us);
-  return m;
-}
-
 struct ModeResult {
   std::string mode;
   // CUDA backend passes by how they ran (all 0 on other backends).
@@ -113,7 +78,7 @@ struct ModeResult {
 };
 
 std::vector<rollout::GroupRequest> build_requests(const Config& c, int32_t vocab,
-                                                  const std::vector<rollout::TraceRollout>* trace) {
+                                                  const std::vector<rollout::RecordedRollout>* trace) {
   std::vector<rollout::GroupRequest> out;
   std::map<std::string, std::vector<int32_t>> prompt_of;
   std::vector<std::string> prompt_ids;
@@ -170,7 +135,7 @@ std::vector<rollout::GroupRequest> build_requests(const Config& c, int32_t vocab
 ModeResult run_mode(const Config& c, const std::string& mode,
                     const std::vector<rollout::GroupRequest>& requests,
                     const rollout::ForcedTrajectories& forced,
-                    const std::vector<rollout::TraceRollout>& trace) {
+                    const std::vector<rollout::RecordedRollout>& trace) {
   policy::BackendOptions bo;
   bo.kind = c.backend;
   bo.num_threads = c.threads;
@@ -317,13 +282,11 @@ double sum_makespan(const ModeResult& r) {
   return s;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+std::optional<Config> parse(int argc, char** argv) {
   Config c;
   std::string modes;
   po::options_description desc("longtail-bench-rounds options");
-  desc.add_options()("help,h", "show this help")
+  desc.add_options()("help,h", "show this help")("version", "print the version and exit")
       ("model", po::value(&c.model)->required(), "checkpoint directory")
       ("backend", po::value(&c.backend)->default_value("cpu"), "cpu | cuda")
       ("threads", po::value(&c.threads)->default_value(0), "CPU backend threads (0 = all cores)")
@@ -364,7 +327,7 @@ int main(int argc, char** argv) {
     po::store(po::parse_command_line(argc, argv, desc), vm);
     if (vm.count("help")) {
       std::cout << desc << "\n";
-      return 0;
+      return std::nullopt;
     }
     po::notify(vm);
     c.modes.clear();
@@ -382,21 +345,20 @@ int main(int argc, char** argv) {
     if (c.warm_history > 0 && c.trace.empty()) throw std::runtime_error("--warm-history needs --trace");
     if (!c.cost_model_entry.empty() && c.cost_model.empty())
       throw std::runtime_error("--cost-model-entry needs --cost-model");
-    if (!c.cost_model_entry.empty())
-      c.cost = load_cost_model_entry(c.cost_model, c.cost_model_entry);
-    else if (!c.cost_model.empty())
-      c.cost = drafter::load_cost_model(c.cost_model);
+    if (!c.cost_model.empty()) c.cost = drafter::load_cost_model(c.cost_model, c.cost_model_entry);
   } catch (const std::exception& e) {
-    std::cerr << "longtail-bench-rounds: " << e.what() << "\n" << desc << "\n";
-    return 2;
+    throw tools::InputError(std::string(e.what()) + " (see --help)");
   }
-  spdlog::set_level(spdlog::level::warn);
-  try {
+  return c;
+}
+
+int run(const Config& c) {
+  {
     policy::BackendOptions probe;
     probe.kind = c.backend;
     probe.num_threads = 1;
     const int32_t vocab = policy::make_backend(c.model, probe)->config().vocab_size;
-    std::vector<rollout::TraceRollout> trace;
+    std::vector<rollout::RecordedRollout> trace;
     rollout::ForcedTrajectories forced;
     if (!c.trace.empty()) {
       int32_t modulo = c.vocab_modulo;
@@ -579,8 +541,9 @@ int main(int argc, char** argv) {
       }
     }
     return base && total_mismatch != 0 ? 1 : 0;
-  } catch (const std::exception& e) {
-    std::cerr << "longtail-bench-rounds: " << e.what() << "\n";
-    return 2;
   }
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return longtail::tools::cli_main("longtail-bench-rounds", argc, argv, parse, run); }

@@ -44,12 +44,12 @@
 #include "policy/backend.h"
 #include "policy/checkpoint.h"
 #include "drafter/speculation_policy.h"
-#include "rollout/cli_main.h"
+#include "tools/cli_main.h"
 #include "rollout/engine.h"
 
 namespace {
 
-using longtail::rollout::InputError;
+using longtail::tools::InputError;
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -516,5 +516,5 @@ int run(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return longtail::rollout::cli_main("longtail-demo", argc, argv, parse_args, run);
+  return longtail::tools::cli_main("longtail-demo", argc, argv, parse_args, run);
 }

@@ -34,13 +34,13 @@
 #include "policy/backend.h"
 #include "policy/checkpoint.h"
 #include "policy/plain_decode.h"
-#include "rollout/cli_main.h"
+#include "tools/cli_main.h"
 #include "rollout/engine.h"
-#include "rollout/replay.h"
+#include "rollout/rollout_jsonl.h"
 
 namespace {
 
-using longtail::rollout::InputError;
+using longtail::tools::InputError;
 
 namespace po = boost::program_options;
 namespace lp = longtail::policy;
@@ -268,37 +268,20 @@ void check_vocab(const std::vector<int32_t>& ids, int32_t vocab, const std::stri
   }
 }
 
-// The --history file, in the replay tool's JSONL format, checked against the vocabulary so that a
-// bad token is reported with its line rather than drafted into a forward.
-struct HistoryRollout {
-  std::string prompt_id;
-  std::vector<int32_t> prompt_tokens, response_tokens;
-  int64_t step = 0;  // the drafter's history round; 0 when the line has no "step"
-};
-
-std::vector<HistoryRollout> read_history(const std::string& path, int32_t vocab) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot open");
-  std::vector<HistoryRollout> out;
-  std::string line;
-  for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    bool has_step = false;
-    int64_t step = 0;
-    lr::ReplayRollout r;
-    try {
-      r = lr::parse_replay_line(line, lineno, has_step, step);
-    } catch (const lr::ReplayInputError& e) {
-      // what() is "line N: problem"; say "path:N: problem" like every other input error.
-      throw InputError(path + ":" + (e.what() + 5));
-    }
-    const std::string origin = path + ":" + std::to_string(lineno);
+// The --history file (rollout JSONL, rollout/rollout_jsonl.h), checked against the vocabulary so
+// that a bad token is reported with its line rather than drafted into a forward.
+std::vector<lr::RecordedRollout> read_history(const std::string& path, int32_t vocab) {
+  std::vector<lr::RecordedRollout> out;
+  try {
+    out = lr::read_rollout_jsonl(path);
+  } catch (const lr::RolloutFormatError& e) {
+    throw InputError(e.what());
+  }
+  for (const lr::RecordedRollout& r : out) {
+    const std::string origin = path + ":" + std::to_string(r.source_line);
     check_vocab(r.prompt_tokens, vocab, origin, "prompt");
     check_vocab(r.response_tokens, vocab, origin, "response");
-    out.push_back({std::move(r.prompt_id), std::move(r.prompt_tokens), std::move(r.response_tokens),
-                   has_step ? step : 0});
   }
-  if (in.bad()) throw InputError(path + ": read error");
   return out;
 }
 
@@ -315,7 +298,7 @@ struct Generated {
 // Runs every prompt through the engine as one round.
 Generated generate(const Args& a, const std::vector<Prompt>& inputs, std::unique_ptr<lp::Backend> backend) {
   const lp::ModelConfig cfg = backend->config();
-  std::vector<HistoryRollout> history;
+  std::vector<lr::RecordedRollout> history;
   if (!a.history_file.empty()) history = read_history(a.history_file, cfg.vocab_size);
 
   std::vector<lr::Trajectory> results(inputs.size() * static_cast<size_t>(a.n));
@@ -332,8 +315,9 @@ Generated generate(const Args& a, const std::vector<Prompt>& inputs, std::unique
   eo.budgets.max_budget = a.max_draft;
   eo.drafter.window_rounds = a.history_window;
   lr::Engine engine(std::move(backend), eo);
-  for (const HistoryRollout& h : history) {
-    engine.add_history(h.prompt_id, h.prompt_tokens, h.response_tokens, h.step);
+  for (const lr::RecordedRollout& h : history) {
+    // A line without "step" is history of round 0.
+    engine.add_history(h.prompt_id, h.prompt_tokens, h.response_tokens, h.step.value_or(0));
   }
   spdlog::info("generate: {} prompts x {} samples, speculation {}, {} history rollouts", inputs.size(),
                a.n, a.speculation ? "on" : "off", history.size());
@@ -443,5 +427,5 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return longtail::rollout::cli_main("longtail-generate", argc, argv, parse_args, run);
+  return longtail::tools::cli_main("longtail-generate", argc, argv, parse_args, run);
 }

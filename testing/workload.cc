@@ -1,5 +1,5 @@
 // Synthetic long-tail rollout workload; see the header.
-#include "workload/workload.h"
+#include "testing/workload.h"
 
 #include <algorithm>
 #include <cmath>

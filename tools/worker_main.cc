@@ -4,23 +4,25 @@
 // Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad configuration or command line.
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
 #include "policy/backend.h"
+#include "tools/cli_main.h"
 #include "trainer_bridge/worker_config.h"
 
 namespace {
 
+namespace po = boost::program_options;
+using namespace longtail;
+using tools::InputError;
+
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop.store(true); }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  namespace po = boost::program_options;
-  using namespace longtail;
+std::optional<bridge::WorkerConfig> parse(int argc, char** argv) {
   po::options_description desc("longtail-worker: rollout worker serving a trainer over ZeroMQ\nOptions");
   std::string config, model, backend, endpoint, worker_id, journal_dir, log_level;
   std::vector<std::string> allow_dirs;
@@ -28,6 +30,7 @@ int main(int argc, char** argv) {
   int64_t max_message_bytes = -1, max_pending_groups = -1;
   desc.add_options()
       ("help,h", "show this help")
+      ("version", "print the version and exit")
       ("config,c", po::value(&config), "YAML configuration file (configs/worker.yaml documents every key)")
       ("model", po::value(&model), "checkpoint directory (HF config.json + safetensors); overrides 'model'")
       ("backend", po::value(&backend), "cpu | cuda; overrides backend.kind")
@@ -46,12 +49,11 @@ int main(int argc, char** argv) {
     po::store(po::parse_command_line(argc, argv, desc), vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    std::cerr << "longtail-worker: " << e.what() << "\n" << desc << "\n";
-    return 2;
+    throw InputError(std::string(e.what()) + " (see --help)");
   }
   if (vm.count("help")) {
     std::cout << desc << "\n";
-    return 0;
+    return std::nullopt;
   }
 
   bridge::WorkerConfig cfg;
@@ -80,25 +82,26 @@ int main(int argc, char** argv) {
     spdlog::set_level(level);
     bridge::resolve_curve_keys(cfg);
   } catch (const bridge::ConfigError& e) {
-    std::cerr << "longtail-worker: configuration error: " << e.what() << "\n";
-    return 2;
+    throw InputError(std::string("configuration error: ") + e.what());
   }
+  return cfg;
+}
 
+int run(bridge::WorkerConfig cfg) {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
 
-  try {
-    auto& w = cfg.worker;
-    policy::BackendOptions bo = w.backend;
-    spdlog::info("worker: loading {} on the {} backend", w.model_dir.string(), bo.kind);
-    auto engine = std::make_unique<rollout::Engine>(policy::make_backend(w.model_dir, bo), w.engine);
-    bridge::Worker worker(w, std::move(engine));
-    return worker.run(&g_stop);
-  } catch (const std::exception& e) {
-    spdlog::critical("worker: {}", e.what());
-    return 1;
-  }
+  auto& w = cfg.worker;
+  policy::BackendOptions bo = w.backend;
+  spdlog::info("worker: loading {} on the {} backend", w.model_dir.string(), bo.kind);
+  auto engine = std::make_unique<rollout::Engine>(policy::make_backend(w.model_dir, bo), w.engine);
+  bridge::Worker worker(w, std::move(engine));
+  return worker.run(&g_stop);
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return longtail::tools::cli_main("longtail-worker", argc, argv, parse, run); }

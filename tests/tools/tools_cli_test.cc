@@ -1,0 +1,211 @@
+// The executables as a user runs them: --version on every one, longtail-keygen refusing to replace
+// a key pair, longtail-replay keeping stdout machine-readable, exporting logs as JSONL and streaming
+// without leaving files behind.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "rollout/rollout_jsonl.h"
+#include "rollout/trajectory_log.h"
+#include "testing/cli_run.h"
+#include "trainer_bridge/trainer_client.h"
+
+namespace longtail {
+namespace {
+
+using test::run_cli;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// A fresh empty directory per test.
+fs::path fresh_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("longtail_tools_" + std::to_string(::getpid()) + "_" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(ToolsCli, EveryExecutablePrintsItsVersionAndCommit) {
+  std::stringstream names(LONGTAIL_TOOLS_BINS);
+  std::string name;
+  int n = 0;
+  const fs::path dir = fresh_dir("version");
+  while (std::getline(names, name, ',')) {
+    const std::string bin = std::string(LONGTAIL_BIN_DIR) + "/" + name;
+    ++n;
+    // From an empty directory: --version must not create anything (keygen once wrote
+    // "--version.key").
+    const auto r = run_cli("cd " + dir.string() + " && " + bin + " --version");
+    EXPECT_EQ(r.code, 0) << bin << ": " << r.err;
+    EXPECT_EQ(r.out.rfind(name + " " + LONGTAIL_PROJECT_VERSION + " (commit ", 0), 0u) << r.out;
+    EXPECT_EQ(fs::directory_iterator(dir), fs::directory_iterator()) << bin << " wrote files";
+  }
+  EXPECT_EQ(n, 7);
+}
+
+TEST(ToolsCli, KeygenRefusesToReplaceAKeyPairUnlessForced) {
+  const fs::path dir = fresh_dir("keygen");
+  const std::string prefix = (dir / "worker").string();
+  const auto first = run_cli(std::string(LONGTAIL_KEYGEN_BIN) + " " + prefix);
+  ASSERT_EQ(first.code, 0) << first.err;
+  const std::string secret = read_file(prefix + ".key"), pub = read_file(prefix + ".pub");
+  EXPECT_EQ(pub, first.out);
+  struct stat st {};
+  ASSERT_EQ(::stat((prefix + ".key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  const auto again = run_cli(std::string(LONGTAIL_KEYGEN_BIN) + " " + prefix);
+  EXPECT_EQ(again.code, 2);
+  EXPECT_NE(again.err.find("exists"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("--force"), std::string::npos) << again.err;
+  EXPECT_EQ(read_file(prefix + ".key"), secret) << "the secret key was replaced";
+  EXPECT_EQ(read_file(prefix + ".pub"), pub);
+
+  fs::remove(prefix + ".key");  // half a pair is refused too: the public key may be trusted
+  EXPECT_EQ(run_cli(std::string(LONGTAIL_KEYGEN_BIN) + " " + prefix).code, 2);
+
+  const auto forced = run_cli(std::string(LONGTAIL_KEYGEN_BIN) + " --force " + prefix);
+  ASSERT_EQ(forced.code, 0) << forced.err;
+  EXPECT_NE(read_file(prefix + ".pub"), pub);
+  EXPECT_EQ(read_file(prefix + ".pub"), forced.out);
+  ASSERT_EQ(::stat((prefix + ".key").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(run_cli(std::string(LONGTAIL_KEYGEN_BIN) + " --bogus " + prefix).code, 2);
+  EXPECT_EQ(run_cli(std::string(LONGTAIL_KEYGEN_BIN)).code, 2);
+}
+
+TEST(ToolsCli, ReplayJsonStaysParseableWhenLinesAreSkipped) {
+  // Without --quiet the skip warnings are printed: they belong on stderr, not in the JSON.
+  const auto r = run_cli(std::string(LONGTAIL_REPLAY_BIN) + " " + LONGTAIL_REPLAY_DATA + "/bad_lines.jsonl --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  nlohmann::json j;
+  ASSERT_NO_THROW(j = nlohmann::json::parse(r.out)) << r.out;
+  EXPECT_EQ(j["skipped_lines"], 4);
+  EXPECT_EQ(j["rollouts"], 2);
+  EXPECT_NE(r.err.find("skipped"), std::string::npos) << r.err;
+}
+
+TEST(ToolsCli, ReplayStopsOnABadLineWithAnErrorExit) {
+  const auto r = run_cli(std::string(LONGTAIL_REPLAY_BIN) + " " + LONGTAIL_REPLAY_DATA +
+                         "/bad_lines.jsonl --on-error stop --quiet");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("bad_lines.jsonl:2: malformed JSON"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+rollout::Trajectory logged(uint64_t uid, const std::string& prompt, int32_t sample, int len) {
+  rollout::Trajectory t;
+  t.uid = uid;
+  t.group_id = prompt + "/g";
+  t.prompt_id = prompt;
+  t.sample_index = sample;
+  t.prompt_tokens = {1, 2, 3};
+  for (int i = 0; i < len; ++i) {
+    t.response_tokens.push_back(10 + i);
+    t.behaviour_logprobs.push_back(-0.5f * static_cast<float>(i));
+    t.policy_versions.push_back(4);
+  }
+  t.finish_reason = rollout::FinishReason::kStop;
+  t.reward = 0.75;
+  t.has_reward = true;
+  return t;
+}
+
+TEST(ToolsCli, ReplayExportsATrajectoryLogAsJsonlThatReplaysTheSame) {
+  const fs::path dir = fresh_dir("export");
+  const fs::path log = dir / "run.ltlog";
+  {
+    rollout::TrajectoryLogWriter w(log);
+    w.write(logged(1, "p", 0, 5));
+    w.write(logged(2, "q", 0, 3));
+    w.write_round(0, 4);
+    w.write(logged(3, "p", 1, 6));
+    w.write_round(1, 5);
+  }
+  const auto r = run_cli(std::string(LONGTAIL_REPLAY_BIN) + " " + log.string() + " --export jsonl");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ofstream(dir / "run.jsonl") << r.out;
+  const auto rows = rollout::read_rollout_jsonl(dir / "run.jsonl");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].prompt_id, "p");
+  EXPECT_EQ(rows[0].step, std::optional<int64_t>(0));
+  EXPECT_EQ(rows[2].step, std::optional<int64_t>(1));
+  EXPECT_EQ(rows[2].response_tokens, logged(3, "p", 1, 6).response_tokens);
+  std::stringstream lines(r.out);
+  std::string first;
+  std::getline(lines, first);
+  const auto j = nlohmann::json::parse(first);
+  EXPECT_EQ(j["uid"], 1);
+  EXPECT_EQ(j["finish_reason"], "stop");
+  EXPECT_EQ(j["reward"], 0.75);
+  EXPECT_EQ(j["policy_version"], 4);
+  EXPECT_EQ(j["behaviour_logprobs"].size(), 5u);
+  EXPECT_EQ(j["policy_versions"][0], 4);
+
+  // The export replays exactly like the log it came from.
+  const auto a = run_cli(std::string(LONGTAIL_REPLAY_BIN) + " " + log.string() + " --json --quiet");
+  const auto b = run_cli(std::string(LONGTAIL_REPLAY_BIN) + " " + (dir / "run.jsonl").string() + " --json --quiet");
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  auto ja = nlohmann::json::parse(a.out), jb = nlohmann::json::parse(b.out);
+  for (const char* k : {"rollouts", "response_tokens", "verify_steps", "drafted_tokens", "accepted_tokens"}) {
+    EXPECT_EQ(ja[k], jb[k]) << k;
+  }
+  EXPECT_EQ(run_cli(std::string(LONGTAIL_REPLAY_BIN) + " " + log.string() + " --export csv").code, 2);
+}
+
+TEST(ToolsCli, ReplayStreamDeliversJsonlAndLeavesNoFileBehind) {
+  const fs::path dir = fresh_dir("stream");
+  const fs::path tmp = dir / "tmp";
+  fs::create_directories(tmp);
+  {
+    std::ofstream out(dir / "trace.jsonl");
+    for (int s = 0; s < 2; ++s) {
+      for (int p = 0; p < 3; ++p) {
+        out << rollout::rollout_jsonl_line({"p" + std::to_string(p), s, s, {1, 2}, {5, 6, 7}, 0}) << "\n";
+      }
+    }
+  }
+  const std::string endpoint = "ipc://" + (dir / "s.sock").string();
+  test::CliResult result;
+  std::thread replay([&] {
+    result = run_cli("TMPDIR=" + tmp.string() + " " + LONGTAIL_REPLAY_BIN + " " + (dir / "trace.jsonl").string() +
+                     " --stream " + endpoint);
+  });
+  size_t trajectories = 0, batches = 0;
+  {
+    bridge::TrainerClient c(endpoint, "t");
+    c.send(bridge::Hello{bridge::kProtocolVersion, "t", 8});
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (trajectories < 6 && std::chrono::steady_clock::now() < deadline) {
+      auto m = c.recv(1s);
+      if (!m) continue;
+      if (auto* b = std::get_if<bridge::Batch>(&*m)) {
+        c.send(bridge::Ack{{b->seq}});
+        trajectories += b->trajectories.size();
+        ++batches;
+      }
+    }
+    replay.join();
+  }
+  EXPECT_EQ(result.code, 0) << result.err;
+  EXPECT_EQ(trajectories, 6u);
+  EXPECT_EQ(batches, 2u);  // one per recorded step
+  EXPECT_EQ(fs::directory_iterator(tmp), fs::directory_iterator()) << "a temporary file was left in TMPDIR";
+}
+
+}  // namespace
+}  // namespace longtail
