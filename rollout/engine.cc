@@ -110,7 +110,9 @@ struct Engine::Impl {
 
   void sync_history() {
     if (!history_dirty || !drafter) return;
-    drafter_round = std::max(drafter_round + 1, history_max_round);
+    // History for rounds already closed (a fleet's HISTORY, applied at this worker's round
+    // boundary) joins the current round: advancing here would shrink the window of own rounds.
+    drafter_round = std::max(drafter_round, history_max_round);
     drafter->end_round(drafter_round);
     history_dirty = false;
   }

@@ -343,8 +343,22 @@ void check(const Ctx& ctx, const Rewards& m) {
 void check(const Ctx& ctx, const Submit& s) {
   if (s.groups.empty()) ctx.fail(errc::kBadField, "field 'groups' is empty");
 }
+void check(const Ctx& ctx, const History& h) {
+  for (size_t i = 0; i < h.trajectories.size(); ++i)
+    if (h.trajectories[i].prompt_id.empty())
+      ctx.fail(errc::kBadField, "field 'trajectories[" + std::to_string(i) + "].prompt_id' is empty");
+}
 template <class M>
 void check(const Ctx&, const M&) {}
+
+// Rules on array data, checked once the frames are copied in.
+void check_filled(const Ctx& ctx, const History& h) {
+  for (size_t i = 0; i < h.trajectories.size(); ++i)
+    if (h.trajectories[i].prompt_tokens.empty())
+      ctx.fail(errc::kBadField, "field 'trajectories[" + std::to_string(i) + "].prompt_len' must be >= 1");
+}
+template <class M>
+void check_filled(const Ctx&, const M&) {}
 
 template <class M>
 Message decode_as(const msgpack::object& root, std::span<const FrameView> frames, const Ctx& ctx) {
@@ -361,6 +375,7 @@ Message decode_as(const msgpack::object& root, std::span<const FrameView> frames
     fill.received = frames;
     wire::fields(fill, m);
   }
+  check_filled(ctx, m);
   return m;
 }
 
@@ -376,6 +391,7 @@ Message decode_body(MessageType t, const msgpack::object& root, std::span<const 
     case MessageType::kDrain: return decode_as<Drain>(root, frames, ctx);
     case MessageType::kShutdown: return decode_as<Shutdown>(root, frames, ctx);
     case MessageType::kHeartbeat: return decode_as<Heartbeat>(root, frames, ctx);
+    case MessageType::kHistory: return decode_as<History>(root, frames, ctx);
     case MessageType::kWelcome: return decode_as<Welcome>(root, frames, ctx);
     case MessageType::kBatch: return decode_as<Batch>(root, frames, ctx);
     case MessageType::kSubmitOk: return decode_as<SubmitOk>(root, frames, ctx);
@@ -384,6 +400,7 @@ Message decode_body(MessageType t, const msgpack::object& root, std::span<const 
     case MessageType::kStatsReply: return decode_as<StatsReply>(root, frames, ctx);
     case MessageType::kDrainOk: return decode_as<DrainOk>(root, frames, ctx);
     case MessageType::kShutdownOk: return decode_as<ShutdownOk>(root, frames, ctx);
+    case MessageType::kHistoryOk: return decode_as<HistoryOk>(root, frames, ctx);
     case MessageType::kError: return decode_as<Error>(root, frames, ctx);
   }
   ctx.fail(errc::kUnknownType, "unhandled message type");

@@ -39,6 +39,7 @@ template <class M, class T>
 concept Is = std::same_as<std::remove_const_t<M>, T>;
 
 inline constexpr std::array<std::string_view, 1> kSubmitFrames = {"prompt_tokens"};
+inline constexpr std::array<std::string_view, 2> kHistoryFrames = {"prompt_tokens", "response_tokens"};
 inline constexpr std::array<std::string_view, 6> kBatchFrames = {
     "prompt_tokens", "response_tokens", "behaviour_logprobs", "policy_versions", "current_logprobs", "token_tis"};
 
@@ -194,6 +195,20 @@ void fields(V& v, M& m) {
 template <class V, Is<Heartbeat> M>
 void fields(V&, M&) {}
 
+template <class V, Is<HistoryEntry> M>
+void fields(V& v, M& m) {
+  v("prompt_id", m.prompt_id);
+  v.frame("prompt_tokens", m.prompt_tokens, "prompt_len");
+  v.frame("response_tokens", m.response_tokens, "response_len");
+}
+
+template <class V, Is<History> M>
+void fields(V& v, M& m) {
+  v("req", m.req);
+  v.frames(kHistoryFrames);
+  v("trajectories", m.trajectories);
+}
+
 // ---- worker -> trainer ----
 template <class V, Is<Welcome> M>
 void fields(V& v, M& m) {
@@ -268,6 +283,12 @@ void fields(V& v, M& m) {
   v("weights", m.weights);
   v("rewards", m.rewards);
   v("advantages", m.advantages);
+}
+
+template <class V, Is<HistoryOk> M>
+void fields(V& v, M& m) {
+  v("req", m.req);
+  v("added", m.added);
 }
 
 template <class V, Is<StatsReply> M>

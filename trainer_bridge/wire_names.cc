@@ -25,6 +25,7 @@ constexpr TypeName kTypes[] = {
     {MessageType::kDrain, "DRAIN", Direction::kToWorker},
     {MessageType::kShutdown, "SHUTDOWN", Direction::kToWorker},
     {MessageType::kHeartbeat, "HEARTBEAT", Direction::kToWorker},
+    {MessageType::kHistory, "HISTORY", Direction::kToWorker},
     {MessageType::kWelcome, "HELLO", Direction::kToTrainer},
     {MessageType::kBatch, "BATCH", Direction::kToTrainer},
     {MessageType::kSubmitOk, "SUBMIT_OK", Direction::kToTrainer},
@@ -33,6 +34,7 @@ constexpr TypeName kTypes[] = {
     {MessageType::kStatsReply, "STATS", Direction::kToTrainer},
     {MessageType::kDrainOk, "DRAIN_OK", Direction::kToTrainer},
     {MessageType::kShutdownOk, "SHUTDOWN_OK", Direction::kToTrainer},
+    {MessageType::kHistoryOk, "HISTORY_OK", Direction::kToTrainer},
     {MessageType::kHeartbeat, "HEARTBEAT", Direction::kToTrainer},
     {MessageType::kError, "ERROR", Direction::kToTrainer},
 };
@@ -124,9 +126,10 @@ MessageType message_type(const Message& m) {
   static constexpr MessageType kByIndex[] = {
       MessageType::kHello,     MessageType::kSubmit,     MessageType::kCredit,     MessageType::kAck,
       MessageType::kUpdateWeights, MessageType::kRewards, MessageType::kStats,     MessageType::kDrain,
-      MessageType::kShutdown,  MessageType::kHeartbeat,  MessageType::kWelcome,    MessageType::kBatch,
-      MessageType::kSubmitOk,  MessageType::kWeightsOk,  MessageType::kRewardsOk,  MessageType::kStatsReply,
-      MessageType::kDrainOk,   MessageType::kShutdownOk, MessageType::kError};
+      MessageType::kShutdown,  MessageType::kHeartbeat,  MessageType::kHistory,    MessageType::kWelcome,
+      MessageType::kBatch,     MessageType::kSubmitOk,   MessageType::kWeightsOk,  MessageType::kRewardsOk,
+      MessageType::kStatsReply, MessageType::kDrainOk,   MessageType::kShutdownOk, MessageType::kHistoryOk,
+      MessageType::kError};
   static_assert(std::size(kByIndex) == std::variant_size_v<Message>);
   return kByIndex[m.index()];
 }
@@ -143,6 +146,7 @@ std::vector<WireField> wire_fields(MessageType t) {
     case MessageType::kDrain: return catalogue_of<Drain>();
     case MessageType::kShutdown: return catalogue_of<Shutdown>();
     case MessageType::kHeartbeat: return catalogue_of<Heartbeat>();
+    case MessageType::kHistory: return catalogue_of<History>();
     case MessageType::kWelcome: return catalogue_of<Welcome>();
     case MessageType::kBatch: return catalogue_of<Batch>();
     case MessageType::kSubmitOk: return catalogue_of<SubmitOk>();
@@ -151,6 +155,7 @@ std::vector<WireField> wire_fields(MessageType t) {
     case MessageType::kStatsReply: return catalogue_of<StatsReply>();
     case MessageType::kDrainOk: return catalogue_of<DrainOk>();
     case MessageType::kShutdownOk: return catalogue_of<ShutdownOk>();
+    case MessageType::kHistoryOk: return catalogue_of<HistoryOk>();
     case MessageType::kError: return catalogue_of<Error>();
   }
   return {};

@@ -69,7 +69,8 @@ bool path_inside(const std::filesystem::path& p, const std::vector<std::filesyst
 }
 
 Worker::Worker(WorkerOptions opts, std::unique_ptr<rollout::Engine> engine)
-    : opts_(std::move(opts)), engine_(std::move(engine)), started_(Clock::now()), weights_(opts_.model_dir) {
+    : opts_(std::move(opts)), engine_(std::move(engine)), started_(Clock::now()),
+      shared_history_(opts_.engine.drafter.global_token_budget), weights_(opts_.model_dir) {
   if (!engine_) throw std::invalid_argument("Worker: null engine");
   metrics_ = std::make_unique<WorkerMetrics>(opts_.bridge.worker_id, opts_.software_version, opts_.backend.kind);
   if (opts_.metrics_port != 0) metrics_->serve(opts_.metrics_bind, opts_.metrics_port);  // before the socket: fail early
@@ -94,6 +95,7 @@ Welcome Worker::describe() {
   w.capabilities = {"rewards", "drain", "update_weights", "update_weights_shm", "stop_token_ids", "ignore_eos"};
   if (engine_->samples_min_p()) w.capabilities.push_back("min_p");
   if (opts_.engine.budgets.mode != drafter::BudgetMode::kOff) w.capabilities.push_back("speculation");
+  if (rollout::speculation_enabled(opts_.engine)) w.capabilities.push_back("history");
   if (opts_.engine.overprovision > 1.0) w.capabilities.push_back("partial_rollouts");
   if (!opts_.bridge.journal_dir.empty()) w.capabilities.push_back("journal");
   if (opts_.bridge.curve.enabled) w.capabilities.push_back("curve");
@@ -113,6 +115,7 @@ void Worker::on_request(const std::string& peer, Message&& m) {
   if (auto* r = std::get_if<Rewards>(&m)) return on_rewards(peer, *r);
   if (auto* s = std::get_if<StatsRequest>(&m)) return session_->reply(peer, StatsReply{s->req, stats_json()});
   if (auto* d = std::get_if<Drain>(&m)) return on_drain(peer, *d);
+  if (auto* h = std::get_if<History>(&m)) return on_history(peer, std::move(*h));
   if (auto* s = std::get_if<Shutdown>(&m)) {
     session_->reply(peer, ShutdownOk{s->req});
     begin_shutdown("SHUTDOWN from the trainer");
@@ -338,6 +341,17 @@ void Worker::on_drain(const std::string& peer, const Drain& d) {
   session_->reply(peer, DrainOk{d.req, seq});
 }
 
+void Worker::on_history(const std::string& peer, History&& h) {
+  const uint64_t req = h.req;
+  uint64_t added = 0;
+  // Without speculation there is no drafter to feed: accepted and ignored (PROTOCOL.md, HISTORY).
+  if (rollout::speculation_enabled(opts_.engine))
+    added = shared_history_.take(std::move(h), engine_->model_config().vocab_size);
+  // An idle engine is at a round boundary already: the history is ready for the next groups.
+  if (engine_->idle() && !shared_history_.empty()) shared_history_.apply(*engine_, last_round_);
+  session_->reply(peer, HistoryOk{req, added});
+}
+
 std::optional<uint64_t> Worker::publish(rollout::RoundBatch&& rb) {
   metrics_->observe_batch(rb);
   Batch b;
@@ -360,6 +374,8 @@ std::optional<uint64_t> Worker::publish(rollout::RoundBatch&& rb) {
   const size_t n = b.trajectories.size();
   const uint64_t seq = session_->publish(std::move(b));
   spdlog::debug("worker: batch {} (round {}, {} trajectories) queued", seq, rb.round, n);
+  last_round_ = rb.round;
+  if (!shared_history_.empty()) shared_history_.apply(*engine_, rb.round);  // a round boundary
   return seq;
 }
 
@@ -448,6 +464,9 @@ nlohmann::json Worker::stats_json() const {
   w.backend = opts_.backend.kind;
   w.software_version = opts_.software_version;
   w.deterministic = opts_.backend.deterministic;
+  w.history_received = shared_history_.received;
+  w.history_applied = shared_history_.applied;
+  w.history_dropped = shared_history_.dropped;
   return bridge::stats_json(engine_->stats(), session_->stats(), w);
 }
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "rollout/engine.h"
+#include "trainer_bridge/shared_history.h"
 #include "trainer_bridge/trainer_session.h"
 #include "trainer_bridge/worker_stats.h"
 
@@ -70,6 +71,7 @@ class Worker : public RequestHandler {
                     std::chrono::steady_clock::time_point t0);
   void on_rewards(const std::string& peer, const Rewards& r);
   void on_drain(const std::string& peer, const Drain& d);
+  void on_history(const std::string& peer, History&& h);
   std::optional<uint64_t> publish(rollout::RoundBatch&& rb);
   void remember_published(const Batch& b);
   std::vector<GroupRewards> group_rewards(const std::map<std::pair<int64_t, std::string>, bool>& touched) const;
@@ -81,6 +83,8 @@ class Worker : public RequestHandler {
   WorkerOptions opts_;
   std::unique_ptr<rollout::Engine> engine_;
   std::unique_ptr<TrainerSession> session_;
+  SharedHistory shared_history_;  // HISTORY rollouts waiting for the next round boundary
+  int64_t last_round_ = 0;        // the round of the latest batch: where idle-time history goes
   bool shutting_down_ = false;
   std::chrono::steady_clock::time_point started_, shutdown_started_, last_metrics_;
   uint64_t groups_accepted_ = 0, groups_refused_ = 0, weight_updates_ = 0, weight_update_failures_ = 0;

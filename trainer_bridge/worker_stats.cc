@@ -35,7 +35,9 @@ nlohmann::json stats_json(const rollout::EngineStats& e, const TrainerSessionSta
         {"groups_accepted", w.groups_accepted}, {"groups_refused", w.groups_refused},
         {"max_pending_groups", w.max_pending_groups}, {"weight_updates", w.weight_updates},
         {"weight_update_failures", w.weight_update_failures}, {"backend", w.backend},
-        {"software_version", w.software_version}, {"deterministic", w.deterministic}}},
+        {"software_version", w.software_version}, {"deterministic", w.deterministic},
+        {"history_received", w.history_received}, {"history_applied", w.history_applied},
+        {"history_dropped", w.history_dropped}}},
   };
 }
 

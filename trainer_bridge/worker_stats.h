@@ -25,6 +25,7 @@ struct WorkerStatus {
   std::string backend;
   std::string software_version;
   bool deterministic = false;
+  uint64_t history_received = 0, history_applied = 0, history_dropped = 0;  // HISTORY rollouts
 };
 
 // {"engine": ..., "bridge": ..., "worker": ...} as PROTOCOL.md, section STATS, lists them.

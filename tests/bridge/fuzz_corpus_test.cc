@@ -70,6 +70,9 @@ std::vector<std::pair<Direction, Message>> seeds() {
       {Direction::kToTrainer, Error{"QUEUE_FULL", "y", 2, "SUBMIT", "max_pending_samples", true}},
       {Direction::kToWorker, s2},
       {Direction::kToWorker, Hello{kOldestProtocolVersion, "old", 1}},
+      // A fleet's shared history.
+      {Direction::kToWorker, History{8, {{"p0", {1, 2, 3}, {4, 5}}, {"p1", {9}, {}}}}},
+      {Direction::kToTrainer, HistoryOk{8, 2}},
   };
 }
 
@@ -98,7 +101,7 @@ TEST(FuzzCorpus, CoversEveryMessageTypeAndDecodes) {
     }
   }
   EXPECT_GE(files, 24);
-  EXPECT_EQ(types.size(), 19u) << "every message type has a seed";
+  EXPECT_EQ(types.size(), std::variant_size_v<Message>) << "every message type has a seed";
 }
 
 }  // namespace

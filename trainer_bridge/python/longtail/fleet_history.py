@@ -5,8 +5,8 @@ the global history, and a prompt moved off its home worker (load bound, failover
 After every batch the fleet sends that batch's rollouts to the other workers as a HISTORY message:
 they join those workers' drafter history at their next round boundary, bounded by the same window
 and token budgets as their own. History is a hint, not data: it is not journaled, and a worker that
-does not list the ``history`` capability is simply not sent any (the worker side is on branch
-fleet-history-wip, see FLEET.md; until it lands no worker lists it).
+does not list the ``history`` capability (speculation off, or an older worker) is simply not sent
+any. PROTOCOL.md, section HISTORY, is the message.
 """
 
 from __future__ import annotations

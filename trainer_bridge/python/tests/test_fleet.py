@@ -90,6 +90,11 @@ def test_rounds_exactly_once_and_prompt_affine(fleet):
     assert sum(s["routing"]["decisions"].values()) == 3 * PROMPTS
     assert len({w for ws in per_prompt.values() for w in ws}) == 3  # every worker had work
     assert all(w["worker"]["groups_accepted"] > 0 for w in s["workers"].values())
+    # Shared history: every batch's rollouts went to the two other workers' drafters (the STATS
+    # requests queue behind those HISTORY messages on each connection, so all are counted).
+    assert s["fleet"]["history_trajectories"] == 2 * 3 * PROMPTS * N
+    assert sum(w["worker"]["history_received"] for w in s["workers"].values()) == 2 * 3 * PROMPTS * N
+    assert sum(w["worker"]["history_applied"] for w in s["workers"].values()) > 0
 
 
 def test_weight_update_reaches_every_worker(fleet):

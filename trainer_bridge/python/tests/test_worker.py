@@ -429,3 +429,32 @@ def test_hello_and_stats_report_the_deterministic_mode(start_worker, tmp_path):
     w = start_worker(config=cfg, endpoint=f"ipc://{tmp_path}/det.sock")
     with Client(w.endpoint) as c:
         assert c.worker.deterministic is True and c.stats()["worker"]["deterministic"] is True
+
+
+def test_history_feeds_the_drafter_and_bad_entries_are_named(start_worker):
+    # Issue 13 item 3, worker side: a fleet's HISTORY message, as PROTOCOL.md specifies it.
+    w = start_worker()
+    s = raw_socket(w.endpoint)
+    hello = raw_reply(s, [msgpack.packb({"type": "HELLO", "version": 2, "credits": 0})])
+    assert "history" in hello["capabilities"]
+
+    def history(req, entries):
+        prompts = [t for p, _ in entries for t in p]
+        responses = [t for _, r in entries for t in r]
+        header = {"type": "HISTORY", "req": req, "frames": {"prompt_tokens": 1, "response_tokens": 2},
+                  "trajectories": [{"prompt_id": f"p{i}", "prompt_len": len(p), "response_len": len(r)}
+                                   for i, (p, r) in enumerate(entries)]}
+        return raw_reply(s, [msgpack.packb(header), np.array(prompts, "<i4").tobytes(),
+                             np.array(responses, "<i4").tobytes()])
+
+    ok = history(31, [([5, 6, 7], [8, 9]), ([5], [])])
+    assert (ok["type"], ok["req"], ok["added"]) == ("HISTORY_OK", 31, 2)
+    e = history(32, [([5, 6], [1]), ([5], [2, VOCAB])])  # nothing of it is taken
+    assert (e["type"], e["code"], e["req"]) == ("ERROR", "INVALID_REQUEST", 32)
+    assert "trajectories[1]" in e["message"] and f"= {VOCAB}" in e["message"]
+    e = history(33, [([], [4])])
+    assert (e["code"], e["req"]) == ("BAD_FIELD", 33) and "trajectories[0].prompt_len" in e["message"]
+    st = raw_reply(s, [msgpack.packb({"type": "STATS", "req": 34})])["stats"]["worker"]
+    # An idle worker is at a round boundary: the history joined the drafter at once.
+    assert (st["history_received"], st["history_applied"], st["history_dropped"]) == (2, 2, 0)
+    s.close(0)
