@@ -72,6 +72,7 @@ std::optional<bridge::WorkerConfig> parse(int argc, char** argv) {
     if (!allow_dirs.empty()) w.allowed_weight_dirs.assign(allow_dirs.begin(), allow_dirs.end());
     if (metrics_port >= 0) w.metrics_port = metrics_port;
     if (!log_level.empty()) cfg.log_level = log_level;
+    w.software_version = tools::version_string();  // HELLO, STATS and longtail_build_info
     if (w.model_dir.empty()) throw bridge::ConfigError("no model: set 'model' in the config or pass --model");
     if (w.metrics_port < 0 || w.metrics_port > 65535)
       throw bridge::ConfigError("metrics.port (--metrics-port) must be 0 (off) or in 1..65535, got " + std::to_string(w.metrics_port));

@@ -57,6 +57,7 @@ def test_vllm_named_metrics_match_what_was_delivered(start_worker):
         status, text = scrape(port)
         version = c.worker.software_version  # the worker's build, from HELLO; the same in STATS
         assert version and version == c.stats()["worker"]["software_version"]
+        assert "(commit " in version  # set by longtail-worker's main, not the default 'unknown'
     assert status == 200
     assert value(text, "longtail:prompt_tokens_total") == 2 * 3 * 4
     assert value(text, 'longtail:request_success_total{finished_reason="stop"}') == reasons["stop"]
