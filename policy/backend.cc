@@ -51,6 +51,27 @@ std::optional<std::string> input_position_offsets(const SequenceChunk& chunk, st
   return std::nullopt;
 }
 
+std::optional<std::string> check_chunk(const SequenceChunk& ch, int32_t length, const ModelConfig& c,
+                                       std::vector<int32_t>& offsets) {
+  if (ch.tokens.empty()) return "no tokens";
+  const int64_t n = static_cast<int64_t>(ch.tokens.size());
+  if (ch.first_output < 0 || ch.first_output > n) {
+    return "first_output " + std::to_string(ch.first_output) + " outside [0, " + std::to_string(n) + "]";
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (ch.tokens[i] < 0 || ch.tokens[i] >= c.vocab_size) {
+      return "token id " + std::to_string(ch.tokens[i]) + " at index " + std::to_string(i) +
+             " is outside the vocabulary of " + std::to_string(c.vocab_size);
+    }
+  }
+  if (length + n > c.max_position_embeddings) {
+    return "length " + std::to_string(length + n) + " would exceed max_position_embeddings " +
+           std::to_string(c.max_position_embeddings);
+  }
+  if (auto e = check_sampling_params(ch.sampling)) return e->reason;
+  return input_position_offsets(ch, offsets);
+}
+
 void check_compact_kv(int32_t length, int32_t start, std::span<const int32_t> keep) {
   if (start < 0 || start > length) {
     throw std::invalid_argument("compact_kv: start " + std::to_string(start) + " outside [0, " +

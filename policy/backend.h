@@ -52,6 +52,13 @@ struct SequenceChunk {
 // tokens' size), or nullopt when the chunk is well formed.
 std::optional<std::string> input_position_offsets(const SequenceChunk& chunk, std::vector<int32_t>& offsets);
 
+// One chunk's input check for a sequence of `length` positions under `config` (tokens non-empty
+// and inside the vocabulary, first_output in range, length + size within max_position_embeddings,
+// sampling parameters, tree parents; offsets as input_position_offsets). Returns the reason for the
+// first problem, nullopt when the chunk is valid. The CPU and accounting backends' check.
+std::optional<std::string> check_chunk(const SequenceChunk& chunk, int32_t length, const ModelConfig& config,
+                                       std::vector<int32_t>& offsets);
+
 // compact_kv's range check, shared by every backend: throws std::invalid_argument naming the entry.
 void check_compact_kv(int32_t length, int32_t start, std::span<const int32_t> keep);
 

@@ -19,25 +19,10 @@ namespace longtail::policy {
 CpuBackend::CpuBackend(const std::filesystem::path& dir, const BackendOptions& opts)
     : weights_(std::make_unique<CpuWeights>(load_cpu_weights(dir))),
       pool_(opts.num_threads),
-      block_size_(opts.kv_block_size) {
-  if (block_size_ <= 0) {
-    throw std::invalid_argument("BackendOptions.kv_block_size must be positive, got " +
-                                std::to_string(block_size_));
-  }
-  if (opts.max_kv_tokens < 0) throw std::invalid_argument("BackendOptions.max_kv_tokens must be >= 0");
-  total_blocks_ = opts.max_kv_tokens == 0 ? -1 : opts.max_kv_tokens / block_size_;
-  if (opts.max_kv_tokens > 0 && total_blocks_ == 0) {
-    throw std::invalid_argument("BackendOptions.max_kv_tokens " + std::to_string(opts.max_kv_tokens) +
-                                " is less than one block of " + std::to_string(block_size_));
-  }
-  spdlog::info("cpu backend: {} ({} layers, hidden {}), {} threads, KV {} tokens in blocks of {}",
-               weights_->config.architecture_name, weights_->config.num_layers,
-               weights_->config.hidden_size, pool_.size(),
-               total_blocks_ < 0 ? std::string("unlimited") : std::to_string(total_blocks_ * block_size_),
-               block_size_);
+      kv_(opts.max_kv_tokens, opts.kv_block_size) {
+  spdlog::info("cpu backend: {} ({} layers, hidden {}), {} threads, {}", weights_->config.architecture_name,
+               weights_->config.num_layers, weights_->config.hidden_size, pool_.size(), kv_.describe());
 }
-
-int64_t CpuBackend::blocks_for(int64_t tokens) const { return (tokens + block_size_ - 1) / block_size_; }
 
 CpuBackend::Sequence& CpuBackend::seq_ref(int64_t seq) {
   auto it = seqs_.find(seq);
@@ -62,7 +47,7 @@ int64_t CpuBackend::create_sequence() {
 
 void CpuBackend::release_sequence(int64_t seq) {
   const Sequence& s = seq_ref(seq);
-  used_blocks_ -= blocks_for(s.length);
+  kv_.resize(s.length, 0);
   seqs_.erase(seq);
 }
 
@@ -78,31 +63,14 @@ void CpuBackend::truncate(int64_t seq, int32_t new_length) {
   const size_t kvd = static_cast<size_t>(weights_->config.num_kv_heads) * weights_->config.head_dim;
   for (auto& k : s.k) k.resize(static_cast<size_t>(new_length) * kvd);
   for (auto& v : s.v) v.resize(static_cast<size_t>(new_length) * kvd);
-  used_blocks_ -= blocks_for(s.length) - blocks_for(new_length);
+  kv_.resize(s.length, new_length);
   s.length = new_length;
 }
 
-KvCapacity CpuBackend::kv_capacity() const {
-  KvCapacity c;
-  c.block_size = block_size_;
-  if (total_blocks_ < 0) {
-    c.total_tokens = std::numeric_limits<int64_t>::max() / 4;
-    c.free_tokens = c.total_tokens - used_blocks_ * block_size_;
-  } else {
-    c.total_tokens = total_blocks_ * block_size_;
-    c.free_tokens = (total_blocks_ - used_blocks_) * block_size_;
-  }
-  return c;
-}
+KvCapacity CpuBackend::kv_capacity() const { return kv_.capacity(); }
 
 bool CpuBackend::can_fit(std::span<const KvGrowth> batch) const {
-  if (total_blocks_ < 0) return true;
-  int64_t new_blocks = 0;
-  for (const KvGrowth& g : batch) {
-    const int64_t len = g.seq < 0 ? 0 : seq_ref(g.seq).length;
-    new_blocks += blocks_for(len + g.new_tokens) - blocks_for(len);
-  }
-  return used_blocks_ + new_blocks <= total_blocks_;
+  return kv_.can_fit(batch, [&](int64_t seq) { return seq_ref(seq).length; });
 }
 
 std::vector<TokenOutput> CpuBackend::forward(std::span<const SequenceChunk> chunks) {
@@ -128,36 +96,15 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
     auto it = seqs_.find(ch.seq);
     if (it == seqs_.end()) throw std::invalid_argument(where + ": unknown sequence handle");
     if (!seen.insert(ch.seq).second) throw std::invalid_argument(where + ": sequence appears twice in one forward");
-    if (ch.tokens.empty()) throw std::invalid_argument(where + ": no tokens");
-    const int64_t n = static_cast<int64_t>(ch.tokens.size());
-    if (ch.first_output < 0 || ch.first_output > n) {
-      throw std::invalid_argument(where + ": first_output " + std::to_string(ch.first_output) +
-                                  " outside [0, " + std::to_string(n) + "]");
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      if (ch.tokens[i] < 0 || ch.tokens[i] >= V) {
-        throw std::invalid_argument(where + ": token id " + std::to_string(ch.tokens[i]) + " at index " +
-                                    std::to_string(i) + " is outside the vocabulary of " + std::to_string(V));
-      }
-    }
     const int64_t len = it->second.length;
-    if (len + n > c.max_position_embeddings) {
-      throw std::invalid_argument(where + ": length " + std::to_string(len + n) +
-                                  " would exceed max_position_embeddings " +
-                                  std::to_string(c.max_position_embeddings));
-    }
-    if (auto e = check_sampling_params(ch.sampling)) throw std::invalid_argument(where + ": " + e->reason);
-    if (auto e = input_position_offsets(ch, offsets[ci])) throw std::invalid_argument(where + ": " + *e);
-    new_blocks += blocks_for(len + n) - blocks_for(len);
+    if (auto e = check_chunk(ch, it->second.length, c, offsets[ci])) throw std::invalid_argument(where + ": " + *e);
+    const int64_t n = static_cast<int64_t>(ch.tokens.size());
+    new_blocks += kv_.growth(len, len + n);
     total += n;
     n_out += n - ch.first_output;
     seq_of[ci] = &it->second;
   }
-  if (total_blocks_ >= 0 && used_blocks_ + new_blocks > total_blocks_) {
-    throw KvCapacityError("forward needs " + std::to_string(new_blocks) + " more KV blocks, " +
-                          std::to_string(total_blocks_ - used_blocks_) + " of " +
-                          std::to_string(total_blocks_) + " are free");
-  }
+  kv_.check_fits(new_blocks);
   if (total == 0) return {};
 
   // ---- rows: one per new token ----
@@ -197,7 +144,9 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
       s->v[l].resize(static_cast<size_t>((s->length + chunks[ci].tokens.size()) * kvd));
     }
   }
-  used_blocks_ += new_blocks;
+  for (size_t ci = 0; ci < chunks.size(); ++ci) {
+    kv_.resize(seq_of[ci]->length, seq_of[ci]->length + static_cast<int64_t>(chunks[ci].tokens.size()));
+  }
 
   std::vector<float> h(x.size()), qkv(static_cast<size_t>(total * ld)), attn(static_cast<size_t>(total * qd));
   std::vector<float> tmp(x.size()), gu(static_cast<size_t>(total * 2 * I)), act(static_cast<size_t>(total * I));

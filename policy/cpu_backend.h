@@ -15,6 +15,7 @@
 
 #include "policy/backend.h"
 #include "policy/cpu_model.h"
+#include "policy/kv_account.h"
 #include "policy/thread_pool.h"
 
 namespace longtail::policy {
@@ -50,13 +51,10 @@ class CpuBackend final : public Backend {
   };
   Sequence& seq_ref(int64_t seq);
   const Sequence& seq_ref(int64_t seq) const;
-  int64_t blocks_for(int64_t tokens) const;
 
   std::unique_ptr<CpuWeights> weights_;
   ThreadPool pool_;
-  int32_t block_size_;
-  int64_t total_blocks_;  // < 0: unlimited
-  int64_t used_blocks_ = 0;
+  KvBlockAccount kv_;
   int64_t next_handle_ = 1;
   std::unordered_map<int64_t, Sequence> seqs_;
 };

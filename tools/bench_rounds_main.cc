@@ -29,7 +29,9 @@
 #include <vector>
 
 #include "drafter/speculation_policy.h"
+#include "policy/accounting_backend.h"
 #include "policy/backend.h"
+#include "policy/model_config.h"
 #ifdef LONGTAIL_HAVE_CUDA
 #include "policy/cuda_backend.h"
 #endif
@@ -54,7 +56,8 @@ struct Config {
   bool deterministic = false;
   double overprovision = 2.0, temperature = 1.0;
   uint64_t seed = 1;
-  bool refit = false, reload_weights = false, json_out = false, token_trees = false;
+  bool refit = false, reload_weights = false, json_out = false;
+  bool token_trees = drafter::SpeculationPolicyOptions{}.token_trees;
   drafter::StepCostModel cost;  // for the projected makespan (and the budgets when --cost-model)
 };
 
@@ -155,7 +158,8 @@ ModeResult run_mode(const Config& c, const std::string& mode,
     if (c.cost.per_token_us > 0) o.budgets.cost.per_token_us = c.cost.per_token_us;
   }
   o.forced_trajectories = forced;
-  std::unique_ptr<policy::Backend> backend = policy::make_backend(c.model, bo);
+  std::unique_ptr<policy::Backend> backend =
+      c.backend == "accounting" ? policy::make_accounting_backend(c.model, bo) : policy::make_backend(c.model, bo);
   [[maybe_unused]] const policy::Backend* backend_view = backend.get();  // the engine owns it from here on
   rollout::Engine e(std::move(backend), o);
   if (c.warm_history > 0) {  // earlier "training steps" of the benchmarked prompts
@@ -288,7 +292,8 @@ std::optional<Config> parse(int argc, char** argv) {
   po::options_description desc("longtail-bench-rounds options");
   desc.add_options()("help,h", "show this help")("version", "print the version and exit")
       ("model", po::value(&c.model)->required(), "checkpoint directory")
-      ("backend", po::value(&c.backend)->default_value("cpu"), "cpu | cuda")
+      ("backend", po::value(&c.backend)->default_value("cpu"),
+       "cpu | cuda | accounting (no model: the engine's counts of a --trace run, policy/accounting_backend.h)")
       ("threads", po::value(&c.threads)->default_value(0), "CPU backend threads (0 = all cores)")
       ("rounds,R", po::value(&c.rounds)->default_value(3), "rounds")
       ("groups,G", po::value(&c.groups)->default_value(4), "groups per round")
@@ -312,8 +317,9 @@ std::optional<Config> parse(int argc, char** argv) {
       ("cost-model-entry", po::value(&c.cost_model_entry),
        "use the YAML's per_model entry of this name (e.g. Qwen2.5-1.5B) instead of step_cost")
       ("refit-cost-model", po::bool_switch(&c.refit), "refit the cost model from measured steps")
-      ("token-trees", po::bool_switch(&c.token_trees),
-       "speculating modes verify token trees of up to --budget nodes (backends that support them)")
+      ("token-trees", po::value(&c.token_trees)->default_value(c.token_trees),
+       "true: speculating modes verify token trees of up to --budget nodes (backends that support "
+       "them), false: chains")
       ("overprovision", po::value(&c.overprovision)->default_value(2.0), "APRIL f")
       ("max-running", po::value(&c.max_running)->default_value(256), "max running sequences")
       ("max-kv-tokens", po::value(&c.max_kv_tokens)->default_value(0), "CPU KV bound (0 = none)")
@@ -342,6 +348,7 @@ std::optional<Config> parse(int argc, char** argv) {
     }
     if (c.rounds < 1 || c.groups < 1 || c.n < 1) throw std::runtime_error("rounds, groups, n must be >= 1");
     if (c.warm_history < 0) throw std::runtime_error("--warm-history must be >= 0");
+    if (c.backend == "accounting" && c.trace.empty()) throw std::runtime_error("--backend accounting needs --trace");
     if (c.warm_history > 0 && c.trace.empty()) throw std::runtime_error("--warm-history needs --trace");
     if (!c.cost_model_entry.empty() && c.cost_model.empty())
       throw std::runtime_error("--cost-model-entry needs --cost-model");
@@ -354,10 +361,7 @@ std::optional<Config> parse(int argc, char** argv) {
 
 int run(const Config& c) {
   {
-    policy::BackendOptions probe;
-    probe.kind = c.backend;
-    probe.num_threads = 1;
-    const int32_t vocab = policy::make_backend(c.model, probe)->config().vocab_size;
+    const int32_t vocab = policy::load_model_config(c.model).vocab_size;
     std::vector<rollout::RecordedRollout> trace;
     rollout::ForcedTrajectories forced;
     if (!c.trace.empty()) {

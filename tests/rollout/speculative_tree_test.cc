@@ -10,6 +10,7 @@
 #include <set>
 
 #include "engine_test_util.h"
+#include "trace_rounds.h"
 #include "policy/backend.h"
 #include "rollout/engine.h"
 #include "rollout/forced_trajectories.h"
@@ -183,27 +184,7 @@ TEST(SpeculativeTrees, TraceForcedRoundsWithTreesEmitTheRecordings) {
   o.forced_trajectories = forced;
   TreeCounts counts;
   Engine e(counting(root / "configs/models/tiny-qwen3", &counts), o);
-  std::vector<std::string> prompts;
-  std::map<std::string, std::vector<int32_t>> prompt_tokens;
-  for (const RecordedRollout& r : trace) {
-    if (!prompt_tokens.count(r.prompt_id)) prompts.push_back(r.prompt_id);
-    prompt_tokens[r.prompt_id] = r.prompt_tokens;
-  }
-  std::vector<std::vector<GroupRequest>> rounds;
-  for (int32_t step = 0; step < 4; ++step) {  // round s replays sample s of every prompt
-    std::vector<GroupRequest> round;
-    for (const std::string& p : prompts) {
-      GroupRequest g;
-      g.group_id = p + "/" + std::to_string(step);
-      g.prompt_id = p;
-      g.prompt_tokens = prompt_tokens[p];
-      g.max_new_tokens = 64;
-      g.trace_sample_offset = step;
-      round.push_back(g);
-    }
-    rounds.push_back(round);
-  }
-  const testing::RunResult got = testing::run_rounds(e, rounds);
+  const testing::RunResult got = testing::run_rounds(e, testing::trace_rounds(trace, 4, 64));
   ASSERT_EQ(got.by_uid.size(), trace.size());
   for (const auto& [uid, t] : got.by_uid) {
     const int32_t offset = std::stoi(t.group_id.substr(t.group_id.find('/') + 1));
