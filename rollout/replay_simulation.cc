@@ -62,6 +62,7 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
   std::vector<drafter::DraftRequest> requests;
   std::vector<drafter::Draft> drafts;
   std::vector<int32_t> budgets;
+  std::vector<double> node_floor;
 
   for (size_t ri = 0; ri < input.rounds.size(); ++ri) {
     const ReplayRound& round = input.rounds[ri];
@@ -88,8 +89,16 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
       for (const size_t i : live) {
         views.push_back({all[i].uid, all[i].r->prompt_id, static_cast<int32_t>(all[i].pos), 0});
       }
-      policy.budgets(views, budgets);
-      for (size_t k = 0; k < live.size(); ++k) requests.push_back({all[live[k]].uid, budgets[k]});
+      // Trees as the engine drafts them (speculative_step.cc): node budgets and floors.
+      if (popts.token_trees) {
+        policy.tree_budgets(views, budgets, node_floor);
+      } else {
+        policy.budgets(views, budgets);
+      }
+      for (size_t k = 0; k < live.size(); ++k) {
+        requests.push_back({all[live[k]].uid, budgets[k], popts.token_trees,
+                            popts.token_trees ? node_floor[k] : 0.0});
+      }
       drafts.resize(live.size());
       const auto t0 = clock::now();
       drafter.propose_batch(requests, drafts);
@@ -101,11 +110,9 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
         const auto& resp = s.r->response_tokens;
         const auto& d = drafts[k].tokens;
         const int64_t left = static_cast<int64_t>(resp.size()) - s.pos;
-        int64_t acc = 0;
-        while (acc < static_cast<int64_t>(d.size()) && acc < left &&
-               d[static_cast<size_t>(acc)] == resp[static_cast<size_t>(s.pos + acc)]) {
-          ++acc;
-        }
+        // The longest root-to-node path matching the recording (a chain's longest matching prefix).
+        const int64_t acc = drafter::longest_accepted_path(
+            drafts[k], std::span<const int32_t>(resp.data() + s.pos, static_cast<size_t>(left)));
         // Accepted drafts plus the verified token at the first mismatch; a sequence whose accepted
         // drafts reach its recorded end (the stop token) emits nothing more.
         const int64_t emit = std::min(acc + 1, left);

@@ -2,7 +2,9 @@
 // simulation; input in replay_input.h, reports in replay_report.h). Each rollout is "generated"
 // again: at every step the drafter proposes from the history of earlier rounds plus the rollout's
 // own context, the longest draft prefix matching the recorded response is accepted and one more
-// recorded token is emitted, exactly what lossless verification would do. Rollouts of one round run as one batch, so the batch
+// recorded token is emitted, exactly what lossless verification would do (token trees, on by
+// default as in the engine: the longest matching root-to-node path; SpeculationPolicyOptions::
+// token_trees). Rollouts of one round run as one batch, so the batch
 // drafting API and the speculation policy's budgets are exercised; round makespans are projected
 // with the step cost model t = c_base + c_tok * tokens verified by the live batch.
 #pragma once

@@ -75,6 +75,7 @@ std::optional<Args> parse(int argc, char** argv) {
       ("cost-per-token-us", po::value(&cost_tok), "c_tok (us per verified token)")
       ("no-speculation", "baseline: no drafting at all")
       ("acceptance-aware", "shrink draft budgets where drafts keep failing (drafter/speculation_policy.h)")
+      ("chains", "draft chains instead of token trees (the engine's default, SpeculationPolicyOptions::token_trees)")
       ("no-global", "do not draft from the global history")
       ("no-prompt-scope", "do not draft from the same prompt's history")
       ("no-own", "do not draft from the rollout's own context")
@@ -153,6 +154,7 @@ std::optional<Args> parse(int argc, char** argv) {
     }
     opts.speculation = !vm.count("no-speculation");
     opts.policy.acceptance_aware = vm.count("acceptance-aware") > 0;
+    if (vm.count("chains")) opts.policy.token_trees = false;
     if (a.fleet.workers < 1) throw InputError("--workers must be >= 1");
     if (routing != "affine" && routing != "random") throw InputError("--routing must be affine or random, not '" + routing + "'");
     a.fleet.routing = routing == "affine" ? rollout::FleetRouting::kAffine : rollout::FleetRouting::kRandom;
