@@ -70,6 +70,7 @@ inline constexpr const char* kBadCheckpoint = "BAD_CHECKPOINT";
 inline constexpr const char* kPathNotAllowed = "PATH_NOT_ALLOWED";
 inline constexpr const char* kNoSession = "NO_SESSION";
 inline constexpr const char* kSessionTaken = "SESSION_TAKEN";  // another trainer said HELLO since
+inline constexpr const char* kRoutingIdInUse = "ROUTING_ID_IN_USE";  // a second connection with the session's id
 inline constexpr const char* kShuttingDown = "SHUTTING_DOWN";
 inline constexpr const char* kInternal = "INTERNAL";
 }  // namespace errc

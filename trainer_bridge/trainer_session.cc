@@ -180,7 +180,21 @@ void TrainerSession::handle(Incoming&& in) {
   }
   const MessageType t = message_type(m);
   const std::optional<uint64_t> req = req_of(m);
+  if (has_session(peer) && in.connection >= 0 && active_connection_ >= 0 && in.connection != active_connection_) {
+    // Another connection took the session's routing id over (ROUTER_HANDOVER): the worker can no
+    // longer tell the session's trainer from it, so the session ends, loudly rather than silently
+    // serving whoever holds the id now; batches are kept for the next HELLO.
+    spdlog::warn("bridge: a second connection uses the routing id of trainer '{}'; its session ends", active_client_id_);
+    drop_active_session();
+    reply_error(peer, errc::kRoutingIdInUse,
+                std::string(type_name(t)) + " refused: routing id '" + peer +
+                    "' was in use by another connection, whose session has ended; every connection needs its own "
+                    "routing id (say HELLO to start a session on this one)",
+                req, type_name(t));
+    return;
+  }
   if (t == MessageType::kHello) {
+    active_connection_ = in.connection;
     on_hello(peer, std::get<Hello>(m));
     return;
   }

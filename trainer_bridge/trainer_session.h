@@ -112,6 +112,7 @@ class TrainerSession {
   // their next message (then NO_SESSION).
   std::optional<std::string> active_peer_;
   std::string active_client_id_;
+  int active_connection_ = -1;  // the session's connection (Incoming::connection), -1 = unknown
   Clock::time_point last_heard_{}, last_sent_{};
   bool stale_logged_ = false;
   int64_t credits_ = 0;

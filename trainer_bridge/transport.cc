@@ -127,6 +127,8 @@ std::optional<Incoming> RouterSocket::try_recv() {
   while (more) {
     zmq::message_t part;
     (void)s.recv(part, zmq::recv_flags::none);  // the rest of a multipart message is already here
+    // The ROUTER's own identity frame carries no connection; the trainer's frames do (-1 if not).
+    if (in.connection < 0) in.connection = zmq_msg_get(part.handle(), ZMQ_SRCFD);
     in.bytes += part.size();
     const bool keep = !in.too_large && in.bytes <= impl_->max_bytes;
     if (!keep) {

@@ -52,6 +52,9 @@ struct Incoming {
   Frames frames;          // without the identity frame; only the header when too_large
   size_t bytes = 0;       // total size of the message as received
   bool too_large = false;
+  // The connection it came in on (its file descriptor, ZMQ_SRCFD; -1 where there is none, e.g.
+  // inproc): two connections with one routing id differ here.
+  int connection = -1;
 };
 
 enum class SendResult { kOk, kNoPeer, kWouldBlock };

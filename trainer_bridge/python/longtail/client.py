@@ -26,6 +26,10 @@ from longtail.types import Batch, WorkerInfo, decode_batch
 log = logging.getLogger("longtail.client")
 
 
+#: Errors after which the worker has no session for us: say HELLO again and resend the request.
+_SESSION_LOST = ("NO_SESSION", "ROUTING_ID_IN_USE")
+
+
 @dataclass
 class CurveKeys:
     """CURVE keys (Z85 text, 40 characters each): the worker's public key and this trainer's pair."""
@@ -215,8 +219,12 @@ class Client:
         elif kind == "ERROR":
             err = WorkerError(header.get("code", "?"), header.get("message", ""), header.get("req"),
                               header.get("request_type"))
-            if err.code == "NO_SESSION":
-                log.info("worker lost our session (restart or disconnect): saying HELLO again")
+            if err.code in _SESSION_LOST:
+                if err.code == "ROUTING_ID_IN_USE":
+                    log.warning("worker saw a second connection with our routing id (%s): saying HELLO again",
+                                err.message)
+                else:
+                    log.info("worker lost our session (restart or disconnect): saying HELLO again")
                 self._hello(wait=False)
                 if err.req is not None:
                     self._replies[err.req] = (header, frames)
@@ -280,7 +288,7 @@ class Client:
                     raise TimeoutError(f"no reply to request {req} within the timeout")
                 self._pump(min(left, self.heartbeat_interval))
             header, _ = self._replies.pop(req)
-            if header["type"] == "ERROR" and header.get("code") == "NO_SESSION":
+            if header["type"] == "ERROR" and header.get("code") in _SESSION_LOST:
                 # The worker restarted or dropped our session; _handle has sent HELLO. Wait for
                 # the new session, then send the request again.
                 while self._hello_pending and time.monotonic() < deadline:

@@ -155,3 +155,29 @@ def test_shutdown_timeout_emits_unfinished_samples_as_aborted(start_worker, tmp_
         assert again.seq == b.seq
         assert [t.response_tokens.tolist() for t in again.trajectories] == [t.response_tokens.tolist() for t in b.trajectories]
         c.ack([again])
+
+
+def test_a_reused_routing_id_gets_an_error_not_silence(start_worker):
+    # Issue 16 item 3: a second connection with the session's routing id took it over silently.
+    import zmq
+    from test_worker import raw_reply as reply
+    w = start_worker()
+    ctx = zmq.Context.instance()
+    def dealer():
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVTIMEO, 10000)
+        s.setsockopt(zmq.ROUTING_ID, b"same-id")
+        s.connect(w.endpoint)
+        return s
+    first = dealer()
+    assert reply(first, [msgpack.packb({"type": "HELLO", "version": 2, "client_id": "first", "credits": 0})])["type"] == "HELLO"
+    second = dealer()
+    e = reply(second, [msgpack.packb({"type": "STATS", "req": 77})])
+    assert (e["type"], e["code"], e["req"]) == ("ERROR", "ROUTING_ID_IN_USE", 77)
+    assert "same-id" in e["message"] and "own routing id" in e["message"]
+    # The session ended; this connection may start one, and is then served.
+    assert reply(second, [msgpack.packb({"type": "HELLO", "version": 2, "client_id": "second"})])["type"] == "HELLO"
+    assert reply(second, [msgpack.packb({"type": "STATS", "req": 78})])["type"] == "STATS"
+    first.close(0)
+    second.close(0)
