@@ -14,6 +14,10 @@
 // as a trainer would: sequences carried over by partial rollouts are re-prefilled and their older
 // tokens count as off-policy.
 //
+// Engine and backend settings: every key of rollout/engine_options_io.h as a flag
+// (tools/engine_flags.h; the modes set round_groups, overprovision and whether speculation is on).
+// The modes run through tools/mode_comparison.h, as longtail-bench-rounds' do.
+//
 // Exit codes: 0 ok, 1 trajectories differ between modes or an internal failure, 2 bad input.
 #include <unistd.h>
 
@@ -41,11 +45,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "drafter/speculation_policy.h"
 #include "policy/backend.h"
 #include "policy/checkpoint.h"
-#include "drafter/speculation_policy.h"
-#include "tools/cli_main.h"
 #include "rollout/engine.h"
+#include "tools/cli_main.h"
+#include "tools/engine_flags.h"
+#include "tools/mode_comparison.h"
 
 namespace {
 
@@ -56,7 +62,8 @@ namespace fs = std::filesystem;
 namespace lp = longtail::policy;
 namespace lr = longtail::rollout;
 using ojson = nlohmann::ordered_json;
-using Clock = std::chrono::steady_clock;
+using longtail::tools::Mode;
+using longtail::tools::ModeRun;
 
 struct Args {
   std::string model;
@@ -65,11 +72,9 @@ struct Args {
   // it samples with variety yet falls into loops now and then, the recurring structure to draft.
   float temperature = 0.1f, top_p = 1.0f;
   uint64_t seed = 1;
-  int max_draft = 16;
   int stop_modulus = 128;      // also stop at ids that are multiples of this (0 = eos only)
   double overprovision = 2.0;  // APRIL f for the third mode; 1 = skip that mode
-  int threads = 0;
-  bool refit_cost = false;      // refit the step cost model from measured forward times
+  lr::EngineSettings settings;  // engine and backend flags (the modes override a few keys)
   bool json = false, verbose = false;
   std::string prompts_file;    // rollout-JSONL prompts instead of synthetic ones (one group each)
   std::string responses_file;  // the baseline's trajectories as rollout JSONL, for a task checker
@@ -84,6 +89,13 @@ std::string default_model() {
 
 std::optional<Args> parse_args(int argc, char** argv) {
   Args a;
+  std::vector<longtail::tools::FlagAlias> aliases = longtail::tools::common_engine_aliases();
+  aliases.push_back({"max-draft", "speculation.max_budget", "", "DAS budget of the long class"});
+  aliases.push_back({"refit-cost-model", "speculation.refit_cost_model", "true",
+                     "DAS caps drafts with a step cost model refitted from this machine's forward times "
+                     "(default: the GPU-class model of configs/cost_model.yaml)"});
+  // The modes decide these: one round of --groups groups, speculation off or on, overprovision f.
+  const longtail::tools::EngineFlags engine_flags(aliases, {}, {"round_groups", "overprovision", "speculation.enabled"});
   po::options_description desc("longtail-demo options");
   desc.add_options()
       ("help,h", "show this help")
@@ -100,13 +112,8 @@ std::optional<Args> parse_args(int argc, char** argv) {
       ("seed", po::value(&a.seed)->default_value(a.seed), "sampling seed and prompt generator seed")
       ("stop-modulus", po::value(&a.stop_modulus)->default_value(a.stop_modulus),
        "end a response at the eos id or at any id that is a multiple of this (0 = eos only)")
-      ("max-draft", po::value(&a.max_draft)->default_value(a.max_draft), "DAS budget of the long class")
       ("overprovision", po::value(&a.overprovision)->default_value(a.overprovision),
        "partial rollouts: groups kept in flight per round group (f); 1 skips that mode")
-      ("refit-cost-model", po::bool_switch(&a.refit_cost),
-       "DAS caps drafts with a step cost model refitted from this machine's forward times "
-       "(default: the GPU-class model of configs/cost_model.yaml)")
-      ("threads", po::value(&a.threads)->default_value(0), "cpu backend threads, 0 = all cores")
       ("json", po::bool_switch(&a.json), "print one JSON object instead of the summary")
       ("prompts", po::value(&a.prompts_file),
        "rollout-JSONL file of prompts (prompt_tokens per line, e.g. from python -m examples.task prompts): "
@@ -114,6 +121,7 @@ std::optional<Args> parse_args(int argc, char** argv) {
       ("responses", po::value(&a.responses_file),
        "write every trajectory of the first mode here as rollout JSONL (step = round), for a task checker")
       ("verbose,v", po::bool_switch(&a.verbose), "engine logs (round ends) on stderr");
+  desc.add(engine_flags.options(a.settings));
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -135,9 +143,7 @@ std::optional<Args> parse_args(int argc, char** argv) {
   in_range("samples", a.samples, 1, 64);
   in_range("max-new-tokens", a.max_new_tokens, 1, 1 << 20);
   in_range("prompt-len", a.prompt_len, 1, 1 << 20);
-  in_range("max-draft", a.max_draft, 1, 1024);
   in_range("stop-modulus", a.stop_modulus, 0, 1 << 20);
-  in_range("threads", a.threads, 0, 1024);
   if (!(a.temperature >= 0) || !std::isfinite(a.temperature)) {
     throw InputError("--temperature must be a finite number >= 0");
   }
@@ -145,25 +151,20 @@ std::optional<Args> parse_args(int argc, char** argv) {
   if (!(a.overprovision >= 1) || !std::isfinite(a.overprovision) || a.overprovision > 16) {
     throw InputError("--overprovision must be in [1, 16]");
   }
+  engine_flags.apply(vm, a.settings);
+  a.settings.engine.round_groups = a.groups;
   return a;
 }
 
-struct Mode {
-  std::string name;
-  bool speculation;
-  double overprovision;
-};
-
-// One trajectory's identity across modes: (round, group, sample).
+// One trajectory's identity across modes: (round, group, sample), from its group id "r<R>-g<G>".
 using Key = std::tuple<int, int, int>;
-
-struct ModeResult {
-  Mode mode;
-  double wall_s = 0;
-  lr::EngineStats stats;
-  std::vector<lr::RoundStats> rounds;
-  std::map<Key, lr::Trajectory> trajectories;
-};
+Key key_of(const lr::Trajectory& t) {
+  int r = -1, g = -1;
+  if (std::sscanf(t.group_id.c_str(), "r%d-g%d", &r, &g) != 2) {
+    throw std::runtime_error("engine returned an unknown group '" + t.group_id + "'");
+  }
+  return {r, g, t.sample_index};
+}
 
 std::vector<std::vector<int32_t>> synthetic_prompts(const Args& a, int32_t vocab) {
   // mt19937_64's output sequence is fixed by the standard, so prompts are the same everywhere.
@@ -176,9 +177,9 @@ std::vector<std::vector<int32_t>> synthetic_prompts(const Args& a, int32_t vocab
   return prompts;
 }
 
-void progress(const std::string& mode, int done, int total) {
+void progress(const Mode& mode, int done, int total) {
   if (!isatty(STDERR_FILENO)) return;
-  std::cerr << "\r  " << mode << ": round " << done << "/" << total << "   " << (done == total ? "\n" : "")
+  std::cerr << "\r  " << mode.name << ": round " << done << "/" << total << "   " << (done == total ? "\n" : "")
             << std::flush;
 }
 
@@ -194,28 +195,10 @@ std::vector<int32_t> stop_tokens(const Args& a, const lp::ModelConfig& cfg) {
   return stops;
 }
 
-ModeResult run_mode(const Args& a, const Mode& mode, const std::vector<std::vector<int32_t>>& prompts,
-                    const lp::BackendOptions& bopts) {
-  std::unique_ptr<lp::Backend> backend;
-  try {
-    backend = lp::make_backend(a.model, bopts);
-  } catch (const lp::LoadError& e) {
-    throw InputError(e.what());
-  }
-  if (a.prompt_len + a.max_new_tokens > backend->config().max_position_embeddings) {
-    throw InputError(fmt::format("--prompt-len + --max-new-tokens = {} exceeds the model's context of {}",
-                                 a.prompt_len + a.max_new_tokens,
-                                 backend->config().max_position_embeddings));
-  }
-  const std::vector<int32_t> stops = stop_tokens(a, backend->config());
-  lr::EngineOptions eo;
-  eo.round_groups = a.groups;
-  eo.overprovision = mode.overprovision;
-  eo.budgets.mode = mode.speculation ? longtail::drafter::BudgetMode::kLengthAware : longtail::drafter::BudgetMode::kOff;
-  eo.budgets.max_budget = a.max_draft;
-  eo.refit_cost_model = a.refit_cost;
-  lr::Engine engine(std::move(backend), eo);
-
+// The groups of every round, submitted up front in round-major order.
+std::vector<lr::GroupRequest> requests(const Args& a, const std::vector<std::vector<int32_t>>& prompts,
+                                       const std::vector<int32_t>& stops) {
+  std::vector<lr::GroupRequest> out;
   for (int r = 0; r < a.rounds; ++r) {
     for (int g = 0; g < a.groups; ++g) {
       lr::GroupRequest req;
@@ -228,33 +211,20 @@ ModeResult run_mode(const Args& a, const Mode& mode, const std::vector<std::vect
       req.sampling.seed = a.seed;
       req.max_new_tokens = a.max_new_tokens;
       req.stop_tokens = stops;
-      engine.submit(std::move(req));
+      out.push_back(std::move(req));
     }
   }
+  return out;
+}
 
-  ModeResult res;
-  res.mode = mode;
-  progress(mode.name, 0, a.rounds);
-  const Clock::time_point t0 = Clock::now();
-  int emitted = 0;
-  while (emitted < a.rounds && !engine.idle()) {
-    std::optional<lr::RoundBatch> batch = engine.step();
-    if (!batch) continue;
-    for (lr::Trajectory& t : batch->trajectories) {
-      int r = -1, g = -1;
-      if (std::sscanf(t.group_id.c_str(), "r%d-g%d", &r, &g) != 2) {
-        throw std::runtime_error("engine returned an unknown group '" + t.group_id + "'");
-      }
-      res.trajectories[{r, g, t.sample_index}] = std::move(t);
-    }
-    res.rounds.push_back(batch->stats);
-    ++emitted;
-    progress(mode.name, emitted, a.rounds);
-    // The trainer's weight update after each batch (same weights, next version).
-    if (emitted < a.rounds) engine.update_weights(a.model, emitted);
-  }
-  res.wall_s = std::chrono::duration<double>(Clock::now() - t0).count();
-  res.stats = engine.stats();
+ModeRun run_mode(const Args& a, const Mode& mode, const std::vector<lr::GroupRequest>& groups) {
+  longtail::tools::ModeRunOptions o;
+  o.model = a.model;
+  o.rounds = a.rounds;
+  o.update_weights = true;  // the trainer's weight update after each batch (same weights, next version)
+  o.progress = progress;
+  ModeRun res = longtail::tools::run_mode(mode, a.settings, groups, o);
+  for (const auto& [uid, t] : res.trajectories) key_of(t);  // every trajectory is one of ours
   const size_t expected = static_cast<size_t>(a.rounds) * a.groups * a.samples;
   if (res.trajectories.size() != expected) {
     throw std::runtime_error(fmt::format("mode {}: {} trajectories emitted, expected {}", mode.name,
@@ -271,7 +241,7 @@ struct Summary {
   int32_t len_min = 0, len_median = 0, len_max = 0;
 };
 
-Summary summarize(const ModeResult& m) {
+Summary summarize(const ModeRun& m) {
   Summary s;
   std::vector<int32_t> lengths;
   for (const auto& [k, t] : m.trajectories) lengths.push_back(static_cast<int32_t>(t.response_tokens.size()));
@@ -299,33 +269,21 @@ Summary summarize(const ModeResult& m) {
   return s;
 }
 
-// Trajectories of `m` that differ from the baseline's in tokens, logprobs or finish reason.
-int64_t mismatches(const ModeResult& base, const ModeResult& m) {
-  int64_t bad = 0;
-  for (const auto& [k, t] : base.trajectories) {
-    auto it = m.trajectories.find(k);
-    if (it == m.trajectories.end() || it->second.response_tokens != t.response_tokens ||
-        it->second.behaviour_logprobs != t.behaviour_logprobs || it->second.finish_reason != t.finish_reason) {
-      ++bad;
-    }
-  }
-  return bad;
-}
-
 // A float flag as the decimal the user typed (0.1, not 0.10000000149011612).
 double as_decimal(float v) { return std::round(static_cast<double>(v) * 1e6) / 1e6; }
 
-ojson to_json(const Args& a, const std::vector<ModeResult>& modes, const std::vector<int64_t>& diffs) {
+ojson to_json(const Args& a, const std::vector<ModeRun>& modes, const std::vector<int64_t>& diffs) {
   ojson j;
   j["config"] = {{"model", a.model},         {"rounds", a.rounds},
                  {"groups", a.groups},       {"samples", a.samples},
                  {"max_new_tokens", a.max_new_tokens}, {"prompt_len", a.prompt_len},
                  {"temperature", as_decimal(a.temperature)}, {"top_p", as_decimal(a.top_p)},
-                 {"seed", a.seed},           {"max_draft", a.max_draft},
+                 {"seed", a.seed},           {"max_draft", a.settings.engine.budgets.max_budget},
                  {"stop_modulus", a.stop_modulus},     {"overprovision", a.overprovision},
-                 {"refit_cost_model", a.refit_cost}};
+                 {"refit_cost_model", a.settings.engine.refit_cost_model},
+                 {"deterministic", a.settings.backend.deterministic}};
   j["modes"] = ojson::array();
-  for (const ModeResult& m : modes) {
+  for (const ModeRun& m : modes) {
     const Summary s = summarize(m);
     ojson rounds = ojson::array();
     for (const lr::RoundStats& r : m.rounds) {
@@ -366,7 +324,7 @@ ojson to_json(const Args& a, const std::vector<ModeResult>& modes, const std::ve
   return j;
 }
 
-void print_summary(const Args& a, const std::vector<ModeResult>& modes, const std::vector<int64_t>& diffs,
+void print_summary(const Args& a, const std::vector<ModeRun>& modes, const std::vector<int64_t>& diffs,
                    const std::string& device) {
   std::ostringstream o;
   o << fmt::format("longtail demo: {} rounds x {} prompt groups x {} samples, up to {} new tokens, T = {}, "
@@ -376,7 +334,7 @@ void print_summary(const Args& a, const std::vector<ModeResult>& modes, const st
   const Summary base = summarize(modes.front());
   o << fmt::format("{:<22}{:>10}{:>9}{:>10}{:>9}{:>9}{:>11}{:>9}{:>12}{:>21}\n", "mode", "wall s", "vs off",
                    "tokens/s", "tokens", "forwards", "tok/fwd", "accept", "off-policy", "length min/med/max");
-  for (const ModeResult& m : modes) {
+  for (const ModeRun& m : modes) {
     const Summary s = summarize(m);
     o << fmt::format("{:<22}{:>10.2f}{:>8.2f}x{:>10.0f}{:>9}{:>9}{:>11.2f}{:>9}{:>11.1f}%{:>21}\n", m.mode.name,
                      m.wall_s, modes.front().wall_s > 0 ? m.wall_s / modes.front().wall_s : 0, s.tokens_per_s,
@@ -391,14 +349,14 @@ void print_summary(const Args& a, const std::vector<ModeResult>& modes, const st
                    cost.base_us, cost.per_token_us);
   o << fmt::format("{:<22}{:>12}{:>10}{:>16}{:>15}{:>9}\n", "mode", "forwards", "vs off", "verified tokens",
                    "projected s", "vs off");
-  for (const ModeResult& m : modes) {
+  for (const ModeRun& m : modes) {
     const Summary s = summarize(m);
     o << fmt::format("{:<22}{:>12}{:>9.2f}x{:>16}{:>15.2f}{:>8.2f}x\n", m.mode.name, s.forwards,
                      base.forwards ? double(s.forwards) / base.forwards : 0, s.verified, s.projected_s,
                      base.projected_s > 0 ? s.projected_s / base.projected_s : 0);
   }
   o << "\nround makespans (s, measured):\n";
-  for (const ModeResult& m : modes) {
+  for (const ModeRun& m : modes) {
     o << fmt::format("  {:<20}", m.mode.name);
     for (const lr::RoundStats& r : m.rounds) {
       o << fmt::format("  r{} {:.2f} ({} fwd{})", r.round, r.makespan_s, r.forward_passes,
@@ -451,10 +409,10 @@ std::vector<std::vector<int32_t>> file_prompts(const std::string& path, int32_t 
   return out;
 }
 
-void write_responses(const std::string& path, const ModeResult& m, const std::vector<std::vector<int32_t>>& prompts) {
+void write_responses(const std::string& path, const ModeRun& m, const std::vector<std::vector<int32_t>>& prompts) {
   std::ofstream out(path);
-  for (const auto& [k, t] : m.trajectories) {
-    const auto& [r, g, s] = k;
+  for (const auto& [uid, t] : m.trajectories) {  // uid order is (round, group, sample) order
+    const auto [r, g, s] = key_of(t);
     out << ojson{{"prompt_id", fmt::format("p{}", g)}, {"sample", s}, {"step", r}, {"prompt_tokens", prompts[g]},
                  {"response_tokens", t.response_tokens}, {"finish_reason", lr::finish_reason_name(t.finish_reason)}}
                .dump()
@@ -465,14 +423,12 @@ void write_responses(const std::string& path, const ModeResult& m, const std::ve
 
 int run(const Args& args) {
   Args a = args;  // --prompts sets the group count
-  lp::BackendOptions bopts;
-  bopts.kind = "cpu";
-  bopts.num_threads = a.threads;
   std::vector<std::vector<int32_t>> prompts;
+  std::vector<int32_t> stops;
   {
     std::unique_ptr<lp::Backend> probe;
     try {
-      probe = lp::make_backend(a.model, bopts);
+      probe = lp::make_backend(a.model, a.settings.backend);
     } catch (const lp::LoadError& e) {
       throw InputError(e.what());
     }
@@ -483,20 +439,32 @@ int run(const Args& args) {
       a.groups = static_cast<int>(prompts.size());
       a.prompt_len = 0;
       for (const auto& p : prompts) a.prompt_len = std::max(a.prompt_len, static_cast<int>(p.size()));
+      a.settings.engine.round_groups = a.groups;
     }
+    if (a.prompt_len + a.max_new_tokens > probe->config().max_position_embeddings) {
+      throw InputError(fmt::format("--prompt-len + --max-new-tokens = {} exceeds the model's context of {}",
+                                   a.prompt_len + a.max_new_tokens, probe->config().max_position_embeddings));
+    }
+    stops = stop_tokens(a, probe->config());
   }
   std::vector<Mode> modes = {{"off", false, 1.0}, {"das", true, 1.0}};
   if (a.overprovision > 1) modes.push_back({fmt::format("das+partial f={:g}", a.overprovision), true, a.overprovision});
-  std::vector<ModeResult> results;
+  const std::vector<lr::GroupRequest> groups = requests(a, prompts, stops);
+  std::vector<ModeRun> results;
   for (const Mode& m : modes) {
-    results.push_back(run_mode(a, m, prompts, bopts));
+    results.push_back(run_mode(a, m, groups));
     spdlog::info("mode {}: {:.2f} s", m.name, results.back().wall_s);
   }
   if (!a.responses_file.empty()) write_responses(a.responses_file, results.front(), prompts);
   std::vector<int64_t> diffs;
-  for (size_t i = 1; i < results.size(); ++i) diffs.push_back(mismatches(results.front(), results[i]));
-  const std::string device = fmt::format("CPU backend (fp32), {} threads",
-                                         a.threads ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  for (size_t i = 1; i < results.size(); ++i) diffs.push_back(longtail::tools::mismatches(results.front(), results[i]));
+  const int threads = a.settings.backend.num_threads;
+  const std::string device =
+      a.settings.backend.kind == "cuda"
+          ? fmt::format("CUDA backend (bf16), device {}{}", a.settings.backend.device,
+                        a.settings.backend.deterministic ? ", deterministic" : "")
+          : fmt::format("CPU backend (fp32), {} threads",
+                        threads ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   if (a.json) {
     ojson j = to_json(a, results, diffs);
     j["device"] = device;

@@ -13,6 +13,13 @@
 // finish_reason is "stop" or "length" (max_new_tokens or the context limit, as before), or
 // "aborted" when a sequence cannot fit the KV cache even alone.
 //
+// Request flags use vLLM's SamplingParams names: --max-tokens (--max-new-tokens stays as an alias),
+// --top-k (0 or -1 = off), --min-p, --stop-token-ids (added to the checkpoint's eos ids),
+// --ignore-eos, --min-tokens (only 0 until the engine has a minimum: refused by name, never
+// ignored). Engine and backend settings: every key of rollout/engine_options_io.h as a flag
+// (tools/engine_flags.h), e.g. --speculation-mode, --drafter-min-prob, --deterministic,
+// --trajectory-log.
+//
 // Exit codes: 0 ok, 2 bad input (flags, files, token ids, history lines, checkpoint), 1 anything
 // else.
 #include <cmath>
@@ -35,6 +42,7 @@
 #include "policy/checkpoint.h"
 #include "policy/plain_decode.h"
 #include "tools/cli_main.h"
+#include "tools/engine_flags.h"
 #include "rollout/engine.h"
 #include "rollout/rollout_jsonl.h"
 
@@ -57,18 +65,16 @@ struct Args {
   float temperature = 1.0f;
   float top_p = 1.0f;
   int top_k = 0;
+  float min_p = 0.0f;
   uint64_t seed = 0;
-  std::string backend = "cpu";
-  int threads = 0;
-  std::optional<std::vector<int32_t>> stop_tokens;  // unset: the checkpoint's eos ids
+  std::optional<std::vector<int32_t>> stop_tokens;  // --stop-token: replace the checkpoint's eos ids
+  std::vector<int32_t> stop_token_ids;               // --stop-token-ids: added to them (vLLM's rule)
+  bool ignore_eos = false;                           // the eos ids do not end a response
   bool verbose = false;
-  // Engine and speculation.
-  bool speculation = true;
+  // Engine, speculation and backend: every key of rollout/engine_options_io.h (tools/engine_flags.h).
+  longtail::rollout::EngineSettings settings;
   std::string history_file;
   std::vector<std::string> prompt_ids;  // --prompt-id, one per --prompt
-  bool length_aware = true;             // --budget-policy das | fixed
-  int max_draft = 16;
-  int history_window = 8;
   bool stats = false;
 };
 
@@ -82,8 +88,19 @@ struct Prompt {
 
 std::optional<Args> parse_args(int argc, char** argv) {
   Args a;
-  std::vector<int64_t> stops;
-  std::string speculation = "on", budget_policy = "das";
+  std::vector<int64_t> stops, extra_stops;
+  int min_tokens = 0;
+  // The older spellings of engine keys stay, with their defaults from the table.
+  std::vector<longtail::tools::FlagAlias> aliases = longtail::tools::common_engine_aliases();
+  aliases.push_back({"speculation", "speculation.enabled", "",
+                     "on | off: speculative decoding from the drafter's history (never changes the output)"});
+  aliases.push_back({"budget-policy", "speculation.mode", "",
+                     "das (length-aware draft budgets) | fixed (--max-draft for every sequence) | off"});
+  aliases.push_back({"max-draft", "speculation.max_budget", "", "draft tokens per sequence per step, at most"});
+  aliases.push_back({"history-window", "drafter.window_rounds", "",
+                     "drafter history kept for this many rounds (the history's \"step\" values)"});
+  // One round holding every prompt: round_groups and overprovision are this tool's to set.
+  const longtail::tools::EngineFlags engine_flags(aliases, {}, {"round_groups", "overprovision"});
   po::options_description desc("longtail-generate options");
   desc.add_options()
       ("help,h", "show this help")
@@ -97,27 +114,30 @@ std::optional<Args> parse_args(int argc, char** argv) {
       ("score", po::value(&a.score_file),
        "JSONL file of {\"prompt_tokens\", \"response_tokens\"}: print teacher-forced logprobs instead")
       ("n", po::value(&a.n)->default_value(1), "samples per prompt")
-      ("max-new-tokens", po::value(&a.max_new_tokens)->default_value(16), "tokens to generate at most")
+      ("max-tokens", po::value<int>()->default_value(a.max_new_tokens), "tokens to generate at most (vLLM's name)")
+      ("max-new-tokens", po::value<int>(), "same as --max-tokens")
+      ("min-tokens", po::value(&min_tokens)->default_value(0),
+       "tokens before a stop token may end a response (vLLM's min_tokens): only 0 is supported, the engine has "
+       "no minimum yet (refused, never ignored)")
       ("temperature", po::value(&a.temperature)->default_value(1.0f), "0 = greedy")
       ("top-p", po::value(&a.top_p)->default_value(1.0f), "nucleus cut, 1 = none")
-      ("top-k", po::value(&a.top_k)->default_value(0), "top-k cut, 0 = none")
+      ("top-k", po::value(&a.top_k)->default_value(0), "top-k cut, 0 or -1 = none")
+      ("min-p", po::value(&a.min_p)->default_value(0.0f),
+       "drop tokens less likely than this x the most likely, 0 = off (cpu backend only)")
       ("seed", po::value(&a.seed)->default_value(0), "run seed")
-      ("backend", po::value(&a.backend)->default_value("cpu"), "cpu | cuda")
-      ("threads", po::value(&a.threads)->default_value(0), "cpu backend threads, 0 = all cores")
-      ("stop-token", po::value(&stops), "stop token id (repeatable; default: the checkpoint's eos ids)")
-      ("speculation", po::value(&speculation)->default_value("on"),
-       "on | off: speculative decoding from the drafter's history (never changes the output)")
+      ("stop-token-ids", po::value(&extra_stops)->multitoken(),
+       "stop token ids added to the checkpoint's eos ids (vLLM's rule; repeatable)")
+      ("ignore-eos", po::bool_switch(&a.ignore_eos),
+       "the checkpoint's eos ids do not end a response (--stop-token-ids still do; vLLM's ignore_eos)")
+      ("stop-token", po::value(&stops),
+       "stop token id replacing the checkpoint's eos ids (repeatable; --stop-token-ids adds instead)")
       ("history", po::value(&a.history_file),
        "JSONL of earlier rollouts {\"prompt_id\", \"sample\", \"step\"?, \"prompt_tokens\", "
        "\"response_tokens\"} (the replay tool's format) loaded into the drafter's history")
-      ("budget-policy", po::value(&budget_policy)->default_value("das"),
-       "das (length-aware draft budgets) | fixed (--max-draft for every sequence)")
-      ("max-draft", po::value(&a.max_draft)->default_value(16), "draft tokens per sequence per step, at most")
-      ("history-window", po::value(&a.history_window)->default_value(8),
-       "drafter history kept for this many rounds (the history's \"step\" values)")
       ("stats", po::bool_switch(&a.stats),
        "print a last JSON line {\"forward_passes\", \"tokens\", \"drafted_tokens\", \"accepted_tokens\"}")
       ("verbose,v", po::bool_switch(&a.verbose), "log loading details to stderr");
+  desc.add(engine_flags.options(a.settings));
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -135,25 +155,21 @@ std::optional<Args> parse_args(int argc, char** argv) {
                       (a.score_file.empty() ? 0 : 1);
   if (sources != 1) throw InputError("give exactly one of --prompt, --prompts or --score");
   if (a.n < 1) throw InputError("--n must be at least 1, got " + std::to_string(a.n));
-  if (a.max_new_tokens < 0) throw InputError("--max-new-tokens must be >= 0");
+  if (vm.count("max-new-tokens") && !vm["max-tokens"].defaulted()) {
+    throw InputError("give --max-tokens or its alias --max-new-tokens, not both");
+  }
+  a.max_new_tokens = vm.count("max-new-tokens") ? vm["max-new-tokens"].as<int>() : vm["max-tokens"].as<int>();
+  if (a.max_new_tokens < 0) throw InputError("--max-tokens must be >= 0");
+  if (min_tokens != 0) {
+    throw InputError("--min-tokens " + std::to_string(min_tokens) +
+                     " is not supported: the engine has no minimum response length yet (only 0)");
+  }
+  if (a.top_k < -1) throw InputError("--top-k must be >= -1 (0 or -1 = off), got " + std::to_string(a.top_k));
+  if (a.top_k == -1) a.top_k = 0;  // vLLM spells "off" as -1
+  if (!(a.min_p >= 0 && a.min_p <= 1)) throw InputError("--min-p must be in [0, 1]");
   if (!(a.temperature >= 0) || std::isinf(a.temperature)) throw InputError("--temperature must be a finite number >= 0");
   if (!(a.top_p > 0 && a.top_p <= 1)) throw InputError("--top-p must be in (0, 1]");
-  if (a.threads < 0) throw InputError("--threads must be >= 0");
-  if (speculation != "on" && speculation != "off") {
-    throw InputError("--speculation must be on or off, got \"" + speculation + "\"");
-  }
-  a.speculation = speculation == "on";
-  if (budget_policy == "das" || budget_policy == "length-aware") {
-    a.length_aware = true;
-  } else if (budget_policy == "fixed") {
-    a.length_aware = false;
-  } else {
-    throw InputError("--budget-policy must be das or fixed, got \"" + budget_policy + "\"");
-  }
-  if (a.max_draft < 0 || a.max_draft > 1024) {
-    throw InputError("--max-draft must be in [0, 1024], got " + std::to_string(a.max_draft));
-  }
-  if (a.history_window < 1) throw InputError("--history-window must be >= 1");
+  engine_flags.apply(vm, a.settings);
   if (!a.prompt_ids.empty() && a.prompt_ids.size() != a.prompt_flags.size()) {
     throw InputError("--prompt-id given " + std::to_string(a.prompt_ids.size()) + " times for " +
                      std::to_string(a.prompt_flags.size()) + " --prompt (give one per --prompt, or none)");
@@ -161,13 +177,15 @@ std::optional<Args> parse_args(int argc, char** argv) {
   if (!a.score_file.empty() && (!a.history_file.empty() || a.stats)) {
     throw InputError("--history and --stats apply to generation, not to --score");
   }
+  auto token_id = [](const char* flag, int64_t s) {
+    if (s < 0 || s > INT32_MAX) throw InputError(std::string(flag) + " " + std::to_string(s) + " is not a token id");
+    return static_cast<int32_t>(s);
+  };
   if (vm.count("stop-token")) {
     a.stop_tokens.emplace();
-    for (int64_t s : stops) {
-      if (s < 0 || s > INT32_MAX) throw InputError("--stop-token " + std::to_string(s) + " is not a token id");
-      a.stop_tokens->push_back(static_cast<int32_t>(s));
-    }
+    for (int64_t s : stops) a.stop_tokens->push_back(token_id("--stop-token", s));
   }
+  for (int64_t s : extra_stops) a.stop_token_ids.push_back(token_id("--stop-token-ids", s));
   return a;
 }
 
@@ -307,20 +325,16 @@ Generated generate(const Args& a, const std::vector<Prompt>& inputs, std::unique
     return {std::move(results), {}};
   }
 
-  lr::EngineOptions eo;
+  lr::EngineOptions eo = a.settings.engine;
   eo.round_groups = 0;  // one round holding every prompt
-  eo.budgets.mode = !a.speculation   ? longtail::drafter::BudgetMode::kOff
-                   : a.length_aware ? longtail::drafter::BudgetMode::kLengthAware
-                                    : longtail::drafter::BudgetMode::kFixed;
-  eo.budgets.max_budget = a.max_draft;
-  eo.drafter.window_rounds = a.history_window;
+  const bool speculation = eo.budgets.mode != longtail::drafter::BudgetMode::kOff && eo.budgets.max_budget > 0;
   lr::Engine engine(std::move(backend), eo);
   for (const lr::RecordedRollout& h : history) {
     // A line without "step" is history of round 0.
     engine.add_history(h.prompt_id, h.prompt_tokens, h.response_tokens, h.step.value_or(0));
   }
   spdlog::info("generate: {} prompts x {} samples, speculation {}, {} history rollouts", inputs.size(),
-               a.n, a.speculation ? "on" : "off", history.size());
+               a.n, speculation ? "on" : "off", history.size());
 
   for (size_t p = 0; p < inputs.size(); ++p) {
     lr::GroupRequest g;
@@ -331,9 +345,12 @@ Generated generate(const Args& a, const std::vector<Prompt>& inputs, std::unique
     g.sampling.temperature = a.temperature;
     g.sampling.top_p = a.top_p;
     g.sampling.top_k = a.top_k;
+    g.sampling.min_p = a.min_p;
     g.sampling.seed = a.seed;
     g.max_new_tokens = a.max_new_tokens;
     if (a.stop_tokens) g.stop_tokens = *a.stop_tokens;
+    g.stop_token_ids = a.stop_token_ids;
+    g.ignore_eos = a.ignore_eos;
     try {
       engine.submit(std::move(g));
     } catch (const lr::InvalidRequest& e) {
@@ -376,12 +393,9 @@ void print_line(const nlohmann::ordered_json& j) {
 
 int run(const Args& a) {
   const std::vector<Prompt> inputs = read_inputs(a);
-  lp::BackendOptions opts;
-  opts.kind = a.backend;
-  opts.num_threads = a.threads;
   std::unique_ptr<lp::Backend> backend;
   try {
-    backend = lp::make_backend(a.model, opts);
+    backend = lp::make_backend(a.model, a.settings.backend);
   } catch (const lp::LoadError& e) {
     throw InputError(e.what());
   }
@@ -404,8 +418,8 @@ int run(const Args& a) {
     return 0;
   }
 
-  std::vector<int32_t> stops = a.stop_tokens ? *a.stop_tokens : cfg.eos_token_ids;
-  check_vocab(stops, cfg.vocab_size, "--stop-token", "stop");
+  check_vocab(a.stop_tokens.value_or(std::vector<int32_t>{}), cfg.vocab_size, "--stop-token", "stop");
+  check_vocab(a.stop_token_ids, cfg.vocab_size, "--stop-token-ids", "stop");
   const Generated gen = generate(a, inputs, std::move(backend));
   const std::vector<lr::Trajectory>& results = gen.trajectories;
   for (size_t r = 0; r < results.size(); ++r) {

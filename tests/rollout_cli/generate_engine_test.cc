@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -238,6 +239,71 @@ TEST(GenerateEngineTest, ZeroNewTokensPrintsEmptyResponses) {
   EXPECT_TRUE(json::parse(l[0]).at("tokens").empty());
   EXPECT_EQ(json::parse(l[0]).at("finish_reason"), "length");
   EXPECT_EQ(parse_stats(l[2]).forward_passes, 0);
+}
+
+TEST(GenerateEngineTest, VllmNames) {
+  // --max-tokens is vLLM's name for --max-new-tokens; -1 is vLLM's "no top-k"; --stop-token-ids
+  // adds to the checkpoint's eos ids instead of replacing them.
+  const CliResult a = generate("--prompt 1,2,3 --n 2 --max-tokens 12 --seed 5 --top-k=-1 --min-p 0");
+  const CliResult b = generate("--prompt 1,2,3 --n 2 --max-new-tokens 12 --seed 5 --top-k 0");
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(json::parse(lines_of(a.out).at(0)).at("tokens").size() <= 12, true);
+  EXPECT_EQ(generate("--prompt 1 --max-tokens 4 --max-new-tokens 5").code, 2);
+
+  // Greedy tokens of a plain run; a stop id taken from its response ends the response there, and
+  // eos still ends it (added, not replaced).
+  const CliResult plain = generate("--prompt 1,2,3 --max-tokens 16 --temperature 0");
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  const std::vector<int> tokens = json::parse(lines_of(plain.out).at(0)).at("tokens");
+  ASSERT_GE(tokens.size(), 3u);
+  const int stop = tokens[2];
+  const CliResult stopped =
+      generate("--prompt 1,2,3 --max-tokens 16 --temperature 0 --stop-token-ids " + std::to_string(stop));
+  ASSERT_EQ(stopped.code, 0) << stopped.err;
+  const json s = json::parse(lines_of(stopped.out).at(0));
+  const std::vector<int> st = s.at("tokens");
+  EXPECT_EQ(s.at("finish_reason"), "stop");
+  EXPECT_EQ(st.back(), stop);
+  EXPECT_LE(st.size(), 3u);
+
+  // --ignore-eos: the eos set (here --stop-token, which replaces it) no longer ends the response;
+  // --stop-token-ids still do.
+  const std::string first = std::to_string(tokens[0]);
+  const CliResult eos = generate("--prompt 1,2,3 --max-tokens 16 --temperature 0 --stop-token " + first);
+  ASSERT_EQ(eos.code, 0) << eos.err;
+  EXPECT_EQ(json::parse(lines_of(eos.out).at(0)).at("tokens").size(), 1u);
+  const CliResult ignored = generate("--prompt 1,2,3 --max-tokens 16 --temperature 0 --ignore-eos --stop-token " + first);
+  ASSERT_EQ(ignored.code, 0) << ignored.err;
+  const json ig = json::parse(lines_of(ignored.out).at(0));
+  const std::vector<int> ig_tokens = ig.at("tokens");
+  EXPECT_EQ(ig_tokens.size(), 16u);
+  EXPECT_TRUE(std::equal(tokens.begin(), tokens.end(), ig_tokens.begin())) << "ignoring eos must not change what is sampled";
+  EXPECT_EQ(ig.at("finish_reason"), "length");
+  const CliResult still = generate("--prompt 1,2,3 --max-tokens 16 --temperature 0 --ignore-eos --stop-token " + first +
+                                   " --stop-token-ids " + std::to_string(stop));
+  ASSERT_EQ(still.code, 0) << still.err;
+  EXPECT_EQ(json::parse(lines_of(still.out).at(0)).at("finish_reason"), "stop");
+
+  // What the engine cannot do is refused by name, never ignored.
+  for (const char* args : {"--prompt 1 --min-tokens 3", "--prompt 1 --top-k=-2", "--prompt 1 --min-p 1.5"}) {
+    const CliResult r = generate(args);
+    EXPECT_EQ(r.code, 2) << args;
+  }
+  EXPECT_NE(generate("--prompt 1 --min-tokens 3").err.find("--min-tokens 3 is not supported"), std::string::npos);
+}
+
+TEST(GenerateEngineTest, EveryEngineOptionIsAFlag) {
+  // Keys of rollout/engine_options_io.h as flags, with typed errors naming the key.
+  const CliResult ok = generate("--prompt 1,2 --max-tokens 6 --drafter-min-prob 0.2 --speculation-mode fixed "
+                                "--backend-kv-block-size 8 --stats");
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  const CliResult bad = generate("--prompt 1 --speculation-max-budget lots");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("option 'speculation.max_budget' expects an integer in [0, 1024] (tokens), got 'lots'"),
+            std::string::npos)
+      << bad.err;
 }
 
 }  // namespace
