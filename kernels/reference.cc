@@ -359,31 +359,85 @@ float token_logprob(std::span<const float> logits, float temperature, int32_t to
   return log_softmax_at(logits, temperature > 0 ? temperature : 1.0f, token);
 }
 
-SampleResult sample_row(std::span<const float> logits, const SamplingRow& p,
-                        LogRounding log_rounding) {
+namespace {
+
+// Rule 0: the logits with the masked ids at -inf (a copy, made only when something is masked).
+std::span<const float> apply_mask(std::span<const float> logits, std::span<const int32_t> masked,
+                                  std::vector<float>& storage) {
+  if (masked.empty()) return logits;
+  storage.assign(logits.begin(), logits.end());
+  for (int32_t t : masked) {
+    if (t >= 0 && static_cast<size_t>(t) < storage.size()) storage[t] = -std::numeric_limits<float>::infinity();
+  }
+  return storage;
+}
+
+// Rule 3 processed at T > 0 for token x of the masked logits, given the candidates (empty = all).
+float processed_logprob(std::span<const float> logits, float t, std::vector<int32_t> cand, int32_t x) {
+  if (!cand.empty() && std::find(cand.begin(), cand.end(), x) == cand.end()) {
+    return -std::numeric_limits<float>::infinity();
+  }
+  float m = -std::numeric_limits<float>::infinity();
+  for (float v : logits) m = std::max(m, v / t);
+  if (std::isinf(m)) return -std::numeric_limits<float>::infinity();
+  double s = 0;
+  if (cand.empty()) {
+    for (float v : logits) s += std::exp(static_cast<double>(v / t) - m);
+  } else {
+    std::sort(cand.begin(), cand.end());
+    for (int32_t i : cand) s += std::exp(static_cast<double>(logits[i] / t) - m);
+  }
+  return static_cast<float>(static_cast<double>(logits[x] / t) - (m + std::log(s)));
+}
+
+// Rule 3 for token x: `logits` unmasked, `masked_logits` the same after rule 0.
+float reported_logprob(std::span<const float> logits, std::span<const float> masked_logits,
+                       const SamplingRow& p, const RuleExtras& extras, int32_t x) {
+  const bool greedy = !(p.temperature > 0);
+  if (extras.logprob == LogprobKind::kRaw) return log_softmax_at(logits, greedy ? 1.0f : p.temperature, x);
+  if (greedy) return x == argmax(masked_logits) ? 0.0f : -std::numeric_limits<float>::infinity();
+  return processed_logprob(masked_logits, p.temperature, candidates(masked_logits, p), x);
+}
+
+}  // namespace
+
+float rule_logprob(std::span<const float> logits, const SamplingRow& p, const RuleExtras& extras,
+                   int32_t token) {
+  if (token < 0 || static_cast<size_t>(token) >= logits.size()) {
+    return std::numeric_limits<float>::quiet_NaN();
+  }
+  std::vector<float> storage;
+  return reported_logprob(logits, apply_mask(logits, extras.masked, storage), p, extras, token);
+}
+
+SampleResult sample_row(std::span<const float> logits, const SamplingRow& p, LogRounding log_rounding,
+                        const RuleExtras& extras) {
   if (logits.empty()) throw std::invalid_argument("sample_row: empty logits row");
+  std::vector<float> storage;
+  const std::span<const float> z_logits = apply_mask(logits, extras.masked, storage);
   if (!(p.temperature > 0)) {
-    const int32_t x = argmax(logits);
-    return {x, log_softmax_at(logits, 1.0f, x)};
+    const int32_t x = argmax(z_logits);
+    return {x, reported_logprob(logits, z_logits, p, extras, x)};
   }
   const float t = p.temperature;
   int32_t best = -1;
   float best_key = -std::numeric_limits<float>::infinity();
   auto consider = [&](int32_t i) {
     const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
-    const float key = logits[i] / t + (-log_of(-log_of(u, log_rounding), log_rounding));
+    const float key = z_logits[i] / t + (-log_of(-log_of(u, log_rounding), log_rounding));
     if (best < 0 || key > best_key || (key == best_key && i < best)) {
       best = i;
       best_key = key;
     }
   };
-  const std::vector<int32_t> cand = candidates(logits, p);
+  std::vector<int32_t> cand = candidates(z_logits, p);
   if (cand.empty()) {
-    for (int32_t i = 0; i < static_cast<int32_t>(logits.size()); ++i) consider(i);
+    for (int32_t i = 0; i < static_cast<int32_t>(z_logits.size()); ++i) consider(i);
   } else {
     for (int32_t i : cand) consider(i);
   }
-  return {best, log_softmax_at(logits, t, best)};
+  if (extras.logprob == LogprobKind::kRaw) return {best, log_softmax_at(logits, t, best)};
+  return {best, processed_logprob(z_logits, t, std::move(cand), best)};
 }
 
 std::string validate_tree_parents(std::span<const int32_t> parents) {

@@ -89,7 +89,9 @@ void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, 
 
 // The sampling rule: the specification of kernels.h's sample_rows and the sampler of any host
 // model, so that a CPU model and the GPU draw the same tokens from the same logits.
-//   1. T = 0 (greedy): the argmax, lowest index on ties; its logprob is log softmax(logits)[x].
+//   0. Mask (RuleExtras::masked, the min_tokens rule of a caller): the masked token ids count as
+//      -inf logits in steps 1 and 2, so they are never drawn; an empty list masks nothing.
+//   1. T = 0 (greedy): the argmax of the (masked) logits, lowest index on ties.
 //   2. T > 0: z_i = logits[i] / T in float. Candidates: the tokens with z_i - max z >= log(min_p)
 //      in fp64, i.e. at least min_p times as likely as the most likely token (min_p <= 0: all; as
 //      vLLM, on the tempered distribution, before top-k and top-p); of these the top_k largest z
@@ -102,10 +104,17 @@ void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, 
 //      in float, u_i = sampling_uniform(seed, uid, position, i) (philox.h); the lowest index wins
 //      equal keys. Gumbel-max needs no sort and no prefix sum, so a parallel reduction gives the
 //      same answer as a serial loop, and each vocabulary entry has its own independent uniform.
-//   3. The reported logprob is log softmax(z)[x] over the whole vocabulary (T = 1 when greedy):
-//      m = max of the float z, lse = m + log(sum of exp(double(z_i) - m)) in fp64, z_x - lse: the
-//      logprob under the untruncated distribution at temperature T, not under the truncated
-//      top-k/top-p distribution the token was drawn from.
+//   3. The reported logprob of a token x (the drawn one, or a given one when scoring), by
+//      RuleExtras::logprob:
+//      raw (default): log softmax(z)[x] over the whole vocabulary of the unmasked logits, T = 1
+//        when greedy: m = max of the float z, lse = m + log(sum of exp(double(z_i) - m)) in fp64,
+//        z_x - lse. The model's own tempered distribution, what a trainer recomputes from its
+//        logits: not the truncated (min-p/top-k/top-p) or masked distribution x was drawn from.
+//      processed: the log-probability of x under the distribution step 1 or 2 actually draws
+//        from. T > 0: z_x - lse_C with lse_C = m + log(sum over the candidates C, ascending index
+//        order, of exp(double(z_i) - m)) in fp64, m = max of the masked float z; -inf when x is
+//        not a candidate (masked or cut). T = 0: the greedy draw is certain, so 0 for the argmax
+//        and -inf for every other token.
 // position is the absolute index, in the sequence (prompt included), of the token being drawn.
 // The one floating-point detail an implementation chooses is how logf rounds (LogRounding): the GPU
 // evaluates float(log(double)), correctly rounded; a host may use its C library's logf, which is
@@ -116,15 +125,33 @@ enum class LogRounding {
   kCorrect,   // float(log(double(x))): what sample_rows computes
   kHostLibm,  // std::log(float): the host C library's logf
 };
+enum class LogprobKind {
+  kRaw,        // rule 3 raw: full vocabulary, unmasked, at temperature T (T = 1 when greedy)
+  kProcessed,  // rule 3 processed: the masked, truncated, renormalised distribution drawn from
+};
+// The parts of the rule beyond SamplingRow (which sample_rows does not implement yet: it draws
+// unmasked and reports raw logprobs).
+struct RuleExtras {
+  std::span<const int32_t> masked;  // token ids this row cannot draw (rule 0); ids outside the
+                                    // vocabulary are ignored
+  LogprobKind logprob = LogprobKind::kRaw;
+};
 struct SampleResult {
   int32_t token = -1;
   float logprob = 0;
 };
-// Throws std::invalid_argument on an empty row. Logits must be finite or -inf (masked).
+// Throws std::invalid_argument on an empty row. Logits must be finite or -inf (masked). A mask
+// that leaves no finite logit draws token 0 (greedy: the lowest index) with logprob -inf
+// (processed); callers never mask a whole vocabulary.
 SampleResult sample_row(std::span<const float> logits, const SamplingRow& params,
-                        LogRounding log_rounding = LogRounding::kCorrect);
-// log softmax(logits / T)[token] as in rule 3, T = 1 when temperature is 0; NaN when token is out
-// of range.
+                        LogRounding log_rounding = LogRounding::kCorrect, const RuleExtras& extras = {});
+// Rule 3 for a given token: the logprob sample_row would report had it drawn `token` with these
+// parameters (used to score given tokens, e.g. re-prefill after a weight update). NaN when token
+// is out of range.
+float rule_logprob(std::span<const float> logits, const SamplingRow& params, const RuleExtras& extras,
+                   int32_t token);
+// log softmax(logits / T)[token] as in rule 3 raw, T = 1 when temperature is 0; NaN when token is
+// out of range.
 float token_logprob(std::span<const float> logits, float temperature, int32_t token);
 // Lowest index of the maximum.
 int32_t argmax(std::span<const float> x);

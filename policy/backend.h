@@ -29,9 +29,9 @@ class Checkpoint;
 // One sequence's share of a forward pass.
 struct SequenceChunk {
   int64_t seq = -1;           // KV cache handle from Backend::create_sequence
-  uint64_t uid = 0;           // sequence identity for the RNG key (stable across preemption/resume)
+  uint64_t uid = 0;           // RNG stream of the sequence (policy/sampling.h; stable across preemption)
   std::span<const int32_t> tokens;  // appended at positions [length(seq), length(seq) + size)
-  SamplingParams sampling;    // temperature / top-k / top-p / seed for this sequence
+  SamplingParams sampling;    // temperature / top-k / top-p / min-p / seed / mask / logprobs mode
   // Outputs are produced for input indices i in [first_output, tokens.size()); a prefill of a long
   // prompt only needs the last one (first_output = size - 1), verification needs all of them, a
   // chunked prefill that is not the last chunk needs none (first_output = size).
@@ -76,8 +76,9 @@ std::optional<SamplingParamsError> check_sampling_params(const SamplingParams& s
 // (In a tree, "what follows" is what follows input i's own position, length + depth(i) - 1.)
 struct TokenOutput {
   int32_t sampled = -1;       // token drawn at absolute position (position of input i) + 1
-  float sampled_logprob = 0;  // log softmax(logits / T)[sampled], T = 1 when greedy
-  // log softmax(logits / T)[tokens[i + 1]]: the logprob of the next given input token; NaN for the
+  float sampled_logprob = 0;  // by sampling.logprobs_mode; raw: log softmax(logits / T)[sampled],
+                              // T = 1 when greedy
+  // The same logprob of the next given input token tokens[i + 1] (teacher forcing); NaN for the
   // chunk's last input, whose successor is not given. In a tree the next given input is input i's
   // first child (the lowest-index input whose parent is i); NaN when it has none.
   float next_input_logprob = std::numeric_limits<float>::quiet_NaN();
@@ -109,8 +110,13 @@ class Backend {
 
   virtual const ModelConfig& config() const = 0;
   virtual std::string name() const = 0;  // "cpu" or "cuda"
-  // Whether forward() honours SamplingParams::min_p (the CUDA sampler does not: it refuses it).
+  // What forward() honours beyond temperature / top-k / top-p / seed; a backend without a feature
+  // ignores its fields, so the engine refuses requests that need it. min_p: SamplingParams::min_p;
+  // min_tokens: the mask (masked_tokens); processed logprobs: logprobs_mode kProcessed
+  // (kernels/reference.h's rules 0 and 3).
   virtual bool samples_min_p() const { return false; }
+  virtual bool samples_min_tokens() const { return false; }
+  virtual bool samples_processed_logprobs() const { return false; }
 
   // KV cache handles. create_sequence() never allocates KV memory; positions are reserved by
   // forward() as tokens are appended, and a forward that would exceed capacity throws

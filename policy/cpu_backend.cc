@@ -267,7 +267,7 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
       result[o].sampled = s.token;
       result[o].sampled_logprob = s.logprob;
       if (outs[o].next >= 0) {
-        result[o].next_input_logprob = token_logprob(row, ch.sampling.temperature, ch.tokens[outs[o].next]);
+        result[o].next_input_logprob = score_token(row, ch.sampling, outs[o].pos + 1, ch.tokens[outs[o].next]);
       }
     }
   });

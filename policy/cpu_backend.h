@@ -27,6 +27,8 @@ class CpuBackend final : public Backend {
   const ModelConfig& config() const override { return weights_->config; }
   std::string name() const override { return "cpu"; }
   bool samples_min_p() const override { return true; }
+  bool samples_min_tokens() const override { return true; }
+  bool samples_processed_logprobs() const override { return true; }
   int64_t create_sequence() override;
   void release_sequence(int64_t seq) override;
   int32_t sequence_length(int64_t seq) const override;

@@ -45,6 +45,12 @@ bool ragged_graphs_enabled() {
 void validate_sampling(const SamplingParams& s, size_t chunk) {
   if (auto e = check_sampling_params(s))
     throw std::invalid_argument("chunk " + std::to_string(chunk) + ": " + e->reason);
+  if (!s.masked_tokens.empty() && s.mask_begin < s.mask_end)
+    throw std::invalid_argument("chunk " + std::to_string(chunk) +
+                                ": the min_tokens mask is not implemented by the CUDA sampler; use the cpu backend");
+  if (s.logprobs_mode != LogprobsMode::kRaw)
+    throw std::invalid_argument("chunk " + std::to_string(chunk) +
+                                ": logprobs_mode processed is not implemented by the CUDA sampler; use raw or the cpu backend");
 }
 
 class CudaBackend final : public Backend {

@@ -91,6 +91,8 @@ struct Engine::Impl {
     limits.context_length = backend->config().max_position_embeddings;
     limits.forced = &options.forced_trajectories;
     limits.min_p_supported = backend->samples_min_p();
+    limits.min_tokens_supported = backend->samples_min_tokens();
+    limits.processed_logprobs_supported = backend->samples_processed_logprobs();
     return limits;
   }
 
@@ -321,10 +323,21 @@ void Engine::submit(GroupRequest group) {
   if (!group.ignore_eos)
     g->stop_tokens = group.stop_tokens.empty() ? m.backend->config().eos_token_ids : group.stop_tokens;
   g->stop_tokens.insert(g->stop_tokens.end(), group.stop_token_ids.begin(), group.stop_token_ids.end());
+  g->rule = sampling_rule(group.sampling);
+  if (group.sampling.min_tokens > 0) {
+    g->rule.masked_tokens = g->stop_tokens;
+    g->rule.mask_begin = static_cast<int64_t>(group.prompt_tokens.size());
+    g->rule.mask_end = g->rule.mask_begin + group.sampling.min_tokens;
+  }
+  // RNG streams (policy/sampling.h): sample i draws from key + i.
+  const uint64_t key = group.sample_key     ? *group.sample_key
+                       : group.sampling.seed ? policy::sample_key_of(group.group_id)
+                                             : m.next_uid;
   g->request = std::move(group);
   for (int32_t i = 0; i < g->request.n; ++i) {
     auto s = std::make_unique<Sequence>();
     s->uid = m.next_uid++;
+    s->rng_stream = key + static_cast<uint64_t>(i);
     s->group = g.get();
     s->sample_index = i;
     s->tokens = g->request.prompt_tokens;
@@ -444,6 +457,9 @@ EngineStats Engine::stats() const {
 const policy::ModelConfig& Engine::model_config() const { return impl_->backend->config(); }
 
 bool Engine::samples_min_p() const { return impl_->backend->samples_min_p(); }
+bool Engine::samples_min_tokens() const { return impl_->backend->samples_min_tokens(); }
+
+bool Engine::samples_processed_logprobs() const { return impl_->backend->samples_processed_logprobs(); }
 
 RequestLimits Engine::request_limits() const { return impl_->request_limits(); }
 

@@ -77,6 +77,10 @@ class Engine {
   // What submit() validates a group against (rollout/request_validator.h), so a caller can check a
   // list of groups before admitting any of them.
   RequestLimits request_limits() const;
+  // What the backend's sampler implements (requests needing more are refused at submit):
+  // sampling.min_tokens > 0, sampling.logprobs_mode "processed".
+  bool samples_min_tokens() const;
+  bool samples_processed_logprobs() const;
 
  private:
   struct Impl;

@@ -19,7 +19,11 @@
 // Sources: VCPO, "Stable Asynchrony" (variance-controlled off-policy RL: ESS-scaled learning rate,
 // minimum-variance baseline); TIS as implemented in verl and slime; AReaL (per-token versions).
 // max_weight/min_weight report the untruncated w (how far off-policy the batch really is);
-// tokens whose current logprob is NaN (never scored) count as on-policy.
+// tokens whose current logprob is NaN (never scored) count as on-policy, and so do tokens whose
+// behaviour logprob is not finite (only a trace-forced recording can hold a token the behaviour
+// rule could not draw). With logprobs_mode "processed" both logprobs are under the truncated rule,
+// so pi(y_t) = 0 (a token the latest policy's truncation excludes) gives w_i = 0 and
+// log_ratio_i = -inf.
 #include "rollout/importance.h"
 
 #include <algorithm>
@@ -53,7 +57,7 @@ void compute_trajectory_importance(Trajectory& t, double weight_cap, double toke
   for (size_t i = 0; i < t.current_logprobs.size(); ++i) {
     const double cur = t.current_logprobs[i];
     const double mu = t.behaviour_logprobs[i];
-    if (std::isnan(cur) || std::isnan(mu)) {
+    if (std::isnan(cur) || !std::isfinite(mu)) {
       t.token_tis[i] = static_cast<float>(std::min(1.0, token_ratio_cap));
       continue;
     }

@@ -54,9 +54,25 @@ void validate_group_request(const GroupRequest& g, const RequestLimits& limits) 
       bad("stop_token_ids[" + std::to_string(i) + "]", "stop token " + std::to_string(t) + why_outside(t));
     }
   }
-  if (auto e = policy::check_sampling_params(g.sampling)) bad("sampling." + e->field, e->reason);
+  if (auto e = policy::check_sampling_params(sampling_rule(g.sampling))) bad("sampling." + e->field, e->reason);
   if (g.sampling.min_p > 0 && !limits.min_p_supported) {
     bad("sampling.min_p", "min_p " + std::to_string(g.sampling.min_p) + " > 0 is not implemented by this backend's sampler");
+  }
+  const int32_t min_tokens = g.sampling.min_tokens;
+  if (min_tokens < 0 || min_tokens > g.max_new_tokens) {
+    bad("sampling.min_tokens", "min_tokens " + std::to_string(min_tokens) + " must be in [0, max_new_tokens = " +
+                                   std::to_string(g.max_new_tokens) + "]");
+  }
+  if (min_tokens > 0 && !limits.min_tokens_supported) {
+    bad("sampling.min_tokens", "min_tokens " + std::to_string(min_tokens) +
+                                   " > 0 is not implemented by this backend's sampler (it cannot mask stop tokens)");
+  }
+  const auto mode = policy::parse_logprobs_mode(g.sampling.logprobs_mode);
+  if (!mode) {
+    bad("sampling.logprobs_mode", "logprobs_mode '" + g.sampling.logprobs_mode + "' must be 'raw' or 'processed'");
+  }
+  if (*mode == policy::LogprobsMode::kProcessed && !limits.processed_logprobs_supported) {
+    bad("sampling.logprobs_mode", "logprobs_mode 'processed' is not implemented by this backend's sampler");
   }
   if (limits.forced && !limits.forced->empty()) {
     const std::string& pid = g.prompt_id.empty() ? g.group_id : g.prompt_id;

@@ -24,7 +24,8 @@ enum class SeqState : uint8_t {
 };
 
 struct Sequence {
-  uint64_t uid = 0;
+  uint64_t uid = 0;                       // unique over the engine's life (trajectories, rewards)
+  uint64_t rng_stream = 0;                // the sampler's stream (policy/sampling.h's rule)
   Group* group = nullptr;
   int32_t sample_index = 0;
   int32_t prompt_len = 0;
@@ -53,7 +54,13 @@ struct Sequence {
 
 struct Group {
   GroupRequest request;                   // prompt_id resolved (never empty)
-  std::vector<int32_t> stop_tokens;       // resolved: the request's, else the checkpoint's eos ids
+  // The resolved stop set: (ignore_eos ? {} : stop_tokens, else the checkpoint's eos ids) +
+  // stop_token_ids.
+  std::vector<int32_t> stop_tokens;
+  // The backend's sampling parameters of every sequence of the group: the request's, its seed or
+  // 0, and the min_tokens mask (stop_tokens at positions [prompt, prompt + min_tokens)), whose
+  // span points into stop_tokens (set once, at submit).
+  policy::SamplingParams rule;
   std::vector<std::unique_ptr<Sequence>> sequences;
   int64_t submitted_at = 0;               // submission order
   int64_t activated_at = -1;              // in-flight order (-1 = still queued)

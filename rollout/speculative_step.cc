@@ -151,9 +151,9 @@ StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
       pc.parents = par;
     }
     pc.seq = s.kv_handle;
-    pc.uid = s.uid;
+    pc.uid = s.rng_stream;
     pc.tokens = in;
-    pc.sampling = s.group->request.sampling;
+    pc.sampling = s.group->rule;
     pc.first_output = c.first_output;
     st.tokens_verified += static_cast<int32_t>(in.size());
   }

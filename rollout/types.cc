@@ -1,6 +1,6 @@
 // The rules that apply to EngineOptions as a whole: when speculation is on, how the budgets are
 // applied, which values are in range. One place, so the engine, the option tables of the tools and
-// the worker config agree.
+// the worker config agree. Also the one mapping of a request's sampling onto the backend's.
 #include "rollout/types.h"
 
 #include <algorithm>
@@ -16,6 +16,17 @@ drafter::SpeculationPolicyOptions effective_budgets(const EngineOptions& o) {
   drafter::SpeculationPolicyOptions p = o.budgets;
   p.medium_budget = std::min(p.medium_budget, p.max_budget);
   return p;
+}
+
+policy::SamplingParams sampling_rule(const SamplingParams& s) {
+  policy::SamplingParams r;
+  r.temperature = s.temperature;
+  r.top_k = s.top_k;
+  r.top_p = s.top_p;
+  r.min_p = s.min_p;
+  r.seed = s.seed.value_or(0);
+  r.logprobs_mode = policy::parse_logprobs_mode(s.logprobs_mode).value_or(policy::LogprobsMode::kRaw);
+  return r;
 }
 
 void validate_engine_options(const EngineOptions& o) {

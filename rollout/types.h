@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -49,9 +50,34 @@ class InvalidRequest : public std::invalid_argument {
   int32_t index_;
 };
 
-// Per-sequence sampling as the engine's users see it (temperature, top_k, top_p, seed; rules in
-// policy/sampling.h). An alias, so the engine hands it to the backend unchanged.
-using SamplingParams = policy::SamplingParams;
+// A group's sampling parameters, named as vLLM's SamplingParams (rules in policy/sampling.h and
+// kernels/reference.h's sample_row; ranges in rollout/request_validator.h). The engine resolves
+// them into the backend's policy::SamplingParams (seed, RNG stream, min_tokens mask) per sequence.
+struct SamplingParams {
+  float temperature = 1.0f;  // 0 = greedy
+  int32_t top_k = 0;         // <= 0: no top-k cut
+  float top_p = 1.0f;        // in (0, 1]; 1: no nucleus cut
+  float min_p = 0.0f;        // in [0, 1]; 0: off; else drop tokens less likely than min_p x the top one
+  // Per-request seed: sample i of the group draws from stream (key + i) under this seed, key =
+  // GroupRequest::sample_key, else a hash of group_id, so its tokens do not depend on batch,
+  // submission order, run or worker. Absent: no reproducibility promised (the engine's sequence
+  // counter gives the streams). The whole rule: policy/sampling.h.
+  std::optional<uint64_t> seed;
+  // Stop tokens (the EOS set and stop_token_ids) cannot end a sample before it has min_tokens
+  // response tokens: the sampler masks them at those positions (vLLM's min_tokens). 0 = off;
+  // at most max_new_tokens.
+  int32_t min_tokens = 0;
+  // Which behaviour logprob each response token carries, and so what the importance statistics
+  // use: "raw" (default: log softmax(logits / T) over the full vocabulary, T = 1 when greedy) or
+  // "processed" (under the masked, min-p/top-k/top-p truncated and renormalised distribution the
+  // token was drawn from; greedy: 0). policy::LogprobsMode documents both.
+  std::string logprobs_mode = "raw";
+};
+
+// The backend's parameters for a request's sampling: the same temperature, top_k, top_p, min_p,
+// logprobs_mode (an unknown name reads as raw: the validator refuses it first), seed or 0; no
+// mask (the engine adds the min_tokens mask per sequence).
+policy::SamplingParams sampling_rule(const SamplingParams& s);
 
 // One prompt sampled n times.
 struct GroupRequest {
@@ -66,6 +92,10 @@ struct GroupRequest {
   std::vector<int32_t> stop_token_ids;  // also end a sample, beside the EOS set (vLLM's stop_token_ids)
   bool ignore_eos = false;           // the EOS set does not end a sample (stop_token_ids still do)
   std::string metadata;              // opaque bytes, passed through to every trajectory
+  // RNG stream key of the group's samples (sample i draws from stream sample_key + i; see
+  // SamplingParams::seed and policy/sampling.h). Absent: sample_key_of(group_id) when the group
+  // has a seed. Give two groups one key (and seed) to make them sample alike.
+  std::optional<uint64_t> sample_key;
   // Trace-forced mode only (EngineOptions::forced_trajectories): sample i of this group replays
   // the recording (prompt_id, trace_sample_offset + i), so successive rounds of one prompt can
   // replay successive recorded samples.

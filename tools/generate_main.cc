@@ -4,11 +4,12 @@
 // (rollout::Engine: continuous batching + lossless speculative decoding from the drafter's
 // history) or teacher-forced scoring (policy::score_response), and JSON output.
 //
-// RNG uid rule: the engine numbers sequences 1, 2, ... in submission order, and every prompt is
-// submitted in input order as one group of n samples, so sample s of prompt p (0-based) draws with
-// uid 1 + p*n + s. A run is therefore reproducible from --seed, --n and the prompt list, whatever
-// the batch, --speculation or the budgets. (Before the engine drove this tool, the plain decode
-// loop used uid (p << 32) | s: greedy output is unchanged, sampled output differs from that era.)
+// RNG stream rule: every prompt is one group of n samples with sample_key 1 + p*n, so sample s of
+// prompt p (0-based) draws from stream 1 + p*n + s under --seed (policy/sampling.h; the streams
+// the engine's uids gave before per-request seeds). A run is therefore reproducible from --seed,
+// --n and the prompt list, whatever the batch, --speculation or the budgets. (Before the engine
+// drove this tool, the plain decode loop used uid (p << 32) | s: greedy output is unchanged,
+// sampled output differs from that era.)
 // Lines are printed in (prompt_index, sample) order, whatever order the engine finishes them in.
 // finish_reason is "stop" or "length" (max_new_tokens or the context limit, as before), or
 // "aborted" when a sequence cannot fit the KV cache even alone.
@@ -347,6 +348,7 @@ Generated generate(const Args& a, const std::vector<Prompt>& inputs, std::unique
     g.sampling.top_k = a.top_k;
     g.sampling.min_p = a.min_p;
     g.sampling.seed = a.seed;
+    g.sample_key = 1 + static_cast<uint64_t>(p) * static_cast<uint64_t>(a.n);
     g.max_new_tokens = a.max_new_tokens;
     if (a.stop_tokens) g.stop_tokens = *a.stop_tokens;
     g.stop_token_ids = a.stop_token_ids;

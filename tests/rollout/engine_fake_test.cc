@@ -24,8 +24,8 @@ using testing::FakeBackendOptions;
 using testing::make_groups;
 using testing::RunResult;
 
-policy::SamplingParams sampling(float temperature, uint64_t seed = 11) {
-  policy::SamplingParams p;
+SamplingParams sampling(float temperature, uint64_t seed = 11) {
+  SamplingParams p;
   p.temperature = temperature;
   p.seed = seed;
   return p;
@@ -45,12 +45,19 @@ EngineOptions spec_options(bool enabled, int32_t budget, bool length_aware) {
   return o;
 }
 
+// Sample keys 1, 1 + n, 1 + 2n, ... in submission order: the RNG streams these rounds drew from
+// when the engine keyed them by uid, so the speedup checks below keep their draws.
 std::vector<std::vector<GroupRequest>> three_rounds(float temperature, int groups, int n,
                                                     int max_new) {
   std::vector<std::vector<GroupRequest>> rounds;
+  uint64_t key = 1;
   for (int r = 0; r < 3; ++r) {
     rounds.push_back(make_groups("r" + std::to_string(r), groups, n, 6, max_new, 64,
                                  sampling(temperature)));
+    for (GroupRequest& g : rounds.back()) {
+      g.sample_key = key;
+      key += static_cast<uint64_t>(n);
+    }
   }
   return rounds;
 }
@@ -475,6 +482,7 @@ TEST(EngineFake, TraceForcedModeEmitsTheRecording) {
   RunResult got;
   for (int round = 0; round < 2; ++round) {
     for (auto g : groups) {
+      g.sample_key = policy::sample_key_of(g.group_id);  // the reference run's draws
       g.group_id += "-" + std::to_string(round);
       g.max_new_tokens = 1000;
       forced.submit(g);
@@ -630,6 +638,13 @@ TEST(EngineFake, RejectsBadRequests) {
   r = g;
   r.sampling.temperature = -1;
   expect_bad(r, "temperature");
+  // The fake backend's sampler has no mask and no processed logprobs: refused by name.
+  r = g;
+  r.sampling.min_tokens = 2;
+  expect_bad(r, "min_tokens 2 > 0 is not implemented by this backend's sampler");
+  r = g;
+  r.sampling.logprobs_mode = "processed";
+  expect_bad(r, "logprobs_mode 'processed' is not implemented by this backend's sampler");
   e.submit(g);
   expect_bad(g, "already in flight");
   EXPECT_THROW(Engine(fake(), [] { EngineOptions o; o.overprovision = 0.5; return o; }()),

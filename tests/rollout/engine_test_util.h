@@ -15,7 +15,7 @@ namespace longtail::rollout::testing {
 // Groups "<tag>-<g>" with prompt ids "p<g>", prompts of `prompt_len` ids derived from g.
 inline std::vector<GroupRequest> make_groups(const std::string& tag, int groups, int n,
                                              int prompt_len, int max_new, int vocab,
-                                             policy::SamplingParams sp) {
+                                             SamplingParams sp) {
   std::vector<GroupRequest> out;
   for (int g = 0; g < groups; ++g) {
     GroupRequest r;

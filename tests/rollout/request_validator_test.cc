@@ -78,6 +78,39 @@ TEST(RequestValidator, NamesTheFieldTheValueAndTheRange) {
   EXPECT_EQ(refusal(g), "accepted");
 }
 
+TEST(RequestValidator, MinTokensAndLogprobsMode) {
+  GroupRequest g = good();  // max_new_tokens 8
+  for (int32_t m : {0, 1, 8}) {
+    g.sampling.min_tokens = m;
+    EXPECT_EQ(refusal(g), "accepted") << m;
+  }
+  g.sampling.min_tokens = 9;
+  EXPECT_EQ(refusal(g), "sampling.min_tokens: min_tokens 9 must be in [0, max_new_tokens = 8]");
+  g.sampling.min_tokens = -1;
+  EXPECT_EQ(refusal(g), "sampling.min_tokens: min_tokens -1 must be in [0, max_new_tokens = 8]");
+  g = good();
+  g.sampling.logprobs_mode = "processed";
+  EXPECT_EQ(refusal(g), "accepted");
+  g.sampling.logprobs_mode = "processed_logprobs";
+  EXPECT_EQ(refusal(g), "sampling.logprobs_mode: logprobs_mode 'processed_logprobs' must be 'raw' or 'processed'");
+}
+
+TEST(RequestValidator, RefusesWhatTheBackendsSamplerLacksByName) {
+  RequestLimits limits = kLimits;
+  limits.min_tokens_supported = false;
+  limits.processed_logprobs_supported = false;
+  GroupRequest g = good();
+  g.sampling.logprobs_mode = "raw";
+  EXPECT_EQ(refusal(g, limits), "accepted");
+  g.sampling.min_tokens = 2;
+  EXPECT_EQ(refusal(g, limits), "sampling.min_tokens: min_tokens 2 > 0 is not implemented by this backend's "
+                                "sampler (it cannot mask stop tokens)");
+  g = good();
+  g.sampling.logprobs_mode = "processed";
+  EXPECT_EQ(refusal(g, limits),
+            "sampling.logprobs_mode: logprobs_mode 'processed' is not implemented by this backend's sampler");
+}
+
 TEST(RequestValidator, LimitsOfZeroAreNotChecked) {
   GroupRequest g = good();
   g.prompt_tokens.assign(1000, 100000);

@@ -109,7 +109,7 @@ TEST(SpeculativeTrees, TreesAreLosslessOnTheCpuBackend) {
   for (const Model& m : models()) {
     for (const Setting s : {Setting{"greedy", 0.0f, 0}, Setting{"T=1", 1.0f, 0}, Setting{"top-k", 0.8f, 5}}) {
       SCOPED_TRACE(m.dir.filename().string() + " " + s.name);
-      policy::SamplingParams sp;
+      SamplingParams sp;
       sp.temperature = s.temperature;
       sp.top_k = s.top_k;
       sp.seed = 11;
@@ -150,7 +150,7 @@ TEST(SpeculativeTrees, TreesAreLosslessOnTheCpuBackend) {
 
 TEST(SpeculativeTrees, ABackendWithoutTreesGetsChains) {
   const fs::path model = fs::path(LONGTAIL_SOURCE_DIR) / "configs/models/chain-qwen3";
-  policy::SamplingParams sp;
+  SamplingParams sp;
   sp.temperature = 1.0f;
   sp.seed = 3;
   std::vector<std::vector<GroupRequest>> rounds;
