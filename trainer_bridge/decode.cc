@@ -5,6 +5,7 @@
 // copying anything, and reports what was wrong as a ProtocolError naming the field path. It checks
 // wire types and the protocol's own rules; what a group may ask of the engine is the request
 // validator's business.
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -157,6 +158,17 @@ class Decoder {
   [[noreturn]] void mistyped(const Path& p, const char* want, const msgpack::object& o) const {
     ctx_.fail(errc::kBadField, "field '" + p.str() + "' must be " + want + ", got " + kind_name(o.type));
   }
+  // A wire number into a float member: a finite double beyond float's range would be undefined
+  // behaviour to convert (C++ [conv.double]), so it is refused by name; NaN and infinities pass
+  // through for the validator to judge.
+  template <class T>
+  T narrow_number(const Path& p, double v) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (std::isfinite(v) && std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max()))
+        ctx_.fail(errc::kBadField, "field '" + p.str() + "' is out of the 32-bit float range");
+    }
+    return static_cast<T>(v);
+  }
 
   // The slice length carried by len_key, read once per map however many arrays share it.
   uint64_t length(std::string_view len_key) {
@@ -208,9 +220,9 @@ class Decoder {
     } else if constexpr (std::is_floating_point_v<T>) {
       switch (o.type) {
         case msgpack::type::FLOAT32:
-        case msgpack::type::FLOAT64: out = static_cast<T>(o.via.f64); break;
-        case msgpack::type::POSITIVE_INTEGER: out = static_cast<T>(o.via.u64); break;
-        case msgpack::type::NEGATIVE_INTEGER: out = static_cast<T>(o.via.i64); break;
+        case msgpack::type::FLOAT64: out = narrow_number<T>(p, o.via.f64); break;
+        case msgpack::type::POSITIVE_INTEGER: out = narrow_number<T>(p, static_cast<double>(o.via.u64)); break;
+        case msgpack::type::NEGATIVE_INTEGER: out = narrow_number<T>(p, static_cast<double>(o.via.i64)); break;
         default: mistyped(p, "a number", o);
       }
     } else if constexpr (std::is_same_v<T, uint64_t>) {
