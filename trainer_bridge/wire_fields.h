@@ -51,6 +51,8 @@ void fields(V& v, M& m) {
   v("top_p", m.top_p, kOptional);
   v("min_p", m.min_p, kOptional);
   v("seed", m.seed, kOptional);
+  v("min_tokens", m.min_tokens, kOptional);
+  v("logprobs_mode", m.logprobs_mode, kOptional);
 }
 
 template <class V, Is<rollout::GroupRequest> M>
@@ -64,6 +66,7 @@ void fields(V& v, M& m) {
   v("stop_tokens", m.stop_tokens, kOptional);
   v("stop_token_ids", m.stop_token_ids, kOptional);
   v("ignore_eos", m.ignore_eos, kOptional);
+  v("sample_key", m.sample_key, kOptional);
   v.bytes("metadata", m.metadata, kOptional);
 }
 

@@ -94,6 +94,9 @@ Welcome Worker::describe() {
   w.deterministic = opts_.backend.deterministic;
   w.capabilities = {"rewards", "drain", "update_weights", "update_weights_shm", "stop_token_ids", "ignore_eos"};
   if (engine_->samples_min_p()) w.capabilities.push_back("min_p");
+  if (engine_->samples_min_tokens()) w.capabilities.push_back("min_tokens");
+  if (engine_->samples_processed_logprobs()) w.capabilities.push_back("logprobs_mode:processed");
+  w.capabilities.push_back("sample_key");
   if (opts_.engine.budgets.mode != drafter::BudgetMode::kOff) w.capabilities.push_back("speculation");
   if (rollout::speculation_enabled(opts_.engine)) w.capabilities.push_back("history");
   if (opts_.engine.overprovision > 1.0) w.capabilities.push_back("partial_rollouts");

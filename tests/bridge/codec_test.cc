@@ -398,5 +398,54 @@ TEST(Codec, FinishReasonNames) {
   EXPECT_FALSE(parse_finish_reason("bogus"));
 }
 
+// A finite double beyond float's range cannot be converted to a float member (undefined
+// behaviour); it is refused by name instead of becoming whatever the conversion gives.
+TEST(Codec, NumberBeyondFloatRangeIsRefusedByName) {
+  auto e = decode_error(raw([](auto& p) {
+    p.pack_map(4);
+    p.pack(std::string("type")); p.pack(std::string("SUBMIT"));
+    p.pack(std::string("req")); p.pack(4);
+    p.pack(std::string("frames")); p.pack_map(1); p.pack(std::string("prompt_tokens")); p.pack(1);
+    p.pack(std::string("groups")); p.pack_array(1);
+    p.pack_map(4);
+    p.pack(std::string("group_id")); p.pack(std::string("g"));
+    p.pack(std::string("prompt_len")); p.pack(2);
+    p.pack(std::string("n")); p.pack(1);
+    p.pack(std::string("sampling")); p.pack_map(1);
+    p.pack(std::string("temperature")); p.pack(1e300);
+  }, {Bytes(8, 0)}));
+  EXPECT_EQ(e.code, errc::kBadField);
+  EXPECT_EQ(e.req, std::optional<uint64_t>(4));
+  EXPECT_NE(std::string(e.what()).find("groups[0].sampling.temperature"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("float range"), std::string::npos) << e.what();
+}
+
+// The engine's per-request sampling fields travel on the wire (absent: the engine's defaults).
+TEST(Codec, SubmitCarriesMinTokensLogprobsModeAndSampleKey) {
+  Submit s;
+  s.req = 7;
+  rollout::GroupRequest g;
+  g.group_id = "g";
+  g.prompt_tokens = {1, 2};
+  g.sampling.seed = 42;
+  g.sampling.min_tokens = 5;
+  g.sampling.logprobs_mode = "processed";
+  g.sample_key = 99;
+  s.groups.push_back(g);
+  rollout::GroupRequest plain;
+  plain.group_id = "h";
+  plain.prompt_tokens = {3};
+  s.groups.push_back(plain);
+  const Submit d = round_trip(s, Direction::kToWorker);
+  ASSERT_EQ(d.groups.size(), 2u);
+  EXPECT_EQ(d.groups[0].sampling.min_tokens, 5);
+  EXPECT_EQ(d.groups[0].sampling.logprobs_mode, "processed");
+  EXPECT_EQ(d.groups[0].sample_key, std::optional<uint64_t>(99));
+  EXPECT_EQ(d.groups[1].sampling.min_tokens, 0);
+  EXPECT_EQ(d.groups[1].sampling.logprobs_mode, "raw");
+  EXPECT_FALSE(d.groups[1].sample_key.has_value());
+  EXPECT_FALSE(d.groups[1].sampling.seed.has_value());
+}
+
 }  // namespace
 }  // namespace longtail::bridge
