@@ -27,6 +27,7 @@ from longtail.params import InvalidRequest, SamplingParams
 from longtail.request import Group
 from longtail.types import Batch, Trajectory, WorkerInfo
 from longtail.client import Client, CurveKeys, load_key
+from longtail.trajectory_log import read_trajectory_log
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidRequest",
     "ProtocolViolation",
     "SamplingParams",
+    "read_trajectory_log",
     "Trajectory",
     "WorkerError",
     "WorkerInfo",
