@@ -172,8 +172,8 @@ void WorkerMetrics::serve(const std::string& bind, int port) {
   const std::vector<std::string> options = {"listening_ports", address, "num_threads", "2"};
   try {
     impl_->server = std::make_unique<CivetServer>(options);
-  } catch (const std::exception&) {
-    throw std::runtime_error("metrics: cannot listen on " + address +
+  } catch (const std::exception& e) {
+    throw std::runtime_error("metrics: cannot listen on " + address + ": " + e.what() +
                              " (in use by another process, e.g. a second worker on the same metrics.port, or not a local address)");
   }
   for (const char* uri : {"/metrics", "/health", "/ready"}) impl_->server->addHandler(uri, *impl_);
