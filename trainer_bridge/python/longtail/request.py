@@ -131,6 +131,8 @@ class Group:
             sampling["seed"] = p["seed"]
         if GATED["min_p"](p["min_p"]):
             sampling["min_p"] = p["min_p"]
+        if GATED["min_tokens"](p["min_tokens"]):
+            sampling["min_tokens"] = p["min_tokens"]  # a sampling field on the wire (PROTOCOL.md)
         wire: Dict[str, Any] = {
             "group_id": self.group_id,
             "prompt_id": self.prompt_id,
@@ -141,7 +143,7 @@ class Group:
             "stop_tokens": list(p["stop_tokens"]),
             "metadata": self.metadata,
         }
-        for name in ("min_tokens", "ignore_eos", "stop_token_ids"):
+        for name in ("ignore_eos", "stop_token_ids"):
             if GATED[name](p[name]):
                 wire[name] = list(p[name]) if name == "stop_token_ids" else p[name]
         return wire

@@ -44,8 +44,8 @@ def test_vllm_names_reach_the_wire():
               stop_token_ids=[7], ignore_eos=True, seed=42)
     (w,), tokens = sent([g])
     assert tokens == [5, 6]
-    assert w["n"] == 4 and w["max_new_tokens"] == 32 and w["min_tokens"] == 3
-    assert w["sampling"] == {"temperature": 0.7, "top_k": -1, "top_p": 0.9, "min_p": 0.05, "seed": 42}
+    assert w["n"] == 4 and w["max_new_tokens"] == 32 and "min_tokens" not in w
+    assert w["sampling"] == {"temperature": 0.7, "top_k": -1, "top_p": 0.9, "min_p": 0.05, "seed": 42, "min_tokens": 3}
     assert w["stop_token_ids"] == [7] and w["ignore_eos"] is True
     assert w["stop_tokens"] == []  # the checkpoint's EOS stays: stop_token_ids add to it
     # Defaults send nothing new, so an older worker sees exactly what it understands.

@@ -415,8 +415,11 @@ def test_stop_token_ids_ignore_eos_and_min_p_against_the_worker(start_worker):
         with pytest.raises(WorkerError) as e:
             c.submit([Group("bad", prompt, min_p=1.5)])
         assert e.value.code == "BAD_FIELD" and "min_p" in e.value.message
-        with pytest.raises(InvalidRequest, match="min_tokens=2 is not supported by this worker"):
-            c.submit([Group("mt", prompt, min_tokens=2)])  # not implemented on the worker yet
+        # min_tokens masks the stop set: the first greedy token, made a stop token, cannot end the
+        # sample at once (without the mask this gives one token, finish 'stop').
+        assert "min_tokens" in c.worker.capabilities
+        held = one(c, temperature=0.0, ignore_eos=True, stop_token_ids=[ids[0]], min_tokens=2)
+        assert held.response_tokens.size >= 2 and held.response_tokens.tolist()[0] != ids[0]
 
 
 def test_hello_and_stats_report_the_deterministic_mode(start_worker, tmp_path):
