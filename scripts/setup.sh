@@ -9,7 +9,7 @@ APT_PACKAGES=(
   build-essential cmake pkg-config git python3 python3-venv python3-dev
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-program-options-dev libyaml-cpp-dev nlohmann-json3-dev
-  prometheus-cpp-dev libsodium-dev libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus-cpp-dev libcpp-httplib-dev libsodium-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
 )
 missing=()

@@ -5,9 +5,10 @@
 #include <map>
 #include <mutex>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
-#include <CivetServer.h>
+#include <httplib.h>
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -36,15 +37,9 @@ struct Source {
   }
 };
 
-void respond(mg_connection* c, int status, const char* reason, const char* type, const std::string& body) {
-  mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", status, reason,
-            type, body.size());
-  mg_write(c, body.data(), body.size());
-}
-
 }  // namespace
 
-struct WorkerMetrics::Impl : CivetHandler {
+struct WorkerMetrics::Impl {
   prometheus::Registry registry;
   prometheus::Labels worker_label;
   // Counters increase by what their statistic grew since the last refresh.
@@ -66,7 +61,8 @@ struct WorkerMetrics::Impl : CivetHandler {
   std::mutex ready_mu;
   bool ready = true;
   std::string not_ready_why;
-  std::unique_ptr<CivetServer> server;
+  httplib::Server server;
+  std::thread server_thread;  // runs server.listen_after_bind(); joined by the destructor
 
   prometheus::Counter& counter(const std::string& name, const std::string& help) {
     return prometheus::BuildCounter().Name(name).Help(help).Labels(worker_label).Register(registry).Add({});
@@ -84,18 +80,20 @@ struct WorkerMetrics::Impl : CivetHandler {
     return prometheus::BuildHistogram().Name(name).Help(help).Labels(worker_label).Register(registry).Add({}, b);
   }
 
-  bool handleGet(CivetServer*, mg_connection* c) override {
-    const std::string uri = mg_get_request_info(c)->local_uri;
-    if (uri == "/metrics") {
-      respond(c, 200, "OK", "text/plain; version=0.0.4", prometheus::TextSerializer().Serialize(registry.Collect()));
-    } else if (uri == "/health") {
-      respond(c, 200, "OK", "text/plain", "ok\n");
-    } else {
+  void add_routes() {
+    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& r) {
+      r.set_content(prometheus::TextSerializer().Serialize(registry.Collect()), "text/plain; version=0.0.4");
+    });
+    server.Get("/health", [](const httplib::Request&, httplib::Response& r) { r.set_content("ok\n", "text/plain"); });
+    server.Get("/ready", [this](const httplib::Request&, httplib::Response& r) {
       std::lock_guard lock(ready_mu);
-      if (ready) respond(c, 200, "OK", "text/plain", "ready\n");
-      else respond(c, 503, "Service Unavailable", "text/plain", "not ready: " + not_ready_why + "\n");
-    }
-    return true;
+      if (ready) {
+        r.set_content("ready\n", "text/plain");
+      } else {
+        r.status = 503;
+        r.set_content("not ready: " + not_ready_why + "\n", "text/plain");
+      }
+    });
   }
 };
 
@@ -162,21 +160,32 @@ WorkerMetrics::WorkerMetrics(const std::string& worker_id, const std::string& so
   m.mirror_gauge("longtail_trainer_connected", "1 while a trainer session is live.", {"bridge", "trainer_connected"});
 }
 
-WorkerMetrics::~WorkerMetrics() = default;
+WorkerMetrics::~WorkerMetrics() {
+  if (impl_->server_thread.joinable()) {
+    impl_->server.stop();
+    impl_->server_thread.join();
+  }
+}
 
 void WorkerMetrics::serve(const std::string& bind, int port) {
   if (port < 1 || port > 65535) throw std::invalid_argument("metrics port " + std::to_string(port) + " is outside 1..65535");
   const std::string address = bind + ":" + std::to_string(port);
-  // civetweb binds with SO_REUSEADDR and never SO_REUSEPORT, so a port another process listens on
-  // is refused instead of shared (scrapes alternated between two workers that way).
-  const std::vector<std::string> options = {"listening_ports", address, "num_threads", "2"};
-  try {
-    impl_->server = std::make_unique<CivetServer>(options);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("metrics: cannot listen on " + address + ": " + e.what() +
+  auto& server = impl_->server;
+  // SO_REUSEADDR only (httplib's default adds SO_REUSEPORT): a port another process listens on is
+  // refused instead of shared, where scrapes would alternate between two workers.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  // Two threads serve scrapes and probes; they are std::threads with the default stack. (civetweb
+  // was used before: its threads have a fixed 100 KiB stack, smaller than the static TLS that
+  // cuBLAS brings into a CUDA-linked worker, so pthread_create failed and the server never started.)
+  server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  impl_->add_routes();
+  if (!server.bind_to_port(bind, port))
+    throw std::runtime_error("metrics: cannot listen on " + address +
                              " (in use by another process, e.g. a second worker on the same metrics.port, or not a local address)");
-  }
-  for (const char* uri : {"/metrics", "/health", "/ready"}) impl_->server->addHandler(uri, *impl_);
+  impl_->server_thread = std::thread([&server] { server.listen_after_bind(); });
   spdlog::info("metrics: Prometheus text on http://{}/metrics; probes on /health and /ready", address);
 }
 

@@ -14,9 +14,6 @@ import pytest
 from longtail import Client, Group
 from conftest import free_port
 from test_worker import collect, groups
-from conftest import METRICS_XFAIL_IN_CUDA_BUILDS
-
-pytestmark = METRICS_XFAIL_IN_CUDA_BUILDS
 
 
 def scrape(port: int, path: str = "/metrics"):

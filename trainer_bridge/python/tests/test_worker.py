@@ -15,7 +15,7 @@ import pytest
 import zmq
 
 from longtail import Batch, Client, CurveKeys, Group, WorkerError
-from conftest import METRICS_XFAIL_IN_CUDA_BUILDS, MODEL, free_port
+from conftest import MODEL, free_port
 
 VOCAB = 2048
 EOS = 2
@@ -315,7 +315,6 @@ def test_sigterm_finishes_in_flight_work(start_worker, tmp_path):
     assert w.proc.wait(30) == 0
 
 
-@METRICS_XFAIL_IN_CUDA_BUILDS
 def test_metrics_endpoint(start_worker):
     port = free_port()
     w = start_worker("--metrics-port", str(port))
