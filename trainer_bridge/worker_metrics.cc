@@ -37,6 +37,74 @@ struct Source {
   }
 };
 
+// The series that follow the STATS document, refreshed from it before each scrape: vLLM's names
+// (longtail:...) where they mean the same thing, longtail_... for the worker's own.
+enum class Kind { counter, gauge };
+struct MirroredSeries {
+  Kind kind;
+  const char* name;
+  Source source;
+  const char* help;
+};
+const MirroredSeries kMirrored[] = {
+    {Kind::gauge, "longtail:num_requests_running", {"engine", "running_sequences"},
+     "Sequences (samples) in the running batch."},
+    {Kind::gauge, "longtail:num_requests_waiting", {"engine", "waiting_groups"},
+     "Groups queued for admission (each admits its n samples together)."},
+    {Kind::counter, "longtail:generation_tokens_total", {"engine", "tokens_generated"},
+     "Response tokens generated."},
+    {Kind::counter, "longtail:spec_decode_num_draft_tokens_total", {"engine", "tokens_drafted"},
+     "Draft tokens proposed by the suffix drafter."},
+    {Kind::counter, "longtail:spec_decode_num_accepted_tokens_total", {"engine", "tokens_accepted"},
+     "Draft tokens accepted by verification."},
+    {Kind::counter, "longtail:num_preemptions_total", {"engine", "preemptions"},
+     "Sequences preempted for KV space (recomputed later)."},
+    {Kind::counter, "longtail:weight_update_failures_total", {"worker", "weight_update_failures"},
+     "UPDATE_WEIGHTS refused or failed (the old weights stayed live)."},
+    {Kind::gauge, "longtail_policy_version", {"engine", "policy_version"},
+     "Policy version live in the engine."},
+    {Kind::counter, "longtail_engine_steps_total", {"engine", "steps"},
+     "Engine steps run."},
+    {Kind::counter, "longtail_forward_passes_total", {"engine", "forward_passes"},
+     "Policy forward passes."},
+    {Kind::counter, "longtail_tokens_generated_total", {"engine", "tokens_generated"},
+     "Response tokens generated."},
+    {Kind::counter, "longtail_tokens_drafted_total", {"engine", "tokens_drafted"},
+     "Draft tokens proposed."},
+    {Kind::counter, "longtail_tokens_accepted_total", {"engine", "tokens_accepted"},
+     "Draft tokens accepted."},
+    {Kind::gauge, "longtail_running_sequences", {"engine", "running_sequences"},
+     "Sequences in the running batch."},
+    {Kind::gauge, "longtail_waiting_groups", {"engine", "waiting_groups"},
+     "Groups queued for admission."},
+    {Kind::gauge, "longtail_carried_sequences", {"engine", "carried_sequences"},
+     "Partial rollouts carried to the next round."},
+    {Kind::counter, "longtail_preemptions_total", {"engine", "preemptions"},
+     "Sequences preempted for KV space."},
+    {Kind::counter, "longtail_batches_published_total", {"bridge", "batches_published"},
+     "Batches produced by this worker process."},
+    {Kind::counter, "longtail_batches_recovered_total", {"bridge", "batches_recovered"},
+     "Un-acked batches of an earlier run loaded from the journal."},
+    {Kind::counter, "longtail_batches_sent_total", {"bridge", "batches_sent"},
+     "BATCH messages sent, re-sends included."},
+    {Kind::counter, "longtail_batches_resent_total", {"bridge", "batches_resent"},
+     "BATCH messages sent again: to a new session, after an ack timeout, or recovered from the journal."},
+    {Kind::counter, "longtail_batches_acked_total", {"bridge", "batches_acked"},
+     "Batches acknowledged by the trainer."},
+    {Kind::counter, "longtail_bytes_sent_total", {"bridge", "bytes_sent"},
+     "Bytes of BATCH messages sent."},
+    {Kind::counter, "longtail_errors_sent_total", {"bridge", "errors_sent"},
+     "ERROR replies sent."},
+    {Kind::gauge, "longtail_credits", {"bridge", "credits"},
+     "Batch credits granted by the trainer and not used."},
+    {Kind::gauge, "longtail_outbox_batches", {"bridge", "outbox_batches"},
+     "Un-acked batches held."},
+    {Kind::gauge, "longtail_outbox_bytes", {"bridge", "outbox_bytes"},
+     "Bytes of un-acked batches held."},
+    {Kind::gauge, "longtail_trainer_connected", {"bridge", "trainer_connected"},
+     "1 while a trainer session is live."},
+};
+
 }  // namespace
 
 struct WorkerMetrics::Impl {
@@ -70,12 +138,6 @@ struct WorkerMetrics::Impl {
   prometheus::Gauge& gauge(const std::string& name, const std::string& help) {
     return prometheus::BuildGauge().Name(name).Help(help).Labels(worker_label).Register(registry).Add({});
   }
-  void mirror_counter(const std::string& name, const std::string& help, Source s) {
-    counters.push_back({&counter(name, help), s});
-  }
-  void mirror_gauge(const std::string& name, const std::string& help, Source s) {
-    gauges.emplace_back(&gauge(name, help), s);
-  }
   prometheus::Histogram& histogram(const std::string& name, const std::string& help, const Histogram::BucketBoundaries& b) {
     return prometheus::BuildHistogram().Name(name).Help(help).Labels(worker_label).Register(registry).Add({}, b);
   }
@@ -102,18 +164,14 @@ WorkerMetrics::WorkerMetrics(const std::string& worker_id, const std::string& so
   auto& m = *impl_;
   m.worker_label = {{"worker", worker_id}};
 
-  // vLLM's names where they mean the same thing.
-  m.mirror_gauge("longtail:num_requests_running", "Sequences (samples) in the running batch.", {"engine", "running_sequences"});
-  m.mirror_gauge("longtail:num_requests_waiting", "Groups queued for admission (each admits its n samples together).",
-                 {"engine", "waiting_groups"});
+  for (const auto& series : kMirrored) {
+    if (series.kind == Kind::counter) m.counters.push_back({&m.counter(series.name, series.help), series.source});
+    else m.gauges.emplace_back(&m.gauge(series.name, series.help), series.source);
+  }
+
+  // Series observed as events, and the build.
   m.kv_usage = &m.gauge("longtail:kv_cache_usage_perc", "Share of the KV cache's positions in use, 0..1 (as vLLM's).");
   m.prompt_tokens = &m.counter("longtail:prompt_tokens_total", "Prompt tokens of admitted samples (n x prompt length per group).");
-  m.mirror_counter("longtail:generation_tokens_total", "Response tokens generated.", {"engine", "tokens_generated"});
-  m.mirror_counter("longtail:spec_decode_num_draft_tokens_total", "Draft tokens proposed by the suffix drafter.",
-                   {"engine", "tokens_drafted"});
-  m.mirror_counter("longtail:spec_decode_num_accepted_tokens_total", "Draft tokens accepted by verification.",
-                   {"engine", "tokens_accepted"});
-  m.mirror_counter("longtail:num_preemptions_total", "Sequences preempted for KV space (recomputed later).", {"engine", "preemptions"});
   m.finished = &prometheus::BuildCounter()
                     .Name("longtail:request_success_total")
                     .Help("Finished samples delivered in batches, by finish reason.")
@@ -123,8 +181,6 @@ WorkerMetrics::WorkerMetrics(const std::string& worker_id, const std::string& so
   m.step_seconds = &m.histogram("longtail:step_duration_seconds", "Wall time of one engine step (draft, forward, acceptance).", kStepBuckets);
   m.round_seconds = &m.histogram("longtail:round_makespan_seconds", "Wall time from a round's start to its batch.", kRoundBuckets);
   m.weight_seconds = &m.histogram("longtail:weight_update_seconds", "Time to load and swap in new weights (successful updates).", kWeightBuckets);
-  m.mirror_counter("longtail:weight_update_failures_total", "UPDATE_WEIGHTS refused or failed (the old weights stayed live).",
-                   {"worker", "weight_update_failures"});
   prometheus::BuildGauge()
       .Name("longtail_build_info")
       .Help("Constant 1, labelled with the worker's software version (project version and git commit) and backend.")
@@ -133,31 +189,6 @@ WorkerMetrics::WorkerMetrics(const std::string& worker_id, const std::string& so
       .Add({{"version", software_version}, {"backend", backend}})
       .Set(1);
 
-  // The worker's own names.
-  m.mirror_gauge("longtail_policy_version", "Policy version live in the engine.", {"engine", "policy_version"});
-  m.mirror_counter("longtail_engine_steps_total", "Engine steps run.", {"engine", "steps"});
-  m.mirror_counter("longtail_forward_passes_total", "Policy forward passes.", {"engine", "forward_passes"});
-  m.mirror_counter("longtail_tokens_generated_total", "Response tokens generated.", {"engine", "tokens_generated"});
-  m.mirror_counter("longtail_tokens_drafted_total", "Draft tokens proposed.", {"engine", "tokens_drafted"});
-  m.mirror_counter("longtail_tokens_accepted_total", "Draft tokens accepted.", {"engine", "tokens_accepted"});
-  m.mirror_gauge("longtail_running_sequences", "Sequences in the running batch.", {"engine", "running_sequences"});
-  m.mirror_gauge("longtail_waiting_groups", "Groups queued for admission.", {"engine", "waiting_groups"});
-  m.mirror_gauge("longtail_carried_sequences", "Partial rollouts carried to the next round.", {"engine", "carried_sequences"});
-  m.mirror_counter("longtail_preemptions_total", "Sequences preempted for KV space.", {"engine", "preemptions"});
-  m.mirror_counter("longtail_batches_published_total", "Batches produced by this worker process.", {"bridge", "batches_published"});
-  m.mirror_counter("longtail_batches_recovered_total", "Un-acked batches of an earlier run loaded from the journal.",
-                   {"bridge", "batches_recovered"});
-  m.mirror_counter("longtail_batches_sent_total", "BATCH messages sent, re-sends included.", {"bridge", "batches_sent"});
-  m.mirror_counter("longtail_batches_resent_total",
-                   "BATCH messages sent again: to a new session, after an ack timeout, or recovered from the journal.",
-                   {"bridge", "batches_resent"});
-  m.mirror_counter("longtail_batches_acked_total", "Batches acknowledged by the trainer.", {"bridge", "batches_acked"});
-  m.mirror_counter("longtail_bytes_sent_total", "Bytes of BATCH messages sent.", {"bridge", "bytes_sent"});
-  m.mirror_counter("longtail_errors_sent_total", "ERROR replies sent.", {"bridge", "errors_sent"});
-  m.mirror_gauge("longtail_credits", "Batch credits granted by the trainer and not used.", {"bridge", "credits"});
-  m.mirror_gauge("longtail_outbox_batches", "Un-acked batches held.", {"bridge", "outbox_batches"});
-  m.mirror_gauge("longtail_outbox_bytes", "Bytes of un-acked batches held.", {"bridge", "outbox_bytes"});
-  m.mirror_gauge("longtail_trainer_connected", "1 while a trainer session is live.", {"bridge", "trainer_connected"});
 }
 
 WorkerMetrics::~WorkerMetrics() {
