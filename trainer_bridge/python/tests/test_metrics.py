@@ -5,7 +5,6 @@ validated port, and re-send counters that count batches re-sent from the journal
 from __future__ import annotations
 
 import re
-import time
 import urllib.error
 import urllib.request
 
@@ -13,7 +12,7 @@ import pytest
 
 from longtail import Client, Group
 from conftest import free_port
-from test_worker import collect, groups
+from test_worker import collect, groups, wait_until
 
 
 def scrape(port: int, path: str = "/metrics"):
@@ -36,15 +35,6 @@ def value(text: str, series: str) -> float:
     raise AssertionError(f"{series} not in the exposition:\n{text}")
 
 
-def wait_for(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_vllm_named_metrics_match_what_was_delivered(start_worker):
     port = free_port()
     w = start_worker("--metrics-port", str(port))
@@ -53,7 +43,7 @@ def test_vllm_named_metrics_match_what_was_delivered(start_worker):
         trs = [t for b in collect(c, 6) for t in b.trajectories]
         generated = sum(t.response_tokens.size for t in trs)
         reasons = {r: sum(t.finish_reason == r for t in trs) for r in ("stop", "length")}
-        assert wait_for(lambda: value(scrape(port)[1], "longtail:generation_tokens_total") == generated)
+        wait_until(lambda: value(scrape(port)[1], "longtail:generation_tokens_total") == generated)
         status, text = scrape(port)
         version = c.worker.software_version  # the worker's build, from HELLO; the same in STATS
         assert version and version == c.stats()["worker"]["software_version"]
@@ -99,7 +89,7 @@ def test_resend_counters_count_journal_resends(start_worker, tmp_path):
         c.submit(groups(3, n=1))
         got = collect(c, 3)
         c.ack(got[0])
-        time.sleep(0.3)
+        wait_until(lambda: c.stats()["bridge"]["batches_acked"] == 1, what="the ack to reach the worker")
     assert w.terminate() == 0
 
     port = free_port()
@@ -107,11 +97,11 @@ def test_resend_counters_count_journal_resends(start_worker, tmp_path):
     with Client(w2.endpoint, credits=8) as c:
         redo = collect(c, 2)
         c.ack(redo)
-        assert wait_for(lambda: c.stats()["bridge"]["batches_acked"] == 2)
+        wait_until(lambda: c.stats()["bridge"]["batches_acked"] == 2)
         s = c.stats()["bridge"]
         assert s["batches_recovered"] == 2 and s["batches_published"] == 0
         assert s["batches_resent"] == 2 and s["batches_sent"] == 2
-        assert wait_for(lambda: value(scrape(port)[1], "longtail_batches_resent_total") == 2)
+        wait_until(lambda: value(scrape(port)[1], "longtail_batches_resent_total") == 2)
         c.shutdown()
     assert w2.proc.wait(30) == 0
     assert "0 batches published, 2 recovered from the journal, 2 acked" in w2.output()
