@@ -54,6 +54,32 @@ def _optional_int(name: str, v: Any) -> Optional[int]:
     return None if v is None else _int(name, v)
 
 
+def _optional_uint64(name: str, v: Any) -> Optional[int]:
+    if v is None:
+        return None
+    v = _int(name, v)
+    if not 0 <= v < 2**64:
+        raise InvalidRequest(f"{name} = {v} is outside the uint64 range [0, 2**64)")
+    return v
+
+
+LOGPROBS_MODES = ("raw", "processed")
+#: vLLM's engine-level spellings of the same two modes; its *_logits modes return no logprob.
+_VLLM_LOGPROBS_MODES = {"raw_logprobs": "raw", "processed_logprobs": "processed"}
+
+
+def _logprobs_mode(name: str, v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"{name} must be one of {', '.join(LOGPROBS_MODES)}, got {v!r} ({type(v).__name__})")
+    v = _VLLM_LOGPROBS_MODES.get(v, v)
+    if v in ("raw_logits", "processed_logits"):
+        raise ValueError(f"{name}={v!r} is not supported by longtail: batches carry the sampled token's "
+                         "logprob, never logits")
+    if v not in LOGPROBS_MODES:
+        raise ValueError(f"{name}={v!r} is not one of {', '.join(LOGPROBS_MODES)}{suggest(v, LOGPROBS_MODES)}")
+    return v
+
+
 def token_ids(name: str, value: Any, vocab_size: Optional[int] = None) -> np.ndarray:
     """``value`` as an int32 array of token ids, each an integer in [0, vocab_size) (or in the
     int32 range when the vocabulary is unknown). Lists may hold Python or numpy integers; arrays and
@@ -109,7 +135,11 @@ PARAMS: Dict[str, _Param] = {
     "min_tokens": _Param(0, _int, "stop tokens (EOS, stop_token_ids) are not sampled before this many tokens"),
     "stop_token_ids": _Param((), _token_list, "tokens that end a sample, added to the checkpoint's EOS ids"),
     "ignore_eos": _Param(False, _bool, "do not stop at the checkpoint's EOS ids (stop_token_ids still stop)"),
-    "seed": _Param(None, _optional_int, "sampling seed, uint64 (None = the worker's default, 0)"),
+    "seed": _Param(None, _optional_uint64, "sampling seed, uint64 (None = the worker's default, 0)"),
+    "sample_key": _Param(None, _optional_uint64, "longtail: RNG stream key of a seeded group's samples, uint64 "
+                                                 "(None = a hash of group_id); one seed and key = alike samples"),
+    "logprobs_mode": _Param("raw", _logprobs_mode, "behaviour logprobs: 'raw' (log softmax(logits / T)) or "
+                                                   "'processed' (the distribution actually sampled from)"),
     "stop_tokens": _Param((), _token_list, "longtail: the EOS set itself, replacing the checkpoint's "
                                            "(empty = the checkpoint's EOS ids)"),
 }

@@ -19,14 +19,18 @@ from longtail.text import encode_prompt
 _OWN_NAMES = ("group_id", "prompt_tokens", "prompt_token_ids", "prompt", "messages", "sampling_params",
               "metadata", "prompt_id")
 
-#: Parameters newer than protocol version 1's first workers: used only with the worker's consent
-#: (the capability of the same name in its HELLO).
+#: Parameters newer than protocol version 1's first workers: sent only when set off their default,
+#: and then only with the worker's consent (the capability of the same name in its HELLO, or the
+#: one named in CAPABILITY).
 GATED = {
     "min_p": lambda v: v != 0.0,
     "min_tokens": lambda v: v != 0,
     "ignore_eos": lambda v: v,
     "stop_token_ids": lambda v: len(v) > 0,
+    "sample_key": lambda v: v is not None,
+    "logprobs_mode": lambda v: v != "raw",
 }
+CAPABILITY = {"logprobs_mode": "logprobs_mode:processed"}
 
 
 class Group:
@@ -35,7 +39,8 @@ class Group:
     The prompt is ``prompt_tokens`` (alias ``prompt_token_ids``: integer token ids), or ``prompt``
     (text) or ``messages`` (chat) when the Client has a tokenizer. Request parameters are vLLM's:
     ``n, temperature, top_p, top_k, min_p, max_tokens (alias max_new_tokens), min_tokens,
-    stop_token_ids, ignore_eos, seed``, given as keywords or as ``sampling_params`` (a mapping or
+    stop_token_ids, ignore_eos, seed, logprobs_mode`` and longtail's ``sample_key`` (the RNG stream
+    key of a seeded group: two groups with one seed and one key sample alike), given as keywords or as ``sampling_params`` (a mapping or
     any object with those attributes, e.g. a vLLM ``SamplingParams``); see ``longtail.params.PARAMS``
     for defaults and meanings. ``metadata`` bytes are passed through untouched to every trajectory
     of the group; ``prompt_id`` links rollouts of one prompt across rounds (default: group_id).
@@ -115,9 +120,10 @@ class Group:
             token_ids(f"{where}: stop_tokens", list(p["stop_tokens"]), vocab)
         if capabilities is not None:
             for name, used in GATED.items():
-                if used(p[name]) and name not in capabilities:
+                cap = CAPABILITY.get(name, name)
+                if used(p[name]) and cap not in capabilities:
                     raise InvalidRequest(f"{where}: {name}={p[name]!r} is not supported by this worker "
-                                         f"(its HELLO capabilities do not list {name!r}; it is older than the "
+                                         f"(its HELLO capabilities do not list {cap!r}; it is older than the "
                                          "parameter or its backend lacks it)")
         max_tokens = p["max_tokens"]
         if max_tokens is None:
@@ -131,8 +137,9 @@ class Group:
             sampling["seed"] = p["seed"]
         if GATED["min_p"](p["min_p"]):
             sampling["min_p"] = p["min_p"]
-        if GATED["min_tokens"](p["min_tokens"]):
-            sampling["min_tokens"] = p["min_tokens"]  # a sampling field on the wire (PROTOCOL.md)
+        for name in ("min_tokens", "logprobs_mode"):  # sampling fields on the wire (PROTOCOL.md)
+            if GATED[name](p[name]):
+                sampling[name] = p[name]
         wire: Dict[str, Any] = {
             "group_id": self.group_id,
             "prompt_id": self.prompt_id,
@@ -143,7 +150,7 @@ class Group:
             "stop_tokens": list(p["stop_tokens"]),
             "metadata": self.metadata,
         }
-        for name in ("ignore_eos", "stop_token_ids"):
+        for name in ("ignore_eos", "stop_token_ids", "sample_key"):
             if GATED[name](p[name]):
                 wire[name] = list(p[name]) if name == "stop_token_ids" else p[name]
         return wire

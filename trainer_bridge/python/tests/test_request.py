@@ -179,6 +179,38 @@ def test_parameters_the_worker_does_not_list_are_refused():
     sent([Group("a", [1], min_p=0.0, min_tokens=0, ignore_eos=False, stop_token_ids=[])], caps=[])
 
 
+def test_logprobs_mode_and_sample_key_reach_the_wire_only_when_set():
+    caps = ["sample_key", "logprobs_mode:processed"]
+    (w,), _ = sent([Group("a", [1], seed=7, sample_key=2**64 - 1, logprobs_mode="processed")], caps=caps)
+    assert w["sample_key"] == 2**64 - 1 and "sample_key" not in w["sampling"]   # per group, beside n
+    assert w["sampling"] == {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 7, "logprobs_mode": "processed"}
+    # The defaults (raw, the worker's hash of group_id) send nothing an older worker would ignore.
+    (d,), _ = sent([Group("b", [1], logprobs_mode="raw", sample_key=None)], caps=[])
+    assert "sample_key" not in d and "logprobs_mode" not in d["sampling"]
+    # vLLM's engine-level spellings mean the same two modes; its logits modes have no logprob.
+    assert Group("c", [1], logprobs_mode="processed_logprobs").logprobs_mode == "processed"
+    assert Group("c", [1], logprobs_mode="raw_logprobs").logprobs_mode == "raw"
+    with pytest.raises(ValueError, match="raw_logits.* not supported by longtail"):
+        Group("c", [1], logprobs_mode="raw_logits")
+    with pytest.raises(ValueError, match=r"'procesed' is not one of raw, processed \(did you mean processed\?\)"):
+        Group("c", [1], logprobs_mode="procesed")
+    with pytest.raises(TypeError, match="logprobs_mode must be one of"):
+        Group("c", [1], logprobs_mode=1)
+    for bad, error in [(-1, InvalidRequest), (2**64, InvalidRequest), (1.5, TypeError), (True, TypeError)]:
+        with pytest.raises(error, match="sample_key"):
+            Group("c", [1], sample_key=bad)
+    with pytest.raises(InvalidRequest, match="seed = -3 is outside the uint64 range"):
+        Group("c", [1], seed=-3)
+
+
+def test_logprobs_mode_and_sample_key_need_the_workers_capability():
+    with pytest.raises(InvalidRequest, match="logprobs_mode='processed' .* do not list 'logprobs_mode:processed'"):
+        sent([Group("a", [1], logprobs_mode="processed")], caps=["sample_key"])
+    with pytest.raises(InvalidRequest, match="sample_key=5 .* do not list 'sample_key'"):
+        sent([Group("a", [1], sample_key=5)], caps=["logprobs_mode:processed"])
+    assert SamplingParams(logprobs_mode="processed", sample_key=3).sample_key == 3
+
+
 def test_text_and_chat_prompts_go_through_the_tokenizer():
     tok = CharTokenizer()
     (w1, w2), tokens = sent([Group("t", prompt="hi"), Group("c", messages=[{"role": "user", "content": "yo"}])],

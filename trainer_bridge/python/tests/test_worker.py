@@ -422,6 +422,36 @@ def test_stop_token_ids_ignore_eos_and_min_p_against_the_worker(start_worker):
         assert held.response_tokens.size >= 2 and held.response_tokens.tolist()[0] != ids[0]
 
 
+def test_sample_key_and_logprobs_mode_against_the_worker(start_worker):
+    w = start_worker()
+    prompt = [5, 6, 7, 8]
+    with Client(w.endpoint) as c:
+        assert {"sample_key", "logprobs_mode:processed"} <= set(c.worker.capabilities)
+        # Same seed and key in two groups with other ids, submitted in one SUBMIT beside an unrelated
+        # group and again later: identical samples. Without the key each group id draws its own stream.
+        kw = dict(n=3, max_tokens=12, ignore_eos=True, seed=11)
+        c.submit([Group("k1", prompt, sample_key=99, **kw), Group("other", [9, 9], seed=1, n=2),
+                  Group("k2", prompt, sample_key=99, **kw), Group("nokey", prompt, **kw)])
+        got = {(t.group_id, t.sample_index): t for b in collect(c, 11) for t in b.trajectories}
+        c.submit([Group("k3", prompt, sample_key=99, **kw)])
+        got.update({(t.group_id, t.sample_index): t for b in collect(c, 3) for t in b.trajectories})
+        for i in range(3):
+            ref = got[("k1", i)]
+            for gid in ("k2", "k3"):
+                assert got[(gid, i)].response_tokens.tolist() == ref.response_tokens.tolist(), (gid, i)
+                assert np.array_equal(got[(gid, i)].behaviour_logprobs, ref.behaviour_logprobs)
+        keyed = [got[("k1", i)].response_tokens.tolist() for i in range(3)]
+        assert [got[("nokey", i)].response_tokens.tolist() for i in range(3)] != keyed
+        assert len({tuple(x) for x in keyed}) > 1  # the samples of a group draw different streams
+        # processed: the logprob under the distribution sampled from; top_k=1 leaves one token, so 0.
+        c.submit([Group("p", prompt, top_k=1, max_tokens=6, ignore_eos=True, seed=2, logprobs_mode="processed"),
+                  Group("r", prompt, top_k=1, max_tokens=6, ignore_eos=True, seed=2)])
+        pr = {t.group_id: t for b in collect(c, 2) for t in b.trajectories}
+        assert pr["p"].response_tokens.tolist() == pr["r"].response_tokens.tolist()
+        assert np.all(pr["p"].behaviour_logprobs == 0.0)
+        assert np.all(pr["r"].behaviour_logprobs < 0.0)  # raw: the full tempered softmax
+
+
 def test_hello_and_stats_report_the_deterministic_mode(start_worker, tmp_path):
     # Issue 11 item 1: a trainer comparing runs must know whether the worker ran batch-invariant.
     w = start_worker()
