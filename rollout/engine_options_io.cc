@@ -21,8 +21,8 @@ std::string number_text(double v) {
   return o.str();
 }
 
-OptionError bad_value(const OptionSpec& s, std::string_view value) {
-  const std::string expected = describe_expected(s);
+OptionError bad_value(const OptionSpec& s, std::string_view value, OptionScope scope) {
+  const std::string expected = describe_expected(s, scope);
   return OptionError(OptionError::Kind::kBadValue, s.key, expected, std::string(value),
                      "option '" + s.key + "' expects " + expected + ", got '" + std::string(value) + "'");
 }
@@ -364,9 +364,14 @@ std::vector<OptionSpec> build_table() {
 
   // ---- backend (policy/backend.h) ----
   {
-    OptionSpec s = text("backend.kind", OptionType::kChoice, "cpu (fp32 reference) or cuda (bf16; needs a CUDA build and a GPU)",
+    OptionSpec s = text("backend.kind", OptionType::kChoice,
+                        "cpu (fp32 reference) or cuda (bf16; needs a CUDA build and a GPU); trace-forced tools "
+                        "(bench-rounds --trace, replay) also take accounting: no model, only each sequence's "
+                        "length and the KV blocks, so the real engine replays a trace at the drafter's cost and "
+                        "counts forwards and verified tokens as the cpu backend would (policy/accounting_backend.h)",
                         [](E& e) -> std::string& { return e.backend.kind; });
     s.choices = {"cpu", "cuda"};
+    s.trace_forced_choices = {"accounting"};
     b.push_back(s);
   }
   b.push_back(number<int>("backend.threads", "threads", 0, 4096,
@@ -435,7 +440,7 @@ const OptionSpec* find_option(std::string_view key) {
   return nullptr;
 }
 
-std::string describe_expected(const OptionSpec& s) {
+std::string describe_expected(const OptionSpec& s, OptionScope scope) {
   std::string out;
   switch (s.type) {
     case OptionType::kBool: out = "a bool (true/false, on/off, yes/no, 1/0)"; break;
@@ -444,6 +449,9 @@ std::string describe_expected(const OptionSpec& s) {
     case OptionType::kChoice: {
       out = "one of ";
       for (size_t i = 0; i < s.choices.size(); ++i) out += (i ? ", " : "") + s.choices[i];
+      if (scope == OptionScope::kTraceForced) {
+        for (const std::string& c : s.trace_forced_choices) out += ", " + c;
+      }
       break;
     }
     case OptionType::kInt:
@@ -469,7 +477,7 @@ std::string closest_option(std::string_view key) {
   return best;
 }
 
-void set_option(EngineSettings& settings, std::string_view key, std::string_view value) {
+void set_option(EngineSettings& settings, std::string_view key, std::string_view value, OptionScope scope) {
   const OptionSpec* s = find_option(key);
   if (!s) {
     const std::string best = closest_option(key);
@@ -493,14 +501,18 @@ void set_option(EngineSettings& settings, std::string_view key, std::string_view
       ok = parse_float(value, x) && in_range(*s, x);
       break;
     }
-    case OptionType::kChoice:
-      ok = std::find(s->choices.begin(), s->choices.end(), value) != s->choices.end();
+    case OptionType::kChoice: {
+      auto has = [&](const std::vector<std::string>& words) {
+        return std::find(words.begin(), words.end(), value) != words.end();
+      };
+      ok = has(s->choices) || (scope == OptionScope::kTraceForced && has(s->trace_forced_choices));
       break;
+    }
     case OptionType::kString:
     case OptionType::kPath:
       break;
   }
-  if (!ok) throw bad_value(*s, value);
+  if (!ok) throw bad_value(*s, value, scope);
   try {
     s->set(settings, value);
   } catch (const OptionError&) {

@@ -7,6 +7,11 @@
 //
 // Keys of EngineOptions are relative to the worker YAML's `engine:` section; backend keys start with
 // "backend.". A few older spellings are accepted as aliases of a key (aliases below).
+//
+// Some values only make sense when every emitted token is a recording's (trace-forced runs:
+// longtail-bench-rounds --trace, longtail-replay): backend.kind accounting runs no model and emits
+// empty outputs. They are accepted only in OptionScope::kTraceForced, so the worker and the tools
+// whose outputs are real samples refuse them as any other unknown value.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +34,10 @@ struct EngineSettings {
 };
 
 enum class OptionType { kBool, kInt, kFloat, kString, kPath, kChoice };
+
+// Who sets the options: a process whose outputs are real samples (kServing: the worker, demo,
+// generate), or a trace-forced tool (kTraceForced), which also takes OptionSpec::trace_forced_choices.
+enum class OptionScope { kServing, kTraceForced };
 const char* option_type_name(OptionType t);  // "bool", "integer", "number", "string", "path", "one of"
 
 struct OptionSpec {
@@ -38,6 +47,7 @@ struct OptionSpec {
   std::string help;
   double min = 0, max = 0;           // numbers: allowed range, inclusive (min > max: unbounded)
   std::vector<std::string> choices;  // kChoice: the accepted words (first = canonical spelling)
+  std::vector<std::string> trace_forced_choices;  // kChoice: also accepted in OptionScope::kTraceForced
   std::vector<std::string> aliases;  // other keys that mean this one
   std::function<void(EngineSettings&, std::string_view)> set;  // value already checked
   std::function<std::string(const EngineSettings&)> get;       // the value as text
@@ -74,14 +84,16 @@ const OptionSpec* find_option(std::string_view key);
 std::string closest_option(std::string_view key);
 
 // Parses `value` as the key's type ("true/false/on/off/yes/no/1/0" for bool; decimal integers;
-// finite numbers; choices case-sensitive), checks its range and sets it. Throws OptionError.
-void set_option(EngineSettings& settings, std::string_view key, std::string_view value);
+// finite numbers; choices case-sensitive, trace_forced_choices only in kTraceForced), checks its range
+// and sets it. Throws OptionError.
+void set_option(EngineSettings& settings, std::string_view key, std::string_view value,
+                OptionScope scope = OptionScope::kServing);
 
 // The current value of a key as text (the default on a default-constructed EngineSettings).
 std::string get_option(const EngineSettings& settings, std::string_view key);
 
-// "integer in [0, 1024], tokens" -- what the key accepts, for errors and help.
-std::string describe_expected(const OptionSpec& spec);
+// "integer in [0, 1024], tokens" -- what the key accepts in `scope`, for errors and help.
+std::string describe_expected(const OptionSpec& spec, OptionScope scope = OptionScope::kServing);
 
 // Checks what single keys cannot: the engine's cross-field rules (validate_engine_options) and the
 // backend kind. Throws std::invalid_argument naming the keys.

@@ -428,7 +428,7 @@ int run(const Args& args) {
   {
     std::unique_ptr<lp::Backend> probe;
     try {
-      probe = lp::make_backend(a.model, a.settings.backend);
+      probe = longtail::tools::make_engine_backend(a.model, a.settings.backend);
     } catch (const lp::LoadError& e) {
       throw InputError(e.what());
     }

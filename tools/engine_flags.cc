@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "policy/accounting_backend.h"
 #include "tools/cli_main.h"
 
 namespace longtail::tools {
@@ -24,8 +25,8 @@ std::vector<FlagAlias> common_engine_aliases() {
 }
 
 EngineFlags::EngineFlags(std::vector<FlagAlias> aliases, std::vector<std::string> prefixes,
-                         std::vector<std::string> excluded)
-    : aliases_(std::move(aliases)), prefixes_(std::move(prefixes)), excluded_(std::move(excluded)) {}
+                         std::vector<std::string> excluded, rollout::OptionScope scope)
+    : aliases_(std::move(aliases)), prefixes_(std::move(prefixes)), excluded_(std::move(excluded)), scope_(scope) {}
 
 bool EngineFlags::exposed(const std::string& key) const {
   if (std::find(excluded_.begin(), excluded_.end(), key) != excluded_.end()) return false;
@@ -37,7 +38,7 @@ po::options_description EngineFlags::options(const rollout::EngineSettings& defa
   po::options_description d("Engine options (rollout/engine_options_io.h; the worker YAML takes the same keys)");
   for (const rollout::OptionSpec& s : rollout::engine_option_table()) {
     if (!exposed(s.key)) continue;
-    std::string help = s.help + " [" + s.key + ": " + rollout::describe_expected(s);
+    std::string help = s.help + " [" + s.key + ": " + rollout::describe_expected(s, scope_);
     const std::string def = s.get(defaults);
     if (!def.empty()) help += ", default " + def;
     help += "]";
@@ -59,7 +60,7 @@ po::options_description EngineFlags::options(const rollout::EngineSettings& defa
 void EngineFlags::apply(const po::variables_map& vm, rollout::EngineSettings& settings) const {
   auto set = [&](const std::string& flag, const std::string& key, const std::string& value) {
     try {
-      rollout::set_option(settings, key, value);
+      rollout::set_option(settings, key, value, scope_);
     } catch (const rollout::OptionError& e) {
       throw InputError("--" + flag + ": " + e.what());
     }
@@ -81,6 +82,12 @@ void EngineFlags::apply(const po::variables_map& vm, rollout::EngineSettings& se
   } catch (const std::invalid_argument& e) {
     throw InputError(e.what());
   }
+}
+
+std::unique_ptr<policy::Backend> make_engine_backend(const std::filesystem::path& model,
+                                                     const policy::BackendOptions& options) {
+  if (options.kind == "accounting") return policy::make_accounting_backend(model, options);
+  return policy::make_backend(model, options);
 }
 
 }  // namespace longtail::tools

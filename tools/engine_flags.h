@@ -2,14 +2,18 @@
 // would do): one flag per key of rollout/engine_options_io.h, spelled --<key> with '.' and '_' as
 // '-' (speculation.max_budget -> --speculation-max-budget), help and default from the table, plus
 // each tool's older spellings as aliases of a key (--max-draft -> speculation.max_budget), so no
-// tool re-maps options by hand and every option is reachable from every tool.
+// tool re-maps options by hand and every option is reachable from every tool. make_engine_backend
+// builds the backend those flags name, the one place a tool turns backend.kind into a backend.
 #pragma once
 
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <boost/program_options.hpp>
 
+#include "policy/backend.h"
 #include "rollout/engine_options_io.h"
 
 namespace longtail::tools {
@@ -31,9 +35,12 @@ std::vector<FlagAlias> common_engine_aliases();
 class EngineFlags {
  public:
   // `prefixes`: the keys this tool exposes (empty = all; {"speculation.", "drafter."} for replay);
-  // `excluded`: keys the tool sets itself (the demo's modes set round_groups and overprovision).
+  // `excluded`: keys the tool sets itself (the demo's modes set round_groups and overprovision);
+  // `scope`: kTraceForced for tools whose emitted tokens are always a recording's (bench-rounds,
+  // replay), which may then pick backend.kind accounting.
   explicit EngineFlags(std::vector<FlagAlias> aliases, std::vector<std::string> prefixes = {},
-                       std::vector<std::string> excluded = {});
+                       std::vector<std::string> excluded = {},
+                       rollout::OptionScope scope = rollout::OptionScope::kServing);
 
   // The table's flags as one options group, plus the aliases.
   boost::program_options::options_description options(const rollout::EngineSettings& defaults) const;
@@ -46,6 +53,13 @@ class EngineFlags {
   bool exposed(const std::string& key) const;
   std::vector<FlagAlias> aliases_;
   std::vector<std::string> prefixes_, excluded_;
+  rollout::OptionScope scope_;
 };
+
+// The backend `options.kind` names for the checkpoint in `model`: cpu and cuda through
+// policy::make_backend, accounting (which only EngineFlags of kTraceForced accept) through
+// policy::make_accounting_backend. A checkpoint that does not load throws policy::LoadError.
+std::unique_ptr<policy::Backend> make_engine_backend(const std::filesystem::path& model,
+                                                     const policy::BackendOptions& options);
 
 }  // namespace longtail::tools

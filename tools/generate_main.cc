@@ -397,7 +397,7 @@ int run(const Args& a) {
   const std::vector<Prompt> inputs = read_inputs(a);
   std::unique_ptr<lp::Backend> backend;
   try {
-    backend = lp::make_backend(a.model, a.settings.backend);
+    backend = longtail::tools::make_engine_backend(a.model, a.settings.backend);
   } catch (const lp::LoadError& e) {
     throw InputError(e.what());
   }

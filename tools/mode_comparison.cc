@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "tools/engine_flags.h"
+
 #ifdef LONGTAIL_HAVE_CUDA
 #include "policy/cuda_backend.h"
 #endif
@@ -22,7 +24,7 @@ rollout::EngineSettings mode_settings(const rollout::EngineSettings& base, const
 ModeRun run_mode(const Mode& mode, const rollout::EngineSettings& base, const std::vector<rollout::GroupRequest>& groups,
                  const ModeRunOptions& o) {
   const rollout::EngineSettings s = mode_settings(base, mode);
-  std::unique_ptr<policy::Backend> backend = policy::make_backend(o.model, s.backend);
+  std::unique_ptr<policy::Backend> backend = make_engine_backend(o.model, s.backend);
   [[maybe_unused]] const policy::Backend* backend_view = backend.get();  // the engine owns it from here on
   rollout::Engine engine(std::move(backend), s.engine);
   if (o.prepare) o.prepare(engine);

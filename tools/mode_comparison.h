@@ -49,10 +49,10 @@ struct ModeRunOptions {
 // otherwise), and the mode's overprovision.
 rollout::EngineSettings mode_settings(const rollout::EngineSettings& base, const Mode& mode);
 
-// Builds a backend from settings.backend, submits every group up front (so sample uids match across
-// modes) and steps until `rounds` batches came out (a short last round is flushed). Throws
-// std::runtime_error when the engine goes idle first; a checkpoint that does not load throws
-// policy::LoadError.
+// Builds a backend from settings.backend (make_engine_backend, so accounting too), submits every
+// group up front (so sample uids match across modes) and steps until `rounds` batches came out (a
+// short last round is flushed). Throws std::runtime_error when the engine goes idle first; a
+// checkpoint that does not load throws policy::LoadError.
 ModeRun run_mode(const Mode& mode, const rollout::EngineSettings& base, const std::vector<rollout::GroupRequest>& groups,
                  const ModeRunOptions& options);
 

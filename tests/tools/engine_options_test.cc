@@ -147,6 +147,26 @@ TEST(EngineOptionsIo, CrossFieldRulesNameTheirKeys) {
   EXPECT_NO_THROW(validate_settings(EngineSettings{}));
 }
 
+// backend.kind accounting emits empty outputs: only trace-forced tools take it, and each scope's
+// error lists what that scope accepts.
+TEST(EngineOptionsIo, AccountingBackendIsAcceptedOnlyByTraceForcedTools) {
+  EXPECT_EQ(error_of("backend.kind", "accounting"), "option 'backend.kind' expects one of cpu, cuda, got 'accounting'");
+  EngineSettings s;
+  set_option(s, "backend.kind", "accounting", OptionScope::kTraceForced);
+  EXPECT_EQ(s.backend.kind, "accounting");
+  EXPECT_EQ(get_option(s, "backend.kind"), "accounting");
+  set_option(s, "backend.kind", "cuda", OptionScope::kTraceForced);
+  EXPECT_EQ(s.backend.kind, "cuda");
+  try {
+    set_option(s, "backend.kind", "tpu", OptionScope::kTraceForced);
+    FAIL();
+  } catch (const OptionError& e) {
+    EXPECT_EQ(std::string(e.what()), "option 'backend.kind' expects one of cpu, cuda, accounting, got 'tpu'");
+    EXPECT_EQ(e.expected(), "one of cpu, cuda, accounting");
+  }
+  EXPECT_EQ(describe_expected(*find_option("backend.kind")), "one of cpu, cuda");
+}
+
 TEST(EngineOptionsIo, CostModelKeyReadsTheRepositoryYaml) {
   EngineSettings s;
   set_option(s, "speculation.cost_model", std::string(LONGTAIL_SOURCE_DIR) + "/configs/cost_model_h100.yaml#Qwen2.5-1.5B");
