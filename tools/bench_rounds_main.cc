@@ -9,18 +9,21 @@
 // prompt p replays trace samples [r*n, r*n + n). Token ids beyond the model's vocabulary (Qwen ids
 // on a tiny model) are mapped modulo the vocabulary. Trajectories of every mode are compared with
 // `off` by uid: speculation and partial rollouts must not change a single token.
-// --cost-model-entry NAME picks one model's constants from the YAML's per_model map (the measured
-// fit of that shape) instead of its step_cost (the largest model measured).
+// Engine and backend settings: every key of rollout/engine_options_io.h as a flag
+// (tools/engine_flags.h), with this tool's older spellings as aliases (--budget, --max-running,
+// --max-kv-tokens, --max-tokens-per-step, --token-trees, --refit-cost-model); the modes set
+// round_groups, overprovision and whether speculation is on. The tool is trace-forced by purpose,
+// so --backend also takes accounting (no model; needs --trace). --cost-model-entry NAME picks one
+// model's constants from the --cost-model YAML's per_model map (the measured fit of that shape)
+// instead of its step_cost (the largest model measured); the projected makespan uses the engine's
+// step cost model. The modes run through tools/mode_comparison.h, as longtail-demo's do.
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include <cmath>
-
 #include <algorithm>
-#include <chrono>
+#include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -29,36 +32,32 @@
 #include <vector>
 
 #include "drafter/speculation_policy.h"
-#include "policy/accounting_backend.h"
-#include "policy/backend.h"
 #include "policy/model_config.h"
-#ifdef LONGTAIL_HAVE_CUDA
-#include "policy/cuda_backend.h"
-#endif
 #include "rollout/engine.h"
 #include "rollout/forced_trajectories.h"
 #include "tools/cli_main.h"
+#include "tools/engine_flags.h"
+#include "tools/mode_comparison.h"
 
 namespace po = boost::program_options;
 using namespace longtail;
 using nlohmann::json;
+using tools::Mode;
+using tools::ModeRun;
 
 namespace {
 
 struct Config {
-  std::string model, backend = "cpu", trace, cost_model, cost_model_entry;
+  std::string model, trace, cost_model, cost_model_entry;
   std::vector<std::string> modes = {"off", "das", "das+apr"};
-  int32_t rounds = 3, groups = 4, n = 4, max_new_tokens = 128, prompt_len = 32, threads = 0;
-  int32_t max_prompt_tokens = 64, budget = 16, max_tokens_per_step = 0, max_running = 256;
+  int32_t rounds = 3, groups = 4, n = 4, max_new_tokens = 128, prompt_len = 32;
+  int32_t max_prompt_tokens = 64;
   int32_t vocab_modulo = 0;
   int32_t warm_history = 0;  // trace samples [0, warm_history) of each prompt preloaded as history
-  int64_t max_kv_tokens = 0;
-  bool deterministic = false;
   double overprovision = 2.0, temperature = 1.0;
   uint64_t seed = 1;
-  bool refit = false, reload_weights = false, json_out = false;
-  bool token_trees = drafter::SpeculationPolicyOptions{}.token_trees;
-  drafter::StepCostModel cost;  // for the projected makespan (and the budgets when --cost-model)
+  bool reload_weights = false, json_out = false;
+  rollout::EngineSettings settings;  // engine and backend flags; budgets.cost also prices the projection
 };
 
 // Projected time of a round under the linear step cost model t = c_base + c_tok * tokens, summed
@@ -68,17 +67,6 @@ double projected_s(const drafter::StepCostModel& m, const longtail::rollout::Rou
   return (m.base_us * static_cast<double>(s.forward_passes) +
           m.per_token_us * static_cast<double>(s.tokens_verified)) * 1e-6;
 }
-
-struct ModeResult {
-  std::string mode;
-  // CUDA backend passes by how they ran (all 0 on other backends).
-  size_t graph_replays = 0, graphs_captured = 0, graph_eager = 0, ungraphable = 0;
-  std::vector<rollout::RoundStats> rounds;
-  double wall_s = 0;
-  int64_t forwards = 0, tokens = 0, drafted = 0, accepted = 0, preemptions = 0;
-  std::map<uint64_t, std::vector<int32_t>> tokens_by_uid;
-  std::map<uint64_t, std::vector<float>> logprobs_by_uid;
-};
 
 std::vector<rollout::GroupRequest> build_requests(const Config& c, int32_t vocab,
                                                   const std::vector<rollout::RecordedRollout>* trace) {
@@ -135,144 +123,6 @@ std::vector<rollout::GroupRequest> build_requests(const Config& c, int32_t vocab
   return out;
 }
 
-ModeResult run_mode(const Config& c, const std::string& mode,
-                    const std::vector<rollout::GroupRequest>& requests,
-                    const rollout::ForcedTrajectories& forced,
-                    const std::vector<rollout::RecordedRollout>& trace) {
-  policy::BackendOptions bo;
-  bo.kind = c.backend;
-  bo.num_threads = c.threads;
-  bo.max_kv_tokens = c.max_kv_tokens;
-  bo.deterministic = c.deterministic;
-  rollout::EngineOptions o;
-  o.round_groups = c.groups;
-  o.overprovision = mode == "das+apr" ? c.overprovision : 1.0;
-  o.max_running_sequences = c.max_running;
-  if (mode == "off") o.budgets.mode = drafter::BudgetMode::kOff;
-  o.budgets.max_budget = c.budget;
-  o.budgets.max_tokens_per_step = c.max_tokens_per_step;
-  o.refit_cost_model = c.refit;
-  o.budgets.token_trees = c.token_trees;
-  if (!c.cost_model.empty()) {  // a constant of 0 keeps the default, as before
-    if (c.cost.base_us > 0) o.budgets.cost.base_us = c.cost.base_us;
-    if (c.cost.per_token_us > 0) o.budgets.cost.per_token_us = c.cost.per_token_us;
-  }
-  o.forced_trajectories = forced;
-  std::unique_ptr<policy::Backend> backend =
-      c.backend == "accounting" ? policy::make_accounting_backend(c.model, bo) : policy::make_backend(c.model, bo);
-  [[maybe_unused]] const policy::Backend* backend_view = backend.get();  // the engine owns it from here on
-  rollout::Engine e(std::move(backend), o);
-  if (c.warm_history > 0) {  // earlier "training steps" of the benchmarked prompts
-    std::map<std::string, bool> used;
-    for (const auto& g : requests) used[g.prompt_id] = true;
-    for (const auto& r : trace) {
-      if (used.count(r.prompt_id) && r.sample < c.warm_history) {
-        auto p = r.prompt_tokens;
-        if (static_cast<int32_t>(p.size()) > c.max_prompt_tokens) {
-          p.erase(p.begin(), p.end() - c.max_prompt_tokens);
-        }
-        e.add_history(r.prompt_id, p, r.response_tokens, r.sample);
-      }
-    }
-  }
-  for (const auto& g : requests) e.submit(g);
-  ModeResult res;
-  res.mode = mode;
-  const auto t0 = std::chrono::steady_clock::now();
-  int64_t version = 0;
-  while (static_cast<int32_t>(res.rounds.size()) < c.rounds) {
-    std::optional<rollout::RoundBatch> b = e.step();
-    if (!b && e.idle()) b = e.flush_round();
-    if (!b) {
-      if (e.idle()) throw std::runtime_error("engine idle before all rounds finished");
-      continue;
-    }
-    for (const auto& t : b->trajectories) {
-      res.tokens_by_uid[t.uid] = t.response_tokens;
-      res.logprobs_by_uid[t.uid] = t.behaviour_logprobs;
-    }
-    res.rounds.push_back(b->stats);
-    if (c.reload_weights && static_cast<int32_t>(res.rounds.size()) < c.rounds) {
-      e.update_weights(c.model, ++version);  // same weights: measures the re-prefill cost only
-    }
-  }
-  res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-#ifdef LONGTAIL_HAVE_CUDA
-  if (backend_view->name() == "cuda") {
-    const policy::CudaBackendStats st = policy::cuda_backend_stats(*backend_view);
-    res.graph_replays = st.graph_replays;
-    res.graphs_captured = st.graphs_captured;
-    res.graph_eager = st.graphable_eager_passes;
-    res.ungraphable = st.ungraphable_passes;
-  }
-#endif
-  const rollout::EngineStats s = e.stats();
-  res.forwards = s.forward_passes;
-  res.tokens = s.tokens_generated;
-  res.drafted = s.tokens_drafted;
-  res.accepted = s.tokens_accepted;
-  res.preemptions = s.preemptions;
-  return res;
-}
-
-// Bitwise equality of two logprob lists (NaN equals NaN when its bits do).
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
-
-// Sequences whose tokens or logprobs (bit for bit) differ between a and b.
-int64_t mismatches(const ModeResult& a, const ModeResult& b) {
-  int64_t bad = 0;
-  for (const auto& [uid, toks] : a.tokens_by_uid) {
-    auto it = b.tokens_by_uid.find(uid);
-    auto lp_a = a.logprobs_by_uid.find(uid), lp_b = b.logprobs_by_uid.find(uid);
-    const bool same_logprobs = (lp_a == a.logprobs_by_uid.end()) == (lp_b == b.logprobs_by_uid.end()) &&
-                               (lp_a == a.logprobs_by_uid.end() || same_bits(lp_a->second, lp_b->second));
-    if (it == b.tokens_by_uid.end() || it->second != toks || !same_logprobs) ++bad;
-  }
-  return bad + static_cast<int64_t>(b.tokens_by_uid.size()) - static_cast<int64_t>(a.tokens_by_uid.size());
-}
-
-// Where speculation changed a trajectory (possible on the bf16 CUDA backend, where a verify forward
-// of k tokens does not round exactly like k one-token forwards): for each differing sequence, the
-// first differing response position and how far apart the two runs' logprobs of their own token
-// were there. A small gap means a near-tie that rounding flipped, not a logic error.
-struct Divergence {
-  int64_t sequences = 0, differing = 0;
-  std::vector<int64_t> first_position;  // per differing sequence
-  std::vector<double> logprob_gap;      // |lp_off(tok_off) - lp_mode(tok_mode)| at that position
-  double max_logprob_diff_before = 0;   // largest |lp_off - lp_mode| on the shared prefix
-  int64_t logprobs_only = 0;            // same tokens, logprobs not bitwise equal
-};
-
-Divergence divergence(const ModeResult& off, const ModeResult& r) {
-  Divergence d;
-  for (const auto& [uid, a] : off.tokens_by_uid) {
-    auto it = r.tokens_by_uid.find(uid);
-    if (it == r.tokens_by_uid.end()) continue;
-    ++d.sequences;
-    const auto& b = it->second;
-    const auto& la = off.logprobs_by_uid.at(uid);
-    const auto& lb = r.logprobs_by_uid.at(uid);
-    const size_t n = std::min(a.size(), b.size());
-    size_t i = 0;
-    while (i < n && a[i] == b[i]) ++i;
-    for (size_t j = 0; j < i && j < la.size() && j < lb.size(); ++j) {
-      if (std::isfinite(la[j]) && std::isfinite(lb[j])) {
-        d.max_logprob_diff_before = std::max(d.max_logprob_diff_before, std::fabs(double(la[j]) - lb[j]));
-      }
-    }
-    if (i == a.size() && i == b.size()) {
-      d.logprobs_only += !same_bits(la, lb);
-      continue;
-    }
-    ++d.differing;
-    d.first_position.push_back(static_cast<int64_t>(i));
-    if (i < n && i < la.size() && i < lb.size()) d.logprob_gap.push_back(std::fabs(double(la[i]) - lb[i]));
-  }
-  return d;
-}
-
 template <typename T>
 T median_of(std::vector<T> v) {
   if (v.empty()) return T{};
@@ -280,7 +130,7 @@ T median_of(std::vector<T> v) {
   return v[v.size() / 2];
 }
 
-double sum_makespan(const ModeResult& r) {
+double sum_makespan(const ModeRun& r) {
   double s = 0;
   for (const auto& x : r.rounds) s += x.makespan_s;
   return s;
@@ -289,12 +139,31 @@ double sum_makespan(const ModeResult& r) {
 std::optional<Config> parse(int argc, char** argv) {
   Config c;
   std::string modes;
+  std::vector<tools::FlagAlias> aliases = tools::common_engine_aliases();
+  for (tools::FlagAlias& a : aliases) {
+    if (a.flag == "backend") {
+      a.help = "cpu | cuda | accounting (no model: the engine's counts of a --trace run, "
+               "policy/accounting_backend.h) (same as --backend-kind)";
+    }
+  }
+  aliases.push_back({"budget", "speculation.max_budget", "", "max draft tokens per sequence"});
+  aliases.push_back({"max-tokens-per-step", "speculation.max_tokens_per_step", "",
+                     "cap on verified tokens per step (0 = from the cost model)"});
+  aliases.push_back({"refit-cost-model", "speculation.refit_cost_model", "true",
+                     "refit the cost model from measured steps"});
+  aliases.push_back({"token-trees", "speculation.token_trees", "",
+                     "true: speculating modes verify token trees of up to --budget nodes (backends that support "
+                     "them), false: chains"});
+  aliases.push_back({"max-running", "max_running_sequences", "", "max running sequences"});
+  aliases.push_back({"max-kv-tokens", "backend.max_kv_tokens", "", "CPU KV bound (0 = none)"});
+  // The modes decide round_groups (G), overprovision (--overprovision for das+apr) and speculation;
+  // --cost-model (+ --cost-model-entry) is this tool's spelling of speculation.cost_model.
+  const tools::EngineFlags engine_flags(aliases, {},
+                                        {"round_groups", "overprovision", "speculation.enabled", "speculation.cost_model"},
+                                        rollout::OptionScope::kTraceForced);
   po::options_description desc("longtail-bench-rounds options");
   desc.add_options()("help,h", "show this help")("version", "print the version and exit")
       ("model", po::value(&c.model)->required(), "checkpoint directory")
-      ("backend", po::value(&c.backend)->default_value("cpu"),
-       "cpu | cuda | accounting (no model: the engine's counts of a --trace run, policy/accounting_backend.h)")
-      ("threads", po::value(&c.threads)->default_value(0), "CPU backend threads (0 = all cores)")
       ("rounds,R", po::value(&c.rounds)->default_value(3), "rounds")
       ("groups,G", po::value(&c.groups)->default_value(4), "groups per round")
       ("n", po::value(&c.n)->default_value(4), "samples per group")
@@ -310,24 +179,15 @@ std::optional<Config> parse(int argc, char** argv) {
       ("vocab-modulo", po::value(&c.vocab_modulo)->default_value(0),
        "map trace ids modulo this (0 = the model's vocabulary when ids exceed it)")
       ("modes", po::value(&modes)->default_value("off,das,das+apr"), "comma-separated modes")
-      ("budget", po::value(&c.budget)->default_value(16), "max draft tokens per sequence")
-      ("max-tokens-per-step", po::value(&c.max_tokens_per_step)->default_value(0),
-       "cap on verified tokens per step (0 = from the cost model)")
-      ("cost-model", po::value(&c.cost_model), "cost model YAML (configs/cost_model*.yaml)")
+      ("cost-model", po::value(&c.cost_model),
+       "cost model YAML (configs/cost_model*.yaml) for the budgets and the projection (speculation.cost_model)")
       ("cost-model-entry", po::value(&c.cost_model_entry),
        "use the YAML's per_model entry of this name (e.g. Qwen2.5-1.5B) instead of step_cost")
-      ("refit-cost-model", po::bool_switch(&c.refit), "refit the cost model from measured steps")
-      ("token-trees", po::value(&c.token_trees)->default_value(c.token_trees),
-       "true: speculating modes verify token trees of up to --budget nodes (backends that support "
-       "them), false: chains")
-      ("overprovision", po::value(&c.overprovision)->default_value(2.0), "APRIL f")
-      ("max-running", po::value(&c.max_running)->default_value(256), "max running sequences")
-      ("max-kv-tokens", po::value(&c.max_kv_tokens)->default_value(0), "CPU KV bound (0 = none)")
-      ("deterministic", po::bool_switch(&c.deterministic),
-       "batch-invariant backend kernels (BackendOptions::deterministic)")
+      ("overprovision", po::value(&c.overprovision)->default_value(2.0), "APRIL f of the das+apr mode")
       ("reload-weights", po::bool_switch(&c.reload_weights),
        "reload the checkpoint as a new version after every round (re-prefill cost)")
       ("json", po::bool_switch(&c.json_out), "print one JSON object");
+  desc.add(engine_flags.options(c.settings));
   try {
     po::variables_map vm;
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -336,6 +196,7 @@ std::optional<Config> parse(int argc, char** argv) {
       return std::nullopt;
     }
     po::notify(vm);
+    engine_flags.apply(vm, c.settings);
     c.modes.clear();
     for (size_t pos = 0; pos <= modes.size();) {
       const size_t end = std::min(modes.find(',', pos), modes.size());
@@ -348,11 +209,20 @@ std::optional<Config> parse(int argc, char** argv) {
     }
     if (c.rounds < 1 || c.groups < 1 || c.n < 1) throw std::runtime_error("rounds, groups, n must be >= 1");
     if (c.warm_history < 0) throw std::runtime_error("--warm-history must be >= 0");
-    if (c.backend == "accounting" && c.trace.empty()) throw std::runtime_error("--backend accounting needs --trace");
+    if (c.settings.backend.kind == "accounting" && c.trace.empty()) {
+      throw std::runtime_error("--backend accounting needs --trace");
+    }
     if (c.warm_history > 0 && c.trace.empty()) throw std::runtime_error("--warm-history needs --trace");
     if (!c.cost_model_entry.empty() && c.cost_model.empty())
       throw std::runtime_error("--cost-model-entry needs --cost-model");
-    if (!c.cost_model.empty()) c.cost = drafter::load_cost_model(c.cost_model, c.cost_model_entry);
+    if (!c.cost_model.empty()) {
+      const std::string value = c.cost_model + (c.cost_model_entry.empty() ? "" : "#" + c.cost_model_entry);
+      try {
+        rollout::set_option(c.settings, "speculation.cost_model", value, rollout::OptionScope::kTraceForced);
+      } catch (const rollout::OptionError& e) {
+        throw std::runtime_error(std::string("--cost-model: ") + e.what());
+      }
+    }
   } catch (const std::exception& e) {
     throw tools::InputError(std::string(e.what()) + " (see --help)");
   }
@@ -376,26 +246,54 @@ int run(const Config& c) {
       forced = rollout::forced_from_trace(trace);
     }
     const auto requests = build_requests(c, vocab, c.trace.empty() ? nullptr : &trace);
-    std::vector<ModeResult> results;
-    for (const std::string& m : c.modes) {
-      if (!c.json_out) std::fprintf(stderr, "running mode %s...\n", m.c_str());
-      results.push_back(run_mode(c, m, requests, forced, trace));
+    rollout::EngineSettings settings = c.settings;
+    settings.engine.round_groups = c.groups;
+    settings.engine.forced_trajectories = forced;
+    const drafter::StepCostModel& cost = settings.engine.budgets.cost;
+    tools::ModeRunOptions o;
+    o.model = c.model;
+    o.rounds = c.rounds;
+    o.update_weights = c.reload_weights;  // same weights: measures the re-prefill cost only
+    if (c.warm_history > 0) {             // earlier "training steps" of the benchmarked prompts
+      o.prepare = [&](rollout::Engine& e) {
+        std::map<std::string, bool> used;
+        for (const auto& g : requests) used[g.prompt_id] = true;
+        for (const auto& r : trace) {
+          if (used.count(r.prompt_id) && r.sample < c.warm_history) {
+            auto p = r.prompt_tokens;
+            if (static_cast<int32_t>(p.size()) > c.max_prompt_tokens) {
+              p.erase(p.begin(), p.end() - c.max_prompt_tokens);
+            }
+            e.add_history(r.prompt_id, p, r.response_tokens, r.sample);
+          }
+        }
+      };
     }
-    const ModeResult* base = nullptr;
-    for (const auto& r : results) base = r.mode == "off" ? &r : base;
+    o.progress = [&](const Mode& m, int32_t done, int32_t) {
+      if (!c.json_out && done == 0) std::fprintf(stderr, "running mode %s...\n", m.name.c_str());
+    };
+    std::vector<ModeRun> results;
+    for (const std::string& m : c.modes) {
+      const Mode mode{m, m != "off", m == "das+apr" ? c.overprovision : 1.0};
+      results.push_back(tools::run_mode(mode, settings, requests, o));
+    }
+    const ModeRun* base = nullptr;
+    for (const auto& r : results) base = r.mode.name == "off" ? &r : base;
 
     json out;
-    out["config"] = {{"model", c.model}, {"backend", c.backend}, {"deterministic", c.deterministic}, {"trace", c.trace},
+    out["config"] = {{"model", c.model}, {"backend", c.settings.backend.kind},
+                     {"deterministic", c.settings.backend.deterministic}, {"trace", c.trace},
                      {"rounds", c.rounds}, {"groups", c.groups}, {"n", c.n},
                      {"max_new_tokens", c.max_new_tokens}, {"temperature", c.temperature},
-                     {"budget", c.budget}, {"max_tokens_per_step", c.max_tokens_per_step},
+                     {"budget", c.settings.engine.budgets.max_budget},
+                     {"max_tokens_per_step", c.settings.engine.budgets.max_tokens_per_step},
                      {"overprovision", c.overprovision}, {"reload_weights", c.reload_weights},
-                {"warm_history", c.warm_history}, {"cost_model_entry", c.cost_model_entry}, {"token_trees", c.token_trees},
-                {"cost_base_us", c.cost.base_us}, {"cost_per_token_us", c.cost.per_token_us}};
+                {"warm_history", c.warm_history}, {"cost_model_entry", c.cost_model_entry}, {"token_trees", c.settings.engine.budgets.token_trees},
+                {"cost_base_us", cost.base_us}, {"cost_per_token_us", cost.per_token_us}};
     out["modes"] = json::array();
     for (const auto& r : results) {
       json m;
-      m["mode"] = r.mode;
+      m["mode"] = r.mode.name;
       m["cuda_passes"] = {{"replayed", r.graph_replays}, {"graphs_captured", r.graphs_captured},
                           {"graphable_eager", r.graph_eager}, {"not_graphable", r.ungraphable}};
       m["rounds"] = json::array();
@@ -410,7 +308,7 @@ int run(const Config& c) {
                                {"off_policy_token_share", s.off_policy_token_share},
                                {"carried_over", s.carried_over},
                                {"tokens_verified", s.tokens_verified},
-                               {"projected_s", projected_s(c.cost, s)},
+                               {"projected_s", projected_s(cost, s)},
                                {"draft_s", s.draft_s}, {"forward_s", s.forward_s},
                                {"sample_s", s.sample_s}});
       }
@@ -428,23 +326,24 @@ int run(const Config& c) {
       m["tokens_verified"] = verified;
       m["total_makespan_s"] = sum_makespan(r);
       double proj = 0;
-      for (const auto& s : r.rounds) proj += projected_s(c.cost, s);
+      for (const auto& s : r.rounds) proj += projected_s(cost, s);
       m["projected_s"] = proj;
       m["wall_s"] = r.wall_s;
-      m["response_tokens"] = r.tokens;
-      m["forward_passes"] = r.forwards;
-      m["tokens_per_forward"] = r.forwards ? double(r.tokens) / r.forwards : 0.0;
-      m["tokens_drafted"] = r.drafted;
-      m["tokens_accepted"] = r.accepted;
-      m["acceptance_rate"] = r.drafted ? double(r.accepted) / r.drafted : 0.0;
-      m["preemptions"] = r.preemptions;
+      const rollout::EngineStats& st = r.stats;
+      m["response_tokens"] = st.tokens_generated;
+      m["forward_passes"] = st.forward_passes;
+      m["tokens_per_forward"] = st.forward_passes ? double(st.tokens_generated) / st.forward_passes : 0.0;
+      m["tokens_drafted"] = st.tokens_drafted;
+      m["tokens_accepted"] = st.tokens_accepted;
+      m["acceptance_rate"] = st.tokens_drafted ? double(st.tokens_accepted) / st.tokens_drafted : 0.0;
+      m["preemptions"] = st.preemptions;
       if (base) {
         double base_proj = 0;
-        for (const auto& s : base->rounds) base_proj += projected_s(c.cost, s);
+        for (const auto& s : base->rounds) base_proj += projected_s(cost, s);
         m["projected_ratio_vs_off"] = proj / base_proj;
         m["makespan_ratio_vs_off"] = sum_makespan(r) / sum_makespan(*base);
-        m["trajectories_differing_from_off"] = mismatches(*base, r);
-        const Divergence d = divergence(*base, r);
+        m["trajectories_differing_from_off"] = tools::mismatches(*base, r);
+        const tools::Divergence d = tools::divergence(*base, r);
         m["differing_fraction"] = d.sequences ? double(d.differing) / d.sequences : 0.0;
         m["first_difference_position_median"] = median_of(d.first_position);
         m["first_difference_logprob_gap_median"] = median_of(d.logprob_gap);
@@ -454,7 +353,7 @@ int run(const Config& c) {
     }
     int64_t total_mismatch = 0;
     if (base) {
-      for (const auto& r : results) total_mismatch += mismatches(*base, r);
+      for (const auto& r : results) total_mismatch += tools::mismatches(*base, r);
     }
     out["identical_to_off"] = base ? json(total_mismatch == 0) : json(nullptr);
 
@@ -462,7 +361,7 @@ int run(const Config& c) {
       std::cout << out.dump() << "\n";
     } else {
       std::printf("model %s (%s), %s, %d rounds x %d groups x %d samples, max %d new tokens\n",
-                  c.model.c_str(), c.backend.c_str(),
+                  c.model.c_str(), c.settings.backend.kind.c_str(),
                   c.trace.empty() ? "synthetic prompts" : ("trace-forced " + c.trace).c_str(),
                   c.rounds, c.groups, c.n, c.max_new_tokens);
       std::printf("%-8s %-6s %11s %8s %8s %8s %9s %9s %8s %8s %8s %9s %8s %9s\n", "mode",
@@ -479,16 +378,16 @@ int run(const Config& c) {
                     static_cast<long long>(s.tokens_verified),
                     static_cast<long long>(s.tokens_drafted),
                     static_cast<long long>(s.tokens_accepted), s.draft_s, s.forward_s, ratio,
-                    projected_s(c.cost, s), proj_ratio);
+                    projected_s(cost, s), proj_ratio);
       };
       for (const auto& r : results) {
         rollout::RoundStats total;
         for (size_t i = 0; i < r.rounds.size(); ++i) {
           const auto& s = r.rounds[i];
           const bool has_base = base && i < base->rounds.size() && base->rounds[i].makespan_s > 0;
-          row(r.mode, std::to_string(i), s,
+          row(r.mode.name, std::to_string(i), s,
               has_base ? s.makespan_s / base->rounds[i].makespan_s : 0.0,
-              has_base ? projected_s(c.cost, s) / projected_s(c.cost, base->rounds[i]) : 0.0);
+              has_base ? projected_s(cost, s) / projected_s(cost, base->rounds[i]) : 0.0);
           total.makespan_s += s.makespan_s;
           total.response_tokens += s.response_tokens;
           total.forward_passes += s.forward_passes;
@@ -500,13 +399,13 @@ int run(const Config& c) {
         }
         double base_proj = 0;
         if (base) {
-          for (const auto& s : base->rounds) base_proj += projected_s(c.cost, s);
+          for (const auto& s : base->rounds) base_proj += projected_s(cost, s);
         }
-        row(r.mode, "all", total, base ? sum_makespan(r) / sum_makespan(*base) : 0.0,
-            base_proj > 0 ? projected_s(c.cost, total) / base_proj : 0.0);
+        row(r.mode.name, "all", total, base ? sum_makespan(r) / sum_makespan(*base) : 0.0,
+            base_proj > 0 ? projected_s(cost, total) / base_proj : 0.0);
       }
       std::printf("proj_s: forwards x %.0f us + verified tokens x %.1f us (step cost model%s)\n",
-                  c.cost.base_us, c.cost.per_token_us,
+                  cost.base_us, cost.per_token_us,
                   c.cost_model.empty()
                       ? ", defaults"
                       : (" " + c.cost_model +
@@ -517,23 +416,23 @@ int run(const Config& c) {
         if (passes == 0) continue;
         std::printf("cuda passes %-8s %zu: %zu replayed from %zu captured graphs, %zu graphable run "
                     "eagerly, %zu not graphable\n",
-                    r.mode.c_str(), passes, r.graph_replays, r.graphs_captured, r.graph_eager,
+                    r.mode.name.c_str(), passes, r.graph_replays, r.graphs_captured, r.graph_eager,
                     r.ungraphable);
       }
       if (base && total_mismatch != 0) {
         for (const auto& r : results) {
-          const Divergence d = divergence(*base, r);
+          const tools::Divergence d = tools::divergence(*base, r);
           if (d.logprobs_only > 0) {
             std::printf("%-8s same tokens as off but logprobs not bitwise equal in %lld of %lld "
                         "sequences; max |logprob diff| %.3g\n",
-                        r.mode.c_str(), static_cast<long long>(d.logprobs_only),
+                        r.mode.name.c_str(), static_cast<long long>(d.logprobs_only),
                         static_cast<long long>(d.sequences), d.max_logprob_diff_before);
           }
           if (d.differing == 0) continue;
           std::printf("%-8s differs from off in %lld of %lld sequences (%.1f%%): first difference at "
                       "response position median %lld; |logprob gap| there median %.4f (small = a "
                       "near-tie flipped by rounding); max |logprob diff| on shared prefixes %.4f\n",
-                      r.mode.c_str(), static_cast<long long>(d.differing),
+                      r.mode.name.c_str(), static_cast<long long>(d.differing),
                       static_cast<long long>(d.sequences), 100.0 * d.differing / d.sequences,
                       static_cast<long long>(median_of(d.first_position)), median_of(d.logprob_gap),
                       d.max_logprob_diff_before);

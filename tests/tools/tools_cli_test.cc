@@ -56,6 +56,37 @@ TEST(ToolsCli, EveryExecutablePrintsItsVersionAndCommit) {
   EXPECT_EQ(n, 7);
 }
 
+// longtail-bench-rounds takes every key of the engine option table as a flag (with its older
+// spellings as aliases), and --backend accounting for its trace-forced runs; the tools whose
+// outputs are real samples refuse accounting by the table's rule.
+TEST(ToolsCli, BenchRoundsTakesTheEngineTableAndTheAccountingBackend) {
+  const std::string bench = std::string(LONGTAIL_BIN_DIR) + "/longtail-bench-rounds --model " + LONGTAIL_SOURCE_DIR +
+                            "/configs/models/tiny-qwen3";
+  const std::string trace = std::string(" --trace ") + LONGTAIL_REPLAY_DATA + "/tiny.jsonl -R 1 -G 1 --n 2";
+  const auto r = run_cli(bench + " --backend accounting" + trace +
+                         " --json --drafter-min-prob 0.5 --speculation-mode fixed --budget 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("config").at("backend"), "accounting");
+  EXPECT_EQ(j.at("config").at("budget"), 3);
+  ASSERT_EQ(j.at("modes").size(), 3u);
+  for (const auto& m : j.at("modes")) EXPECT_EQ(m.at("response_tokens"), 10) << m.at("mode");  // 5 + 5 forced
+
+  const auto out_of_range = run_cli(bench + trace + " --speculation-max-budget 5000");
+  EXPECT_EQ(out_of_range.code, 2);
+  EXPECT_NE(out_of_range.err.find("--speculation-max-budget: option 'speculation.max_budget' expects an integer in "
+                                  "[0, 1024] (tokens), got '5000'"),
+            std::string::npos)
+      << out_of_range.err;
+  const auto untraced = run_cli(bench + " --backend accounting");
+  EXPECT_EQ(untraced.code, 2);
+  EXPECT_NE(untraced.err.find("--backend accounting needs --trace"), std::string::npos) << untraced.err;
+  const auto demo = run_cli(std::string(LONGTAIL_BIN_DIR) + "/longtail-demo --backend accounting");
+  EXPECT_EQ(demo.code, 2);
+  EXPECT_NE(demo.err.find("option 'backend.kind' expects one of cpu, cuda, got 'accounting'"), std::string::npos)
+      << demo.err;
+}
+
 TEST(ToolsCli, KeygenRefusesToReplaceAKeyPairUnlessForced) {
   const fs::path dir = fresh_dir("keygen");
   const std::string prefix = (dir / "worker").string();
