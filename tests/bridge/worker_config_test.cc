@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+#include "testing/temp_dir.h"
 #include "trainer_bridge/worker_config.h"
 
 #ifndef LONGTAIL_SOURCE_DIR
@@ -15,19 +16,7 @@
 namespace longtail::bridge {
 namespace {
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    static int n = 0;
-    path = std::filesystem::temp_directory_path() / ("ltcfg-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::filesystem::path write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name) << text;
-    return path / name;
-  }
-};
+using test::TempDir;
 
 TEST(WorkerConfig, ShippedConfigParses) {
   const auto c = load_worker_config(std::filesystem::path(LONGTAIL_SOURCE_DIR) / "configs" / "worker.yaml");

@@ -9,24 +9,13 @@
 #include <fstream>
 
 #include "testing/cli_run.h"
+#include "testing/temp_dir.h"
 #include "trainer_bridge/worker_config.h"
 
 namespace longtail::bridge {
 namespace {
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    static int n = 0;
-    path = std::filesystem::temp_directory_path() / ("ltcfgerr-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::filesystem::path write(const std::string& name, const std::string& text) const {
-    std::ofstream(path / name) << text;
-    return path / name;
-  }
-};
+using test::TempDir;
 
 // The ConfigError of loading `yaml`, without the file name prefix.
 std::string load_error(const std::string& yaml) {
