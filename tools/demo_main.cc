@@ -49,6 +49,7 @@
 #include "policy/backend.h"
 #include "policy/checkpoint.h"
 #include "rollout/engine.h"
+#include "rollout/prompts_jsonl.h"
 #include "tools/cli_main.h"
 #include "tools/engine_flags.h"
 #include "tools/mode_comparison.h"
@@ -383,29 +384,21 @@ void print_summary(const Args& a, const std::vector<ModeRun>& modes, const std::
   std::cout << o.str() << std::flush;
 }
 
-// Prompts of a --prompts file: the prompt_tokens of each line, checked against the vocabulary.
+// Prompts of a --prompts file (rollout/prompts_jsonl.h), checked against the vocabulary.
 std::vector<std::vector<int32_t>> file_prompts(const std::string& path, int32_t vocab) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot open");
-  std::vector<std::vector<int32_t>> out;
-  std::string line;
-  for (int64_t n = 1; std::getline(in, line); ++n) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-    const auto ids = j.is_object() ? j.find("prompt_tokens") : j.end();
-    if (!j.is_object() || ids == j.end() || !ids->is_array() || ids->empty()) {
-      throw InputError(fmt::format("{}:{}: expected a JSON object with a non-empty \"prompt_tokens\" list", path, n));
-    }
-    std::vector<int32_t>& p = out.emplace_back();
-    for (const auto& t : *ids) {
-      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab) {
-        throw InputError(fmt::format("{}:{}: prompt token {} is not an id of the model's vocabulary of {}", path, n,
-                                     t.dump(), vocab));
-      }
-      p.push_back(t.get<int32_t>());
-    }
+  std::vector<lr::PromptLine> lines;
+  try {
+    lines = lr::read_prompts_jsonl(path);
+  } catch (const lr::PromptFormatError& e) {
+    throw InputError(e.what());
   }
-  if (out.empty()) throw InputError(path + ": no prompts");
+  std::vector<std::vector<int32_t>> out;
+  for (lr::PromptLine& l : lines) {
+    if (const std::string problem = lr::vocabulary_problem(l.prompt_tokens, vocab, "prompt"); !problem.empty()) {
+      throw InputError(fmt::format("{}:{}: {}", path, l.source_line, problem));
+    }
+    out.push_back(std::move(l.prompt_tokens));
+  }
   return out;
 }
 

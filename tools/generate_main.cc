@@ -25,7 +25,6 @@
 // else.
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -45,6 +44,7 @@
 #include "tools/cli_main.h"
 #include "tools/engine_flags.h"
 #include "rollout/engine.h"
+#include "rollout/prompts_jsonl.h"
 #include "rollout/rollout_jsonl.h"
 
 namespace {
@@ -54,7 +54,6 @@ using longtail::tools::InputError;
 namespace po = boost::program_options;
 namespace lp = longtail::policy;
 namespace lr = longtail::rollout;
-using nlohmann::json;
 
 struct Args {
   std::string model;
@@ -214,61 +213,26 @@ std::vector<int32_t> parse_id_list(const std::string& text, const std::string& o
   return ids;
 }
 
-std::vector<int32_t> json_ids(const json& j, const char* key, const std::string& origin, bool allow_empty) {
-  if (!j.contains(key)) throw InputError(origin + ": missing \"" + key + "\"");
-  const json& arr = j.at(key);
-  if (!arr.is_array()) throw InputError(origin + ": \"" + key + "\" is not a list");
-  std::vector<int32_t> ids;
-  for (size_t i = 0; i < arr.size(); ++i) {
-    if (!arr[i].is_number_integer() || arr[i].get<int64_t>() < 0 || arr[i].get<int64_t>() > INT32_MAX) {
-      throw InputError(origin + ": \"" + key + "\"[" + std::to_string(i) + "] = " + arr[i].dump() +
-                       " is not a token id");
-    }
-    ids.push_back(arr[i].get<int32_t>());
+// A --prompts or --score file (rollout/prompts_jsonl.h); a line without "prompt_id" is linked to
+// history by its index.
+std::vector<Prompt> read_prompt_file(const std::string& path, lr::Responses responses) {
+  std::vector<lr::PromptLine> lines;
+  try {
+    lines = lr::read_prompts_jsonl(path, responses);
+  } catch (const lr::PromptFormatError& e) {
+    throw InputError(e.what());
   }
-  if (ids.empty() && !allow_empty) throw InputError(origin + ": \"" + key + "\" is empty");
-  return ids;
-}
-
-std::vector<Prompt> read_jsonl(const std::string& path, bool with_response) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot open");
   std::vector<Prompt> out;
-  std::string line;
-  for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string origin = path + ":" + std::to_string(lineno);
-    json j;
-    try {
-      j = json::parse(line);
-    } catch (const json::parse_error& e) {
-      throw InputError(origin + ": bad JSON: " + e.what());
-    }
-    if (!j.is_object()) throw InputError(origin + ": expected a JSON object");
-    Prompt p;
-    p.origin = origin;
-    p.tokens = json_ids(j, "prompt_tokens", origin, false);
-    p.prompt_id = std::to_string(out.size());
-    if (const auto id = j.find("prompt_id"); id != j.end() && !id->is_null()) {
-      if (id->is_string()) {
-        p.prompt_id = id->get<std::string>();
-      } else if (id->is_number_integer()) {
-        p.prompt_id = std::to_string(id->get<int64_t>());
-      } else {
-        throw InputError(origin + ": \"prompt_id\" is not a string or an integer");
-      }
-    }
-    if (with_response) p.response = json_ids(j, "response_tokens", origin, true);
-    out.push_back(std::move(p));
+  for (lr::PromptLine& l : lines) {
+    const std::string id = l.prompt_id.value_or(std::to_string(out.size()));
+    out.push_back({std::move(l.prompt_tokens), std::move(l.response_tokens), path + ":" + std::to_string(l.source_line), id});
   }
-  if (in.bad()) throw InputError(path + ": read error");
-  if (out.empty()) throw InputError(path + ": no prompts");
   return out;
 }
 
 std::vector<Prompt> read_inputs(const Args& a) {
-  if (!a.score_file.empty()) return read_jsonl(a.score_file, true);
-  if (!a.prompts_file.empty()) return read_jsonl(a.prompts_file, false);
+  if (!a.score_file.empty()) return read_prompt_file(a.score_file, lr::Responses::kRequired);
+  if (!a.prompts_file.empty()) return read_prompt_file(a.prompts_file, lr::Responses::kIgnored);
   std::vector<Prompt> out;
   for (size_t i = 0; i < a.prompt_flags.size(); ++i) {
     const std::string origin = "--prompt #" + std::to_string(i + 1);
@@ -279,11 +243,8 @@ std::vector<Prompt> read_inputs(const Args& a) {
 }
 
 void check_vocab(const std::vector<int32_t>& ids, int32_t vocab, const std::string& origin, const char* what) {
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] >= vocab) {
-      throw InputError(origin + ": " + what + " token " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
-                       " is outside the model's vocabulary of " + std::to_string(vocab));
-    }
+  if (const std::string problem = lr::vocabulary_problem(ids, vocab, what); !problem.empty()) {
+    throw InputError(origin + ": " + problem);
   }
 }
 
