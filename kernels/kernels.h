@@ -230,12 +230,13 @@ Status swiglu_bf16(const bf16* gate_up, int64_t gate_up_stride, bf16* out, int64
 
 // ---------------------------------------------------------------------------------------------
 // Sampling of rows of fp32 logits: the rule of reference.h's sample_row (its specification, with
-// LogRounding::kCorrect). Each row is spread over blocks of 4096 vocabulary entries (a fixed size,
-// so a row's result never depends on the batch); the row's last block combines them. Per-row parameters live in device memory so a graph
-// can be replayed with new seeds/positions. Outputs per row r:
-//   tokens[r], logprobs[r] = log softmax(logits / T)[token] (T = 1 when greedy), and if
-//   target_tokens != nullptr: target_logprobs[r] = log softmax(logits / T)[target_tokens[r]]
-//   (NaN when target_tokens[r] is outside [0, vocab), e.g. -1 for "no next input").
+// LogRounding::kCorrect), rules 0 (mask) and 3 (raw or processed logprob) included. Each row is
+// spread over blocks of 4096 vocabulary entries (a fixed size, so a row's result never depends on
+// the batch); the row's last block combines them. Per-row parameters live in device memory so a
+// graph can be replayed with new seeds/positions/masks. Outputs per row r:
+//   tokens[r], logprobs[r] = rule 3 for the drawn token (raw: log softmax(logits / T)[token],
+//   T = 1 when greedy), and if target_tokens != nullptr: target_logprobs[r] = rule 3 for
+//   target_tokens[r] (NaN when it is outside [0, vocab), e.g. -1 for "no next input").
 // Candidate selection (top-k, then top-p) is an exact radix select on the key (order-preserving
 // bits of z, then ~index) so ties go to the lowest index; top-p weighs each radix bucket by its
 // candidates' mass, so no sort is needed; rows with min-p, top-k or top-p run it in one block over
@@ -250,12 +251,20 @@ struct SamplingRow {
   uint64_t seed = 0;
   uint64_t uid = 0;
   int64_t position = 0;      // absolute position of the token being drawn
+  // Rule 0, the device form of ref::RuleExtras::masked: this row cannot draw (nor, processed,
+  // score) masked_ids[mask_start, mask_start + mask_count), ids ascending, distinct, in
+  // [0, vocab). mask_count 0: no mask.
+  int32_t mask_start = 0;
+  int32_t mask_count = 0;
+  int32_t processed = 0;     // rule 3: 0 raw, 1 processed (ref::LogprobKind::kProcessed)
+  int32_t reserved = 0;      // keeps the struct a multiple of 8 bytes; set 0
 };
-static_assert(sizeof(SamplingRow) == 40);
+static_assert(sizeof(SamplingRow) == 56);
 size_t sample_rows_workspace_bytes(int64_t num_rows, int32_t vocab);
+// masked_ids may be nullptr when no row has mask_count > 0.
 Status sample_rows(const float* logits, int64_t logits_stride, int64_t num_rows, int32_t vocab,
-                   const SamplingRow* rows, const int32_t* target_tokens, int32_t* tokens,
-                   float* logprobs, float* target_logprobs, void* workspace,
+                   const SamplingRow* rows, const int32_t* masked_ids, const int32_t* target_tokens,
+                   int32_t* tokens, float* logprobs, float* target_logprobs, void* workspace,
                    size_t workspace_bytes, Stream stream);
 
 // Argmax per row (lowest index on ties), value and index. out_values may be nullptr.

@@ -129,8 +129,8 @@ enum class LogprobKind {
   kRaw,        // rule 3 raw: full vocabulary, unmasked, at temperature T (T = 1 when greedy)
   kProcessed,  // rule 3 processed: the masked, truncated, renormalised distribution drawn from
 };
-// The parts of the rule beyond SamplingRow (which sample_rows does not implement yet: it draws
-// unmasked and reports raw logprobs).
+// The parts of the rule beyond SamplingRow's cuts, in host form (sample_row ignores SamplingRow's
+// mask_start / mask_count / processed, which are these same two in sample_rows' device form).
 struct RuleExtras {
   std::span<const int32_t> masked;  // token ids this row cannot draw (rule 0); ids outside the
                                     // vocabulary are ignored

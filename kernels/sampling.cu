@@ -53,6 +53,40 @@ __device__ __forceinline__ uint64_t sort_key(float z, int32_t i) {
 // Largest Gumbel noise -logf(-logf(u)) can reach (u <= 1 - 2^-24): 16.63553, rounded up with room.
 constexpr double kGumbelMax = 16.7;
 
+// Rule 0 for one row: the ids it cannot draw (ascending, distinct), found by binary search; a row
+// masks a handful of stop tokens, so the lookups cost little and only rows with a mask pay them.
+struct RowMask {
+  const int32_t* ids;
+  int32_t count;
+  __device__ int32_t lower_bound(int32_t i) const {
+    int32_t lo = 0, hi = count;
+    while (lo < hi) {
+      const int32_t mid = (lo + hi) >> 1;
+      if (ids[mid] < i) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    return lo;
+  }
+  __device__ bool has(int32_t i) const {
+    if (count == 0) return false;
+    const int32_t at = lower_bound(i);
+    return at < count && ids[at] == i;
+  }
+  // z = logits / T after rule 0.
+  __device__ float z(const float* row, int32_t i, float temp) const {
+    return has(i) ? -INFINITY : row[i] / temp;
+  }
+};
+
+__device__ __forceinline__ double warp_sum_f64(double v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
 struct SelectSmem {
   double hist_w[256];
   uint32_t hist_c[256];
@@ -66,8 +100,9 @@ struct SelectSmem {
 // Largest key K with weight({key >= K} among candidates) >= target, candidates = keys >= lower.
 // weight: element count (mass == false, target = k) or fp64 mass exp(z - zmax) (mass == true,
 // target = top_p against cumulative mass / total, total taken from the first pass's histogram).
-__device__ uint64_t radix_select(const float* row, int32_t vocab, float temp, uint64_t lower,
-                                 bool mass, double target_or_top_p, float zmax, SelectSmem& sm) {
+__device__ uint64_t radix_select(const float* row, int32_t vocab, float temp, const RowMask& mask,
+                                 uint64_t lower, bool mass, double target_or_top_p, float zmax,
+                                 SelectSmem& sm) {
   if (threadIdx.x == 0) {
     sm.prefix = 0;
     sm.above = 0;
@@ -84,7 +119,7 @@ __device__ uint64_t radix_select(const float* row, int32_t vocab, float temp, ui
     const uint64_t prefix = sm.prefix;
     const uint64_t hi_mask = level == 0 ? 0 : (~0ull << (shift + 8));
     for (int32_t i = threadIdx.x; i < vocab; i += kThreads) {
-      const float zz = row[i] / temp;
+      const float zz = mask.z(row, i, temp);
       const uint64_t key = sort_key(zz, i);
       if (key < lower || (key & hi_mask) != (prefix & hi_mask)) continue;
       const int d = static_cast<int>((key >> shift) & 255u);
@@ -130,7 +165,7 @@ __device__ uint64_t radix_select(const float* row, int32_t vocab, float temp, ui
       const uint64_t mask2 = ~0ull << shift;
       __syncthreads();
       for (int32_t i = threadIdx.x; i < vocab; i += kThreads) {
-        const uint64_t key = sort_key(row[i] / temp, i);
+        const uint64_t key = sort_key(mask.z(row, i, temp), i);
         if (key >= lower && (key & mask2) == p2) sm.prefix = key;
       }
       __syncthreads();
@@ -178,21 +213,30 @@ __device__ Best block_best(Best v, Best* scratch) {
   return r;
 }
 
-// One vocabulary chunk's share of a row: online max / sum of exp over z, the argmax and (for rows
-// drawn from the whole vocabulary) the chunk's best Gumbel key.
+// One vocabulary chunk's share of a row: online max / sum of exp over z (rule 3 raw: unmasked),
+// the argmax and (for rows drawn from the whole vocabulary) the chunk's best Gumbel key (both
+// masked), the masked max, and for processed rows drawn from the whole vocabulary the fp64 sum of
+// exp(z - pm) over the unmasked entries (the normaliser of rule 3 processed).
 struct Partial {
   float m, s;
   float arg_z;
   int32_t arg_idx;
   float key;
   int32_t key_idx;
+  float pm;
+  float unused;
+  double ps;
 };
+static_assert(sizeof(Partial) == 40);
 
 __host__ __device__ constexpr int64_t chunks_of(int32_t vocab) { return (vocab + kChunk - 1) / kChunk; }
 // Rows a workspace of `bytes` serves for this vocabulary; its layout depends on nothing else, so
 // the tickets stay where they were between calls of any row count.
+// 8 bytes of slack let the partials start 8-byte aligned after the tickets.
 __host__ __device__ constexpr int64_t workspace_rows(size_t bytes, int32_t vocab) {
-  return static_cast<int64_t>(bytes / (sizeof(uint32_t) + sizeof(Partial) * chunks_of(vocab)));
+  return bytes < 8 ? 0
+                   : static_cast<int64_t>((bytes - 8) /
+                                          (sizeof(uint32_t) + sizeof(Partial) * chunks_of(vocab)));
 }
 
 // The exact Gumbel key of entry i (z + -logf(-logf(u)) with correctly rounded logs), or -inf when
@@ -222,19 +266,23 @@ __device__ uint64_t min_p_lower(float zmax, float min_p) {
 
 // Grid (rows, chunks). Every block reduces its chunk; the last block of a row to finish (a ticket
 // per row, reset by that block) combines the chunks in order, and for a row with min-p / top-k /
-// top-p it also runs the candidate selection and the draw over the whole row.
+// top-p it also runs the candidate selection and the draw over the whole row. Rule 0 (the mask)
+// applies to the argmax, the draw, the candidates and the processed logprob; the raw logprob is
+// over the unmasked logits (reference.h).
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(const float* __restrict__ logits, int64_t stride, int32_t vocab,
-                  const SamplingRow* __restrict__ params, const int32_t* __restrict__ targets,
-                  int32_t* __restrict__ tokens, float* __restrict__ logprobs,
-                  float* __restrict__ target_logprobs, Partial* __restrict__ parts,
-                  uint32_t* __restrict__ tickets) {
+                  const SamplingRow* __restrict__ params, const int32_t* __restrict__ masked_ids,
+                  const int32_t* __restrict__ targets, int32_t* __restrict__ tokens,
+                  float* __restrict__ logprobs, float* __restrict__ target_logprobs,
+                  Partial* __restrict__ parts, uint32_t* __restrict__ tickets) {
   __shared__ SelectSmem sm;
   __shared__ Best best_scratch[kWarps];
-  __shared__ float fscratch[2 * kWarps];
+  __shared__ float fscratch[3 * kWarps];
+  __shared__ double dscratch[kWarps];
   __shared__ uint32_t best_key_ord;  // float_ord of a Gumbel key some candidate reached
   __shared__ bool last;
   __shared__ float row_zmax, row_log_z;
+  __shared__ double row_log_zc;  // rule 3 processed normaliser of rows drawn from the whole vocab
   __shared__ Best row_arg, row_key;
   if (threadIdx.x == 0) best_key_ord = float_ord(-INFINITY);
   __syncthreads();
@@ -242,19 +290,22 @@ __global__ void __launch_bounds__(kThreads)
   const int32_t chunks = static_cast<int32_t>(gridDim.y);
   const float* row = logits + r * stride;
   const SamplingRow p = params[r];
+  const RowMask mask{masked_ids + p.mask_start, masked_ids != nullptr ? p.mask_count : 0};
   const bool greedy = !(p.temperature > 0.0f);
   const float temp = greedy ? 1.0f : p.temperature;
   const bool cut_k = p.top_k > 0 && p.top_k < vocab;
   const bool cut_p = p.top_p < 1.0f;
   const bool cut_min_p = p.min_p > 0.0f && p.min_p <= 1.0f;  // > 1 keeps nothing: the rule then draws from all
   const bool draw_all = !greedy && !cut_k && !cut_p && !cut_min_p;
+  const bool processed = p.processed != 0;
+  const bool chunk_mass = processed && draw_all;  // the chunks sum rule 3 processed's normaliser
 
   // The chunk: online max / sum-exp of z, the argmax (lowest index on ties) and, when the row
   // draws from the whole vocabulary, the pruned Gumbel-max. Pruning is exact: any key is
   // <= z + g_max, and the winner's key is >= every key reached so far (kept block-wide in shared
-  // memory) and >= m + g_min for the running max m (g_min = -2.853); an entry clearly below either
-  // bound cannot win nor tie, so its Philox draw is skipped, and one whose float key is clearly
-  // below skips the fp64 logs. The result equals the unpruned one.
+  // memory) and >= m + g_min for the running masked max m (g_min = -2.853); an entry clearly below
+  // either bound cannot win nor tie, so its Philox draw is skipped, and one whose float key is
+  // clearly below skips the fp64 logs. The result equals the unpruned one.
   const int32_t begin = static_cast<int32_t>(blockIdx.y) * kChunk;
   float zs[kPerThread];  // every load of the chunk in flight before the first use
 #pragma unroll
@@ -262,25 +313,42 @@ __global__ void __launch_bounds__(kThreads)
     const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
     zs[j] = i < vocab ? row[i] / temp : -INFINITY;
   }
-  float m = -INFINITY, s = 0.0f;
+  uint32_t masked_bits = 0;  // bit j: entry j of this thread is masked
+  if (mask.count > 0) {
+    for (int32_t q = mask.lower_bound(begin); q < mask.count; ++q) {
+      const int32_t d = mask.ids[q] - begin;
+      if (d >= kChunk) break;
+      if (d % kThreads == static_cast<int32_t>(threadIdx.x)) masked_bits |= 1u << (d / kThreads);
+    }
+  }
+  float m = -INFINITY, s = 0.0f, pm = -INFINITY;
+  double ps = 0.0;
   Best arg{-INFINITY, -1}, b{-INFINITY, -1};
   float published = -INFINITY;
 #pragma unroll
   for (int j = 0; j < kPerThread; ++j) {
     const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
-    const float z = zs[j];
+    const float raw = zs[j];
+    const float z = (masked_bits >> j) & 1u ? -INFINITY : raw;
     if (i < vocab && (arg.idx < 0 || z > arg.key)) arg = Best{z, i};
-    if (z == -INFINITY) continue;
-    if (z > m) {
-      s = s * expf(m - z) + 1.0f;
-      m = z;
-    } else {
-      s += expf(z - m);
+    if (raw != -INFINITY) {
+      if (raw > m) {
+        s = s * expf(m - raw) + 1.0f;
+        m = raw;
+      } else {
+        s += expf(raw - m);
+      }
     }
+    if (z == -INFINITY) continue;
+    if (chunk_mass) {
+      ps = z > pm ? ps * exp(static_cast<double>(pm) - static_cast<double>(z)) + 1.0
+                  : ps + exp(static_cast<double>(z) - static_cast<double>(pm));
+    }
+    pm = fmaxf(pm, z);
     if (!draw_all) continue;
     const double reached = static_cast<double>(
         ord_float(*reinterpret_cast<volatile uint32_t*>(&best_key_ord)));
-    const double bound = fmax(static_cast<double>(m) - 2.86, reached);
+    const double bound = fmax(static_cast<double>(pm) - 2.86, reached);
     if (static_cast<double>(z) + kGumbelMax + 1e-6 * fabs(bound) < bound) continue;
     const float key = gumbel_key_if_reachable(z, i, p, bound);
     if (key == -INFINITY) continue;
@@ -291,27 +359,42 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   const float mt = warp_max(m);
+  const float pmt = warp_max(pm);
   {
     float sw = m == -INFINITY ? 0.0f : s * expf(m - mt);
     sw = warp_sum(sw);
+    double pw = 0.0;
+    if (chunk_mass) {
+      pw = warp_sum_f64(pm == -INFINITY ? 0.0 : ps * exp(static_cast<double>(pm) - static_cast<double>(pmt)));
+    }
     if ((threadIdx.x & 31) == 0) {
       fscratch[threadIdx.x >> 5] = mt;
       fscratch[kWarps + (threadIdx.x >> 5)] = sw;
+      fscratch[2 * kWarps + (threadIdx.x >> 5)] = pmt;
+      dscratch[threadIdx.x >> 5] = pw;
     }
   }
-  // block_best synchronises, so fscratch is complete after it; a row reduces only what it uses.
+  // block_best synchronises, so the scratch is complete after it; a row reduces only what it uses.
   if (greedy) arg = block_best(arg, best_scratch);
   if (draw_all) b = block_best(b, best_scratch);
   if (!greedy && !draw_all) __syncthreads();
   if (threadIdx.x == 0) {
-    float cm = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) cm = fmaxf(cm, fscratch[w]);
+    float cm = -INFINITY, cpm = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) {
+      cm = fmaxf(cm, fscratch[w]);
+      cpm = fmaxf(cpm, fscratch[2 * kWarps + w]);
+    }
     float cs = 0.0f;
+    double cps = 0.0;
     for (int w = 0; w < kWarps; ++w) {
       if (fscratch[w] != -INFINITY) cs += fscratch[kWarps + w] * expf(fscratch[w] - cm);
+      const float wpm = fscratch[2 * kWarps + w];
+      if (chunk_mass && wpm != -INFINITY)
+        cps += dscratch[w] * exp(static_cast<double>(wpm) - static_cast<double>(cpm));
     }
     Partial* mine = parts + r * chunks + blockIdx.y;
-    *mine = Partial{cm, cs, static_cast<float>(arg.key), arg.idx, static_cast<float>(b.key), b.idx};
+    *mine = Partial{cm, cs, static_cast<float>(arg.key), arg.idx, static_cast<float>(b.key), b.idx,
+                    cpm, 0.0f, cps};
     __threadfence();
     last = atomicAdd(&tickets[r], 1u) == static_cast<uint32_t>(chunks - 1);
   }
@@ -325,7 +408,8 @@ __global__ void __launch_bounds__(kThreads)
     __threadfence();
     const int lane = static_cast<int>(threadIdx.x);
     const Partial* all = parts + r * chunks;
-    float lm = -INFINITY, ls = 0.0f;
+    float lm = -INFINITY, ls = 0.0f, lpm = -INFINITY;
+    double lps = 0.0;
     Best a{-INFINITY, -1}, k{-INFINITY, -1};
     for (int32_t c = lane; c < chunks; c += 32) {
       const float cm = __ldcg(&all[c].m), cs = __ldcg(&all[c].s);
@@ -337,11 +421,24 @@ __global__ void __launch_bounds__(kThreads)
           ls += cs * expf(cm - lm);
         }
       }
+      const float cpm = __ldcg(&all[c].pm);
+      if (chunk_mass && cpm != -INFINITY) {
+        const double cps = __ldcg(&all[c].ps);
+        lps = cpm > lpm ? lps * exp(static_cast<double>(lpm) - static_cast<double>(cpm)) + cps
+                        : lps + cps * exp(static_cast<double>(cpm) - static_cast<double>(lpm));
+      }
+      lpm = fmaxf(lpm, cpm);
       a = better(a, Best{static_cast<double>(__ldcg(&all[c].arg_z)), __ldcg(&all[c].arg_idx)});
       k = better(k, Best{static_cast<double>(__ldcg(&all[c].key)), __ldcg(&all[c].key_idx)});
     }
     const float zmax = warp_max(lm);
     const float sum = warp_sum(lm == -INFINITY ? 0.0f : ls * expf(lm - zmax));
+    const float pmax = warp_max(lpm);
+    double psum = 0.0;
+    if (chunk_mass) {
+      psum = warp_sum_f64(lpm == -INFINITY ? 0.0
+                                           : lps * exp(static_cast<double>(lpm) - static_cast<double>(pmax)));
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
       a = better(a, Best{__shfl_xor_sync(0xffffffffu, a.key, o), __shfl_xor_sync(0xffffffffu, a.idx, o)});
@@ -349,8 +446,9 @@ __global__ void __launch_bounds__(kThreads)
     }
     if (lane == 0) {
       tickets[r] = 0;
-      row_zmax = zmax;
+      row_zmax = pmax;  // the masked max: min-p's reference and the draw's bound
       row_log_z = zmax + logf(sum);
+      row_log_zc = static_cast<double>(pmax) + log(psum);
       row_arg = a;
       row_key = k;
       best_key_ord = float_ord(-INFINITY);
@@ -359,26 +457,32 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const float zmax = row_zmax;
   int32_t token = greedy ? row_arg.idx : row_key.idx;
+  uint64_t lower = 0;
+  double log_zc = row_log_zc;
   if (!greedy && !draw_all) {
-    uint64_t lower = cut_min_p ? min_p_lower(zmax, p.min_p) : 0;
+    lower = cut_min_p ? min_p_lower(zmax, p.min_p) : 0;
     if (cut_k) {
-      lower = radix_select(row, vocab, temp, lower, false, static_cast<double>(p.top_k), zmax, sm);
+      lower = radix_select(row, vocab, temp, mask, lower, false, static_cast<double>(p.top_k), zmax, sm);
     }
     if (cut_p) {
-      lower = radix_select(row, vocab, temp, lower, true, static_cast<double>(p.top_p), zmax, sm);
+      lower = radix_select(row, vocab, temp, mask, lower, true, static_cast<double>(p.top_p), zmax, sm);
     }
     // The draw over the candidates, pruned like the chunks' (the top element is always a
-    // candidate, so zmax + g_min bounds the winner's key).
+    // candidate, so zmax + g_min bounds the winner's key); processed rows also sum the
+    // candidates' fp64 mass exp(z - zmax), each thread in index order, then a fixed reduction.
     const double floor_key = static_cast<double>(zmax) - 2.86;
     Best bt{-INFINITY, -1};
     float pub = -INFINITY;
+    double mass = 0.0;
     for (int32_t i = threadIdx.x; i < vocab; i += kThreads) {
-      const float z = row[i] / temp;
+      const float z = mask.z(row, i, temp);
+      const uint64_t key_i = sort_key(z, i);
+      if (key_i < lower) continue;
+      if (processed && z != -INFINITY) mass += exp(static_cast<double>(z) - static_cast<double>(zmax));
       const double reached = static_cast<double>(
           ord_float(*reinterpret_cast<volatile uint32_t*>(&best_key_ord)));
       const double bound = fmax(floor_key, reached);
-      if (static_cast<double>(z) + kGumbelMax + 1e-6 * fabs(bound) < bound || sort_key(z, i) < lower)
-        continue;
+      if (static_cast<double>(z) + kGumbelMax + 1e-6 * fabs(bound) < bound) continue;
       const float key = gumbel_key_if_reachable(z, i, p, bound);
       if (key == -INFINITY) continue;
       bt = better(bt, Best{static_cast<double>(key), i});
@@ -388,14 +492,31 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     token = block_best(bt, best_scratch).idx;
+    if (processed) {
+      mass = warp_sum_f64(mass);
+      if ((threadIdx.x & 31) == 0) dscratch[threadIdx.x >> 5] = mass;
+      __syncthreads();
+      double total = 0.0;
+      for (int w = 0; w < kWarps; ++w) total += dscratch[w];
+      log_zc = static_cast<double>(zmax) + log(total);
+    }
   }
   if (threadIdx.x == 0) {
+    if (token < 0) token = 0;  // a mask that leaves no finite logit (reference.h: token 0)
     const float log_z = row_log_z;
+    // Rule 3 for token x in [0, vocab).
+    auto rule_logprob = [&](int32_t x) -> float {
+      if (!processed) return row[x] / temp - log_z;
+      if (greedy) return x == token ? 0.0f : -INFINITY;
+      const float zx = mask.z(row, x, temp);
+      if (zx == -INFINITY || sort_key(zx, x) < lower) return -INFINITY;  // not a candidate
+      return static_cast<float>(static_cast<double>(zx) - log_zc);
+    };
     tokens[r] = token;
-    logprobs[r] = row[token] / temp - log_z;
+    logprobs[r] = rule_logprob(token);
     if (target_logprobs != nullptr) {
       const int32_t t = targets != nullptr ? targets[r] : -1;
-      target_logprobs[r] = (t >= 0 && t < vocab) ? row[t] / temp - log_z : __int_as_float(0x7fc00000);
+      target_logprobs[r] = (t >= 0 && t < vocab) ? rule_logprob(t) : __int_as_float(0x7fc00000);
     }
   }
 }
@@ -421,12 +542,12 @@ __global__ void __launch_bounds__(kThreads)
 
 size_t sample_rows_workspace_bytes(int64_t num_rows, int32_t vocab) {
   if (num_rows <= 0 || vocab <= 0) return 0;
-  return static_cast<size_t>(num_rows) * (sizeof(uint32_t) + sizeof(Partial) * chunks_of(vocab));
+  return 8 + static_cast<size_t>(num_rows) * (sizeof(uint32_t) + sizeof(Partial) * chunks_of(vocab));
 }
 
 Status sample_rows(const float* logits, int64_t logits_stride, int64_t num_rows, int32_t vocab,
-                   const SamplingRow* rows, const int32_t* target_tokens, int32_t* tokens,
-                   float* logprobs, float* target_logprobs, void* workspace,
+                   const SamplingRow* rows, const int32_t* masked_ids, const int32_t* target_tokens,
+                   int32_t* tokens, float* logprobs, float* target_logprobs, void* workspace,
                    size_t workspace_bytes, Stream stream) {
   constexpr const char* kName = "sample_rows";
   if (num_rows < 0 || vocab <= 0) return invalid(kName, "num_rows must be >= 0 and vocab > 0");
@@ -440,12 +561,14 @@ Status sample_rows(const float* logits, int64_t logits_stride, int64_t num_rows,
   if (chunks_of(vocab) > 65535) return invalid(kName, "vocab exceeds 65535 chunks of 4096");
   const int64_t cap = workspace_rows(workspace_bytes, vocab);
   if (num_rows > cap) return invalid(kName, "workspace too small for num_rows (sample_rows_workspace_bytes)");
-  if ((reinterpret_cast<uintptr_t>(workspace) & 3u) != 0) return invalid(kName, "workspace must be 4-byte aligned");
+  if ((reinterpret_cast<uintptr_t>(workspace) & 7u) != 0) return invalid(kName, "workspace must be 8-byte aligned");
   auto* tickets = static_cast<uint32_t*>(workspace);
-  auto* parts = reinterpret_cast<Partial*>(tickets + cap);
+  const size_t parts_at = (static_cast<size_t>(cap) * sizeof(uint32_t) + 7) / 8 * 8;
+  auto* parts = reinterpret_cast<Partial*>(static_cast<char*>(workspace) + parts_at);
   const dim3 grid(static_cast<unsigned>(num_rows), static_cast<unsigned>(chunks_of(vocab)));
-  sample_kernel<<<grid, kThreads, 0, stream>>>(logits, logits_stride, vocab, rows, target_tokens,
-                                               tokens, logprobs, target_logprobs, parts, tickets);
+  sample_kernel<<<grid, kThreads, 0, stream>>>(logits, logits_stride, vocab, rows, masked_ids,
+                                               target_tokens, tokens, logprobs, target_logprobs,
+                                               parts, tickets);
   return launched(kName);
 }
 

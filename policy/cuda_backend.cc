@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <stdexcept>
@@ -42,15 +43,16 @@ bool ragged_graphs_enabled() {
   return !(v && std::string(v) == "0");
 }
 
-void validate_sampling(const SamplingParams& s, size_t chunk) {
-  if (auto e = check_sampling_params(s))
-    throw std::invalid_argument("chunk " + std::to_string(chunk) + ": " + e->reason);
-  if (!s.masked_tokens.empty() && s.mask_begin < s.mask_end)
-    throw std::invalid_argument("chunk " + std::to_string(chunk) +
-                                ": the min_tokens mask is not implemented by the CUDA sampler; use the cpu backend");
-  if (s.logprobs_mode != LogprobsMode::kRaw)
-    throw std::invalid_argument("chunk " + std::to_string(chunk) +
-                                ": logprobs_mode processed is not implemented by the CUDA sampler; use raw or the cpu backend");
+// The sampler's form of the min_tokens mask: ascending, distinct, inside the vocabulary (ids
+// outside it mask nothing, as in kernels/reference.h's rule 0). Empty when no position is masked.
+std::vector<int32_t> mask_ids_of(const SamplingParams& s, int32_t vocab) {
+  std::vector<int32_t> ids;
+  if (s.mask_begin >= s.mask_end) return ids;
+  for (const int32_t t : s.masked_tokens)
+    if (t >= 0 && t < vocab) ids.push_back(t);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
 }
 
 class CudaBackend final : public Backend {
@@ -105,6 +107,10 @@ class CudaBackend final : public Backend {
 
   const ModelConfig& config() const override { return config_; }
   std::string name() const override { return "cuda"; }
+  // kernels::sample_rows implements reference.h's whole rule: min-p, the mask, processed logprobs.
+  bool samples_min_p() const override { return true; }
+  bool samples_min_tokens() const override { return true; }
+  bool samples_processed_logprobs() const override { return true; }
 
   int64_t create_sequence() override { return blocks_->create(); }
   void release_sequence(int64_t seq) override { blocks_->release(seq); }
@@ -129,8 +135,8 @@ class CudaBackend final : public Backend {
 
   std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) override {
     if (chunks.empty()) return {};
-    std::vector<std::vector<int32_t>> offsets;
-    validate(chunks, offsets);
+    std::vector<std::vector<int32_t>> offsets, mask_ids;
+    validate(chunks, offsets, mask_ids);
     int64_t needed = 0;
     for (const auto& c : chunks)
       needed += blocks_->blocks_needed(
@@ -158,6 +164,7 @@ class CudaBackend final : public Backend {
         plan[i].first_output = chunks[i].first_output;
         plan[i].sampling = chunks[i].sampling;
         plan[i].uid = chunks[i].uid;
+        plan[i].mask_ids = mask_ids[i];
       }
       const std::vector<cuda::PassPlan> passes = cuda::plan_passes(plan, runner_->limits());
       flush_kv_moves();
@@ -247,10 +254,12 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  // Checks every chunk; offsets[i] receives chunk i's input positions minus the sequence length.
-  void validate(std::span<const SequenceChunk> chunks,
-                std::vector<std::vector<int32_t>>& offsets) const {
+  // Checks every chunk; offsets[i] receives chunk i's input positions minus the sequence length,
+  // mask_ids[i] its min_tokens mask in the sampler's form.
+  void validate(std::span<const SequenceChunk> chunks, std::vector<std::vector<int32_t>>& offsets,
+                std::vector<std::vector<int32_t>>& mask_ids) const {
     offsets.resize(chunks.size());
+    mask_ids.resize(chunks.size());
     std::unordered_set<int64_t> seen;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const SequenceChunk& c = chunks[i];
@@ -286,7 +295,12 @@ class CudaBackend final : public Backend {
                                       std::to_string(j) + " outside the vocabulary [0, " +
                                       std::to_string(config_.vocab_size) + ")");
       }
-      validate_sampling(c.sampling, i);
+      if (auto e = check_sampling_params(c.sampling)) throw std::invalid_argument(where + ": " + e->reason);
+      mask_ids[i] = mask_ids_of(c.sampling, config_.vocab_size);
+      if (mask_ids[i].size() > static_cast<size_t>(runner_->limits().max_mask_ids_per_seq))
+        throw std::invalid_argument(where + ": a min_tokens mask of " + std::to_string(mask_ids[i].size()) +
+                                    " distinct stop tokens; the cuda backend masks at most " +
+                                    std::to_string(runner_->limits().max_mask_ids_per_seq) + " per sequence");
     }
   }
 

@@ -247,7 +247,8 @@ void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeig
   float* tlp = lp + R;
   LT_KERNEL_CHECK(kernels::sample_rows(logits_.get<float>(), c.vocab_size, R, c.vocab_size,
                              at<kernels::SamplingRow>(meta_, m.rows),
-                             at<int32_t>(meta_, m.targets), tok, lp, tlp, sample_ws_.get(),
+                             at<int32_t>(meta_, m.masked_ids), at<int32_t>(meta_, m.targets), tok,
+                             lp, tlp, sample_ws_.get(),
                              sample_ws_.bytes(), stream_));
 }
 
@@ -256,7 +257,8 @@ std::vector<TokenOutput> ForwardRunner::run(std::span<const PassPlan> passes,
   size_t total_rows = 0;
   for (const auto& p : passes) {
     if (p.num_tokens > limits_.max_tokens || p.num_outputs > limits_.max_outputs ||
-        p.num_seqs > limits_.max_seqs || p.table_width > max_table_width_)
+        p.num_seqs > limits_.max_seqs || p.table_width > max_table_width_ ||
+        p.masked_ids.size() > static_cast<size_t>(limits_.max_seqs) * limits_.max_mask_ids_per_seq)
       throw std::logic_error("cuda forward: a planned pass exceeds the runner's buffers");
     total_rows += static_cast<size_t>(p.num_outputs);
   }
@@ -265,7 +267,8 @@ std::vector<TokenOutput> ForwardRunner::run(std::span<const PassPlan> passes,
   size_t row_base = 0;
   for (size_t i = 0; i < passes.size(); ++i) {
     const PassPlan& p = passes[i];
-    const MetaLayout m = meta_layout(p.num_tokens, p.num_seqs, p.num_outputs, p.table_width);
+    const MetaLayout m = meta_layout(p.num_tokens, p.num_seqs, p.num_outputs, p.table_width,
+                                     static_cast<int32_t>(p.masked_ids.size()));
     PinnedBuffer& staging = staging_[i % 2];
     LT_CUDA_CHECK(cudaEventSynchronize(staged_[i % 2]));  // its previous copy has been consumed
     pack_meta(p, m, staging.get<std::byte>());

@@ -23,7 +23,8 @@ int32_t pow2_at_least(int32_t x) {
   return p;
 }
 
-kernels::SamplingRow sampling_row(const PlanChunk& c, int64_t position) {
+// mask_start: where the piece's mask ids sit in the pass's masked_ids, -1 when it has none there.
+kernels::SamplingRow sampling_row(const PlanChunk& c, int64_t position, int32_t mask_start) {
   kernels::SamplingRow r;
   r.temperature = c.sampling.temperature;
   r.top_k = c.sampling.top_k;
@@ -32,6 +33,11 @@ kernels::SamplingRow sampling_row(const PlanChunk& c, int64_t position) {
   r.seed = c.sampling.seed;
   r.uid = c.uid;
   r.position = position;
+  if (mask_start >= 0 && position >= c.sampling.mask_begin && position < c.sampling.mask_end) {
+    r.mask_start = mask_start;
+    r.mask_count = static_cast<int32_t>(c.mask_ids.size());
+  }
+  r.processed = c.sampling.logprobs_mode == LogprobsMode::kProcessed ? 1 : 0;
   return r;
 }
 
@@ -79,12 +85,25 @@ class PassBuilder {
         if (p >= 0) next[static_cast<size_t>(p)] = i;
       }
     }
+    // The piece's mask ids go in once, when one of its output rows lies in the mask range.
+    int32_t mask_start = -1;
+    auto draw_position = [&](int32_t i) {
+      return static_cast<int64_t>(c.old_length) + (tree ? c.offsets[static_cast<size_t>(i)] : i) + 1;
+    };
+    if (!c.mask_ids.empty() && c.sampling.mask_begin < c.sampling.mask_end) {
+      for (int32_t i = std::max(a, c.first_output); i < b && mask_start < 0; ++i) {
+        const int64_t pos = draw_position(i);
+        if (pos >= c.sampling.mask_begin && pos < c.sampling.mask_end) {
+          mask_start = static_cast<int32_t>(pass_.masked_ids.size());
+          pass_.masked_ids.insert(pass_.masked_ids.end(), c.mask_ids.begin(), c.mask_ids.end());
+        }
+      }
+    }
     for (int32_t i = std::max(a, c.first_output); i < b; ++i) {
       const int32_t nx = tree ? next[static_cast<size_t>(i)] : (i + 1 < n ? i + 1 : -1);
-      const int32_t offset = tree ? c.offsets[static_cast<size_t>(i)] : i;
       pass_.out_rows.push_back(t0 + (i - a));
       pass_.targets.push_back(nx >= 0 ? c.tokens[static_cast<size_t>(nx)] : -1);
-      pass_.rows.push_back(sampling_row(c, static_cast<int64_t>(c.old_length) + offset + 1));
+      pass_.rows.push_back(sampling_row(c, draw_position(i), mask_start));
     }
     pieces_.push_back({c.blocks, (len + B - 1) / B});
     pass_.max_query_len = std::max(pass_.max_query_len, b - a);
@@ -287,7 +306,7 @@ std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanL
   return passes;
 }
 
-MetaLayout meta_layout(int32_t T, int32_t S, int32_t R, int32_t W) {
+MetaLayout meta_layout(int32_t T, int32_t S, int32_t R, int32_t W, int32_t M) {
   MetaLayout m{};
   size_t at = 0;
   auto take = [&](size_t bytes) {
@@ -307,12 +326,15 @@ MetaLayout meta_layout(int32_t T, int32_t S, int32_t R, int32_t W) {
   m.rows = take(static_cast<size_t>(R) * sizeof(kernels::SamplingRow));
   m.block_table = take(static_cast<size_t>(S) * static_cast<size_t>(W) * 4);
   m.tree_parents = take(t);
+  m.masked_ids = take(static_cast<size_t>(M) * 4);
   m.total = at;
   return m;
 }
 
 size_t meta_capacity(const PlanLimits& limits, int32_t max_table_width) {
-  return meta_layout(limits.max_tokens, limits.max_seqs, limits.max_outputs, max_table_width).total;
+  return meta_layout(limits.max_tokens, limits.max_seqs, limits.max_outputs, max_table_width,
+                     limits.max_seqs * limits.max_mask_ids_per_seq)
+      .total;
 }
 
 void pack_meta(const PassPlan& p, const MetaLayout& m, std::byte* dst) {
@@ -330,6 +352,7 @@ void pack_meta(const PassPlan& p, const MetaLayout& m, std::byte* dst) {
   put(m.rows, p.rows);
   put(m.block_table, p.block_table);
   put(m.tree_parents, p.tree_parents);
+  put(m.masked_ids, p.masked_ids);
 }
 
 }  // namespace longtail::policy::cuda

@@ -31,6 +31,9 @@ struct PlanChunk {
   int32_t first_output = 0;
   SamplingParams sampling;
   uint64_t uid = 0;
+  // sampling.masked_tokens ascending, distinct and inside the vocabulary (the backend prepares
+  // them); rows drawn at positions in [sampling.mask_begin, sampling.mask_end) mask these.
+  std::span<const int32_t> mask_ids;
 };
 
 struct PlanLimits {
@@ -41,6 +44,7 @@ struct PlanLimits {
   bool graphs = true;
   bool ragged_graphs = true;             // also pad passes whose sequences add different counts
   int32_t max_graph_tokens_per_seq = 32; // DAS verifies 1 + up to 16 drafts (budget 16) per sequence
+  int32_t max_mask_ids_per_seq = 1024;   // distinct min_tokens stop tokens a sequence may mask
 };
 
 // Identifies a replayable pass shape: every size a captured graph bakes in (the attention split
@@ -74,6 +78,7 @@ struct PassPlan {
   std::vector<int32_t> block_table;                          // [S * W]
   std::vector<int32_t> out_rows, targets;                    // [R]
   std::vector<kernels::SamplingRow> rows;                    // [R]
+  std::vector<int32_t> masked_ids;  // [M]: each masking piece's ids once; rows point into it
 };
 
 // Batch buckets for graph replay: sizes a decode batch is padded up to.
@@ -87,12 +92,13 @@ int32_t graph_query_len_bucket(int32_t max_query_len);  // 0 above the largest b
 std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanLimits& limits);
 
 // Offsets (bytes) of each array inside the packed metadata image; a function of (T, S, R, W)
-// only, so passes with the same GraphKey put every array at the same device address.
+// only, so passes with the same GraphKey put every array at the same device address. The masked
+// ids (M of them, a count that replays of one key may change) come last, so M moves nothing.
 struct MetaLayout {
   size_t tokens, positions, slots, token_seq, query_start, seq_lens, out_rows, targets, rows,
-      block_table, tree_parents, total;
+      block_table, tree_parents, masked_ids, total;
 };
-MetaLayout meta_layout(int32_t T, int32_t S, int32_t R, int32_t W);
+MetaLayout meta_layout(int32_t T, int32_t S, int32_t R, int32_t W, int32_t M = 0);
 // Bytes needed for the largest pass under these limits and table width.
 size_t meta_capacity(const PlanLimits& limits, int32_t max_table_width);
 void pack_meta(const PassPlan& pass, const MetaLayout& layout, std::byte* dst);

@@ -244,7 +244,7 @@ int main(int argc, char** argv) {
               "rows");
         const double ms = median_ms(
             [&](int) {
-              check(lk::sample_rows(logits, vocab, rows, vocab, d_rows, nullptr, tok, lp, nullptr,
+              check(lk::sample_rows(logits, vocab, rows, vocab, d_rows, nullptr, nullptr, tok, lp, nullptr,
                                     ws, ws_bytes, nullptr),
                     "sample_rows");
             },

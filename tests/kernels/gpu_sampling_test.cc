@@ -1,6 +1,8 @@
 // GPU tests of the sampler and argmax: token choice identical to ref::sample_row (the rule of
-// policy/sampling.h) on thousands of rows mixing greedy, temperature, top-k, top-p, ties and masked
-// logits; logprobs and teacher-forced logprobs close to the fp64 reference; argmax ties.
+// policy/sampling.h) on thousands of rows mixing greedy, temperature, min-p, top-k, top-p, ties and
+// -inf logits, with and without rule 0's mask (random stop-token lists that often hold the row's
+// argmax) and with raw or processed logprobs (rule 3); logprobs and teacher-forced logprobs close
+// to the fp64 reference (processed ones within fp64 summation order); argmax ties.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,6 +10,8 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "tests/kernels/gpu_test_util.h"
 
@@ -22,10 +26,51 @@ struct Batch {
   std::vector<float> logits;
   std::vector<SamplingRow> rows;
   std::vector<int32_t> targets;
+  std::vector<std::vector<int32_t>> masks;  // per row, as a caller gives them (rule 0's host form)
+  std::vector<int32_t> mask_ids;            // the device form: each row's ids sorted, distinct, in range
+  std::vector<ref::LogprobKind> kinds;
 };
 
-Batch make_batch(int64_t num_rows, int32_t vocab, std::mt19937_64& rng) {
-  Batch b{vocab, vocab + 3, {}, {}, {}};
+// Rows with extras: every third row reports processed logprobs; two rows of three carry a mask of
+// 1..6 ids (duplicates, ids outside the vocabulary, the row's argmax half of the time, ids near
+// chunk boundaries), so masking moves the argmax, the draw, min-p's reference and top-k/top-p.
+void add_extras(Batch& b, std::mt19937_64& rng) {
+  const int64_t num_rows = static_cast<int64_t>(b.rows.size());
+  std::uniform_int_distribution<int32_t> id(0, b.vocab - 1);
+  for (int64_t r = 0; r < num_rows; ++r) {
+    SamplingRow& p = b.rows[r];
+    b.kinds[r] = (r / 3) % 3 == 0 ? ref::LogprobKind::kRaw : ref::LogprobKind::kProcessed;
+    p.processed = b.kinds[r] == ref::LogprobKind::kProcessed;
+    if (r % 3 == 2) continue;
+    const std::span<const float> row(b.logits.data() + r * b.stride, b.vocab);
+    std::vector<int32_t>& m = b.masks[r];
+    const int n = 1 + static_cast<int>(rng() % 6);
+    for (int j = 0; j < n; ++j) {
+      const int what = static_cast<int>(rng() % 8);
+      if (what == 0) m.push_back(b.vocab + 3);                              // outside: ignored
+      else if (what == 1) m.push_back(std::min(b.vocab - 1, 4095 + static_cast<int32_t>(rng() % 3)));
+      else m.push_back(id(rng));
+    }
+    if (rng() % 2) m.push_back(ref::argmax(row));
+    if (rng() % 4 == 0) m.push_back(m.front());                            // duplicate
+    if (rng() % 8 == 0) b.targets[r] = m.back();                          // a masked target
+    std::vector<int32_t> dev;
+    for (int32_t t : m)
+      if (t >= 0 && t < b.vocab) dev.push_back(t);
+    std::sort(dev.begin(), dev.end());
+    dev.erase(std::unique(dev.begin(), dev.end()), dev.end());
+    if (static_cast<int32_t>(dev.size()) == b.vocab) {  // callers never mask a whole vocabulary
+      std::erase(m, dev.back());
+      dev.pop_back();
+    }
+    p.mask_start = static_cast<int32_t>(b.mask_ids.size());
+    p.mask_count = static_cast<int32_t>(dev.size());
+    b.mask_ids.insert(b.mask_ids.end(), dev.begin(), dev.end());
+  }
+}
+
+Batch make_batch(int64_t num_rows, int32_t vocab, std::mt19937_64& rng, bool extras = false) {
+  Batch b{vocab, vocab + 3, {}, {}, {}, {}, {}, {}};
   b.logits.assign(num_rows * b.stride, std::numeric_limits<float>::quiet_NaN());  // pad = NaN
   std::normal_distribution<float> nd(0.0f, 3.0f);
   std::uniform_int_distribution<int32_t> tok(-1, vocab - 1);
@@ -55,6 +100,10 @@ Batch make_batch(int64_t num_rows, int32_t vocab, std::mt19937_64& rng) {
     b.rows.push_back(p);
     b.targets.push_back(r % 11 == 0 ? vocab + 5 : tok(rng));
   }
+  b.masks.resize(static_cast<size_t>(num_rows));
+  b.kinds.assign(static_cast<size_t>(num_rows), ref::LogprobKind::kRaw);
+  if (extras) add_extras(b, rng);
+  if (b.mask_ids.empty()) b.mask_ids.push_back(-1);  // never read (no row masks): a valid pointer
   return b;
 }
 
@@ -72,14 +121,15 @@ void sample(const Batch& b, int64_t first, int64_t num_rows, Sampled* out) {
       std::vector<SamplingRow>(b.rows.begin() + first, b.rows.begin() + first + num_rows));
   DeviceBuffer<int32_t> d_targets(
       std::vector<int32_t>(b.targets.begin() + first, b.targets.begin() + first + num_rows));
+  DeviceBuffer<int32_t> d_mask(b.mask_ids);
   DeviceBuffer<int32_t> d_tokens(num_rows);
   DeviceBuffer<float> d_lp(num_rows), d_tlp(num_rows);
   const size_t ws_bytes = sample_rows_workspace_bytes(num_rows, b.vocab);
   DeviceBuffer<char> d_ws(std::vector<char>(ws_bytes, 0));
   for (int rep = 0; rep < 2; ++rep) {  // the second launch reuses the tickets the first left
     LT_KERNEL_OK(sample_rows(d_logits.get(), b.stride, num_rows, b.vocab, d_rows.get(),
-                             d_targets.get(), d_tokens.get(), d_lp.get(), d_tlp.get(), d_ws.get(),
-                             ws_bytes, nullptr));
+                             d_mask.get(), d_targets.get(), d_tokens.get(), d_lp.get(), d_tlp.get(),
+                             d_ws.get(), ws_bytes, nullptr));
   }
   *out = {d_tokens.download(), d_lp.download(), d_tlp.download()};
 }
@@ -91,27 +141,37 @@ void check_batch(const Batch& b, int64_t num_rows) {
   const auto& lp = all.logprobs;
   const auto& tlp = all.target_logprobs;
   int64_t mismatches = 0;
+  // Raw logprobs: the GPU sums exp in float per chunk; processed: in fp64 like the reference, so
+  // only the summation order differs.
+  auto expect_logprob = [](float got, float want, bool processed, const std::string& what) {
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << what;
+    } else if (std::isinf(want)) {  // a masked (-inf) logit, or not a candidate (processed)
+      EXPECT_EQ(got, want) << what;
+    } else {
+      EXPECT_NEAR(got, want, (processed ? 2e-6 : 2e-4) * (1.0f + std::fabs(want))) << what;
+    }
+  };
   for (int64_t r = 0; r < num_rows; ++r) {
     const std::span<const float> row(b.logits.data() + r * b.stride, b.vocab);
-    const auto want = ref::sample_row(row, b.rows[r]);
+    ref::RuleExtras extras;
+    extras.masked = b.masks[r];
+    extras.logprob = b.kinds[r];
+    const bool processed = extras.logprob == ref::LogprobKind::kProcessed;
+    const auto want = ref::sample_row(row, b.rows[r], ref::LogRounding::kCorrect, extras);
     if (tokens[r] != want.token) {
       if (++mismatches <= 5) {
         ADD_FAILURE() << "row " << r << " (T " << b.rows[r].temperature << " k "
                       << b.rows[r].top_k << " p " << b.rows[r].top_p << " min_p "
-                      << b.rows[r].min_p << "): gpu " << tokens[r]
-                      << " ref " << want.token;
+                      << b.rows[r].min_p << " masked " << b.masks[r].size() << " processed "
+                      << processed << "): gpu " << tokens[r] << " ref " << want.token;
       }
       continue;
     }
-    EXPECT_NEAR(lp[r], want.logprob, 2e-4 * (1.0f + std::fabs(want.logprob))) << "row " << r;
-    const float want_t = ref::token_logprob(row, b.rows[r].temperature, b.targets[r]);
-    if (std::isnan(want_t)) {
-      EXPECT_TRUE(std::isnan(tlp[r])) << "row " << r;
-    } else if (std::isinf(want_t)) {  // a masked (-inf) target
-      EXPECT_EQ(tlp[r], want_t) << "row " << r;
-    } else {
-      EXPECT_NEAR(tlp[r], want_t, 2e-4 * (1.0f + std::fabs(want_t))) << "row " << r;
-    }
+    const std::string what = "row " + std::to_string(r) + (processed ? " processed" : " raw");
+    expect_logprob(lp[r], want.logprob, processed, what);
+    const float want_t = ref::rule_logprob(row, b.rows[r], extras, b.targets[r]);
+    expect_logprob(tlp[r], want_t, processed, what + " target " + std::to_string(b.targets[r]));
   }
   EXPECT_EQ(mismatches, 0) << "of " << num_rows << " rows";
   // Batch invariance: a row sampled in a smaller batch, at another index, gives the same bits.
@@ -138,6 +198,16 @@ TEST(KernelsGpuSampling, AgreesWithReferenceAtFullQwenVocab) {
   std::mt19937_64 rng(22);
   const int64_t rows = 48;
   check_batch(make_batch(rows, 151936, rng), rows);
+}
+
+TEST(KernelsGpuSampling, MaskAndProcessedLogprobsAgreeWithReference) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(24);
+  const int64_t rows = 4 * 864;
+  check_batch(make_batch(rows, 1000, rng, true), rows);
+  check_batch(make_batch(97, 5, rng, true), 97);  // masks that leave one or two tokens
+  check_batch(make_batch(4 * 96, 9000, rng, true), 4 * 96);  // masks on both sides of a chunk edge
+  check_batch(make_batch(72, 151936, rng, true), 72);
 }
 
 TEST(KernelsGpuSampling, ArgmaxTakesLowestIndexOnTies) {

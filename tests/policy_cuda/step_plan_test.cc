@@ -272,6 +272,48 @@ TEST(StepPlan, OutputRowsAreCappedPerPass) {
   EXPECT_EQ(passes[1].targets, (std::vector<int32_t>{6, -1}));
 }
 
+// The min_tokens mask: rows drawn at positions in [mask_begin, mask_end) point at the piece's ids,
+// stored once per pass; rows outside it, and sequences without a mask, mask nothing; every row
+// carries its logprob mode. A prefill piece whose outputs all lie past the range stores nothing.
+TEST(StepPlan, MaskedRowsPointAtTheirPiecesIdsAndCarryTheLogprobMode) {
+  const std::vector<int32_t> b0{0, 1}, b1{2}, b2{3};
+  const std::vector<int32_t> t0{7, 8, 9}, t1{4}, t2{5, 6};
+  const std::vector<int32_t> stop0{3, 17, 40}, stop2{2};
+  std::vector<PlanChunk> chunks{chunk(b0, 14, t0, 0, 1), chunk(b1, 2, t1, 0, 2), chunk(b2, 5, t2, 1, 3)};
+  chunks[0].mask_ids = stop0;
+  chunks[0].sampling.mask_begin = 10;
+  chunks[0].sampling.mask_end = 17;  // draws at 15, 16 masked; 17 not
+  chunks[0].sampling.logprobs_mode = LogprobsMode::kProcessed;
+  chunks[2].mask_ids = stop2;
+  chunks[2].sampling.mask_begin = 0;
+  chunks[2].sampling.mask_end = 7;  // its one output draws at 7: nothing masked, nothing stored
+  for (const bool graphs : {true, false}) {
+    PlanLimits limits;
+    limits.graphs = graphs;
+    const auto passes = plan_passes(chunks, limits);
+    ASSERT_EQ(passes.size(), 1u);
+    const PassPlan& p = passes[0];
+    EXPECT_EQ(p.masked_ids, stop0);
+    ASSERT_GE(p.rows.size(), 5u);
+    EXPECT_EQ(p.rows[0].position, 15);
+    EXPECT_EQ(p.rows[0].mask_start, 0);
+    EXPECT_EQ(p.rows[0].mask_count, 3);
+    EXPECT_EQ(p.rows[1].mask_count, 3);
+    EXPECT_EQ(p.rows[2].position, 17);
+    EXPECT_EQ(p.rows[2].mask_count, 0);
+    EXPECT_EQ(p.rows[3].mask_count, 0);
+    EXPECT_EQ(p.rows[4].position, 7);
+    EXPECT_EQ(p.rows[4].mask_count, 0);
+    for (int r = 0; r < 3; ++r) EXPECT_EQ(p.rows[r].processed, 1);
+    for (size_t r = 3; r < p.rows.size(); ++r) EXPECT_EQ(p.rows[r].processed, 0);
+  }
+  // The masked ids come last in the image, so their count moves no other array.
+  const MetaLayout none = meta_layout(64, 8, 64, 32), some = meta_layout(64, 8, 64, 32, 100);
+  EXPECT_EQ(none.masked_ids, some.masked_ids);
+  EXPECT_EQ(none.tree_parents, some.tree_parents);
+  EXPECT_GE(some.total, some.masked_ids + 400u);
+}
+
 TEST(StepPlan, MetaLayoutDependsOnlyOnShapeAndIsAligned) {
   const MetaLayout a = meta_layout(64, 8, 64, 32);
   const MetaLayout b = meta_layout(64, 8, 64, 32);
