@@ -180,7 +180,7 @@ class Batch {
 nlohmann::json bench_decode(Backend& be, const policy::CudaBackendStats& st, double copy_bw,
                             std::mt19937& rng, int steps) {
   nlohmann::json rows = nlohmann::json::array();
-  for (int batch : {1, 16, 64, 256}) {
+  for (int batch : {1, 2, 4, 8, 16, 64, 256}) {
     for (int ctx : {512, 4096}) {
       nlohmann::json r = {{"batch", batch}, {"context", ctx}};
       const int64_t need = static_cast<int64_t>(batch) * (ctx + 32);
@@ -214,23 +214,57 @@ nlohmann::json bench_decode(Backend& be, const policy::CudaBackendStats& st, dou
   return rows;
 }
 
-nlohmann::json bench_verify(Backend& be, std::mt19937& rng, int steps, int kmax) {
-  nlohmann::json out = {{"context", 512}, {"points", nlohmann::json::array()}};
+// The roofline of a step of `tokens` new tokens over `batch` sequences at `ctx` cached positions:
+// max(bytes / copy bandwidth, FLOP / bf16 GEMM rate), bytes = weights + the KV read (batch x ctx
+// positions) + the KV written, FLOP = 2 x parameters x tokens + attention (4 x layers x heads x
+// head_dim x ctx per token). Without a GEMM rate (0) only the bytes count.
+double roofline_seconds(const policy::ModelConfig& c, const policy::CudaBackendStats& st,
+                        double copy_bw, double gemm_flops, int batch, int ctx, int k) {
+  const double params = static_cast<double>(st.weight_bytes_per_step) / 2.0;
+  const double tokens = static_cast<double>(batch) * k;
+  const double bytes = static_cast<double>(st.weight_bytes_per_step) +
+                       static_cast<double>(batch) * (ctx + k) * static_cast<double>(st.kv_bytes_per_token);
+  const double flop = 2.0 * params * tokens +
+                      4.0 * c.num_layers * c.num_heads * static_cast<double>(c.head_dim) * ctx * tokens;
+  return std::max(bytes / copy_bw, gemm_flops > 0 ? flop / gemm_flops : 0.0);
+}
+
+// Verify steps of k = 1..kmax tokens per sequence (k = 1 is a decode step) at every batch x
+// context, each with its roofline; and the least-squares fit t = c_base + c_tok * tokens over
+// batch 64 and 256 at context 512 (the cost-model YAML's fit, as before).
+nlohmann::json bench_verify(Backend& be, const policy::CudaBackendStats& st, double copy_bw,
+                            double gemm_flops, std::mt19937& rng, int steps, int kmax) {
+  nlohmann::json out = {{"fit_context", 512}, {"fit_batches", {64, 256}},
+                        {"points", nlohmann::json::array()}};
   std::vector<double> xs, ys;
-  for (int batch : {64, 256}) {
-    Batch b(be, batch, 511);
-    for (int k = 1; k <= kmax; ++k) {
-      for (int i = 0; i < 2; ++i) b.step(k, rng, true);
-      std::vector<double> t;
-      for (int i = 0; i < steps; ++i) t.push_back(b.step(k, rng, true));
-      const double s = median(t);
-      out["points"].push_back({{"batch", batch}, {"k", k}, {"tokens", batch * k}, {"step_ms", s * 1e3}});
-      xs.push_back(batch * k);
-      ys.push_back(s * 1e6);
-      spdlog::info("verify batch {} k {}: {:.3f} ms/step", batch, k, s * 1e3);
+  for (int ctx : {512, 4096}) {
+    for (int batch : {1, 2, 4, 8, 16, 64, 256}) {
+      const int64_t need = static_cast<int64_t>(batch) * (ctx + kmax + 16);
+      if (need > be.kv_capacity().free_tokens) {
+        spdlog::info("verify batch {} ctx {}: skipped (KV cache too small)", batch, ctx);
+        continue;
+      }
+      Batch b(be, batch, ctx - 1);
+      for (int k = 1; k <= kmax; ++k) {
+        for (int i = 0; i < 2; ++i) b.step(k, rng, true);
+        std::vector<double> t;
+        for (int i = 0; i < steps; ++i) t.push_back(b.step(k, rng, true));
+        const double s = median(t);
+        const double roof = roofline_seconds(be.config(), st, copy_bw, gemm_flops, batch, ctx, k);
+        out["points"].push_back({{"batch", batch}, {"context", ctx}, {"k", k}, {"tokens", batch * k},
+                                 {"step_ms", s * 1e3}, {"roofline_ms", roof * 1e3},
+                                 {"over_roofline", s / roof}});
+        if (ctx == 512 && (batch == 64 || batch == 256)) {
+          xs.push_back(batch * k);
+          ys.push_back(s * 1e6);
+        }
+        spdlog::info("verify batch {} ctx {} k {}: {:.3f} ms/step, roofline {:.3f} ms ({:.2f}x)", batch,
+                     ctx, k, s * 1e3, roof * 1e3, s / roof);
+      }
     }
   }
-  // Least squares t_us = c_base + c_tok * tokens over all points.
+  if (xs.size() < 2) return out;
+  // Least squares t_us = c_base + c_tok * tokens over the fit points.
   const double n = static_cast<double>(xs.size());
   double sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
@@ -252,12 +286,10 @@ nlohmann::json bench_verify(Backend& be, std::mt19937& rng, int steps, int kmax)
 }
 
 // Decode (k = 1) and verify (k > 1) steps at each batch x context x k, with the roofline of each
-// cell: bytes = weights + the KV read (batch x context positions) + the KV written, FLOP =
-// 2 x parameters x tokens + attention (4 x layers x heads x head_dim x context per token).
+// cell (roofline_seconds).
 nlohmann::json bench_steps(Backend& be, const policy::CudaBackendStats& st, double copy_bw,
                            double gemm_flops, std::mt19937& rng, int steps) {
   const policy::ModelConfig& c = be.config();
-  const double params = static_cast<double>(st.weight_bytes_per_step) / 2.0;
   nlohmann::json rows = nlohmann::json::array();
   for (int ctx : {512, 4096}) {
     for (int batch : {16, 64, 256}) {
@@ -273,12 +305,7 @@ nlohmann::json bench_steps(Backend& be, const policy::CudaBackendStats& st, doub
         for (int i = 0; i < steps; ++i) t.push_back(b.step(k, rng, true));
         const double s = median(t);
         const double tokens = static_cast<double>(batch) * k;
-        const double bytes = static_cast<double>(st.weight_bytes_per_step) +
-                             static_cast<double>(batch) * (ctx + k) *
-                                 static_cast<double>(st.kv_bytes_per_token);
-        const double flop = 2.0 * params * tokens + 4.0 * c.num_layers * c.num_heads *
-                                                        static_cast<double>(c.head_dim) * ctx * tokens;
-        const double roof = std::max(bytes / copy_bw, flop / gemm_flops);
+        const double roof = roofline_seconds(c, st, copy_bw, gemm_flops, batch, ctx, k);
         rows.push_back({{"batch", batch}, {"context", ctx}, {"k", k}, {"step_ms", s * 1e3},
                         {"roofline_ms", roof * 1e3}, {"over_roofline", s / roof},
                         {"tokens_per_s", tokens / s}});
@@ -414,7 +441,7 @@ int run(int argc, char** argv) {
   spdlog::info("device {}: copy {:.0f} GB/s (read + write)", prop.name, copy_bw / 1e9);
   result["models"] = nlohmann::json::array();
   double gemm_flops = 0;
-  if (compare_modes) {
+  if (compare_modes || stages.find(",verify,") != std::string::npos) {
     gemm_flops = gemm_rate();
     result["gemm_TFLOPs"] = gemm_flops / 1e12;
     spdlog::info("device {}: bf16 GEMM 8192^3 {:.0f} TFLOP/s", prop.name, gemm_flops / 1e12);
@@ -489,7 +516,7 @@ int run(int argc, char** argv) {
       return stages.find(std::string(",") + name + ",") != std::string::npos;
     };
     if (stage("decode")) mj["decode"] = bench_decode(*be, st, copy_bw, rng, steps);
-    if (stage("verify")) mj["verify"] = bench_verify(*be, rng, verify_steps, kmax);
+    if (stage("verify")) mj["verify"] = bench_verify(*be, st, copy_bw, gemm_flops, rng, verify_steps, kmax);
     if (stage("prefill")) mj["prefill"] = bench_prefill(*be, rng);
     if (stage("tree")) mj["tree"] = bench_tree(*be, rng, steps);
     if (stage("peer")) {  // the shapes ../shared/tools/torch_decode_peer.py measures

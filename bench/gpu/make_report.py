@@ -67,7 +67,8 @@ def main():
               f"{100*lo['fraction_of_copy']:.0f}% (batch {lo['batch']}, ctx {lo['context']}) .. "
               f"{100*hi['fraction_of_copy']:.0f}% (batch {hi['batch']}, ctx {hi['context']}) | "
               f"{'met' if ok else 'missed at the low end'} |")
-        pts = {(q["batch"], q["k"]): q["step_ms"] for q in m["verify"]["points"]}
+        pts = {(q["batch"], q["k"]): q["step_ms"] for q in m["verify"]["points"]
+               if q.get("context", 512) == 512}
         if (64, 1) in pts and (64, 8) in pts:
             r = pts[(64, 8)] / pts[(64, 1)]
             p(f"| verify k=8 at batch 64 <= 1.3x decode step | {m['name']} | {r:.2f}x "
@@ -97,12 +98,14 @@ def main():
                   f"{d['bandwidth_GBps']:.0f} | {100*d['fraction_of_copy']:.0f}% |")
         v = m["verify"]
         f = v["fit"]
-        p(f"\n### Verify (k tokens per sequence, context {v['context']})\n")
-        p(f"fit over all points: t = {f['c_base_us']:.0f} us + {f['c_tok_us']:.2f} us x tokens "
+        ctx = v.get("fit_context", v.get("context", 512))
+        at_ctx = [q for q in v["points"] if q.get("context", ctx) == ctx]
+        p(f"\n### Verify (k tokens per sequence, context {ctx})\n")
+        p(f"fit: t = {f['c_base_us']:.0f} us + {f['c_tok_us']:.2f} us x tokens "
           f"(R^2 = {f['r2']:.3f})\n")
-        ks = sorted({q["k"] for q in v["points"]})
-        batches = sorted({q["batch"] for q in v["points"]})
-        pts = {(q["batch"], q["k"]): q["step_ms"] for q in v["points"]}
+        ks = sorted({q["k"] for q in at_ctx})
+        batches = sorted({q["batch"] for q in at_ctx})
+        pts = {(q["batch"], q["k"]): q["step_ms"] for q in at_ctx}
         p("| k | " + " | ".join(f"batch {bb} ms (x k=1)" for bb in batches) + " |")
         p("|---|" + "---|" * len(batches))
         for k in ks:

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# One device call: the GPU tests (kernels and backend; the backend's need the source tree at the
+# path compiled into them, LONGTAIL_SRC, linked to this checkout), compute-sanitizer memcheck and
+# racecheck on the sampler's tests, then the decode and verify grid of longtail_gpu_bench (batch
+# 1..256 x context 512/4096 x k = 1..16, each cell beside its roofline) for MODELS. Run from the
+# repository root with the bundle in $B (see /work/shared/tools/device-bundle):
+#   B=.gpu-gpu LONGTAIL_SRC=/work/wt/gpu-3 MODELS=0.5b,1.5b,7b STAGES=tests,sanitize,grid \
+#     bash bench/gpu/run_checks_and_grid.sh
+# Writes logs and the bench JSON (grid.json) under $OUT; prints the summaries.
+set -uo pipefail
+B=${B:-.gpu-gpu}
+OUT=${OUT:-/tmp/longtail_out}
+MODELS=${MODELS:-0.5b,1.5b,7b}
+STAGES=${STAGES:-tests,sanitize,grid}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=$PWD/$B/lib:${LD_LIBRARY_PATH:-}
+nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version,clocks.sm --format=csv
+has() { [[ ",$STAGES," == *",$1,"* ]]; }
+
+if has tests; then
+  if [ -n "${LONGTAIL_SRC:-}" ] && [ ! -e "$LONGTAIL_SRC" ]; then
+    mkdir -p "$(dirname "$LONGTAIL_SRC")" && ln -sfn "$PWD" "$LONGTAIL_SRC"
+  fi
+  for t in kernels_gpu_test longtail_policy_cuda_tests; do
+    echo "=== $t ==="
+    timeout 300 "$B/bin/$t" > "$OUT/$t.log" 2>&1
+    echo "exit $?"
+    grep -E "^\[  (PASSED|FAILED) |^\[  FAILED  \]|^\[  SKIPPED|Failure|Expected|Which is" "$OUT/$t.log" | head -30
+  done
+fi
+
+if has sanitize; then
+  for tool in memcheck racecheck; do
+    echo "=== compute-sanitizer $tool (KernelsGpuSampling) ==="
+    timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 9 "$B/bin/kernels_gpu_test" \
+      --gtest_filter='KernelsGpuSampling.AgreesWithReferenceOnThousandsOfRows:KernelsGpuSampling.MaskAndProcessed*' \
+      > "$OUT/sanitize_$tool.log" 2>&1
+    echo "exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^\[  (PASSED|FAILED) " "$OUT/sanitize_$tool.log" | head
+  done
+fi
+
+if has grid; then
+  echo "=== longtail_gpu_bench --stages decode,verify ($MODELS) ==="
+  timeout 400 "$B/bin/longtail_gpu_bench" --models "$MODELS" --stages decode,verify --steps 10 \
+    --verify-steps 8 --kmax 16 --json "$OUT/grid.json" > "$OUT/grid.log" 2>&1
+  echo "exit $?"
+  grep -E "copy|GEMM|verify batch (16|64|256) ctx (512|4096) k (1|8|16):|decode batch 1 " "$OUT/grid.log" | tail -60
+fi
