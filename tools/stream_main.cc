@@ -3,7 +3,6 @@
 // worker's delivery guarantees (credits, acks, journal). A trainer can be developed and load-tested
 // against real rollouts without a model. Exit codes: 0 all acked, 1 failure, 2 bad command line or
 // input, 3 streamed but not every batch was acked in time.
-#include <csignal>
 #include <iostream>
 #include <optional>
 
@@ -17,9 +16,6 @@ namespace {
 
 namespace po = boost::program_options;
 using namespace longtail;
-
-std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop.store(true); }
 
 struct Args {
   std::string input;
@@ -66,11 +62,10 @@ std::optional<Args> parse(int argc, char** argv) {
 }
 
 int run(const Args& a) {
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGINT, on_signal);
+  const std::atomic<bool>* stop = tools::stop_on_signals();
   bridge::StreamResult r;
   try {
-    r = tools::stream_recorded(a.input, a.stream, a.round_size, rollout::OnError::kStop, &g_stop);
+    r = tools::stream_recorded(a.input, a.stream, a.round_size, rollout::OnError::kStop, stop);
   } catch (const rollout::ReplayInputError& e) {
     throw tools::InputError(e.what());
   } catch (const rollout::TrajectoryLogError& e) {

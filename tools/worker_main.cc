@@ -4,7 +4,6 @@
 // the checkpoint into the chosen backend, binds the trainer endpoint and serves until SIGTERM/SIGINT
 // or a SHUTDOWN message, shutting down gracefully.
 // Exit codes: 0 clean shutdown, 1 runtime failure, 2 bad configuration or command line.
-#include <csignal>
 #include <iostream>
 #include <optional>
 
@@ -22,9 +21,6 @@ namespace {
 namespace po = boost::program_options;
 using namespace longtail;
 using tools::InputError;
-
-std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop.store(true); }
 
 std::optional<bridge::WorkerConfig> parse(int argc, char** argv) {
   po::options_description desc("longtail-worker: rollout worker serving a trainer over ZeroMQ\nOptions");
@@ -88,18 +84,13 @@ std::optional<bridge::WorkerConfig> parse(int argc, char** argv) {
 }
 
 int run(bridge::WorkerConfig cfg) {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-
+  const std::atomic<bool>* stop = tools::stop_on_signals();
   auto& w = cfg.worker;
   policy::BackendOptions bo = w.backend;
   spdlog::info("worker: loading {} on the {} backend", w.model_dir.string(), bo.kind);
-  auto engine = std::make_unique<rollout::Engine>(policy::make_backend(w.model_dir, bo), w.engine);
+  auto engine = std::make_unique<rollout::Engine>(tools::make_engine_backend(w.model_dir, bo), w.engine);
   bridge::Worker worker(w, std::move(engine));
-  return worker.run(&g_stop);
+  return worker.run(stop);
 }
 
 }  // namespace
