@@ -298,19 +298,10 @@ int run(const Config& c) {
                           {"graphable_eager", r.graph_eager}, {"not_graphable", r.ungraphable}};
       m["rounds"] = json::array();
       for (const auto& s : r.rounds) {
-        m["rounds"].push_back({{"round", s.round}, {"makespan_s", s.makespan_s},
-                               {"trajectories", s.trajectories},
-                               {"response_tokens", s.response_tokens},
-                               {"forward_passes", s.forward_passes},
-                               {"tokens_per_forward", s.forward_passes ? double(s.response_tokens) / s.forward_passes : 0.0},
-                               {"tokens_drafted", s.tokens_drafted},
-                               {"tokens_accepted", s.tokens_accepted},
-                               {"off_policy_token_share", s.off_policy_token_share},
-                               {"carried_over", s.carried_over},
-                               {"tokens_verified", s.tokens_verified},
-                               {"projected_s", projected_s(cost, s)},
-                               {"draft_s", s.draft_s}, {"forward_s", s.forward_s},
-                               {"sample_s", s.sample_s}});
+        json round = tools::round_json<json>(s);
+        round["tokens_per_forward"] = s.forward_passes ? double(s.response_tokens) / s.forward_passes : 0.0;
+        round["projected_s"] = projected_s(cost, s);
+        m["rounds"].push_back(std::move(round));
       }
       double draft_s = 0, forward_s = 0, sample_s = 0;
       int64_t verified = 0;

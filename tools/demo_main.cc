@@ -288,12 +288,7 @@ ojson to_json(const Args& a, const std::vector<ModeRun>& modes, const std::vecto
     const Summary s = summarize(m);
     ojson rounds = ojson::array();
     for (const lr::RoundStats& r : m.rounds) {
-      rounds.push_back({{"round", r.round}, {"makespan_s", r.makespan_s}, {"response_tokens", r.response_tokens},
-                        {"forward_passes", r.forward_passes}, {"tokens_drafted", r.tokens_drafted},
-                        {"tokens_accepted", r.tokens_accepted},
-                        {"off_policy_token_share", r.off_policy_token_share}, {"carried_over", r.carried_over},
-                        {"tokens_verified", r.tokens_verified}, {"draft_s", r.draft_s},
-                        {"forward_s", r.forward_s}, {"sample_s", r.sample_s}});
+      rounds.push_back(longtail::tools::round_json<ojson>(r));
     }
     j["modes"].push_back({{"name", m.mode.name},
                           {"speculation", m.mode.speculation},

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "policy/backend.h"
 #include "rollout/engine.h"
 #include "rollout/engine_options_io.h"
@@ -72,5 +74,15 @@ struct Divergence {
   int64_t logprobs_only = 0;            // same tokens, logprobs not bitwise equal
 };
 Divergence divergence(const ModeRun& base, const ModeRun& m);
+
+// A round's stats for the tools' --json: every RoundStats field under its wire name, from the one
+// field list (rollout/types.h for_each_field) the protocol uses too. Json: nlohmann::json or
+// nlohmann::ordered_json.
+template <class Json>
+Json round_json(const rollout::RoundStats& r) {
+  Json j = Json::object();
+  rollout::for_each_field(r, [&](const char* name, const auto& value) { j[name] = value; });
+  return j;
+}
 
 }  // namespace longtail::tools
