@@ -29,7 +29,33 @@ BudgetMode parse_budget_mode(std::string_view s) {
                               "' (expected off, fixed or length-aware)");
 }
 
-StepCostModel load_cost_model(const std::filesystem::path& yaml_file, std::string_view entry) {
+double StepCostModel::token_us(double tokens) const {
+  if (crossover_tokens <= 0 || tokens <= crossover_tokens) return per_token_us * tokens;
+  return per_token_us * crossover_tokens + per_token_above_us * (tokens - crossover_tokens);
+}
+
+double StepCostModel::marginal_token_us(double tokens) const {
+  return crossover_tokens > 0 && tokens >= crossover_tokens ? per_token_above_us : per_token_us;
+}
+
+double StepCostModel::max_tokens_within(double budget_us, double context_positions) const {
+  const double left = budget_us - base_us - per_context_us * context_positions;
+  if (left < 0) return left;
+  if (crossover_tokens <= 0) return per_token_us > 0 ? left / per_token_us : INFINITY;
+  const double below = per_token_us * crossover_tokens;  // the tokens up to the crossover
+  if (left <= below && per_token_us > 0) return left / per_token_us;
+  return per_token_above_us > 0 ? crossover_tokens + (left - below) / per_token_above_us : INFINITY;
+}
+
+StepCostModel load_cost_model(const std::filesystem::path& yaml_file_or_spec, std::string_view entry_arg) {
+  // "FILE#ENTRY" names an entry as the entry argument does (the option table's spelling).
+  std::filesystem::path yaml_file = yaml_file_or_spec;
+  std::string entry(entry_arg);
+  if (const std::string spec = yaml_file_or_spec.string(); entry.empty() && spec.rfind('#') != std::string::npos) {
+    yaml_file = spec.substr(0, spec.rfind('#'));
+    entry = spec.substr(spec.rfind('#') + 1);
+    if (entry.empty()) throw std::runtime_error("cost model " + spec + ": empty entry name after '#'");
+  }
   const std::string file = "cost model " + yaml_file.string();
   YAML::Node root;
   try {
@@ -39,7 +65,7 @@ StepCostModel load_cost_model(const std::filesystem::path& yaml_file, std::strin
   }
   // The map the constants are read from. (A yaml-cpp Node is bound once, at construction:
   // assigning to one writes into the node it refers to.)
-  const std::string path = entry.empty() ? "step_cost" : "per_model." + std::string(entry);
+  const std::string path = entry.empty() ? "step_cost" : "per_model." + entry;
   const YAML::Node sc = [&] {
     if (entry.empty()) {
       const YAML::Node n = root["step_cost"];
@@ -48,19 +74,24 @@ StepCostModel load_cost_model(const std::filesystem::path& yaml_file, std::strin
     }
     const YAML::Node pm = root["per_model"];
     if (!pm || !pm.IsMap()) {
-      throw std::runtime_error(file + ": no 'per_model' map, so entry '" + std::string(entry) + "' cannot be read");
+      throw std::runtime_error(file + ": no 'per_model' map, so entry '" + entry + "' cannot be read");
     }
-    const YAML::Node n = pm[std::string(entry)];
+    const YAML::Node n = pm[entry];
     if (!n || !n.IsMap()) {
       std::string have;
       for (const auto& kv : pm) have += (have.empty() ? "" : ", ") + kv.first.as<std::string>();
-      throw std::runtime_error(file + ": per_model has no entry '" + std::string(entry) + "' (entries: " + have + ")");
+      throw std::runtime_error(file + ": per_model has no entry '" + entry + "' (entries: " + have + ")");
     }
     return n;
   }();
   StepCostModel m;
-  auto read = [&](const char* key, double& v) {
-    if (!sc[key]) throw std::runtime_error(file + ": missing " + path + "." + key);
+  // required: a missing key is an error; otherwise the key keeps its default (0: the term is off).
+  auto read = [&](const char* key, double& v, bool required) {
+    if (!sc[key]) {
+      if (required) throw std::runtime_error(file + ": missing " + path + "." + key);
+      v = 0;
+      return;
+    }
     try {
       v = sc[key].as<double>();
     } catch (const YAML::Exception&) {
@@ -70,8 +101,14 @@ StepCostModel load_cost_model(const std::filesystem::path& yaml_file, std::strin
       throw std::runtime_error(file + ": " + path + "." + key + " must be a finite number >= 0");
     }
   };
-  read("base_us", m.base_us);
-  read("per_token_us", m.per_token_us);
+  read("base_us", m.base_us, true);
+  read("per_token_us", m.per_token_us, true);
+  read("crossover_tokens", m.crossover_tokens, false);
+  read("per_token_above_us", m.per_token_above_us, m.crossover_tokens > 0);
+  read("per_context_us", m.per_context_us, false);
+  if (m.crossover_tokens == 0 && sc["per_token_above_us"]) {
+    throw std::runtime_error(file + ": " + path + ".per_token_above_us needs " + path + ".crossover_tokens > 0");
+  }
   if (m.base_us + m.per_token_us <= 0) throw std::runtime_error(file + ": both constants are zero");
   return m;
 }
@@ -172,7 +209,7 @@ void SpeculationPolicy::capped_budgets(std::span<const SequenceView> seqs, std::
     }
     out[i] = b;
   }
-  apply_cap(remaining, out);
+  apply_cap(remaining, context_positions(seqs), out);
 }
 
 void SpeculationPolicy::budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out) const {
@@ -192,6 +229,7 @@ void SpeculationPolicy::budgets_and_floors(std::span<const SequenceView> seqs, s
   if (node_floor) node_floor->assign(out.size(), 0.0);
   if (options_.mode == BudgetMode::kOff || out.empty()) return;
   const double top = critical ? *std::max_element(weight.begin(), weight.end()) : 0.0;
+  const double context = context_positions(seqs);
   if (node_floor) {
     // Rule b's weights: 1 / P_i (1 on the critical path) under rule 4, else the contender factor
     // when acceptance_aware, else 1.
@@ -199,7 +237,8 @@ void SpeculationPolicy::budgets_and_floors(std::span<const SequenceView> seqs, s
       const double floor = std::max(options_.critical_floor,
                                     options_.critical_share / static_cast<double>(seqs.size()));
       for (size_t i = 0; i < seqs.size(); ++i) {
-        (*node_floor)[i] = token_threshold(seqs.size(), weight[i] >= top ? 1.0 : 1.0 / std::max(weight[i], floor));
+        (*node_floor)[i] = token_threshold(seqs.size(), weight[i] >= top ? 1.0 : 1.0 / std::max(weight[i], floor),
+                                            context);
       }
     } else {
       double w = 1.0;
@@ -207,7 +246,7 @@ void SpeculationPolicy::budgets_and_floors(std::span<const SequenceView> seqs, s
         const auto contenders = std::count_if(out.begin(), out.end(), [](int32_t b) { return b > 0; });
         w = std::pow(static_cast<double>(std::max<int64_t>(contenders, 1)), options_.contender_exponent);
       }
-      for (size_t i = 0; i < seqs.size(); ++i) (*node_floor)[i] = token_threshold(seqs.size(), w);
+      for (size_t i = 0; i < seqs.size(); ++i) (*node_floor)[i] = token_threshold(seqs.size(), w, context);
     }
   }
   // After the cap, so the allowance a rejected sequence gives up is not handed to sequences with
@@ -328,15 +367,23 @@ void SpeculationPolicy::critical_probabilities(std::span<const SequenceView> seq
   }
 }
 
-void SpeculationPolicy::apply_cap(const std::vector<double>& remaining, std::vector<int32_t>& out) const {
+double SpeculationPolicy::context_positions(std::span<const SequenceView> seqs) {
+  double sum = 0;
+  for (const SequenceView& s : seqs) sum += std::max(0, s.context_len);
+  return sum;
+}
+
+void SpeculationPolicy::apply_cap(const std::vector<double>& remaining, double context,
+                                  std::vector<int32_t>& out) const {
   const size_t n = out.size();
   // Cap on tokens verified per step: hand out the allowance to the longest predictions first.
   double cap = options_.max_tokens_per_step;
   if (cap <= 0) {
     const auto& c = options_.cost;
-    if (c.per_token_us <= 0) return;  // tokens cost nothing: no cap
-    const double plain = c.step_us(static_cast<double>(n));
-    cap = std::floor(((1.0 + options_.max_step_overhead) * plain - c.base_us) / c.per_token_us);
+    const double plain = c.step_us(static_cast<double>(n), context);
+    cap = c.max_tokens_within((1.0 + options_.max_step_overhead) * plain, context);
+    if (!std::isfinite(cap)) return;  // tokens cost nothing: no cap
+    cap = std::floor(cap);
   }
   auto allowance = static_cast<int64_t>(cap) - static_cast<int64_t>(n);
   const int64_t wanted = std::accumulate(out.begin(), out.end(), int64_t{0});
@@ -378,18 +425,25 @@ void SpeculationPolicy::record_finished(std::string_view prompt_id, int32_t resp
   }
 }
 
-void SpeculationPolicy::observe_step_time(int32_t tokens_verified, double seconds) {
+void SpeculationPolicy::observe_step_time(int32_t tokens_verified, double seconds, double context_positions) {
   if (tokens_verified <= 0 || !(seconds > 0) || !std::isfinite(seconds)) return;
-  // Recursive least squares on y = c_base + c_tok * x with forgetting factor lambda.
-  const double x0 = 1.0, x1 = tokens_verified, y = seconds * 1e6;
+  auto& c = options_.cost;
+  // Recursive least squares on y = c_base + c_tok * x with forgetting factor lambda, where x is
+  // the token term in units of per_token_us (the tokens themselves without a crossover) and the
+  // context term is taken as given.
+  const double ratio = c.crossover_tokens > 0 && c.per_token_us > 0 ? c.per_token_above_us / c.per_token_us : 1.0;
+  const double t = tokens_verified;
+  const double x0 = 1.0,
+               x1 = c.crossover_tokens > 0 && t > c.crossover_tokens ? c.crossover_tokens + ratio * (t - c.crossover_tokens) : t,
+               y = seconds * 1e6 - c.per_context_us * std::max(0.0, context_positions);
   const double lambda = options_.rls_forgetting;
   const double px0 = p00_ * x0 + p01_ * x1, px1 = p01_ * x0 + p11_ * x1;
   const double denom = lambda + x0 * px0 + x1 * px1;
   const double k0 = px0 / denom, k1 = px1 / denom;
-  auto& c = options_.cost;
   const double err = y - (c.base_us * x0 + c.per_token_us * x1);
   c.base_us = std::max(0.0, c.base_us + k0 * err);
   c.per_token_us = std::max(0.0, c.per_token_us + k1 * err);
+  if (c.crossover_tokens > 0) c.per_token_above_us = ratio * c.per_token_us;
   const double n00 = (p00_ - k0 * px0) / lambda, n01 = (p01_ - k0 * px1) / lambda,
                n11 = (p11_ - k1 * px1) / lambda;
   // Without excitation in one direction P would grow without bound (wind-up): keep it bounded.
@@ -437,22 +491,26 @@ double SpeculationPolicy::acceptance_estimate(uint64_t uid, std::string_view pro
   return a;
 }
 
-double SpeculationPolicy::token_threshold(size_t batch_size, double weight) const {
+double SpeculationPolicy::token_threshold(size_t batch_size, double weight, double context_positions) const {
   const auto& c = options_.cost;
-  const double plain = c.step_us(static_cast<double>(std::max<size_t>(batch_size, 1)));
-  if (c.per_token_us <= 0 || plain <= 0) return 0.0;  // verifying is free
-  return options_.acceptance_cost_margin * c.per_token_us / plain * weight;
+  const double tokens = static_cast<double>(std::max<size_t>(batch_size, 1));
+  const double plain = c.step_us(tokens, context_positions);
+  const double price = c.marginal_token_us(tokens);
+  if (price <= 0 || plain <= 0) return 0.0;  // verifying is free
+  return options_.acceptance_cost_margin * price / plain * weight;
 }
 
 int32_t SpeculationPolicy::acceptance_budget(double a, int32_t class_budget, size_t batch_size,
-                                             size_t contenders, double cost_factor) const {
+                                             size_t contenders, double cost_factor,
+                                             double context_positions) const {
   const auto& c = options_.cost;
-  const double plain = c.step_us(static_cast<double>(std::max<size_t>(batch_size, 1)));
-  if (c.per_token_us <= 0 || plain <= 0) return class_budget;  // verifying is free
+  const double tokens = static_cast<double>(std::max<size_t>(batch_size, 1));
+  const double plain = c.step_us(tokens, context_positions);
+  if (c.marginal_token_us(tokens) <= 0 || plain <= 0) return class_budget;  // verifying is free
   const double weight = cost_factor > 0 ? cost_factor
                                         : std::pow(static_cast<double>(std::max<size_t>(contenders, 1)),
                                                    options_.contender_exponent);
-  const double threshold = token_threshold(batch_size, weight);
+  const double threshold = token_threshold(batch_size, weight, context_positions);
   // a^k decreases in k, so the budget is the largest k with a^k > threshold.
   int32_t k = 0;
   double p = 1;
@@ -470,12 +528,13 @@ void SpeculationPolicy::apply_acceptance(std::span<const SequenceView> seqs, con
   const auto contenders = static_cast<size_t>(std::count_if(out.begin(), out.end(), [](int32_t b) { return b > 0; }));
   const double floor = std::max(options_.critical_floor,
                                 options_.critical_share / static_cast<double>(std::max<size_t>(seqs.size(), 1)));
+  const double context = context_positions(seqs);
   for (size_t i = 0; i < seqs.size(); ++i) {
     if (out[i] <= 0) continue;
     const double a = acceptance_estimate(seqs[i].uid, seqs[i].prompt_id);
-    int32_t b = weight.empty() ? acceptance_budget(a, out[i], seqs.size(), contenders)
+    int32_t b = weight.empty() ? acceptance_budget(a, out[i], seqs.size(), contenders, 0, context)
                                : acceptance_budget(a, out[i], seqs.size(), 1,
-                                                   1.0 / std::max(weight[i], floor));
+                                                   1.0 / std::max(weight[i], floor), context);
     if (b == 0) {
       const auto it = acceptance_by_seq_.find(seqs[i].uid);
       if (it != acceptance_by_seq_.end() && it->second.steps_without_draft >= options_.probe_interval) {

@@ -65,8 +65,10 @@
 //     being accepted, and promotion is continuous (P_i rises as g_i passes the prompt's lengths).
 //     Floor, share and weights were picked on the three open traces
 //     (bench/results/drafter_2026-12-01.md).
-// Cost model: t_step = c_base + c_tok * tokens_verified (microseconds). observe_step_time() refits
-// (c_base, c_tok) online by recursive least squares with forgetting factor `rls_forgetting`.
+// Cost model: StepCostModel below (base + per cached position + per verified token, piecewise);
+// "plain step" above means step_us(B, the batch's context), a draft token's price is the marginal
+// token cost at B. observe_step_time() refits it online by recursive least squares with forgetting
+// factor `rls_forgetting`.
 #pragma once
 
 #include <cstdint>
@@ -80,16 +82,36 @@
 
 namespace longtail::drafter {
 
+// Step cost of one forward pass, in microseconds (fitted per model shape and GPU by
+// scripts/fit_cost_model.py into configs/cost_model*.yaml):
+//   t = base_us + per_context_us * context_positions + token_us(tokens_verified)
+//   token_us(T) = per_token_us * min(T, X) + per_token_above_us * max(T - X, 0),  X = crossover_tokens
+// context_positions: cached positions attended, summed over the step's sequences (each reads its
+// KV once per step). Below the memory-compute crossover X a verified token costs less than above
+// it; X = 0 means one slope (per_token_us) for every token. The defaults are the linear
+// 7B-class/H100 model of configs/cost_model.yaml.
 struct StepCostModel {
-  double base_us = 5000.0;      // c_base: per forward pass (weights read once), 7B-class on an H100
-  double per_token_us = 20.0;   // c_tok: per verified token
-  double step_us(double tokens_verified) const { return base_us + per_token_us * tokens_verified; }
+  double base_us = 5000.0;         // c_base: per forward pass (weights read once)
+  double per_token_us = 20.0;      // c_tok: per verified token (below the crossover when X > 0)
+  double crossover_tokens = 0;     // X, tokens per step; 0 = no crossover
+  double per_token_above_us = 0;   // per verified token beyond X (read only when X > 0)
+  double per_context_us = 0;       // per cached position attended per step
+  double token_us(double tokens) const;
+  double step_us(double tokens_verified, double context_positions = 0) const {
+    return base_us + per_context_us * context_positions + token_us(tokens_verified);
+  }
+  // Price of one more verified token in a step that verifies `tokens`.
+  double marginal_token_us(double tokens) const;
+  // The most tokens whose step stays within budget_us at this context (+inf when tokens are free,
+  // below 0 when not even the base fits).
+  double max_tokens_within(double budget_us, double context_positions = 0) const;
 };
 
-// Reads {step_cost: {base_us: x, per_token_us: y}} (configs/cost_model.yaml format), or with an
-// entry name the constants of per_model[entry] (one measured model shape, same two keys). The one
-// reader of that format. Throws std::runtime_error naming the file and the missing/invalid key (and
-// the entries that exist when `entry` is not one of them).
+// Reads {step_cost: {base_us, per_token_us[, crossover_tokens, per_token_above_us,
+// per_context_us]}} (configs/cost_model*.yaml), or with an entry name the map per_model[entry]
+// (one measured model shape, same keys). The file may also be given as "FILE#ENTRY". The one
+// reader of that format. Throws std::runtime_error naming the file and the YAML key at fault
+// (missing, not a number, out of range), and the entries that exist when `entry` is not one.
 StepCostModel load_cost_model(const std::filesystem::path& yaml_file, std::string_view entry = {});
 
 enum class BudgetMode : uint8_t { kOff = 0, kFixed = 1, kLengthAware = 2 };
@@ -145,6 +167,8 @@ struct SequenceView {
   std::string_view prompt_id;
   int32_t generated_len = 0;        // response tokens so far
   int32_t max_new_tokens = 0;       // 0 = unknown
+  int32_t context_len = 0;          // cached positions (prompt + response so far) before the step;
+                                    // priced by StepCostModel::per_context_us (0 = not known)
 };
 
 class SpeculationPolicy {
@@ -170,8 +194,10 @@ class SpeculationPolicy {
 
   // A rollout of prompt_id finished with this many response tokens.
   void record_finished(std::string_view prompt_id, int32_t response_length);
-  // A measured forward: tokens verified and its wall time; refits the cost model (RLS).
-  void observe_step_time(int32_t tokens_verified, double seconds);
+  // A measured forward: tokens verified, its wall time and the cached positions it attended;
+  // refits base_us and the token term's scale (RLS; the crossover, the ratio of the two token
+  // slopes and per_context_us stay as configured).
+  void observe_step_time(int32_t tokens_verified, double seconds, double context_positions = 0);
   // After each verify step, for every decoding sequence that was offered a budget: how many draft
   // tokens it verified (0 counts as a step without drafts, for probing) and how many were accepted.
   // Out-of-range counts (negative, accepted > drafted) throw std::invalid_argument.
@@ -181,10 +207,10 @@ class SpeculationPolicy {
   // Per-token acceptance estimate of a sequence (rule a); acceptance_prior when nothing was reported.
   double acceptance_estimate(uint64_t uid, std::string_view prompt_id) const;
   // Largest budget <= class_budget worth verifying at per-token acceptance a (rule b) for a batch of
-  // batch_size sequences under the current cost model.
+  // batch_size sequences holding context_positions cached positions under the current cost model.
   // cost_factor > 0 replaces the contender factor C^contender_exponent (rule 4 passes 1 / P_i).
   int32_t acceptance_budget(double a, int32_t class_budget, size_t batch_size, size_t contenders = 1,
-                            double cost_factor = 0) const;
+                            double cost_factor = 0, double context_positions = 0) const;
   // Rule 4's probability that each sequence finishes last among `seqs` (length-aware mode).
   std::vector<double> critical_probabilities(std::span<const SequenceView> seqs) const {
     std::vector<double> p;
@@ -192,6 +218,8 @@ class SpeculationPolicy {
     return p;
   }
 
+  // Sum of the sequences' context_len: the step's cached positions (StepCostModel::per_context_us).
+  static double context_positions(std::span<const SequenceView> seqs);
   const StepCostModel& cost_model() const { return options_.cost; }
   const SpeculationPolicyOptions& options() const { return options_; }
 
@@ -209,14 +237,14 @@ class SpeculationPolicy {
     AcceptanceCounts counts;
     int32_t steps_without_draft = 0;
   };
-  void apply_cap(const std::vector<double>& priority, std::vector<int32_t>& out) const;
+  void apply_cap(const std::vector<double>& priority, double context_positions, std::vector<int32_t>& out) const;
   // Steps 1-3 and rule 4's weights (empty without rule 4); critical: rule 4 applies.
   void capped_budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
                       std::vector<double>& weight, bool& critical) const;
   void budgets_and_floors(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
                           std::vector<double>* node_floor) const;
   // Rule b's threshold on a draft token's acceptance probability at cost weight `weight`.
-  double token_threshold(size_t batch_size, double weight) const;
+  double token_threshold(size_t batch_size, double weight, double context_positions) const;
   // weight[i] = how much a saved step of sequence i is worth (1 = certainly critical); empty: the
   // contender factor of rule b.
   void apply_acceptance(std::span<const SequenceView> seqs, const std::vector<double>& weight,

@@ -44,7 +44,7 @@ std::vector<drafter::Draft> plan_drafts(const StepPlan& plan, StepEnvironment& e
     if (!c.final || c.n_tokens != 1 || s.done || !s.drafter_live) continue;
     decoding.push_back(i);
     views.push_back(drafter::SequenceView{s.uid, s.group->request.prompt_id, s.response_len(),
-                                          s.group->request.max_new_tokens});
+                                          s.group->request.max_new_tokens, s.kv_len});
   }
   if (decoding.empty()) return drafts;
   const bool trees = env.policy->options().token_trees && env.backend.supports_token_trees();
@@ -137,6 +137,7 @@ StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
   // outlive the spans handed to the backend.
   std::vector<std::vector<int32_t>> inputs(plan.chunks.size()), parents(plan.chunks.size());
   std::vector<policy::SequenceChunk> chunks(plan.chunks.size());
+  double cached_positions = 0;  // what the forward attends besides its inputs (the cost model's term)
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const Sequence& s = *c.seq;
@@ -156,6 +157,7 @@ StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
     pc.sampling = s.group->rule;
     pc.first_output = c.first_output;
     st.tokens_verified += static_cast<int32_t>(in.size());
+    cached_positions += s.kv_len;
   }
   st.sequences = static_cast<int32_t>(chunks.size());
   if (chunks.empty()) return result;
@@ -164,7 +166,7 @@ StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
   const std::vector<policy::TokenOutput> outputs = env.backend.forward(chunks);
   st.forward_us = us_since(tf);
   if (env.refit_cost_model && env.policy) {
-    env.policy->observe_step_time(st.tokens_verified, st.forward_us * 1e-6);
+    env.policy->observe_step_time(st.tokens_verified, st.forward_us * 1e-6, cached_positions);
   }
 
   const Clock::time_point ta = Clock::now();

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <algorithm>
 #include <fstream>
 #include <random>
@@ -389,6 +391,86 @@ TEST(CostModel, ReadsAPerModelEntryAndNamesTheEntriesThatExist) {
   }
   EXPECT_THROW(load_cost_model(std::string(LONGTAIL_SOURCE_DIR) + "/configs/cost_model.yaml", "x"),
                std::runtime_error);  // no per_model map
+}
+
+TEST(CostModel, PiecewiseTokensAndContextTerms) {
+  StepCostModel m;
+  m.base_us = 1000;
+  m.per_token_us = 2;
+  m.crossover_tokens = 100;
+  m.per_token_above_us = 10;
+  m.per_context_us = 0.01;
+  EXPECT_DOUBLE_EQ(m.step_us(50), 1000 + 100);
+  EXPECT_DOUBLE_EQ(m.step_us(150), 1000 + 200 + 500);
+  EXPECT_DOUBLE_EQ(m.step_us(150, 10000), 1000 + 200 + 500 + 100);
+  EXPECT_DOUBLE_EQ(m.marginal_token_us(99), 2);
+  EXPECT_DOUBLE_EQ(m.marginal_token_us(100), 10);
+  // The inverse of the step time on both sides of the crossover, and with context.
+  EXPECT_DOUBLE_EQ(m.max_tokens_within(1100), 50);
+  EXPECT_DOUBLE_EQ(m.max_tokens_within(1700), 150);
+  EXPECT_DOUBLE_EQ(m.max_tokens_within(1800, 10000), 150);
+  EXPECT_LT(m.max_tokens_within(900), 0);
+  m.per_token_us = m.per_token_above_us = 0;
+  EXPECT_TRUE(std::isinf(m.max_tokens_within(2000)));
+  // Without a crossover it is the linear model of before.
+  const StepCostModel linear;
+  EXPECT_DOUBLE_EQ(linear.step_us(64), 5000 + 20 * 64);
+  EXPECT_DOUBLE_EQ(linear.max_tokens_within(linear.step_us(64)), 64);
+}
+
+TEST(CostModel, CachedPositionsRaiseThePlainStepAndSoTheCap) {
+  // Cap = the tokens within (1 + overhead) x the plain step: a per-context cost makes the plain
+  // step dearer and leaves more room for drafts; the same batch without context keeps its cap.
+  SpeculationPolicyOptions o;
+  o.mode = BudgetMode::kFixed;
+  o.max_budget = 32;
+  o.cost = {1000, 10, 0, 0, 0.1};
+  std::vector<SequenceView> s(8);
+  for (size_t i = 0; i < s.size(); ++i) s[i].uid = i + 1;
+  auto total = [&](const SpeculationPolicy& p) {
+    int64_t t = 0;
+    for (int32_t b : p.budgets(s)) t += b;
+    return t;
+  };
+  const SpeculationPolicy p(o);
+  // Plain step 1000 + 8 x 10 = 1080 us; 2 x 1080 = 2160 us holds 116 tokens, 8 of them pending.
+  EXPECT_EQ(total(p), 108);
+  // 8000 cached positions add 800 us to both: 2 x 1880 - 1000 - 800 = 1960 us = 196 tokens.
+  for (auto& v : s) v.context_len = 1000;
+  EXPECT_EQ(total(p), 188);
+}
+
+TEST(CostModel, ReaderNamesTheKeyOfEveryBadTerm) {
+  const std::string f = ::testing::TempDir() + "/cost_terms.yaml";
+  std::ofstream(f) << "step_cost: {base_us: 10, per_token_us: 1, crossover_tokens: 256, per_token_above_us: 3,"
+                      " per_context_us: 0.02}\n"
+                      "per_model:\n  m: {base_us: 5, per_token_us: 2}\n";
+  const auto m = load_cost_model(f);
+  EXPECT_DOUBLE_EQ(m.crossover_tokens, 256);
+  EXPECT_DOUBLE_EQ(m.per_token_above_us, 3);
+  EXPECT_DOUBLE_EQ(m.per_context_us, 0.02);
+  const auto e = load_cost_model(f + "#m");  // FILE#ENTRY is the entry argument
+  EXPECT_DOUBLE_EQ(e.base_us, 5);
+  EXPECT_DOUBLE_EQ(e.per_context_us, 0);  // optional terms default to off
+  EXPECT_DOUBLE_EQ(e.crossover_tokens, 0);
+  auto expect_error = [&](const std::string& text, const std::string& needle, const std::string& entry = {}) {
+    std::ofstream(f) << text;
+    try {
+      load_cost_model(f, entry);
+      ADD_FAILURE() << "no error for: " << text;
+    } catch (const std::runtime_error& err) {
+      EXPECT_NE(std::string(err.what()).find(needle), std::string::npos) << err.what();
+    }
+  };
+  expect_error("step_cost: {base_us: 10, per_token_us: 1, crossover_tokens: 64}\n", "step_cost.per_token_above_us");
+  expect_error("step_cost: {base_us: 10, per_token_us: 1, per_token_above_us: 3}\n", "step_cost.crossover_tokens");
+  expect_error("step_cost: {base_us: 10, per_token_us: 1, per_context_us: -0.5}\n", "step_cost.per_context_us must be");
+  expect_error("step_cost: {base_us: 10, per_token_us: 1, crossover_tokens: x, per_token_above_us: 1}\n",
+               "step_cost.crossover_tokens is not a number");
+  expect_error("step_cost: {base_us: 10, per_token_us: 1, per_context_us: .inf}\n", "step_cost.per_context_us");
+  expect_error("per_model:\n  a: {base_us: 1, per_token_us: 1, per_context_us: []}\n", "per_model.a.per_context_us", "a");
+  expect_error("per_model:\n  a: {per_token_us: 1}\n", "per_model.a.base_us", "a");
+  EXPECT_THROW(load_cost_model(f + "#"), std::runtime_error);  // "#" without an entry name
 }
 
 }  // namespace
