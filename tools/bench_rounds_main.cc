@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "drafter/speculation_policy.h"
+#include "policy/checkpoint.h"
 #include "policy/model_config.h"
 #include "rollout/engine.h"
 #include "rollout/forced_trajectories.h"
@@ -231,19 +232,27 @@ std::optional<Config> parse(int argc, char** argv) {
 
 int run(const Config& c) {
   {
-    const int32_t vocab = policy::load_model_config(c.model).vocab_size;
+    // A checkpoint or trace that does not read is the user's input: exit 2 with its file and line.
+    int32_t vocab = 0;
     std::vector<rollout::RecordedRollout> trace;
     rollout::ForcedTrajectories forced;
-    if (!c.trace.empty()) {
-      int32_t modulo = c.vocab_modulo;
-      if (modulo == 0) {
-        for (const auto& r : rollout::load_trace_jsonl(c.trace)) {
-          for (int32_t t : r.prompt_tokens) modulo = t >= vocab ? vocab : modulo;
-          for (int32_t t : r.response_tokens) modulo = t >= vocab ? vocab : modulo;
+    try {
+      vocab = policy::load_model_config(c.model).vocab_size;
+      if (!c.trace.empty()) {
+        int32_t modulo = c.vocab_modulo;
+        if (modulo == 0) {
+          for (const auto& r : rollout::load_trace_jsonl(c.trace)) {
+            for (int32_t t : r.prompt_tokens) modulo = t >= vocab ? vocab : modulo;
+            for (int32_t t : r.response_tokens) modulo = t >= vocab ? vocab : modulo;
+          }
         }
+        trace = rollout::load_trace_jsonl(c.trace, modulo);
+        forced = rollout::forced_from_trace(trace);
       }
-      trace = rollout::load_trace_jsonl(c.trace, modulo);
-      forced = rollout::forced_from_trace(trace);
+    } catch (const policy::LoadError& e) {
+      throw tools::InputError(e.what());
+    } catch (const rollout::RolloutFormatError& e) {
+      throw tools::InputError(e.what());
     }
     const auto requests = build_requests(c, vocab, c.trace.empty() ? nullptr : &trace);
     rollout::EngineSettings settings = c.settings;

@@ -78,6 +78,12 @@ TEST(ToolsCli, BenchRoundsTakesTheEngineTableAndTheAccountingBackend) {
                                   "[0, 1024] (tokens), got '5000'"),
             std::string::npos)
       << out_of_range.err;
+  const auto bad_trace = run_cli(bench + " --backend accounting --trace " + LONGTAIL_REPLAY_DATA + "/bad_lines.jsonl");
+  EXPECT_EQ(bad_trace.code, 2);
+  EXPECT_NE(bad_trace.err.find("bad_lines.jsonl:2: malformed JSON"), std::string::npos) << bad_trace.err;
+  const auto no_model = run_cli(std::string(LONGTAIL_BIN_DIR) + "/longtail-bench-rounds --model /nonexistent/model");
+  EXPECT_EQ(no_model.code, 2);
+  EXPECT_NE(no_model.err.find("/nonexistent/model"), std::string::npos) << no_model.err;
   const auto untraced = run_cli(bench + " --backend accounting");
   EXPECT_EQ(untraced.code, 2);
   EXPECT_NE(untraced.err.find("--backend accounting needs --trace"), std::string::npos) << untraced.err;
