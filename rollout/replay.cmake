@@ -20,3 +20,9 @@ add_library(longtail_replay
 target_link_libraries(longtail_replay
   PUBLIC longtail_drafter longtail_trajectory_log
   PRIVATE nlohmann_json::nlohmann_json spdlog::spdlog)
+
+# longtail_replay_engine: the replay through the real engine over the accounting backend
+# (replay_engine.h), apart from longtail_replay so the drafter benchmarks and the bridge's
+# readers do not link the engine.
+add_library(longtail_replay_engine ${CMAKE_CURRENT_LIST_DIR}/replay_engine.cc)
+target_link_libraries(longtail_replay_engine PUBLIC longtail_replay longtail_rollout longtail_policy)

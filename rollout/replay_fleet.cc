@@ -141,10 +141,15 @@ std::vector<ReplayInput> split_for_fleet(const ReplayInput& input, const FleetRe
 
 FleetReplayReport run_fleet_replay(const ReplayInput& input, const ReplayOptions& options,
                                    const FleetReplayOptions& fleet) {
+  return run_fleet_replay(input, fleet, [&](const ReplayInput& part) { return run_replay(part, options); });
+}
+
+FleetReplayReport run_fleet_replay(const ReplayInput& input, const FleetReplayOptions& fleet,
+                                   const std::function<ReplayReport(const ReplayInput&)>& replay) {
   FleetReplayReport rep;
   std::map<int64_t, std::pair<double, double>> slowest;  // round -> (makespan, plain makespan)
   for (const ReplayInput& part : split_for_fleet(input, fleet)) {
-    rep.workers.push_back(run_replay(part, options));
+    rep.workers.push_back(replay(part));
     const ReplayReport& r = rep.workers.back();
     rep.rollouts += r.rollouts;
     rep.response_tokens += r.response_tokens;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -67,6 +68,10 @@ struct FleetReplayReport {
 
 FleetReplayReport run_fleet_replay(const ReplayInput& input, const ReplayOptions& options,
                                    const FleetReplayOptions& fleet);
+// The same with each worker's share replayed by `replay` (longtail-replay passes the engine model,
+// replay_engine.h; the overload above, the static simulation).
+FleetReplayReport run_fleet_replay(const ReplayInput& input, const FleetReplayOptions& fleet,
+                                   const std::function<ReplayReport(const ReplayInput&)>& replay);
 
 std::string fleet_report_json(const FleetReplayReport& r, const FleetReplayOptions& fleet);
 

@@ -27,12 +27,17 @@ std::string report_json(const ReplayReport& r) {
   j["bytes_per_indexed_token"] = r.bytes_per_indexed_token;
   j["tokens_per_step_after_first_round"] = r.later_tokens_per_step();
   j["engine_steps"] = r.engine_steps;
+  j["verified_tokens"] = r.verified_tokens;
   j["makespan_us"] = r.makespan_us;
   j["plain_makespan_us"] = r.plain_makespan_us;
   j["indexed_tokens"] = r.indexed_tokens;
   j["skipped_lines"] = r.skipped_lines;
   j["budget_policy"] = r.budget_policy;
-  j["cost_model"] = {{"base_us", r.cost.base_us}, {"per_token_us", r.cost.per_token_us}};
+  j["simulation"] = r.simulation;
+  j["cost_model"] = {{"base_us", r.cost.base_us}, {"per_token_us", r.cost.per_token_us},
+                     {"crossover_tokens", r.cost.crossover_tokens},
+                     {"per_token_above_us", r.cost.per_token_above_us},
+                     {"per_context_us", r.cost.per_context_us}};
   json buckets = json::array();
   for (const auto& b : r.buckets) {
     buckets.push_back({{"lo", b.lo},
@@ -74,11 +79,17 @@ std::string fmt(double v, int prec = 2) {
 std::string report_table(const ReplayReport& r) {
   std::ostringstream o;
   o << "longtail-replay: " << r.rollouts << " rollouts in " << r.rounds.size() << " rounds, budget policy "
-    << r.budget_policy << ", cost model t = " << fmt(r.cost.base_us, 0) << " + "
-    << fmt(r.cost.per_token_us, 2) << " us/token\n";
+    << r.budget_policy << " (" << r.simulation << " model), cost model t = " << fmt(r.cost.base_us, 0) << " + "
+    << fmt(r.cost.per_token_us, 2) << " us/token";
+  if (r.cost.crossover_tokens > 0) {
+    o << " (" << fmt(r.cost.per_token_above_us, 2) << " above " << fmt(r.cost.crossover_tokens, 0) << " tokens)";
+  }
+  if (r.cost.per_context_us > 0) o << " + " << fmt(r.cost.per_context_us * 1e3, 2) << " ns/cached position";
+  o << "\n";
   o << "  response tokens        " << r.response_tokens << "\n";
   o << "  verification steps     " << r.verify_steps << "  (engine steps " << r.engine_steps << ")\n";
-  o << "  drafted / accepted     " << r.drafted_tokens << " / " << r.accepted_tokens << "\n";
+  o << "  drafted / accepted     " << r.drafted_tokens << " / " << r.accepted_tokens << "  (verified "
+    << r.verified_tokens << ")\n";
   o << "  tokens per step        " << fmt(r.tokens_per_step(), 3) << "  (rounds after the first: "
     << fmt(r.later_tokens_per_step(), 3) << ")\n";
   o << "  acceptance rate        " << fmt(r.acceptance_rate(), 3) << "\n";

@@ -12,13 +12,6 @@ namespace {
 const std::vector<std::pair<int64_t, int64_t>> kBuckets = {
     {0, 256}, {256, 1024}, {1024, 4096}, {4096, 16384}, {16384, 0}};
 
-size_t bucket_of(int64_t len) {
-  for (size_t i = 0; i < kBuckets.size(); ++i) {
-    if (len >= kBuckets[i].first && (kBuckets[i].second == 0 || len < kBuckets[i].second)) return i;
-  }
-  return kBuckets.size() - 1;
-}
-
 double plain_makespan(std::vector<int64_t> lengths, const drafter::StepCostModel& cost) {
   // Without speculation every live sequence verifies one token per step; the batch shrinks as
   // sequences finish, and the round lasts as long as its longest sequence.
@@ -37,6 +30,19 @@ double plain_makespan(std::vector<int64_t> lengths, const drafter::StepCostModel
 }
 }  // namespace
 
+std::vector<ReplayBucket> length_buckets() {
+  std::vector<ReplayBucket> out;
+  for (const auto& [lo, hi] : kBuckets) out.push_back({lo, hi});
+  return out;
+}
+
+size_t length_bucket_of(int64_t len) {
+  for (size_t i = 0; i < kBuckets.size(); ++i) {
+    if (len >= kBuckets[i].first && (kBuckets[i].second == 0 || len < kBuckets[i].second)) return i;
+  }
+  return kBuckets.size() - 1;
+}
+
 ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
                         const std::function<void(size_t, size_t)>& progress) {
   using clock = std::chrono::steady_clock;
@@ -50,7 +56,7 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
   rep.budget_policy = drafter::to_string(popts.mode);
   rep.cost = cost;
   rep.skipped_lines = static_cast<int64_t>(input.errors.size());
-  for (const auto& [lo, hi] : kBuckets) rep.buckets.push_back({lo, hi});
+  rep.buckets = length_buckets();
 
   struct Live {
     const RecordedRollout* r;
@@ -87,7 +93,8 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
       views.clear();
       requests.clear();
       for (const size_t i : live) {
-        views.push_back({all[i].uid, all[i].r->prompt_id, static_cast<int32_t>(all[i].pos), 0});
+        views.push_back({all[i].uid, all[i].r->prompt_id, static_cast<int32_t>(all[i].pos), 0,
+                         static_cast<int32_t>(all[i].r->prompt_tokens.size() + all[i].pos)});
       }
       // Trees as the engine drafts them (speculative_step.cc): node budgets and floors.
       if (popts.token_trees) {
@@ -132,7 +139,8 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
         }
       }
       rep.drafter_us += std::chrono::duration<double, std::micro>(clock::now() - t0).count();
-      rs.makespan_us += cost.step_us(static_cast<double>(verified));
+      rs.makespan_us += cost.step_us(static_cast<double>(verified));  // no context term: the static model
+      rep.verified_tokens += verified;
       ++rs.engine_steps;
       live.swap(still);
     }
@@ -150,7 +158,7 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
         rep.later_response_tokens += len;
         rep.later_verify_steps += s.steps;
       }
-      auto& b = rep.buckets[bucket_of(len)];
+      auto& b = rep.buckets[length_bucket_of(len)];
       b.rollouts += 1;
       b.response_tokens += len;
       b.verify_steps += s.steps;

@@ -1,5 +1,7 @@
-// Offline replay of recorded rollouts through the drafter, without a model (longtail-replay's
-// simulation; input in replay_input.h, reports in replay_report.h). Each rollout is "generated"
+// Offline replay of recorded rollouts through the drafter alone, without a model or the engine
+// (longtail-replay --simulation static; the tool's default is the engine model, replay_engine.h;
+// input in replay_input.h, reports in replay_report.h). Kept for the drafter studies that isolate
+// drafting from scheduling (bench/drafter/drafter_policy) and as the hand-checkable reference. Each rollout is "generated"
 // again: at every step the drafter proposes from the history of earlier rounds plus the rollout's
 // own context, the longest draft prefix matching the recorded response is accepted and one more
 // recorded token is emitted, exactly what lossless verification would do (token trees, on by
@@ -46,7 +48,9 @@ struct ReplayReport {
   int64_t verify_steps = 0;                  // per-sequence verification steps
   int64_t drafted_tokens = 0;
   int64_t accepted_tokens = 0;
-  int64_t engine_steps = 0;                  // batch steps over all rounds
+  int64_t verified_tokens = 0;               // tokens fed to forwards (drafts and the pending ones;
+                                             // the engine model also counts prefill)
+  int64_t engine_steps = 0;                  // batch steps (forwards) over all rounds
   // the same counts for rounds after the first (history available), as the traces README reports
   int64_t later_response_tokens = 0, later_verify_steps = 0;
   double makespan_us = 0, plain_makespan_us = 0;
@@ -55,6 +59,7 @@ struct ReplayReport {
   int64_t indexed_tokens = 0;
   int64_t skipped_lines = 0;
   std::string budget_policy;
+  std::string simulation = "static";        // "static" (run_replay) or "engine" (replay_engine.h)
   drafter::StepCostModel cost;
   std::vector<ReplayRoundStats> rounds;
   std::vector<ReplayBucket> buckets;
@@ -67,6 +72,11 @@ struct ReplayReport {
   double projected_speedup() const { return makespan_us > 0 ? plain_makespan_us / makespan_us : 1; }
   double drafter_us_per_step() const { return engine_steps ? drafter_us / engine_steps : 0; }
 };
+
+// The reports' response-length buckets, empty: [0, 256), [256, 1K), [1K, 4K), [4K, 16K), >= 16K;
+// and the index of the one holding a response of len tokens.
+std::vector<ReplayBucket> length_buckets();
+size_t length_bucket_of(int64_t len);
 
 // progress(rounds_done, rounds_total) is called after each round when set.
 ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,

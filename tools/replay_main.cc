@@ -1,11 +1,15 @@
-// longtail-replay: replays recorded rollouts (JSONL or a trajectory log) through the drafter and the
-// speculation policy without a model, and reports drafting quality and projected round makespans.
+// longtail-replay: replays recorded rollouts (JSONL or a trajectory log) through the rollout engine
+// without a model (rollout/replay_engine.h: the real engine over the accounting backend, trace-
+// forced: continuous batching, admissions, partial rollouts, drafts and trees are the engine's) or,
+// with --simulation static, through the drafter alone in one static batch per round
+// (rollout/replay_simulation.h), and reports drafting quality and projected round makespans.
 // With --stream ENDPOINT it instead re-sends the rollouts to a trainer as BATCH messages (in
 // process, as longtail-stream does); with --export jsonl it writes them as rollout JSONL.
 // Exit codes: 0 ok, 1 failure, 2 bad command line or input, 3 (--stream) not every batch acked.
 #include <unistd.h>
 
 #include <csignal>
+#include <functional>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -14,6 +18,8 @@
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
+#include "policy/checkpoint.h"
+#include "rollout/replay_engine.h"
 #include "rollout/replay_fleet.h"
 #include "rollout/replay_report.h"
 #include "rollout/replay_simulation.h"
@@ -35,6 +41,8 @@ struct Args {
   int32_t round_size = 64;
   rollout::OnError on_error = rollout::OnError::kSkip;
   rollout::ReplayOptions replay;
+  rollout::EngineReplayOptions engine;
+  bool static_batches = false;  // --simulation static
   rollout::FleetReplayOptions fleet;
   bool as_fleet = false;  // --workers > 1 or --shared-history
   bridge::StreamOptions stream;
@@ -43,7 +51,7 @@ struct Args {
 
 std::optional<Args> parse(int argc, char** argv) {
   Args a;
-  std::string policy_name = "length-aware", on_error = "skip", cost_file, endpoint, routing;
+  std::string policy_name = "length-aware", on_error = "skip", cost_file, endpoint, routing, simulation = "engine";
   int32_t own_min_match = 1, window = 8, budget = 16, threads = 1, medium_budget = 4, max_tokens_per_step = 0;
   double long_frac = 0.5, short_frac = 0.15, extend_prob = 1.0, min_prob = 0.1, match_factor = 1.0, count_prior = 0.0, cost_base = -1, cost_tok = -1, max_step_overhead = 1.0;
   double stream_rate = 0;
@@ -56,6 +64,22 @@ std::optional<Args> parse(int argc, char** argv) {
       ("help,h", "this help")
       ("version", "print the version and exit")
       ("input", po::value(&a.input), "input file")
+      ("simulation", po::value(&simulation)->default_value("engine"),
+       "engine: the rollout engine over the accounting backend (continuous batching, admissions, partial rollouts); "
+       "static: the drafter alone, one static batch per round")
+      ("model", po::value(&a.engine.model), "engine: checkpoint directory whose config.json sets vocabulary, context "
+       "and EOS ids (default: one that holds every recorded token and length)")
+      ("max-running-sequences", po::value(&a.engine.max_running_sequences)->default_value(256),
+       "engine: sequences in one forward at most (EngineOptions::max_running_sequences)")
+      ("overprovision", po::value(&a.engine.overprovision)->default_value(1.0),
+       "engine: partial rollouts, ceil(f x N) groups in flight (1 = off)")
+      ("round-groups", po::value(&a.engine.round_groups)->default_value(0),
+       "engine: groups per emitted batch N (0 = the groups of the first round)")
+      ("max-new-tokens", po::value(&a.engine.max_new_tokens)->default_value(0),
+       "engine: every group's max_new_tokens (0 = the longest recorded response)")
+      ("max-kv-tokens", po::value(&a.engine.max_kv_tokens)->default_value(0),
+       "engine: KV cache capacity in positions (0 = unlimited)")
+      ("kv-block-size", po::value(&a.engine.kv_block_size)->default_value(16), "engine: KV block size in positions")
       ("round-size", po::value(&a.round_size)->default_value(64), "prompts per round for lines without \"step\" (0 = one round)")
       ("window", po::value(&window)->default_value(8), "drafter history window in rounds")
       ("budget", po::value(&budget)->default_value(16), "max draft tokens per sequence per step")
@@ -70,7 +94,7 @@ std::optional<Args> parse(int argc, char** argv) {
       ("count-prior", po::value(&count_prior)->default_value(0.0), "path probability = count / (context count + prior)")
       ("max-tokens-per-step", po::value(&max_tokens_per_step)->default_value(0), "cap on verified tokens per step (0 = from the cost model)")
       ("max-step-overhead", po::value(&max_step_overhead)->default_value(1.0), "speculative step may cost (1 + x) times a plain step")
-      ("cost-model", po::value(&cost_file), "YAML cost model (configs/cost_model.yaml format)")
+      ("cost-model", po::value(&cost_file), "YAML cost model, FILE or FILE#ENTRY (configs/cost_model*.yaml)")
       ("cost-base-us", po::value(&cost_base), "c_base in t = c_base + c_tok * tokens (us)")
       ("cost-per-token-us", po::value(&cost_tok), "c_tok (us per verified token)")
       ("no-speculation", "baseline: no drafting at all")
@@ -162,6 +186,16 @@ std::optional<Args> parse(int argc, char** argv) {
     a.as_fleet = a.fleet.workers > 1 || a.fleet.shared_history;
   }
   a.on_error = on_error == "stop" ? rollout::OnError::kStop : rollout::OnError::kSkip;
+  if (simulation != "engine" && simulation != "static") {
+    throw InputError("--simulation must be engine or static, not '" + simulation + "'");
+  }
+  a.static_batches = simulation == "static";
+  if (a.engine.max_running_sequences < 1) throw InputError("--max-running-sequences must be >= 1");
+  if (!(a.engine.overprovision >= 1)) throw InputError("--overprovision must be >= 1");
+  if (a.engine.round_groups < 0 || a.engine.max_new_tokens < 0 || a.engine.max_kv_tokens < 0) {
+    throw InputError("--round-groups, --max-new-tokens and --max-kv-tokens must be >= 0");
+  }
+  if (a.engine.kv_block_size < 1) throw InputError("--kv-block-size must be >= 1");
   if (!a.export_format.empty() && a.export_format != "jsonl") {
     throw InputError("--export must be jsonl, not '" + a.export_format + "'");
   }
@@ -209,12 +243,22 @@ int run(const Args& a) {
     if (done == total) std::fprintf(stderr, "\n");
     std::fflush(stderr);
   };
+  auto replay = [&](const rollout::ReplayInput& part, const std::function<void(size_t, size_t)>& bar_of) {
+    if (a.static_batches) return rollout::run_replay(part, a.replay, bar_of);
+    try {
+      return rollout::run_engine_replay(part, a.replay, a.engine, bar_of);
+    } catch (const std::invalid_argument& e) {  // options or input the engine refuses, by name
+      throw InputError(e.what());
+    } catch (const policy::LoadError& e) {      // --model
+      throw InputError(e.what());
+    }
+  };
   if (a.as_fleet) {
-    const auto rep = rollout::run_fleet_replay(in, a.replay, a.fleet);
+    const auto rep = rollout::run_fleet_replay(in, a.fleet, [&](const rollout::ReplayInput& part) { return replay(part, {}); });
     std::cout << rollout::fleet_report_json(rep, a.fleet) << "\n";
     return 0;
   }
-  const rollout::ReplayReport rep = rollout::run_replay(in, a.replay, progress);
+  const rollout::ReplayReport rep = replay(in, progress);
   if (!a.plot.empty()) {
     std::ofstream svg(a.plot);
     svg << rollout::report_svg(rep);
