@@ -257,12 +257,22 @@ std::vector<OptionSpec> build_table() {
     };
     b.push_back(s);
   }
+  b.push_back(number<double>("speculation.cost_crossover_tokens", "tokens", 0, kInf,
+      "X of the step cost model: verified tokens per step beyond which each further token costs "
+      "speculation.cost_per_token_above_us (0 = no crossover)",
+      [](E& e) -> double& { return e.engine.budgets.cost.crossover_tokens; }));
+  b.push_back(number<double>("speculation.cost_per_token_above_us", "us", 0, kInf,
+      "step cost per verified token beyond the crossover (read only when cost_crossover_tokens > 0)",
+      [](E& e) -> double& { return e.engine.budgets.cost.per_token_above_us; }));
+  b.push_back(number<double>("speculation.cost_per_context_us", "us", 0, kInf,
+      "step cost per cached position the step's sequences attend to",
+      [](E& e) -> double& { return e.engine.budgets.cost.per_context_us; }));
   {
     OptionSpec s;
     s.key = "speculation.cost_model";
     s.type = OptionType::kPath;
-    s.help = "read c_base and c_tok from this YAML (configs/cost_model*.yaml: step_cost, or FILE#NAME for its "
-             "per_model entry NAME)";
+    s.help = "read the step cost model (c_base, c_tok and the optional crossover and context terms) from this "
+             "YAML (configs/cost_model*.yaml: step_cost, or FILE#NAME for its per_model entry NAME)";
     s.set = [](E& e, std::string_view v) {
       const std::string text(v);
       const size_t hash = text.rfind('#');
@@ -270,7 +280,7 @@ std::vector<OptionSpec> build_table() {
                                   ? drafter::load_cost_model(text)
                                   : drafter::load_cost_model(text.substr(0, hash), text.substr(hash + 1));
     };
-    s.get = [](const E&) { return std::string(); };  // a loader: the constants are the two keys above
+    s.get = [](const E&) { return std::string(); };  // a loader: the constants are the cost_* keys above
     b.push_back(s);
   }
   b.push_back(boolean("speculation.refit_cost_model",

@@ -167,6 +167,19 @@ TEST(EngineOptionsIo, AccountingBackendIsAcceptedOnlyByTraceForcedTools) {
   EXPECT_EQ(describe_expected(*find_option("backend.kind")), "one of cpu, cuda");
 }
 
+// Every term of the step cost model (drafter/speculation_policy.h StepCostModel) has its key.
+TEST(EngineOptionsIo, EveryStepCostTermHasARow) {
+  EngineSettings s;
+  set_option(s, "speculation.cost_crossover_tokens", "256");
+  set_option(s, "speculation.cost_per_token_above_us", "3.5");
+  set_option(s, "speculation.cost_per_context_us", "0.01");
+  EXPECT_DOUBLE_EQ(s.engine.budgets.cost.crossover_tokens, 256);
+  EXPECT_DOUBLE_EQ(s.engine.budgets.cost.per_token_above_us, 3.5);
+  EXPECT_DOUBLE_EQ(s.engine.budgets.cost.per_context_us, 0.01);
+  EXPECT_EQ(error_of("speculation.cost_per_context_us", "-1"),
+            "option 'speculation.cost_per_context_us' expects a number in [0, inf] (us), got '-1'");
+}
+
 TEST(EngineOptionsIo, CostModelKeyReadsTheRepositoryYaml) {
   EngineSettings s;
   set_option(s, "speculation.cost_model", std::string(LONGTAIL_SOURCE_DIR) + "/configs/cost_model_h100.yaml#Qwen2.5-1.5B");
