@@ -272,14 +272,9 @@ std::vector<OptionSpec> build_table() {
     s.key = "speculation.cost_model";
     s.type = OptionType::kPath;
     s.help = "read the step cost model (c_base, c_tok and the optional crossover and context terms) from this "
-             "YAML (configs/cost_model*.yaml: step_cost, or FILE#NAME for its per_model entry NAME)";
-    s.set = [](E& e, std::string_view v) {
-      const std::string text(v);
-      const size_t hash = text.rfind('#');
-      e.engine.budgets.cost = hash == std::string::npos
-                                  ? drafter::load_cost_model(text)
-                                  : drafter::load_cost_model(text.substr(0, hash), text.substr(hash + 1));
-    };
+             "YAML (configs/cost_model*.yaml: step_cost, or FILE#NAME for its per_model entry NAME; "
+             "scripts/fit_cost_model.py writes them)";
+    s.set = [](E& e, std::string_view v) { e.engine.budgets.cost = drafter::load_cost_model(std::string(v)); };
     s.get = [](const E&) { return std::string(); };  // a loader: the constants are the cost_* keys above
     b.push_back(s);
   }

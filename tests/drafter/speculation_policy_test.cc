@@ -440,6 +440,21 @@ TEST(CostModel, CachedPositionsRaiseThePlainStepAndSoTheCap) {
   EXPECT_EQ(total(p), 188);
 }
 
+TEST(CostModel, ReadsTheFittedTermsOfTheRepositoryYamls) {
+  // scripts/fit_cost_model.py's output for the H200 (bench/results/gpu_2026-12-02.json) and H100.
+  for (const char* f : {"/configs/cost_model_h200.yaml", "/configs/cost_model_h100_fit.yaml"}) {
+    SCOPED_TRACE(f);
+    const std::string path = std::string(LONGTAIL_SOURCE_DIR) + f;
+    for (const char* entry : {"", "Qwen2.5-0.5B", "Qwen2.5-1.5B", "Qwen2.5-7B"}) {
+      const auto m = load_cost_model(path, entry);
+      EXPECT_GT(m.base_us, 0);
+      EXPECT_GT(m.crossover_tokens, 0);
+      EXPECT_GE(m.per_token_above_us, m.per_token_us);  // compute-bound tokens cost more
+      EXPECT_GT(m.per_context_us, 0);
+    }
+  }
+}
+
 TEST(CostModel, ReaderNamesTheKeyOfEveryBadTerm) {
   const std::string f = ::testing::TempDir() + "/cost_terms.yaml";
   std::ofstream(f) << "step_cost: {base_us: 10, per_token_us: 1, crossover_tokens: 256, per_token_above_us: 3,"

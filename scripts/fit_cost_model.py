@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Fits the step cost model of drafter/speculation_policy.h (StepCostModel) to bench/gpu measurements.
+
+    t = base_us + per_context_us * sum(context) + per_token_us * min(T, X) + per_token_above_us * max(T - X, 0)
+
+per model shape, from a gpu_bench JSON (bench/gpu/gpu_bench --json: `decode` at several batches and
+contexts, `verify` at several batches with k = 1..16 tokens per sequence, at one context or per point). A decode point of batch B at
+context c verifies T = B tokens over B*c cached positions; a verify point T = B*k tokens over B*c.
+For each crossover X (0 = one slope, and every token count measured) the four constants are a
+least-squares fit of the relative error (small-batch steps count as much as large ones) with every
+constant >= 0; the X with the smallest error wins. Writes the YAML that load_cost_model reads
+(configs/cost_model*.yaml: step_cost = the largest model, per_model = every shape) and, with
+--report, a Markdown table of measured vs predicted step times per point and shape.
+
+    /work/main/.venv/bin/python scripts/fit_cost_model.py bench/results/gpu_2026-11-23.json \
+        --out configs/cost_model_fit_h100.yaml --report bench/results/cost_model_2026-12-02.md
+"""
+import argparse
+import itertools
+import json
+import sys
+
+import numpy as np
+
+
+def points(model):
+    """(tokens, cached positions, measured step us, label) of every measured step of one shape."""
+    out = []
+    for p in model.get("decode", []):
+        if p.get("step_ms") is None:
+            continue  # skipped (did not fit on the device)
+        b, c = p["batch"], p["context"]
+        out.append((b, b * c, p["step_ms"] * 1e3, f"decode B={b} ctx={c}"))
+    verify = model.get("verify") or {}
+    for p in verify.get("points", []):
+        if p.get("step_ms") is None:
+            continue
+        b, k = p["batch"], p["k"]
+        c = p.get("context", verify.get("context", 0))  # per point since the 2026-12-02 grid
+        out.append((b * k, b * c, p["step_ms"] * 1e3, f"verify B={b} k={k} ctx={c}"))
+    return out
+
+
+def features(tokens, context, crossover):
+    t = np.asarray(tokens, dtype=float)
+    cols = [np.ones_like(t), np.asarray(context, dtype=float)]
+    if crossover > 0:
+        cols += [np.minimum(t, crossover), np.maximum(t - crossover, 0.0)]
+    else:
+        cols += [t]
+    return np.stack(cols, axis=1)
+
+
+def nonnegative_fit(a, y):
+    """Least squares of the relative error with every coefficient >= 0 (exhaustive over which
+    coefficients are pinned at 0: at most 4 of them)."""
+    w = 1.0 / y
+    aw, yw = a * w[:, None], y * w
+    best = None
+    n = a.shape[1]
+    for free in itertools.chain.from_iterable(itertools.combinations(range(n), r) for r in range(1, n + 1)):
+        cols = list(free)
+        coef, *_ = np.linalg.lstsq(aw[:, cols], yw, rcond=None)
+        if np.any(coef < 0):
+            continue
+        full = np.zeros(n)
+        full[cols] = coef
+        err = float(np.sum((aw @ full - yw) ** 2))
+        if best is None or err < best[1]:
+            best = (full, err)
+    return best[0]
+
+
+def fit_shape(pts):
+    tokens = [p[0] for p in pts]
+    context = [p[1] for p in pts]
+    y = np.asarray([p[2] for p in pts])
+    best = None
+    for x in [0.0] + sorted(set(float(t) for t in tokens)):
+        if x > 0 and (x <= min(tokens) or x >= max(tokens)):
+            continue  # a crossover needs points on both sides
+        a = features(tokens, context, x)
+        coef = nonnegative_fit(a, y)
+        rel = (a @ coef - y) / y
+        rms = float(np.sqrt(np.mean(rel ** 2)))
+        if best is None or rms < best["rms_rel_err"] - 1e-12:
+            if x > 0:
+                base, ctx, below, above = coef
+            else:
+                base, ctx, below = coef
+                above = below
+            best = {"base_us": float(base), "per_token_us": float(below), "crossover_tokens": x,
+                    "per_token_above_us": float(above), "per_context_us": float(ctx),
+                    "rms_rel_err": rms, "max_rel_err": float(np.max(np.abs(rel)))}
+    return best
+
+
+def predict(m, tokens, context):
+    x = m["crossover_tokens"]
+    tok = m["per_token_us"] * tokens if x <= 0 or tokens <= x else \
+        m["per_token_us"] * x + m["per_token_above_us"] * (tokens - x)
+    return m["base_us"] + m["per_context_us"] * context + tok
+
+
+def yaml_entry(m):
+    keys = ["base_us", "per_token_us", "crossover_tokens", "per_token_above_us", "per_context_us"]
+    if m["crossover_tokens"] <= 0:
+        keys = ["base_us", "per_token_us", "per_context_us"]
+    body = ", ".join(f"{k}: {m[k]:.6g}" for k in keys)
+    return "{" + body + f", rms_rel_err: {m['rms_rel_err']:.4f}, max_rel_err: {m['max_rel_err']:.4f}" + "}"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("json", help="gpu_bench JSON (bench/results/gpu_*.json)")
+    ap.add_argument("--out", required=True, help="YAML to write (configs/cost_model*.yaml)")
+    ap.add_argument("--report", help="Markdown table of measured vs predicted steps to write")
+    ap.add_argument("--points", action="store_true", help="--report: one row per measured step, not per group")
+    args = ap.parse_args(argv)
+    with open(args.json) as f:
+        data = json.load(f)
+    device = data.get("device", "unknown device")
+    fits, per_point = {}, {}
+    for model in data.get("models", []):
+        pts = points(model)
+        if len(pts) < 5:
+            print(f"{model.get('name')}: {len(pts)} measured steps, too few to fit; skipped", file=sys.stderr)
+            continue
+        fits[model["name"]] = fit_shape(pts)
+        per_point[model["name"]] = pts
+        old = (model.get("verify") or {}).get("fit")  # gpu_bench's own two-term fit, for comparison
+        if old:
+            lin = {"base_us": old["c_base_us"], "per_token_us": old["c_tok_us"], "crossover_tokens": 0,
+                   "per_token_above_us": 0, "per_context_us": 0}
+            rel = np.asarray([(predict(lin, t, c) - y) / y for t, c, y, _ in pts])
+            fits[model["name"]]["linear"] = (lin, float(np.sqrt(np.mean(rel ** 2))), float(np.max(np.abs(rel))))
+    if not fits:
+        sys.exit(f"{args.json}: no model with enough decode/verify measurements")
+    largest = list(fits)[-1]
+    src = args.json
+    with open(args.out, "w") as f:
+        f.write(f"# Step cost of the CUDA backend on {device}, fitted by scripts/fit_cost_model.py from {src}:\n")
+        f.write("#   t = base_us + per_context_us * cached positions + per_token_us * min(T, crossover_tokens)\n")
+        f.write("#       + per_token_above_us * max(T - crossover_tokens, 0)   (microseconds per forward pass)\n")
+        f.write("# T: tokens verified in the step; cached positions: summed over its sequences. rms/max_rel_err:\n")
+        f.write("# the fit's relative error over the measured steps (decode batch 1-256 at two contexts, verify).\n")
+        f.write("# step_cost is the largest model measured; per_model lists every shape.\n")
+        f.write("step_cost: " + yaml_entry(fits[largest]) + "\n")
+        f.write("per_model:\n")
+        for name, m in fits.items():
+            f.write(f"  \"{name}\": {yaml_entry(m)}\n")
+    if args.report:
+        with open(args.report, "w") as f:
+            f.write(f"## {src} ({device})\n\n")
+            f.write("| shape | points | base (us) | per token below / above (us) | crossover (tokens) | per cached position (ns) "
+                    "| rms / max rel. error | linear fit t = c_base + c_tok*T (gpu_bench): rms / max |\n"
+                    "|---|---|---|---|---|---|---|---|\n")
+            for name, m in fits.items():
+                lin = m.get("linear")
+                lin_s = f"{lin[1] * 100:.1f}% / {lin[2] * 100:.1f}%" if lin else "-"
+                f.write(f"| {name} | {len(per_point[name])} | {m['base_us']:.1f} | {m['per_token_us']:.3f} / "
+                        f"{m['per_token_above_us']:.3f} | {m['crossover_tokens']:.0f} | {m['per_context_us'] * 1e3:.2f} | "
+                        f"{m['rms_rel_err'] * 100:.1f}% / {m['max_rel_err'] * 100:.1f}% | {lin_s} |\n")
+            f.write("\nError by group of steps (rms / max relative error; linear fit = gpu_bench's own t = c_base + c_tok*T on the same steps):\n\n"
+                    "| shape | group | steps | error | linear fit |\n|---|---|---|---|---|\n")
+            for name, pts in per_point.items():
+                m, lin = fits[name], fits[name].get("linear")
+                groups = {}
+                for t, c, y, label in pts:
+                    kind, batch = label.split()[0], int(label.split()[1][2:])
+                    ctx = label.split()[-1]
+                    size = "B<=16" if batch <= 16 else f"B={batch}"
+                    groups.setdefault(f"{kind} {size} {ctx}", []).append((t, c, y))
+                for g, rows in groups.items():
+                    def err(model):
+                        rel = np.asarray([(predict(model, t, c) - y) / y for t, c, y in rows])
+                        return f"{np.sqrt(np.mean(rel ** 2)) * 100:.1f}% / {np.max(np.abs(rel)) * 100:.1f}%"
+                    f.write(f"| {name} | {g} | {len(rows)} | {err(m)} | {err(lin[0]) if lin else '-'} |\n")
+            for name, pts in (per_point.items() if args.points else []):
+                m = fits[name]
+                lin = m.get("linear")
+                f.write(f"\n### {name}: measured vs predicted step (ms)\n\n| step | tokens | cached positions | "
+                        "measured | predicted | error | linear fit | its error |\n|---|---|---|---|---|---|---|---|\n")
+                for t, c, y, label in pts:
+                    p = predict(m, t, c)
+                    lp = predict(lin[0], t, c) if lin else float("nan")
+                    f.write(f"| {label} | {t} | {c} | {y / 1e3:.3f} | {p / 1e3:.3f} | {(p - y) / y * 100:+.1f}% | "
+                            f"{lp / 1e3:.3f} | {(lp - y) / y * 100:+.1f}% |\n")
+    for name, m in fits.items():
+        print(f"{name}: rms {m['rms_rel_err'] * 100:.1f}%, max {m['max_rel_err'] * 100:.1f}% "
+              f"(base {m['base_us']:.0f} us, {m['per_token_us']:.2f}/{m['per_token_above_us']:.2f} us/token "
+              f"around {m['crossover_tokens']:.0f}, {m['per_context_us'] * 1e3:.2f} ns/position)")
+
+
+if __name__ == "__main__":
+    main()

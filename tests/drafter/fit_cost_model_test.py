@@ -1,0 +1,50 @@
+"""scripts/fit_cost_model.py recovers known constants: a gpu_bench JSON generated from
+t = 2000 + 0.01 us x cached positions + 5 us x min(T, 256) + 12 us x max(T - 256, 0) (decode at batch
+1..256 and two contexts, verify at batch 1..256 x k = 1..16, one point skipped) is fitted back
+exactly, the crossover included, and the YAML has every key load_cost_model reads.
+Run: python tests/drafter/fit_cost_model_test.py (exit 77 = skipped: no numpy)."""
+import json
+import os
+import re
+import sys
+import tempfile
+
+try:
+    import numpy  # noqa: F401
+except ImportError:
+    sys.exit(77)
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+import fit_cost_model  # noqa: E402
+
+
+def step_ms(tokens, cached):
+    return (2000 + 0.01 * cached + 5 * min(tokens, 256) + 12 * max(tokens - 256, 0)) / 1e3
+
+
+def main():
+    decode = [{"batch": b, "context": c, "step_ms": step_ms(b, b * c)} for b in (1, 4, 16, 64, 256) for c in (512, 4096)]
+    decode.append({"batch": 256, "context": 8192, "skipped": "out of memory"})
+    verify = [{"batch": b, "k": k, "context": c, "step_ms": step_ms(b * k, b * c)}
+              for b in (1, 16, 64, 256) for k in (1, 2, 4, 8, 16) for c in (512, 4096)]
+    data = {"device": "test GPU", "models": [{"name": "shape-a", "decode": decode, "verify": {"points": verify}}]}
+    with tempfile.TemporaryDirectory() as d:
+        src, out, rep = (os.path.join(d, n) for n in ("gpu.json", "cost.yaml", "report.md"))
+        with open(src, "w") as f:
+            json.dump(data, f)
+        fit_cost_model.main([src, "--out", out, "--report", rep])
+        text = open(out).read()
+        entry = re.search(r'"shape-a": \{(.*)\}', text).group(1)
+        got = {k: float(v) for k, v in re.findall(r"(\w+): ([-0-9.e+]+)", entry)}
+        want = {"base_us": 2000, "per_context_us": 0.01, "per_token_us": 5, "per_token_above_us": 12,
+                "crossover_tokens": 256}
+        for k, v in want.items():
+            assert abs(got[k] - v) <= 1e-6 * max(1, v), (k, got[k], v)
+        assert got["rms_rel_err"] < 1e-6, got
+        assert text.count("step_cost:") == 1 and "per_model:" in text
+        assert "| shape-a | 50 |" in open(rep).read()  # 10 decode + 40 verify points, the skipped one left out
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
