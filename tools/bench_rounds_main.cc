@@ -36,6 +36,7 @@
 #include "policy/model_config.h"
 #include "rollout/engine.h"
 #include "rollout/forced_trajectories.h"
+#include "tools/cli_flags.h"
 #include "tools/cli_main.h"
 #include "tools/engine_flags.h"
 #include "tools/mode_comparison.h"
@@ -189,15 +190,10 @@ std::optional<Config> parse(int argc, char** argv) {
        "reload the checkpoint as a new version after every round (re-prefill cost)")
       ("json", po::bool_switch(&c.json_out), "print one JSON object");
   desc.add(engine_flags.options(c.settings));
+  const auto vm = tools::parse_flags(argc, argv, desc);
+  if (!vm) return std::nullopt;
   try {
-    po::variables_map vm;
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    if (vm.count("help")) {
-      std::cout << desc << "\n";
-      return std::nullopt;
-    }
-    po::notify(vm);
-    engine_flags.apply(vm, c.settings);
+    engine_flags.apply(*vm, c.settings);
     c.modes.clear();
     for (size_t pos = 0; pos <= modes.size();) {
       const size_t end = std::min(modes.find(',', pos), modes.size());

@@ -50,6 +50,7 @@
 #include "policy/checkpoint.h"
 #include "rollout/engine.h"
 #include "rollout/prompts_jsonl.h"
+#include "tools/cli_flags.h"
 #include "tools/cli_main.h"
 #include "tools/engine_flags.h"
 #include "tools/mode_comparison.h"
@@ -123,17 +124,9 @@ std::optional<Args> parse_args(int argc, char** argv) {
        "write every trajectory of the first mode here as rollout JSONL (step = round), for a task checker")
       ("verbose,v", po::bool_switch(&a.verbose), "engine logs (round ends) on stderr");
   desc.add(engine_flags.options(a.settings));
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    if (vm.count("help")) {
-      std::cout << "Usage: longtail-demo [options]\n" << desc << "\n";
-      return std::nullopt;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw InputError(std::string(e.what()) + " (see --help)");
-  }
+  const auto parsed = longtail::tools::parse_flags(argc, argv, desc, "Usage: longtail-demo [options]\n");
+  if (!parsed) return std::nullopt;
+  const po::variables_map& vm = *parsed;
   auto in_range = [](const char* flag, int v, int lo, int hi) {
     if (v < lo || v > hi) {
       throw InputError(fmt::format("--{} must be in [{}, {}], got {}", flag, lo, hi, v));

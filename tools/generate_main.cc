@@ -41,6 +41,7 @@
 #include "policy/backend.h"
 #include "policy/checkpoint.h"
 #include "policy/plain_decode.h"
+#include "tools/cli_flags.h"
 #include "tools/cli_main.h"
 #include "tools/engine_flags.h"
 #include "rollout/engine.h"
@@ -138,19 +139,11 @@ std::optional<Args> parse_args(int argc, char** argv) {
        "print a last JSON line {\"forward_passes\", \"tokens\", \"drafted_tokens\", \"accepted_tokens\"}")
       ("verbose,v", po::bool_switch(&a.verbose), "log loading details to stderr");
   desc.add(engine_flags.options(a.settings));
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    if (vm.count("help")) {
-      std::cout << "Usage: longtail-generate --model DIR (--prompt 1,2,3 ... | --prompts FILE.jsonl | "
-                   "--score FILE.jsonl) [options]\n"
-                << desc << "\n";
-      return std::nullopt;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw InputError(std::string(e.what()) + " (see --help)");
-  }
+  const auto parsed = longtail::tools::parse_flags(argc, argv, desc,
+                                                   "Usage: longtail-generate --model DIR (--prompt 1,2,3 ... | "
+                                                   "--prompts FILE.jsonl | --score FILE.jsonl) [options]\n");
+  if (!parsed) return std::nullopt;
+  const po::variables_map& vm = *parsed;
   const int sources = (a.prompt_flags.empty() ? 0 : 1) + (a.prompts_file.empty() ? 0 : 1) +
                       (a.score_file.empty() ? 0 : 1);
   if (sources != 1) throw InputError("give exactly one of --prompt, --prompts or --score");

@@ -9,6 +9,7 @@
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
+#include "tools/cli_flags.h"
 #include "tools/cli_main.h"
 #include "tools/recorded_stream.h"
 
@@ -43,17 +44,7 @@ std::optional<Args> parse(int argc, char** argv) {
       ("wait-for-trainer", po::value(&a.stream.wait_for_trainer_s)->default_value(30), "seconds to wait for a trainer")
       ("ack-wait", po::value(&a.stream.ack_wait_s)->default_value(30), "seconds to wait for the final acks")
       ("verbose,v", po::bool_switch(&a.verbose), "log progress to stderr");
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    if (vm.count("help")) {
-      std::cout << desc << "\n";
-      return std::nullopt;
-    }
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw tools::InputError(std::string(e.what()) + " (see --help)");
-  }
+  if (!tools::parse_flags(argc, argv, desc)) return std::nullopt;
   if (a.stream.batches_per_second < 0) throw tools::InputError("--rate must be >= 0");
   if (a.round_size < 0) throw tools::InputError("--round-size must be >= 0");
   a.stream.session.endpoint = endpoint;

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "policy/backend.h"
+#include "tools/cli_flags.h"
 #include "tools/cli_main.h"
 #include "tools/engine_flags.h"
 #include "tools/version.h"
@@ -44,17 +45,9 @@ std::optional<bridge::WorkerConfig> parse(int argc, char** argv) {
   // Engine and backend flags override the YAML's engine: and backend: keys of the same name.
   const tools::EngineFlags engine_flags(tools::common_engine_aliases());
   desc.add(engine_flags.options(rollout::EngineSettings{}));
-  po::variables_map vm;
-  try {
-    po::store(po::parse_command_line(argc, argv, desc), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw InputError(std::string(e.what()) + " (see --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return std::nullopt;
-  }
+  const auto parsed = tools::parse_flags(argc, argv, desc);
+  if (!parsed) return std::nullopt;
+  const po::variables_map& vm = *parsed;
 
   bridge::WorkerConfig cfg;
   try {
