@@ -64,7 +64,9 @@ struct Config {
 
 // Projected time of a round under the linear step cost model t = c_base + c_tok * tokens, summed
 // over its forwards: what the measured forwards and verified tokens would cost on the device the
-// model describes (the default constants describe a 7B-class model on an H100).
+// model describes (the default constants describe a 7B-class model on an H100). The model's
+// crossover and per-context terms need each forward's own counts, which a round's totals do not
+// keep, so they are left out (and the text output says so when the model has them).
 double projected_s(const drafter::StepCostModel& m, const longtail::rollout::RoundStats& s) {
   return (m.base_us * static_cast<double>(s.forward_passes) +
           m.per_token_us * static_cast<double>(s.tokens_verified)) * 1e-6;
@@ -407,6 +409,10 @@ int run(const Config& c) {
                       : (" " + c.cost_model +
                          (c.cost_model_entry.empty() ? "" : " [" + c.cost_model_entry + "]"))
                             .c_str());
+      if (cost.crossover_tokens > 0 || cost.per_context_us > 0) {
+        std::printf("proj_s leaves out the model's crossover and per-context terms: a round's totals cannot "
+                    "price them (longtail-replay prices every forward)\n");
+      }
       for (const auto& r : results) {
         const size_t passes = r.graph_replays + r.graph_eager + r.ungraphable;
         if (passes == 0) continue;
