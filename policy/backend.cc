@@ -8,12 +8,18 @@
 #include <stdexcept>
 #include <string>
 
+#include "policy/checkpoint.h"
 #include "policy/cpu_backend.h"
 #ifdef LONGTAIL_HAVE_CUDA
 #include "policy/cuda_backend.h"
 #endif
 
 namespace longtail::policy {
+
+void Backend::replace_weights_from_cuda_ipc(const CudaIpcTensorSource&, bool) {
+  throw LoadError("the " + name() + " backend cannot read CUDA IPC handles (only the cuda backend can): send the "
+                  "tensors in shared memory (shm) or as a checkpoint directory (path)");
+}
 
 std::optional<SamplingParamsError> check_sampling_params(const SamplingParams& s) {
   if (!std::isfinite(s.temperature) || s.temperature < 0.0f) {

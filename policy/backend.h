@@ -25,6 +25,7 @@
 namespace longtail::policy {
 
 class Checkpoint;
+struct CudaIpcTensorSource;
 
 // One sequence's share of a forward pass.
 struct SequenceChunk {
@@ -161,6 +162,12 @@ class Backend {
   // shared-memory segment, see shared_tensors.h), read before this returns: the caller may
   // release it afterwards. Same guarantees: old weights stay live on any error.
   virtual void replace_weights(const Checkpoint& weights) = 0;
+  // The same from tensors in a trainer's GPU memory on this host (CUDA IPC handles and a manifest,
+  // cuda_ipc_weights.h), copied device to device and cast to the backend's dtypes; check_finite
+  // refuses NaN or infinity before anything is written. Only a backend answering true to
+  // takes_cuda_ipc_weights() can; the default throws LoadError naming the backend.
+  virtual bool takes_cuda_ipc_weights() const { return false; }
+  virtual void replace_weights_from_cuda_ipc(const CudaIpcTensorSource& source, bool check_finite);
 };
 
 struct BackendOptions {

@@ -442,6 +442,20 @@ Checkpoint Checkpoint::from_region(const ModelConfig& config, std::shared_ptr<Ma
   return ck;
 }
 
+Checkpoint Checkpoint::from_views(const ModelConfig& config, const std::filesystem::path& source,
+                                  std::vector<TensorView> views) {
+  Checkpoint ck;
+  ck.dir_ = source;
+  ck.config_ = config;
+  for (TensorView& v : views) {
+    const std::string name = v.name;
+    const std::filesystem::path file = v.file;
+    if (!ck.tensors_.emplace(name, std::move(v)).second) fail(file, name, "tensor is listed twice");
+  }
+  ck.check_against_config();
+  return ck;
+}
+
 size_t mapped_size(const MappedFile& file) { return file.size(); }
 
 void check_finite(const Checkpoint& weights) {

@@ -97,6 +97,13 @@ class Checkpoint {
   // dir() is region's path.
   static Checkpoint from_region(const ModelConfig& config, std::shared_ptr<MappedFile> region,
                                 const std::vector<TensorEntry>& entries);
+  // Views already built by tensor_views() over memory the caller keeps alive, possibly several
+  // regions and possibly memory the host cannot read (a trainer's GPU buffers opened by CUDA IPC,
+  // cuda_ipc_weights.h: such a Checkpoint is only validated and handed to device code, never to
+  // to_float or check_finite). Checked against the architecture exactly as open() checks a
+  // directory; dir() is `source`.
+  static Checkpoint from_views(const ModelConfig& config, const std::filesystem::path& source,
+                               std::vector<TensorView> views);
 
   const std::filesystem::path& dir() const { return dir_; }
   const ModelConfig& config() const { return config_; }

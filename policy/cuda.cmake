@@ -5,6 +5,7 @@ target_sources(longtail_policy PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/cuda_backend.cc
   ${CMAKE_CURRENT_LIST_DIR}/cuda_forward.cc
   ${CMAKE_CURRENT_LIST_DIR}/cuda_gemm.cc
+  ${CMAKE_CURRENT_LIST_DIR}/cuda_ipc_receive.cc
   ${CMAKE_CURRENT_LIST_DIR}/cuda_graph_cache.cc
   ${CMAKE_CURRENT_LIST_DIR}/cuda_kv_blocks.cc
   ${CMAKE_CURRENT_LIST_DIR}/cuda_step_plan.cc

@@ -15,6 +15,7 @@
 #include "kernels/kernels.h"
 #include "policy/checkpoint.h"
 #include "policy/cuda_check.h"
+#include "policy/cuda_ipc_receive.h"
 #include "policy/cuda_forward.h"
 #include "policy/cuda_kv_blocks.h"
 #include "policy/cuda_step_plan.h"
@@ -215,6 +216,13 @@ class CudaBackend final : public Backend {
   void replace_weights(const Checkpoint& weights) override {
     LT_CUDA_CHECK(cudaStreamSynchronize(runner_->stream()));
     weights_->replace(weights);
+  }
+
+  // Device-to-device from a trainer's CUDA tensors (policy/cuda_ipc_receive.h).
+  bool takes_cuda_ipc_weights() const override { return true; }
+  void replace_weights_from_cuda_ipc(const CudaIpcTensorSource& source, bool check_finite) override {
+    LT_CUDA_CHECK(cudaStreamSynchronize(runner_->stream()));
+    cuda::receive_cuda_ipc_weights(*weights_, config_, source, check_finite, runner_->stream());
   }
 
   // ---- benchmark support ----

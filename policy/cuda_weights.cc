@@ -122,42 +122,51 @@ void DeviceWeights::build_view() {
   }
 }
 
-std::vector<std::byte> DeviceWeights::host_image(const Checkpoint& ck) const {
-  const ModelConfig& c = config_;
-  std::vector<std::byte> img(layout_.total_bytes);
+// Where every checkpoint tensor goes in the arena and in which format, the one map both upload
+// paths (host image, device-to-device) follow: put(view, byte offset, kBF16 | kF32).
+enum class Slot { kBF16, kF32 };
+
+template <class Put>
+void place_tensors(const ModelConfig& c, const WeightLayout& layout, const Checkpoint& ck, Put put) {
   const size_t hidden = static_cast<size_t>(c.hidden_size);
   const size_t q_rows = static_cast<size_t>(c.num_heads) * c.head_dim;
   const size_t kv_rows = static_cast<size_t>(c.num_kv_heads) * c.head_dim;
   const size_t inter = static_cast<size_t>(c.intermediate_size);
-  put_bf16(ck.tensor("model.embed_tokens.weight"), img.data() + layout_.embed);
+  put(ck.tensor("model.embed_tokens.weight"), layout.embed, Slot::kBF16);
   for (int i = 0; i < c.num_layers; ++i) {
-    const auto& y = layout_.layers[static_cast<size_t>(i)];
+    const auto& y = layout.layers[static_cast<size_t>(i)];
     auto t = [&](const char* suffix) -> const TensorView& {
       return ck.tensor(layer_tensor_name(i, suffix));
     };
-    std::byte* qkv = img.data() + y.qkv;
-    put_bf16(t("self_attn.q_proj.weight"), qkv);
-    put_bf16(t("self_attn.k_proj.weight"), qkv + q_rows * hidden * 2);
-    put_bf16(t("self_attn.v_proj.weight"), qkv + (q_rows + kv_rows) * hidden * 2);
+    put(t("self_attn.q_proj.weight"), y.qkv, Slot::kBF16);
+    put(t("self_attn.k_proj.weight"), y.qkv + q_rows * hidden * 2, Slot::kBF16);
+    put(t("self_attn.v_proj.weight"), y.qkv + (q_rows + kv_rows) * hidden * 2, Slot::kBF16);
     if (c.attention_bias) {
-      std::byte* b = img.data() + y.qkv_bias;
-      put_f32(t("self_attn.q_proj.bias"), b);
-      put_f32(t("self_attn.k_proj.bias"), b + q_rows * 4);
-      put_f32(t("self_attn.v_proj.bias"), b + (q_rows + kv_rows) * 4);
+      put(t("self_attn.q_proj.bias"), y.qkv_bias, Slot::kF32);
+      put(t("self_attn.k_proj.bias"), y.qkv_bias + q_rows * 4, Slot::kF32);
+      put(t("self_attn.v_proj.bias"), y.qkv_bias + (q_rows + kv_rows) * 4, Slot::kF32);
     }
-    put_bf16(t("self_attn.o_proj.weight"), img.data() + y.o);
-    put_bf16(t("mlp.gate_proj.weight"), img.data() + y.gate_up);
-    put_bf16(t("mlp.up_proj.weight"), img.data() + y.gate_up + inter * hidden * 2);
-    put_bf16(t("mlp.down_proj.weight"), img.data() + y.down);
-    put_f32(t("input_layernorm.weight"), img.data() + y.attn_norm);
-    put_f32(t("post_attention_layernorm.weight"), img.data() + y.mlp_norm);
+    put(t("self_attn.o_proj.weight"), y.o, Slot::kBF16);
+    put(t("mlp.gate_proj.weight"), y.gate_up, Slot::kBF16);
+    put(t("mlp.up_proj.weight"), y.gate_up + inter * hidden * 2, Slot::kBF16);
+    put(t("mlp.down_proj.weight"), y.down, Slot::kBF16);
+    put(t("input_layernorm.weight"), y.attn_norm, Slot::kF32);
+    put(t("post_attention_layernorm.weight"), y.mlp_norm, Slot::kF32);
     if (c.qk_norm) {
-      put_f32(t("self_attn.q_norm.weight"), img.data() + y.q_norm);
-      put_f32(t("self_attn.k_norm.weight"), img.data() + y.k_norm);
+      put(t("self_attn.q_norm.weight"), y.q_norm, Slot::kF32);
+      put(t("self_attn.k_norm.weight"), y.k_norm, Slot::kF32);
     }
   }
-  put_f32(ck.tensor("model.norm.weight"), img.data() + layout_.final_norm);
-  if (!c.tie_word_embeddings) put_bf16(ck.tensor("lm_head.weight"), img.data() + layout_.lm_head);
+  put(ck.tensor("model.norm.weight"), layout.final_norm, Slot::kF32);
+  if (!c.tie_word_embeddings) put(ck.tensor("lm_head.weight"), layout.lm_head, Slot::kBF16);
+}
+
+std::vector<std::byte> DeviceWeights::host_image(const Checkpoint& ck) const {
+  std::vector<std::byte> img(layout_.total_bytes);
+  place_tensors(config_, layout_, ck, [&](const TensorView& v, size_t offset, Slot slot) {
+    if (slot == Slot::kBF16) put_bf16(v, img.data() + offset);
+    else put_f32(v, img.data() + offset);
+  });
   return img;
 }
 
@@ -212,6 +221,39 @@ DeviceWeights::DeviceWeights(const ModelConfig& config, uint64_t seed)
   LT_CUDA_CHECK(cudaDeviceSynchronize());
   spdlog::info("cuda backend: {:.1f} MiB of random weights (seed {})",
                static_cast<double>(layout_.total_bytes) / (1 << 20), seed);
+}
+
+kernels::ElementType element_type(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return kernels::ElementType::kF32;
+    case DType::kBF16: return kernels::ElementType::kBF16;
+    case DType::kF16: return kernels::ElementType::kF16;
+  }
+  throw std::logic_error("element_type: unknown dtype");
+}
+
+void DeviceWeights::replace_from_device(const Checkpoint& ck, kernels::Stream stream) {
+  if (!same_shapes(config_, ck.config()))
+    throw LoadError(ck.dir().string() +
+                    ": replace_weights needs the same architecture and shapes as the loaded model");
+  auto* base = arena_.get<std::byte>();
+  place_tensors(config_, layout_, ck, [&](const TensorView& v, size_t offset, Slot slot) {
+    const bool same = slot == Slot::kBF16 ? v.dtype == DType::kBF16 : v.dtype == DType::kF32;
+    if (same) {
+      LT_CUDA_CHECK(cudaMemcpyAsync(base + offset, v.bytes.data(), v.bytes.size(), cudaMemcpyDeviceToDevice, stream));
+      return;
+    }
+    const kernels::ElementType from = element_type(v.dtype);
+    if (slot == Slot::kBF16) {
+      LT_KERNEL_CHECK(kernels::convert_to_bf16(v.bytes.data(), from, reinterpret_cast<kernels::bf16*>(base + offset),
+                                               v.numel(), stream));
+    } else {
+      LT_KERNEL_CHECK(kernels::convert_to_f32(v.bytes.data(), from, reinterpret_cast<float*>(base + offset), v.numel(),
+                                              stream));
+    }
+  });
+  LT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  spdlog::info("cuda backend: weights replaced from {} (device to device)", ck.dir().string());
 }
 
 void DeviceWeights::replace(const Checkpoint& ck) {

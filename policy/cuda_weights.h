@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/convert.h"
 #include "policy/checkpoint.h"
 #include "policy/cuda_buffer.h"
 #include "policy/model_config.h"
@@ -49,6 +50,9 @@ struct WeightLayout {
 
 WeightLayout weight_layout(const ModelConfig& config);
 
+// The kernels' name of a checkpoint dtype, for conversions on the device (kernels/convert.h).
+kernels::ElementType element_type(DType dtype);
+
 class DeviceWeights {
  public:
   // Converts and uploads every tensor of an already validated checkpoint.
@@ -60,6 +64,10 @@ class DeviceWeights {
   // Overwrites the weights with another checkpoint of the same shapes. The whole checkpoint is
   // read and converted on the host before the first byte is copied to the device.
   void replace(const Checkpoint& checkpoint);
+  // The same from a validated tensor set whose views point to device memory (a trainer's tensors
+  // opened by CUDA IPC): copied and cast on `stream` (a memcpy where the dtype already matches),
+  // which is synchronised before this returns, so the source may be released afterwards.
+  void replace_from_device(const Checkpoint& device_tensors, kernels::Stream stream);
 
   const ModelWeights& view() const { return view_; }
   const WeightLayout& layout() const { return layout_; }

@@ -404,6 +404,13 @@ void Engine::update_weights(const policy::Checkpoint& weights, int64_t version) 
   impl_->weights_replaced(weights.dir(), version);
 }
 
+void Engine::update_weights(const policy::CudaIpcTensorSource& source, bool check_finite, int64_t version) {
+  impl_->backend->replace_weights_from_cuda_ipc(source, check_finite);
+  impl_->weights_replaced("cuda-ipc", version);
+}
+
+bool Engine::takes_cuda_ipc_weights() const { return impl_->backend->takes_cuda_ipc_weights(); }
+
 bool Engine::set_reward(uint64_t uid, double reward) {
   Impl& m = *impl_;
   for (auto& e : m.recent) {

@@ -61,6 +61,10 @@ class Engine {
   void update_weights(const std::filesystem::path& checkpoint_dir, int64_t version);
   // The same from an open, validated tensor set (e.g. a trainer's shared-memory segment).
   void update_weights(const policy::Checkpoint& weights, int64_t version);
+  // The same from a trainer's CUDA tensors (policy/cuda_ipc_weights.h); LoadError, nothing
+  // changed, when the backend cannot read them (takes_cuda_ipc_weights() false) or they are bad.
+  void update_weights(const policy::CudaIpcTensorSource& source, bool check_finite, int64_t version);
+  bool takes_cuda_ipc_weights() const;
 
   // Attaches a reward to a trajectory uid (for the minimum-variance baseline of its batch).
   // Returns false when the uid is unknown.

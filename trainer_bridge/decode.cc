@@ -340,8 +340,8 @@ void check(const Ctx& ctx, const Credit& m) {
   if (m.batches < 0) ctx.fail(errc::kBadField, "field 'batches' must be >= 0");
 }
 void check(const Ctx& ctx, const UpdateWeights& m) {
-  if (m.path.empty() == m.shm.empty())
-    ctx.fail(errc::kBadField, "exactly one of 'path' (non-empty) and 'shm' must be given");
+  if (int{!m.path.empty()} + int{!m.shm.empty()} + int{!m.cuda_ipc.empty()} != 1)
+    ctx.fail(errc::kBadField, "exactly one of 'path' (non-empty) and 'shm' (or 'cuda_ipc') must be given");
   if (m.path.find('\0') != std::string::npos)
     ctx.fail(errc::kBadField, "field 'path' contains a NUL byte at offset " + std::to_string(m.path.find('\0')));
 }

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "policy/cuda_ipc_weights.h"
 #include "policy/shared_tensors.h"
 #include "rollout/importance.h"
 #include "rollout/trajectory.h"
@@ -111,6 +112,7 @@ struct UpdateWeights {
   std::string path;                 // checkpoint directory; empty when shm is set
   policy::SharedTensorSource shm;   // or the tensors in a shared-memory segment (empty(): none)
   bool check_finite = false;        // refuse weights holding NaN or infinity
+  policy::CudaIpcTensorSource cuda_ipc;  // or the trainer's CUDA tensors (empty(): none)
 };
 struct Rewards {
   uint64_t req = 0;

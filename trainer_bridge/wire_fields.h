@@ -173,12 +173,35 @@ void fields(V& v, M& m) {
   v("tensors", m.tensors);
 }
 
+template <class V, Is<policy::CudaIpcBuffer> M>
+void fields(V& v, M& m) {
+  v.bytes("handle", m.handle, kRequired);
+  v("size", m.size);
+}
+
+template <class V, Is<policy::CudaIpcTensor> M>
+void fields(V& v, M& m) {
+  v("name", m.name);
+  v("dtype", m.dtype);
+  v("shape", m.shape);
+  v("buffer", m.buffer);
+  v("begin", m.begin);
+  v("end", m.end);
+}
+
+template <class V, Is<policy::CudaIpcTensorSource> M>
+void fields(V& v, M& m) {
+  v("buffers", m.buffers);
+  v("tensors", m.tensors);
+}
+
 template <class V, Is<UpdateWeights> M>
 void fields(V& v, M& m) {
   v("req", m.req);
   v("version", m.version);
   v("path", m.path, kNilWhenEmpty);
   v("shm", m.shm, kOptional);
+  v("cuda_ipc", m.cuda_ipc, kOptional);
   v("check_finite", m.check_finite, kOptional);
 }
 

@@ -93,6 +93,7 @@ Welcome Worker::describe() {
   w.software_version = opts_.software_version;
   w.deterministic = opts_.backend.deterministic;
   w.capabilities = {"rewards", "drain", "update_weights", "update_weights_shm", "stop_token_ids", "ignore_eos"};
+  if (engine_->takes_cuda_ipc_weights()) w.capabilities.push_back("update_weights_cuda_ipc");
   if (engine_->samples_min_p()) w.capabilities.push_back("min_p");
   if (engine_->samples_min_tokens()) w.capabilities.push_back("min_tokens");
   if (engine_->samples_processed_logprobs()) w.capabilities.push_back("logprobs_mode:processed");
@@ -233,6 +234,21 @@ void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) 
       fail(errc::kBadCheckpoint, std::string("weights in shared memory cannot be loaded: ") + e.what());
     }
     return weights_live(peer, u, std::filesystem::path("/dev/shm") / u.shm.segment, t0);
+  }
+  if (!u.cuda_ipc.empty()) {
+    // A trainer on this host shares its CUDA tensors: the backend opens the handles, validates,
+    // copies device to device and closes them before this returns (the trainer may then reuse them).
+    if (!engine_->takes_cuda_ipc_weights())
+      fail(errc::kInvalidRequest, "UPDATE_WEIGHTS 'cuda_ipc' needs the cuda backend; this worker runs the " +
+                                      opts_.backend.kind + " backend (send 'shm' or 'path' instead)");
+    spdlog::info("worker: loading weights version {} from {} CUDA IPC buffers ({} tensors)", u.version,
+                 u.cuda_ipc.buffers.size(), u.cuda_ipc.tensors.size());
+    try {
+      engine_->update_weights(u.cuda_ipc, u.check_finite, u.version);
+    } catch (const std::exception& e) {
+      fail(errc::kBadCheckpoint, std::string("weights from CUDA IPC handles cannot be loaded: ") + e.what());
+    }
+    return weights_live(peer, u, "cuda-ipc", t0);
   }
   const std::filesystem::path p(u.path);
   if (!path_inside(p, opts_.allowed_weight_dirs))

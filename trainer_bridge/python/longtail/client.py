@@ -371,18 +371,45 @@ class Client:
         return int(reply["version"])
 
     def update_weights_from_tensors(self, version: int, named_tensors: Mapping[str, Any], timeout: float = 600.0,
-                                    check_finite: bool = False) -> int:
+                                    check_finite: bool = False, source: str = "auto") -> int:
         """Hands ``named_tensors`` (HF name -> numpy array or torch tensor) to a worker on this host
-        through one shared-memory segment and makes them policy ``version``; returns when they are
-        live. The worker validates them like a checkpoint (``check_finite`` also refuses NaN/inf);
-        on WorkerError it keeps its previous weights. The segment is unlinked in every case."""
-        from longtail.shared_weights import TensorSegment
+        without a checkpoint on disk and makes them policy ``version``; returns when they are live.
 
-        with TensorSegment(named_tensors) as seg:
-            req = self._next_req()
-            reply = self._request([pack({"type": "UPDATE_WEIGHTS", "req": req, "version": int(version),
-                                         "shm": seg.wire(), "check_finite": bool(check_finite)})],
-                                  req, timeout, worker_may_be_busy=True)
+        ``source``: ``"cuda_ipc"`` shares CUDA tensors by CUDA IPC handles (the worker copies them
+        device to device; its HELLO must list ``update_weights_cuda_ipc``, i.e. the CUDA backend);
+        ``"shm"`` copies them into one POSIX shared-memory segment (any backend; CUDA tensors go
+        through the host); ``"auto"`` (default) takes CUDA IPC when every tensor is a CUDA tensor and
+        the worker serves it, else shm. The worker validates the tensors like a checkpoint
+        (``check_finite`` also refuses NaN/inf); on WorkerError it keeps its previous weights. The
+        tensors are read by the worker before it replies: change them only after this returns."""
+        from longtail import cuda_ipc
+
+        if source not in ("auto", "cuda_ipc", "shm"):
+            raise ValueError(f"source={source!r} is not one of auto, cuda_ipc, shm")
+        served = self.worker is not None and "update_weights_cuda_ipc" in self.worker.capabilities
+        if source == "auto":
+            all_cuda = len(named_tensors) > 0 and all(cuda_ipc.is_cuda_tensor(t) for t in named_tensors.values())
+            source = "cuda_ipc" if all_cuda and served else "shm"
+        if source == "cuda_ipc":
+            if not served:
+                caps = self.worker.capabilities if self.worker is not None else []
+                backend = next((c for c in caps if c.startswith("backend:")), "backend unknown")
+                raise WorkerError("INVALID_REQUEST", "source='cuda_ipc' needs a worker whose HELLO lists "
+                                  f"update_weights_cuda_ipc (the CUDA backend); this one has {backend}; "
+                                  "use source='shm'", None, "UPDATE_WEIGHTS")
+            with cuda_ipc.CudaIpcTensors(named_tensors) as shared:  # released once the worker replied
+                req = self._next_req()
+                reply = self._request([pack({"type": "UPDATE_WEIGHTS", "req": req, "version": int(version),
+                                             "cuda_ipc": shared.wire(), "check_finite": bool(check_finite)})],
+                                      req, timeout, worker_may_be_busy=True)
+        else:
+            from longtail.shared_weights import TensorSegment
+
+            with TensorSegment(named_tensors) as seg:
+                req = self._next_req()
+                reply = self._request([pack({"type": "UPDATE_WEIGHTS", "req": req, "version": int(version),
+                                             "shm": seg.wire(), "check_finite": bool(check_finite)})],
+                                      req, timeout, worker_may_be_busy=True)
         if self.worker is not None:
             self.worker.policy_version = int(reply["version"])
         return int(reply["version"])
