@@ -1,10 +1,12 @@
 """How the trainer's new weights reach the worker: one function, so the transport can change.
 
-Today: a checkpoint directory per version (config.json + model.safetensors in fp32) under a root
-that the worker lists in `weights.allowed_dirs`, loaded with UPDATE_WEIGHTS; older versions are
-deleted once the worker has confirmed a newer one. On the same host (the default: the trainer starts
-its own worker on an ipc:// socket) the tensors go through one shared-memory segment instead
-(`client.update_weights_from_tensors`), no disk round trip. `make_transport` picks.
+A worker on another host: a checkpoint directory per version (config.json + model.safetensors in
+fp32) under a root that the worker lists in `weights.allowed_dirs`, loaded with UPDATE_WEIGHTS;
+older versions are deleted once the worker has confirmed a newer one. On the same host (the
+default: the trainer starts its own worker on an ipc:// socket) the tensors go over directly
+(`client.update_weights_from_tensors`), no disk round trip: by CUDA IPC handles, device to device,
+when the model is on the GPU and the worker runs the CUDA backend, else through one shared-memory
+segment. `make_transport` picks.
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ from safetensors.torch import save_file
 CHECKPOINT_FILES = ("config.json", "generation_config.json")
 
 
-def named_tensors(model) -> Dict[str, torch.Tensor]:
-    """The model's weights under their HF names, contiguous fp32 on the CPU, tied embeddings once
-    (as save_pretrained writes them)."""
+def named_tensors(model, on_cpu: bool = True) -> Dict[str, torch.Tensor]:
+    """The model's weights under their HF names, contiguous, tied embeddings once (as
+    save_pretrained writes them): fp32 on the CPU, or with on_cpu=False where and as they are."""
     out: Dict[str, torch.Tensor] = {}
     seen = set()
     for name, p in model.state_dict().items():
         if p.data_ptr() in seen:
             continue
         seen.add(p.data_ptr())
-        out[name] = p.detach().to("cpu", torch.float32).contiguous()
+        out[name] = p.detach().to("cpu", torch.float32).contiguous() if on_cpu else p.detach()
     return out
 
 
@@ -64,19 +66,20 @@ class CheckpointDirTransport:
         return {"write_s": t1 - t0, "load_s": t2 - t1, "total_s": t2 - t0}
 
 
-class SharedMemoryTransport:
-    """UPDATE_WEIGHTS from a shared-memory segment: the worker must run on this host."""
+class SameHostTransport:
+    """UPDATE_WEIGHTS from the trainer's tensors: the worker must run on this host. The client
+    shares CUDA tensors by CUDA IPC when the worker serves it, else copies into shared memory."""
 
     def push(self, client, model, version: int) -> Dict[str, float]:
-        """Returns `total_s` (copy into shared memory + the worker's validate-and-swap round trip)."""
+        """Returns `total_s` (the hand-over + the worker's validate-and-swap round trip)."""
         t0 = time.perf_counter()
-        client.update_weights_from_tensors(version, named_tensors(model))
+        client.update_weights_from_tensors(version, named_tensors(model, on_cpu=False))
         return {"total_s": time.perf_counter() - t0}
 
 
 def make_transport(endpoint: str, root: pathlib.Path, base_checkpoint: pathlib.Path):
-    """Shared memory for a worker on this host (ipc://, or tcp:// to a loopback address), a
-    checkpoint directory otherwise."""
+    """The trainer's tensors for a worker on this host (ipc://, or tcp:// to a loopback address),
+    a checkpoint directory otherwise."""
     local = endpoint.startswith("ipc://") or any(endpoint.startswith(f"tcp://{h}:")
                                                   for h in ("127.0.0.1", "localhost", "[::1]"))
-    return SharedMemoryTransport() if local else CheckpointDirTransport(root, base_checkpoint)
+    return SameHostTransport() if local else CheckpointDirTransport(root, base_checkpoint)
