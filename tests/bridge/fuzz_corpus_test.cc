@@ -45,6 +45,11 @@ std::vector<std::pair<Direction, Message>> seeds() {
   r2.groups.push_back({"g", 2, 0.5, true, {1, 2}, {1, 0.5}, {1, 0}, {0.5, -0.5}});
   Submit s2 = s;
   s2.groups[0].sampling = {0.7f, 20, 0.9f, 0.05f, 42};
+  // Weights without a directory: a shared-memory segment, and CUDA IPC handles (opaque bytes).
+  UpdateWeights from_shm{9, 6, "", policy::SharedTensorSource{"longtail-x", 64, {{"w", "BF16", {2, 3}, 0, 12}}}, true};
+  UpdateWeights from_ipc{10, 7};
+  from_ipc.cuda_ipc.buffers = {{std::string(policy::kCudaIpcHandleBytes, '\x07'), 256}};
+  from_ipc.cuda_ipc.tensors = {{"w", "F32", {4, 4}, 0, 0, 64}, {"b", "F16", {4}, 0, 64, 72}};
   return {
       {Direction::kToWorker, Hello{kProtocolVersion, "t", 4}},
       {Direction::kToWorker, s},
@@ -73,6 +78,8 @@ std::vector<std::pair<Direction, Message>> seeds() {
       // A fleet's shared history.
       {Direction::kToWorker, History{8, {{"p0", {1, 2, 3}, {4, 5}}, {"p1", {9}, {}}}}},
       {Direction::kToTrainer, HistoryOk{8, 2}},
+      {Direction::kToWorker, from_shm},
+      {Direction::kToWorker, from_ipc},
   };
 }
 
