@@ -23,7 +23,10 @@
 #include "rollout/replay_fleet.h"
 #include "rollout/replay_report.h"
 #include "rollout/replay_simulation.h"
+#include "rollout/engine_options_io.h"
+#include "tools/cli_flags.h"
 #include "tools/cli_main.h"
+#include "tools/engine_flags.h"
 #include "tools/recorded_stream.h"
 #include "tools/trajectory_export.h"
 
@@ -49,13 +52,51 @@ struct Args {
   bool json = false, quiet = false;
 };
 
+// The replay's older flag names, as aliases of the option table's keys (tools/engine_flags.h).
+std::vector<tools::FlagAlias> replay_aliases() {
+  return {
+      {"window", "drafter.window_rounds", "", ""},
+      {"budget", "speculation.max_budget", "", "max draft tokens (tree nodes) per sequence per step"},
+      {"medium-budget", "speculation.medium_budget", "", ""},
+      {"long-frac", "speculation.long_frac", "", ""},
+      {"short-frac", "speculation.short_frac", "", ""},
+      {"policy", "speculation.mode", "", "budget policy: fixed, length-aware or off"},
+      {"min-prob", "drafter.min_prob", "", ""},
+      {"match-factor", "drafter.match_length_factor", "", ""},
+      {"own-min-match", "drafter.own_min_match", "", ""},
+      {"extend-prob", "drafter.extend_prob", "", ""},
+      {"count-prior", "drafter.count_prior", "", ""},
+      {"max-tokens-per-step", "speculation.max_tokens_per_step", "", ""},
+      {"max-step-overhead", "speculation.max_step_overhead", "", ""},
+      {"cost-model", "speculation.cost_model", "", "YAML cost model, FILE or FILE#ENTRY (configs/cost_model*.yaml)"},
+      {"cost-base-us", "speculation.cost_base_us", "", ""},
+      {"cost-per-token-us", "speculation.cost_per_token_us", "", ""},
+      {"no-speculation", "speculation.enabled", "false", "baseline: no drafting at all"},
+      {"acceptance-aware", "speculation.acceptance_aware", "true", ""},
+      {"chains", "speculation.token_trees", "false", "draft chains instead of token trees"},
+      {"no-global", "drafter.use_global_scope", "false", "do not draft from the global history"},
+      {"no-prompt-scope", "drafter.use_prompt_scope", "false", "do not draft from the same prompt's history"},
+      {"no-own", "drafter.use_own_context", "false", "do not draft from the rollout's own context"},
+      {"threads", "drafter.threads", "", "drafting threads"},
+      {"max-kv-tokens", "backend.max_kv_tokens", "", "engine model: KV capacity in positions (0 = unlimited)"},
+      {"kv-block-size", "backend.kv_block_size", "", ""},
+  };
+}
+
 std::optional<Args> parse(int argc, char** argv) {
   Args a;
-  std::string policy_name = "length-aware", on_error = "skip", cost_file, endpoint, routing, simulation = "engine";
-  int32_t own_min_match = 1, window = 8, budget = 16, threads = 1, medium_budget = 4, max_tokens_per_step = 0;
-  double long_frac = 0.5, short_frac = 0.15, extend_prob = 1.0, min_prob = 0.1, match_factor = 1.0, count_prior = 0.0, cost_base = -1, cost_tok = -1, max_step_overhead = 1.0;
+  std::string on_error = "skip", endpoint, routing, simulation = "engine";
   double stream_rate = 0;
   size_t stream_batch = 0;
+  rollout::EngineSettings settings;
+  // The engine options the replay uses: drafting, budgets and the cost model, and the engine
+  // model's batching and KV (round_groups is the replay's own: 0 means the first round's groups).
+  // Measured step times (refit) do not exist here; the backend is always the accounting one.
+  const tools::EngineFlags engine_flags(
+      replay_aliases(),
+      {"speculation.", "drafter.", "max_running_sequences", "overprovision", "backend.max_kv_tokens",
+       "backend.kv_block_size"},
+      {"speculation.refit_cost_model", "speculation.rls_forgetting"}, rollout::OptionScope::kTraceForced);
   po::options_description desc(
       "longtail-replay INPUT [options]\n"
       "INPUT: JSONL, one rollout per line in generation order: {\"prompt_id\", \"sample\", \"step\"?,\n"
@@ -69,41 +110,11 @@ std::optional<Args> parse(int argc, char** argv) {
        "static: the drafter alone, one static batch per round")
       ("model", po::value(&a.engine.model), "engine: checkpoint directory whose config.json sets vocabulary, context "
        "and EOS ids (default: one that holds every recorded token and length)")
-      ("max-running-sequences", po::value(&a.engine.max_running_sequences)->default_value(256),
-       "engine: sequences in one forward at most (EngineOptions::max_running_sequences)")
-      ("overprovision", po::value(&a.engine.overprovision)->default_value(1.0),
-       "engine: partial rollouts, ceil(f x N) groups in flight (1 = off)")
       ("round-groups", po::value(&a.engine.round_groups)->default_value(0),
        "engine: groups per emitted batch N (0 = the groups of the first round)")
       ("max-new-tokens", po::value(&a.engine.max_new_tokens)->default_value(0),
        "engine: every group's max_new_tokens (0 = the longest recorded response)")
-      ("max-kv-tokens", po::value(&a.engine.max_kv_tokens)->default_value(0),
-       "engine: KV cache capacity in positions (0 = unlimited)")
-      ("kv-block-size", po::value(&a.engine.kv_block_size)->default_value(16), "engine: KV block size in positions")
       ("round-size", po::value(&a.round_size)->default_value(64), "prompts per round for lines without \"step\" (0 = one round)")
-      ("window", po::value(&window)->default_value(8), "drafter history window in rounds")
-      ("budget", po::value(&budget)->default_value(16), "max draft tokens per sequence per step")
-      ("medium-budget", po::value(&medium_budget)->default_value(4), "draft tokens for medium predicted lengths (length-aware)")
-      ("long-frac", po::value(&long_frac)->default_value(0.5), "length-aware: predicted remaining >= this x the batch max is long")
-      ("short-frac", po::value(&short_frac)->default_value(0.15), "length-aware: below this x the batch max is short (no drafts)")
-      ("policy", po::value(&policy_name)->default_value("length-aware"), "budget policy: fixed, length-aware or off")
-      ("min-prob", po::value(&min_prob)->default_value(0.1), "stop drafting below this path probability")
-      ("match-factor", po::value(&match_factor)->default_value(1.0), "draft at most factor x match length tokens (0 = no limit)")
-      ("own-min-match", po::value(&own_min_match)->default_value(1), "shortest own-context repeat that is drafted from")
-      ("extend-prob", po::value(&extend_prob)->default_value(1.0), "past the match-length limit, keep drafting while path probability >= this")
-      ("count-prior", po::value(&count_prior)->default_value(0.0), "path probability = count / (context count + prior)")
-      ("max-tokens-per-step", po::value(&max_tokens_per_step)->default_value(0), "cap on verified tokens per step (0 = from the cost model)")
-      ("max-step-overhead", po::value(&max_step_overhead)->default_value(1.0), "speculative step may cost (1 + x) times a plain step")
-      ("cost-model", po::value(&cost_file), "YAML cost model, FILE or FILE#ENTRY (configs/cost_model*.yaml)")
-      ("cost-base-us", po::value(&cost_base), "c_base in t = c_base + c_tok * tokens (us)")
-      ("cost-per-token-us", po::value(&cost_tok), "c_tok (us per verified token)")
-      ("no-speculation", "baseline: no drafting at all")
-      ("acceptance-aware", "shrink draft budgets where drafts keep failing (drafter/speculation_policy.h)")
-      ("chains", "draft chains instead of token trees (the engine's default, SpeculationPolicyOptions::token_trees)")
-      ("no-global", "do not draft from the global history")
-      ("no-prompt-scope", "do not draft from the same prompt's history")
-      ("no-own", "do not draft from the rollout's own context")
-      ("threads", po::value(&threads)->default_value(1), "drafting threads")
       ("on-error", po::value(&on_error)->default_value("skip"), "bad input line: skip or stop")
       ("json", "print one JSON object instead of the table")
       ("plot", po::value(&a.plot), "write acceptance and speedup by length bucket to this SVG file")
@@ -116,86 +127,39 @@ std::optional<Args> parse(int argc, char** argv) {
       ("stream", po::value(&endpoint), "instead of replaying, send the rollouts to a trainer as BATCH messages from this endpoint (bound; see trainer_bridge/PROTOCOL.md)")
       ("stream-rate", po::value(&stream_rate)->default_value(0), "--stream: batches per second (0 = as fast as credit allows)")
       ("stream-batch-size", po::value(&stream_batch)->default_value(0), "--stream: trajectories per batch (0 = one batch per round)");
+  desc.add(engine_flags.options(settings));
   po::positional_options_description pos;
   pos.add("input", 1);
-  po::variables_map vm;
-  try {
-    po::store(po::command_line_parser(argc, argv).options(desc).positional(pos).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw InputError(std::string(e.what()) + " (see --help)");
-  }
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
-    return std::nullopt;
-  }
+  const auto vm = tools::parse_flags(argc, argv, desc, {}, &pos);
+  if (!vm) return std::nullopt;
   if (a.input.empty()) throw InputError("no input file given (see --help)");
-  a.json = vm.count("json") > 0;
-  a.quiet = vm.count("quiet") > 0;
+  a.json = vm->count("json") > 0;
+  a.quiet = vm->count("quiet") > 0;
+  engine_flags.apply(*vm, settings);
   rollout::ReplayOptions& opts = a.replay;
-  {
-    if (on_error != "skip" && on_error != "stop") {
-      throw InputError("--on-error must be skip or stop, not '" + on_error + "'");
-    }
-    if (window < 1) throw InputError("--window must be >= 1");
-    if (budget < 0 || medium_budget < 0) throw InputError("--budget must be >= 0");
-    if (!(min_prob >= 0 && min_prob <= 1)) throw InputError("--min-prob must be in [0, 1]");
-    opts.drafter.window_rounds = window;
-    opts.drafter.min_prob = min_prob;
-    if (match_factor < 0 || count_prior < 0) throw InputError("--match-factor and --count-prior must be >= 0");
-    opts.drafter.match_length_factor = match_factor;
-    opts.drafter.count_prior = count_prior;
-    opts.drafter.own_min_match = std::max(1, own_min_match);
-    opts.drafter.extend_prob = extend_prob;
-    opts.drafter.threads = threads;
-    opts.drafter.use_global_scope = !vm.count("no-global");
-    opts.drafter.use_prompt_scope = !vm.count("no-prompt-scope");
-    opts.drafter.use_own_context = !vm.count("no-own");
-    opts.policy.mode = drafter::parse_budget_mode(policy_name);
-    opts.policy.max_budget = budget;
-    if (!(short_frac >= 0 && short_frac <= long_frac && long_frac <= 1)) {
-      throw InputError("need 0 <= --short-frac <= --long-frac <= 1");
-    }
-    opts.policy.long_frac = long_frac;
-    opts.policy.short_frac = short_frac;
-    opts.policy.medium_budget = std::min(medium_budget, budget);
-    opts.policy.max_tokens_per_step = max_tokens_per_step;
-    opts.policy.max_step_overhead = max_step_overhead;
-    if (!cost_file.empty()) {
-      try {
-        opts.policy.cost = drafter::load_cost_model(cost_file);
-      } catch (const std::runtime_error& e) {
-        throw InputError(e.what());
-      }
-    }
-    if (vm.count("cost-base-us")) {
-      if (cost_base < 0) throw InputError("--cost-base-us must be >= 0");
-      opts.policy.cost.base_us = cost_base;
-    }
-    if (vm.count("cost-per-token-us")) {
-      if (cost_tok < 0) throw InputError("--cost-per-token-us must be >= 0");
-      opts.policy.cost.per_token_us = cost_tok;
-    }
-    opts.speculation = !vm.count("no-speculation");
-    opts.policy.acceptance_aware = vm.count("acceptance-aware") > 0;
-    if (vm.count("chains")) opts.policy.token_trees = false;
-    if (a.fleet.workers < 1) throw InputError("--workers must be >= 1");
-    if (routing != "affine" && routing != "random") throw InputError("--routing must be affine or random, not '" + routing + "'");
-    a.fleet.routing = routing == "affine" ? rollout::FleetRouting::kAffine : rollout::FleetRouting::kRandom;
-    a.fleet.shared_history = vm.count("shared-history") > 0;
-    a.as_fleet = a.fleet.workers > 1 || a.fleet.shared_history;
+  opts.drafter = settings.engine.drafter;
+  opts.policy = rollout::effective_budgets(settings.engine);
+  opts.speculation = rollout::speculation_enabled(settings.engine);
+  a.engine.max_running_sequences = settings.engine.max_running_sequences;
+  a.engine.overprovision = settings.engine.overprovision;
+  a.engine.max_kv_tokens = settings.backend.max_kv_tokens;
+  a.engine.kv_block_size = settings.backend.kv_block_size;
+  if (on_error != "skip" && on_error != "stop") {
+    throw InputError("--on-error must be skip or stop, not '" + on_error + "'");
   }
+  if (a.fleet.workers < 1) throw InputError("--workers must be >= 1");
+  if (routing != "affine" && routing != "random") throw InputError("--routing must be affine or random, not '" + routing + "'");
+  a.fleet.routing = routing == "affine" ? rollout::FleetRouting::kAffine : rollout::FleetRouting::kRandom;
+  a.fleet.shared_history = vm->count("shared-history") > 0;
+  a.as_fleet = a.fleet.workers > 1 || a.fleet.shared_history;
   a.on_error = on_error == "stop" ? rollout::OnError::kStop : rollout::OnError::kSkip;
   if (simulation != "engine" && simulation != "static") {
     throw InputError("--simulation must be engine or static, not '" + simulation + "'");
   }
   a.static_batches = simulation == "static";
-  if (a.engine.max_running_sequences < 1) throw InputError("--max-running-sequences must be >= 1");
-  if (!(a.engine.overprovision >= 1)) throw InputError("--overprovision must be >= 1");
-  if (a.engine.round_groups < 0 || a.engine.max_new_tokens < 0 || a.engine.max_kv_tokens < 0) {
-    throw InputError("--round-groups, --max-new-tokens and --max-kv-tokens must be >= 0");
+  if (a.engine.round_groups < 0 || a.engine.max_new_tokens < 0) {
+    throw InputError("--round-groups and --max-new-tokens must be >= 0");
   }
-  if (a.engine.kv_block_size < 1) throw InputError("--kv-block-size must be >= 1");
   if (!a.export_format.empty() && a.export_format != "jsonl") {
     throw InputError("--export must be jsonl, not '" + a.export_format + "'");
   }
