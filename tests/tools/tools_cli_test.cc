@@ -4,13 +4,17 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "rollout/engine_options_io.h"
 #include "rollout/rollout_jsonl.h"
 #include "rollout/trajectory_log.h"
 #include "testing/cli_run.h"
@@ -91,6 +95,27 @@ TEST(ToolsCli, BenchRoundsTakesTheEngineTableAndTheAccountingBackend) {
   EXPECT_EQ(demo.code, 2);
   EXPECT_NE(demo.err.find("option 'backend.kind' expects one of cpu, cuda, got 'accounting'"), std::string::npos)
       << demo.err;
+}
+
+// Every key of the engine option table is a flag of every tool that runs the engine, but for the
+// keys a tool sets itself (its modes or its one round), so no tool exposes a hand-picked subset.
+TEST(ToolsCli, EveryEngineRunningToolTakesEveryTableKey) {
+  const std::map<std::string, std::set<std::string>> set_by_the_tool = {
+      {"longtail-demo", {"round_groups", "overprovision", "speculation.enabled"}},
+      {"longtail-generate", {"round_groups", "overprovision"}},
+      {"longtail-bench-rounds", {"round_groups", "overprovision", "speculation.enabled", "speculation.cost_model"}},
+      {"longtail-worker", {}}};
+  for (const auto& [tool, own] : set_by_the_tool) {
+    const auto r = run_cli(std::string(LONGTAIL_BIN_DIR) + "/" + tool + " --help");
+    ASSERT_EQ(r.code, 0) << tool << ": " << r.err;
+    for (const rollout::OptionSpec& s : rollout::engine_option_table()) {
+      std::string flag = "--" + s.key;
+      std::replace(flag.begin(), flag.end(), '.', '-');
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      // (An own key may still have a flag of the tool's: the demo's --overprovision is its third mode's f.)
+      if (!own.count(s.key)) EXPECT_NE(r.out.find(flag + " "), std::string::npos) << tool << " lacks " << flag;
+    }
+  }
 }
 
 TEST(ToolsCli, KeygenRefusesToReplaceAKeyPairUnlessForced) {
