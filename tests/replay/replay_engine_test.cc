@@ -169,6 +169,40 @@ TEST(EngineReplay, FleetRunsOnTheEngineModel) {
   EXPECT_EQ(split.workers.size(), 3u);
 }
 
+TEST(EngineReplay, HistoryOnlyLinesAreIndexedNotReplayed) {
+  // Round 0: one replayed rollout and one history-only line (another worker's); round 1 replays
+  // the same response, which the engine then drafts from that history. A round with only history
+  // lines before the first replayed round is indexed before anything runs.
+  ReplayInput in;
+  RecordedRollout r;
+  r.prompt_id = "p";
+  r.prompt_tokens = {1, 2};  // two tokens: the prefill forward drafts nothing
+  r.response_tokens = {5, 6, 7, 8, 9, 10, 11, 12};
+  ReplayRound warm, first, second;
+  warm.round = 0;
+  warm.history = {r};
+  first.round = 1;
+  first.rollouts = {r};
+  first.history = {r};
+  second.round = 2;
+  second.rollouts = {r};
+  in.rounds = {warm, first, second};
+  ReplayOptions ro;
+  ro.drafter.match_length_factor = 0;  // drafts as long as the history continues
+  const ReplayReport rep = run_engine_replay(in, ro, {});
+  EXPECT_EQ(rep.rollouts, 2);
+  EXPECT_EQ(rep.response_tokens, 16);
+  ASSERT_EQ(rep.rounds.size(), 2u);
+  EXPECT_EQ(rep.rounds[0].round, 1);
+  // With the warm history the first replayed round drafts 6..12 after the prefill emitted 5: two
+  // forwards. Without it, the prefill and seven undrafted decodes.
+  EXPECT_EQ(rep.rounds[0].engine_steps, 2);
+  EXPECT_GT(rep.accepted_tokens, 0);
+  in.rounds = {first, second};
+  in.rounds[0].history.clear();
+  EXPECT_EQ(run_engine_replay(in, ro, {}).rounds[0].engine_steps, 8);
+}
+
 TEST(EngineReplay, RefusesWhatTheEngineRefusesByName) {
   EngineReplayOptions bad;
   bad.overprovision = 0.5;
