@@ -54,6 +54,7 @@
 #include "tools/cli_main.h"
 #include "tools/engine_flags.h"
 #include "tools/mode_comparison.h"
+#include "tools/request_flags.h"
 
 namespace {
 
@@ -87,6 +88,20 @@ std::string default_model() {
   const fs::path local = "configs/models/tiny-qwen3";
   if (fs::exists(local / "config.json")) return local.string();
   return (fs::path(LONGTAIL_SOURCE_DIR) / "configs/models/tiny-qwen3").string();
+}
+
+// A group as the flags ask for it (what requests() submits, and what parse_args has the request
+// validator check before the model loads).
+lr::GroupRequest request_of(const Args& a, std::string group_id, std::vector<int32_t> prompt) {
+  lr::GroupRequest g;
+  g.group_id = std::move(group_id);
+  g.prompt_tokens = std::move(prompt);
+  g.n = a.samples;
+  g.sampling.temperature = a.temperature;
+  g.sampling.top_p = a.top_p;
+  g.sampling.seed = a.seed;
+  g.max_new_tokens = a.max_new_tokens;
+  return g;
 }
 
 std::optional<Args> parse_args(int argc, char** argv) {
@@ -138,10 +153,8 @@ std::optional<Args> parse_args(int argc, char** argv) {
   in_range("max-new-tokens", a.max_new_tokens, 1, 1 << 20);
   in_range("prompt-len", a.prompt_len, 1, 1 << 20);
   in_range("stop-modulus", a.stop_modulus, 0, 1 << 20);
-  if (!(a.temperature >= 0) || !std::isfinite(a.temperature)) {
-    throw InputError("--temperature must be a finite number >= 0");
-  }
-  if (!(a.top_p > 0 && a.top_p <= 1)) throw InputError("--top-p must be in (0, 1]");
+  longtail::tools::check_request_flags(request_of(a, "flags", {3}),
+                                       {{"sampling.temperature", "--temperature"}, {"sampling.top_p", "--top-p"}});
   if (!(a.overprovision >= 1) || !std::isfinite(a.overprovision) || a.overprovision > 16) {
     throw InputError("--overprovision must be in [1, 16]");
   }
@@ -195,15 +208,8 @@ std::vector<lr::GroupRequest> requests(const Args& a, const std::vector<std::vec
   std::vector<lr::GroupRequest> out;
   for (int r = 0; r < a.rounds; ++r) {
     for (int g = 0; g < a.groups; ++g) {
-      lr::GroupRequest req;
-      req.group_id = fmt::format("r{}-g{}", r, g);
+      lr::GroupRequest req = request_of(a, fmt::format("r{}-g{}", r, g), prompts[g]);
       req.prompt_id = fmt::format("p{}", g);
-      req.prompt_tokens = prompts[g];
-      req.n = a.samples;
-      req.sampling.temperature = a.temperature;
-      req.sampling.top_p = a.top_p;
-      req.sampling.seed = a.seed;
-      req.max_new_tokens = a.max_new_tokens;
       req.stop_tokens = stops;
       out.push_back(std::move(req));
     }

@@ -23,6 +23,7 @@
 //
 // Exit codes: 0 ok, 2 bad input (flags, files, token ids, history lines, checkpoint), 1 anything
 // else.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -44,6 +45,7 @@
 #include "tools/cli_flags.h"
 #include "tools/cli_main.h"
 #include "tools/engine_flags.h"
+#include "tools/request_flags.h"
 #include "rollout/engine.h"
 #include "rollout/prompts_jsonl.h"
 #include "rollout/rollout_jsonl.h"
@@ -86,6 +88,25 @@ struct Prompt {
   std::string origin;             // "--prompt #2" or "file.jsonl:7"
   std::string prompt_id;          // links to --history rollouts; default: the prompt's index
 };
+
+// The request of one prompt as the flags ask for it (what generate() submits, and what parse_args
+// has the request validator check before the model loads).
+lr::GroupRequest request_of(const Args& a, std::string group_id, std::vector<int32_t> prompt) {
+  lr::GroupRequest g;
+  g.group_id = std::move(group_id);
+  g.prompt_tokens = std::move(prompt);
+  g.n = a.n;
+  g.sampling.temperature = a.temperature;
+  g.sampling.top_p = a.top_p;
+  g.sampling.top_k = a.top_k;
+  g.sampling.min_p = a.min_p;
+  g.sampling.seed = a.seed;
+  g.max_new_tokens = a.max_new_tokens;
+  if (a.stop_tokens) g.stop_tokens = *a.stop_tokens;
+  g.stop_token_ids = a.stop_token_ids;
+  g.ignore_eos = a.ignore_eos;
+  return g;
+}
 
 std::optional<Args> parse_args(int argc, char** argv) {
   Args a;
@@ -147,7 +168,6 @@ std::optional<Args> parse_args(int argc, char** argv) {
   const int sources = (a.prompt_flags.empty() ? 0 : 1) + (a.prompts_file.empty() ? 0 : 1) +
                       (a.score_file.empty() ? 0 : 1);
   if (sources != 1) throw InputError("give exactly one of --prompt, --prompts or --score");
-  if (a.n < 1) throw InputError("--n must be at least 1, got " + std::to_string(a.n));
   if (vm.count("max-new-tokens") && !vm["max-tokens"].defaulted()) {
     throw InputError("give --max-tokens or its alias --max-new-tokens, not both");
   }
@@ -159,9 +179,8 @@ std::optional<Args> parse_args(int argc, char** argv) {
   }
   if (a.top_k < -1) throw InputError("--top-k must be >= -1 (0 or -1 = off), got " + std::to_string(a.top_k));
   if (a.top_k == -1) a.top_k = 0;  // vLLM spells "off" as -1
-  if (!(a.min_p >= 0 && a.min_p <= 1)) throw InputError("--min-p must be in [0, 1]");
-  if (!(a.temperature >= 0) || std::isinf(a.temperature)) throw InputError("--temperature must be a finite number >= 0");
-  if (!(a.top_p > 0 && a.top_p <= 1)) throw InputError("--top-p must be in (0, 1]");
+  // vLLM's min_p is in [0, 1]; the validator reads a negative one as off, this flag refuses it.
+  if (!(a.min_p >= 0)) throw InputError("--min-p must be in [0, 1] (0 = off)");
   engine_flags.apply(vm, a.settings);
   if (!a.prompt_ids.empty() && a.prompt_ids.size() != a.prompt_flags.size()) {
     throw InputError("--prompt-id given " + std::to_string(a.prompt_ids.size()) + " times for " +
@@ -179,6 +198,16 @@ std::optional<Args> parse_args(int argc, char** argv) {
     for (int64_t s : stops) a.stop_tokens->push_back(token_id("--stop-token", s));
   }
   for (int64_t s : extra_stops) a.stop_token_ids.push_back(token_id("--stop-token-ids", s));
+  // The ranges of the request flags are the request validator's. --max-tokens 0 is this tool's own
+  // case (nothing to generate), so the check asks for one token.
+  Args one = a;
+  one.max_new_tokens = std::max(a.max_new_tokens, 1);
+  longtail::tools::check_request_flags(request_of(one, "flags", {0}),
+                                       {{"n", "--n"},
+                                        {"max_new_tokens", "--max-tokens"},
+                                        {"sampling.temperature", "--temperature"},
+                                        {"sampling.top_p", "--top-p"},
+                                        {"sampling.min_p", "--min-p"}});
   return a;
 }
 
@@ -292,21 +321,9 @@ Generated generate(const Args& a, const std::vector<Prompt>& inputs, std::unique
                a.n, speculation ? "on" : "off", history.size());
 
   for (size_t p = 0; p < inputs.size(); ++p) {
-    lr::GroupRequest g;
-    g.group_id = std::to_string(p);  // also how results find their prompt_index
+    lr::GroupRequest g = request_of(a, std::to_string(p), inputs[p].tokens);  // the id finds its prompt_index
     g.prompt_id = inputs[p].prompt_id;
-    g.prompt_tokens = inputs[p].tokens;
-    g.n = a.n;
-    g.sampling.temperature = a.temperature;
-    g.sampling.top_p = a.top_p;
-    g.sampling.top_k = a.top_k;
-    g.sampling.min_p = a.min_p;
-    g.sampling.seed = a.seed;
     g.sample_key = 1 + static_cast<uint64_t>(p) * static_cast<uint64_t>(a.n);
-    g.max_new_tokens = a.max_new_tokens;
-    if (a.stop_tokens) g.stop_tokens = *a.stop_tokens;
-    g.stop_token_ids = a.stop_token_ids;
-    g.ignore_eos = a.ignore_eos;
     try {
       engine.submit(std::move(g));
     } catch (const lr::InvalidRequest& e) {
