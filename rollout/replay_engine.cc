@@ -101,7 +101,7 @@ struct Plan {
   std::vector<const RecordedRollout*> empty;                     // recorded with no response token
   ForcedTrajectories forced;
   std::vector<size_t> rounds_with_groups;                        // input round indices, in order
-  int32_t first_round_groups = 0;
+  int32_t round_groups = 1;                                      // N: the option, or the first round's groups
   int32_t max_new_tokens = 0;
   int32_t vocab = 1, longest_prompt = 0;
 };
@@ -145,7 +145,9 @@ Plan make_plan(const ReplayInput& input, const EngineReplayOptions& engine) {
     }
     if (by_prompt.empty()) continue;
     p.rounds_with_groups.push_back(ri);
-    if (p.rounds_with_groups.size() == 1) p.first_round_groups = static_cast<int32_t>(by_prompt.size());
+    if (p.rounds_with_groups.size() == 1) {
+      p.round_groups = engine.round_groups > 0 ? engine.round_groups : static_cast<int32_t>(by_prompt.size());
+    }
     for (size_t gi = 0; gi < by_prompt.size(); ++gi) {
       const auto& [pid, rs] = by_prompt[gi];
       GroupRequest g;
@@ -204,7 +206,7 @@ RunResult run_engine(const ReplayInput& input, const Plan& plan, const ReplayOpt
   const PricedBackend* meter = priced.get();  // owned by the engine from here on
 
   EngineOptions eo;
-  eo.round_groups = engine.round_groups > 0 ? engine.round_groups : std::max(1, plan.first_round_groups);
+  eo.round_groups = plan.round_groups;
   eo.overprovision = engine.overprovision;
   eo.max_running_sequences = engine.max_running_sequences;
   eo.drafter = options.drafter;
@@ -291,6 +293,10 @@ ReplayReport run_engine_replay(const ReplayInput& input, const ReplayOptions& op
 
   ReplayReport rep;
   rep.simulation = "engine";
+  rep.round_groups = plan.round_groups;
+  rep.max_running_sequences = engine.max_running_sequences;
+  rep.overprovision = engine.overprovision;
+  rep.max_new_tokens = plan.max_new_tokens;
   rep.budget_policy = drafter::to_string(speculate ? options.policy.mode : drafter::BudgetMode::kOff);
   rep.cost = options.policy.cost;
   rep.skipped_lines = static_cast<int64_t>(input.errors.size());

@@ -34,6 +34,10 @@ std::string report_json(const ReplayReport& r) {
   j["skipped_lines"] = r.skipped_lines;
   j["budget_policy"] = r.budget_policy;
   j["simulation"] = r.simulation;
+  if (r.simulation == "engine") {
+    j["engine"] = {{"round_groups", r.round_groups}, {"max_running_sequences", r.max_running_sequences},
+                   {"overprovision", r.overprovision}, {"max_new_tokens", r.max_new_tokens}};
+  }
   j["cost_model"] = {{"base_us", r.cost.base_us}, {"per_token_us", r.cost.per_token_us},
                      {"crossover_tokens", r.cost.crossover_tokens},
                      {"per_token_above_us", r.cost.per_token_above_us},
@@ -86,6 +90,10 @@ std::string report_table(const ReplayReport& r) {
   }
   if (r.cost.per_context_us > 0) o << " + " << fmt(r.cost.per_context_us * 1e3, 2) << " ns/cached position";
   o << "\n";
+  if (r.simulation == "engine") {
+    o << "  engine                 batches of " << r.round_groups << " groups, at most " << r.max_running_sequences
+      << " running, over-provision " << fmt(r.overprovision, 2) << ", max_new_tokens " << r.max_new_tokens << "\n";
+  }
   o << "  response tokens        " << r.response_tokens << "\n";
   o << "  verification steps     " << r.verify_steps << "  (engine steps " << r.engine_steps << ")\n";
   o << "  drafted / accepted     " << r.drafted_tokens << " / " << r.accepted_tokens << "  (verified "

@@ -60,6 +60,10 @@ struct ReplayReport {
   int64_t skipped_lines = 0;
   std::string budget_policy;
   std::string simulation = "static";        // "static" (run_replay) or "engine" (replay_engine.h)
+  // The engine model's batching as it ran (0 for the static model): groups per batch N (the first
+  // round's when not given), max running sequences, over-provision f, every group's max_new_tokens.
+  int32_t round_groups = 0, max_running_sequences = 0, max_new_tokens = 0;
+  double overprovision = 0;
   drafter::StepCostModel cost;
   std::vector<ReplayRoundStats> rounds;
   std::vector<ReplayBucket> buckets;
