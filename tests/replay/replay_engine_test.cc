@@ -139,6 +139,22 @@ TEST(EngineReplay, EveryForwardIsPricedByTheCostModel) {
   EXPECT_GT(ctx.makespan_us, 1000.0 * ctx.engine_steps + 2.0 * ctx.verified_tokens);
 }
 
+TEST(EngineReplay, TheEnginesBudgetsPriceCachedPositions) {
+  // The speculative step tells the policy each sequence's cached positions (SequenceView::
+  // context_len): a per-position cost makes the plain step dearer, so the cap of (1 + 5%) x the
+  // plain step leaves room for more draft tokens.
+  ReplayOptions ro;
+  ro.policy.mode = drafter::BudgetMode::kFixed;
+  ro.policy.max_budget = 32;
+  ro.policy.max_step_overhead = 0.05;
+  ro.policy.cost = {1000, 10, 0, 0, 0};
+  const ReplayReport flat = run_engine_replay(excerpt(), ro, {});
+  ro.policy.cost.per_context_us = 20;
+  const ReplayReport priced = run_engine_replay(excerpt(), ro, {});
+  EXPECT_GT(priced.drafted_tokens, flat.drafted_tokens);
+  EXPECT_EQ(priced.response_tokens, flat.response_tokens);
+}
+
 TEST(EngineReplay, MaxRunningSequencesShapesTheForwards) {
   EngineReplayOptions one;
   one.max_running_sequences = 1;
