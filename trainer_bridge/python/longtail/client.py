@@ -112,6 +112,7 @@ class Client:
         self._hello_sent_at = 0.0
         self._silence_ok_until = 0.0  # the worker may be silent (loading weights) until then
         self.worker: Optional[WorkerInfo] = None
+        self._segment: Any = None  # shared_weights.TensorSegment of the last shm weight update
         self.duplicates_dropped = 0
         self.reconnects = 0
         self._connect()
@@ -174,9 +175,16 @@ class Client:
         self._last_heard = time.monotonic()
 
     def close(self) -> None:
+        """Closes the connection and unlinks the shared-memory segment of weight updates, if any."""
+        self._close_segment()
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
+
+    def _close_segment(self) -> None:
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None
 
     def __enter__(self) -> "Client":
         return self
@@ -377,8 +385,9 @@ class Client:
 
         ``source``: ``"cuda_ipc"`` shares CUDA tensors by CUDA IPC handles (the worker copies them
         device to device; its HELLO must list ``update_weights_cuda_ipc``, i.e. the CUDA backend);
-        ``"shm"`` copies them into one POSIX shared-memory segment (any backend; CUDA tensors go
-        through the host); ``"auto"`` (default) takes CUDA IPC when every tensor is a CUDA tensor and
+        ``"shm"`` copies them into a POSIX shared-memory segment (any backend; CUDA tensors go
+        through the host), which the client keeps for the next update of the same layout and unlinks
+        in :meth:`close`; ``"auto"`` (default) takes CUDA IPC when every tensor is a CUDA tensor and
         the worker serves it, else shm. The worker validates the tensors like a checkpoint
         (``check_finite`` also refuses NaN/inf); on WorkerError it keeps its previous weights. The
         tensors are read by the worker before it replies: change them only after this returns."""
@@ -405,11 +414,19 @@ class Client:
         else:
             from longtail.shared_weights import TensorSegment
 
-            with TensorSegment(named_tensors) as seg:
-                req = self._next_req()
+            # One segment for the client's life, refilled while the layout stays (every step of a
+            # training run): the worker has copied the tensors out before it replies.
+            if self._segment is None or not self._segment.refill(named_tensors):
+                self._close_segment()
+                self._segment = TensorSegment(named_tensors)
+            req = self._next_req()
+            try:
                 reply = self._request([pack({"type": "UPDATE_WEIGHTS", "req": req, "version": int(version),
-                                             "shm": seg.wire(), "check_finite": bool(check_finite)})],
+                                             "shm": self._segment.wire(), "check_finite": bool(check_finite)})],
                                       req, timeout, worker_may_be_busy=True)
+            except TimeoutError:
+                self._close_segment()  # the worker may still read it: never refill it
+                raise
         if self.worker is not None:
             self.worker.policy_version = int(reply["version"])
         return int(reply["version"])

@@ -4,7 +4,8 @@ The trainer writes every tensor into a segment named ``longtail-<random>`` (the 
 that prefix) and sends a manifest entry per tensor -- name, safetensors dtype, shape and byte range
 [begin, end), as a safetensors header would -- in UPDATE_WEIGHTS's ``shm`` field. The worker maps the segment
 read-only, validates it exactly like a checkpoint directory, copies it into its backend and unmaps
-it; this side unlinks the segment once the reply (or an error) is in.
+it. This side owns the segment: a Client keeps it for the next update of the same layout and
+unlinks it when closed (the resource tracker unlinks it should the process die first).
 """
 
 from __future__ import annotations
@@ -42,34 +43,53 @@ def _as_array(name: str, value: Any) -> Tuple[np.ndarray, str]:
     return arr, dtype
 
 
+def _layout(named_tensors: Mapping[str, Any]) -> Tuple[List[Tuple[np.ndarray, Dict[str, Any]]], int]:
+    """[(array, manifest entry)] with every tensor on a cache line, and the segment size."""
+    placed: List[Tuple[np.ndarray, Dict[str, Any]]] = []
+    offset = 0
+    for name, value in named_tensors.items():
+        arr, dtype = _as_array(str(name), value)
+        begin = -(-offset // ALIGN) * ALIGN
+        end = begin + arr.nbytes
+        placed.append((arr, {"name": str(name), "dtype": dtype, "shape": [int(d) for d in arr.shape],
+                             "begin": begin, "end": end}))
+        offset = end
+    return placed, max(offset, 1)
+
+
 class TensorSegment:
     """One shared-memory segment holding ``named_tensors`` and its manifest. Use as a context
-    manager: the segment is unlinked on exit, whether the update succeeded or not."""
+    manager: the segment is unlinked on exit, whether the update succeeded or not. A segment can be
+    refilled with tensors of the same layout (the next step's weights), which costs only the copy:
+    creating and unlinking a segment (the resource tracker's round trips, the first touch of every
+    page) is most of an update's time for a small model."""
 
     def __init__(self, named_tensors: Mapping[str, Any]) -> None:
-        arrays: List[Tuple[str, np.ndarray, str]] = []
-        for name, value in named_tensors.items():
-            arr, dtype = _as_array(str(name), value)
-            arrays.append((str(name), arr, dtype))
-        self.manifest: List[Dict[str, Any]] = []
-        offset = 0
-        for name, arr, dtype in arrays:
-            begin = -(-offset // ALIGN) * ALIGN
-            end = begin + arr.nbytes
-            self.manifest.append({"name": name, "dtype": dtype, "shape": [int(d) for d in arr.shape],
-                                  "begin": begin, "end": end})
-            offset = end
-        self.size = max(offset, 1)
+        placed, self.size = _layout(named_tensors)
         self._shm = shared_memory.SharedMemory(name=SEGMENT_PREFIX + uuid.uuid4().hex, create=True,
                                                size=self.size)
         try:
-            for (name, arr, _), entry in zip(arrays, self.manifest):
-                dst = np.ndarray(arr.shape, arr.dtype, buffer=self._shm.buf, offset=entry["begin"])
-                dst[...] = arr
-                del dst
+            self._write(placed)
         except BaseException:
             self.close()
             raise
+
+    def refill(self, named_tensors: Mapping[str, Any]) -> bool:
+        """Writes ``named_tensors`` over the old ones when they need exactly this segment's size
+        (the worker checks the size); False, nothing written, when they do not."""
+        placed, size = _layout(named_tensors)
+        if self._shm is None or size != self.size:
+            return False
+        self._write(placed)
+        return True
+
+    def _write(self, placed: List[Tuple[np.ndarray, Dict[str, Any]]]) -> None:
+        assert self._shm is not None
+        for arr, entry in placed:
+            dst = np.ndarray(arr.shape, arr.dtype, buffer=self._shm.buf, offset=entry["begin"])
+            dst[...] = arr
+            del dst
+        self.manifest = [entry for _, entry in placed]
 
     @property
     def name(self) -> str:

@@ -107,3 +107,24 @@ def test_segment_names_and_sizes_are_checked(start_worker):
         r = update(6, shm=seg.wire(), path="/tmp")
         assert r["code"] == "BAD_FIELD" and "exactly one of 'path' (non-empty) and 'shm'" in r["message"]
     s.close()
+
+
+def test_one_segment_serves_every_update_of_a_layout(start_worker):
+    # Creating and unlinking a segment per update is most of its cost for a small model: a Client
+    # refills one segment while the layout stays, makes a new one when it changes, unlinks on close.
+    w = start_worker()
+    before = our_segments()
+    with Client(w.endpoint) as c:
+        assert c.update_weights_from_tensors(1, perturbed()) == 1
+        first = our_segments() - before
+        assert len(first) == 1
+        twice = perturbed()
+        twice["model.norm.weight"] = twice["model.norm.weight"] * np.float32(2)
+        assert c.update_weights_from_tensors(2, twice) == 2
+        assert our_segments() - before == first
+        after_refill = rollout(c)
+        assert c.update_weights_from_tensors(3, {k: v.astype(np.float16) for k, v in twice.items()}) == 3
+        assert len(our_segments() - before) == 1 and our_segments() - before != first
+        assert c.update_weights_from_tensors(4, twice) == 4
+        assert rollout(c) == after_refill  # the refilled segment carried the new values
+    assert our_segments() == before
