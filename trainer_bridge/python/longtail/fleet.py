@@ -493,7 +493,7 @@ class Fleet:
             for p in self._pending.values():
                 if p.worker == link.worker_id and p.instance is not None and p.instance != link.instance:
                     p.orphan = True
-                weights = self._weights
+            weights = self._weights
         if weights is not None and client.worker is not None and client.worker.policy_version != weights[0]:
             # A restarted worker loads the configured checkpoint; bring it to the fleet's version
             # before it generates anything for the trainer.
