@@ -79,7 +79,7 @@ struct Args {
   double overprovision = 2.0;  // APRIL f for the third mode; 1 = skip that mode
   lr::EngineSettings settings;  // engine and backend flags (the modes override a few keys)
   bool json = false, verbose = false;
-  std::string prompts_file;    // rollout-JSONL prompts instead of synthetic ones (one group each)
+  std::string prompts_file;    // a prompt file (prompts_jsonl.h) instead of synthetic prompts, one group a line
   std::string responses_file;  // the baseline's trajectories as rollout JSONL, for a task checker
 };
 
@@ -133,8 +133,8 @@ std::optional<Args> parse_args(int argc, char** argv) {
        "partial rollouts: groups kept in flight per round group (f); 1 skips that mode")
       ("json", po::bool_switch(&a.json), "print one JSON object instead of the summary")
       ("prompts", po::value(&a.prompts_file),
-       "rollout-JSONL file of prompts (prompt_tokens per line, e.g. from python -m examples.task prompts): "
-       "one group per line instead of --groups synthetic prompts")
+       "JSONL prompt file (rollout/prompts_jsonl.h: prompt_tokens per line, e.g. from python -m examples.task "
+       "prompts): one group per line instead of --groups synthetic prompts")
       ("responses", po::value(&a.responses_file),
        "write every trajectory of the first mode here as rollout JSONL (step = round), for a task checker")
       ("verbose,v", po::bool_switch(&a.verbose), "engine logs (round ends) on stderr");

@@ -1,6 +1,6 @@
 // longtail-bench-engine-overhead: the engine's own host time per step (scheduling, draft budgets,
 // drafting, building the forward's inputs, acceptance, rollback, drafter updates, round
-// bookkeeping), measured with the deterministic fake backend of tests/rollout so that the forward
+// bookkeeping), measured with the deterministic fake backend of testing/ so that the forward
 // itself is cheap and is subtracted anyway (StepStats::forward_us). On a GPU a decode step takes
 // milliseconds; this overhead must stay well below that at batch 256.
 #include <algorithm>
