@@ -16,7 +16,8 @@
 // so --backend also takes accounting (no model; needs --trace). --cost-model-entry NAME picks one
 // model's constants from the --cost-model YAML's per_model map (the measured fit of that shape)
 // instead of its step_cost (the largest model measured); the projected makespan uses the engine's
-// step cost model. The modes run through tools/mode_comparison.h, as longtail-demo's do.
+// step cost model. The modes run through tools/mode_comparison.h, as longtail-demo's do
+// (--trajectory-log PATH: one log per mode, PATH.<mode>).
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>

@@ -16,7 +16,8 @@
 //
 // Engine and backend settings: every key of rollout/engine_options_io.h as a flag
 // (tools/engine_flags.h; the modes set round_groups, overprovision and whether speculation is on).
-// The modes run through tools/mode_comparison.h, as longtail-bench-rounds' do.
+// The modes run through tools/mode_comparison.h, as longtail-bench-rounds' do; --trajectory-log
+// PATH writes one log per mode, PATH.<mode>.
 //
 // Exit codes: 0 ok, 1 trajectories differ between modes or an internal failure, 2 bad input.
 #include <unistd.h>

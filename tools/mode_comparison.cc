@@ -1,10 +1,12 @@
 // Running the same groups in several engine modes; see mode_comparison.h.
 #include "tools/mode_comparison.h"
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 
 #include "tools/engine_flags.h"
 
@@ -18,6 +20,13 @@ rollout::EngineSettings mode_settings(const rollout::EngineSettings& base, const
   rollout::EngineSettings s = base;
   if (!mode.speculation) s.engine.budgets.mode = drafter::BudgetMode::kOff;
   s.engine.overprovision = mode.overprovision;
+  if (!s.engine.trajectory_log.empty()) {
+    std::string suffix = mode.name;
+    for (char& c : suffix) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view("+=._-").find(c) == std::string_view::npos) c = '_';
+    }
+    s.engine.trajectory_log += "." + suffix;
+  }
   return s;
 }
 

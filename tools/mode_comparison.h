@@ -48,7 +48,9 @@ struct ModeRunOptions {
 };
 
 // The engine settings of a mode: `base` with speculation off when the mode has none (its budgets
-// otherwise), and the mode's overprovision.
+// otherwise), and the mode's overprovision. A trajectory_log PATH becomes PATH.<mode name> (other
+// characters than letters, digits and "+=._-" as '_'): the modes number their samples alike, so one
+// file would hold every trajectory once per mode under the same uid.
 rollout::EngineSettings mode_settings(const rollout::EngineSettings& base, const Mode& mode);
 
 // Builds a backend from settings.backend (make_engine_backend, so accounting too), submits every

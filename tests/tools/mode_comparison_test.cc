@@ -87,6 +87,10 @@ TEST(ModeComparison, ModeSettingsTurnSpeculationOffAndSetOverprovision) {
   const rollout::EngineSettings apr = mode_settings(base, {"das+apr", true, 2.5});
   EXPECT_EQ(apr.engine.budgets.mode, drafter::BudgetMode::kFixed);  // the base's own budgets
   EXPECT_DOUBLE_EQ(apr.engine.overprovision, 2.5);
+  EXPECT_TRUE(apr.engine.trajectory_log.empty());  // no log asked for, none made up
+  base.engine.trajectory_log = "/tmp/run.ltlog";
+  EXPECT_EQ(mode_settings(base, {"das+partial f=2", true, 2.0}).engine.trajectory_log, "/tmp/run.ltlog.das+partial_f=2");
+  EXPECT_EQ(mode_settings(base, {"off", false, 1.0}).engine.trajectory_log, "/tmp/run.ltlog.off");
 }
 
 std::vector<rollout::GroupRequest> groups(int rounds) {
