@@ -243,6 +243,17 @@ void paged_attention(const AttentionShape& sh, std::span<const float> q,
   }
 }
 
+void matmul_xwt(std::span<const float> x, std::span<const float> w, int64_t m, int64_t n, int64_t k,
+                std::span<float> y) {
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      double s = 0;
+      for (int64_t i = 0; i < k; ++i) s += static_cast<double>(x[r * k + i]) * w[c * k + i];
+      y[r * n + c] = static_cast<float>(s);
+    }
+  }
+}
+
 void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, int64_t inter) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < inter; ++i) {

@@ -84,6 +84,10 @@ void kv_cache_move_rows(std::span<uint8_t> base, int64_t plane_bytes, int32_t nu
                         int32_t row_bytes, std::span<const int32_t> src_slots,
                         std::span<const int32_t> dst_slots, std::span<const int32_t> group_start);
 
+// kernels/matvec.h's product: y (m x n) = x (m x k) times w (n x k) transposed, in fp64.
+void matmul_xwt(std::span<const float> x, std::span<const float> w, int64_t m, int64_t n, int64_t k,
+                std::span<float> y);
+
 // out (rows x inter) = silu(gate) * up from rows of [gate | up] (rows x 2*inter).
 void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, int64_t inter);
 

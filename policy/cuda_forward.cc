@@ -233,9 +233,11 @@ void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeig
     gemm_->f32_out(attn_.get(), lw.o, residual, T, hidden, attn_dim, true);
     LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(residual, nullptr, T, hidden, lw.mlp_norm, eps,
                                               bf(normed_.get()), stream_));
-    gemm_->bf16_out(normed_.get(), lw.gate_up, big_.get(), T, 2 * inter, hidden);
-    LT_KERNEL_CHECK(kernels::swiglu_bf16(bf(big_.get()), 2 * static_cast<int64_t>(inter), bf(act_.get()),
-                               inter, T, inter, stream_));
+    if (!gemm_->swiglu_out(normed_.get(), lw.gate_up, act_.get(), T, inter, hidden)) {
+      gemm_->bf16_out(normed_.get(), lw.gate_up, big_.get(), T, 2 * inter, hidden);
+      LT_KERNEL_CHECK(kernels::swiglu_bf16(bf(big_.get()), 2 * static_cast<int64_t>(inter),
+                                           bf(act_.get()), inter, T, inter, stream_));
+    }
     gemm_->f32_out(act_.get(), lw.down, residual, T, hidden, inter, true);
   }
   if (R == 0) return;  // a prefill chunk that is not the last: K/V written, nothing sampled

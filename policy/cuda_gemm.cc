@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <stdexcept>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/matvec.h"
 
 namespace longtail::policy::cuda {
 namespace {
@@ -63,6 +65,9 @@ Gemm::Gemm(cudaStream_t stream, bool batch_invariant, int max_rows, size_t works
   LT_CUBLAS_CHECK(cublasSetStream(handle_, stream));
   LT_CUBLAS_CHECK(cublasSetWorkspace(handle_, workspace_.get(), workspace_.bytes()));
   LT_CUBLAS_CHECK(cublasSetMathMode(handle_, CUBLAS_DEFAULT_MATH));
+  if (const char* v = std::getenv("LONGTAIL_MATVEC_ROWS"))
+    matvec_rows_ = std::clamp(std::atoi(v), 0, static_cast<int>(kernels::kMatvecMaxRows));
+  if (const char* v = std::getenv("LONGTAIL_MATVEC_SWIGLU")) matvec_swiglu_ = std::string(v) != "0";
   if (batch_invariant_) LT_CUBLAS_CHECK(cublasLtCreate(&lt_));
 }
 
@@ -226,6 +231,15 @@ void Gemm::prepare(int n, int k, bool f32_out) {
 void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
                float beta) {
   const float alpha = 1.0f;
+  if (!batch_invariant_ && m >= 1 && m <= matvec_rows_ && k % 8 == 0 &&
+      (reinterpret_cast<uintptr_t>(x) & 15u) == 0 && (reinterpret_cast<uintptr_t>(w) & 15u) == 0) {
+    const bool f32 = ytype == CUDA_R_32F;
+    LT_KERNEL_CHECK(kernels::matvec_bf16(
+        static_cast<const kernels::bf16*>(x), static_cast<const kernels::bf16*>(w),
+        f32 ? static_cast<float*>(y) : nullptr, f32 ? nullptr : static_cast<kernels::bf16*>(y),
+        beta != 0.0f, m, n, k, stream_));
+    return;
+  }
   if (!batch_invariant_) {
     LT_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w,
                                  CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y, ytype, n,
@@ -248,6 +262,16 @@ void Gemm::bf16_out(const void* x, const void* w, void* y, int m, int n, int k) 
 
 void Gemm::f32_out(const void* x, const void* w, float* y, int m, int n, int k, bool accumulate) {
   run(x, w, y, CUDA_R_32F, m, n, k, accumulate ? 1.0f : 0.0f);
+}
+
+bool Gemm::swiglu_out(const void* x, const void* w_gate_up, void* act, int m, int inter, int k) {
+  if (batch_invariant_ || !matvec_swiglu_ || m < 1 || m > matvec_rows_ || k % 8 != 0 ||
+      (reinterpret_cast<uintptr_t>(x) & 15u) != 0 || (reinterpret_cast<uintptr_t>(w_gate_up) & 15u) != 0)
+    return false;
+  LT_KERNEL_CHECK(kernels::matvec_swiglu_bf16(static_cast<const kernels::bf16*>(x),
+                                              static_cast<const kernels::bf16*>(w_gate_up),
+                                              static_cast<kernels::bf16*>(act), m, inter, k, stream_));
+  return true;
 }
 
 }  // namespace longtail::policy::cuda

@@ -10,7 +10,11 @@
 // bits at several row counts, and used for every row count, so each output element is reduced over
 // K in one fixed order whatever the batch. A second algorithm, better at large row counts, serves
 // products of 512 rows or more where the same check shows it gives exactly the first one's bits
-// (same accumulation order, other tiling).
+// (same accumulation order, other tiling). In fast mode, products of up to LONGTAIL_MATVEC_ROWS
+// rows (default 0: none) go to kernels::matvec_bf16 instead, which streams the weight at a higher
+// bandwidth than cuBLAS's tiles for one row but not yet for 2..8 (bench/results/
+// gpu_2026-12-02b.md), and whose rounding differs from cuBLAS's, so a limit below the graph batch
+// bucket of 8 makes a sequence's fast-mode logits depend on whether its batch is above the limit.
 #pragma once
 
 #include <cublasLt.h>
@@ -30,6 +34,7 @@ namespace longtail::policy::cuda {
 
 class Gemm {
  public:
+  static constexpr int kDefaultMatvecRows = 0;
   // The workspace is given to cuBLAS explicitly so that products captured into CUDA graphs never
   // allocate. max_rows bounds M in batch-invariant mode (every pinned algorithm is checked to
   // accept 1..max_rows rows).
@@ -47,6 +52,10 @@ class Gemm {
   void bf16_out(const void* x, const void* w, void* y, int m, int n, int k);
   // Y[M, N] (fp32) = X · W^T + (accumulate ? Y : 0)
   void f32_out(const void* x, const void* w, float* y, int m, int n, int k, bool accumulate);
+  // Fast mode, few rows: act[M, inter] = SwiGLU of the bf16 product X · W_gate_up^T in one kernel
+  // (kernels::matvec_swiglu_bf16), the same values as bf16_out then kernels::swiglu_bf16. Returns
+  // false, doing nothing, where it does not apply; the caller then runs those two.
+  bool swiglu_out(const void* x, const void* w_gate_up, void* act, int m, int inter, int k);
 
   bool batch_invariant() const { return batch_invariant_; }
 
@@ -76,6 +85,11 @@ class Gemm {
   cudaStream_t stream_ = nullptr;
   bool batch_invariant_ = false;
   int max_rows_ = 1;
+  // Fast mode: products of up to this many rows run kernels::matvec_bf16 instead of cuBLAS
+  // (LONGTAIL_MATVEC_ROWS, 0..8, default 0 = always cuBLAS), with the SwiGLU fused into the
+  // gate/up product unless LONGTAIL_MATVEC_SWIGLU=0.
+  int matvec_rows_ = kDefaultMatvecRows;
+  bool matvec_swiglu_ = true;
   cublasHandle_t handle_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   DeviceBuffer workspace_;

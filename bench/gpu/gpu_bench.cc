@@ -1,7 +1,8 @@
 // End-to-end benchmark of the CUDA backend through the policy::Backend interface, on random-weight
 // Qwen2.5 shapes. Measures in one run: a device-to-device copy (the bandwidth ceiling); decode
 // steps at batch x context (tokens/s and achieved bandwidth = (weight bytes + KV bytes read) /
-// step time); verify steps of k = 1..16 tokens per sequence (fit t = c_base + c_tok * tokens);
+// step time); verify steps of k = 1..16 tokens per sequence at batch 1..256 x context 512/4096,
+// each beside its roofline (fit t = c_base + c_tok * tokens over batch 64/256, context 512);
 // prefill of a 2k prompt; and the generate() equivalent of the HF baseline (prompt 128, 256 new
 // tokens, T = 1). Writes JSON (bench/gpu/make_report.py turns it into the results table) and the
 // cost-model YAML; --stages tree times a 16-node token tree against a 16-token chain, --stages

@@ -2,10 +2,14 @@
 # One device call: the GPU tests (kernels and backend; the backend's need the source tree at the
 # path compiled into them, LONGTAIL_SRC, linked to this checkout), compute-sanitizer memcheck and
 # racecheck on the sampler's tests, then the decode and verify grid of longtail_gpu_bench (batch
-# 1..256 x context 512/4096 x k = 1..16, each cell beside its roofline) for MODELS. Run from the
-# repository root with the bundle in $B (see /work/shared/tools/device-bundle):
+# 1..256 x context 512/4096 x k = 1..16, each cell beside its roofline) for MODELS, and stage ab:
+# decode steps of MODELS under each of VARIANTS ("name:VAR=value,VAR=value name2:..." environment
+# settings of the backend, e.g. LONGTAIL_MATVEC_ROWS=0 for cuBLAS everywhere), same process kind,
+# same machine, one after another. Run from the repository root with the bundle in $B (see
+# /work/shared/tools/device-bundle):
 #   B=.gpu-gpu LONGTAIL_SRC=/work/wt/gpu-3 MODELS=0.5b,1.5b,7b STAGES=tests,sanitize,grid \
 #     bash bench/gpu/run_checks_and_grid.sh
+#   STAGES=ab VARIANTS="cublas:LONGTAIL_MATVEC_ROWS=0 matvec:" bash bench/gpu/run_checks_and_grid.sh
 # Writes logs and the bench JSON (grid.json) under $OUT; prints the summaries.
 set -uo pipefail
 B=${B:-.gpu-gpu}
@@ -33,7 +37,7 @@ if has sanitize; then
   for tool in memcheck racecheck; do
     echo "=== compute-sanitizer $tool (KernelsGpuSampling) ==="
     timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 9 "$B/bin/kernels_gpu_test" \
-      --gtest_filter='KernelsGpuSampling.AgreesWithReferenceOnThousandsOfRows:KernelsGpuSampling.MaskAndProcessed*' \
+      --gtest_filter="${SANITIZE_FILTER:-KernelsGpuSampling.AgreesWithReferenceOnThousandsOfRows:KernelsGpuSampling.MaskAndProcessed*}" \
       > "$OUT/sanitize_$tool.log" 2>&1
     echo "exit $?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^\[  (PASSED|FAILED) " "$OUT/sanitize_$tool.log" | head
   done
@@ -45,4 +49,16 @@ if has grid; then
     --verify-steps 8 --kmax 16 --json "$OUT/grid.json" > "$OUT/grid.log" 2>&1
   echo "exit $?"
   grep -E "copy|GEMM|verify batch (16|64|256) ctx (512|4096) k (1|8|16):|decode batch 1 " "$OUT/grid.log" | tail -60
+fi
+
+if has ab; then
+  for v in ${VARIANTS:-}; do
+    name=${v%%:*}; settings=${v#*:}
+    echo "=== decode, variant $name ($settings) ==="
+    ( IFS=','; for kv in $settings; do [ -n "$kv" ] && export "$kv"; done
+      timeout 200 "$B/bin/longtail_gpu_bench" --models "$MODELS" --stages decode --steps 20 \
+        --json "$OUT/ab_$name.json" > "$OUT/ab_$name.log" 2>&1 )
+    echo "exit $?"
+    grep -E "GB of weights|decode batch (1|2|4|8|16|64|256) ctx 512:|decode batch 1 ctx 4096" "$OUT/ab_$name.log" | sed 's/^.*\] //'
+  done
 fi

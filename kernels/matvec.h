@@ -1,0 +1,26 @@
+// The few-row products of kernels/matvec.cu (decode at batch <= 8), declared apart from kernels.h
+// because only the backend's product dispatcher and its test use them.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/kernels.h"
+
+namespace longtail::kernels {
+
+constexpr int32_t kMatvecMaxRows = 8;
+
+// Y[r, c] = sum_i X[r, i] * W[c, i] for r < rows <= kMatvecMaxRows, c < n: X [rows, k] and W [n, k]
+// row-major bf16, both 16-byte aligned, k a multiple of 8; fp32 accumulation. Exactly one output:
+// y_f32 ([rows, n] fp32; accumulate adds the product to what it holds) or y_bf16 ([rows, n], one
+// rounding, no accumulate).
+Status matvec_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, bool accumulate,
+                   int32_t rows, int32_t n, int32_t k, Stream stream);
+
+// act[r, c] = swiglu_bf16 of the bf16 product X [gate | up]^T for r < rows, c < inter: W_gate_up
+// [2 inter, k] (gate rows, then up rows), each product rounded to bf16 before the SwiGLU exactly as
+// matvec_bf16 (bf16 out) followed by swiglu_bf16 computes it; act [rows, inter] bf16.
+Status matvec_swiglu_bf16(const bf16* x, const bf16* w_gate_up, bf16* act, int32_t rows,
+                          int32_t inter, int32_t k, Stream stream);
+
+}  // namespace longtail::kernels

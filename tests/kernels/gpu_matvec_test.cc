@@ -1,0 +1,97 @@
+// GPU test of the few-row product (kernels/matvec.h) against ref::matmul_xwt on random bf16
+// inputs: every row count 1..8, the backend's projection shapes and odd ones (k not a multiple of
+// the 256 elements a warp covers per pass, n not a multiple of the block's 4 columns), fp32 output
+// with and without accumulation, bf16 output; the fused SwiGLU variant; the argument checks.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "kernels/matvec.h"
+#include "tests/kernels/gpu_test_util.h"
+
+#if LONGTAIL_HAVE_CUDA
+namespace longtail::kernels {
+namespace {
+using testing::DeviceBuffer;
+using testing::random_bf16;
+using testing::rel_error;
+using testing::to_float;
+
+TEST(KernelsGpuMatvec, MatchesReferenceForEveryRowCountAndShape) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(41);
+  struct Shape {
+    int32_t n, k;
+  };
+  for (const Shape s : {Shape{1536, 1536}, Shape{2048, 1536}, Shape{1536, 8960}, Shape{37, 8},
+                        Shape{1001, 264}, Shape{5, 4104}}) {
+    const auto w = random_bf16(static_cast<size_t>(s.n) * s.k, rng, 0.05f);
+    DeviceBuffer<bf16> d_w(w.b);
+    for (int32_t rows = 1; rows <= kMatvecMaxRows; ++rows) {
+      SCOPED_TRACE(::testing::Message() << s.n << "x" << s.k << " rows " << rows);
+      const auto x = random_bf16(static_cast<size_t>(rows) * s.k, rng, 1.0f);
+      const auto y0 = random_bf16(static_cast<size_t>(rows) * s.n, rng, 1.0f);
+      std::vector<float> want(static_cast<size_t>(rows) * s.n);
+      ref::matmul_xwt(x.f, w.f, rows, s.n, s.k, want);
+      std::vector<float> want_acc = want;
+      for (size_t i = 0; i < want.size(); ++i) want_acc[i] += y0.f[i];
+      DeviceBuffer<bf16> d_x(x.b), d_yb(want.size());
+      DeviceBuffer<float> d_y(want.size()), d_acc(y0.f);
+      LT_KERNEL_OK(matvec_bf16(d_x.get(), d_w.get(), d_y.get(), nullptr, false, rows, s.n, s.k, nullptr));
+      EXPECT_LT(rel_error(d_y.download(), want), 1e-5);
+      LT_KERNEL_OK(matvec_bf16(d_x.get(), d_w.get(), d_acc.get(), nullptr, true, rows, s.n, s.k, nullptr));
+      EXPECT_LT(rel_error(d_acc.download(), want_acc), 1e-5);
+      LT_KERNEL_OK(matvec_bf16(d_x.get(), d_w.get(), nullptr, d_yb.get(), false, rows, s.n, s.k, nullptr));
+      EXPECT_LT(rel_error(to_float(d_yb.download()), want), testing::kBf16Tol);
+    }
+  }
+}
+
+// The fused SwiGLU: the bf16 [gate | up] product then ref::swiglu, within one bf16 rounding; and
+// bit for bit what matvec_bf16 (bf16 out) followed by swiglu_bf16 writes.
+TEST(KernelsGpuMatvec, SwigluVariantEqualsProductThenSwiglu) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(43);
+  for (const int32_t inter : {8960, 100, 3}) {
+    const int32_t k = inter == 3 ? 16 : 1536;
+    const auto w = random_bf16(static_cast<size_t>(2) * inter * k, rng, 0.05f);
+    DeviceBuffer<bf16> d_w(w.b);
+    for (const int32_t rows : {1, 2, 3, 4, 8}) {
+      SCOPED_TRACE(::testing::Message() << "inter " << inter << " rows " << rows);
+      const auto x = random_bf16(static_cast<size_t>(rows) * k, rng, 1.0f);
+      std::vector<float> gu(static_cast<size_t>(rows) * 2 * inter), want(static_cast<size_t>(rows) * inter);
+      ref::matmul_xwt(x.f, w.f, rows, 2 * inter, k, gu);
+      for (float& v : gu) v = ref::round_bf16(v);
+      ref::swiglu(gu, want, rows, inter);
+      DeviceBuffer<bf16> d_x(x.b), d_act(want.size()), d_gu(gu.size()), d_two(want.size());
+      LT_KERNEL_OK(matvec_swiglu_bf16(d_x.get(), d_w.get(), d_act.get(), rows, inter, k, nullptr));
+      const auto act = d_act.download();
+      EXPECT_LT(rel_error(to_float(act), want), testing::kBf16Tol);
+      LT_KERNEL_OK(matvec_bf16(d_x.get(), d_w.get(), nullptr, d_gu.get(), false, rows, 2 * inter, k, nullptr));
+      LT_KERNEL_OK(swiglu_bf16(d_gu.get(), 2 * inter, d_two.get(), inter, rows, inter, nullptr));
+      const auto two = d_two.download();
+      for (size_t i = 0; i < act.size(); ++i) ASSERT_EQ(act[i].bits, two[i].bits) << i;
+    }
+  }
+}
+
+TEST(KernelsGpuMatvec, RefusesBadArguments) {
+  LT_REQUIRE_GPU();
+  DeviceBuffer<bf16> x(64), w(64), yb(64);
+  DeviceBuffer<float> y(64);
+  EXPECT_EQ(matvec_bf16(x.get(), w.get(), y.get(), nullptr, false, 0, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(matvec_bf16(x.get(), w.get(), y.get(), nullptr, false, 9, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(matvec_bf16(x.get(), w.get(), y.get(), nullptr, false, 1, 4, 12, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(matvec_bf16(x.get(), w.get(), y.get(), yb.get(), false, 1, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(matvec_bf16(x.get(), w.get(), nullptr, yb.get(), true, 1, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(matvec_bf16(x.get() + 1, w.get(), y.get(), nullptr, false, 1, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(matvec_swiglu_bf16(x.get(), w.get(), yb.get(), 9, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(matvec_swiglu_bf16(x.get(), w.get(), nullptr, 1, 4, 8, nullptr), Status::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace longtail::kernels
+#else
+TEST(KernelsGpuMatvec, All) { GTEST_SKIP() << "built without CUDA (LONGTAIL_HAVE_CUDA off)"; }
+#endif

@@ -1,0 +1,103 @@
+// The fast mode's products of a few rows with LONGTAIL_MATVEC_ROWS=8 (kernels::matvec_bf16 instead
+// of cuBLAS up to 8 rows): for the shapes of a 1.5B layer and its lm_head, every row of a product of
+// M = 1..8 rows is bitwise the row computed alone, and close to cuBLAS (the default); the fused
+// gate/up + SwiGLU is bitwise the product followed by kernels::swiglu_bf16.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "gpu_test_util.h"
+#include "kernels/kernels.h"
+#include "policy/cuda_buffer.h"
+#include "policy/cuda_gemm.h"
+
+namespace longtail::policy::testing {
+namespace {
+
+std::vector<uint16_t> random_bf16(size_t n, std::mt19937& rng) {
+  std::uniform_int_distribution<int> bits(0x3c00, 0x3f80);  // bf16 in about [0.008, 1]
+  std::vector<uint16_t> v(n);
+  for (auto& x : v) x = static_cast<uint16_t>(bits(rng) | ((rng() & 1) << 15));
+  return v;
+}
+
+template <typename T>
+std::vector<T> download(const cuda::DeviceBuffer& b, size_t n, cudaStream_t s) {
+  std::vector<T> h(n);
+  EXPECT_EQ(cudaMemcpyAsync(h.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost, s), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  return h;
+}
+
+TEST(CudaFastGemm, FewRowProductsMatchCublasAndDoNotDependOnTheRowCount) {
+  LT_SKIP_WITHOUT_GPU();
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  {
+    constexpr int kRows = 8;
+    setenv("LONGTAIL_MATVEC_ROWS", "8", 1);
+    cuda::Gemm fast(stream, false, 4096);
+    setenv("LONGTAIL_MATVEC_ROWS", "0", 1);
+    cuda::Gemm cublas(stream, false, 4096);
+    unsetenv("LONGTAIL_MATVEC_ROWS");
+    struct Shape {
+      int n, k;
+    };
+    for (const Shape sh : {Shape{2048, 1536}, Shape{1536, 8960}, Shape{151936, 1536}}) {
+      SCOPED_TRACE(::testing::Message() << sh.n << " x " << sh.k);
+      std::mt19937 rng(sh.n);
+      const auto w = random_bf16(static_cast<size_t>(sh.n) * sh.k, rng);
+      const auto x = random_bf16(static_cast<size_t>(kRows) * sh.k, rng);
+      const size_t out = static_cast<size_t>(kRows) * sh.n;
+      cuda::DeviceBuffer dw(w.size() * 2), dx(x.size() * 2), dy(out * 4), dref(out * 4);
+      ASSERT_EQ(cudaMemcpy(dw.get(), w.data(), w.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(dx.get(), x.data(), x.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+      cublas.f32_out(dx.get(), dw.get(), dref.get<float>(), kRows, sh.n, sh.k, false);
+      const auto ref = download<float>(dref, out, stream);
+      std::vector<float> alone;
+      for (int m = 1; m <= kRows; ++m) {
+        fast.f32_out(dx.get(), dw.get(), dy.get<float>(), m, sh.n, sh.k, false);
+        const auto y = download<float>(dy, static_cast<size_t>(m) * sh.n, stream);
+        if (m == 1) alone = y;
+        EXPECT_EQ(std::memcmp(y.data(), alone.data(), alone.size() * 4), 0) << "row 0 at M = " << m;
+        double num = 0, den = 0;
+        for (size_t i = 0; i < y.size(); ++i) {
+          num += (static_cast<double>(y[i]) - ref[i]) * (static_cast<double>(y[i]) - ref[i]);
+          den += static_cast<double>(ref[i]) * ref[i];
+        }
+        EXPECT_LT(std::sqrt(num / den), 1e-5) << "M = " << m;
+      }
+    }
+    // The fused SwiGLU of a 1.5B MLP: bitwise bf16_out then swiglu_bf16, for every row count.
+    const int inter = 8960, k = 1536;
+    std::mt19937 rng(7);
+    const auto w = random_bf16(static_cast<size_t>(2) * inter * k, rng);
+    const auto x = random_bf16(static_cast<size_t>(kRows) * k, rng);
+    cuda::DeviceBuffer dw(w.size() * 2), dx(x.size() * 2), dgu(static_cast<size_t>(kRows) * 2 * inter * 2),
+        dact(static_cast<size_t>(kRows) * inter * 2), dtwo(static_cast<size_t>(kRows) * inter * 2);
+    ASSERT_EQ(cudaMemcpy(dw.get(), w.data(), w.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dx.get(), x.data(), x.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    for (int m = 1; m <= kRows; ++m) {
+      ASSERT_TRUE(fast.swiglu_out(dx.get(), dw.get(), dact.get(), m, inter, k)) << "M = " << m;
+      EXPECT_FALSE(cublas.swiglu_out(dx.get(), dw.get(), dact.get(), m, inter, k));
+      fast.bf16_out(dx.get(), dw.get(), dgu.get(), m, 2 * inter, k);
+      ASSERT_EQ(kernels::swiglu_bf16(dgu.get<kernels::bf16>(), 2 * inter, dtwo.get<kernels::bf16>(),
+                                     inter, m, inter, stream),
+                kernels::Status::kOk);
+      const auto a = download<uint16_t>(dact, static_cast<size_t>(m) * inter, stream);
+      const auto b = download<uint16_t>(dtwo, static_cast<size_t>(m) * inter, stream);
+      EXPECT_EQ(a, b) << "M = " << m;
+    }
+    EXPECT_FALSE(fast.swiglu_out(dx.get(), dw.get(), dact.get(), kRows + 1, inter, k));
+  }
+  cudaStreamDestroy(stream);
+}
+
+}  // namespace
+}  // namespace longtail::policy::testing
