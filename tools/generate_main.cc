@@ -69,6 +69,7 @@ struct Args {
   float top_p = 1.0f;
   int top_k = 0;
   float min_p = 0.0f;
+  int min_tokens = 0;  // stop tokens cannot end a response before this many tokens
   uint64_t seed = 0;
   std::optional<std::vector<int32_t>> stop_tokens;  // --stop-token: replace the checkpoint's eos ids
   std::vector<int32_t> stop_token_ids;               // --stop-token-ids: added to them (vLLM's rule)
@@ -100,6 +101,7 @@ lr::GroupRequest request_of(const Args& a, std::string group_id, std::vector<int
   g.sampling.top_p = a.top_p;
   g.sampling.top_k = a.top_k;
   g.sampling.min_p = a.min_p;
+  g.sampling.min_tokens = a.min_tokens;
   g.sampling.seed = a.seed;
   g.max_new_tokens = a.max_new_tokens;
   if (a.stop_tokens) g.stop_tokens = *a.stop_tokens;
@@ -111,7 +113,6 @@ lr::GroupRequest request_of(const Args& a, std::string group_id, std::vector<int
 std::optional<Args> parse_args(int argc, char** argv) {
   Args a;
   std::vector<int64_t> stops, extra_stops;
-  int min_tokens = 0;
   // The older spellings of engine keys stay, with their defaults from the table.
   std::vector<longtail::tools::FlagAlias> aliases = longtail::tools::common_engine_aliases();
   aliases.push_back({"speculation", "speculation.enabled", "",
@@ -138,14 +139,14 @@ std::optional<Args> parse_args(int argc, char** argv) {
       ("n", po::value(&a.n)->default_value(1), "samples per prompt")
       ("max-tokens", po::value<int>()->default_value(a.max_new_tokens), "tokens to generate at most (vLLM's name)")
       ("max-new-tokens", po::value<int>(), "same as --max-tokens")
-      ("min-tokens", po::value(&min_tokens)->default_value(0),
-       "tokens before a stop token may end a response (vLLM's min_tokens): only 0 is supported, the engine has "
-       "no minimum yet (refused, never ignored)")
+      ("min-tokens", po::value(&a.min_tokens)->default_value(0),
+       "response tokens before a stop token (eos or --stop-token-ids) may end a response, 0 = off (vLLM's "
+       "min_tokens; at most --max-tokens)")
       ("temperature", po::value(&a.temperature)->default_value(1.0f), "0 = greedy")
       ("top-p", po::value(&a.top_p)->default_value(1.0f), "nucleus cut, 1 = none")
       ("top-k", po::value(&a.top_k)->default_value(0), "top-k cut, 0 or -1 = none")
       ("min-p", po::value(&a.min_p)->default_value(0.0f),
-       "drop tokens less likely than this x the most likely, 0 = off (cpu backend only)")
+       "drop tokens less likely than this x the most likely, 0 = off")
       ("seed", po::value(&a.seed)->default_value(0), "run seed")
       ("stop-token-ids", po::value(&extra_stops)->multitoken(),
        "stop token ids added to the checkpoint's eos ids (vLLM's rule; repeatable)")
@@ -173,10 +174,6 @@ std::optional<Args> parse_args(int argc, char** argv) {
   }
   a.max_new_tokens = vm.count("max-new-tokens") ? vm["max-new-tokens"].as<int>() : vm["max-tokens"].as<int>();
   if (a.max_new_tokens < 0) throw InputError("--max-tokens must be >= 0");
-  if (min_tokens != 0) {
-    throw InputError("--min-tokens " + std::to_string(min_tokens) +
-                     " is not supported: the engine has no minimum response length yet (only 0)");
-  }
   if (a.top_k < -1) throw InputError("--top-k must be >= -1 (0 or -1 = off), got " + std::to_string(a.top_k));
   if (a.top_k == -1) a.top_k = 0;  // vLLM spells "off" as -1
   // vLLM's min_p is in [0, 1]; the validator reads a negative one as off, this flag refuses it.
@@ -207,7 +204,8 @@ std::optional<Args> parse_args(int argc, char** argv) {
                                         {"max_new_tokens", "--max-tokens"},
                                         {"sampling.temperature", "--temperature"},
                                         {"sampling.top_p", "--top-p"},
-                                        {"sampling.min_p", "--min-p"}});
+                                        {"sampling.min_p", "--min-p"},
+                                        {"sampling.min_tokens", "--min-tokens"}});
   return a;
 }
 

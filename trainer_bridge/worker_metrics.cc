@@ -16,6 +16,8 @@
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 
+#include "rollout/finish_reason.h"
+
 namespace longtail::bridge {
 namespace {
 
@@ -177,7 +179,7 @@ WorkerMetrics::WorkerMetrics(const std::string& worker_id, const std::string& so
                     .Help("Finished samples delivered in batches, by finish reason.")
                     .Labels(m.worker_label)
                     .Register(m.registry);
-  for (const char* r : {"stop", "length", "context", "aborted"}) m.finished_by_reason[r] = &m.finished->Add({{"finished_reason", r}});
+  for (const char* r : rollout::kFinishReasonNames) m.finished_by_reason[r] = &m.finished->Add({{"finished_reason", r}});
   m.step_seconds = &m.histogram("longtail:step_duration_seconds", "Wall time of one engine step (draft, forward, acceptance).", kStepBuckets);
   m.round_seconds = &m.histogram("longtail:round_makespan_seconds", "Wall time from a round's start to its batch.", kRoundBuckets);
   m.weight_seconds = &m.histogram("longtail:weight_update_seconds", "Time to load and swap in new weights (successful updates).", kWeightBuckets);

@@ -286,12 +286,22 @@ TEST(GenerateEngineTest, VllmNames) {
   ASSERT_EQ(still.code, 0) << still.err;
   EXPECT_EQ(json::parse(lines_of(still.out).at(0)).at("finish_reason"), "stop");
 
-  // What the engine cannot do is refused by name, never ignored.
-  for (const char* args : {"--prompt 1 --min-tokens 3", "--prompt 1 --top-k=-2", "--prompt 1 --min-p 1.5"}) {
+  // --min-tokens: the same stop token can no longer end the response before 4 tokens (vLLM's
+  // min_tokens masks the stop set there), and still ends it once allowed or at the length limit.
+  const CliResult least = generate("--prompt 1,2,3 --max-tokens 16 --temperature 0 --stop-token " + first +
+                                   " --min-tokens 4");
+  ASSERT_EQ(least.code, 0) << least.err;
+  const std::vector<int> least_tokens = json::parse(lines_of(least.out).at(0)).at("tokens");
+  EXPECT_GE(least_tokens.size(), 4u);
+  for (size_t i = 0; i < 3 && i < least_tokens.size(); ++i) EXPECT_NE(least_tokens[i], tokens[0]) << "position " << i;
+
+  // Out of range is refused by the flag's name, never ignored.
+  for (const char* args : {"--prompt 1 --min-tokens -1", "--prompt 1 --max-tokens 4 --min-tokens 5",
+                           "--prompt 1 --top-k=-2", "--prompt 1 --min-p 1.5"}) {
     const CliResult r = generate(args);
     EXPECT_EQ(r.code, 2) << args;
   }
-  EXPECT_NE(generate("--prompt 1 --min-tokens 3").err.find("--min-tokens 3 is not supported"), std::string::npos);
+  EXPECT_NE(generate("--prompt 1 --max-tokens 4 --min-tokens 5").err.find("--min-tokens"), std::string::npos);
 }
 
 TEST(GenerateEngineTest, EveryEngineOptionIsAFlag) {
