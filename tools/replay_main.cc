@@ -8,7 +8,6 @@
 // Exit codes: 0 ok, 1 failure, 2 bad command line or input, 3 (--stream) not every batch acked.
 #include <unistd.h>
 
-#include <csignal>
 #include <functional>
 #include <cstdio>
 #include <fstream>
@@ -35,9 +34,6 @@ namespace {
 namespace po = boost::program_options;
 using namespace longtail;
 using tools::InputError;
-
-std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop.store(true); }
 
 struct Args {
   std::string input, plot, export_format;
@@ -182,9 +178,9 @@ int run(const Args& a) {
       return std::cout ? 0 : 1;
     }
     if (!a.stream.session.endpoint.empty()) {
-      std::signal(SIGTERM, on_signal);
-      std::signal(SIGINT, on_signal);
-      return tools::stream_recorded(a.input, a.stream, a.round_size, a.on_error, &g_stop).all_acked ? 0 : 3;
+      return tools::stream_recorded(a.input, a.stream, a.round_size, a.on_error, tools::stop_on_signals()).all_acked
+                 ? 0
+                 : 3;
     }
   } catch (const rollout::ReplayInputError& e) {
     throw InputError(e.what());
