@@ -309,19 +309,7 @@ ReplayReport run_engine_replay(const ReplayInput& input, const ReplayOptions& op
     const int64_t len = run.response_len.at(k);
     const auto it = run.per_sequence.find(k);
     const PricedBackend::PerSequence s = it == run.per_sequence.end() ? PricedBackend::PerSequence{} : it->second;
-    rep.rollouts += 1;
-    rep.response_tokens += len;
-    rep.verify_steps += s.steps;
-    if (plan.planned[k].round > first_round) {
-      rep.later_response_tokens += len;
-      rep.later_verify_steps += s.steps;
-    }
-    auto& b = rep.buckets[length_bucket_of(len)];
-    b.rollouts += 1;
-    b.response_tokens += len;
-    b.verify_steps += s.steps;
-    b.drafted_tokens += s.drafted;
-    b.accepted_tokens += std::max<int64_t>(0, len - s.steps);
+    rep.count_rollout(len, s.steps, s.drafted, std::max<int64_t>(0, len - s.steps), plan.planned[k].round > first_round);
   }
   rep.rollouts += static_cast<int64_t>(plan.empty.size());
   rep.buckets[0].rollouts += static_cast<int64_t>(plan.empty.size());

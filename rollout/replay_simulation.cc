@@ -43,6 +43,22 @@ size_t length_bucket_of(int64_t len) {
   return kBuckets.size() - 1;
 }
 
+void ReplayReport::count_rollout(int64_t len, int64_t steps, int64_t drafted, int64_t accepted, bool later) {
+  rollouts += 1;
+  response_tokens += len;
+  verify_steps += steps;
+  if (later) {
+    later_response_tokens += len;
+    later_verify_steps += steps;
+  }
+  auto& b = buckets.at(length_bucket_of(len));
+  b.rollouts += 1;
+  b.response_tokens += len;
+  b.verify_steps += steps;
+  b.drafted_tokens += drafted;
+  b.accepted_tokens += accepted;
+}
+
 ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
                         const std::function<void(size_t, size_t)>& progress) {
   using clock = std::chrono::steady_clock;
@@ -149,21 +165,9 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
       const auto len = static_cast<int64_t>(s.r->response_tokens.size());
       lengths.push_back(len);
       rs.plain_steps = std::max(rs.plain_steps, len);
-      rep.rollouts += 1;
-      rep.response_tokens += len;
-      rep.verify_steps += s.steps;
+      rep.count_rollout(len, s.steps, s.drafted, s.accepted, ri > 0);
       rep.drafted_tokens += s.drafted;
       rep.accepted_tokens += s.accepted;
-      if (ri > 0) {
-        rep.later_response_tokens += len;
-        rep.later_verify_steps += s.steps;
-      }
-      auto& b = rep.buckets[length_bucket_of(len)];
-      b.rollouts += 1;
-      b.response_tokens += len;
-      b.verify_steps += s.steps;
-      b.drafted_tokens += s.drafted;
-      b.accepted_tokens += s.accepted;
       drafter.add_rollout(s.r->prompt_id, s.r->prompt_tokens, s.r->response_tokens, round.round);
       policy.record_finished(s.r->prompt_id, static_cast<int32_t>(std::min<int64_t>(len, INT32_MAX)));
     }

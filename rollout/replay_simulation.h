@@ -68,6 +68,11 @@ struct ReplayReport {
   std::vector<ReplayRoundStats> rounds;
   std::vector<ReplayBucket> buckets;
 
+  // Adds one replayed rollout of len response tokens verified in steps steps to the totals, the
+  // later-rounds totals (when later) and its length bucket (buckets must be length_buckets()).
+  // drafted / accepted go to the bucket only: the two models count the run's totals differently.
+  void count_rollout(int64_t len, int64_t steps, int64_t drafted, int64_t accepted, bool later);
+
   double tokens_per_step() const { return verify_steps ? double(response_tokens) / verify_steps : 0; }
   double later_tokens_per_step() const {
     return later_verify_steps ? double(later_response_tokens) / later_verify_steps : 0;
