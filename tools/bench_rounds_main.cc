@@ -287,6 +287,9 @@ int run(const Config& c) {
     }
     const ModeRun* base = nullptr;
     for (const auto& r : results) base = r.mode.name == "off" ? &r : base;
+    // Trace-forced, a forced token nobody verified has no logprob (NaN): compare where both scored it.
+    const tools::LogprobRule logprob_rule =
+        c.trace.empty() ? tools::LogprobRule::kBitwise : tools::LogprobRule::kWhereBothScored;
 
     json out;
     out["config"] = {{"model", c.model}, {"backend", c.settings.backend.kind},
@@ -341,7 +344,7 @@ int run(const Config& c) {
         for (const auto& s : base->rounds) base_proj += projected_s(cost, s);
         m["projected_ratio_vs_off"] = proj / base_proj;
         m["makespan_ratio_vs_off"] = sum_makespan(r) / sum_makespan(*base);
-        m["trajectories_differing_from_off"] = tools::mismatches(*base, r);
+        m["trajectories_differing_from_off"] = tools::mismatches(*base, r, logprob_rule);
         const tools::Divergence d = tools::divergence(*base, r);
         m["differing_fraction"] = d.sequences ? double(d.differing) / d.sequences : 0.0;
         m["first_difference_position_median"] = median_of(d.first_position);
@@ -352,7 +355,7 @@ int run(const Config& c) {
     }
     int64_t total_mismatch = 0;
     if (base) {
-      for (const auto& r : results) total_mismatch += tools::mismatches(*base, r);
+      for (const auto& r : results) total_mismatch += tools::mismatches(*base, r, logprob_rule);
     }
     out["identical_to_off"] = base ? json(total_mismatch == 0) : json(nullptr);
 
@@ -442,8 +445,10 @@ int run(const Config& c) {
         }
       }
       if (base) {
-        std::printf("trajectories identical to 'off' in every mode: %s\n",
-                    total_mismatch == 0 ? "yes" : "NO");
+        std::printf("trajectories identical to 'off' in every mode: %s%s\n", total_mismatch == 0 ? "yes" : "NO",
+                    c.trace.empty() ? ""
+                                    : " (trace-forced: tokens, finish reasons, and logprobs where both modes "
+                                      "scored the token; a forced token nobody verified has none)");
       }
     }
     return base && total_mismatch != 0 ? 1 : 0;

@@ -73,12 +73,24 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
-int64_t mismatches(const ModeRun& base, const ModeRun& m) {
+namespace {
+bool same_where_both_scored(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) || std::isnan(b[i])) continue;
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return false;
+  }
+  return true;
+}
+}  // namespace
+
+int64_t mismatches(const ModeRun& base, const ModeRun& m, LogprobRule rule) {
+  const auto same_logprobs = rule == LogprobRule::kBitwise ? same_bits : same_where_both_scored;
   int64_t bad = 0;
   for (const auto& [uid, t] : base.trajectories) {
     const auto it = m.trajectories.find(uid);
     if (it == m.trajectories.end() || it->second.response_tokens != t.response_tokens ||
-        !same_bits(it->second.behaviour_logprobs, t.behaviour_logprobs) || it->second.finish_reason != t.finish_reason) {
+        !same_logprobs(it->second.behaviour_logprobs, t.behaviour_logprobs) || it->second.finish_reason != t.finish_reason) {
       ++bad;
     }
   }

@@ -63,9 +63,15 @@ ModeRun run_mode(const Mode& mode, const rollout::EngineSettings& base, const st
 // Bitwise equality of two logprob lists (NaN equals NaN when its bits do).
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b);
 
-// Trajectories of `m` missing or different from the baseline's: tokens, behaviour logprobs (bit for
-// bit) or finish reason, plus any that `m` has and the baseline lacks.
-int64_t mismatches(const ModeRun& base, const ModeRun& m);
+// How behaviour logprobs are compared. Bit for bit, NaN included, is the rule for runs that sample.
+// In a trace-forced run a forced token the engine did not score (speculation off, or the token
+// after a rejected draft) carries NaN while another mode may have scored it in a verify: there the
+// positions where both modes scored the token are compared, bit for bit.
+enum class LogprobRule { kBitwise, kWhereBothScored };
+
+// Trajectories of `m` missing or different from the baseline's: tokens, behaviour logprobs (by
+// `rule`) or finish reason, plus any that `m` has and the baseline lacks.
+int64_t mismatches(const ModeRun& base, const ModeRun& m, LogprobRule rule = LogprobRule::kBitwise);
 
 // Where `m` first differs from the baseline, per differing sequence.
 struct Divergence {

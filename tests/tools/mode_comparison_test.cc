@@ -53,6 +53,18 @@ TEST(ModeComparison, MismatchesCountEveryKindOfChange) {
   EXPECT_EQ(mismatches(base, extra), 1);
 }
 
+TEST(ModeComparison, TraceForcedRunsCompareLogprobsWhereBothModesScoredTheToken) {
+  const float unscored = std::numeric_limits<float>::quiet_NaN();
+  const ModeRun off = run_of({trajectory(1, {5, 6, 7}, {-0.5f, unscored, unscored})});
+  ModeRun das = run_of({trajectory(1, {5, 6, 7}, {-0.5f, -1.f, unscored})});  // 6 was drafted and verified
+  EXPECT_EQ(mismatches(off, das), 1);  // bit for bit, a scored token is not an unscored one
+  EXPECT_EQ(mismatches(off, das, LogprobRule::kWhereBothScored), 0);
+  das.trajectories[1].behaviour_logprobs[0] = -0.75f;  // both scored it, differently
+  EXPECT_EQ(mismatches(off, das, LogprobRule::kWhereBothScored), 1);
+  das = run_of({trajectory(1, {5, 6, 8}, {-0.5f, unscored, unscored})});  // tokens still count
+  EXPECT_EQ(mismatches(off, das, LogprobRule::kWhereBothScored), 1);
+}
+
 TEST(ModeComparison, NanLogprobsAreEqualWhenTheirBitsAre) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   EXPECT_TRUE(same_bits({nan, -1.f}, {nan, -1.f}));
