@@ -1,6 +1,6 @@
 // What every backend shares: the sampling input check, the reading of a chunk's tree parents, the
-// chain case of compact_kv, and make_backend, the one place that picks a
-// backend by name. The CUDA factory lives in policy/cuda_backend.{h,cc}, compiled only when the build
+// chain case of compact_kv, the refusal to sleep of a backend that cannot, and make_backend, the
+// one place that picks a backend by name. The CUDA factory lives in policy/cuda_backend.{h,cc}, compiled only when the build
 // has CUDA.
 #include "policy/backend.h"
 
@@ -20,6 +20,12 @@ void Backend::replace_weights_from_cuda_ipc(const CudaIpcTensorSource&, bool) {
   throw LoadError("the " + name() + " backend cannot read CUDA IPC handles (only the cuda backend can): send the "
                   "tensors in shared memory (shm) or as a checkpoint directory (path)");
 }
+
+size_t Backend::sleep(int) {
+  throw std::logic_error("the " + name() + " backend cannot sleep (max_sleep_level() is 0)");
+}
+
+size_t Backend::wake_up() { return 0; }  // never asleep
 
 std::optional<SamplingParamsError> check_sampling_params(const SamplingParams& s) {
   if (!std::isfinite(s.temperature) || s.temperature < 0.0f) {

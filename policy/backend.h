@@ -9,6 +9,7 @@
 // compact_kv() moves into consecutive positions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
@@ -168,6 +169,25 @@ class Backend {
   // takes_cuda_ipc_weights() can; the default throws LoadError naming the backend.
   virtual bool takes_cuda_ipc_weights() const { return false; }
   virtual void replace_weights_from_cuda_ipc(const CudaIpcTensorSource& source, bool check_finite);
+
+  // Sleep (vLLM's sleep mode): hands the device memory back to a trainer colocated on it.
+  // sleep(1) releases the KV cache and everything else the backend rebuilds without the checkpoint
+  // (on the CUDA backend: KV buffer, activation buffers, cuBLAS workspace and CUDA graphs, cudaFree'd
+  // so cudaMemGetInfo shows them free); the weights stay. sleep(2) releases the weights too; a
+  // replace_weights* call while asleep loads new ones (sleep_level() then reads 1). Only with no
+  // live sequence handle: std::logic_error naming how many are live otherwise (the engine drops
+  // their KV first), and for a level outside [1, max_sleep_level()]. While asleep create_sequence()
+  // and forward() throw std::logic_error, can_fit() is false and kv_capacity() reports 0 tokens;
+  // replace_weights* work. wake_up() re-creates what sleep released with the same KV budget (the
+  // same number of blocks); it throws std::logic_error at level 2 (no weights to serve) and
+  // std::runtime_error when the memory cannot be had back, staying asleep in both cases. Both
+  // return the bytes released / re-allocated. Sleeping or waking twice is a no-op returning 0.
+  // max_sleep_level() 0 (the default): the backend cannot sleep and sleep() throws
+  // std::logic_error naming it.
+  virtual int max_sleep_level() const { return 0; }
+  virtual int sleep_level() const { return 0; }  // 0 = awake
+  virtual size_t sleep(int level);
+  virtual size_t wake_up();
 };
 
 struct BackendOptions {
