@@ -20,6 +20,7 @@ CpuBackend::CpuBackend(const std::filesystem::path& dir, const BackendOptions& o
     : weights_(std::make_unique<CpuWeights>(load_cpu_weights(dir))),
       pool_(opts.num_threads),
       kv_(opts.max_kv_tokens, opts.kv_block_size) {
+  config_ = weights_->config;
   spdlog::info("cpu backend: {} ({} layers, hidden {}), {} threads, {}", weights_->config.architecture_name,
                weights_->config.num_layers, weights_->config.hidden_size, pool_.size(), kv_.describe());
 }
@@ -36,11 +37,18 @@ const CpuBackend::Sequence& CpuBackend::seq_ref(int64_t seq) const {
   return it->second;
 }
 
+void CpuBackend::check_awake(const char* what) const {
+  if (sleep_level_ > 0)
+    throw std::logic_error(std::string("cpu backend: ") + what + " while asleep (level " +
+                           std::to_string(sleep_level_) + "): wake_up() first");
+}
+
 int64_t CpuBackend::create_sequence() {
+  check_awake("create_sequence");
   const int64_t h = next_handle_++;
   Sequence s;
-  s.k.resize(weights_->config.num_layers);
-  s.v.resize(weights_->config.num_layers);
+  s.k.resize(config_.num_layers);
+  s.v.resize(config_.num_layers);
   seqs_.emplace(h, std::move(s));
   return h;
 }
@@ -60,16 +68,20 @@ void CpuBackend::truncate(int64_t seq, int32_t new_length) {
                                 " outside [0, " + std::to_string(s.length) + "] for sequence " +
                                 std::to_string(seq));
   }
-  const size_t kvd = static_cast<size_t>(weights_->config.num_kv_heads) * weights_->config.head_dim;
+  const size_t kvd = static_cast<size_t>(config_.num_kv_heads) * config_.head_dim;
   for (auto& k : s.k) k.resize(static_cast<size_t>(new_length) * kvd);
   for (auto& v : s.v) v.resize(static_cast<size_t>(new_length) * kvd);
   kv_.resize(s.length, new_length);
   s.length = new_length;
 }
 
-KvCapacity CpuBackend::kv_capacity() const { return kv_.capacity(); }
+KvCapacity CpuBackend::kv_capacity() const {
+  if (sleep_level_ > 0) return KvCapacity{0, 0, kv_.block_size()};
+  return kv_.capacity();
+}
 
 bool CpuBackend::can_fit(std::span<const KvGrowth> batch) const {
+  if (sleep_level_ > 0) return false;
   return kv_.can_fit(batch, [&](int64_t seq) { return seq_ref(seq).length; });
 }
 
@@ -79,6 +91,7 @@ std::vector<TokenOutput> CpuBackend::forward(std::span<const SequenceChunk> chun
 
 std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const SequenceChunk> chunks,
                                                          std::vector<float>* logits_out) {
+  check_awake("forward");
   const CpuWeights& W = *weights_;
   const ModelConfig& c = W.config;
   const int64_t H = c.hidden_size, D = c.head_dim, I = c.intermediate_size, V = c.vocab_size;
@@ -279,7 +292,7 @@ std::vector<TokenOutput> CpuBackend::forward_with_logits(std::span<const Sequenc
 void CpuBackend::compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep) {
   Sequence& s = seq_ref(seq);
   check_compact_kv(s.length, start, keep);
-  const size_t kvd = static_cast<size_t>(weights_->config.num_kv_heads) * weights_->config.head_dim;
+  const size_t kvd = static_cast<size_t>(config_.num_kv_heads) * config_.head_dim;
   for (size_t j = 0; j < keep.size(); ++j) {
     const size_t from = (static_cast<size_t>(start) + keep[j]) * kvd, to = (static_cast<size_t>(start) + j) * kvd;
     if (from == to) continue;  // keep is increasing, so rows only move down and never overlap
@@ -292,13 +305,53 @@ void CpuBackend::compact_kv(int64_t seq, int32_t start, std::span<const int32_t>
 void CpuBackend::replace_weights(const std::filesystem::path& dir) { replace_weights(Checkpoint::open(dir)); }
 
 void CpuBackend::replace_weights(const Checkpoint& weights) {
-  if (!same_shapes(weights_->config, weights.config())) {
+  if (!same_shapes(config_, weights.config())) {
     throw LoadError((weights.dir() / "config.json").string() + ": model shape differs from the loaded " +
-                    weights_->config.architecture_name + " (architecture, sizes, heads, bias, qk norm "
+                    config_.architecture_name + " (architecture, sizes, heads, bias, qk norm "
                     "and tied embeddings must all match)");
   }
   weights_ = std::make_unique<CpuWeights>(load_cpu_weights(weights));
+  if (sleep_level_ == 2) sleep_level_ = 1;  // weights again: wake_up() may follow
   spdlog::info("cpu backend: weights replaced from {}", weights.dir().string());
+}
+
+namespace {
+
+size_t weight_bytes(const CpuWeights& w) {
+  size_t n = w.embed.size() + w.final_norm.size() + w.lm_head.size() + w.inv_freq.size();
+  for (const CpuLayerWeights& l : w.layers)
+    n += l.attn_norm.size() + l.wqkv.size() + l.bqkv.size() + l.q_norm.size() + l.k_norm.size() +
+         l.wo.size() + l.mlp_norm.size() + l.w_gate_up.size() + l.w_down.size();
+  return n * sizeof(float);
+}
+
+}  // namespace
+
+size_t CpuBackend::sleep(int level) {
+  if (level < 1 || level > max_sleep_level())
+    throw std::logic_error("cpu backend: sleep level " + std::to_string(level) + " outside [1, 2]");
+  if (!seqs_.empty())
+    throw std::logic_error("cpu backend: cannot sleep with " + std::to_string(seqs_.size()) +
+                           " live sequences (release them first)");
+  if (level <= sleep_level_) return 0;
+  size_t released = 0;
+  if (level == 2 && weights_) {
+    released = weight_bytes(*weights_);
+    weights_.reset();
+  }
+  sleep_level_ = level;
+  spdlog::info("cpu backend: asleep (level {}), {:.1f} MiB released", level, released / 1048576.0);
+  return released;
+}
+
+size_t CpuBackend::wake_up() {
+  if (sleep_level_ == 0) return 0;
+  if (!weights_)
+    throw std::logic_error("cpu backend: cannot wake up: level-2 sleep released the weights and none "
+                           "were loaded since (replace_weights first)");
+  sleep_level_ = 0;
+  spdlog::info("cpu backend: awake");
+  return 0;
 }
 
 std::unique_ptr<Backend> make_cpu_backend(const std::filesystem::path& dir, const BackendOptions& opts) {

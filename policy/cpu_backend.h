@@ -3,7 +3,9 @@
 // accounted in blocks of BackendOptions::kv_block_size up to max_kv_tokens, so the scheduler's
 // admission and preemption logic can be exercised on CPU exactly as on the GPU. Not thread-safe:
 // one caller drives it (forward itself is parallel inside). Verifies token trees (tree attention
-// over the committed context plus each node's ancestors) and compacts accepted paths.
+// over the committed context plus each node's ancestors) and compacts accepted paths. Sleeps at
+// levels 1 and 2: its KV arrays belong to its sequences (none may be live to sleep), so level 1
+// only stops serving; level 2 also frees the fp32 weights until replace_weights loads new ones.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +26,7 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend(const std::filesystem::path& dir, const BackendOptions& opts);
 
-  const ModelConfig& config() const override { return weights_->config; }
+  const ModelConfig& config() const override { return config_; }
   std::string name() const override { return "cpu"; }
   bool samples_min_p() const override { return true; }
   bool samples_min_tokens() const override { return true; }
@@ -40,6 +42,10 @@ class CpuBackend final : public Backend {
   void compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep) override;
   void replace_weights(const std::filesystem::path& dir) override;
   void replace_weights(const Checkpoint& weights) override;
+  int max_sleep_level() const override { return 2; }
+  int sleep_level() const override { return sleep_level_; }
+  size_t sleep(int level) override;
+  size_t wake_up() override;
 
   // forward() that also returns the logits of every output row ([outputs, vocab], row-major), for
   // tests and tools that compare numerics.
@@ -53,12 +59,15 @@ class CpuBackend final : public Backend {
   };
   Sequence& seq_ref(int64_t seq);
   const Sequence& seq_ref(int64_t seq) const;
+  void check_awake(const char* what) const;  // std::logic_error while asleep
 
-  std::unique_ptr<CpuWeights> weights_;
+  ModelConfig config_;
+  std::unique_ptr<CpuWeights> weights_;  // null after sleep(2) until replace_weights
   ThreadPool pool_;
   KvBlockAccount kv_;
   int64_t next_handle_ = 1;
   std::unordered_map<int64_t, Sequence> seqs_;
+  int sleep_level_ = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(const std::filesystem::path& dir, const BackendOptions& opts);

@@ -1,6 +1,8 @@
 // policy::Backend on one GPU (see cuda_backend.h): validates each forward on the host, reserves
 // KV blocks, plans the device passes and hands them to the forward runner. Any failure before the
 // device work leaves every sequence as it was; a device failure rolls the reservations back.
+// Sleep frees the KV buffer and the forward runner (activations, cuBLAS workspace, CUDA graphs,
+// stream) and at level 2 the weights; wake_up re-creates them with the same number of KV blocks.
 #include "policy/cuda_backend.h"
 
 #include <spdlog/spdlog.h>
@@ -72,8 +74,11 @@ class CudaBackend final : public Backend {
     const std::string mode = graphs_mode();
     limits.graphs = mode != "off";
     limits.ragged_graphs = ragged_graphs_enabled();
-    runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits, mode == "on",
-                                                    opts.deterministic);
+    limits_ = limits;
+    capture_graphs_ = mode == "on";
+    deterministic_ = opts.deterministic;
+    runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits_, capture_graphs_, deterministic_);
+    token_trees_ = runner_->supports_trees() && !runner_->deterministic();  // also while asleep
 
     size_t free_bytes = 0, total_bytes = 0;
     LT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
@@ -92,12 +97,7 @@ class CudaBackend final : public Backend {
     kv_.num_blocks = static_cast<int32_t>(blocks);
     kv_.block_size = opts.kv_block_size;
     kv_.layer_bytes = static_cast<size_t>(blocks) * opts.kv_block_size * slot_bytes;
-    kv_buffer_ = DeviceBuffer(kv_.layer_bytes * 2 * static_cast<size_t>(config_.num_layers));
-    kv_.base = kv_buffer_.get();
-    // Zeros, so that the attention of graph padding rows (which read block 0) stays finite.
-    LT_CUDA_CHECK(cudaMemset(kv_.base, 0, kv_buffer_.bytes()));
-    LT_CUDA_CHECK(cudaDeviceSynchronize());
-    blocks_ = std::make_unique<cuda::KvBlockManager>(kv_.num_blocks, kv_.block_size);
+    allocate_kv();
     spdlog::info("cuda backend: KV cache of {} blocks x {} positions ({:.1f} GiB, {:.0f}% of {} "
                  "MiB free), graphs {}, ragged graphs {}",
                  kv_.num_blocks, kv_.block_size,
@@ -113,11 +113,15 @@ class CudaBackend final : public Backend {
   bool samples_min_tokens() const override { return true; }
   bool samples_processed_logprobs() const override { return true; }
 
-  int64_t create_sequence() override { return blocks_->create(); }
+  int64_t create_sequence() override {
+    check_awake("create_sequence");
+    return blocks_->create();
+  }
   void release_sequence(int64_t seq) override { blocks_->release(seq); }
   int32_t sequence_length(int64_t seq) const override { return blocks_->length(seq); }
   void truncate(int64_t seq, int32_t new_length) override { blocks_->truncate(seq, new_length); }
   bool can_fit(std::span<const KvGrowth> batch) const override {
+    if (sleep_level_ > 0) return false;
     int64_t needed = 0;
     for (const KvGrowth& g : batch) {
       const int64_t len = g.seq < 0 ? 0 : blocks_->length(g.seq);
@@ -129,12 +133,14 @@ class CudaBackend final : public Backend {
   KvCapacity kv_capacity() const override {
     KvCapacity k;
     k.block_size = kv_.block_size;
+    if (sleep_level_ > 0) return k;  // no KV cache while asleep
     k.total_tokens = static_cast<int64_t>(blocks_->total_blocks()) * kv_.block_size;
     k.free_tokens = static_cast<int64_t>(blocks_->free_blocks()) * kv_.block_size;
     return k;
   }
 
   std::vector<TokenOutput> forward(std::span<const SequenceChunk> chunks) override {
+    check_awake("forward");
     if (chunks.empty()) return {};
     std::vector<std::vector<int32_t>> offsets, mask_ids;
     validate(chunks, offsets, mask_ids);
@@ -179,9 +185,7 @@ class CudaBackend final : public Backend {
   // Not in deterministic mode: a tree node's ancestors sit in other cache rows than its chain's,
   // between masked ones, so attention rounds its sums differently and the bitwise promise (a
   // node's logits are its chain's) would break; the speculative step then sends chains.
-  bool supports_token_trees() const override {
-    return runner_->supports_trees() && !runner_->deterministic();
-  }
+  bool supports_token_trees() const override { return token_trees_; }
 
   // The rows move on the device before the next forward's kernels (flush_kv_moves); the block
   // manager shrinks now. Blocks freed here may be handed to another sequence before the moves run:
@@ -213,21 +217,95 @@ class CudaBackend final : public Backend {
   void replace_weights(const std::filesystem::path& dir) override { replace_weights(Checkpoint::open(dir)); }
 
   // Host-to-device copy of the validated host tensors (a mapped checkpoint or shared-memory segment).
+  // After a level-2 sleep there are no weights to overwrite: the checkpoint gets a new allocation.
   void replace_weights(const Checkpoint& weights) override {
-    LT_CUDA_CHECK(cudaStreamSynchronize(runner_->stream()));
-    weights_->replace(weights);
+    LT_CUDA_CHECK(cudaStreamSynchronize(stream()));
+    if (weights_) {
+      weights_->replace(weights);
+    } else {
+      if (!same_shapes(config_, weights.config()))
+        throw LoadError((weights.dir() / "config.json").string() + ": model shape differs from the loaded " +
+                        config_.architecture_name);
+      weights_ = std::make_unique<cuda::DeviceWeights>(weights);
+      sleep_level_ = 1;
+    }
   }
 
-  // Device-to-device from a trainer's CUDA tensors (policy/cuda_ipc_receive.h).
+  // Device-to-device from a trainer's CUDA tensors (policy/cuda_ipc_receive.h). After a level-2
+  // sleep into a fresh allocation, which replaces nothing until every check has passed.
   bool takes_cuda_ipc_weights() const override { return true; }
   void replace_weights_from_cuda_ipc(const CudaIpcTensorSource& source, bool check_finite) override {
-    LT_CUDA_CHECK(cudaStreamSynchronize(runner_->stream()));
-    cuda::receive_cuda_ipc_weights(*weights_, config_, source, check_finite, runner_->stream());
+    LT_CUDA_CHECK(cudaStreamSynchronize(stream()));
+    if (weights_) {
+      cuda::receive_cuda_ipc_weights(*weights_, config_, source, check_finite, stream());
+      return;
+    }
+    auto fresh = std::make_unique<cuda::DeviceWeights>(config_, /*seed=*/0);
+    cuda::receive_cuda_ipc_weights(*fresh, config_, source, check_finite, stream());
+    weights_ = std::move(fresh);
+    sleep_level_ = 1;
+  }
+
+  int max_sleep_level() const override { return 2; }
+  int sleep_level() const override { return sleep_level_; }
+
+  // Returns what cudaMemGetInfo sees freed (the KV buffer, the runner's buffers and graphs, and at
+  // level 2 the weights), the figure a colocated trainer can use.
+  size_t sleep(int level) override {
+    if (level < 1 || level > 2)
+      throw std::logic_error("cuda backend: sleep level " + std::to_string(level) + " outside [1, 2]");
+    if (const size_t live = blocks_->num_sequences(); live > 0)
+      throw std::logic_error("cuda backend: cannot sleep with " + std::to_string(live) +
+                             " live sequences (release them first)");
+    if (level <= sleep_level_) return 0;
+    LT_CUDA_CHECK(cudaDeviceSynchronize());
+    const size_t before = free_device_bytes();
+    const size_t kv_bytes = kv_buffer_.bytes();
+    move_src_.clear();
+    move_dst_.clear();
+    move_groups_.clear();
+    moving_.clear();
+    runner_.reset();
+    kv_buffer_ = DeviceBuffer();
+    kv_.base = nullptr;
+    if (level == 2) weights_.reset();
+    sleep_level_ = level;
+    const size_t after = free_device_bytes();
+    const size_t released = after > before ? after - before : 0;
+    spdlog::info("cuda backend: asleep (level {}): {:.1f} MiB back to the device ({:.1f} MiB of KV cache)",
+                 level, released / 1048576.0, kv_bytes / 1048576.0);
+    return released;
+  }
+
+  // The same KV blocks as before the sleep (the budget was fixed at start-up, not re-derived from
+  // what is free now). On failure everything re-created is freed again and the backend stays asleep.
+  size_t wake_up() override {
+    if (sleep_level_ == 0) return 0;
+    if (!weights_)
+      throw std::logic_error("cuda backend: cannot wake up: level-2 sleep released the weights and none "
+                             "were loaded since (replace_weights first)");
+    const size_t before = free_device_bytes();
+    try {
+      runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits_, capture_graphs_, deterministic_);
+      allocate_kv();
+    } catch (const std::exception& e) {
+      runner_.reset();
+      kv_buffer_ = DeviceBuffer();
+      kv_.base = nullptr;
+      cudaGetLastError();  // an allocation failure is not sticky; clear it for the next call
+      throw std::runtime_error(std::string("cuda backend: cannot wake up (still asleep): ") + e.what());
+    }
+    sleep_level_ = 0;
+    const size_t after = free_device_bytes();
+    const size_t taken = before > after ? before - after : 0;
+    spdlog::info("cuda backend: awake: {:.1f} MiB re-allocated ({} KV blocks)", taken / 1048576.0, kv_.num_blocks);
+    return taken;
   }
 
   // ---- benchmark support ----
   CudaBackendStats stats() const {
     CudaBackendStats s;
+    if (!weights_ || !runner_) return s;  // asleep
     s.weight_bytes_per_step = weights_->layout().bytes_read_per_step;
     s.kv_bytes_per_token = 2 * static_cast<size_t>(config_.num_layers) * config_.num_kv_heads *
                            config_.head_dim * 2;
@@ -252,9 +330,13 @@ class CudaBackend final : public Backend {
     blocks_->grow(seq, length);
   }
 
-  std::vector<float> last_logits(int32_t rows) { return runner_->last_logits(rows); }
+  std::vector<float> last_logits(int32_t rows) {
+    check_awake("last_logits");
+    return runner_->last_logits(rows);
+  }
 
   void fill_kv_random(uint64_t seed) {
+    check_awake("fill_kv_random");
     LT_KERNEL_CHECK(kernels::fill_uniform_bf16(static_cast<kernels::bf16*>(kv_.base),
                                                static_cast<int64_t>(kv_buffer_.bytes() / 2), 1.0f,
                                                seed, runner_->stream()));
@@ -262,6 +344,32 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // The KV buffer of kv_.num_blocks blocks (and the block manager at start-up; after a sleep it has
+  // every block free already, since no sequence may be live to sleep).
+  void allocate_kv() {
+    kv_buffer_ = DeviceBuffer(kv_.layer_bytes * 2 * static_cast<size_t>(config_.num_layers));
+    kv_.base = kv_buffer_.get();
+    // Zeros, so that the attention of graph padding rows (which read block 0) stays finite.
+    LT_CUDA_CHECK(cudaMemset(kv_.base, 0, kv_buffer_.bytes()));
+    LT_CUDA_CHECK(cudaDeviceSynchronize());
+    if (!blocks_) blocks_ = std::make_unique<cuda::KvBlockManager>(kv_.num_blocks, kv_.block_size);
+  }
+
+  void check_awake(const char* what) const {
+    if (sleep_level_ > 0)
+      throw std::logic_error(std::string("cuda backend: ") + what + " while asleep (level " +
+                             std::to_string(sleep_level_) + "): wake_up() first");
+  }
+
+  // The runner's stream, or the legacy default stream while asleep (weights may change then).
+  cudaStream_t stream() const { return runner_ ? runner_->stream() : nullptr; }
+
+  static size_t free_device_bytes() {
+    size_t free_bytes = 0, total_bytes = 0;
+    LT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    return free_bytes;
+  }
+
   // Checks every chunk; offsets[i] receives chunk i's input positions minus the sequence length,
   // mask_ids[i] its min_tokens mask in the sampler's form.
   void validate(std::span<const SequenceChunk> chunks, std::vector<std::vector<int32_t>>& offsets,
@@ -323,8 +431,13 @@ class CudaBackend final : public Backend {
   }
 
   ModelConfig config_;
-  std::unique_ptr<cuda::DeviceWeights> weights_;
-  std::unique_ptr<cuda::ForwardRunner> runner_;
+  std::unique_ptr<cuda::DeviceWeights> weights_;  // null after sleep(2) until replace_weights
+  std::unique_ptr<cuda::ForwardRunner> runner_;   // null while asleep
+  cuda::PlanLimits limits_;                       // what the runner is (re-)created with
+  bool capture_graphs_ = true;
+  bool deterministic_ = false;
+  bool token_trees_ = false;
+  int sleep_level_ = 0;
   DeviceBuffer kv_buffer_;
   cuda::KvPool kv_;
   std::unique_ptr<cuda::KvBlockManager> blocks_;

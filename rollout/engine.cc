@@ -10,6 +10,8 @@
 #include <cmath>
 #include <deque>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <unordered_map>
 
 #include "drafter/drafter.h"
@@ -53,6 +55,7 @@ struct Engine::Impl {
   int64_t round = 0;
   bool round_open = false;
   Clock::time_point round_start;
+  Clock::time_point asleep_since;  // the current sleep's start (wake_up moves round_start by it)
   RoundStats round_acc;
 
   EngineStats stats;
@@ -240,6 +243,9 @@ struct Engine::Impl {
   bool has_work() const { return !scheduler.empty() || pool.queued() > 0; }
 
   std::optional<RoundBatch> step() {
+    if (backend->sleep_level() > 0)
+      throw std::logic_error("engine: step() while asleep (level " + std::to_string(backend->sleep_level()) +
+                             "): wake_up() first");
     sync_history();
     activate_groups();
     if (scheduler.empty()) {
@@ -408,6 +414,41 @@ void Engine::update_weights(const policy::CudaIpcTensorSource& source, bool chec
   impl_->backend->replace_weights_from_cuda_ipc(source, check_finite);
   impl_->weights_replaced("cuda-ipc", version);
 }
+
+Engine::SleepReport Engine::sleep(int level) {
+  Impl& m = *impl_;
+  const int max_level = m.backend->max_sleep_level();
+  if (level < 1 || level > max_level)
+    throw std::invalid_argument("sleep level " + std::to_string(level) + " is not served by the " +
+                                m.backend->name() + " backend (levels 1.." + std::to_string(max_level) +
+                                (max_level == 0 ? ": it cannot sleep)" : ")"));
+  SleepReport r;
+  if (m.backend->sleep_level() == 0) m.asleep_since = Clock::now();
+  if (level <= m.backend->sleep_level()) {
+    r.level = m.backend->sleep_level();
+    return r;
+  }
+  r.sequences_paused = static_cast<int32_t>(m.scheduler.running().size());
+  r.kv_tokens_dropped = m.scheduler.release_all_kv();
+  r.bytes_released = m.backend->sleep(level);
+  r.level = level;
+  spdlog::info("engine: asleep at level {}; {} running sequences ({} KV positions) re-prefill on wake",
+               level, r.sequences_paused, r.kv_tokens_dropped);
+  return r;
+}
+
+size_t Engine::wake_up() {
+  Impl& m = *impl_;
+  if (m.backend->sleep_level() == 0) return 0;
+  const size_t bytes = m.backend->wake_up();
+  // A round's makespan counts the time it could run, not the trainer's time with the device.
+  if (m.round_open) m.round_start += Clock::now() - m.asleep_since;
+  return bytes;
+}
+
+int Engine::sleep_level() const { return impl_->backend->sleep_level(); }
+
+int Engine::max_sleep_level() const { return impl_->backend->max_sleep_level(); }
 
 bool Engine::takes_cuda_ipc_weights() const { return impl_->backend->takes_cuda_ipc_weights(); }
 

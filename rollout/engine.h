@@ -66,6 +66,27 @@ class Engine {
   void update_weights(const policy::CudaIpcTensorSource& source, bool check_finite, int64_t version);
   bool takes_cuda_ipc_weights() const;
 
+  // Sleep (vLLM's sleep mode), for a trainer sharing the device, called between steps. Nothing in
+  // flight is lost: every running sequence releases its KV handle and keeps its tokens, logprobs
+  // and versions, to re-prefill after the wake (as after a preemption). The backend then frees its
+  // KV cache (level 1; policy::Backend::sleep) and its weights too (level 2: an update_weights must
+  // come before wake_up). While asleep step() throws std::logic_error; submit (groups wait),
+  // add_history, flush_round, abort_all and update_weights work. A level the backend cannot sleep at
+  // (outside [1, max_sleep_level()]) throws std::invalid_argument; sleeping at or below the current
+  // level changes nothing. wake_up() re-creates the backend's memory with the same KV budget; it
+  // throws std::logic_error at level 2 and std::runtime_error when the memory cannot be had, and
+  // the engine stays asleep; awake, it does nothing.
+  struct SleepReport {
+    int level = 0;                   // the level now
+    size_t bytes_released = 0;       // what the backend freed (policy::Backend::sleep)
+    int32_t sequences_paused = 0;    // running sequences whose KV was dropped, to re-prefill
+    int64_t kv_tokens_dropped = 0;   // their cached positions
+  };
+  SleepReport sleep(int level);
+  size_t wake_up();  // bytes re-allocated
+  int sleep_level() const;      // 0 = awake
+  int max_sleep_level() const;  // 0 = the backend cannot sleep
+
   // Attaches a reward to a trajectory uid (for the minimum-variance baseline of its batch).
   // Returns false when the uid is unknown.
   bool set_reward(uint64_t uid, double reward);

@@ -102,6 +102,20 @@ void Scheduler::drop_all_kv() {
   }
 }
 
+int64_t Scheduler::release_all_kv() {
+  int64_t dropped = 0;
+  for (auto it = running_.rbegin(); it != running_.rend(); ++it) {  // newest first: oldest ends in front
+    Sequence* s = *it;
+    backend_.release_sequence(s->kv_handle);
+    dropped += s->kv_len;
+    s->kv_handle = -1;
+    s->kv_len = 0;
+    enqueue_front(s);
+  }
+  running_.clear();
+  return dropped;
+}
+
 // The plan as it would be if every chunk fitted: when the backend accepts all of it at once, every
 // check of schedule() would pass, so one call answers them all (the common, unpressured step).
 bool Scheduler::everything_fits() const {

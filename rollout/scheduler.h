@@ -54,6 +54,10 @@ class Scheduler {
   void retire(Sequence* s);
   // Drops every running sequence's KV (stale after a weight update): they re-prefill from scratch.
   void drop_all_kv();
+  // Releases every running sequence's KV handle (the engine going to sleep): each keeps its tokens
+  // and goes back to the front of the queue in admission order, to re-prefill after the wake. Not
+  // counted as preemptions. Returns the KV positions dropped.
+  int64_t release_all_kv();
 
   const std::vector<Sequence*>& running() const { return running_; }
   size_t waiting() const { return waiting_.size(); }
