@@ -360,6 +360,11 @@ void check(const Ctx& ctx, const History& h) {
     if (h.trajectories[i].prompt_id.empty())
       ctx.fail(errc::kBadField, "field 'trajectories[" + std::to_string(i) + "].prompt_id' is empty");
 }
+void check(const Ctx& ctx, const Sleep& m) {
+  if (m.level < 1 || m.level > 2)
+    ctx.fail(errc::kBadField, "field 'level' is " + std::to_string(m.level) + "; sleep levels are 1 (free the KV "
+                              "cache) and 2 (free the weights too)");
+}
 template <class M>
 void check(const Ctx&, const M&) {}
 
@@ -404,6 +409,8 @@ Message decode_body(MessageType t, const msgpack::object& root, std::span<const 
     case MessageType::kShutdown: return decode_as<Shutdown>(root, frames, ctx);
     case MessageType::kHeartbeat: return decode_as<Heartbeat>(root, frames, ctx);
     case MessageType::kHistory: return decode_as<History>(root, frames, ctx);
+    case MessageType::kSleep: return decode_as<Sleep>(root, frames, ctx);
+    case MessageType::kWakeUp: return decode_as<WakeUp>(root, frames, ctx);
     case MessageType::kWelcome: return decode_as<Welcome>(root, frames, ctx);
     case MessageType::kBatch: return decode_as<Batch>(root, frames, ctx);
     case MessageType::kSubmitOk: return decode_as<SubmitOk>(root, frames, ctx);
@@ -413,6 +420,8 @@ Message decode_body(MessageType t, const msgpack::object& root, std::span<const 
     case MessageType::kDrainOk: return decode_as<DrainOk>(root, frames, ctx);
     case MessageType::kShutdownOk: return decode_as<ShutdownOk>(root, frames, ctx);
     case MessageType::kHistoryOk: return decode_as<HistoryOk>(root, frames, ctx);
+    case MessageType::kSleepOk: return decode_as<SleepOk>(root, frames, ctx);
+    case MessageType::kWakeUpOk: return decode_as<WakeUpOk>(root, frames, ctx);
     case MessageType::kError: return decode_as<Error>(root, frames, ctx);
   }
   ctx.fail(errc::kUnknownType, "unhandled message type");

@@ -40,6 +40,8 @@ enum class MessageType : uint8_t {
   kShutdown,
   kHeartbeat,  // both directions
   kHistory,
+  kSleep,
+  kWakeUp,
   // worker -> trainer
   kWelcome,
   kBatch,
@@ -50,6 +52,8 @@ enum class MessageType : uint8_t {
   kDrainOk,
   kShutdownOk,
   kHistoryOk,
+  kSleepOk,
+  kWakeUpOk,
   kError,
 };
 // Who sends a message. Two wire names are used in both directions (HELLO: the trainer's greeting and
@@ -139,6 +143,14 @@ struct History {
   uint64_t req = 0;
   std::vector<HistoryEntry> trajectories;
 };
+// vLLM's sleep mode: free the KV cache (level 1) and the weights (level 2) for a colocated trainer.
+struct Sleep {
+  uint64_t req = 0;
+  int32_t level = 1;
+};
+struct WakeUp {
+  uint64_t req = 0;
+};
 
 // ---- worker -> trainer ----
 struct ModelInfo {
@@ -176,6 +188,7 @@ struct Welcome {
   SessionLimits limits;
   std::string software_version;  // the worker's build: project version and git commit
   bool deterministic = false;    // the backend runs in deterministic mode (BackendOptions::deterministic)
+  int32_t sleep_level = 0;       // 0 awake, else the level of the SLEEP that holds it
 };
 struct Batch {
   uint64_t seq = 0;
@@ -227,6 +240,20 @@ struct HistoryOk {
   uint64_t req = 0;
   uint64_t added = 0;  // rollouts taken (0 when speculation is off)
 };
+struct SleepOk {
+  uint64_t req = 0;
+  int32_t level = 0;             // the sleep level now
+  int32_t previous_level = 0;    // before this request (equal to level: nothing changed)
+  uint64_t released_bytes = 0;   // device (or host) memory the backend gave back
+  int32_t paused_sequences = 0;  // running sequences whose KV was dropped, re-prefilled on wake
+  double seconds = 0;
+};
+struct WakeUpOk {
+  uint64_t req = 0;
+  int32_t previous_level = 0;    // 0: it was awake and nothing changed
+  uint64_t allocated_bytes = 0;  // memory re-allocated for the KV cache and the forward
+  double seconds = 0;
+};
 struct Error {
   std::string code;
   std::string message;
@@ -237,8 +264,8 @@ struct Error {
 };
 
 using Message = std::variant<Hello, Submit, Credit, Ack, UpdateWeights, Rewards, StatsRequest, Drain,
-                             Shutdown, Heartbeat, History, Welcome, Batch, SubmitOk, WeightsOk, RewardsOk,
-                             StatsReply, DrainOk, ShutdownOk, HistoryOk, Error>;
+                             Shutdown, Heartbeat, History, Sleep, WakeUp, Welcome, Batch, SubmitOk, WeightsOk,
+                             RewardsOk, StatsReply, DrainOk, ShutdownOk, HistoryOk, SleepOk, WakeUpOk, Error>;
 MessageType message_type(const Message& m);
 
 using rollout::finish_reason_name;   // rollout/finish_reason.h: the one table of names

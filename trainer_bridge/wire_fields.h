@@ -213,7 +213,7 @@ void fields(V& v, M& m) {
 }
 
 template <class V, class M>
-  requires(Is<M, StatsRequest> || Is<M, Drain> || Is<M, Shutdown> || Is<M, ShutdownOk>)
+  requires(Is<M, StatsRequest> || Is<M, Drain> || Is<M, Shutdown> || Is<M, ShutdownOk> || Is<M, WakeUp>)
 void fields(V& v, M& m) {
   v("req", m.req);
 }
@@ -235,6 +235,12 @@ void fields(V& v, M& m) {
   v("trajectories", m.trajectories);
 }
 
+template <class V, Is<Sleep> M>
+void fields(V& v, M& m) {
+  v("req", m.req);
+  v("level", m.level, kOptional);
+}
+
 // ---- worker -> trainer ----
 template <class V, Is<Welcome> M>
 void fields(V& v, M& m) {
@@ -252,6 +258,7 @@ void fields(V& v, M& m) {
   v("limits", m.limits, kOptional);
   v("software_version", m.software_version, kOptional);
   v("deterministic", m.deterministic, kOptional);
+  v("sleep_level", m.sleep_level, kOptional);
 }
 
 template <class V, Is<SessionLimits> M>
@@ -315,6 +322,24 @@ template <class V, Is<HistoryOk> M>
 void fields(V& v, M& m) {
   v("req", m.req);
   v("added", m.added);
+}
+
+template <class V, Is<SleepOk> M>
+void fields(V& v, M& m) {
+  v("req", m.req);
+  v("level", m.level);
+  v("previous_level", m.previous_level);
+  v("released_bytes", m.released_bytes);
+  v("paused_sequences", m.paused_sequences);
+  v("seconds", m.seconds);
+}
+
+template <class V, Is<WakeUpOk> M>
+void fields(V& v, M& m) {
+  v("req", m.req);
+  v("previous_level", m.previous_level);
+  v("allocated_bytes", m.allocated_bytes);
+  v("seconds", m.seconds);
 }
 
 template <class V, Is<StatsReply> M>

@@ -26,6 +26,8 @@ constexpr TypeName kTypes[] = {
     {MessageType::kShutdown, "SHUTDOWN", Direction::kToWorker},
     {MessageType::kHeartbeat, "HEARTBEAT", Direction::kToWorker},
     {MessageType::kHistory, "HISTORY", Direction::kToWorker},
+    {MessageType::kSleep, "SLEEP", Direction::kToWorker},
+    {MessageType::kWakeUp, "WAKE_UP", Direction::kToWorker},
     {MessageType::kWelcome, "HELLO", Direction::kToTrainer},
     {MessageType::kBatch, "BATCH", Direction::kToTrainer},
     {MessageType::kSubmitOk, "SUBMIT_OK", Direction::kToTrainer},
@@ -35,6 +37,8 @@ constexpr TypeName kTypes[] = {
     {MessageType::kDrainOk, "DRAIN_OK", Direction::kToTrainer},
     {MessageType::kShutdownOk, "SHUTDOWN_OK", Direction::kToTrainer},
     {MessageType::kHistoryOk, "HISTORY_OK", Direction::kToTrainer},
+    {MessageType::kSleepOk, "SLEEP_OK", Direction::kToTrainer},
+    {MessageType::kWakeUpOk, "WAKE_UP_OK", Direction::kToTrainer},
     {MessageType::kHeartbeat, "HEARTBEAT", Direction::kToTrainer},
     {MessageType::kError, "ERROR", Direction::kToTrainer},
 };
@@ -126,9 +130,10 @@ MessageType message_type(const Message& m) {
   static constexpr MessageType kByIndex[] = {
       MessageType::kHello,     MessageType::kSubmit,     MessageType::kCredit,     MessageType::kAck,
       MessageType::kUpdateWeights, MessageType::kRewards, MessageType::kStats,     MessageType::kDrain,
-      MessageType::kShutdown,  MessageType::kHeartbeat,  MessageType::kHistory,    MessageType::kWelcome,
-      MessageType::kBatch,     MessageType::kSubmitOk,   MessageType::kWeightsOk,  MessageType::kRewardsOk,
-      MessageType::kStatsReply, MessageType::kDrainOk,   MessageType::kShutdownOk, MessageType::kHistoryOk,
+      MessageType::kShutdown,  MessageType::kHeartbeat,  MessageType::kHistory,    MessageType::kSleep,
+      MessageType::kWakeUp,    MessageType::kWelcome,    MessageType::kBatch,      MessageType::kSubmitOk,
+      MessageType::kWeightsOk, MessageType::kRewardsOk,  MessageType::kStatsReply, MessageType::kDrainOk,
+      MessageType::kShutdownOk, MessageType::kHistoryOk, MessageType::kSleepOk,    MessageType::kWakeUpOk,
       MessageType::kError};
   static_assert(std::size(kByIndex) == std::variant_size_v<Message>);
   return kByIndex[m.index()];
@@ -147,6 +152,8 @@ std::vector<WireField> wire_fields(MessageType t) {
     case MessageType::kShutdown: return catalogue_of<Shutdown>();
     case MessageType::kHeartbeat: return catalogue_of<Heartbeat>();
     case MessageType::kHistory: return catalogue_of<History>();
+    case MessageType::kSleep: return catalogue_of<Sleep>();
+    case MessageType::kWakeUp: return catalogue_of<WakeUp>();
     case MessageType::kWelcome: return catalogue_of<Welcome>();
     case MessageType::kBatch: return catalogue_of<Batch>();
     case MessageType::kSubmitOk: return catalogue_of<SubmitOk>();
@@ -156,6 +163,8 @@ std::vector<WireField> wire_fields(MessageType t) {
     case MessageType::kDrainOk: return catalogue_of<DrainOk>();
     case MessageType::kShutdownOk: return catalogue_of<ShutdownOk>();
     case MessageType::kHistoryOk: return catalogue_of<HistoryOk>();
+    case MessageType::kSleepOk: return catalogue_of<SleepOk>();
+    case MessageType::kWakeUpOk: return catalogue_of<WakeUpOk>();
     case MessageType::kError: return catalogue_of<Error>();
   }
   return {};

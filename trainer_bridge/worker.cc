@@ -92,8 +92,11 @@ Welcome Worker::describe() {
   w.policy_version = engine_->policy_version();
   w.software_version = opts_.software_version;
   w.deterministic = opts_.backend.deterministic;
+  w.sleep_level = engine_->sleep_level();
   w.capabilities = {"rewards", "drain", "update_weights", "update_weights_shm", "stop_token_ids", "ignore_eos"};
   if (engine_->takes_cuda_ipc_weights()) w.capabilities.push_back("update_weights_cuda_ipc");
+  if (engine_->max_sleep_level() >= 1) w.capabilities.push_back("sleep");
+  if (engine_->max_sleep_level() >= 2) w.capabilities.push_back("sleep:2");
   if (engine_->samples_min_p()) w.capabilities.push_back("min_p");
   if (engine_->samples_min_tokens()) w.capabilities.push_back("min_tokens");
   if (engine_->samples_processed_logprobs()) w.capabilities.push_back("logprobs_mode:processed");
@@ -120,6 +123,8 @@ void Worker::on_request(const std::string& peer, Message&& m) {
   if (auto* s = std::get_if<StatsRequest>(&m)) return session_->reply(peer, StatsReply{s->req, stats_json()});
   if (auto* d = std::get_if<Drain>(&m)) return on_drain(peer, *d);
   if (auto* h = std::get_if<History>(&m)) return on_history(peer, std::move(*h));
+  if (auto* s = std::get_if<Sleep>(&m)) return on_sleep(peer, *s);
+  if (auto* w = std::get_if<WakeUp>(&m)) return on_wake_up(peer, *w);
   if (auto* s = std::get_if<Shutdown>(&m)) {
     session_->reply(peer, ShutdownOk{s->req});
     begin_shutdown("SHUTDOWN from the trainer");
@@ -213,7 +218,7 @@ void Worker::on_submit(const std::string& peer, const Submit& s) {
 void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) {
   const auto fail = [&](const char* code, const std::string& msg) {
     ++weight_update_failures_;
-    metrics_->set_ready(!shutting_down_, "shutting down");
+    update_ready();
     throw ProtocolError(code, msg + "; still serving policy version " + std::to_string(engine_->policy_version()), u.req,
                         "UPDATE_WEIGHTS");
   };
@@ -277,7 +282,7 @@ void Worker::on_update_weights(const std::string& peer, const UpdateWeights& u) 
 
 void Worker::weights_live(const std::string& peer, const UpdateWeights& u, const std::filesystem::path& source,
                           Clock::time_point t0) {
-  metrics_->set_ready(!shutting_down_, "shutting down");
+  update_ready();
   metrics_->observe_weight_update(seconds_since(t0));
   ++weight_updates_;
   weights_ = source;
@@ -371,6 +376,67 @@ void Worker::on_history(const std::string& peer, History&& h) {
   session_->reply(peer, HistoryOk{req, added});
 }
 
+// Between engine steps, so no forward is in flight. Running and carried sequences keep their tokens
+// and re-prefill after the wake; SUBMIT while asleep is admitted and waits (PROTOCOL.md, SLEEP).
+void Worker::on_sleep(const std::string& peer, const Sleep& s) {
+  if (shutting_down_) throw ProtocolError(errc::kShuttingDown, "SLEEP refused: the worker is shutting down", s.req, "SLEEP");
+  const int max_level = engine_->max_sleep_level();
+  if (s.level > max_level)
+    throw ProtocolError(errc::kInvalidRequest,
+                        "sleep level " + std::to_string(s.level) + " is not served by the " + opts_.backend.kind +
+                            " backend" + (max_level ? " (levels 1.." + std::to_string(max_level) + ")" : " (it cannot sleep)"),
+                        s.req, "SLEEP");
+  const int previous = engine_->sleep_level();
+  const auto t0 = Clock::now();
+  rollout::Engine::SleepReport r;
+  try {
+    r = engine_->sleep(s.level);
+  } catch (const std::exception& e) {
+    throw ProtocolError(errc::kInternal, std::string("cannot sleep: ") + e.what() + "; still at sleep level " +
+                                             std::to_string(engine_->sleep_level()), s.req, "SLEEP");
+  }
+  const double seconds = seconds_since(t0);
+  if (r.level != previous) {
+    ++sleeps_;
+    last_sleep_released_bytes_ = r.bytes_released;
+    last_sleep_s_ = seconds;
+    spdlog::info("worker: asleep at level {} after {:.3f} s ({:.1f} MiB released, {} sequences paused)", r.level,
+                 seconds, r.bytes_released / 1048576.0, r.sequences_paused);
+  }
+  update_ready();
+  session_->reply(peer, SleepOk{s.req, r.level, previous, r.bytes_released, r.sequences_paused, seconds});
+}
+
+void Worker::on_wake_up(const std::string& peer, const WakeUp& w) {
+  const int previous = engine_->sleep_level();
+  const auto t0 = Clock::now();
+  size_t allocated = 0;
+  try {
+    allocated = engine_->wake_up();
+  } catch (const std::logic_error& e) {  // level 2 and no weights loaded since
+    throw ProtocolError(errc::kInvalidRequest, std::string(e.what()) + "; send UPDATE_WEIGHTS first (still asleep)",
+                        w.req, "WAKE_UP");
+  } catch (const std::exception& e) {  // the memory is not there (yet)
+    throw ProtocolError(errc::kInternal, std::string(e.what()) + "; retry once the device has memory again", w.req,
+                        "WAKE_UP");
+  }
+  const double seconds = seconds_since(t0);
+  if (previous != 0) {
+    ++wake_ups_;
+    last_wake_up_s_ = seconds;
+    spdlog::info("worker: awake after {:.3f} s ({:.1f} MiB re-allocated)", seconds, allocated / 1048576.0);
+  }
+  update_ready();
+  session_->reply(peer, WakeUpOk{w.req, previous, allocated, seconds});
+}
+
+void Worker::update_ready() {
+  if (shutting_down_) return metrics_->set_ready(false, "shutting down");
+  if (const int level = engine_->sleep_level())
+    return metrics_->set_ready(false, "asleep (level " + std::to_string(level) + "): WAKE_UP first");
+  metrics_->set_ready(true, "");
+}
+
 std::optional<uint64_t> Worker::publish(rollout::RoundBatch&& rb) {
   metrics_->observe_batch(rb);
   Batch b;
@@ -425,7 +491,9 @@ int Worker::run(const std::atomic<bool>* stop) {
 
     if (phase == Phase::kFinishing) {
       const bool timed_out = seconds_since(shutdown_started_) >= opts_.shutdown_timeout_s;
-      if (!opts_.finish_in_flight_on_shutdown || engine_->idle() || timed_out) {
+      // Asleep, the device memory belongs to the trainer: no wake-up, in-flight samples end now.
+      const bool asleep = engine_->sleep_level() > 0;
+      if (!opts_.finish_in_flight_on_shutdown || engine_->idle() || timed_out || asleep) {
         // Nothing submitted is lost: what has not finished ends as aborted with its tokens so far
         // and goes out (and into the journal) with the finished groups, in one last batch.
         if (engine_->idle()) {
@@ -433,7 +501,9 @@ int Worker::run(const std::atomic<bool>* stop) {
         } else {
           const auto st = engine_->stats();
           spdlog::warn("worker: {}; {} running, {} waiting groups and {} carried sequences end as aborted",
-                       timed_out ? "shutdown timeout" : "shutdown without finishing in-flight sequences",
+                       timed_out ? "shutdown timeout"
+                       : asleep  ? "shutdown while asleep"
+                                 : "shutdown without finishing in-flight sequences",
                        st.running_sequences, st.waiting_groups, st.carried_sequences);
           if (auto rb = engine_->abort_all()) publish(std::move(*rb));
         }
@@ -448,7 +518,7 @@ int Worker::run(const std::atomic<bool>* stop) {
     // Step only when there is work and (while serving) the trainer has credit for its output;
     // while finishing for shutdown, whenever the outbox has room.
     const auto can_step = [&] {
-      if (engine_->idle()) return false;
+      if (engine_->idle() || engine_->sleep_level() > 0) return false;
       if (phase == Phase::kServing) return session_->wants_batches();
       return phase == Phase::kFinishing && session_->has_room();
     };
@@ -486,6 +556,12 @@ nlohmann::json Worker::stats_json() const {
   w.history_received = shared_history_.received;
   w.history_applied = shared_history_.applied;
   w.history_dropped = shared_history_.dropped;
+  w.sleep_level = engine_->sleep_level();
+  w.sleeps = sleeps_;
+  w.wake_ups = wake_ups_;
+  w.last_sleep_released_bytes = last_sleep_released_bytes_;
+  w.last_sleep_s = last_sleep_s_;
+  w.last_wake_up_s = last_wake_up_s_;
   return bridge::stats_json(engine_->stats(), session_->stats(), w);
 }
 

@@ -4,6 +4,8 @@
 // facade (rollout/engine.h); engine refusals become ERROR replies and the worker keeps serving.
 // Graceful shutdown (SIGTERM or SHUTDOWN): stop admitting, finish in-flight sequences (bounded by a
 // timeout), flush the round, wait a while for acks, leave the rest in the journal, exit 0.
+// SLEEP / WAKE_UP (vLLM's sleep mode): the engine stops stepping and the backend frees its KV cache
+// (and at level 2 its weights) for a trainer on the same device; requests keep being served.
 #pragma once
 
 #include <atomic>
@@ -72,6 +74,9 @@ class Worker : public RequestHandler {
   void on_rewards(const std::string& peer, const Rewards& r);
   void on_drain(const std::string& peer, const Drain& d);
   void on_history(const std::string& peer, History&& h);
+  void on_sleep(const std::string& peer, const Sleep& s);
+  void on_wake_up(const std::string& peer, const WakeUp& w);
+  void update_ready();  // /ready: 503 while shutting down, loading weights or asleep
   std::optional<uint64_t> publish(rollout::RoundBatch&& rb);
   void remember_published(const Batch& b);
   std::vector<GroupRewards> group_rewards(const std::map<std::pair<int64_t, std::string>, bool>& touched) const;
@@ -88,6 +93,9 @@ class Worker : public RequestHandler {
   bool shutting_down_ = false;
   std::chrono::steady_clock::time_point started_, shutdown_started_, last_metrics_;
   uint64_t groups_accepted_ = 0, groups_refused_ = 0, weight_updates_ = 0, weight_update_failures_ = 0;
+  uint64_t sleeps_ = 0, wake_ups_ = 0;
+  uint64_t last_sleep_released_bytes_ = 0;
+  double last_sleep_s_ = 0, last_wake_up_s_ = 0;
   std::filesystem::path weights_;  // where the live weights came from
 
   // Admitted and not yet delivered, per group id: samples left and tokens each costs.

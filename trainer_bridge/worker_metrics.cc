@@ -105,6 +105,10 @@ const MirroredSeries kMirrored[] = {
      "Bytes of un-acked batches held."},
     {Kind::gauge, "longtail_trainer_connected", {"bridge", "trainer_connected"},
      "1 while a trainer session is live."},
+    {Kind::gauge, "longtail_sleep_level", {"worker", "sleep_level"},
+     "0 awake; 1 asleep with the KV cache freed; 2 with the weights freed too (SLEEP)."},
+    {Kind::counter, "longtail_sleeps_total", {"worker", "sleeps"},
+     "SLEEP requests that put the worker to sleep."},
 };
 
 }  // namespace

@@ -37,7 +37,9 @@ nlohmann::json stats_json(const rollout::EngineStats& e, const TrainerSessionSta
         {"weight_update_failures", w.weight_update_failures}, {"backend", w.backend},
         {"software_version", w.software_version}, {"deterministic", w.deterministic},
         {"history_received", w.history_received}, {"history_applied", w.history_applied},
-        {"history_dropped", w.history_dropped}}},
+        {"history_dropped", w.history_dropped}, {"sleep_level", w.sleep_level}, {"sleeps", w.sleeps},
+        {"wake_ups", w.wake_ups}, {"last_sleep_released_bytes", w.last_sleep_released_bytes},
+        {"last_sleep_s", w.last_sleep_s}, {"last_wake_up_s", w.last_wake_up_s}}},
   };
 }
 

@@ -26,6 +26,10 @@ struct WorkerStatus {
   std::string software_version;
   bool deterministic = false;
   uint64_t history_received = 0, history_applied = 0, history_dropped = 0;  // HISTORY rollouts
+  int32_t sleep_level = 0;                  // 0 awake, 1 KV cache freed, 2 weights freed too
+  uint64_t sleeps = 0, wake_ups = 0;        // SLEEP / WAKE_UP requests that changed the level
+  uint64_t last_sleep_released_bytes = 0;   // what the last sleep gave back
+  double last_sleep_s = 0, last_wake_up_s = 0;  // how long the last sleep / wake-up took (s)
 };
 
 // {"engine": ..., "bridge": ..., "worker": ...} as PROTOCOL.md, section STATS, lists them.

@@ -80,6 +80,11 @@ std::vector<std::pair<Direction, Message>> seeds() {
       {Direction::kToTrainer, HistoryOk{8, 2}},
       {Direction::kToWorker, from_shm},
       {Direction::kToWorker, from_ipc},
+      // Sleep mode.
+      {Direction::kToWorker, Sleep{11, 2}},
+      {Direction::kToWorker, WakeUp{12}},
+      {Direction::kToTrainer, SleepOk{11, 2, 0, 1 << 30, 24, 0.05}},
+      {Direction::kToTrainer, WakeUpOk{12, 2, 1 << 30, 0.2}},
   };
 }
 

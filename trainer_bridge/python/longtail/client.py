@@ -255,7 +255,7 @@ class Client:
                           policy_version=int(h["policy_version"]), capabilities=list(h["capabilities"]),
                           max_message_bytes=int(h["max_message_bytes"]), unacked=int(h["unacked"]),
                           next_seq=int(h["next_seq"]), software_version=h.get("software_version"),
-                          deterministic=h.get("deterministic"))
+                          deterministic=h.get("deterministic"), sleep_level=int(h.get("sleep_level") or 0))
         if self.worker is not None and info.instance != self.worker.instance:
             log.info("worker %s restarted (instance %s)", info.worker_id, info.instance)
         self.worker = info
@@ -450,6 +450,35 @@ class Client:
         sequences carry over. Returns that batch's seq, or None when nothing had finished."""
         req = self._next_req()
         return self._request([pack({"type": "DRAIN", "req": req})], req, timeout).get("batch_seq")
+
+    def sleep(self, level: int = 1, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Puts the worker to sleep (vLLM's sleep mode) so a trainer on the same GPU can use its
+        memory: level 1 frees the KV cache (and the forward's buffers and CUDA graphs), level 2 the
+        weights too (send update_weights* before wake_up). Samples in flight keep their tokens and
+        re-prefill after the wake; submit() while asleep is accepted and generated after it.
+        Returns the SLEEP_OK reply: level, previous_level, released_bytes, paused_sequences,
+        seconds. Raises WorkerError (INVALID_REQUEST for a level the worker does not serve: see its
+        ``sleep`` / ``sleep:2`` capabilities)."""
+        if level not in (1, 2):
+            raise ValueError(f"sleep level {level!r}: levels are 1 (KV cache) and 2 (KV cache and weights)")
+        req = self._next_req()
+        reply = self._request([pack({"type": "SLEEP", "req": req, "level": int(level)})], req, timeout,
+                              worker_may_be_busy=True)
+        if self.worker is not None:
+            self.worker.sleep_level = int(reply["level"])
+        return dict(reply)
+
+    def wake_up(self, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Wakes the worker: its KV cache is re-created with the budget it had, generation resumes.
+        A no-op when awake. Returns the WAKE_UP_OK reply: previous_level, allocated_bytes, seconds.
+        Raises WorkerError: INVALID_REQUEST after a level-2 sleep with no weight update since,
+        INTERNAL when the device has not the memory (still asleep: free it, e.g.
+        torch.cuda.empty_cache(), and retry)."""
+        req = self._next_req()
+        reply = self._request([pack({"type": "WAKE_UP", "req": req})], req, timeout, worker_may_be_busy=True)
+        if self.worker is not None:
+            self.worker.sleep_level = 0
+        return dict(reply)
 
     def shutdown(self, timeout: Optional[float] = None) -> None:
         """Asks the worker to shut down gracefully (it finishes in-flight work and exits)."""

@@ -27,6 +27,7 @@ class WorkerInfo:
     next_seq: int
     software_version: Optional[str] = None  # the worker's build (project version + git commit)
     deterministic: Optional[bool] = None    # the backend's deterministic mode (None: an older worker)
+    sleep_level: int = 0                    # 0 awake, 1/2 asleep (SLEEP); kept current by Client.sleep/wake_up
 
 
 @dataclass
