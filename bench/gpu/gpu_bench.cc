@@ -407,8 +407,11 @@ nlohmann::json bench_generate(Backend& be, std::mt19937& rng, int batch, int pro
 int run(int argc, char** argv) {
   std::string models = "0.5b,1.5b,7b", json_out = "gpu_bench.json", yaml_out;
   int steps = 20, verify_steps = 8, kmax = 16;
-  std::string profile;  // "batch:context:k": only that step shape, inside cudaProfilerStart/Stop
+  // "batch:context:k[,batch:context:k...]": only those step shapes, each inside
+  // cudaProfilerStart/Stop (one profiler range per shape, in order)
+  std::string profile;
   bool compare_modes = false;
+  bool deterministic = false;  // --deterministic: the backend in deterministic mode (not with --compare-modes)
   std::string stages = ",decode,verify,prefill,generate,";  // --stages: which to run (+ tree, peer)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -424,11 +427,12 @@ int run(int argc, char** argv) {
     else if (a == "--verify-steps") verify_steps = std::stoi(next());
     else if (a == "--kmax") kmax = std::stoi(next());
     else if (a == "--compare-modes") compare_modes = true;
+    else if (a == "--deterministic") deterministic = true;
     else if (a == "--stages") stages = "," + next() + ",";
     else if (a == "--temperature") g_temperature = std::stof(next());
     else throw std::invalid_argument("unknown argument " + a +
                                      " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K"
-                                     " --profile batch:context:k --compare-modes --stages decode,verify,prefill,generate,tree,peer"
+                                     " --profile batch:context:k[,...] --deterministic --compare-modes --stages decode,verify,prefill,generate,tree,peer"
                                      " --temperature T)");
   }
   if (!policy::cuda_device_present()) throw std::runtime_error("no CUDA device");
@@ -489,6 +493,7 @@ int run(int argc, char** argv) {
     policy::BackendOptions opts;
     opts.kind = "cuda";
     opts.kv_memory_fraction = 0.9;
+    opts.deterministic = deterministic;
     auto be = policy::make_cuda_backend_random(m.config, opts, 1);
     policy::cuda_fill_kv_random(*be, 2);
     const auto st = policy::cuda_backend_stats(*be);
@@ -500,17 +505,24 @@ int run(int argc, char** argv) {
                  m.name, st.weight_bytes_per_step / 1e9, st.kv_bytes_per_token,
                  be->kv_capacity().total_tokens);
     if (!profile.empty()) {
-      int pb = 0, pc = 0, pk = 0;
-      if (std::sscanf(profile.c_str(), "%d:%d:%d", &pb, &pc, &pk) != 3 || pb <= 0 || pc <= 0 || pk <= 0)
-        throw std::invalid_argument("--profile wants batch:context:k, got " + profile);
-      Batch b(*be, pb, pc - 1);
-      for (int i = 0; i < 3; ++i) b.step(pk, rng, true);
-      cudaProfilerStart();
-      std::vector<double> t;
-      for (int i = 0; i < steps; ++i) t.push_back(b.step(pk, rng, true));
-      cudaProfilerStop();
-      spdlog::info("profile {} batch {} ctx {} k {}: {:.3f} ms per forward (median of {})", m.name,
-                   pb, pc, pk, median(t) * 1e3, steps);
+      std::string shapes = profile;
+      while (!shapes.empty()) {
+        const size_t cut = shapes.find(',');
+        const std::string shape = shapes.substr(0, cut);
+        shapes = cut == std::string::npos ? "" : shapes.substr(cut + 1);
+        int pb = 0, pc = 0, pk = 0;
+        if (std::sscanf(shape.c_str(), "%d:%d:%d", &pb, &pc, &pk) != 3 || pb <= 0 || pc <= 0 || pk <= 0)
+          throw std::invalid_argument("--profile wants batch:context:k[,...], got " + shape);
+        Batch b(*be, pb, pc - 1);
+        for (int i = 0; i < 3; ++i) b.step(pk, rng, true);
+        cudaProfilerStart();
+        std::vector<double> t;
+        for (int i = 0; i < steps; ++i) t.push_back(b.step(pk, rng, true));
+        cudaProfilerStop();
+        spdlog::info("profile {}{} batch {} ctx {} k {}: {:.3f} ms per forward (median of {})",
+                     m.name, deterministic ? " deterministic" : "", pb, pc, pk, median(t) * 1e3,
+                     steps);
+      }
       continue;
     }
     auto stage = [&](const char* name) {
