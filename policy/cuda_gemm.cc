@@ -19,12 +19,25 @@
 namespace longtail::policy::cuda {
 namespace {
 
-// Row counts at which cuBLASLt's heuristic proposes the two algorithms of a shape: one for
-// decode/verify-sized products, and one for products of kLargeFrom rows or more (verify of long
-// drafts at large batch, prefill), kept only where it gives exactly the first one's bits.
+// The row count at which cuBLASLt's heuristic proposes the reference algorithm of a shape: the one
+// whose bits every other algorithm of that shape must reproduce.
 constexpr int kReferenceRows = 64;
-constexpr int kLargeReferenceRows = 2048;
-constexpr int kLargeFrom = 512;
+
+// Row-count ranges that get an algorithm of their own: the fastest (timed at `timed` rows) of the
+// heuristic's candidates for that size that give exactly the reference algorithm's bits at the
+// `probe` row counts (same accumulation order over K, other tiling). Since every candidate kept
+// gives the same bits, the timing decides speed only, never results.
+struct RowRange {
+  int lo, hi, timed;
+  int probe[3];
+};
+constexpr RowRange kRowRanges[] = {
+    {1, 32, 16, {1, 7, 32}},
+    {33, 128, 64, {33, 64, 128}},
+    {129, 511, 256, {129, 263, 511}},
+    {512, 1 << 30, 1024, {512, 777, 1031}},
+};
+constexpr int kCandidatesPerRange = 8;
 
 struct Layout {
   cublasLtMatrixLayout_t h = nullptr;
@@ -38,13 +51,12 @@ struct Layout {
   Layout& operator=(const Layout&) = delete;
 };
 
-// Row counts a candidate runs with on random data before it is pinned: each row of every product
-// must equal the same row computed alone by the small-row algorithm. cuBLASLt promises no split-K
-// for the algorithms kept, but a kernel could still divide work by problem size (stream-K style),
-// so the property is checked, not assumed. The probe is deterministic, so every process pins the
-// same algorithms.
-constexpr int kSmallProbe[] = {1, 7, 64, 263};
-constexpr int kLargeProbe[] = {kLargeFrom, 1031};
+// Row counts the reference candidate runs with on random data before it is pinned: each row of
+// every product must equal the same row computed alone. cuBLASLt promises no split-K for the
+// algorithms kept, but a kernel could still divide work by problem size (stream-K style), so the
+// property is checked, not assumed. The probe is deterministic, so every process pins the same
+// reference algorithm.
+constexpr int kReferenceProbe[] = {1, 7, 64, 263};
 
 template <typename T>
 T algo_config(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
@@ -145,11 +157,11 @@ const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
   const std::string shape = std::to_string(n) + " x " + std::to_string(k) +
                             (ytype == CUDA_R_32F ? " (f32 out)" : " (bf16 out)");
 
-  // Small-row algorithm: valid for every row count up to max_rows, invariant over kSmallProbe.
+  // Reference algorithm: valid for every row count up to max_rows, invariant over kReferenceProbe.
   bool chosen = false;
   for (const auto& algo : candidates(p, n, k, ytype, kReferenceRows)) {
     if (!accepts(p, algo, n, k, ytype, {1, 7, kReferenceRows, max_rows_}) ||
-        !same_rows_on_device(p, algo, algo, n, k, ytype, kSmallProbe))
+        !same_rows_on_device(p, algo, algo, n, k, ytype, kReferenceProbe))
       continue;
     p.algo = algo;
     chosen = true;
@@ -162,27 +174,78 @@ const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
                              "a " + shape + " product valid for 1.." + std::to_string(max_rows_) +
                              " rows");
   }
-  // Large-row algorithm: only if it differs from the small one and reproduces its bits exactly.
-  if (max_rows_ >= kLargeFrom) {
-    for (const auto& algo : candidates(p, n, k, ytype, kLargeReferenceRows)) {
-      if (std::memcmp(&algo, &p.algo, sizeof(algo)) == 0) break;  // the same kernel: nothing to gain
-      if (!accepts(p, algo, n, k, ytype, {kLargeFrom, max_rows_}) ||
-          !same_rows_on_device(p, algo, p.algo, n, k, ytype, kLargeProbe))
-        continue;
-      p.algo_large = algo;
-      p.has_large = true;
-      break;
+  // Per row-count range: the fastest candidate with the reference's bits (the reference itself
+  // when none is faster).
+  std::string report;
+  for (const RowRange& r : kRowRanges) {
+    if (r.lo > max_rows_) break;
+    const int hi = std::min(r.hi, max_rows_), timed = std::min(r.timed, hi);
+    std::vector<cublasLtMatmulAlgo_t> keep = {p.algo};
+    int tried = 0;
+    for (const auto& algo : candidates(p, n, k, ytype, timed)) {
+      if (tried++ == kCandidatesPerRange) break;
+      bool seen = false;
+      for (const auto& a : keep) seen = seen || std::memcmp(&a, &algo, sizeof(algo)) == 0;
+      if (seen || !accepts(p, algo, n, k, ytype, {r.lo, hi})) continue;
+      std::vector<int> probe;
+      for (int m : r.probe) probe.push_back(std::min(m, hi));
+      if (same_rows_on_device(p, algo, p.algo, n, k, ytype, probe)) keep.push_back(algo);
     }
+    const std::vector<double> us = time_on_device(p, keep, n, k, ytype, timed);
+    const size_t best = static_cast<size_t>(std::min_element(us.begin(), us.end()) - us.begin());
+    p.ranges.push_back({r.lo, keep[best]});
+    report += " | " + std::to_string(r.lo) + "-" + std::to_string(hi) + " rows: algo " +
+              std::to_string(algo_config<int32_t>(keep[best], CUBLASLT_ALGO_CONFIG_ID)) + " tile " +
+              std::to_string(algo_config<uint32_t>(keep[best], CUBLASLT_ALGO_CONFIG_TILE_ID)) +
+              " (" + std::to_string(keep.size() - 1) + " alternatives with the same bits; " +
+              std::to_string(static_cast<int>(us[best])) + " us vs " +
+              std::to_string(static_cast<int>(us[0])) + " us at " + std::to_string(timed) + ")";
   }
-  spdlog::info("deterministic gemm {}: cuBLASLt algo {} tile {}{}", shape,
+  spdlog::info("deterministic gemm {}: reference cuBLASLt algo {} tile {}{}", shape,
                algo_config<int32_t>(p.algo, CUBLASLT_ALGO_CONFIG_ID),
-               algo_config<uint32_t>(p.algo, CUBLASLT_ALGO_CONFIG_TILE_ID),
-               p.has_large ? ", from " + std::to_string(kLargeFrom) + " rows algo " +
-                                 std::to_string(algo_config<int32_t>(p.algo_large, CUBLASLT_ALGO_CONFIG_ID)) +
-                                 " tile " +
-                                 std::to_string(algo_config<uint32_t>(p.algo_large, CUBLASLT_ALGO_CONFIG_TILE_ID))
-                           : std::string());
+               algo_config<uint32_t>(p.algo, CUBLASLT_ALGO_CONFIG_TILE_ID), report);
   return pinned_.emplace(key, p).first->second;
+}
+
+std::vector<double> Gemm::time_on_device(const Pinned& p,
+                                         std::span<const cublasLtMatmulAlgo_t> algos, int n, int k,
+                                         cudaDataType_t ytype, int m) {
+  // Products cycle through enough weight copies that the weights come from memory, as in a
+  // forward over many layers, not from L2.
+  const size_t w_bytes = static_cast<size_t>(n) * k * 2;
+  const int copies = static_cast<int>(std::clamp<size_t>((size_t{160} << 20) / w_bytes, 1, 32));
+  constexpr int kReps = 8;
+  const size_t ybytes = ytype == CUDA_R_32F ? 4 : 2;
+  DeviceBuffer w(w_bytes * copies), x(static_cast<size_t>(m) * k * 2),
+      y(static_cast<size_t>(m) * n * ybytes);
+  LT_KERNEL_CHECK(kernels::fill_uniform_bf16(w.get<kernels::bf16>(),
+                                             static_cast<int64_t>(w_bytes / 2) * copies, 0.05f, 93,
+                                             stream_));
+  LT_KERNEL_CHECK(kernels::fill_uniform_bf16(x.get<kernels::bf16>(), static_cast<int64_t>(m) * k,
+                                             1.0f, 94, stream_));
+  cudaEvent_t ev[2];
+  for (auto& e : ev) LT_CUDA_CHECK(cudaEventCreate(&e));
+  const float alpha = 1.0f, beta = 0.0f;
+  Layout xl(CUDA_R_16BF, k, m, k), yl(ytype, n, m, n);
+  std::vector<double> us;
+  for (const auto& algo : algos) {
+    float best = 1e30f;
+    for (int trial = 0; trial < 2; ++trial) {
+      LT_CUDA_CHECK(cudaEventRecord(ev[0], stream_));
+      for (int i = 0; i < kReps; ++i)
+        LT_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &alpha, w.get<char>() + (i % copies) * w_bytes,
+                                       p.w_layout, x.get(), xl.h, &beta, y.get(), yl.h, y.get(),
+                                       yl.h, &algo, workspace_.get(), workspace_.bytes(), stream_));
+      LT_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
+      LT_CUDA_CHECK(cudaEventSynchronize(ev[1]));
+      float ms = 0;
+      LT_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+      best = std::min(best, ms);  // the first trial also warms up
+    }
+    us.push_back(1e3 * best / kReps);
+  }
+  for (auto& e : ev) cudaEventDestroy(e);
+  return us;
 }
 
 bool Gemm::same_rows_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& batched,
@@ -250,10 +313,12 @@ void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int 
     throw std::logic_error("gemm: " + std::to_string(m) + " rows exceed the " +
                            std::to_string(max_rows_) + " the pinned algorithms were checked for");
   const Pinned& p = pinned(n, k, ytype);
-  const cublasLtMatmulAlgo_t& algo = p.has_large && m >= kLargeFrom ? p.algo_large : p.algo;
+  const cublasLtMatmulAlgo_t* algo = &p.algo;
+  for (const auto& [from, a] : p.ranges)
+    if (m >= from) algo = &a;
   Layout xl(CUDA_R_16BF, k, m, k), yl(ytype, n, m, n);
   LT_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &alpha, w, p.w_layout, x, xl.h, &beta, y, yl.h, y,
-                                 yl.h, &algo, workspace_.get(), workspace_.bytes(), stream_));
+                                 yl.h, algo, workspace_.get(), workspace_.bytes(), stream_));
 }
 
 void Gemm::bf16_out(const void* x, const void* w, void* y, int m, int n, int k) {

@@ -7,10 +7,11 @@
 // summed in another order when the number of tokens changes. Batch-invariant: one cuBLASLt
 // algorithm per (N, K, output type), chosen once (deterministically, from cuBLASLt's heuristic at
 // a fixed reference row count) with no split-K, checked on the device to give every row the same
-// bits at several row counts, and used for every row count, so each output element is reduced over
-// K in one fixed order whatever the batch. A second algorithm, better at large row counts, serves
-// products of 512 rows or more where the same check shows it gives exactly the first one's bits
-// (same accumulation order, other tiling). In fast mode, products of up to LONGTAIL_MATVEC_ROWS
+// bits at several row counts, so each output element is reduced over K in one fixed order whatever
+// the batch. Each range of row counts (1-32, 33-128, 129-511, 512 and up) then runs the fastest of
+// the candidates cuBLASLt proposes for that size that the same check shows to give exactly the
+// reference's bits (same accumulation order, other tiling), timed once on the device at start-up;
+// so the choice changes speed only, never a bit. In fast mode, products of up to LONGTAIL_MATVEC_ROWS
 // rows (default 0: none) go to kernels::matvec_bf16 instead, which streams the weight at a higher
 // bandwidth than cuBLAS's tiles for one row but not yet for 2..8 (bench/results/
 // gpu_2026-12-02b.md), and whose rounding differs from cuBLAS's, so a limit below the graph batch
@@ -63,9 +64,10 @@ class Gemm {
   struct Pinned {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t w_layout = nullptr;
-    cublasLtMatmulAlgo_t algo{};        // every row count (below kLargeFrom when has_large)
-    cublasLtMatmulAlgo_t algo_large{};  // row counts from kLargeFrom, bit-identical to algo
-    bool has_large = false;
+    cublasLtMatmulAlgo_t algo{};  // the reference: its bits are every row count's bits
+    // (first row count, algorithm) in increasing order: products of m rows use the last entry
+    // with first <= m, an algorithm shown to give exactly algo's bits (empty: algo everywhere).
+    std::vector<std::pair<int, cublasLtMatmulAlgo_t>> ranges;
   };
   void run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
            float beta);
@@ -76,6 +78,9 @@ class Gemm {
   // cublasLtMatmulAlgoCheck passes at every row count given (within the workspace).
   bool accepts(const Pinned& p, const cublasLtMatmulAlgo_t& algo, int n, int k,
                cudaDataType_t ytype, std::initializer_list<int> rows);
+  // Microseconds per product of m rows for each algorithm (weights streamed from memory).
+  std::vector<double> time_on_device(const Pinned& p, std::span<const cublasLtMatmulAlgo_t> algos,
+                                     int n, int k, cudaDataType_t ytype, int m);
   // On random data: rows of `batched` products at each row count equal the same rows computed one
   // at a time by `alone`, bit for bit.
   bool same_rows_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& batched,
