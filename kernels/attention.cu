@@ -313,6 +313,39 @@ int32_t paged_attention_choose_splits(int32_t num_seqs, int32_t num_heads, int32
   return static_cast<int32_t>(std::clamp<int64_t>(std::min(want, cap), 1, 64));
 }
 
+int32_t paged_attention_balance_splits(int32_t splits, int32_t max_splits, int32_t num_seqs,
+                                       int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
+                                       int32_t max_query_len, int64_t max_kv_len) {
+  if (splits < 1 || num_seqs <= 0 || num_kv_heads <= 0 || num_heads < num_kv_heads ||
+      num_heads % num_kv_heads != 0 || max_query_len <= 0 || (head_dim != 64 && head_dim != 128))
+    return std::max(splits, 1);
+  const int32_t group = num_heads / num_kv_heads;
+  const int64_t rows_per_block = attention_tc_rows_per_block(max_query_len, group);
+  const int64_t per_split = static_cast<int64_t>(num_seqs) * num_kv_heads *
+                            ((static_cast<int64_t>(max_query_len) * group + rows_per_block - 1) /
+                             rows_per_block);
+  int sms = 0, dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return splits;
+  }
+  const int64_t slots = static_cast<int64_t>(sms) *
+                        attention_tc_blocks_per_sm(head_dim, max_query_len, group);
+  if (per_split * splits <= slots) return splits;  // one wave: nothing idles in a tail
+  auto fill = [&](int64_t s) {  // fraction of the slots of all waves the launch uses
+    const int64_t blocks = per_split * s;
+    return static_cast<double>(blocks) / static_cast<double>((blocks + slots - 1) / slots * slots);
+  };
+  const int64_t tiles = std::max<int64_t>(1, (max_kv_len + kAttnTile - 1) / kAttnTile);
+  const int64_t top =
+      std::min<int64_t>({2 * static_cast<int64_t>(splits) + 1, max_splits, tiles});
+  int64_t best = splits;
+  for (int64_t s = splits + 1; s <= top; ++s)
+    if (fill(s) > fill(best) + 0.02) best = s;
+  return static_cast<int32_t>(best);
+}
+
 Status paged_attention(const PagedAttentionParams& p, Stream stream) {
   constexpr const char* kName = "paged_attention";
   if (p.num_seqs < 0 || p.num_tokens < 0 || p.max_query_len < 0) {

@@ -97,6 +97,9 @@ Status launch_attention_tc(const AttnArgs& a, int32_t head_dim, int32_t num_seqs
                            int32_t max_query_len, Stream stream);
 // Rows (query token x q head of a group) one tensor-core block handles for this shape.
 int attention_tc_rows_per_block(int32_t max_query_len, int32_t group);
+// Resident blocks per multiprocessor of the tensor-core kernel's (free-split) layout for this
+// shape on the current device; cached, >= 1.
+int attention_tc_blocks_per_sm(int32_t head_dim, int32_t max_query_len, int32_t group);
 // Raises the tensor-core kernels' shared-memory limit on the current device.
 cudaError_t prepare_attention_tc();
 // Merges split partials into a.out (a.splits > 1).

@@ -307,6 +307,33 @@ Status launch_tc(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Str
 
 }  // namespace
 
+int attention_tc_blocks_per_sm(int32_t head_dim, int32_t max_query_len, int32_t group) {
+  const int rows = attention_tc_rows_per_block(max_query_len, group);
+  // Cached per (head_dim, rows) for the first device asked: the occupancy query is host work, and
+  // after the first (eager) call none is made during a graph capture.
+  static int cached[2][3] = {};
+  int& slot = cached[head_dim == 64 ? 0 : 1][rows == 16 ? 0 : rows == 32 ? 1 : 2];
+  if (slot != 0) return slot;
+  auto occupancy = [](auto kernel, size_t smem) {
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kAttnThreads, smem) !=
+        cudaSuccess) {
+      cudaGetLastError();
+      return 1;
+    }
+    return n > 0 ? n : 1;
+  };
+#define LT_TC_OCC(D, WT) \
+  occupancy(paged_attention_tc_kernel<D, WT, kAttnWarps>, TcSmem<D, WT, kAttnWarps>::kBytes)
+  if (head_dim == 64) {
+    slot = rows == 16 ? LT_TC_OCC(64, 4) : rows == 32 ? LT_TC_OCC(64, 2) : LT_TC_OCC(64, 1);
+  } else {
+    slot = rows == 16 ? LT_TC_OCC(128, 4) : rows == 32 ? LT_TC_OCC(128, 2) : LT_TC_OCC(128, 1);
+  }
+#undef LT_TC_OCC
+  return slot;
+}
+
 cudaError_t prepare_attention_tc() {
   const cudaError_t errs[] = {set_tc_smem_limit<64, 1>(),     set_tc_smem_limit<64, 2>(),
                               set_tc_smem_limit<64, 4>(),     set_tc_smem_limit<128, 1>(),

@@ -200,6 +200,14 @@ size_t paged_attention_workspace_bytes(int64_t num_tokens, int32_t num_heads, in
 // shorter than ~256 positions of max_kv_len. Host-only arithmetic, no device query.
 int32_t paged_attention_choose_splits(int32_t num_seqs, int32_t num_heads, int32_t num_kv_heads,
                                       int32_t max_query_len, int64_t max_kv_len, int32_t num_sms);
+// For a launch of more than one wave of resident blocks (the tensor-core kernel's occupancy on the
+// current device times its multiprocessors), the split count in [splits, 2 * splits + 1] (at most
+// max_splits and one 64-position tile per split) whose waves leave the fewest block slots idle;
+// splits otherwise: 512 blocks on ~400 slots, say, leave a second wave of ~110 that idles 70% of
+// the GPU while it runs. Host only (device attribute and occupancy queries, cached), no stream work.
+int32_t paged_attention_balance_splits(int32_t splits, int32_t max_splits, int32_t num_seqs,
+                                       int32_t num_heads, int32_t num_kv_heads, int32_t head_dim,
+                                       int32_t max_query_len, int64_t max_kv_len);
 
 // Causal paged attention for any head_dim in [1, 256] (one warp per query token and head, every
 // position in order; no tree, no splits), for the shapes paged_attention does not serve. Same

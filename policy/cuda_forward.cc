@@ -162,6 +162,11 @@ void ForwardRunner::attention(const PassPlan& p, const MetaLayout& m, const KvPo
                                          p.max_query_len, 4 * p.max_kv_len,
                                          num_sms_ * attn_waves_ / 2));
       splits = std::max(1, splits);
+      // Past one wave of resident blocks (batch 256: 512 blocks on ~400 slots), a few more splits
+      // so that the last wave is full (bench/results/gpu_2026-12-02c.md).
+      splits = kernels::paged_attention_balance_splits(splits, max_splits_, p.num_seqs, c.num_heads,
+                                                       c.num_kv_heads, c.head_dim,
+                                                       p.max_query_len, p.max_kv_len);
       while (splits > 1 && kernels::paged_attention_workspace_bytes(p.num_tokens, c.num_heads,
                                                                     c.head_dim, splits) >
                                attn_ws_.bytes())

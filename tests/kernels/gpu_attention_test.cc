@@ -280,6 +280,20 @@ TEST(KernelsGpuAttention, FixedSplitSizeMatchesReference) {
   }
 }
 
+TEST(KernelsGpuAttention, BalanceSplitsFillsTheLastWave) {
+  LT_REQUIRE_GPU();
+  // 16 sequences x 2 kv heads x 3 splits = 96 blocks: one wave, unchanged.
+  EXPECT_EQ(paged_attention_balance_splits(3, 64, 16, 12, 2, 128, 1, 4096), 3);
+  // 256 x 2 = 512 blocks per split, more than one wave on any current GPU: more splits, within
+  // [1, 3], bounded by max_splits and by one 64-position tile per split.
+  const int32_t s = paged_attention_balance_splits(1, 64, 256, 12, 2, 128, 1, 4096);
+  EXPECT_GE(s, 1);
+  EXPECT_LE(s, 3);
+  EXPECT_EQ(paged_attention_balance_splits(1, 1, 256, 12, 2, 128, 1, 4096), 1);
+  EXPECT_EQ(paged_attention_balance_splits(1, 64, 256, 12, 2, 128, 1, 64), 1);
+  EXPECT_EQ(paged_attention_balance_splits(0, 64, 256, 12, 2, 128, 1, 4096), 1);  // bad input: 1
+}
+
 TEST(KernelsGpuAttention, SimpleKernelServesOtherHeadSizes) {
   LT_REQUIRE_GPU();
   std::mt19937_64 rng(16);
