@@ -50,6 +50,14 @@ struct Engine::Impl {
   int64_t drafter_round = -1;
   int64_t history_max_round = -1;
   bool history_dirty = false;
+  // The last emitted round's rollouts, not yet in the drafter's history: indexed after the batch
+  // is out (index_history), so the trainer never waits for it.
+  struct Rollout {
+    std::string prompt_id;
+    std::vector<int32_t> prompt_tokens, response_tokens;
+  };
+  std::vector<Rollout> unindexed;
+  int64_t unindexed_round = -1;  // the round they came from; -1: none waiting
 
   // Current round.
   int64_t round = 0;
@@ -113,7 +121,20 @@ struct Engine::Impl {
     round_acc = RoundStats{};
   }
 
+  // This round's rollouts become draft sources from the next round on.
+  bool index_history() {
+    if (unindexed_round < 0) return false;
+    drafter_round = std::max({drafter_round + 1, unindexed_round, history_max_round});
+    for (const Rollout& t : unindexed) drafter->add_rollout(t.prompt_id, t.prompt_tokens, t.response_tokens, drafter_round);
+    drafter->end_round(drafter_round);
+    history_dirty = false;
+    unindexed.clear();
+    unindexed_round = -1;
+    return true;
+  }
+
   void sync_history() {
+    index_history();
     if (!history_dirty || !drafter) return;
     // History for rounds already closed (a fleet's HISTORY, applied at this worker's round
     // boundary) joins the current round: advancing here would shrink the window of own rounds.
@@ -211,14 +232,12 @@ struct Engine::Impl {
     }
     batch.stats.carried_over = carried;
 
-    // History: this round's rollouts become draft sources from the next round on.
+    // History: indexed by index_history(), after the batch has left (the next step() at the latest).
     if (drafter) {
-      drafter_round = std::max({drafter_round + 1, round, history_max_round});
-      for (const Trajectory& t : batch.trajectories) {
-        drafter->add_rollout(t.prompt_id, t.prompt_tokens, t.response_tokens, drafter_round);
-      }
-      drafter->end_round(drafter_round);
-      history_dirty = false;
+      index_history();  // a round emitted before the previous one was indexed (DRAIN right after a batch)
+      for (const Trajectory& t : batch.trajectories)
+        unindexed.push_back({t.prompt_id, t.prompt_tokens, t.response_tokens});
+      unindexed_round = round;
     }
     if (log) {
       for (const Trajectory& t : batch.trajectories) log->write(t);
@@ -394,6 +413,8 @@ std::optional<RoundBatch> Engine::abort_all() {
   spdlog::warn("engine: aborted {} unfinished sequences; emitting every group in flight", aborted);
   return m.emit_round(true);
 }
+
+bool Engine::index_history() { return impl_->index_history(); }
 
 bool Engine::idle() const {
   // A round whose groups are all complete is work too: step() emits it.

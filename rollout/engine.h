@@ -50,6 +50,11 @@ class Engine {
   // when no group is queued or in flight. The engine stays usable afterwards.
   std::optional<RoundBatch> abort_all();
 
+  // Adds the last emitted round's rollouts to the drafter's history, which step() otherwise does
+  // first thing: a caller with idle time (the worker, once the batch is sent) calls it so that the
+  // indexing is off the trainer's critical path. Returns whether there was anything to add.
+  bool index_history();
+
   // True when no group is queued or running, no sequence is carried over and no complete round
   // waits for step() to emit it (complete groups short of a round stay for flush_round()).
   bool idle() const;

@@ -522,6 +522,9 @@ int Worker::run(const std::atomic<bool>* stop) {
       if (phase == Phase::kServing) return session_->wants_batches();
       return phase == Phase::kFinishing && session_->has_room();
     };
+    // Idle (the trainer has the batch, or no credit): the round's drafter history is indexed now,
+    // not when the next round starts.
+    if (!can_step()) engine_->index_history();
     session_->poll(can_step() ? std::chrono::milliseconds(0) : std::chrono::milliseconds(50));
     if (can_step()) {
       try {
