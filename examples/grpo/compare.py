@@ -23,6 +23,9 @@ def summary(recs: Sequence[Mapping[str, Any]]) -> Dict[str, float]:
         "steps": len(recs),
         "rollout_s": tot("rollout_s"),
         "makespan_s": tot("makespan_s"),
+        "draft_s": tot("draft_s"),
+        "forward_s": tot("forward_s"),
+        "sample_s": tot("sample_s"),
         "forward_passes": forwards,
         "response_tokens": tokens,
         "tokens_verified": tot("tokens_verified"),
@@ -52,6 +55,22 @@ def markdown(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
                     f"{s['tokens_per_forward']:.2f} | {s['acceptance']:.2f} | {s['weight_update_s_mean']:.3f} | "
                     f"{s['reward_first']:.3f} → {s['reward_last']:.3f} ({s['reward_mean']:.3f}) | "
                     f"{'yes (bitwise)' if same else 'NO'} | {'yes (bitwise)' if same_loss else 'no'} |")
+    return "\n".join(rows)
+
+
+def time_split_table(runs: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Where each run's rollout time went: the worker's forwards, drafting and acceptance (host), the
+    rest of its round (scheduling, admission, batch assembly), and the trainer's wait beyond the
+    worker's round (transport, submission, work outside the round clock)."""
+    rows = ["| run | rollout s | worker makespan s | forwards s | draft s | accept/sample s | rest of round s | "
+            "wait beyond the round s | ms per forward |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for n, recs in runs.items():
+        s = summary(recs)
+        rest = s["makespan_s"] - s["forward_s"] - s["draft_s"] - s["sample_s"]
+        per = 1e3 * s["makespan_s"] / s["forward_passes"] if s["forward_passes"] else 0.0
+        rows.append(f"| {n} | {s['rollout_s']:.3f} | {s['makespan_s']:.3f} | {s['forward_s']:.3f} | {s['draft_s']:.3f} | "
+                    f"{s['sample_s']:.3f} | {rest:.3f} | {s['rollout_s'] - s['makespan_s']:.3f} | {per:.3f} |")
     return "\n".join(rows)
 
 
@@ -87,7 +106,8 @@ def main(argv: Sequence[str] = None) -> int:
     stem = pathlib.Path(a.out)
     stem.parent.mkdir(parents=True, exist_ok=True)
     plot_runs(runs, stem)
-    text = markdown(runs) + "\n\nPer step:\n\n" + per_step_table(runs) + "\n"
+    text = (markdown(runs) + "\n\nWhere the rollout time went:\n\n" + time_split_table(runs) +
+            "\n\nPer step:\n\n" + per_step_table(runs) + "\n")
     stem.with_suffix(".table.md").write_text(text)
     print(text)
     print(json.dumps({n: summary(r) for n, r in runs.items()}))

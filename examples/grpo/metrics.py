@@ -30,6 +30,10 @@ def step_record(step: int, batch, trajs, verdicts, rollout_s: float, train_s: fl
         "response_len_max": int(lengths.max()),
         "rollout_s": rollout_s,
         "makespan_s": float(s.get("makespan_s", 0.0)),
+        # The worker's round split: host seconds drafting and accepting, seconds in forwards.
+        "draft_s": float(s.get("draft_s", 0.0)),
+        "forward_s": float(s.get("forward_s", 0.0)),
+        "sample_s": float(s.get("sample_s", 0.0)),
         "response_tokens": tokens,
         "forward_passes": forwards,
         "tokens_per_forward": tokens / forwards if forwards else 0.0,
@@ -48,6 +52,9 @@ def step_record(step: int, batch, trajs, verdicts, rollout_s: float, train_s: fl
         "weight_update_s": push["total_s"],
         "weight_write_s": push.get("write_s", 0.0),
         "weight_load_s": push.get("load_s", 0.0),
+        "sleep_s": push.get("sleep_s", 0.0),            # the worker's SLEEP and WAKE_UP (--sleep-level)
+        "wake_s": push.get("wake_s", 0.0),
+        "sleep_released_bytes": int(push.get("released_bytes", 0)),
         **{k: float(v) for k, v in train.items()},
     }
 

@@ -10,6 +10,8 @@
 # Optional: STEPS (30), NGROUPS (16), SAMPLES (8), OUT ($OUT or runs/grpo_device), PYTHON (python3),
 #   MODEL (configs/models/chain-qwen3), EXTRA (more train_grpo.py flags, e.g. "--tis --vcpo"),
 #   FAST=1 (also run off and DAS without --deterministic, to report fast-mode curves),
+#   SLEEP=1 (also run DAS with the worker asleep at level 2 while the trainer trains, weights back
+#   by CUDA IPC: its reward curve must equal off's),
 #   WORKER_DET (backend.deterministic=true: the worker setting of the CUDA backend's deterministic mode;
 #   empty = none), TRAIN_PYTHON (a python that already has everything: no venv is made),
 #   DEVICE (cuda; cpu for a dry run of this script on a machine without a GPU).
@@ -59,6 +61,10 @@ run off --speculation off "${det[@]}"
 run das --speculation das "${det[@]}"
 run das-partial --speculation das --partial-rollouts 2 "${det[@]}"
 runs=(off="$OUT/off" das="$OUT/das" das+partial="$OUT/das-partial")
+if [ "${SLEEP:-0}" = 1 ]; then
+  run das-sleep --speculation das --sleep-level 2 "${det[@]}"
+  runs+=(das+sleep="$OUT/das-sleep")
+fi
 if [ "${FAST:-0}" = 1 ]; then
   run off-fast --speculation off
   run das-fast --speculation das

@@ -78,6 +78,10 @@ def parse_args(argv: Sequence[str] = None) -> argparse.Namespace:
     g.add_argument("--worker-bin", default="", help="longtail-worker binary (default $LONGTAIL_BUILD_DIR/bin or build/bin)")
     g.add_argument("--worker-backend", choices=["cpu", "cuda"], default="", help="default: --device")
     g.add_argument("--worker-threads", type=int, default=1, help="CPU backend threads (default 1)")
+    g.add_argument("--sleep-level", type=int, choices=[0, 1, 2], default=0,
+                   help="colocated trainer: put the worker to sleep while the trainer trains (1 frees its KV "
+                        "cache, 2 its weights too; they come back with the push) and wake it before the next "
+                        "round (vLLM sleep mode; default 0 = never)")
     g.add_argument("--worker-set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra worker YAML setting, dotted key (repeatable), e.g. engine.speculation.max_budget=8")
     g = ap.add_argument_group("optimisation")
@@ -248,10 +252,14 @@ def main(argv: Sequence[str] = None) -> int:
             rewards = [v.reward for v in verdicts]
             client.set_rewards({t.uid: r for t, r in zip(trajs, rewards)})
             lr_scale = float(batch.importance.get("lr_scale", 1.0)) if a.vcpo else 1.0
+            slept = client.sleep(a.sleep_level) if a.sleep_level else None  # samples in flight pause
             t0 = time.perf_counter()
             train = train_step(model, opt, trajs, rewards, a.lr * lr_scale, a, device)
             train_s = time.perf_counter() - t0
             push = transport.push(client, model, step + 1)
+            if slept is not None:
+                push["sleep_s"], push["released_bytes"] = slept["seconds"], slept["released_bytes"]
+                push["wake_s"] = client.wake_up()["seconds"]
             client.ack(batch)
             if step + 1 < a.steps:  # keep ceil(F*G) groups in flight
                 client.submit(make_groups(sched, len({t.group_id for t in trajs}), tok, a))
