@@ -96,7 +96,8 @@ def bench(name: str, repeat: int, kv_fraction: float, worker_bin: str, tmp: path
                                "worker_wake_s": w["seconds"], "retaken_bytes": f1 - f2})
             after_level1 = rollout(c, vocab, "r")
             # Level 2: the weights go too and come back from the trainer's CUDA tensors.
-            tensors = {k: v.to("cuda", torch.bfloat16) for k, v in load_file(str(d / "model.safetensors")).items()}
+            # The checkpoint's own dtypes: the worker keeps norms in fp32, so a bf16 copy would change them.
+            tensors = {k: v.to("cuda") for k, v in load_file(str(d / "model.safetensors")).items()}
             torch.cuda.synchronize()
             f0 = free_bytes()
             t0 = time.perf_counter()
