@@ -169,6 +169,7 @@ class Fleet:
         self._ghosts: Dict[str, int] = {}   # group id -> stale copies that may still arrive
         self._out: "queue.Queue[Batch]" = queue.Queue()
         self._weights: Optional[Tuple[int, str]] = None
+        self._sleep_level = 0  # what a restarted worker is put back to (Fleet.sleep)
         self._down_since: Dict[str, float] = {}
         self._closed = False
         self._late_refusals: Dict[str, Exception] = {}
@@ -332,6 +333,33 @@ class Fleet:
         futs = {w: l.call(lambda c: c.drain(timeout)) for w, l in self._links.items() if l.error is None}
         return {w: f.result(timeout=timeout + 5) for w, f in futs.items()}
 
+    def sleep(self, level: int = 1, timeout: float = 60.0) -> Dict[str, Dict[str, Any]]:
+        """SLEEP on every worker (vLLM's sleep mode, for trainers colocated on the workers' GPUs):
+        level 1 frees their KV caches, 2 their weights too. Samples in flight pause; groups
+        submitted meanwhile are held; a worker restarted while the fleet sleeps is put to sleep
+        again. Returns each worker's SLEEP_OK reply."""
+        with self._lock:
+            self._sleep_level = max(self._sleep_level, int(level))
+        return self._on_every_worker(lambda c: c.sleep(level, timeout=timeout), timeout, f"sleep at level {level}")
+
+    def wake_up(self, timeout: float = 60.0) -> Dict[str, Dict[str, Any]]:
+        """WAKE_UP on every worker; returns each worker's WAKE_UP_OK reply."""
+        with self._lock:
+            self._sleep_level = 0
+        return self._on_every_worker(lambda c: c.wake_up(timeout=timeout), timeout, "wake-up")
+
+    def _on_every_worker(self, fn, timeout: float, what: str) -> Dict[str, Any]:
+        futs = {w: l.call(fn) for w, l in self._links.items() if l.error is None}
+        out, failed = {}, {}
+        for w, f in futs.items():
+            try:
+                out[w] = f.result(timeout=timeout + 5)
+            except Exception as exc:
+                failed[w] = exc
+        if failed:
+            raise FleetError(f"{what} failed on {sorted(failed)}: " + "; ".join(f"{w}: {e}" for w, e in failed.items()))
+        return out
+
     def pending(self) -> int:
         """Groups submitted and not yet delivered."""
         with self._lock:
@@ -494,6 +522,7 @@ class Fleet:
                 if p.worker == link.worker_id and p.instance is not None and p.instance != link.instance:
                     p.orphan = True
             weights = self._weights
+            sleep_level = self._sleep_level
         if weights is not None and client.worker is not None and client.worker.policy_version != weights[0]:
             # A restarted worker loads the configured checkpoint; bring it to the fleet's version
             # before it generates anything for the trainer.
@@ -502,6 +531,11 @@ class Fleet:
             except (WorkerError, TimeoutError) as exc:
                 log.error("worker %s restarted but could not load policy version %d from %s: %s",
                           link.worker_id, weights[0], weights[1], exc)
+        if sleep_level and client.worker is not None and client.worker.sleep_level < sleep_level:
+            try:  # the trainer holds the memory a restarted worker just took
+                client.sleep(sleep_level)
+            except (WorkerError, TimeoutError) as exc:
+                log.error("worker %s restarted while the fleet sleeps and could not sleep: %s", link.worker_id, exc)
 
     def _on_replayed(self, link: Link, complete: bool) -> None:
         """The restarted worker has re-sent its journal: what is still missing was lost with the old

@@ -1,7 +1,8 @@
 """The Ray fleet end to end: three real longtail-worker processes (CPU backend, bundled tiny
 checkpoint) under a local Ray with a small footprint (3 logical CPUs, no dashboard, loopback only).
 One fleet serves the tests in order: rounds delivered exactly once and prompt-affine, a weight
-update on every worker, then a worker SIGKILLed mid-round with nothing lost or duplicated."""
+update on every worker, sleep and wake-up on every worker, then a worker SIGKILLed mid-round with
+nothing lost or duplicated."""
 
 from __future__ import annotations
 
@@ -102,6 +103,18 @@ def test_weight_update_reaches_every_worker(fleet):
     s = fleet.stats()
     assert [w["engine"]["policy_version"] for w in s["workers"].values()] == [1, 1, 1]
     fleet.submit(round_groups(10, prompts=6))
+    got, _ = collect(fleet, 6)
+    assert len(got) == 6
+
+
+def test_sleep_and_wake_up_reach_every_worker(fleet):
+    slept = fleet.sleep(1)
+    assert sorted(slept) == sorted(fleet.worker_ids) and all(r["level"] == 1 for r in slept.values())
+    fleet.submit(round_groups(11, prompts=6))  # held while asleep
+    assert fleet.next_batch(timeout=1.0) is None
+    assert [w["worker"]["sleep_level"] for w in fleet.stats()["workers"].values()] == [1, 1, 1]
+    woke = fleet.wake_up()
+    assert all(r["previous_level"] == 1 for r in woke.values())
     got, _ = collect(fleet, 6)
     assert len(got) == 6
 
