@@ -11,7 +11,7 @@
 #   MODEL (configs/models/chain-qwen3), EXTRA (more train_grpo.py flags, e.g. "--tis --vcpo"),
 #   FAST=1 (also run off and DAS without --deterministic, to report fast-mode curves),
 #   SLEEP=1 (also run DAS with the worker asleep at level 2 while the trainer trains, weights back
-#   by CUDA IPC: its reward curve must equal off's),
+#   by CUDA IPC: its reward curve must equal off's), MAIN=0 (skip the three deterministic runs),
 #   WORKER_DET (backend.deterministic=true: the worker setting of the CUDA backend's deterministic mode;
 #   empty = none), TRAIN_PYTHON (a python that already has everything: no venv is made),
 #   DEVICE (cuda; cpu for a dry run of this script on a machine without a GPU).
@@ -57,18 +57,22 @@ run() {  # NAME FLAGS...
 }
 det=(--deterministic)
 [ -n "$WORKER_DET" ] && det+=(--worker-set "$WORKER_DET")
-run off --speculation off "${det[@]}"
-run das --speculation das "${det[@]}"
-run das-partial --speculation das --partial-rollouts 2 "${det[@]}"
-runs=(off="$OUT/off" das="$OUT/das" das+partial="$OUT/das-partial")
-if [ "${SLEEP:-0}" = 1 ]; then
-  run das-sleep --speculation das --sleep-level 2 "${det[@]}"
-  runs+=(das+sleep="$OUT/das-sleep")
+runs=()
+if [ "${MAIN:-1}" = 1 ]; then
+  run off --speculation off "${det[@]}"
+  run das --speculation das "${det[@]}"
+  run das-partial --speculation das --partial-rollouts 2 "${det[@]}"
+  runs+=(off="$OUT/off" das="$OUT/das" das+partial="$OUT/das-partial")
 fi
 if [ "${FAST:-0}" = 1 ]; then
   run off-fast --speculation off
   run das-fast --speculation das
   runs+=(off-fast="$OUT/off-fast" das-fast="$OUT/das-fast")
 fi
+if [ "${SLEEP:-0}" = 1 ]; then
+  run das-sleep --speculation das --sleep-level 2 "${det[@]}"
+  runs+=(das+sleep="$OUT/das-sleep")
+fi
+[ ${#runs[@]} -gt 0 ] || { echo "nothing to run (MAIN=0 and neither FAST=1 nor SLEEP=1)" >&2; exit 2; }
 "$py" -m examples.grpo.compare --out "$OUT/grpo_gpu" "${runs[@]}"
 echo "results: $OUT/grpo_gpu.table.md, $OUT/grpo_gpu.png" >&2
