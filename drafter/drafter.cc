@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "drafter/calibration.h"
 #include "drafter/history_index.h"
@@ -81,6 +82,15 @@ void check_tokens(std::span<const int32_t> tokens, const char* what) {
   }
 }
 
+// Field by field (std::swap would move each vector three times): drafts change hands per scope.
+void swap_drafts(Draft& a, Draft& b) {
+  a.tokens.swap(b.tokens);
+  a.probs.swap(b.probs);
+  a.parents.swap(b.parents);
+  std::swap(a.source, b.source);
+  std::swap(a.match_length, b.match_length);
+}
+
 // A draft under construction: the public fields plus, per token, its calibration cell and raw
 // conditional probability (what observe() needs to learn from the outcome).
 struct Candidate {
@@ -88,6 +98,12 @@ struct Candidate {
   std::vector<int16_t> cells;
   std::vector<float> raw;
   double score = 0;
+  void swap(Candidate& o) {
+    swap_drafts(d, o.d);
+    cells.swap(o.cells);
+    raw.swap(o.raw);
+    std::swap(score, o.score);
+  }
   void clear() {
     d.clear();
     cells.clear();
@@ -116,6 +132,43 @@ struct Drafter::Impl {
     std::vector<float> raw;
     bool pending = false;
   };
+  // Where a history scope's match goes along the last proposal's nodes (its greedy chain, or the
+  // tree's nodes), so observe() moves the match along accepted tokens without searching the index
+  // again: states[i] is what advance() reaches from the proposal-time match over the path to node
+  // i (-1 where the scope left the path). Most emitted tokens are accepted drafts, so this removes
+  // most of observe()'s cache misses into the frozen automata.
+  struct ScopeWalk {
+    std::vector<int32_t> tokens, parents, states;
+    void clear() {
+      tokens.clear();
+      parents.clear();
+      states.clear();
+    }
+    void push(int32_t token, int32_t parent, int32_t state) {
+      tokens.push_back(token);
+      parents.push_back(parent);
+      states.push_back(state);
+    }
+    // Follows tokens from the root while a node has them; returns how many were followed.
+    size_t follow(std::span<const int32_t> emitted, SamMatch& m) const {
+      int32_t at = -1;
+      size_t j = 0;
+      for (; j < emitted.size(); ++j) {
+        int32_t next = -1;
+        for (auto i = static_cast<size_t>(at + 1); i < tokens.size(); ++i) {
+          if (parents[i] == at && tokens[i] == emitted[j] && states[i] >= 0) {
+            next = static_cast<int32_t>(i);
+            break;
+          }
+        }
+        if (next < 0) break;
+        m.state = states[static_cast<size_t>(next)];
+        ++m.length;
+        at = next;
+      }
+      return j;
+    }
+  };
   struct Request {
     std::string prompt_id;
     SamBuilder own;                  // prompt + output, online
@@ -124,7 +177,22 @@ struct Drafter::Impl {
     const FrozenSam* global_sam = nullptr;
     SamMatch prompt_match, global_match;
     Proposed last;
+    ScopeWalk walks[2];              // prompt, global: valid while walks_valid
+    bool walks_valid = false;        // set by propose() for the next observe() (same generation)
+    // A new sequence in this (ended) request's storage.
+    void restart(std::string_view id) {
+      prompt_id.assign(id);
+      own.reset();
+      synced_generation = ~0ull;
+      prompt_sam = global_sam = nullptr;
+      prompt_match = global_match = {};
+      last.pending = false;
+      walks_valid = false;
+    }
   };
+  // Ended requests kept for reuse (at most kSpareRequests, each under kSpareBytes of automaton).
+  static constexpr size_t kSpareRequests = 16;
+  static constexpr int64_t kSpareBytes = 4 << 20;
 
   explicit Impl(DrafterOptions o)
       : options(o),
@@ -171,12 +239,12 @@ struct Drafter::Impl {
 
   // Greedy most-frequent path from m (FrozenSam::draft with calibrated per-token probabilities).
   void history_chain(const FrozenSam& sam, SamMatch m, int32_t budget, int32_t soft_budget,
-                     DraftSource source, Candidate& c) const {
+                     DraftSource source, Candidate& c, ScopeWalk* walk = nullptr) const {
     // Raw path probability cnt(path) / (cnt(context) + prior): the count ratios telescope.
     const double base = sam.count(m.state) + options.count_prior;
     double p = 1;
     int32_t v = m.state;
-    for (int32_t k = 0; k < budget && sam.degree(v) > 0; ++k) {
+    for (int32_t k = 0; k < budget && sam.has_edges(v); ++k) {
       const int32_t u = sam.edge_target(v, 0);
       const double q = edge_prob(sam, v, u, k == 0);
       const double p_raw = sam.count(u) / base;
@@ -184,7 +252,9 @@ struct Drafter::Impl {
       if (k >= soft_budget && (options.extend_prob >= 1.0 || p_raw < options.extend_prob)) break;
       const int16_t cell = DraftCalibration::history_cell(source, sam.count(v), q, m.length + k);
       p *= calibrated(cell, q);
-      c.push(sam.edge_token(v, 0), p, cell, q);
+      const int32_t token = sam.edge_token(v, 0);
+      c.push(token, p, cell, q);
+      if (walk) walk->push(token, k - 1, u);
       v = u;
     }
   }
@@ -195,16 +265,18 @@ struct Drafter::Impl {
   // SAM state covers all lengths in (len(link), len], which share the continuation counts, so the
   // longest of them (largest draft limit) stands for the state. Walked longest first; ties keep the
   // longer context; a state whose limit cannot beat the best score ends the walk.
-  void history_draft(const FrozenSam& sam, SamMatch m, int32_t budget, DraftSource source, Candidate& best) const {
+  // `walk` gets the longest match's chain (what observe() can follow).
+  void history_draft(const FrozenSam& sam, SamMatch m, int32_t budget, DraftSource source, Candidate& best,
+                     ScopeWalk& walk) const {
     thread_local Candidate cand;
     for (int level = 0; level < options.match_states && m.state > 0 && m.length >= options.min_match; ++level) {
       const int32_t lim = limit(budget, m.length);
       const double bound = options.extend_prob < 1.0 ? budget : lim;
       if (!best.d.tokens.empty() && bound <= best.score) break;
       cand.clear();
-      history_chain(sam, m, budget, lim, source, cand);
+      history_chain(sam, m, budget, lim, source, cand, level == 0 ? &walk : nullptr);
       if (!cand.d.tokens.empty() && (best.d.tokens.empty() || cand.score > best.score)) {
-        std::swap(best, cand);
+        best.swap(cand);
         best.d.source = source;
         best.d.match_length = m.length;
       }
@@ -255,13 +327,17 @@ struct Drafter::Impl {
       candidate.clear();
       fill(candidate);
       if (candidate.d.tokens.empty()) return;
-      if (out.d.tokens.empty() || candidate.score > out.score) std::swap(out, candidate);
+      if (out.d.tokens.empty() || candidate.score > out.score) out.swap(candidate);
     };
     if (r.prompt_sam) {
-      consider([&](Candidate& c) { history_draft(*r.prompt_sam, r.prompt_match, budget, DraftSource::kPrompt, c); });
+      consider([&](Candidate& c) {
+        history_draft(*r.prompt_sam, r.prompt_match, budget, DraftSource::kPrompt, c, r.walks[0]);
+      });
     }
     if (r.global_sam) {
-      consider([&](Candidate& c) { history_draft(*r.global_sam, r.global_match, budget, DraftSource::kGlobal, c); });
+      consider([&](Candidate& c) {
+        history_draft(*r.global_sam, r.global_match, budget, DraftSource::kGlobal, c, r.walks[1]);
+      });
     }
     if (options.use_own_context) {
       consider([&](Candidate& c) { own_draft(r, budget, c); });
@@ -411,6 +487,7 @@ struct Drafter::Impl {
       const auto node = static_cast<int32_t>(out.d.tokens.size());
       const int32_t d = k.parent < 0 ? 1 : depth[static_cast<size_t>(k.parent)] + 1;
       out.push_node(k.token, k.prob, k.cell, k.raw, k.parent);
+      for (int s = 0; s < 2; ++s) r.walks[s].push(k.token, k.parent, k.at.state[s]);
       depth.push_back(d);
       if (node == 0) {
         out.d.source = k.source;
@@ -425,8 +502,12 @@ struct Drafter::Impl {
     out.clear();
     Request& r = get(uid);
     r.last.pending = false;
+    r.walks_valid = false;
     if (q.budget <= 0) return;
     sync(r);
+    r.walks[0].clear();
+    r.walks[1].clear();
+    r.walks_valid = true;
     thread_local Candidate best;
     best.clear();
     if (q.tree) {
@@ -434,7 +515,7 @@ struct Drafter::Impl {
     } else {
       chain(r, q.budget, best);
     }
-    std::swap(out, best.d);
+    swap_drafts(out, best.d);
     Proposed& last = r.last;
     last.tokens = out.tokens;
     last.parents = out.parents;
@@ -467,6 +548,7 @@ struct Drafter::Impl {
   HistoryIndex history;
   DraftCalibration calibration;
   std::unordered_map<uint64_t, std::unique_ptr<Request>> requests;
+  std::vector<std::unique_ptr<Request>> spare;
 };
 
 Drafter::Drafter(DrafterOptions options) {
@@ -491,8 +573,15 @@ void Drafter::begin_request(uint64_t uid, std::string_view prompt_id,
     throw std::invalid_argument("drafter: request uid " + std::to_string(uid) + " is already live");
   }
   check_tokens(prompt, "the prompt");
-  auto r = std::make_unique<Impl::Request>();
-  r->prompt_id = std::string(prompt_id);
+  std::unique_ptr<Impl::Request> r;
+  if (impl_->spare.empty()) {
+    r = std::make_unique<Impl::Request>();
+    r->prompt_id = std::string(prompt_id);
+  } else {
+    r = std::move(impl_->spare.back());
+    impl_->spare.pop_back();
+    r->restart(prompt_id);
+  }
   for (const int32_t t : prompt) r->own.append(t);
   impl_->requests.emplace(uid, std::move(r));
 }
@@ -501,16 +590,27 @@ void Drafter::observe(uint64_t uid, std::span<const int32_t> accepted) {
   Impl::Request& r = impl_->get(uid);
   check_tokens(accepted, "the accepted tokens");
   impl_->learn(r, accepted);
-  const bool synced = r.synced_generation == impl_->history.generation();
-  for (const int32_t t : accepted) {
-    r.own.append(t);
-    if (!synced) continue;  // the next propose re-syncs from the whole context
-    if (r.prompt_sam) r.prompt_sam->advance(r.prompt_match, t);
-    if (r.global_sam) r.global_sam->advance(r.global_match, t);
+  for (const int32_t t : accepted) r.own.append(t);
+  // Not synced: the next propose re-syncs from the whole context.
+  if (r.synced_generation != impl_->history.generation()) return;
+  const FrozenSam* sams[2] = {r.prompt_sam, r.global_sam};
+  SamMatch* matches[2] = {&r.prompt_match, &r.global_match};
+  for (int s = 0; s < 2; ++s) {
+    if (!sams[s]) continue;
+    const size_t followed = r.walks_valid ? r.walks[s].follow(accepted, *matches[s]) : 0;
+    for (size_t j = followed; j < accepted.size(); ++j) sams[s]->advance(*matches[s], accepted[j]);
   }
+  r.walks_valid = false;
 }
 
-void Drafter::end_request(uint64_t uid) { impl_->requests.erase(uid); }
+void Drafter::end_request(uint64_t uid) {
+  const auto it = impl_->requests.find(uid);
+  if (it == impl_->requests.end()) return;
+  if (impl_->spare.size() < Impl::kSpareRequests && it->second->own.bytes() <= Impl::kSpareBytes) {
+    impl_->spare.push_back(std::move(it->second));
+  }
+  impl_->requests.erase(it);
+}
 
 bool Drafter::has_request(uint64_t uid) const { return impl_->requests.count(uid) != 0; }
 

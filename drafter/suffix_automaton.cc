@@ -25,9 +25,21 @@ int64_t capacity_bytes(const std::vector<T>& v) {
 }  // namespace
 
 SamBuilder::SamBuilder() {
-  table_keys_.assign(16, kEmptyKey);
-  table_vals_.assign(16, -1);
+  table_.assign(16, Slot{kEmptyKey, -1, -1});
   table_mask_ = 15;
+  new_state(0, -1, -1);
+}
+
+void SamBuilder::reset() {
+  for (auto* v : {&len_, &link_, &firstpos_, &edge_head_, &lastpos_, &prevpos_, &edge_token_, &edge_target_,
+                  &edge_next_, &text_}) {
+    v->clear();
+  }
+  cnt_.clear();
+  std::fill(table_.begin(), table_.end(), Slot{kEmptyKey, -1, -1});
+  table_used_ = 0;
+  last_ = 0;
+  pos_ = 0;
   new_state(0, -1, -1);
 }
 
@@ -42,80 +54,78 @@ int32_t SamBuilder::new_state(int32_t len, int32_t link, int32_t firstpos) {
   return static_cast<int32_t>(len_.size() - 1);
 }
 
-int32_t SamBuilder::find_edge(int32_t state, int32_t token) const {
+const SamBuilder::Slot* SamBuilder::find_slot(int32_t state, int32_t token) const {
   const uint64_t key = edge_key(state, token);
   for (uint64_t i = mix(key) & table_mask_;; i = (i + 1) & table_mask_) {
-    if (table_keys_[i] == key) return table_vals_[i];
-    if (table_keys_[i] == kEmptyKey) return -1;
+    const Slot& s = table_[i];
+    if (s.key == key) return &s;
+    if (s.key == kEmptyKey) return nullptr;
   }
 }
 
 void SamBuilder::grow_table() {
-  std::vector<uint64_t> keys(table_keys_.size() * 2, kEmptyKey);
-  std::vector<int32_t> vals(keys.size(), -1);
-  const uint64_t mask = keys.size() - 1;
-  for (size_t j = 0; j < table_keys_.size(); ++j) {
-    if (table_keys_[j] == kEmptyKey) continue;
-    uint64_t i = mix(table_keys_[j]) & mask;
-    while (keys[i] != kEmptyKey) i = (i + 1) & mask;
-    keys[i] = table_keys_[j];
-    vals[i] = table_vals_[j];
+  std::vector<Slot> table(table_.size() * 2, Slot{kEmptyKey, -1, -1});
+  const uint64_t mask = table.size() - 1;
+  for (const Slot& s : table_) {
+    if (s.key == kEmptyKey) continue;
+    uint64_t i = mix(s.key) & mask;
+    while (table[i].key != kEmptyKey) i = (i + 1) & mask;
+    table[i] = s;
   }
-  table_keys_.swap(keys);
-  table_vals_.swap(vals);
+  table_.swap(table);
   table_mask_ = mask;
 }
 
-void SamBuilder::add_edge(int32_t state, int32_t token, int32_t target) {
-  if (static_cast<uint64_t>(table_used_ + 1) * 2 > table_keys_.size()) grow_table();
+int32_t SamBuilder::add_edge_if_absent(int32_t state, int32_t token, int32_t target) {
+  if (static_cast<uint64_t>(table_used_ + 1) * 2 > table_.size()) grow_table();
+  const uint64_t key = edge_key(state, token);
+  uint64_t i = mix(key) & table_mask_;
+  for (; table_[i].key != kEmptyKey; i = (i + 1) & table_mask_) {
+    if (table_[i].key == key) return table_[i].target;
+  }
   const int32_t e = static_cast<int32_t>(edge_token_.size());
   edge_token_.push_back(token);
   edge_target_.push_back(target);
   edge_next_.push_back(edge_head_[state]);
   edge_head_[state] = e;
-  const uint64_t key = edge_key(state, token);
-  uint64_t i = mix(key) & table_mask_;
-  while (table_keys_[i] != kEmptyKey) i = (i + 1) & table_mask_;
-  table_keys_[i] = key;
-  table_vals_[i] = e;
+  table_[i] = Slot{key, e, target};
   ++table_used_;
+  return -1;
 }
 
-int32_t SamBuilder::extend(int32_t last, int32_t c) {
+int32_t SamBuilder::extend(int32_t last, int32_t c, bool generalized) {
   auto clone_of = [&](int32_t q, int32_t len) {
     const int32_t clone = new_state(len, link_[q], firstpos_[q]);
     lastpos_[clone] = lastpos_[q];  // endpos(clone) includes endpos(q): q's ends are clone's too
     prevpos_[clone] = prevpos_[q];
     for (int32_t e = edge_head_[q]; e >= 0; e = edge_next_[e]) {
-      add_edge(clone, edge_token_[e], edge_target_[e]);
+      add_edge_if_absent(clone, edge_token_[e], edge_target_[e]);
     }
     return clone;
   };
   auto redirect = [&](int32_t p, int32_t q, int32_t clone) {
     while (p != -1) {
-      const int32_t e = find_edge(p, c);
-      if (e < 0 || edge_target_[e] != q) break;
-      edge_target_[e] = clone;
+      Slot* s = find_slot(p, c);
+      if (!s || s->target != q) break;
+      s->target = clone;
+      edge_target_[s->edge] = clone;
       p = link_[p];
     }
   };
   // Generalized case: the string being added already continues this way from `last`.
-  if (const int32_t e = find_edge(last, c); e >= 0) {
-    const int32_t q = edge_target_[e];
-    if (len_[q] == len_[last] + 1) return q;
-    const int32_t clone = clone_of(q, len_[last] + 1);
-    redirect(last, q, clone);
-    link_[q] = clone;
-    return clone;
+  if (generalized) {
+    if (const int32_t q = find_target(last, c); q >= 0) {
+      if (len_[q] == len_[last] + 1) return q;
+      const int32_t clone = clone_of(q, len_[last] + 1);
+      redirect(last, q, clone);
+      link_[q] = clone;
+      return clone;
+    }
   }
   const int32_t cur = new_state(len_[last] + 1, 0, static_cast<int32_t>(pos_));
-  int32_t p = last;
-  while (p != -1 && find_edge(p, c) < 0) {
-    add_edge(p, c, cur);
-    p = link_[p];
-  }
+  int32_t p = last, q = -1;
+  while (p != -1 && (q = add_edge_if_absent(p, c, cur)) < 0) p = link_[p];
   if (p == -1) return cur;
-  const int32_t q = edge_target_[find_edge(p, c)];
   if (len_[p] + 1 == len_[q]) {
     link_[cur] = q;
     return cur;
@@ -130,14 +140,14 @@ int32_t SamBuilder::extend(int32_t last, int32_t c) {
 void SamBuilder::add_string(std::span<const int32_t> tokens) {
   int32_t last = 0;
   for (const int32_t t : tokens) {
-    last = extend(last, t);
+    last = extend(last, t, /*generalized=*/true);
     ++cnt_[last];
     ++pos_;
   }
 }
 
 void SamBuilder::append(int32_t token) {
-  last_ = extend(last_, token);
+  last_ = extend(last_, token, /*generalized=*/false);
   ++cnt_[last_];
   const auto here = static_cast<int32_t>(pos_);
   int32_t v = link_[last_];
@@ -169,8 +179,7 @@ int64_t SamBuilder::bytes() const {
   return capacity_bytes(len_) + capacity_bytes(link_) + capacity_bytes(firstpos_) +
          capacity_bytes(lastpos_) + capacity_bytes(prevpos_) +
          capacity_bytes(edge_head_) + capacity_bytes(cnt_) + capacity_bytes(edge_token_) +
-         capacity_bytes(edge_target_) + capacity_bytes(edge_next_) + capacity_bytes(table_keys_) +
-         capacity_bytes(table_vals_) + capacity_bytes(text_);
+         capacity_bytes(edge_target_) + capacity_bytes(edge_next_) + capacity_bytes(table_) + capacity_bytes(text_);
 }
 
 U24Array::U24Array(const std::vector<uint32_t>& values) : size_(values.size()) {
@@ -233,33 +242,75 @@ FrozenSam::FrozenSam(const SamBuilder& b) {
     }
   }
   begin[n] = static_cast<uint32_t>(etok.size());
-  std::vector<uint32_t> link(n);
-  for (size_t v = 1; v < n; ++v) link[v] = static_cast<uint32_t>(b.link_[v]);
-  len_.resize(n);
-  for (size_t v = 0; v < n; ++v) len_[v] = static_cast<uint8_t>(std::min(b.len_[v], kMaxLength));
-  link_ = U24Array(link);
-  cnt_ = EscapedArray<uint8_t>(cnt);
-  // Edge ranges: 16-bit offsets from each 64-state block's first edge (larger ones escaped).
-  edge_base_.resize(n / 64 + 1);
-  std::vector<uint32_t> offset(n + 1);
+  // Records: link, length, count, the other edges' offset, the most frequent edge; the other edges
+  // in rest_token_ / rest_target_ (targets as distances ahead, or escaped absolute).
+  states_ = static_cast<int64_t>(n);
+  edges_ = static_cast<int64_t>(etok.size());
+  records_.assign(kRecordBytes * (n + 1) + 8, 0);
+  std::vector<std::pair<size_t, uint32_t>> cnt_esc, off_esc, top_esc;
+  std::vector<uint32_t> rtok, rtgt;
+  std::vector<bool> absolute;
+  rtok.reserve(etok.size());
+  rtgt.reserve(etok.size());
+  rest_base_.resize(n / 64 + 1);
+  auto close_ahead = [](uint32_t to, size_t from) { return to > from && to - from < kEscape8; };
   for (size_t v = 0; v <= n; ++v) {
-    if (v % 64 == 0) edge_base_[v / 64] = begin[v];
-    offset[v] = begin[v] - edge_base_[v / 64];
-  }
-  edge_offset_ = EscapedArray<uint16_t>(offset);
-  // Targets as distances ahead of the source (1..254), anything else escaped as absolute.
-  std::vector<bool> absolute(etgt.size(), false);
-  for (size_t v = 0; v < n; ++v) {
-    for (uint32_t e = begin[v]; e < begin[v + 1]; ++e) {
-      if (etgt[e] > v && etgt[e] - v < EscapedArray<uint8_t>::kEscape) {
-        etgt[e] -= static_cast<uint32_t>(v);
-      } else {
-        absolute[e] = true;
-      }
+    const auto first_rest = static_cast<uint32_t>(rtok.size());
+    if (v % 64 == 0) rest_base_[v / 64] = first_rest;
+    const uint32_t off = first_rest - rest_base_[v / 64];
+    uint8_t* r = records_.data() + kRecordBytes * v;
+    if (off >= kEscape16) off_esc.emplace_back(v, off);
+    const uint32_t off16 = std::min(off, kEscape16);
+    r[5] = static_cast<uint8_t>(off16);
+    r[6] = static_cast<uint8_t>(off16 >> 8);
+    if (v == n) break;
+    const uint32_t link = v == 0 ? 0 : static_cast<uint32_t>(b.link_[v]);
+    r[0] = static_cast<uint8_t>(link);
+    r[1] = static_cast<uint8_t>(link >> 8);
+    r[2] = static_cast<uint8_t>(link >> 16);
+    r[3] = static_cast<uint8_t>(std::min(b.len_[v], kMaxLength));
+    if (cnt[v] >= kEscape8) cnt_esc.emplace_back(v, cnt[v]);
+    r[4] = static_cast<uint8_t>(std::min(cnt[v], kEscape8));
+    if (begin[v] == begin[v + 1]) continue;  // no edges: top delta stays kNoEdge
+    const uint32_t top = begin[v];
+    if (close_ahead(etgt[top], v)) {
+      r[7] = static_cast<uint8_t>(etgt[top] - v);
+    } else {
+      r[7] = static_cast<uint8_t>(kEscape8);
+      top_esc.emplace_back(v, etgt[top]);
+    }
+    r[8] = static_cast<uint8_t>(etok[top]);
+    r[9] = static_cast<uint8_t>(etok[top] >> 8);
+    r[10] = static_cast<uint8_t>(etok[top] >> 16);
+    for (uint32_t e = top + 1; e < begin[v + 1]; ++e) {
+      rtok.push_back(etok[e]);
+      const bool near = close_ahead(etgt[e], v);
+      rtgt.push_back(near ? etgt[e] - static_cast<uint32_t>(v) : etgt[e]);
+      absolute.push_back(!near);
     }
   }
-  edge_token_ = U24Array(etok);
-  edge_target_ = EscapedArray<uint8_t>(etgt, &absolute);
+  cnt_escapes_ = SparseValues(n, cnt_esc);
+  offset_escapes_ = SparseValues(n + 1, off_esc);
+  top_escapes_ = SparseValues(n, top_esc);
+  rest_token_ = U24Array(rtok);
+  rest_target_ = EscapedArray<uint8_t>(rtgt, &absolute);
+}
+
+SparseValues::SparseValues(size_t n, const std::vector<std::pair<size_t, uint32_t>>& escaped)
+    : bits_(n / 64 + 1, 0), rank_(n / 64 + 1, 0) {
+  values_.reserve(escaped.size());
+  size_t next = 0;  // escaped is in increasing position order
+  for (size_t w = 0; w < bits_.size(); ++w) {
+    rank_[w] = static_cast<uint32_t>(values_.size());
+    for (; next < escaped.size() && escaped[next].first / 64 == w; ++next) {
+      bits_[w] |= uint64_t{1} << (escaped[next].first % 64);
+      values_.push_back(escaped[next].second);
+    }
+  }
+}
+
+int64_t SparseValues::bytes() const {
+  return capacity_bytes(bits_) + capacity_bytes(rank_) + capacity_bytes(values_);
 }
 
 template <class Small>
@@ -291,32 +342,35 @@ template class EscapedArray<uint8_t>;
 template class EscapedArray<uint16_t>;
 
 int32_t FrozenSam::find(int32_t state, int32_t token) const {
-  const uint32_t b = edge_begin(state), e = edge_begin(state + 1);
-  if (b == e || token < 0) return -1;
+  const uint64_t r = record(state);
+  if (top_delta(r) == kNoEdge || token < 0) return -1;
   const auto t = static_cast<uint32_t>(token);
+  if (top_token(state) == t) return top_target(state, r);
+  const uint32_t b = rest_begin(state), e = rest_begin(state + 1);
   if (e - b <= kTopEdges + 8) {
     for (uint32_t i = b; i < e; ++i) {
-      if (edge_token_[i] == t) return target(state, i);
+      if (rest_token_[i] == t) return rest_target(state, i);
     }
     return -1;
   }
-  for (uint32_t i = b; i < b + kTopEdges; ++i) {
-    if (edge_token_[i] == t) return target(state, i);
+  const uint32_t sorted = b + kTopEdges - 1;  // edges 1 .. kTopEdges - 1 by frequency, then by token
+  for (uint32_t i = b; i < sorted; ++i) {
+    if (rest_token_[i] == t) return rest_target(state, i);
   }
-  uint32_t lo = b + kTopEdges, hi = e;  // binary search over the token-sorted rest
+  uint32_t lo = sorted, hi = e;
   while (lo < hi) {
     const uint32_t mid = lo + (hi - lo) / 2;
-    if (edge_token_[mid] < t) {
+    if (rest_token_[mid] < t) {
       lo = mid + 1;
     } else {
       hi = mid;
     }
   }
-  return lo < e && edge_token_[lo] == t ? target(state, lo) : -1;
+  return lo < e && rest_token_[lo] == t ? rest_target(state, lo) : -1;
 }
 
 void FrozenSam::advance(SamMatch& m, int32_t token) const {
-  if (len_.empty()) return;
+  if (states_ == 0) return;
   for (;;) {
     const int32_t t = find(m.state, token);
     if (t >= 0) {
@@ -337,11 +391,11 @@ void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,
                       std::vector<int32_t>& tokens, std::vector<float>& probs, double prior,
                       int32_t soft_budget, double extend_prob) const {
   if (soft_budget < 0) soft_budget = budget;
-  if (len_.empty() || m.state <= 0) return;
+  if (states_ == 0 || m.state <= 0) return;
   const double base = count(m.state) + prior;
   int32_t v = m.state;
   for (int32_t k = 0; k < budget; ++k) {
-    if (degree(v) == 0) break;
+    if (!has_edges(v)) break;
     const int32_t u = edge_target(v, 0);
     const double p = count(u) / base;  // telescoped product of the count ratios along the path
     if (p < min_prob) break;
@@ -353,8 +407,34 @@ void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,
 }
 
 int64_t FrozenSam::bytes() const {
-  return capacity_bytes(len_) + link_.bytes() + cnt_.bytes() + capacity_bytes(edge_base_) +
-         edge_offset_.bytes() + edge_token_.bytes() + edge_target_.bytes();
+  return capacity_bytes(records_) + cnt_escapes_.bytes() + offset_escapes_.bytes() + top_escapes_.bytes() +
+         capacity_bytes(rest_base_) + rest_token_.bytes() + rest_target_.bytes();
+}
+
+std::string FrozenSam::check() const {
+  auto fail = [](int64_t v, const std::string& what) { return "state " + std::to_string(v) + ": " + what; };
+  for (int32_t v = 0; v < states_; ++v) {
+    if (v > 0) {
+      const int32_t l = suffix_link(v);
+      if (l < 0 || l >= states_) return fail(v, "suffix link out of range");
+      if (length(l) >= length(v) && length(v) < kMaxLength) return fail(v, "suffix link not shorter");
+    }
+    if (rest_begin(v + 1) < rest_begin(v)) return fail(v, "edge range reversed");
+    const uint32_t d = degree(v);
+    uint32_t prev_count = ~0u;
+    for (uint32_t i = 0; i < d; ++i) {
+      const int32_t u = edge_target(v, i);
+      if (u <= 0 || u >= states_) return fail(v, "edge " + std::to_string(i) + " target out of range");
+      if (length(u) <= length(v) && length(v) < kMaxLength) return fail(v, "edge target not longer");
+      if (count(u) > count(v)) return fail(v, "edge target counts more occurrences than its source");
+      // The first kTopEdges by decreasing count (the rest count no more), the rest by token.
+      if (count(u) > prev_count) return fail(v, "edge " + std::to_string(i) + " counts more than a top edge");
+      if (i < kTopEdges) prev_count = count(u);
+      if (i > kTopEdges && edge_token(v, i) <= edge_token(v, i - 1)) return fail(v, "other edges not sorted by token");
+      if (find(v, edge_token(v, i)) != u) return fail(v, "find() misses edge " + std::to_string(i));
+    }
+  }
+  return {};
 }
 
 }  // namespace longtail::drafter

@@ -5,19 +5,24 @@
 //    table keyed by (state, token) so every lookup, the root's included, is O(1).
 //  - FrozenSam: compact read-only form built from a SamBuilder, with endpos counts. Per state the
 //    kTopEdges most frequent edges are stored first, most frequent first (O(1) greedy drafting and
-//    tree branching); the rest are sorted by token (binary search for matching). Fields are as
-//    small as what reads them needs: suffix links and edge tokens 24-bit; lengths one byte,
+//    tree branching); the rest are sorted by token (binary search for matching). Each state is one
+//    11-byte record holding what drafting and matching read together (suffix link, length, count,
+//    where its other edges start, and its most frequent edge), so following the most frequent
+//    path or an accepted token costs one cache line per state, not one per field array. Fields are
+//    as small as what reads them needs: suffix links and edge tokens 24-bit; lengths one byte,
 //    saturating at 255 (a length is only compared with draft budgets and min_match); counts one
 //    byte, with the rare larger ones (short, frequent contexts) in a side table found by rank; an
 //    edge's target as a one-byte distance ahead of its source state (most transitions lead to a
-//    state created a few steps later), else escaped to the side table; edge ranges as 16-bit
-//    offsets from a 32-bit base per 64 states. About 7.5 B per state + 4-5 B per edge, 20-22 B per
-//    indexed token and scope (was 12 + 6, ~29 B).
+//    state created a few steps later), else escaped to a side table; edge ranges as 16-bit offsets
+//    from a 32-bit base per 64 states. About 11 B per state + 4-5 B per other edge, 20-22 B per
+//    indexed token and scope.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace longtail::drafter {
@@ -25,6 +30,9 @@ namespace longtail::drafter {
 class SamBuilder {
  public:
   SamBuilder();
+  // Back to the empty automaton, keeping the storage (a new request reuses an ended one's, so
+  // its growth costs no reallocation, rehash or page faults).
+  void reset();
   // Adds one whole string to a generalized automaton (occurrence counts included).
   void add_string(std::span<const int32_t> tokens);
   // Appends one token to the single growing string (own-context mode; do not mix with add_string).
@@ -45,10 +53,27 @@ class SamBuilder {
   friend class FrozenSam;
 
  private:
-  int32_t extend(int32_t last, int32_t token);
+  // One slot of the edge hash table: the key and what a lookup wants (the target), so a probe
+  // touches one cache line; `edge` indexes the per-edge arrays (clone copies, freezing).
+  struct Slot {
+    uint64_t key;
+    int32_t edge;
+    int32_t target;
+  };
+  // generalized: `last` may already continue by token (add_string); a single growing string's
+  // last state never has out-edges, so append skips that lookup.
+  int32_t extend(int32_t last, int32_t token, bool generalized);
   int32_t new_state(int32_t len, int32_t link, int32_t firstpos);
-  int32_t find_edge(int32_t state, int32_t token) const;  // edge index or -1
-  void add_edge(int32_t state, int32_t token, int32_t target);
+  const Slot* find_slot(int32_t state, int32_t token) const;  // nullptr when absent
+  Slot* find_slot(int32_t state, int32_t token) {
+    return const_cast<Slot*>(std::as_const(*this).find_slot(state, token));
+  }
+  int32_t find_target(int32_t state, int32_t token) const {  // target state or -1
+    const Slot* s = find_slot(state, token);
+    return s ? s->target : -1;
+  }
+  // Adds the edge unless state already has one by token; returns the existing target or -1.
+  int32_t add_edge_if_absent(int32_t state, int32_t token, int32_t target);
   void grow_table();
 
   // states
@@ -56,9 +81,8 @@ class SamBuilder {
   std::vector<int32_t> lastpos_, prevpos_;  // own-context mode: a recent end and the one before it
   std::vector<uint32_t> cnt_;  // own end positions (accumulated along links on freeze)
   // edges: singly linked per state (for cloning), indexed by the hash table
-  std::vector<int32_t> edge_token_, edge_target_, edge_next_;
-  std::vector<uint64_t> table_keys_;
-  std::vector<int32_t> table_vals_;
+  std::vector<int32_t> edge_token_, edge_target_, edge_next_;  // edge_target_ mirrors the slots'
+  std::vector<Slot> table_;
   uint64_t table_mask_ = 0;
   int64_t table_used_ = 0;
   int32_t last_ = 0;          // own-context mode
@@ -118,6 +142,27 @@ class EscapedArray {
   std::vector<uint32_t> big_;
 };
 
+// Values at a few positions of a long array (the escapes of fields too small for them), found
+// by rank in O(1): a bitmap of the positions with a running count per 64. 0.19 B per position of
+// the array + 4 B per value.
+class SparseValues {
+ public:
+  SparseValues() = default;
+  // values[i] for every i with escaped[i]; n = the array's length.
+  SparseValues(size_t n, const std::vector<std::pair<size_t, uint32_t>>& escaped);
+  uint32_t operator[](size_t i) const {
+    const size_t w = i >> 6;
+    const uint64_t below = bits_[w] & ((uint64_t{1} << (i & 63)) - 1);
+    return values_[rank_[w] + static_cast<uint32_t>(__builtin_popcountll(below))];
+  }
+  int64_t bytes() const;
+
+ private:
+  std::vector<uint64_t> bits_;
+  std::vector<uint32_t> rank_;  // values before each 64-block
+  std::vector<uint32_t> values_;
+};
+
 // Position of a live match in a FrozenSam: the state and how many tokens of context match.
 struct SamMatch {
   int32_t state = 0;
@@ -130,7 +175,7 @@ class FrozenSam {
   // Throws std::length_error when the automaton does not fit 24-bit fields (more than ~8M tokens).
   explicit FrozenSam(const SamBuilder& built);
 
-  bool empty() const { return len_.size() <= 1; }
+  bool empty() const { return states_ <= 1; }
   int32_t find(int32_t state, int32_t token) const;  // target state or -1
   // One token of context: follow the edge, or fall back along suffix links (amortised O(1)).
   void advance(SamMatch& m, int32_t token) const;
@@ -144,38 +189,76 @@ class FrozenSam {
   // Out-edges of a state: edge i < min(degree, kTopEdges) is the i-th most frequent continuation
   // (ties: smaller token first); the rest are in token order.
   static constexpr uint32_t kTopEdges = 4;
-  uint32_t degree(int32_t state) const { return edge_begin(state + 1) - edge_begin(state); }
-  int32_t edge_token(int32_t state, uint32_t i) const {
-    return static_cast<int32_t>(edge_token_[edge_begin(state) + i]);
+  bool has_edges(int32_t state) const { return top_delta(record(state)) != kNoEdge; }
+  uint32_t degree(int32_t state) const {
+    return has_edges(state) ? 1 + rest_begin(state + 1) - rest_begin(state) : 0;
   }
-  int32_t edge_target(int32_t state, uint32_t i) const { return target(state, edge_begin(state) + i); }
-  uint32_t count(int32_t state) const { return cnt_[static_cast<size_t>(state)]; }
+  int32_t edge_token(int32_t state, uint32_t i) const {
+    return static_cast<int32_t>(i == 0 ? top_token(state) : rest_token_[rest_begin(state) + i - 1]);
+  }
+  int32_t edge_target(int32_t state, uint32_t i) const {
+    return i == 0 ? top_target(state, record(state)) : rest_target(state, rest_begin(state) + i - 1);
+  }
+  uint32_t count(int32_t state) const {
+    const uint64_t r = record(state);
+    const uint32_t c = (r >> 32) & 0xFF;
+    return c != kEscape8 ? c : cnt_escapes_[static_cast<size_t>(state)];
+  }
   // Saturates at kMaxLength.
-  int32_t length(int32_t state) const { return len_[static_cast<size_t>(state)]; }
+  int32_t length(int32_t state) const { return static_cast<int32_t>((record(state) >> 24) & 0xFF); }
   static constexpr int32_t kMaxLength = 255;
-  int32_t suffix_link(int32_t state) const { return static_cast<int32_t>(link_[static_cast<size_t>(state)]); }
-  int64_t states() const { return static_cast<int64_t>(len_.size()); }
-  int64_t edges() const { return static_cast<int64_t>(edge_token_.size()); }
+  int32_t suffix_link(int32_t state) const { return static_cast<int32_t>(record(state) & 0xFFFFFF); }
+  int64_t states() const { return states_; }
+  int64_t edges() const { return edges_; }
   int64_t bytes() const;
+  // Verifies the automaton's invariants (lengths and counts along edges and links, edge order,
+  // targets in range); returns the first violation found, empty when none (tests, debugging).
+  std::string check() const;
 
  private:
-  uint32_t edge_begin(int32_t state) const {
-    const auto v = static_cast<size_t>(state);
-    return edge_base_[v >> 6] + edge_offset_[v];
+  // One record of kRecordBytes per state, so drafting (the greedy path follows the most frequent
+  // edge) and matching (the accepted token is usually that edge) read one cache line per state
+  // instead of one per field array: bytes 0-2 suffix link (24-bit; the root's stored as 0, never
+  // followed), 3 length (saturating), 4 endpos count (255 = in cnt_escapes_), 5-6 offset of the
+  // state's other edges from its 64-state block's base (65535 = in offset_escapes_), 7 the most
+  // frequent edge's target as a distance ahead of the state (0 = no edges, 255 = absolute, in
+  // top_escapes_: most transitions lead to a state created a few steps later), 8-10 its token.
+  static constexpr size_t kRecordBytes = 11;
+  static constexpr uint32_t kEscape8 = 0xFF, kEscape16 = 0xFFFF, kNoEdge = 0;
+  uint64_t record(int32_t state) const {
+    uint64_t r;
+    std::memcpy(&r, records_.data() + kRecordBytes * static_cast<size_t>(state), 8);
+    return r;
   }
-  int32_t target(int32_t state, uint32_t edge) const {
+  static uint32_t top_delta(uint64_t r) { return static_cast<uint32_t>(r >> 56); }
+  uint32_t top_token(int32_t state) const {
+    uint32_t t;
+    std::memcpy(&t, records_.data() + kRecordBytes * static_cast<size_t>(state) + 8, 4);
+    return t & 0xFFFFFF;
+  }
+  int32_t top_target(int32_t state, uint64_t r) const {
+    const uint32_t d = top_delta(r);
+    return d != kEscape8 ? state + static_cast<int32_t>(d)
+                         : static_cast<int32_t>(top_escapes_[static_cast<size_t>(state)]);
+  }
+  // The state's edges after the most frequent one: [rest_begin(state), rest_begin(state + 1)).
+  uint32_t rest_begin(int32_t state) const {
+    const auto v = static_cast<size_t>(state);
+    const uint32_t off = (record(state) >> 40) & 0xFFFF;
+    return rest_base_[v >> 6] + (off != kEscape16 ? off : offset_escapes_[v]);
+  }
+  int32_t rest_target(int32_t state, uint32_t edge) const {
     bool absolute;
-    const uint32_t t = edge_target_.get(edge, absolute);
+    const uint32_t t = rest_target_.get(edge, absolute);
     return static_cast<int32_t>(absolute ? t : static_cast<uint32_t>(state) + t);
   }
 
-  std::vector<uint8_t> len_;
-  U24Array link_;                      // link of the root stored as 0 (never followed)
-  EscapedArray<uint8_t> cnt_;
-  std::vector<uint32_t> edge_base_;    // first edge of each 64-state block
-  EscapedArray<uint16_t> edge_offset_; // size states + 1, relative to the block's base
-  U24Array edge_token_;
-  EscapedArray<uint8_t> edge_target_;  // distance ahead of the source state, or escaped absolute
+  int64_t states_ = 0, edges_ = 0;
+  std::vector<uint8_t> records_;       // states + 1 records (the last: the end offset) + padding
+  SparseValues cnt_escapes_, offset_escapes_, top_escapes_;
+  std::vector<uint32_t> rest_base_;    // first other edge of each 64-state block
+  U24Array rest_token_;                // other edges: token (top-frequency order, then by token)
+  EscapedArray<uint8_t> rest_target_;  // distance ahead of the source state, or escaped absolute
 };
 
 // Largest token id the history automata can store.

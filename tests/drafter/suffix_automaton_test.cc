@@ -76,10 +76,45 @@ TEST(SuffixAutomaton, CountsMatchBruteForceForEveryContext) {
         }
       }
     }
+    EXPECT_EQ(sam.check(), "");
     // A context that occurs nowhere has no path.
     EXPECT_EQ(walk(sam, Str{99}), -1);
     EXPECT_LE(sam.states(), 2 * 31 * static_cast<int64_t>(strings.size()) + 1);
   }
+}
+
+// Large enough for every escape of the compact layout: a root with more than 65535 edges (edge
+// offsets past 16 bits), counts past 255, high-degree states (binary search), far edge targets.
+TEST(SuffixAutomaton, LargeAutomatonPassesIntegrityCheckAndCountsMatch) {
+  std::mt19937 rng(11);
+  std::vector<Str> strings;
+  Str wide(70000);
+  for (size_t i = 0; i < wide.size(); ++i) wide[i] = static_cast<int32_t>(i);
+  strings.push_back(wide);
+  std::uniform_int_distribution<int> tok(0, 3000);
+  for (int i = 0; i < 400; ++i) {
+    Str s = {5, 6, 7};  // a context seen 400+ times
+    for (int j = 0; j < 60; ++j) s.push_back(tok(rng));
+    strings.push_back(s);
+  }
+  SamBuilder b;
+  for (const auto& s : strings) b.add_string(s);
+  const FrozenSam sam(b);
+  EXPECT_EQ(sam.check(), "");
+  EXPECT_EQ(sam.degree(0), 70000u);
+  EXPECT_GE(sam.count(walk(sam, Str{5, 6, 7})), 400u);
+  std::uniform_int_distribution<size_t> pick(1, strings.size() - 1), len(1, 6);
+  for (int trial = 0; trial < 300; ++trial) {
+    const Str& s = strings[trial % 7 == 0 ? 0 : pick(rng)];
+    const size_t l = len(rng);
+    std::uniform_int_distribution<size_t> at(0, s.size() - l);
+    const size_t i = at(rng);
+    const Str ctx(s.begin() + static_cast<std::ptrdiff_t>(i), s.begin() + static_cast<std::ptrdiff_t>(i + l));
+    const int32_t v = walk(sam, ctx);
+    ASSERT_GE(v, 0);
+    ASSERT_EQ(sam.count(v), occurrences(strings, ctx)) << "trial " << trial;
+  }
+  EXPECT_EQ(walk(sam, Str{69999, 0}), -1);
 }
 
 TEST(SuffixAutomaton, MatchTracksLongestSuffixThatOccurs) {
