@@ -43,6 +43,11 @@ void SamBuilder::reset() {
   new_state(0, -1, -1);
 }
 
+void SamBuilder::reserve(int64_t tokens) {
+  // About 1.5-2 edges per token in text; the table stays at most half full.
+  while (static_cast<int64_t>(table_.size()) < 4 * tokens) grow_table();
+}
+
 int32_t SamBuilder::new_state(int32_t len, int32_t link, int32_t firstpos) {
   len_.push_back(len);
   link_.push_back(link);

@@ -33,6 +33,8 @@ class SamBuilder {
   // Back to the empty automaton, keeping the storage (a new request reuses an ended one's, so
   // its growth costs no reallocation, rehash or page faults).
   void reset();
+  // Sizes the edge table for about `tokens` appended tokens (no rehash on the way there).
+  void reserve(int64_t tokens);
   // Adds one whole string to a generalized automaton (occurrence counts included).
   void add_string(std::span<const int32_t> tokens);
   // Appends one token to the single growing string (own-context mode; do not mix with add_string).
@@ -208,6 +210,10 @@ class FrozenSam {
   int32_t length(int32_t state) const { return static_cast<int32_t>((record(state) >> 24) & 0xFF); }
   static constexpr int32_t kMaxLength = 255;
   int32_t suffix_link(int32_t state) const { return static_cast<int32_t>(record(state) & 0xFFFFFF); }
+  // Asks for the state's record ahead of use (a hint; no effect on results).
+  void prefetch(int32_t state) const {
+    __builtin_prefetch(records_.data() + kRecordBytes * static_cast<size_t>(state));
+  }
   int64_t states() const { return states_; }
   int64_t edges() const { return edges_; }
   int64_t bytes() const;
