@@ -17,6 +17,7 @@
 // the tokens the engine reports through observe() (accepted drafts + the verified token).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -32,18 +33,23 @@ class DraftCalibration {
   static constexpr int kCells = 2 * kHistoryCells + kOwnCells;
 
   explicit DraftCalibration(double prior_weight = 8.0, double horizon = 20000.0)
-      : prior_weight_(prior_weight), horizon_(horizon) {}
+      : prior_weight_(prior_weight), horizon_(horizon) {
+    ratio_.fill(1.0);  // an empty cell leaves q unchanged
+  }
 
-  // Cell of a history-scope token (source kPrompt or kGlobal): parent state count, raw q, context
-  // length matched at the parent.
+  // Cell of a history-scope token (global: the second block): parent state count, raw q, context
+  // length matched at the parent. Inline: drafting asks for one per candidate token.
+  static int16_t history_cell(bool global, uint32_t parent_count, double q, int32_t context_len) {
+    const int qb = std::clamp(static_cast<int>(q * 5.0), 0, 4);
+    const int c = (count_bin(parent_count) * 5 + qb) * 4 + length_bin(context_len);
+    return static_cast<int16_t>((global ? kHistoryCells : 0) + c);
+  }
   static int16_t history_cell(DraftSource source, uint32_t parent_count, double q, int32_t context_len);
   // Cell of an own-context token: repeat length and depth (0 = first draft token).
   static int16_t own_cell(int32_t repeat_len, int32_t depth);
 
   double apply(int16_t cell, double q) const {
-    const Cell& c = cells_[static_cast<size_t>(cell)];
-    const double r = (c.accepted + prior_weight_) / (c.q_sum + prior_weight_);
-    const double p = q * r;
+    const double p = q * ratio_[static_cast<size_t>(cell)];
     return p < 1.0 ? p : 1.0;
   }
   void add(int16_t cell, double q, bool accepted);
@@ -55,7 +61,14 @@ class DraftCalibration {
   struct Cell {
     double q_sum = 0, accepted = 0, trials = 0;
   };
+  static int count_bin(uint32_t n) {
+    return n <= 1 ? 0 : n == 2 ? 1 : n <= 4 ? 2 : n <= 8 ? 3 : n <= 16 ? 4 : n <= 64 ? 5 : 6;
+  }
+  static int length_bin(int32_t l) { return l < 4 ? 0 : l < 16 ? 1 : l < 64 ? 2 : 3; }
   std::array<Cell, kCells> cells_{};
+  // (accepted + w) / (q_sum + w) per cell, kept by add(): drafting reads it for every candidate
+  // token, and a cell changes only when a verified token lands in it.
+  std::array<double, kCells> ratio_{};
   double prior_weight_, horizon_;
 };
 

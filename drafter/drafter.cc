@@ -257,7 +257,7 @@ struct Drafter::Impl {
       const double p_raw = sam.count(u) / base;
       if (p_raw < options.min_prob) break;
       if (k >= soft_budget && (options.extend_prob >= 1.0 || p_raw < options.extend_prob)) break;
-      const int16_t cell = DraftCalibration::history_cell(source, sam.count(v), q, m.length + k);
+      const int16_t cell = DraftCalibration::history_cell(source == DraftSource::kGlobal, sam.count(v), q, m.length + k);
       p *= calibrated(cell, q);
       const int32_t token = sam.edge_token(v, 0);
       c.push(token, p, cell, q);
@@ -435,7 +435,7 @@ struct Drafter::Impl {
           const double q = edge_prob(sam, v, u, d == 0);
           const double raw = sam.count(u) / base[s];
           if (raw < options.min_prob) break;  // edges are most frequent first
-          const int16_t cell = DraftCalibration::history_cell(src, sam.count(v), q, at.context[s]);
+          const int16_t cell = DraftCalibration::history_cell(s == 1, sam.count(v), q, at.context[s]);
           Open& k = child(sam.edge_token(v, e));
           k.at.state[s] = u;
           k.at.context[s] = at.context[s] + 1;
@@ -470,7 +470,7 @@ struct Drafter::Impl {
           if (u < 0) continue;
           const double q = edge_prob(sam, at.state[s], u, d == 0);
           const DraftSource src = s == 0 ? DraftSource::kPrompt : DraftSource::kGlobal;
-          const int16_t cell = DraftCalibration::history_cell(src, sam.count(at.state[s]), q, at.context[s]);
+          const int16_t cell = DraftCalibration::history_cell(s == 1, sam.count(at.state[s]), q, at.context[s]);
           k.at.state[s] = u;
           k.at.context[s] = at.context[s] + 1;
           offer(k, s, at.p[s] * calibrated(cell, q), sam.count(u) / base[s], cell, q, src);
