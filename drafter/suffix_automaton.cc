@@ -252,7 +252,7 @@ FrozenSam::FrozenSam(const SamBuilder& b) {
   states_ = static_cast<int64_t>(n);
   edges_ = static_cast<int64_t>(etok.size());
   records_.assign(kRecordBytes * (n + 1) + 8, 0);
-  std::vector<std::pair<size_t, uint32_t>> cnt_esc, off_esc, top_esc;
+  std::vector<std::pair<size_t, uint32_t>> off_esc, top_esc;
   std::vector<uint32_t> rtok, rtgt;
   std::vector<bool> absolute;
   rtok.reserve(etok.size());
@@ -266,27 +266,25 @@ FrozenSam::FrozenSam(const SamBuilder& b) {
     uint8_t* r = records_.data() + kRecordBytes * v;
     if (off >= kEscape16) off_esc.emplace_back(v, off);
     const uint32_t off16 = std::min(off, kEscape16);
-    r[5] = static_cast<uint8_t>(off16);
-    r[6] = static_cast<uint8_t>(off16 >> 8);
+    r[4] = static_cast<uint8_t>(off16);
+    r[5] = static_cast<uint8_t>(off16 >> 8);
     if (v == n) break;
     const uint32_t link = v == 0 ? 0 : static_cast<uint32_t>(b.link_[v]);
     r[0] = static_cast<uint8_t>(link);
     r[1] = static_cast<uint8_t>(link >> 8);
     r[2] = static_cast<uint8_t>(link >> 16);
     r[3] = static_cast<uint8_t>(std::min(b.len_[v], kMaxLength));
-    if (cnt[v] >= kEscape8) cnt_esc.emplace_back(v, cnt[v]);
-    r[4] = static_cast<uint8_t>(std::min(cnt[v], kEscape8));
     if (begin[v] == begin[v + 1]) continue;  // no edges: top delta stays kNoEdge
     const uint32_t top = begin[v];
     if (close_ahead(etgt[top], v)) {
-      r[7] = static_cast<uint8_t>(etgt[top] - v);
+      r[6] = static_cast<uint8_t>(etgt[top] - v);
     } else {
-      r[7] = static_cast<uint8_t>(kEscape8);
+      r[6] = static_cast<uint8_t>(kEscape8);
       top_esc.emplace_back(v, etgt[top]);
     }
-    r[8] = static_cast<uint8_t>(etok[top]);
-    r[9] = static_cast<uint8_t>(etok[top] >> 8);
-    r[10] = static_cast<uint8_t>(etok[top] >> 16);
+    r[7] = static_cast<uint8_t>(etok[top]);
+    r[8] = static_cast<uint8_t>(etok[top] >> 8);
+    r[9] = static_cast<uint8_t>(etok[top] >> 16);
     for (uint32_t e = top + 1; e < begin[v + 1]; ++e) {
       rtok.push_back(etok[e]);
       const bool near = close_ahead(etgt[e], v);
@@ -294,7 +292,7 @@ FrozenSam::FrozenSam(const SamBuilder& b) {
       absolute.push_back(!near);
     }
   }
-  cnt_escapes_ = SparseValues(n, cnt_esc);
+  cnt_ = EscapedArray<uint8_t>(cnt);
   offset_escapes_ = SparseValues(n + 1, off_esc);
   top_escapes_ = SparseValues(n, top_esc);
   rest_token_ = U24Array(rtok);
@@ -412,7 +410,7 @@ void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,
 }
 
 int64_t FrozenSam::bytes() const {
-  return capacity_bytes(records_) + cnt_escapes_.bytes() + offset_escapes_.bytes() + top_escapes_.bytes() +
+  return capacity_bytes(records_) + cnt_.bytes() + offset_escapes_.bytes() + top_escapes_.bytes() +
          capacity_bytes(rest_base_) + rest_token_.bytes() + rest_target_.bytes();
 }
 

@@ -6,16 +6,16 @@
 //  - FrozenSam: compact read-only form built from a SamBuilder, with endpos counts. Per state the
 //    kTopEdges most frequent edges are stored first, most frequent first (O(1) greedy drafting and
 //    tree branching); the rest are sorted by token (binary search for matching). Each state is one
-//    11-byte record holding what drafting and matching read together (suffix link, length, count,
-//    where its other edges start, and its most frequent edge), so following the most frequent
-//    path or an accepted token costs one cache line per state, not one per field array. Fields are
+//    10-byte record holding what drafting and matching read together (suffix link, length, where
+//    its other edges start, and its most frequent edge), so following the most frequent path or
+//    an accepted token costs one record line per state, not one line per field array. Fields are
 //    as small as what reads them needs: suffix links and edge tokens 24-bit; lengths one byte,
 //    saturating at 255 (a length is only compared with draft budgets and min_match); counts one
 //    byte, with the rare larger ones (short, frequent contexts) in a side table found by rank; an
 //    edge's target as a one-byte distance ahead of its source state (most transitions lead to a
 //    state created a few steps later), else escaped to a side table; edge ranges as 16-bit offsets
-//    from a 32-bit base per 64 states. About 11 B per state + 4-5 B per other edge, 20-22 B per
-//    indexed token and scope.
+//    from a 32-bit base per 64 states. About 11 B per state (record + count) + 4-5 B per other
+//    edge, 20-22 B per indexed token and scope.
 #pragma once
 
 #include <cstdint>
@@ -134,6 +134,7 @@ class EscapedArray {
     bool escaped;
     return get(i, escaped);
   }
+  const void* address(size_t i) const { return small_.data() + i; }  // for prefetching
   size_t size() const { return small_.size(); }
   int64_t bytes() const;
 
@@ -201,11 +202,7 @@ class FrozenSam {
   int32_t edge_target(int32_t state, uint32_t i) const {
     return i == 0 ? top_target(state, record(state)) : rest_target(state, rest_begin(state) + i - 1);
   }
-  uint32_t count(int32_t state) const {
-    const uint64_t r = record(state);
-    const uint32_t c = (r >> 32) & 0xFF;
-    return c != kEscape8 ? c : cnt_escapes_[static_cast<size_t>(state)];
-  }
+  uint32_t count(int32_t state) const { return cnt_[static_cast<size_t>(state)]; }
   // Saturates at kMaxLength.
   int32_t length(int32_t state) const { return static_cast<int32_t>((record(state) >> 24) & 0xFF); }
   static constexpr int32_t kMaxLength = 255;
@@ -213,6 +210,7 @@ class FrozenSam {
   // Asks for the state's record ahead of use (a hint; no effect on results).
   void prefetch(int32_t state) const {
     __builtin_prefetch(records_.data() + kRecordBytes * static_cast<size_t>(state));
+    __builtin_prefetch(cnt_.address(static_cast<size_t>(state)));
   }
   int64_t states() const { return states_; }
   int64_t edges() const { return edges_; }
@@ -225,21 +223,23 @@ class FrozenSam {
   // One record of kRecordBytes per state, so drafting (the greedy path follows the most frequent
   // edge) and matching (the accepted token is usually that edge) read one cache line per state
   // instead of one per field array: bytes 0-2 suffix link (24-bit; the root's stored as 0, never
-  // followed), 3 length (saturating), 4 endpos count (255 = in cnt_escapes_), 5-6 offset of the
-  // state's other edges from its 64-state block's base (65535 = in offset_escapes_), 7 the most
-  // frequent edge's target as a distance ahead of the state (0 = no edges, 255 = absolute, in
-  // top_escapes_: most transitions lead to a state created a few steps later), 8-10 its token.
-  static constexpr size_t kRecordBytes = 11;
+  // followed), 3 length (saturating), 4-5 offset of the state's other edges from its 64-state
+  // block's base (65535 = in offset_escapes_), 6 the most frequent edge's target as a distance
+  // ahead of the state (0 = no edges, 255 = absolute, in top_escapes_: most transitions lead to a
+  // state created a few steps later), 7-9 its token. Counts stay a dense byte array of their own
+  // (cnt_): token trees read the counts of many children they never expand, and 64 counts share
+  // a cache line there against ~6 records.
+  static constexpr size_t kRecordBytes = 10;
   static constexpr uint32_t kEscape8 = 0xFF, kEscape16 = 0xFFFF, kNoEdge = 0;
   uint64_t record(int32_t state) const {
     uint64_t r;
     std::memcpy(&r, records_.data() + kRecordBytes * static_cast<size_t>(state), 8);
     return r;
   }
-  static uint32_t top_delta(uint64_t r) { return static_cast<uint32_t>(r >> 56); }
+  static uint32_t top_delta(uint64_t r) { return static_cast<uint32_t>(r >> 48) & 0xFF; }
   uint32_t top_token(int32_t state) const {
     uint32_t t;
-    std::memcpy(&t, records_.data() + kRecordBytes * static_cast<size_t>(state) + 8, 4);
+    std::memcpy(&t, records_.data() + kRecordBytes * static_cast<size_t>(state) + 7, 4);
     return t & 0xFFFFFF;
   }
   int32_t top_target(int32_t state, uint64_t r) const {
@@ -250,7 +250,7 @@ class FrozenSam {
   // The state's edges after the most frequent one: [rest_begin(state), rest_begin(state + 1)).
   uint32_t rest_begin(int32_t state) const {
     const auto v = static_cast<size_t>(state);
-    const uint32_t off = (record(state) >> 40) & 0xFFFF;
+    const uint32_t off = (record(state) >> 32) & 0xFFFF;
     return rest_base_[v >> 6] + (off != kEscape16 ? off : offset_escapes_[v]);
   }
   int32_t rest_target(int32_t state, uint32_t edge) const {
@@ -261,7 +261,8 @@ class FrozenSam {
 
   int64_t states_ = 0, edges_ = 0;
   std::vector<uint8_t> records_;       // states + 1 records (the last: the end offset) + padding
-  SparseValues cnt_escapes_, offset_escapes_, top_escapes_;
+  EscapedArray<uint8_t> cnt_;          // endpos counts, larger ones escaped
+  SparseValues offset_escapes_, top_escapes_;
   std::vector<uint32_t> rest_base_;    // first other edge of each 64-state block
   U24Array rest_token_;                // other edges: token (top-frequency order, then by token)
   EscapedArray<uint8_t> rest_target_;  // distance ahead of the source state, or escaped absolute
