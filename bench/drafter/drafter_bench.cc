@@ -7,74 +7,19 @@
 #include <memory>
 
 #include "drafter/drafter.h"
+#include "step_loop.h"
 #include "suffix_trie_baseline.h"
 #include "testing/workload.h"
 
 using namespace longtail;
 
 namespace {
-struct Fixture {
-  std::vector<workload::WorkloadRollout> rollouts;
-  std::vector<const workload::WorkloadRollout*> live_src;
-};
-
-const Fixture& fixture() {
-  static const Fixture f = [] {
-    Fixture x;
-    workload::WorkloadOptions w;
-    w.prompts = 16;
-    w.samples = 16;
-    w.rounds = 5;
-    w.median_len = 800;
-    x.rollouts = workload::generate_workload(w);
-    for (const auto& r : x.rollouts) {
-      if (r.round == 4) x.live_src.push_back(&r);
-    }
-    return x;
-  }();
-  return f;
-}
-
 template <class D>
 void step_loop(benchmark::State& state, D& d, bool tree = false) {
-  const auto& f = fixture();
-  for (const auto& r : f.rollouts) {
-    if (r.round < 4) d.add_rollout(r.prompt_id, r.prompt_tokens, r.response_tokens, r.round);
-  }
-  d.end_round(3);
-  const size_t batch = f.live_src.size();  // 256
-  std::vector<uint64_t> uid(batch);
-  std::vector<size_t> pos(batch, 0);
-  uint64_t next_uid = 1;
-  for (size_t i = 0; i < batch; ++i) {
-    uid[i] = next_uid++;
-    d.begin_request(uid[i], f.live_src[i]->prompt_id, f.live_src[i]->prompt_tokens);
-  }
-  std::vector<drafter::DraftRequest> reqs(batch);
-  std::vector<drafter::Draft> drafts(batch);
-  int64_t emitted = 0, seq_steps = 0;
-  for (auto _ : state) {
-    for (size_t i = 0; i < batch; ++i) reqs[i] = {uid[i], 16, tree};
-    d.propose_batch(reqs, drafts);
-    for (size_t i = 0; i < batch; ++i) {
-      const auto& resp = f.live_src[i]->response_tokens;
-      const auto acc = static_cast<size_t>(drafter::longest_accepted_path(
-          drafts[i], std::span<const int32_t>(resp.data() + pos[i], resp.size() - pos[i])));
-      const size_t emit = std::min(acc + 1, resp.size() - pos[i]);
-      d.observe(uid[i], std::span<const int32_t>(resp.data() + pos[i], emit));
-      pos[i] += emit;
-      emitted += static_cast<int64_t>(emit);
-      ++seq_steps;
-      if (pos[i] == resp.size()) {  // finished: the slot restarts the rollout as a new request
-        d.end_request(uid[i]);
-        uid[i] = next_uid++;
-        pos[i] = 0;
-        d.begin_request(uid[i], f.live_src[i]->prompt_id, f.live_src[i]->prompt_tokens);
-      }
-    }
-  }
-  state.counters["tokens_per_seq_step"] = seq_steps ? double(emitted) / double(seq_steps) : 0;
-  state.counters["batch"] = static_cast<double>(batch);
+  bench::StepLoop<D> loop(d, tree);
+  for (auto _ : state) loop.step();
+  state.counters["tokens_per_seq_step"] = loop.tokens_per_seq_step();
+  state.counters["batch"] = static_cast<double>(loop.batch());
 }
 
 void BM_AutomatonDrafterStepBatch256(benchmark::State& state) {
@@ -100,7 +45,7 @@ BENCHMARK(BM_TrieBaselineStepBatch256)->Unit(benchmark::kMicrosecond)->MinTime(1
 
 void BM_AutomatonHistoryRebuild(benchmark::State& state) {
   // end_round cost: the window's shards rebuilt from scratch (every shard dirty).
-  const auto& f = fixture();
+  const auto& f = bench::StepFixture::get();
   for (auto _ : state) {
     drafter::Drafter d;
     for (const auto& r : f.rollouts) d.add_rollout(r.prompt_id, r.prompt_tokens, r.response_tokens, 0);
