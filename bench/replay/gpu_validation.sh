@@ -44,13 +44,5 @@ while read -r name shape trace R G n warm cap mr; do
     --modes off,das,das+apr --json > "$OUT/$name.json" 2>> "$OUT/stderr.log"
   rc=$?
   echo "$name ($shape $trace R$R G$G n$n warm$warm cap$cap mr$mr): exit $rc, $(( ($(date +%s%N) - t0) / 1000000 )) ms"
-  "$PY" - "$OUT/$name.json" <<'PY' || tail -3 "$OUT/stderr.log"
-import json, sys
-j = json.load(open(sys.argv[1]))
-for m in j["modes"]:
-    print(f'  {m["mode"]:8s} makespan {m["total_makespan_s"]:8.3f} s  forwards {m["forward_passes"]:6d}  '
-          f'verified {m["tokens_verified"]:8d}  draft {m["draft_s"]:6.3f} s  preempt {m["preemptions"]}  '
-          f'vs off {m.get("makespan_ratio_vs_off", 1):.3f}')
-print("  identical to off:", j["identical_to_off"])
-PY
+  "$PY" "$here/rounds_summary.py" "$OUT/$name.json" || tail -3 "$OUT/stderr.log"
 done <<< "$CONFIGS"

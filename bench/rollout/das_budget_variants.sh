@@ -13,12 +13,7 @@ run() { name=$1; shift; t0=$(date +%s)
   timeout 100 $B/bin/longtail-bench-rounds --model $CKPT --backend cuda --max-prompt-tokens 512 --max-new-tokens 1024 \
     --overprovision 2 --cost-model configs/cost_model_h200.yaml --cost-model-entry Qwen2.5-1.5B --json "$@" > $OUT/$name.json 2>> $OUT/stderr.log
   echo "$name rc=$? $(( $(date +%s) - t0 )) s"
-  python3 - $OUT/$name.json <<'PY'
-import json,sys
-j=json.load(open(sys.argv[1]))
-for m in j["modes"]:
-    print(f'  {m["mode"]:8s} makespan {m["total_makespan_s"]:7.3f} fwd {m["forward_passes"]:6d} verified {m["tokens_verified"]:7d} draft {m["draft_s"]:.3f} vs_off {m.get("makespan_ratio_vs_off",1):.3f}')
-PY
+  python3 bench/replay/rounds_summary.py "$OUT/$name.json"
 }
 SKY="--trace $B/traces/skythought_short_ckpts.jsonl -R 2 -G 16 --n 4 --warm-history 3 --max-running 256"
 TOT="--trace $B/traces/tot_text_gpt4_t1.jsonl -R 2 -G 8 --n 4 --warm-history 2 --max-running 16"
