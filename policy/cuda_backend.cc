@@ -2,7 +2,8 @@
 // KV blocks, plans the device passes and hands them to the forward runner. Any failure before the
 // device work leaves every sequence as it was; a device failure rolls the reservations back.
 // Sleep frees the KV buffer and the forward runner (activations, cuBLAS workspace, CUDA graphs,
-// stream) and at level 2 the weights; wake_up re-creates them with the same number of KV blocks.
+// stream) and at level 2 the weights; wake_up re-creates them with the same number of KV blocks
+// and the deterministic GEMM algorithms chosen at start-up.
 #include "policy/cuda_backend.h"
 
 #include <spdlog/spdlog.h>
@@ -77,7 +78,8 @@ class CudaBackend final : public Backend {
     limits_ = limits;
     capture_graphs_ = mode == "on";
     deterministic_ = opts.deterministic;
-    runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits_, capture_graphs_, deterministic_);
+    runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits_, capture_graphs_, deterministic_,
+                                                    gemm_choices_);
     token_trees_ = runner_->supports_trees() && !runner_->deterministic();  // also while asleep
 
     size_t free_bytes = 0, total_bytes = 0;
@@ -286,7 +288,8 @@ class CudaBackend final : public Backend {
                              "were loaded since (replace_weights first)");
     const size_t before = free_device_bytes();
     try {
-      runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits_, capture_graphs_, deterministic_);
+      runner_ = std::make_unique<cuda::ForwardRunner>(config_, limits_, capture_graphs_, deterministic_,
+                                                    gemm_choices_);
       allocate_kv();
     } catch (const std::exception& e) {
       runner_.reset();
@@ -434,6 +437,9 @@ class CudaBackend final : public Backend {
   std::unique_ptr<cuda::DeviceWeights> weights_;  // null after sleep(2) until replace_weights
   std::unique_ptr<cuda::ForwardRunner> runner_;   // null while asleep
   cuda::PlanLimits limits_;                       // what the runner is (re-)created with
+  // The deterministic GEMMs' algorithm choices: made by the first runner, re-used by the runners
+  // a wake creates (choosing times candidates on the device: most of a wake otherwise).
+  std::shared_ptr<cuda::GemmChoices> gemm_choices_ = std::make_shared<cuda::GemmChoices>();
   bool capture_graphs_ = true;
   bool deterministic_ = false;
   bool token_trees_ = false;

@@ -35,14 +35,14 @@ bool fast_attention_head_dim(int d) { return d == 64 || d == 128; }
 }  // namespace
 
 ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, bool capture_graphs,
-                             bool deterministic)
+                             bool deterministic, std::shared_ptr<GemmChoices> gemm_choices)
     : config_(c), limits_(limits), deterministic_(deterministic), graphs_(512, capture_graphs) {
   int dev = 0;
   LT_CUDA_CHECK(cudaGetDevice(&dev));
   LT_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev));
   LT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   for (auto& ev : staged_) LT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-  gemm_ = std::make_unique<Gemm>(stream_, deterministic, limits.max_tokens);
+  gemm_ = std::make_unique<Gemm>(stream_, deterministic, limits.max_tokens, std::move(gemm_choices));
 
   const size_t T = static_cast<size_t>(limits.max_tokens);
   const size_t R = static_cast<size_t>(limits.max_outputs);

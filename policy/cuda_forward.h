@@ -37,8 +37,10 @@ class ForwardRunner {
   // capture_graphs = false runs graphable passes eagerly with their padded shapes (a check mode).
   // deterministic: batch-invariant products (cuda_gemm.h) and attention with fixed KV splits of
   // kDeterministicSplit positions, so a row's logits depend on neither the batch nor the pass.
+  // gemm_choices: the deterministic products' algorithm choices to use and extend (cuda_gemm.h;
+  // the backend keeps one set across sleeps so a wake does not choose again); null = a new set.
   ForwardRunner(const ModelConfig& config, const PlanLimits& limits, bool capture_graphs = true,
-                bool deterministic = false);
+                bool deterministic = false, std::shared_ptr<GemmChoices> gemm_choices = nullptr);
   static constexpr int32_t kDeterministicSplit = 1024;
   ~ForwardRunner();
   ForwardRunner(const ForwardRunner&) = delete;

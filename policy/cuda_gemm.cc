@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -66,13 +68,28 @@ T algo_config(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttribut
   return v;
 }
 
+std::atomic<size_t> g_choices_made{0};
+
 }  // namespace
 
-Gemm::Gemm(cudaStream_t stream, bool batch_invariant, int max_rows, size_t workspace_bytes)
+const GemmChoices::Choice* GemmChoices::find(const Key& key) const {
+  const auto it = choices_.find(key);
+  return it == choices_.end() ? nullptr : &it->second;
+}
+
+void GemmChoices::add(const Key& key, Choice choice) {
+  if (choices_.emplace(key, std::move(choice)).second) ++g_choices_made;
+}
+
+size_t GemmChoices::made_in_process() { return g_choices_made.load(); }
+
+Gemm::Gemm(cudaStream_t stream, bool batch_invariant, int max_rows,
+           std::shared_ptr<GemmChoices> choices, size_t workspace_bytes)
     : stream_(stream),
       batch_invariant_(batch_invariant),
       max_rows_(std::max(1, max_rows)),
-      workspace_(workspace_bytes) {
+      workspace_(workspace_bytes),
+      choices_(choices ? std::move(choices) : std::make_shared<GemmChoices>()) {
   LT_CUBLAS_CHECK(cublasCreate(&handle_));
   LT_CUBLAS_CHECK(cublasSetStream(handle_, stream));
   LT_CUBLAS_CHECK(cublasSetWorkspace(handle_, workspace_.get(), workspace_.bytes()));
@@ -154,33 +171,48 @@ const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
   LT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
   LT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   LT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.w_layout, CUDA_R_16BF, k, n, k));
+  const GemmChoices::Key choice_key{n, k, static_cast<int>(ytype), max_rows_, workspace_.bytes()};
+  if (const GemmChoices::Choice* known = choices_->find(choice_key)) {
+    p.choice = *known;
+  } else {
+    try {
+      p.choice = choose(p, n, k, ytype);
+    } catch (...) {
+      cublasLtMatrixLayoutDestroy(p.w_layout);
+      cublasLtMatmulDescDestroy(p.desc);
+      throw;
+    }
+    choices_->add(choice_key, p.choice);
+  }
+  return pinned_.emplace(key, p).first->second;
+}
+
+GemmChoices::Choice Gemm::choose(const Pinned& p, int n, int k, cudaDataType_t ytype) {
+  const auto t0 = std::chrono::steady_clock::now();
   const std::string shape = std::to_string(n) + " x " + std::to_string(k) +
                             (ytype == CUDA_R_32F ? " (f32 out)" : " (bf16 out)");
-
+  GemmChoices::Choice c;
   // Reference algorithm: valid for every row count up to max_rows, invariant over kReferenceProbe.
   bool chosen = false;
   for (const auto& algo : candidates(p, n, k, ytype, kReferenceRows)) {
     if (!accepts(p, algo, n, k, ytype, {1, 7, kReferenceRows, max_rows_}) ||
         !same_rows_on_device(p, algo, algo, n, k, ytype, kReferenceProbe))
       continue;
-    p.algo = algo;
+    c.reference = algo;
     chosen = true;
     break;
   }
-  if (!chosen) {
-    cublasLtMatrixLayoutDestroy(p.w_layout);
-    cublasLtMatmulDescDestroy(p.desc);
+  if (!chosen)
     throw std::runtime_error("deterministic mode: cuBLASLt offers no batch-invariant algorithm for "
                              "a " + shape + " product valid for 1.." + std::to_string(max_rows_) +
                              " rows");
-  }
   // Per row-count range: the fastest candidate with the reference's bits (the reference itself
   // when none is faster).
   std::string report;
   for (const RowRange& r : kRowRanges) {
     if (r.lo > max_rows_) break;
     const int hi = std::min(r.hi, max_rows_), timed = std::min(r.timed, hi);
-    std::vector<cublasLtMatmulAlgo_t> keep = {p.algo};
+    std::vector<cublasLtMatmulAlgo_t> keep = {c.reference};
     int tried = 0;
     for (const auto& algo : candidates(p, n, k, ytype, timed)) {
       if (tried++ == kCandidatesPerRange) break;
@@ -189,11 +221,11 @@ const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
       if (seen || !accepts(p, algo, n, k, ytype, {r.lo, hi})) continue;
       std::vector<int> probe;
       for (int m : r.probe) probe.push_back(std::min(m, hi));
-      if (same_rows_on_device(p, algo, p.algo, n, k, ytype, probe)) keep.push_back(algo);
+      if (same_rows_on_device(p, algo, c.reference, n, k, ytype, probe)) keep.push_back(algo);
     }
     const std::vector<double> us = time_on_device(p, keep, n, k, ytype, timed);
     const size_t best = static_cast<size_t>(std::min_element(us.begin(), us.end()) - us.begin());
-    p.ranges.push_back({r.lo, keep[best]});
+    c.ranges.push_back({r.lo, keep[best]});
     report += " | " + std::to_string(r.lo) + "-" + std::to_string(hi) + " rows: algo " +
               std::to_string(algo_config<int32_t>(keep[best], CUBLASLT_ALGO_CONFIG_ID)) + " tile " +
               std::to_string(algo_config<uint32_t>(keep[best], CUBLASLT_ALGO_CONFIG_TILE_ID)) +
@@ -201,10 +233,12 @@ const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
               std::to_string(static_cast<int>(us[best])) + " us vs " +
               std::to_string(static_cast<int>(us[0])) + " us at " + std::to_string(timed) + ")";
   }
-  spdlog::info("deterministic gemm {}: reference cuBLASLt algo {} tile {}{}", shape,
-               algo_config<int32_t>(p.algo, CUBLASLT_ALGO_CONFIG_ID),
-               algo_config<uint32_t>(p.algo, CUBLASLT_ALGO_CONFIG_TILE_ID), report);
-  return pinned_.emplace(key, p).first->second;
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("deterministic gemm {}: reference cuBLASLt algo {} tile {}{}; chosen in {:.0f} ms",
+               shape, algo_config<int32_t>(c.reference, CUBLASLT_ALGO_CONFIG_ID),
+               algo_config<uint32_t>(c.reference, CUBLASLT_ALGO_CONFIG_TILE_ID), report, ms);
+  return c;
 }
 
 std::vector<double> Gemm::time_on_device(const Pinned& p,
@@ -313,8 +347,8 @@ void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int 
     throw std::logic_error("gemm: " + std::to_string(m) + " rows exceed the " +
                            std::to_string(max_rows_) + " the pinned algorithms were checked for");
   const Pinned& p = pinned(n, k, ytype);
-  const cublasLtMatmulAlgo_t* algo = &p.algo;
-  for (const auto& [from, a] : p.ranges)
+  const cublasLtMatmulAlgo_t* algo = &p.choice.reference;
+  for (const auto& [from, a] : p.choice.ranges)
     if (m >= from) algo = &a;
   Layout xl(CUDA_R_16BF, k, m, k), yl(ytype, n, m, n);
   LT_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &alpha, w, p.w_layout, x, xl.h, &beta, y, yl.h, y,

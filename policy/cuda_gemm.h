@@ -11,7 +11,8 @@
 // the batch. Each range of row counts (1-32, 33-128, 129-511, 512 and up) then runs the fastest of
 // the candidates cuBLASLt proposes for that size that the same check shows to give exactly the
 // reference's bits (same accumulation order, other tiling), timed once on the device at start-up;
-// so the choice changes speed only, never a bit. In fast mode, products of up to LONGTAIL_MATVEC_ROWS
+// so the choice changes speed only, never a bit. That choice (GemmChoices) is made once per set and
+// may outlive the Gemm: the CUDA backend keeps one across SLEEP/WAKE_UP. In fast mode, products of up to LONGTAIL_MATVEC_ROWS
 // rows (default 0: none) go to kernels::matvec_bf16 instead, which streams the weight at a higher
 // bandwidth than cuBLAS's tiles for one row but not yet for 2..8 (bench/results/
 // gpu_2026-12-02b.md), and whose rounding differs from cuBLAS's, so a limit below the graph batch
@@ -25,6 +26,7 @@
 #include <cstddef>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <span>
 #include <tuple>
 #include <vector>
@@ -33,14 +35,45 @@
 
 namespace longtail::policy::cuda {
 
+// What batch-invariant mode chose for each product shape: the reference algorithm, whose bits
+// every row count gets, and per row-count range the fastest algorithm shown to give exactly those
+// bits. Choosing probes and times candidates on the device (~0.8 s for the 1.5B shapes), so the
+// CUDA backend makes one set and hands it to every forward runner it creates: a wake after SLEEP
+// re-creates the cuBLAS handles and workspace but chooses nothing again. cuBLASLt algorithm
+// structs are plain data, valid with any handle of the same library and device. Not thread-safe:
+// the Gemms sharing a set prepare their shapes one at a time.
+class GemmChoices {
+ public:
+  struct Choice {
+    cublasLtMatmulAlgo_t reference{};
+    // (first row count, algorithm) in increasing order: products of m rows use the last entry
+    // with first <= m (empty: the reference everywhere).
+    std::vector<std::pair<int, cublasLtMatmulAlgo_t>> ranges;
+  };
+  // (n, k, output cudaDataType_t, max rows, workspace bytes): what a choice depends on besides
+  // the device.
+  using Key = std::tuple<int, int, int, int, size_t>;
+
+  const Choice* find(const Key& key) const;
+  void add(const Key& key, Choice choice);
+  size_t size() const { return choices_.size(); }
+  // Shapes chosen on the device so far by every set in this process (a test hook: a wake must
+  // not add to it).
+  static size_t made_in_process();
+
+ private:
+  std::map<Key, Choice> choices_;
+};
+
 class Gemm {
  public:
   static constexpr int kDefaultMatvecRows = 0;
   // The workspace is given to cuBLAS explicitly so that products captured into CUDA graphs never
   // allocate. max_rows bounds M in batch-invariant mode (every pinned algorithm is checked to
-  // accept 1..max_rows rows).
+  // accept 1..max_rows rows). choices: where batch-invariant mode finds (and records) its
+  // algorithm choices; null = a set of this Gemm's own.
   Gemm(cudaStream_t stream, bool batch_invariant, int max_rows,
-       size_t workspace_bytes = size_t{32} << 20);
+       std::shared_ptr<GemmChoices> choices = nullptr, size_t workspace_bytes = size_t{32} << 20);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
@@ -64,14 +97,13 @@ class Gemm {
   struct Pinned {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t w_layout = nullptr;
-    cublasLtMatmulAlgo_t algo{};  // the reference: its bits are every row count's bits
-    // (first row count, algorithm) in increasing order: products of m rows use the last entry
-    // with first <= m, an algorithm shown to give exactly algo's bits (empty: algo everywhere).
-    std::vector<std::pair<int, cublasLtMatmulAlgo_t>> ranges;
+    GemmChoices::Choice choice;
   };
   void run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
            float beta);
   const Pinned& pinned(int n, int k, cudaDataType_t ytype);
+  // Probes and times the candidates of one shape on the device (throws when none is invariant).
+  GemmChoices::Choice choose(const Pinned& p, int n, int k, cudaDataType_t ytype);
   // Heuristic candidates at reference_rows, split-K ones with split-K forced off after the rest.
   std::vector<cublasLtMatmulAlgo_t> candidates(const Pinned& p, int n, int k, cudaDataType_t ytype,
                                                int reference_rows);
@@ -98,6 +130,7 @@ class Gemm {
   cublasHandle_t handle_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   DeviceBuffer workspace_;
+  std::shared_ptr<GemmChoices> choices_;
   std::map<std::tuple<int, int, int>, Pinned> pinned_;
 };
 

@@ -4,12 +4,14 @@
 // graphs or eagerly, and in another process. Checked on random checkpoints of the three
 // architectures (Qwen2 biases, Qwen3 q/k norms, Llama 3 RoPE scaling) with head_dim 64 and 128 so
 // the tensor-core attention path runs, and contexts past the 1024-position attention split so the
-// split merge runs too. Also the batch-invariant GEMMs on their own, over every row count 1..300.
+// split merge runs too. Also the batch-invariant GEMMs on their own, over every row count 1..300,
+// and a sleep/wake that keeps their algorithm choice and the logits.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -234,6 +236,28 @@ TEST_P(CudaDeterministic, SameLogitsInAnotherProcess) {
   in.read(reinterpret_cast<char*>(theirs.data()), static_cast<std::streamsize>(theirs.size() * sizeof(float)));
   ASSERT_TRUE(in) << "child wrote no logits";
   EXPECT_EQ(differing_values(theirs, mine), 0);
+}
+
+// SLEEP / WAKE_UP re-create the forward runner, not the GEMM algorithm choice: a wake times no
+// candidates on the device (GemmChoices::made_in_process stays put) and the logits after it are
+// the logits before it, bit for bit, at level 1 and after a level-2 sleep and a weight reload.
+TEST_P(CudaDeterministic, WakeKeepsTheGemmChoiceAndTheLogits) {
+  const auto prompt = random_tokens(1100, 13);
+  const auto before = decode_in_batch(prompt, 9, 5, 2, 1);
+  const size_t chosen = cuda::GemmChoices::made_in_process();
+  EXPECT_GE(chosen, 5u) << "the deterministic backend chose no GEMM algorithms at start-up";
+  for (int level : {1, 2}) {
+    SCOPED_TRACE(::testing::Message() << "sleep level " << level);
+    be_->sleep(level);
+    if (level == 2) be_->replace_weights(dir_);
+    const auto t0 = std::chrono::steady_clock::now();
+    be_->wake_up();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("[wake] level %d: wake_up() %.1f ms\n", level, ms);
+    EXPECT_EQ(cuda::GemmChoices::made_in_process(), chosen) << "the wake chose GEMM algorithms again";
+    EXPECT_EQ(differing_values(decode_in_batch(prompt, 9, 5, 2, 1), before), 0);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, CudaDeterministic, ::testing::ValuesIn(kArchs),
