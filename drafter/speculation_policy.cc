@@ -288,11 +288,33 @@ void SpeculationPolicy::remaining_cdf(const SequenceView& s, double tokens_per_s
     const auto first = std::upper_bound(sorted.begin(), sorted.end(), g);
     const auto above = static_cast<double>(sorted.end() - first);
     if (above <= 0 || weight <= 0) return false;
+    // Galloping from the last cell's position, and every cell past the longest length is full: a
+    // linear walk cost the whole length history per sequence and step.
+    const auto end = sorted.end();
+    const auto past = [](double l, int32_t v) { return l < v; };
     auto it = first;
     for (int k = 0; k < kGrid; ++k) {
       const double limit = g + x[static_cast<size_t>(k)] * tokens_per_step;
-      while (it != sorted.end() && *it <= limit) ++it;
-      cdf[static_cast<size_t>(k)] += weight * static_cast<double>(it - first) / above;
+      if (it != end && *it <= limit) {
+        auto lo = it;  // *lo <= limit
+        for (ptrdiff_t step = 1;; step *= 2) {
+          if (step >= end - lo) {
+            it = std::upper_bound(lo + 1, end, limit, past);
+            break;
+          }
+          if (lo[step] > limit) {
+            it = std::upper_bound(lo + 1, lo + step, limit, past);
+            break;
+          }
+          lo += step;
+        }
+      }
+      const double c = weight * static_cast<double>(it - first) / above;
+      if (it == end) {
+        for (int j = k; j < kGrid; ++j) cdf[static_cast<size_t>(j)] += c;
+        break;
+      }
+      cdf[static_cast<size_t>(k)] += c;
     }
     return true;
   };
@@ -343,7 +365,7 @@ void SpeculationPolicy::critical_probabilities(std::span<const SequenceView> seq
       prev = cdf[static_cast<size_t>(k)];
       h[i * kGrid + static_cast<size_t>(k)] = v;
       if (v > 0) {
-        log_sum[static_cast<size_t>(k)] += std::log(v);
+        if (v != 1.0) log_sum[static_cast<size_t>(k)] += std::log(v);  // log(1) = 0: saturated cells
       } else {
         ++zeros[static_cast<size_t>(k)];
       }
