@@ -38,6 +38,7 @@ struct Engine::Impl {
   std::unique_ptr<policy::Backend> backend;
   EngineOptions options;
   Scheduler scheduler;
+  SpeculativeStep speculative_step;  // its buffers are reused step after step
   PartialPool pool;
   std::unique_ptr<drafter::Drafter> drafter;
   std::unique_ptr<drafter::SpeculationPolicy> spec_policy;
@@ -188,12 +189,11 @@ struct Engine::Impl {
       Sequence& s = *q.seq;
       std::copy(q.rescored.begin(), q.rescored.end(), s.current_logprobs.begin() + q.rescored_from);
       if (q.rescore_done) s.score_upto = 0;
-      for (size_t i = 0; i < q.emitted.size(); ++i) {
-        s.tokens.push_back(q.emitted[i]);
-        s.behaviour_logprobs.push_back(q.logprobs[i]);
-        s.policy_versions.push_back(version);
-        if (!s.current_logprobs.empty()) s.current_logprobs.push_back(q.logprobs[i]);
-      }
+      s.tokens.insert(s.tokens.end(), q.emitted.begin(), q.emitted.end());
+      s.behaviour_logprobs.insert(s.behaviour_logprobs.end(), q.logprobs.begin(), q.logprobs.end());
+      s.policy_versions.insert(s.policy_versions.end(), q.emitted.size(), version);
+      if (!s.current_logprobs.empty())
+        s.current_logprobs.insert(s.current_logprobs.end(), q.logprobs.begin(), q.logprobs.end());
       s.kv_len = q.kv_keep;
       if (q.decoded && spec_policy) {  // acceptance-aware budgets: every decoding step counts
         spec_policy->observe_acceptance(s.uid, s.group->request.prompt_id, q.drafted, q.accepted);
@@ -274,17 +274,17 @@ struct Engine::Impl {
     }
     open_round_if_needed();
     const Clock::time_point t0 = Clock::now();
-    const StepPlan plan = scheduler.schedule();
+    const StepPlan& plan = scheduler.schedule();
     for (Sequence* s : plan.aborted) abort_sequence(*s);
     stats.preemptions = scheduler.preemptions();
 
     StepEnvironment env{*backend, drafter.get(), spec_policy.get(), version, max_position,
                         options.refit_cost_model};
-    StepResult r = run_speculative_step(plan, env);
+    const StepResult& r = speculative_step.run(plan, env);
     const Clock::time_point ta = Clock::now();
     apply_step(r);
     note_retired();
-    StepStats& st = r.stats;
+    StepStats st = r.stats;
     st.sample_us += std::chrono::duration<double, std::micro>(Clock::now() - ta).count();
     st.step = stats.steps++;
     st.preempted = plan.preempted;

@@ -25,13 +25,6 @@ int32_t largest_fitting(int32_t hi, Fits&& fits) {
 
 }  // namespace
 
-std::vector<policy::KvGrowth> StepPlan::kv_growth() const {
-  std::vector<policy::KvGrowth> kv;
-  kv.reserve(chunks.size());
-  for (const ScheduledChunk& c : chunks) kv.push_back({c.seq->kv_handle, c.n_tokens});
-  return kv;
-}
-
 Scheduler::Scheduler(policy::Backend& backend, SchedulerOptions options)
     : backend_(backend), options_(options) {
   if (options_.max_running_sequences < 1) {
@@ -118,9 +111,9 @@ int64_t Scheduler::release_all_kv() {
 
 // The plan as it would be if every chunk fitted: when the backend accepts all of it at once, every
 // check of schedule() would pass, so one call answers them all (the common, unpressured step).
-bool Scheduler::everything_fits() const {
-  std::vector<policy::KvGrowth> kv;
-  kv.reserve(running_.size() + waiting_.size());
+bool Scheduler::everything_fits() {
+  std::vector<policy::KvGrowth>& kv = kv_;
+  kv.clear();
   int32_t budget = options_.max_tokens_per_forward;
   for (const Sequence* s : running_) {
     const int32_t n = chunk_size(*s, budget);
@@ -140,12 +133,16 @@ bool Scheduler::everything_fits() const {
   return backend_.can_fit(kv);
 }
 
-StepPlan Scheduler::schedule() {
-  StepPlan plan;
+const StepPlan& Scheduler::schedule() {
+  StepPlan& plan = plan_;
+  plan.chunks.clear();
+  plan.aborted.clear();
+  plan.tokens = 0;
   int32_t budget = options_.max_tokens_per_forward;
   int32_t preempted = 0;
   const bool all_fit = everything_fits();
-  std::vector<policy::KvGrowth> kv;  // growth of the chunks planned so far
+  std::vector<policy::KvGrowth>& kv = kv_;  // growth of the chunks planned so far
+  kv.clear();
   auto fits = [&](int64_t seq, int32_t n) {
     if (all_fit || n == 0) return true;
     kv.push_back({seq, n});

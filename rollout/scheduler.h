@@ -37,9 +37,6 @@ struct StepPlan {
   int32_t tokens_left = 0;         // remaining token budget of the forward
   std::vector<Sequence*> aborted;  // cannot fit in the KV cache even alone: the engine ends them
   int32_t preempted = 0;
-
-  // The KV growth of every chunk, in chunk order (what Backend::can_fit is asked about).
-  std::vector<policy::KvGrowth> kv_growth() const;
 };
 
 class Scheduler {
@@ -48,7 +45,8 @@ class Scheduler {
 
   void enqueue(Sequence* s);        // back of the queue (newly activated groups)
   void enqueue_front(Sequence* s);  // front: preempted, carried over, owing a re-score
-  StepPlan schedule();
+  // The next forward's plan; it lives (and its buffers are reused) until the next call.
+  const StepPlan& schedule();
 
   // Releases the KV of a sequence that no longer needs it and removes it from the running set.
   void retire(Sequence* s);
@@ -67,7 +65,7 @@ class Scheduler {
  private:
   int32_t chunk_size(const Sequence& s, int32_t budget) const;
   static int32_t first_output(const Sequence& s, int32_t n, bool final);
-  bool everything_fits() const;
+  bool everything_fits();
   void preempt(Sequence* s);
 
   policy::Backend& backend_;
@@ -76,6 +74,8 @@ class Scheduler {
   std::deque<Sequence*> waiting_;
   int64_t admissions_ = 0;
   int64_t preemptions_ = 0;
+  StepPlan plan_;                          // schedule()'s result, reused
+  std::vector<policy::KvGrowth> kv_;       // growth planned so far, asked of Backend::can_fit
 };
 
 }  // namespace longtail::rollout

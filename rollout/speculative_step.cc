@@ -27,92 +27,6 @@ int32_t useful_draft_cap(const Sequence& s, int32_t max_position) {
   return std::max(cap, 0);
 }
 
-// Drafts per chunk of the plan (empty where none): chains, or token trees when the policy asks for
-// them and the backend verifies them. Budgets (tokens or nodes) come from the speculation policy,
-// capped by the useful length, the forward's remaining token budget and, sequence by sequence in
-// plan order, by what the backend says still fits in the KV cache. (A tree's depth never exceeds its
-// node count, so the useful-length cap bounds it as it bounds a chain.)
-std::vector<drafter::Draft> plan_drafts(const StepPlan& plan, StepEnvironment& env, StepStats& stats) {
-  std::vector<drafter::Draft> drafts(plan.chunks.size());
-  if (!env.drafter || !env.policy) return drafts;
-  const Clock::time_point t0 = Clock::now();
-  std::vector<size_t> decoding;  // chunk indices
-  std::vector<drafter::SequenceView> views;
-  for (size_t i = 0; i < plan.chunks.size(); ++i) {
-    const ScheduledChunk& c = plan.chunks[i];
-    const Sequence& s = *c.seq;
-    if (!c.final || c.n_tokens != 1 || s.done || !s.drafter_live) continue;
-    decoding.push_back(i);
-    views.push_back(drafter::SequenceView{s.uid, s.group->request.prompt_id, s.response_len(),
-                                          s.group->request.max_new_tokens, s.kv_len});
-  }
-  if (decoding.empty()) return drafts;
-  const bool trees = env.policy->options().token_trees && env.backend.supports_token_trees();
-  std::vector<int32_t> budgets;
-  std::vector<double> node_floor;
-  if (trees) {
-    env.policy->tree_budgets(views, budgets, node_floor);
-  } else {
-    env.policy->budgets(views, budgets);
-  }
-
-  // Budgets within the token budget; if the backend takes all of them at once, every per-sequence
-  // question below would be answered yes, so it is asked only when they do not fit together.
-  std::vector<int32_t> b(decoding.size());
-  std::vector<policy::KvGrowth> kv = plan.kv_growth();
-  int32_t tokens_left = plan.tokens_left;
-  for (size_t k = 0; k < decoding.size(); ++k) {
-    const Sequence& s = *plan.chunks[decoding[k]].seq;
-    b[k] = std::max(0, std::min({budgets[k], useful_draft_cap(s, env.max_position), tokens_left}));
-    tokens_left -= b[k];
-    kv[decoding[k]].new_tokens += b[k];
-  }
-  if (!env.backend.can_fit(kv)) {
-    kv = plan.kv_growth();
-    tokens_left = plan.tokens_left;
-    for (size_t k = 0; k < decoding.size(); ++k) {
-      const Sequence& s = *plan.chunks[decoding[k]].seq;
-      policy::KvGrowth& g = kv[decoding[k]];
-      const int32_t base = g.new_tokens;
-      int32_t lo = 0;
-      int32_t hi = std::max(0, std::min({budgets[k], useful_draft_cap(s, env.max_position), tokens_left}));
-      while (lo < hi) {  // the largest budget that still fits
-        const int32_t mid = lo + (hi - lo + 1) / 2;
-        g.new_tokens = base + mid;
-        if (env.backend.can_fit(kv)) lo = mid;
-        else hi = mid - 1;
-      }
-      g.new_tokens = base + lo;
-      b[k] = lo;
-      tokens_left -= lo;
-    }
-  }
-
-  std::vector<drafter::DraftRequest> requests;
-  std::vector<size_t> drafted;  // chunk indices
-  for (size_t k = 0; k < decoding.size(); ++k) {
-    if (b[k] <= 0) continue;
-    requests.push_back(drafter::DraftRequest{plan.chunks[decoding[k]].seq->uid, b[k], trees,
-                                             trees ? node_floor[k] : 0.0});
-    drafted.push_back(decoding[k]);
-  }
-  if (!requests.empty()) {
-    std::vector<drafter::Draft> out(requests.size());
-    env.drafter->propose_batch(requests, out);
-    for (size_t i = 0; i < drafted.size(); ++i) {
-      drafter::Draft& d = out[i];
-      // Nodes are topological, so a prefix of a tree is a tree.
-      const auto budget = static_cast<size_t>(requests[i].budget);
-      if (d.tokens.size() > budget) d.tokens.resize(budget);
-      if (d.parents.size() > budget) d.parents.resize(budget);
-      stats.tokens_drafted += static_cast<int32_t>(d.tokens.size());
-      drafts[drafted[i]] = std::move(d);
-    }
-  }
-  stats.draft_us = us_since(t0);
-  return drafts;
-}
-
 }  // namespace
 
 std::optional<FinishReason> finish_after(const Sequence& s, int32_t token, int32_t response_len,
@@ -128,57 +42,174 @@ std::optional<FinishReason> finish_after(const Sequence& s, int32_t token, int32
   return std::nullopt;
 }
 
-StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
-  StepResult result;
-  StepStats& st = result.stats;
-  const std::vector<drafter::Draft> drafts = plan_drafts(plan, env, st);
+const drafter::Draft& SpeculativeStep::draft_of(size_t chunk) const {
+  static const drafter::Draft kNone;
+  const int32_t d = draft_index_[chunk];
+  return d < 0 ? kNone : drafts_[static_cast<size_t>(d)];
+}
 
-  // Inputs: pending tokens, then the draft; a tree's root is the last pending token. Buffers
-  // outlive the spans handed to the backend.
-  std::vector<std::vector<int32_t>> inputs(plan.chunks.size()), parents(plan.chunks.size());
-  std::vector<policy::SequenceChunk> chunks(plan.chunks.size());
-  double cached_positions = 0;  // what the forward attends besides its inputs (the cost model's term)
+// Drafts per chunk of the plan (none where draft_index_ is -1): chains, or token trees when the
+// policy asks for them and the backend verifies them. Budgets (tokens or nodes) come from the
+// speculation policy, capped by the useful length, the forward's remaining token budget and,
+// sequence by sequence in plan order, by what the backend says still fits in the KV cache. (A
+// tree's depth never exceeds its node count, so the useful-length cap bounds it as it bounds a chain.)
+void SpeculativeStep::plan_drafts(const StepPlan& plan, StepEnvironment& env) {
+  draft_index_.assign(plan.chunks.size(), -1);
+  if (!env.drafter || !env.policy) return;
+  const Clock::time_point t0 = Clock::now();
+  decoding_.clear();
+  views_.clear();
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const Sequence& s = *c.seq;
-    std::vector<int32_t>& in = inputs[i];
-    in.assign(s.tokens.begin() + s.kv_len, s.tokens.begin() + s.kv_len + c.n_tokens);
-    in.insert(in.end(), drafts[i].tokens.begin(), drafts[i].tokens.end());
-    policy::SequenceChunk& pc = chunks[i];
-    if (drafts[i].is_tree()) {
-      std::vector<int32_t>& par = parents[i];
-      for (int32_t j = 0; j < c.n_tokens; ++j) par.push_back(j - 1);
-      for (const int32_t p : drafts[i].parents) par.push_back(c.n_tokens + p);  // -1: the root
-      pc.parents = par;
+    if (!c.final || c.n_tokens != 1 || s.done || !s.drafter_live) continue;
+    decoding_.push_back(i);
+    views_.push_back(drafter::SequenceView{s.uid, s.group->request.prompt_id, s.response_len(),
+                                           s.group->request.max_new_tokens, s.kv_len});
+  }
+  if (decoding_.empty()) return;
+  const bool trees = env.policy->options().token_trees && env.backend.supports_token_trees();
+  if (trees) {
+    env.policy->tree_budgets(views_, budgets_, node_floor_);
+  } else {
+    env.policy->budgets(views_, budgets_);
+  }
+
+  // Budgets within the token budget; if the backend takes all of them at once, every per-sequence
+  // question below would be answered yes, so it is asked only when they do not fit together.
+  auto reset_kv = [&] {
+    kv_.clear();
+    for (const ScheduledChunk& c : plan.chunks) kv_.push_back({c.seq->kv_handle, c.n_tokens});
+  };
+  reset_kv();
+  capped_.resize(decoding_.size());
+  int32_t tokens_left = plan.tokens_left;
+  for (size_t k = 0; k < decoding_.size(); ++k) {
+    const Sequence& s = *plan.chunks[decoding_[k]].seq;
+    capped_[k] = std::max(0, std::min({budgets_[k], useful_draft_cap(s, env.max_position), tokens_left}));
+    tokens_left -= capped_[k];
+    kv_[decoding_[k]].new_tokens += capped_[k];
+  }
+  if (!env.backend.can_fit(kv_)) {
+    reset_kv();
+    tokens_left = plan.tokens_left;
+    for (size_t k = 0; k < decoding_.size(); ++k) {
+      const Sequence& s = *plan.chunks[decoding_[k]].seq;
+      policy::KvGrowth& g = kv_[decoding_[k]];
+      const int32_t base = g.new_tokens;
+      int32_t lo = 0;
+      int32_t hi = std::max(0, std::min({budgets_[k], useful_draft_cap(s, env.max_position), tokens_left}));
+      while (lo < hi) {  // the largest budget that still fits
+        const int32_t mid = lo + (hi - lo + 1) / 2;
+        g.new_tokens = base + mid;
+        if (env.backend.can_fit(kv_)) lo = mid;
+        else hi = mid - 1;
+      }
+      g.new_tokens = base + lo;
+      capped_[k] = lo;
+      tokens_left -= lo;
+    }
+  }
+
+  requests_.clear();
+  for (size_t k = 0; k < decoding_.size(); ++k) {
+    if (capped_[k] <= 0) continue;
+    draft_index_[decoding_[k]] = static_cast<int32_t>(requests_.size());
+    requests_.push_back(drafter::DraftRequest{plan.chunks[decoding_[k]].seq->uid, capped_[k], trees,
+                                              trees ? node_floor_[k] : 0.0});
+  }
+  if (!requests_.empty()) {
+    if (drafts_.size() < requests_.size()) drafts_.resize(requests_.size());
+    env.drafter->propose_batch(requests_, std::span<drafter::Draft>(drafts_.data(), requests_.size()));
+    for (size_t i = 0; i < requests_.size(); ++i) {
+      drafter::Draft& d = drafts_[i];
+      // Nodes are topological, so a prefix of a tree is a tree.
+      const auto budget = static_cast<size_t>(requests_[i].budget);
+      if (d.tokens.size() > budget) d.tokens.resize(budget);
+      if (d.parents.size() > budget) d.parents.resize(budget);
+      result_.stats.tokens_drafted += static_cast<int32_t>(d.tokens.size());
+    }
+  }
+  result_.stats.draft_us = us_since(t0);
+}
+
+const StepResult& SpeculativeStep::run(const StepPlan& plan, StepEnvironment& env) {
+  StepResult& result = result_;
+  result.stats = StepStats{};
+  result.sequences.clear();
+  StepStats& st = result.stats;
+  plan_drafts(plan, env);
+
+  // Inputs: pending tokens, then the draft; a tree's root is the last pending token. All chunks'
+  // inputs sit back to back in one buffer, sized first so that the spans handed to the backend
+  // stay valid.
+  const size_t n = plan.chunks.size();
+  input_begin_.resize(n + 1);
+  size_t total = 0;
+  bool any_tree = false;
+  for (size_t i = 0; i < n; ++i) {
+    input_begin_[i] = total;
+    const drafter::Draft& d = draft_of(i);
+    total += static_cast<size_t>(plan.chunks[i].n_tokens) + d.tokens.size();
+    any_tree = any_tree || d.is_tree();
+  }
+  input_begin_[n] = total;
+  inputs_.resize(total);
+  parents_.resize(any_tree ? total : 0);
+  chunks_.resize(n);
+  double cached_positions = 0;  // what the forward attends besides its inputs (the cost model's term)
+  for (size_t i = 0; i < n; ++i) {
+    const ScheduledChunk& c = plan.chunks[i];
+    const Sequence& s = *c.seq;
+    const drafter::Draft& d = draft_of(i);
+    int32_t* in = inputs_.data() + input_begin_[i];
+    std::copy_n(s.tokens.begin() + s.kv_len, c.n_tokens, in);
+    std::copy(d.tokens.begin(), d.tokens.end(), in + c.n_tokens);
+    const auto fed = static_cast<size_t>(input_begin_[i + 1] - input_begin_[i]);
+    policy::SequenceChunk& pc = chunks_[i];
+    pc.parents = {};
+    if (d.is_tree()) {
+      int32_t* par = parents_.data() + input_begin_[i];
+      for (int32_t j = 0; j < c.n_tokens; ++j) par[j] = j - 1;
+      for (size_t j = 0; j < d.parents.size(); ++j) par[c.n_tokens + j] = c.n_tokens + d.parents[j];  // -1: the root
+      pc.parents = std::span<const int32_t>(par, fed);
     }
     pc.seq = s.kv_handle;
     pc.uid = s.rng_stream;
-    pc.tokens = in;
+    pc.tokens = std::span<const int32_t>(in, fed);
     pc.sampling = s.group->rule;
     pc.first_output = c.first_output;
-    st.tokens_verified += static_cast<int32_t>(in.size());
+    st.tokens_verified += static_cast<int32_t>(fed);
     cached_positions += s.kv_len;
   }
-  st.sequences = static_cast<int32_t>(chunks.size());
-  if (chunks.empty()) return result;
+  st.sequences = static_cast<int32_t>(n);
+  if (n == 0) return result;
 
   const Clock::time_point tf = Clock::now();
-  const std::vector<policy::TokenOutput> outputs = env.backend.forward(chunks);
+  const std::vector<policy::TokenOutput> outputs = env.backend.forward(chunks_);
   st.forward_us = us_since(tf);
   if (env.refit_cost_model && env.policy) {
     env.policy->observe_step_time(st.tokens_verified, st.forward_us * 1e-6, cached_positions);
   }
 
+  // Emitted tokens (at most one per fed input) and re-scored logprobs (at most one per pending
+  // input) go to buffers sized for the worst case, so no span into them moves.
   const Clock::time_point ta = Clock::now();
-  result.sequences.resize(plan.chunks.size());
+  emitted_.resize(total);
+  logprobs_.resize(total);
+  rescored_.resize(total);
+  result.sequences.resize(n);
   size_t base = 0;
-  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     const ScheduledChunk& c = plan.chunks[i];
     const Sequence& s = *c.seq;
-    const drafter::Draft& draft = drafts[i];
+    const drafter::Draft& draft = draft_of(i);
+    const bool tree = draft.is_tree();
     SequenceResult& r = result.sequences[i];
+    r = SequenceResult{};
     r.seq = c.seq;
-    const int32_t fed = static_cast<int32_t>(inputs[i].size());
+    const int32_t* in = inputs_.data() + input_begin_[i];
+    const int32_t fed = static_cast<int32_t>(input_begin_[i + 1] - input_begin_[i]);
     const std::span<const policy::TokenOutput> out(outputs.data() + base, fed - c.first_output);
     base += out.size();
     const int32_t kv0 = s.kv_len;
@@ -187,12 +218,15 @@ StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
 
     // Re-score after a weight update: the logprob of each response token under the new weights.
     if (s.needs_scoring()) {
+      float* rescored = rescored_.data() + input_begin_[i];
+      size_t count = 0;
       for (int32_t in_idx = c.first_output; in_idx + 1 < c.n_tokens; ++in_idx) {
         const int32_t resp = kv0 + in_idx + 1 - s.prompt_len;
         if (resp < 0 || resp >= s.score_upto) continue;
-        if (r.rescored.empty()) r.rescored_from = resp;
-        r.rescored.push_back(out[in_idx - c.first_output].next_input_logprob);
+        if (count == 0) r.rescored_from = resp;
+        rescored[count++] = out[in_idx - c.first_output].next_input_logprob;
       }
+      r.rescored = std::span<const float>(rescored, count);
     }
     if (!c.final) {
       const int32_t resp = r.kv_keep - s.prompt_len;  // the token after this chunk, if in the response
@@ -213,42 +247,52 @@ StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env) {
     r.drafted = static_cast<int32_t>(draft.tokens.size());
     const int32_t resp0 = s.response_len();
     const int32_t root = c.n_tokens - 1;
-    auto parent_of = [&](int32_t in_idx) {
-      return draft.is_tree() ? c.n_tokens + draft.parents[in_idx - c.n_tokens] : in_idx - 1;
-    };
-    std::vector<int32_t> path;  // accepted inputs (draft nodes), root's child first
+    int32_t* emitted = emitted_.data() + input_begin_[i];
+    float* logprobs = logprobs_.data() + input_begin_[i];
+    int32_t n_emitted = 0;
+    if (tree) path_.clear();
     for (int32_t at = root;;) {
       const policy::TokenOutput& o = out[at - c.first_output];
       int32_t token = o.sampled;
       float lp = o.sampled_logprob;
-      if (s.forced) token = (*s.forced)[resp0 + static_cast<int32_t>(r.emitted.size())];
+      if (s.forced) token = (*s.forced)[resp0 + n_emitted];
       int32_t next = -1, first_child = -1;
-      for (int32_t j = at + 1; j < fed && next < 0; ++j) {
-        if (parent_of(j) != at) continue;
-        if (first_child < 0) first_child = j;
-        if (inputs[i][j] == token) next = j;
+      if (!tree) {
+        if (at + 1 < fed) {
+          first_child = at + 1;
+          if (in[at + 1] == token) next = at + 1;
+        }
+      } else {
+        for (int32_t j = at + 1; j < fed && next < 0; ++j) {
+          if (c.n_tokens + draft.parents[j - c.n_tokens] != at) continue;
+          if (first_child < 0) first_child = j;
+          if (in[j] == token) next = j;
+        }
       }
       if (s.forced && token != o.sampled) {
         lp = next >= 0 && next == first_child
                  ? o.next_input_logprob  // the backend's logprob of the drafted successor
                  : std::numeric_limits<float>::quiet_NaN();
       }
-      r.emitted.push_back(token);
-      r.logprobs.push_back(lp);
-      r.finish = finish_after(s, token, resp0 + static_cast<int32_t>(r.emitted.size()), env.max_position);
+      emitted[n_emitted] = token;
+      logprobs[n_emitted] = lp;
+      ++n_emitted;
+      r.finish = finish_after(s, token, resp0 + n_emitted, env.max_position);
       if (r.finish || next < 0) break;
-      path.push_back(next);
+      if (tree) path_.push_back(next);
+      ++r.accepted;
       at = next;
     }
-    r.accepted = static_cast<int32_t>(path.size());
+    r.emitted = std::span<const int32_t>(emitted, static_cast<size_t>(n_emitted));
+    r.logprobs = std::span<const float>(logprobs, static_cast<size_t>(n_emitted));
     st.tokens_accepted += r.accepted;
-    st.tokens_emitted += static_cast<int32_t>(r.emitted.size());
+    st.tokens_emitted += n_emitted;
     // The KV holds the pending tokens, the accepted drafts and the rejected ones: keep all but the
     // rejected; the last emitted token is the next step's pending input. A tree's accepted path is
     // moved into consecutive rows first, so that the engine's rollback is a truncate, as for chains.
-    if (draft.is_tree() && !path.empty() && path.back() != root + r.accepted) {
-      for (int32_t& p : path) p -= c.n_tokens;
-      env.backend.compact_kv(s.kv_handle, kv0 + c.n_tokens, path);
+    if (tree && !path_.empty() && path_.back() != root + r.accepted) {
+      for (int32_t& p : path_) p -= c.n_tokens;
+      env.backend.compact_kv(s.kv_handle, kv0 + c.n_tokens, path_);
       r.kv_fed = kv0 + c.n_tokens + r.accepted;
     }
     r.kv_keep += r.accepted;

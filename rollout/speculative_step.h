@@ -27,6 +27,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "drafter/drafter.h"
@@ -47,7 +48,8 @@ struct StepEnvironment {
   bool refit_cost_model = false;
 };
 
-// What the step's forward produced for one scheduled sequence.
+// What the step's forward produced for one scheduled sequence. The spans point into the
+// SpeculativeStep's buffers and live until its next run().
 struct SequenceResult {
   Sequence* seq = nullptr;
   int32_t kv_fed = 0;       // positions the backend holds after the step
@@ -55,10 +57,10 @@ struct SequenceResult {
   // Re-prefill after a weight update: the latest policy's logprobs of response tokens
   // [rescored_from, rescored_from + rescored.size()).
   int32_t rescored_from = 0;
-  std::vector<float> rescored;
+  std::span<const float> rescored;
   bool rescore_done = false;          // a final chunk: the sequence owes no more re-scoring
-  std::vector<int32_t> emitted;       // new response tokens
-  std::vector<float> logprobs;        // their behaviour logprobs
+  std::span<const int32_t> emitted;   // new response tokens
+  std::span<const float> logprobs;    // their behaviour logprobs
   bool decoded = false;               // sampled this step: drafted/accepted go to the policy
   int32_t drafted = 0, accepted = 0;  // draft tokens verified, accepted
   std::optional<FinishReason> finish;  // set when the sequence finished this step
@@ -70,9 +72,38 @@ struct StepResult {
   std::vector<SequenceResult> sequences;  // plan order
 };
 
-// Runs drafting, the forward and acceptance for a schedule. Throws what the backend throws; no
-// sequence is modified either way.
-StepResult run_speculative_step(const StepPlan& plan, StepEnvironment& env);
+// One engine step's drafting, forward and acceptance. The engine keeps one across steps: every
+// buffer of the step (drafts, the forward's inputs, emitted tokens and logprobs) is reused, so a
+// warm step allocates nothing on the host besides what the backend and the drafter allocate.
+class SpeculativeStep {
+ public:
+  // Runs drafting, the forward and acceptance for a schedule. Throws what the backend throws; no
+  // sequence is modified either way. The result lives until the next run().
+  const StepResult& run(const StepPlan& plan, StepEnvironment& env);
+
+ private:
+  void plan_drafts(const StepPlan& plan, StepEnvironment& env);
+  const drafter::Draft& draft_of(size_t chunk) const;
+
+  StepResult result_;
+  // Drafting: decoding chunks, their views, budgets (and tree node floors), KV growth asked about.
+  std::vector<size_t> decoding_;
+  std::vector<drafter::SequenceView> views_;
+  std::vector<int32_t> budgets_, capped_;
+  std::vector<double> node_floor_;
+  std::vector<policy::KvGrowth> kv_;
+  std::vector<drafter::DraftRequest> requests_;
+  std::vector<drafter::Draft> drafts_;     // drafts_[draft_index_[chunk]]; -1: no draft
+  std::vector<int32_t> draft_index_;
+  // The forward: every chunk's inputs (pending tokens, then its draft) and tree parents, back to back.
+  std::vector<int32_t> inputs_, parents_;
+  std::vector<size_t> input_begin_;       // per chunk, into inputs_ (and parents_ for trees)
+  std::vector<policy::SequenceChunk> chunks_;
+  // Acceptance: emitted tokens, their logprobs, re-scored logprobs, a tree's accepted path.
+  std::vector<int32_t> emitted_;
+  std::vector<float> logprobs_, rescored_;
+  std::vector<int32_t> path_;
+};
 
 // Why a sequence ends once `token` becomes its response token number response_len (1-based):
 // stop token (or the recording's end), max_new_tokens, context limit; nothing when it goes on.
