@@ -347,8 +347,9 @@ void SpeculationPolicy::critical_probabilities(std::span<const SequenceView> seq
   out.assign(n, 0.0);
   if (n == 0) return;
   // H[i][k] = P(R_i <= grid cell k), cell midpoints (ties within a cell count half).
-  thread_local std::vector<double> h, cdf;
-  h.assign(n * kGrid, 0.0);
+  thread_local std::vector<double> h, log_h, cdf;  // every cell is written below
+  h.resize(n * kGrid);
+  log_h.resize(n * kGrid);
   std::array<double, kGrid> log_sum{};
   std::array<int32_t, kGrid> zeros{};
   for (size_t i = 0; i < n; ++i) {
@@ -364,8 +365,13 @@ void SpeculationPolicy::critical_probabilities(std::span<const SequenceView> seq
       const double v = 0.5 * (prev + cdf[static_cast<size_t>(k)]);
       prev = cdf[static_cast<size_t>(k)];
       h[i * kGrid + static_cast<size_t>(k)] = v;
+      log_h[i * kGrid + static_cast<size_t>(k)] = 0.0;
       if (v > 0) {
-        if (v != 1.0) log_sum[static_cast<size_t>(k)] += std::log(v);  // log(1) = 0: saturated cells
+        if (v != 1.0) {  // log(1) = 0: saturated cells
+          const double l = std::log(v);
+          log_h[i * kGrid + static_cast<size_t>(k)] = l;
+          log_sum[static_cast<size_t>(k)] += l;
+        }
       } else {
         ++zeros[static_cast<size_t>(k)];
       }
@@ -383,7 +389,7 @@ void SpeculationPolicy::critical_probabilities(std::span<const SequenceView> seq
       if (mass <= 0) continue;
       const int32_t z = zeros[static_cast<size_t>(k)] - (hv > 0 ? 0 : 1);
       if (z > 0) continue;
-      p += mass * std::exp(log_sum[static_cast<size_t>(k)] - (hv > 0 ? std::log(hv) : 0.0));
+      p += mass * std::exp(log_sum[static_cast<size_t>(k)] - log_h[i * kGrid + static_cast<size_t>(k)]);
     }
     out[i] = std::clamp(p, 0.0, 1.0);
   }
