@@ -18,9 +18,9 @@ inline uint64_t mix(uint64_t k) {
   k ^= k >> 33;
   return k;
 }
-template <class T>
-int64_t capacity_bytes(const std::vector<T>& v) {
-  return static_cast<int64_t>(v.capacity() * sizeof(T));
+template <class Vector>
+int64_t capacity_bytes(const Vector& v) {
+  return static_cast<int64_t>(v.capacity() * sizeof(typename Vector::value_type));
 }
 }  // namespace
 

@@ -25,7 +25,13 @@
 #include <utility>
 #include <vector>
 
+#include "drafter/huge_pages.h"
+
 namespace longtail::drafter {
+
+// Arrays read at random while drafting (huge_pages.h says why).
+template <class T>
+using HugeVector = std::vector<T, HugePageAllocator<T>>;
 
 class SamBuilder {
  public:
@@ -107,7 +113,7 @@ class U24Array {
   int64_t bytes() const { return static_cast<int64_t>(bytes_.capacity()); }
 
  private:
-  std::vector<uint8_t> bytes_;
+  HugeVector<uint8_t> bytes_;
   size_t size_ = 0;
 };
 
@@ -139,7 +145,7 @@ class EscapedArray {
   int64_t bytes() const;
 
  private:
-  std::vector<Small> small_;
+  HugeVector<Small> small_;
   std::vector<uint64_t> bits_;
   std::vector<uint32_t> rank_;  // escapes before each 64-block
   std::vector<uint32_t> big_;
@@ -260,7 +266,7 @@ class FrozenSam {
   }
 
   int64_t states_ = 0, edges_ = 0;
-  std::vector<uint8_t> records_;       // states + 1 records (the last: the end offset) + padding
+  HugeVector<uint8_t> records_;        // states + 1 records (the last: the end offset) + padding
   EscapedArray<uint8_t> cnt_;          // endpos counts, larger ones escaped
   SparseValues offset_escapes_, top_escapes_;
   std::vector<uint32_t> rest_base_;    // first other edge of each 64-state block
