@@ -31,41 +31,60 @@ SamBuilder::SamBuilder() {
 }
 
 void SamBuilder::reset() {
-  for (auto* v : {&len_, &link_, &firstpos_, &edge_head_, &lastpos_, &prevpos_, &edge_token_, &edge_target_,
-                  &edge_next_, &text_}) {
-    v->clear();
-  }
+  states_.clear();
+  for (auto* v : {&edge_token_, &edge_target_, &edge_next_, &text_}) v->clear();
   cnt_.clear();
   std::fill(table_.begin(), table_.end(), Slot{kEmptyKey, -1, -1});
   table_used_ = 0;
+  edges_ = 0;
   last_ = 0;
   pos_ = 0;
   new_state(0, -1, -1);
 }
 
 void SamBuilder::reserve(int64_t tokens) {
-  // About 1.5-2 edges per token in text; the table stays at most half full.
-  while (static_cast<int64_t>(table_.size()) < 4 * tokens) grow_table();
+  // Further edges (beyond each state's first) come to about half an edge per token of text; the
+  // table stays at most half full.
+  states_.reserve(static_cast<size_t>(2 * tokens + 2));
+  while (static_cast<int64_t>(table_.size()) < tokens) grow_table();
 }
 
 int32_t SamBuilder::new_state(int32_t len, int32_t link, int32_t firstpos) {
-  len_.push_back(len);
-  link_.push_back(link);
-  firstpos_.push_back(firstpos);
-  lastpos_.push_back(firstpos);
-  prevpos_.push_back(-1);
-  edge_head_.push_back(-1);
+  states_.push_back(State{len, link, firstpos, firstpos, -1, -1, -1, -1});
   cnt_.push_back(0);
-  return static_cast<int32_t>(len_.size() - 1);
+  return static_cast<int32_t>(states_.size() - 1);
 }
 
-const SamBuilder::Slot* SamBuilder::find_slot(int32_t state, int32_t token) const {
+SamBuilder::Slot* SamBuilder::find_slot(int32_t state, int32_t token) {
   const uint64_t key = edge_key(state, token);
   for (uint64_t i = mix(key) & table_mask_;; i = (i + 1) & table_mask_) {
-    const Slot& s = table_[i];
+    Slot& s = table_[i];
     if (s.key == key) return &s;
     if (s.key == kEmptyKey) return nullptr;
   }
+}
+
+int32_t SamBuilder::find_target(int32_t state, int32_t token) {
+  const State& s = states_[static_cast<size_t>(state)];
+  if (s.first_token == token) return s.first_target;
+  if (s.more < 0) return -1;
+  const Slot* slot = find_slot(state, token);
+  return slot ? slot->target : -1;
+}
+
+bool SamBuilder::retarget(int32_t state, int32_t token, int32_t from, int32_t to) {
+  State& s = states_[static_cast<size_t>(state)];
+  if (s.first_token == token) {
+    if (s.first_target != from) return false;
+    s.first_target = to;
+    return true;
+  }
+  if (s.more < 0) return false;
+  Slot* slot = find_slot(state, token);
+  if (!slot || slot->target != from) return false;
+  slot->target = to;
+  edge_target_[static_cast<size_t>(slot->edge)] = to;
+  return true;
 }
 
 void SamBuilder::grow_table() {
@@ -82,63 +101,77 @@ void SamBuilder::grow_table() {
 }
 
 int32_t SamBuilder::add_edge_if_absent(int32_t state, int32_t token, int32_t target) {
+  State& st = states_[static_cast<size_t>(state)];
+  if (st.first_token < 0) {
+    st.first_token = token;
+    st.first_target = target;
+    ++edges_;
+    return -1;
+  }
+  if (st.first_token == token) return st.first_target;
   if (static_cast<uint64_t>(table_used_ + 1) * 2 > table_.size()) grow_table();
   const uint64_t key = edge_key(state, token);
   uint64_t i = mix(key) & table_mask_;
-  for (; table_[i].key != kEmptyKey; i = (i + 1) & table_mask_) {
-    if (table_[i].key == key) return table_[i].target;
+  if (st.more >= 0) {  // a state whose only edge is the first has nothing in the table
+    for (; table_[i].key != kEmptyKey; i = (i + 1) & table_mask_) {
+      if (table_[i].key == key) return table_[i].target;
+    }
+  } else {
+    while (table_[i].key != kEmptyKey) i = (i + 1) & table_mask_;
   }
   const int32_t e = static_cast<int32_t>(edge_token_.size());
   edge_token_.push_back(token);
   edge_target_.push_back(target);
-  edge_next_.push_back(edge_head_[state]);
-  edge_head_[state] = e;
+  edge_next_.push_back(st.more);
+  st.more = e;
   table_[i] = Slot{key, e, target};
   ++table_used_;
+  ++edges_;
   return -1;
 }
 
 int32_t SamBuilder::extend(int32_t last, int32_t c, bool generalized) {
   auto clone_of = [&](int32_t q, int32_t len) {
-    const int32_t clone = new_state(len, link_[q], firstpos_[q]);
-    lastpos_[clone] = lastpos_[q];  // endpos(clone) includes endpos(q): q's ends are clone's too
-    prevpos_[clone] = prevpos_[q];
-    for (int32_t e = edge_head_[q]; e >= 0; e = edge_next_[e]) {
-      add_edge_if_absent(clone, edge_token_[e], edge_target_[e]);
+    const State& from = states_[static_cast<size_t>(q)];
+    const int32_t clone = new_state(len, from.link, from.firstpos);
+    State& to = states_[static_cast<size_t>(clone)];
+    const State& src = states_[static_cast<size_t>(q)];  // new_state may have moved the states
+    to.lastpos = src.lastpos;  // endpos(clone) includes endpos(q): q's ends are clone's too
+    to.prevpos = src.prevpos;
+    to.first_token = src.first_token;
+    to.first_target = src.first_target;
+    if (src.first_token >= 0) ++edges_;
+    for (int32_t e = src.more; e >= 0; e = edge_next_[static_cast<size_t>(e)]) {
+      add_edge_if_absent(clone, edge_token_[static_cast<size_t>(e)], edge_target_[static_cast<size_t>(e)]);
     }
     return clone;
   };
   auto redirect = [&](int32_t p, int32_t q, int32_t clone) {
-    while (p != -1) {
-      Slot* s = find_slot(p, c);
-      if (!s || s->target != q) break;
-      s->target = clone;
-      edge_target_[s->edge] = clone;
-      p = link_[p];
-    }
+    while (p != -1 && retarget(p, c, q, clone)) p = states_[static_cast<size_t>(p)].link;
   };
+  auto len = [&](int32_t v) { return states_[static_cast<size_t>(v)].len; };
   // Generalized case: the string being added already continues this way from `last`.
   if (generalized) {
     if (const int32_t q = find_target(last, c); q >= 0) {
-      if (len_[q] == len_[last] + 1) return q;
-      const int32_t clone = clone_of(q, len_[last] + 1);
+      if (len(q) == len(last) + 1) return q;
+      const int32_t clone = clone_of(q, len(last) + 1);
       redirect(last, q, clone);
-      link_[q] = clone;
+      states_[static_cast<size_t>(q)].link = clone;
       return clone;
     }
   }
-  const int32_t cur = new_state(len_[last] + 1, 0, static_cast<int32_t>(pos_));
+  const int32_t cur = new_state(len(last) + 1, 0, static_cast<int32_t>(pos_));
   int32_t p = last, q = -1;
-  while (p != -1 && (q = add_edge_if_absent(p, c, cur)) < 0) p = link_[p];
+  while (p != -1 && (q = add_edge_if_absent(p, c, cur)) < 0) p = states_[static_cast<size_t>(p)].link;
   if (p == -1) return cur;
-  if (len_[p] + 1 == len_[q]) {
-    link_[cur] = q;
+  if (len(p) + 1 == len(q)) {
+    states_[static_cast<size_t>(cur)].link = q;
     return cur;
   }
-  const int32_t clone = clone_of(q, len_[p] + 1);
+  const int32_t clone = clone_of(q, len(p) + 1);
   redirect(p, q, clone);
-  link_[q] = clone;
-  link_[cur] = clone;
+  states_[static_cast<size_t>(q)].link = clone;
+  states_[static_cast<size_t>(cur)].link = clone;
   return cur;
 }
 
@@ -146,44 +179,45 @@ void SamBuilder::add_string(std::span<const int32_t> tokens) {
   int32_t last = 0;
   for (const int32_t t : tokens) {
     last = extend(last, t, /*generalized=*/true);
-    ++cnt_[last];
+    ++cnt_[static_cast<size_t>(last)];
     ++pos_;
   }
 }
 
 void SamBuilder::append(int32_t token) {
   last_ = extend(last_, token, /*generalized=*/false);
-  ++cnt_[last_];
+  ++cnt_[static_cast<size_t>(last_)];
   const auto here = static_cast<int32_t>(pos_);
-  int32_t v = link_[last_];
-  for (int k = 0; k < kRecentChain && v > 0; ++k, v = link_[v]) {
-    if (lastpos_[v] == here) break;  // a fresh clone of this step is already current
-    prevpos_[v] = lastpos_[v];
-    lastpos_[v] = here;
+  int32_t v = states_[static_cast<size_t>(last_)].link;
+  for (int k = 0; k < kRecentChain && v > 0; ++k) {
+    State& s = states_[static_cast<size_t>(v)];
+    if (s.lastpos == here) break;  // a fresh clone of this step is already current
+    s.prevpos = s.lastpos;
+    s.lastpos = here;
+    v = s.link;
   }
   text_.push_back(token);
   ++pos_;
 }
 
 int32_t SamBuilder::longest_repeat(int64_t& earlier_end) const {
-  const int32_t v = link_[last_];
+  const int32_t v = states_[static_cast<size_t>(last_)].link;
   if (v <= 0) return 0;
-  earlier_end = firstpos_[v];
-  return len_[v];
+  earlier_end = states_[static_cast<size_t>(v)].firstpos;
+  return states_[static_cast<size_t>(v)].len;
 }
 
 int32_t SamBuilder::recent_repeat(int64_t& earlier_end) const {
-  const int32_t v = link_[last_];
+  const int32_t v = states_[static_cast<size_t>(last_)].link;
   if (v <= 0) return 0;
+  const State& s = states_[static_cast<size_t>(v)];
   const int32_t here = static_cast<int32_t>(pos_) - 1;
-  earlier_end = lastpos_[v] != here ? lastpos_[v] : prevpos_[v] >= 0 ? prevpos_[v] : firstpos_[v];
-  return len_[v];
+  earlier_end = s.lastpos != here ? s.lastpos : s.prevpos >= 0 ? s.prevpos : s.firstpos;
+  return s.len;
 }
 
 int64_t SamBuilder::bytes() const {
-  return capacity_bytes(len_) + capacity_bytes(link_) + capacity_bytes(firstpos_) +
-         capacity_bytes(lastpos_) + capacity_bytes(prevpos_) +
-         capacity_bytes(edge_head_) + capacity_bytes(cnt_) + capacity_bytes(edge_token_) +
+  return capacity_bytes(states_) + capacity_bytes(cnt_) + capacity_bytes(edge_token_) +
          capacity_bytes(edge_target_) + capacity_bytes(edge_next_) + capacity_bytes(table_) + capacity_bytes(text_);
 }
 
@@ -198,36 +232,38 @@ U24Array::U24Array(const std::vector<uint32_t>& values) : size_(values.size()) {
 }
 
 FrozenSam::FrozenSam(const SamBuilder& b) {
-  const size_t n = b.len_.size();
+  const size_t n = b.states_.size();
   std::vector<uint32_t> cnt = b.cnt_;
   // endpos sizes: children (by suffix link) before parents, i.e. by decreasing len (counting sort).
   int32_t max_len = 0;
-  for (const int32_t l : b.len_) max_len = std::max(max_len, l);
+  for (const auto& st : b.states_) max_len = std::max(max_len, st.len);
   std::vector<int32_t> bucket(static_cast<size_t>(max_len) + 2, 0);
-  for (const int32_t l : b.len_) ++bucket[static_cast<size_t>(l) + 1];
+  for (const auto& st : b.states_) ++bucket[static_cast<size_t>(st.len) + 1];
   for (size_t i = 1; i < bucket.size(); ++i) bucket[i] += bucket[i - 1];
   std::vector<int32_t> order(n);
   for (size_t v = 0; v < n; ++v) {
-    order[static_cast<size_t>(bucket[static_cast<size_t>(b.len_[v])]++)] = static_cast<int32_t>(v);
+    order[static_cast<size_t>(bucket[static_cast<size_t>(b.states_[v].len)]++)] = static_cast<int32_t>(v);
   }
   for (size_t i = n; i-- > 1;) {
     const int32_t v = order[i];
-    const int32_t l = b.link_[static_cast<size_t>(v)];
+    const int32_t l = b.states_[static_cast<size_t>(v)].link;
     if (l >= 0) cnt[static_cast<size_t>(l)] += cnt[static_cast<size_t>(v)];
   }
-  if (n >= U24Array::kMax || b.edge_token_.size() >= U24Array::kMax) {
+  if (n >= U24Array::kMax || b.edges_ >= static_cast<int64_t>(U24Array::kMax)) {
     throw std::length_error("suffix automaton too large for 24-bit fields (" + std::to_string(n) +
                             " states); lower the drafter's token budgets");
   }
   // Edges: most frequent first (greedy drafting), the rest sorted by token (matching).
   std::vector<uint32_t> begin(n + 1, 0), etok, etgt;
-  etok.reserve(b.edge_token_.size());
-  etgt.reserve(b.edge_token_.size());
+  etok.reserve(static_cast<size_t>(b.edges_));
+  etgt.reserve(static_cast<size_t>(b.edges_));
   std::vector<std::pair<int32_t, int32_t>> out;
   for (size_t v = 0; v < n; ++v) {
     begin[v] = static_cast<uint32_t>(etok.size());
     out.clear();
-    for (int32_t e = b.edge_head_[v]; e >= 0; e = b.edge_next_[static_cast<size_t>(e)]) {
+    const SamBuilder::State& st = b.states_[v];
+    if (st.first_token >= 0) out.emplace_back(st.first_token, st.first_target);
+    for (int32_t e = st.more; e >= 0; e = b.edge_next_[static_cast<size_t>(e)]) {
       out.emplace_back(b.edge_token_[static_cast<size_t>(e)], b.edge_target_[static_cast<size_t>(e)]);
     }
     if (out.empty()) continue;
@@ -269,11 +305,11 @@ FrozenSam::FrozenSam(const SamBuilder& b) {
     r[4] = static_cast<uint8_t>(off16);
     r[5] = static_cast<uint8_t>(off16 >> 8);
     if (v == n) break;
-    const uint32_t link = v == 0 ? 0 : static_cast<uint32_t>(b.link_[v]);
+    const uint32_t link = v == 0 ? 0 : static_cast<uint32_t>(b.states_[v].link);
     r[0] = static_cast<uint8_t>(link);
     r[1] = static_cast<uint8_t>(link >> 8);
     r[2] = static_cast<uint8_t>(link >> 16);
-    r[3] = static_cast<uint8_t>(std::min(b.len_[v], kMaxLength));
+    r[3] = static_cast<uint8_t>(std::min(b.states_[v].len, kMaxLength));
     if (begin[v] == begin[v + 1]) continue;  // no edges: top delta stays kNoEdge
     const uint32_t top = begin[v];
     if (close_ahead(etgt[top], v)) {

@@ -1,8 +1,9 @@
 // Suffix automata over int32 token strings: the index behind every drafting scope (see drafter.h for
 // why a SAM rather than a suffix trie).
 //  - SamBuilder: mutable, online. Generalized over many strings (add_string) for history shards, or
-//    one growing string (append) for a request's own context. Edges live in one open-addressing hash
-//    table keyed by (state, token) so every lookup, the root's included, is O(1).
+//    one growing string (append) for a request's own context. A state's first edge lives in its
+//    record (most states have one), further edges in one open-addressing hash table keyed by
+//    (state, token), so every lookup, the root's included, is O(1).
 //  - FrozenSam: compact read-only form built from a SamBuilder, with endpos counts. Per state the
 //    kTopEdges most frequent edges are stored first, most frequent first (O(1) greedy drafting and
 //    tree branching); the rest are sorted by token (binary search for matching). Each state is one
@@ -55,14 +56,26 @@ class SamBuilder {
   int32_t recent_repeat(int64_t& earlier_end) const;
   static constexpr int kRecentChain = 4;
   const std::vector<int32_t>& text() const { return text_; }
-  int64_t states() const { return static_cast<int64_t>(len_.size()); }
+  int64_t states() const { return static_cast<int64_t>(states_.size()); }
   int64_t bytes() const;
 
   friend class FrozenSam;
 
  private:
-  // One slot of the edge hash table: the key and what a lookup wants (the target), so a probe
-  // touches one cache line; `edge` indexes the per-edge arrays (clone copies, freezing).
+  // One state in one 32-byte record (aligned: never split over two cache lines), because what
+  // extending the automaton reads of a state (its length and link, its first edge, the own-context
+  // end positions) is read together. Most states have one out-edge, so the first one lives in the
+  // record and only further edges go to the hash table: a lookup in a state with one edge (most of
+  // a suffix-link walk) touches the state's own line and no table slot.
+  struct alignas(32) State {
+    int32_t len, link, firstpos;
+    int32_t lastpos, prevpos;   // own-context mode: a recent end and the one before it
+    int32_t first_token;        // -1: no out-edges
+    int32_t first_target;
+    int32_t more;               // further edges: head of a list in edge_*_, -1 = none
+  };
+  // One slot of the edge hash table (edges after a state's first): the key and what a lookup wants
+  // (the target), so a probe touches one cache line; `edge` indexes the per-edge arrays.
   struct Slot {
     uint64_t key;
     int32_t edge;
@@ -72,23 +85,18 @@ class SamBuilder {
   // last state never has out-edges, so append skips that lookup.
   int32_t extend(int32_t last, int32_t token, bool generalized);
   int32_t new_state(int32_t len, int32_t link, int32_t firstpos);
-  const Slot* find_slot(int32_t state, int32_t token) const;  // nullptr when absent
-  Slot* find_slot(int32_t state, int32_t token) {
-    return const_cast<Slot*>(std::as_const(*this).find_slot(state, token));
-  }
-  int32_t find_target(int32_t state, int32_t token) const {  // target state or -1
-    const Slot* s = find_slot(state, token);
-    return s ? s->target : -1;
-  }
+  Slot* find_slot(int32_t state, int32_t token);  // a further edge's slot, nullptr when absent
+  int32_t find_target(int32_t state, int32_t token);  // target state or -1
   // Adds the edge unless state already has one by token; returns the existing target or -1.
   int32_t add_edge_if_absent(int32_t state, int32_t token, int32_t target);
+  // Points state's edge by token at `to` if it currently leads to `from`; false otherwise.
+  bool retarget(int32_t state, int32_t token, int32_t from, int32_t to);
   void grow_table();
 
-  // states
-  std::vector<int32_t> len_, link_, firstpos_, edge_head_;
-  std::vector<int32_t> lastpos_, prevpos_;  // own-context mode: a recent end and the one before it
+  std::vector<State> states_;
   std::vector<uint32_t> cnt_;  // own end positions (accumulated along links on freeze)
-  // edges: singly linked per state (for cloning), indexed by the hash table
+  int64_t edges_ = 0;          // first edges + further edges
+  // further edges: singly linked per state (for cloning and freezing), indexed by the hash table
   std::vector<int32_t> edge_token_, edge_target_, edge_next_;  // edge_target_ mirrors the slots'
   std::vector<Slot> table_;
   uint64_t table_mask_ = 0;
