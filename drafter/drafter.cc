@@ -190,9 +190,11 @@ struct Drafter::Impl {
       walks_valid = false;
     }
   };
-  // Ended requests kept for reuse (at most kSpareRequests, each under kSpareBytes of automaton).
-  static constexpr size_t kSpareRequests = 16;
-  static constexpr int64_t kSpareBytes = 4 << 20;
+  // Ended requests kept for reuse (at most kSpareRequests, each under kSpareBytes of automaton):
+  // a round's worth (a GRPO round ends up to 256 requests and begins as many), so that a new round's
+  // requests neither allocate nor grow their tables; at most 256 MiB held.
+  static constexpr size_t kSpareRequests = 256;
+  static constexpr int64_t kSpareBytes = 1 << 20;
 
   explicit Impl(DrafterOptions o)
       : options(o),
