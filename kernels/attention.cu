@@ -367,6 +367,9 @@ Status paged_attention(const PagedAttentionParams& p, Stream stream) {
   if (p.kv_split_size < 0 || p.kv_split_size % kAttnTile != 0) {
     return invalid(kName, "kv_split_size must be 0 or a positive multiple of 64");
   }
+  if (p.kv_stages != 0 && p.kv_stages != 2 && p.kv_stages != 3) {
+    return invalid(kName, "kv_stages must be 0, 2 or 3");
+  }
   if (p.q == nullptr || p.k_cache == nullptr || p.v_cache == nullptr || p.block_table == nullptr ||
       p.query_start == nullptr || p.seq_lens == nullptr || p.out == nullptr) {
     return invalid(kName, "q, caches, block_table, query_start, seq_lens and out must be non-null");
@@ -415,7 +418,7 @@ Status paged_attention(const PagedAttentionParams& p, Stream stream) {
   a.out = dev(p.out);
   a.out_stride = p.out_stride;
   if (p.use_tensor_cores) {
-    return launch_attention_tc(a, p.head_dim, p.num_seqs, p.max_query_len, stream);
+    return launch_attention_tc(a, p.head_dim, p.num_seqs, p.max_query_len, p.kv_stages, stream);
   }
   const bool small = rows_per_warp(p.max_query_len, group) == 2;
   if (p.head_dim == 64) {

@@ -26,6 +26,11 @@ struct AttnArgs {
   int64_t num_tokens;
   int32_t splits;
   int32_t split_size;  // > 0: fixed split boundaries (batch-invariant mode)
+  // Tensor-core kernel's block order. 0: blockIdx.x = seq * num_kv_heads + kvh, blockIdx.y = chunk
+  // of query rows. 1: blockIdx.x = (seq * num_kv_heads + kvh) * row_chunks + chunk, so the chunks
+  // of one (sequence, kv head, split) run side by side and read its K/V tiles from L2, not memory.
+  int32_t chunk_major;
+  int32_t row_chunks;
   float qscale;  // scale * log2(e): scores live in the log2 domain (exp2)
   float* ws_o;   // [splits][num_tokens][num_heads][head_dim] normalised partial outputs
   float* ws_lse; // [splits][num_tokens][num_heads] log2-sum-exp of each partial (-inf: empty)
@@ -93,8 +98,9 @@ __device__ __forceinline__ uint64_t tree_mask(const int32_t* parents, int q0, in
 }
 
 // Launches the tensor-core kernel (attention_tc.cu) and the CUDA-core kernel (attention.cu).
+// kv_stages: PagedAttentionParams::kv_stages.
 Status launch_attention_tc(const AttnArgs& a, int32_t head_dim, int32_t num_seqs,
-                           int32_t max_query_len, Stream stream);
+                           int32_t max_query_len, int32_t kv_stages, Stream stream);
 // Rows (query token x q head of a group) one tensor-core block handles for this shape.
 int attention_tc_rows_per_block(int32_t max_query_len, int32_t group);
 // Resident blocks per multiprocessor of the tensor-core kernel's (free-split) layout for this

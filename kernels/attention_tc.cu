@@ -7,8 +7,13 @@
 // decode (<= 16 rows) all 4 warps share one row tile and split each 64-position K/V tile between
 // them (16 positions each, flash-decoding inside the block); for long queries each warp owns its
 // own 16 rows and all 64 positions (FlashAttention-2). The batch-invariant mode keeps the decode
-// layout for every shape and gives long queries blocks of NW = 8 or 16 warps (2 or 4 such row
-// tiles sharing each staged K/V tile), so a row's arithmetic never depends on the query count.
+// layout for every shape, so a row's arithmetic never depends on the query count, and gives
+// queries of more than 16 rows blocks of NW = 8 warps (two such row tiles sharing each staged K/V
+// tile) with at most 128 registers a thread, so that two blocks share a multiprocessor, three K/V
+// stages in flight, and the row chunks of one (sequence, kv head, split) launched side by side so
+// they read its K/V from L2 (before: one block of 16 warps alone on its multiprocessor, stalled at
+// every barrier; bench/results/deterministic_2026-12-02d.md). Its empty splits (fixed boundaries
+// past a sequence's end) write only their -inf log-sum-exp.
 // S = Q K^T comes out of the mma in the
 // C-fragment layout, which is reused as the A fragment of P V without a trip through shared
 // memory; V's B fragments come from ldmatrix.trans. K/V tiles are cp.async double-buffered, rows
@@ -43,7 +48,7 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
-template <int D, int WT, int NW>
+template <int D, int WT, int NW, int STAGES = 2>
 struct TcSmem {
   static constexpr int kWR = NW / WT;
   static constexpr int kRows = 16 * kWR;
@@ -53,12 +58,17 @@ struct TcSmem {
   // Epilogue (reuses the stages): per warp O[16][D] fp32, then m[16] and l[16].
   static constexpr size_t kEpilogueBytes = sizeof(float) * NW * 16 * (D + 2);
   static constexpr size_t kBytes =
-      2 * kStageBytes > kEpilogueBytes ? 2 * kStageBytes : kEpilogueBytes;
+      STAGES * kStageBytes > kEpilogueBytes ? STAGES * kStageBytes : kEpilogueBytes;
 };
 
-template <int D, int WT, int NW>
-__global__ void __launch_bounds__(NW * 32) paged_attention_tc_kernel(const AttnArgs a) {
-  using S = TcSmem<D, WT, NW>;
+// The fast mode's layouts (INVARIANT false) compile exactly as they always did. The batch-invariant
+// ones (INVARIANT true, WT = 4: NW = 4 for 16 rows, NW = 8 for more) run at least two blocks a
+// multiprocessor (NW = 8: at most 128 registers a thread), take their row chunk from blockIdx.x
+// where AttnArgs::chunk_major says so, and skip the work of an empty split.
+template <int D, int WT, int NW, int STAGES = 2, bool INVARIANT = false>
+__global__ void __launch_bounds__(NW * 32, INVARIANT ? 2 : 0) paged_attention_tc_kernel(const AttnArgs a) {
+  using S = TcSmem<D, WT, NW, STAGES>;
+  static_assert(STAGES == 2 || (INVARIANT && STAGES == 3), "the fast layouts double-buffer");
   constexpr int kThreads = NW * 32;
   constexpr int kTW = kAttnTile / WT;  // positions per warp per tile
   constexpr int kNT = kTW / 8;         // n-tiles of S per warp
@@ -72,11 +82,12 @@ __global__ void __launch_bounds__(NW * 32) paged_attention_tc_kernel(const AttnA
     return reinterpret_cast<__nv_bfloat16*>(smem + b * S::kStageBytes + S::kTileBytes);
   };
 
-  const int seq = blockIdx.x / a.num_kv_heads, kvh = blockIdx.x % a.num_kv_heads;
+  const unsigned seq_head = INVARIANT && a.chunk_major ? blockIdx.x / a.row_chunks : blockIdx.x;
+  const int seq = seq_head / a.num_kv_heads, kvh = seq_head % a.num_kv_heads;
   const int q0 = a.query_start[seq];
   const int n = a.query_start[seq + 1] - q0;
   const int rows_total = n * a.group;
-  const int row0 = blockIdx.y * S::kRows;
+  const int row0 = (INVARIANT && a.chunk_major ? blockIdx.x % a.row_chunks : blockIdx.y) * S::kRows;
   if (row0 >= rows_total) return;
   const int prefix = a.seq_lens[seq] - n;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -119,27 +130,51 @@ __global__ void __launch_bounds__(NW * 32) paged_attention_tc_kernel(const AttnA
   int start, end;
   split_range(kv_end, a.splits, a.split_size, blockIdx.z, &start, &end);
   const int ntiles = start < end ? (end - start + kAttnTile - 1) / kAttnTile : 0;
+  if constexpr (INVARIANT) {
+    if (ntiles == 0 && a.splits > 1) {
+      // A split past this block's rows: an empty partial, which the merge skips by its
+      // log-sum-exp alone (the output it would have written is never read).
+      for (int r = threadIdx.x; r < S::kRows && row0 + r < rows_total; r += kThreads) {
+        const int gr = row0 + r;
+        const int64_t prow = (blockIdx.z * a.num_tokens + q0 + gr / a.group) * a.num_heads +
+                             kvh * a.group + gr % a.group;
+        a.ws_lse[prow] = -INFINITY;
+      }
+      return;
+    }
+  }
 
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   float o[kDT][4];
 #pragma unroll
   for (int dt = 0; dt < kDT; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
 
+  // STAGES - 1 tiles in flight ahead of the one in use; one commit group per tile (empty past the
+  // last), so waiting until at most STAGES - 1 groups are pending means tile `it` has landed.
   if (ntiles > 0) {
     load_kv_tile<D, S::kStride, S::kStride, kThreads>(a, seq, kvh, start, end, kbuf(0), vbuf(0));
   }
   cp_async_commit();
-  for (int it = 0; it < ntiles; ++it) {
-    const int tile_start = start + it * kAttnTile;
-    if (it + 1 < ntiles) {
-      load_kv_tile<D, S::kStride, S::kStride, kThreads>(a, seq, kvh, tile_start + kAttnTile, end,
-                                              kbuf((it + 1) & 1), vbuf((it + 1) & 1));
+  if constexpr (STAGES == 3) {
+    if (ntiles > 1) {
+      load_kv_tile<D, S::kStride, S::kStride, kThreads>(a, seq, kvh, start + kAttnTile, end,
+                                                        kbuf(1), vbuf(1));
     }
     cp_async_commit();
-    cp_async_wait<1>();
+  }
+  for (int it = 0; it < ntiles; ++it) {
+    const int tile_start = start + it * kAttnTile;
+    if (it + STAGES - 1 < ntiles) {  // into the stage iteration it - 1 used
+      load_kv_tile<D, S::kStride, S::kStride, kThreads>(
+          a, seq, kvh, tile_start + (STAGES - 1) * kAttnTile, end,
+          kbuf(STAGES == 2 ? (it + 1) & 1 : (it + 2) % 3),
+          vbuf(STAGES == 2 ? (it + 1) & 1 : (it + 2) % 3));
+    }
+    cp_async_commit();
+    cp_async_wait<STAGES - 1>();
     __syncthreads();
-    const __nv_bfloat16* ks_tile = kbuf(it & 1) + (wt * kTW) * S::kStride;
-    const __nv_bfloat16* vs_tile = vbuf(it & 1) + (wt * kTW) * S::kStride;
+    const __nv_bfloat16* ks_tile = kbuf(STAGES == 2 ? it & 1 : it % 3) + (wt * kTW) * S::kStride;
+    const __nv_bfloat16* vs_tile = vbuf(STAGES == 2 ? it & 1 : it % 3) + (wt * kTW) * S::kStride;
 
     // S = Q K^T for this warp's kTW positions.
     float s[kNT][4];
@@ -215,7 +250,7 @@ __global__ void __launch_bounds__(NW * 32) paged_attention_tc_kernel(const AttnA
         mma_bf16(o[2 * dp + 1], pa, vb[2], vb[3]);
       }
     }
-    __syncthreads();  // stage `it & 1` is refilled by the next iteration's prefetch
+    __syncthreads();  // this stage is refilled by the next iteration's prefetch
   }
   cp_async_wait<0>();
   __syncthreads();  // the stages become the epilogue's scratch
@@ -283,25 +318,33 @@ __global__ void __launch_bounds__(NW * 32) paged_attention_tc_kernel(const AttnA
   }
 }
 
-template <int D, int WT, int NW = kAttnWarps>
+template <int D, int WT, int NW = kAttnWarps, int STAGES = 2, bool INVARIANT = false>
 cudaError_t set_tc_smem_limit() {
-  return cudaFuncSetAttribute(paged_attention_tc_kernel<D, WT, NW>,
+  return cudaFuncSetAttribute(paged_attention_tc_kernel<D, WT, NW, STAGES, INVARIANT>,
                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              static_cast<int>(TcSmem<D, WT, NW>::kBytes));
+                              static_cast<int>(TcSmem<D, WT, NW, STAGES>::kBytes));
 }
 
-template <int D, int WT, int NW = kAttnWarps>
-Status launch_tc(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Stream stream) {
-  using S = TcSmem<D, WT, NW>;
-  static const cudaError_t attr = set_tc_smem_limit<D, WT, NW>();
+// INVARIANT: the row chunks of one (sequence, kv head, split) side by side in blockIdx.x
+// (AttnArgs::chunk_major) where the block count fits it.
+template <int D, int WT, int NW = kAttnWarps, int STAGES = 2, bool INVARIANT = false>
+Status launch_tc(AttnArgs a, int32_t num_seqs, int32_t max_query_len, Stream stream) {
+  using S = TcSmem<D, WT, NW, STAGES>;
+  static const cudaError_t attr = set_tc_smem_limit<D, WT, NW, STAGES, INVARIANT>();
   if (attr != cudaSuccess) {
     return fail(Status::kLaunchFailed, "paged_attention", cudaGetErrorString(attr));
   }
   const int64_t rows = static_cast<int64_t>(max_query_len) * a.group;
-  const dim3 grid(static_cast<unsigned>(num_seqs) * a.num_kv_heads,
-                  static_cast<unsigned>((rows + S::kRows - 1) / S::kRows),
-                  static_cast<unsigned>(a.splits));
-  paged_attention_tc_kernel<D, WT, NW><<<grid, NW * 32, S::kBytes, stream>>>(a);
+  const int64_t chunks = (rows + S::kRows - 1) / S::kRows;
+  const int64_t seq_heads = static_cast<int64_t>(num_seqs) * a.num_kv_heads;
+  a.chunk_major = INVARIANT && chunks > 1 && seq_heads * chunks <= 0x7fffffff;
+  a.row_chunks = static_cast<int32_t>(chunks);
+  const dim3 grid = a.chunk_major
+                        ? dim3(static_cast<unsigned>(seq_heads * chunks), 1,
+                               static_cast<unsigned>(a.splits))
+                        : dim3(static_cast<unsigned>(seq_heads), static_cast<unsigned>(chunks),
+                               static_cast<unsigned>(a.splits));
+  paged_attention_tc_kernel<D, WT, NW, STAGES, INVARIANT><<<grid, NW * 32, S::kBytes, stream>>>(a);
   return launched("paged_attention (tensor cores)");
 }
 
@@ -335,11 +378,18 @@ int attention_tc_blocks_per_sm(int32_t head_dim, int32_t max_query_len, int32_t 
 }
 
 cudaError_t prepare_attention_tc() {
-  const cudaError_t errs[] = {set_tc_smem_limit<64, 1>(),     set_tc_smem_limit<64, 2>(),
-                              set_tc_smem_limit<64, 4>(),     set_tc_smem_limit<128, 1>(),
-                              set_tc_smem_limit<128, 2>(),    set_tc_smem_limit<128, 4>(),
-                              set_tc_smem_limit<64, 4, 8>(),  set_tc_smem_limit<64, 4, 16>(),
-                              set_tc_smem_limit<128, 4, 8>(), set_tc_smem_limit<128, 4, 16>()};
+  const cudaError_t errs[] = {set_tc_smem_limit<64, 1>(),
+                              set_tc_smem_limit<64, 2>(),
+                              set_tc_smem_limit<64, 4>(),
+                              set_tc_smem_limit<128, 1>(),
+                              set_tc_smem_limit<128, 2>(),
+                              set_tc_smem_limit<128, 4>(),
+                              set_tc_smem_limit<64, 4, 4, 2, true>(),
+                              set_tc_smem_limit<128, 4, 4, 2, true>(),
+                              set_tc_smem_limit<64, 4, 8, 2, true>(),
+                              set_tc_smem_limit<64, 4, 8, 3, true>(),
+                              set_tc_smem_limit<128, 4, 8, 2, true>(),
+                              set_tc_smem_limit<128, 4, 8, 3, true>()};
   for (cudaError_t e : errs) {
     if (e != cudaSuccess) return e;
   }
@@ -352,21 +402,22 @@ int attention_tc_rows_per_block(int32_t max_query_len, int32_t group) {
 }
 
 Status launch_attention_tc(const AttnArgs& a, int32_t head_dim, int32_t num_seqs,
-                           int32_t max_query_len, Stream stream) {
+                           int32_t max_query_len, int32_t kv_stages, Stream stream) {
   const int rows = attention_tc_rows_per_block(max_query_len, a.group);
   Status st;
   if (a.split_size > 0) {
     // Batch-invariant mode: every 16-row tile is computed the way the 16-row layout does it (4
-    // warps interleaving each KV tile, then merged), whatever the shape; long queries only put
-    // 2 or 4 such tiles in one block (8 or 16 warps) so they share each staged K/V tile.
+    // warps interleaving each KV tile, then merged), whatever the shape; more rows go two such
+    // tiles to a block of 8 warps (sharing each staged K/V tile), chunks side by side.
+    const bool three = kv_stages != 2;
     if (head_dim == 64) {
-      st = rows == 16   ? launch_tc<64, 4>(a, num_seqs, max_query_len, stream)
-           : rows == 32 ? launch_tc<64, 4, 8>(a, num_seqs, max_query_len, stream)
-                        : launch_tc<64, 4, 16>(a, num_seqs, max_query_len, stream);
+      st = rows == 16 ? launch_tc<64, 4, 4, 2, true>(a, num_seqs, max_query_len, stream)
+           : three    ? launch_tc<64, 4, 8, 3, true>(a, num_seqs, max_query_len, stream)
+                      : launch_tc<64, 4, 8, 2, true>(a, num_seqs, max_query_len, stream);
     } else {
-      st = rows == 16   ? launch_tc<128, 4>(a, num_seqs, max_query_len, stream)
-           : rows == 32 ? launch_tc<128, 4, 8>(a, num_seqs, max_query_len, stream)
-                        : launch_tc<128, 4, 16>(a, num_seqs, max_query_len, stream);
+      st = rows == 16 ? launch_tc<128, 4, 4, 2, true>(a, num_seqs, max_query_len, stream)
+           : three    ? launch_tc<128, 4, 8, 3, true>(a, num_seqs, max_query_len, stream)
+                      : launch_tc<128, 4, 8, 2, true>(a, num_seqs, max_query_len, stream);
     }
   } else if (head_dim == 64) {
     st = rows == 16   ? launch_tc<64, 4>(a, num_seqs, max_query_len, stream)

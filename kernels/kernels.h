@@ -179,6 +179,10 @@ struct PagedAttentionParams {
   // empty); if it is smaller the last split takes the rest: still correct, no longer invariant.
   // 0 (default): num_kv_splits chunks of equal length per block.
   int32_t kv_split_size = 0;
+  // Batch-invariant mode, queries of more than 16 rows per kv head (rows = query tokens x GQA
+  // group): K/V tiles in flight per block, 2 or 3; 0 (default) = 3. The same bits either way
+  // (a benchmark knob: bench/kernels/kernels_bench --deterministic times both).
+  int32_t kv_stages = 0;
   float* workspace = nullptr;     // >= paged_attention_workspace_bytes(...) when num_kv_splits > 1
   size_t workspace_bytes = 0;
   bf16* out = nullptr;

@@ -8,15 +8,16 @@
 // algorithm per (N, K, output type), chosen once (deterministically, from cuBLASLt's heuristic at
 // a fixed reference row count) with no split-K, checked on the device to give every row the same
 // bits at several row counts, so each output element is reduced over K in one fixed order whatever
-// the batch. Each range of row counts (1-32, 33-128, 129-511, 512 and up) then runs the fastest of
-// the candidates cuBLASLt proposes for that size that the same check shows to give exactly the
-// reference's bits (same accumulation order, other tiling), timed once on the device at start-up;
-// so the choice changes speed only, never a bit. That choice (GemmChoices) is made once per set and
-// may outlive the Gemm: the CUDA backend keeps one across SLEEP/WAKE_UP. In fast mode, products of up to LONGTAIL_MATVEC_ROWS
-// rows (default 0: none) go to kernels::matvec_bf16 instead, which streams the weight at a higher
-// bandwidth than cuBLAS's tiles for one row but not yet for 2..8 (bench/results/
-// gpu_2026-12-02b.md), and whose rounding differs from cuBLAS's, so a limit below the graph batch
-// bucket of 8 makes a sequence's fast-mode logits depend on whether its batch is above the limit.
+// the batch. Each range of row counts (1-16, 17-32, 33-64, 65-128, 129-256, 257-511, 512 and up)
+// then runs the fastest of the candidates cuBLASLt proposes for that size that the same check
+// shows to give exactly the reference's bits (same accumulation order, other tiling), timed once
+// on the device at start-up; so the choice changes speed only, never a bit. That choice
+// (GemmChoices) may outlive the Gemm: the CUDA backend keeps one across SLEEP/WAKE_UP.
+// In fast mode, products of up to LONGTAIL_MATVEC_ROWS rows (default 0: none) go to
+// kernels::matvec_bf16 instead, which streams the weight at a higher bandwidth than cuBLAS's tiles
+// for one row but not yet for 2..8 (bench/results/gpu_2026-12-02b.md), and whose rounding differs
+// from cuBLAS's, so a limit below the graph batch bucket of 8 makes a sequence's fast-mode logits
+// depend on whether its batch is above the limit.
 #pragma once
 
 #include <cublasLt.h>
