@@ -9,7 +9,9 @@
 // peer the generate() equivalent at batch 16/64/256 (the PyTorch peer's shapes). --compare-modes instead measures fast against deterministic mode
 // (BackendOptions::deterministic) in one process: decode and verify steps at batch 16/64/256,
 // context 512/4096, k = 1/2/4/8/16, each beside its roofline max(bytes / copy bandwidth,
-// FLOP / measured bf16 GEMM rate), and generate()-equivalent throughput at batch 16/64/256.
+// FLOP / measured bf16 GEMM rate), and generate()-equivalent throughput at batch 16/64/256
+// (--stages steps leaves the generate part out). --stages wake times SLEEP / WAKE_UP (level 1) of
+// a deterministic backend, and what choosing its GEMM algorithms afresh would add to each wake.
 #include <cublas_v2.h>
 #include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
@@ -31,6 +33,8 @@
 #include "bench_models.h"
 #include "policy/backend.h"
 #include "policy/cuda_backend.h"
+#include "policy/cuda_gemm.h"
+#include "policy/cuda_step_plan.h"
 
 namespace longtail::bench {
 namespace {
@@ -404,6 +408,61 @@ nlohmann::json bench_generate(Backend& be, std::mt19937& rng, int batch, int pro
           {"seconds", s},   {"prefill_seconds", prefill_s}, {"tokens_per_s", tps}};
 }
 
+// Level-1 sleep / wake round trips of a deterministic backend (KV cache of half the free memory,
+// as sleep_2026-12-02.md measured): ms of each sleep() and wake_up(), the GEMM choices the wakes
+// made (none: the backend keeps its choice), and the ms a fresh choice of the model's five product
+// shapes takes (what each wake cost before the choice was kept).
+nlohmann::json bench_wake(const NamedModel& m, std::mt19937& rng, int reps) {
+  policy::BackendOptions o;
+  o.kind = "cuda";
+  o.kv_memory_fraction = 0.5;
+  o.deterministic = true;
+  const auto t0 = Clock::now();
+  auto be = policy::make_cuda_backend_random(m.config, o, 1);
+  const double construct_s = seconds_since(t0);
+  {
+    Batch b(*be, 16, 511);
+    b.step(1, rng, true);
+  }
+  const size_t chosen = policy::cuda::GemmChoices::made_in_process();
+  std::vector<double> sleep_ms, wake_ms;
+  for (int i = 0; i < reps; ++i) {
+    auto t = Clock::now();
+    be->sleep(1);
+    sleep_ms.push_back(seconds_since(t) * 1e3);
+    t = Clock::now();
+    be->wake_up();
+    wake_ms.push_back(seconds_since(t) * 1e3);
+    Batch b(*be, 16, 511);
+    b.step(1, rng, true);
+  }
+  const size_t chosen_by_wakes = policy::cuda::GemmChoices::made_in_process() - chosen;
+  be.reset();
+  // A fresh choice for the same shapes, on a stream of its own.
+  const policy::ModelConfig& c = m.config;
+  cudaStream_t stream = nullptr;
+  cuda_ok(cudaStreamCreate(&stream), "cudaStreamCreate");
+  double choice_ms = 0;
+  {
+    policy::cuda::Gemm gemm(stream, true, policy::cuda::PlanLimits{}.max_tokens);
+    const int qkv_rows = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+    const auto t = Clock::now();
+    gemm.prepare(qkv_rows, c.hidden_size, true);
+    gemm.prepare(c.hidden_size, c.num_heads * c.head_dim, true);
+    gemm.prepare(2 * c.intermediate_size, c.hidden_size, false);
+    gemm.prepare(c.hidden_size, c.intermediate_size, true);
+    gemm.prepare(c.vocab_size, c.hidden_size, true);
+    choice_ms = seconds_since(t) * 1e3;
+  }
+  cudaStreamDestroy(stream);
+  spdlog::info("wake {}: backend made in {:.2f} s; sleep {:.1f} ms, wake_up {:.1f} ms (medians of {}); "
+               "{} GEMM choices made by the wakes; a fresh GEMM choice takes {:.0f} ms",
+               m.name, construct_s, median(sleep_ms), median(wake_ms), reps, chosen_by_wakes, choice_ms);
+  return {{"name", m.name},          {"construct_s", construct_s}, {"sleep_ms", sleep_ms},
+          {"wake_ms", wake_ms},      {"gemm_choices_made_by_wakes", chosen_by_wakes},
+          {"fresh_gemm_choice_ms", choice_ms}};
+}
+
 int run(int argc, char** argv) {
   std::string models = "0.5b,1.5b,7b", json_out = "gpu_bench.json", yaml_out;
   int steps = 20, verify_steps = 8, kmax = 16;
@@ -432,7 +491,7 @@ int run(int argc, char** argv) {
     else if (a == "--temperature") g_temperature = std::stof(next());
     else throw std::invalid_argument("unknown argument " + a +
                                      " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K"
-                                     " --profile batch:context:k[,...] --deterministic --compare-modes --stages decode,verify,prefill,generate,tree,peer"
+                                     " --profile batch:context:k[,...] --deterministic --compare-modes --stages decode,verify,prefill,generate,tree,peer|steps|wake"
                                      " --temperature T)");
   }
   if (!policy::cuda_device_present()) throw std::runtime_error("no CUDA device");
@@ -459,6 +518,11 @@ int run(int argc, char** argv) {
     const std::string name = list.substr(0, comma);
     list = comma == std::string::npos ? "" : list.substr(comma + 1);
     const NamedModel m = qwen25_shape(name);
+    if (stages == ",wake,") {
+      result["models"].push_back(bench_wake(m, rng, std::max(1, steps)));
+      std::ofstream(json_out) << result.dump(2);
+      continue;
+    }
     if (compare_modes) {
       nlohmann::json mj = {{"name", m.name}};
       for (const bool det : {false, true}) {
@@ -473,6 +537,7 @@ int run(int argc, char** argv) {
         mj[det ? "deterministic" : "fast"] = bench_steps(*be, st, copy_bw, gemm_flops, rng, steps);
         // The generate() equivalent the PyTorch peer (../shared/tools/torch_decode_peer.py)
         // measures: prompt 128, 256 new tokens at T = 1, batch 16 / 64 / 256.
+        if (stages.find(",generate,") == std::string::npos) continue;
         nlohmann::json gen = nlohmann::json::array();
         for (int batch : {16, 64, 256}) gen.push_back(bench_generate(*be, rng, batch, 128, 256));
         mj[det ? "deterministic_generate" : "fast_generate"] = gen;

@@ -2,6 +2,10 @@
 // sampler on the GPU with CUDA events, medians of many runs, inputs rotated across several cache
 // regions so L2 does not hold them; prints a markdown table whose bandwidth column is relative to
 // a device-to-device copy measured in the same run. Usage: kernels_bench [--quick]
+// kernels_bench --deterministic instead times the batch-invariant attention (fixed 1024-position
+// splits, as the deterministic backend runs it) against the fast mode's (chosen and wave-balanced
+// splits, as the fast backend runs it) at the 1.5B and 7B head shapes, batch 16/64/256, context
+// 512/4096, k = 1/2/4/8/16: the attention part of the deterministic mode's step cost.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -75,10 +79,136 @@ struct Shape {
   int32_t heads, kv, dim;
 };
 
+// One attention launch's timing harness: a batch at context ctx verifying k tokens each, block
+// tables rotated over a pool of random K/V blocks so L2 does not hold them.
+struct AttentionCase {
+  const Shape& sh;
+  lk::bf16 *kc, *vc;
+  int64_t pool_blocks;
+  int32_t batch, ctx, k;
+};
+
+// Median us of paged_attention for `c` with num_kv_splits = splits, kv_split_size = split_size and
+// kv_stages = stages.
+double time_attention(const AttentionCase& c, int32_t splits, int32_t split_size, int32_t stages,
+                      int iters) {
+  const int32_t B = 16, len = c.ctx + c.k, nb = (len + B - 1) / B;
+  const int64_t need = static_cast<int64_t>(c.batch) * nb;
+  if (need > c.pool_blocks) return -1;
+  const int rot = static_cast<int>(std::min<int64_t>(8, c.pool_blocks / need));
+  std::vector<int32_t> table(static_cast<size_t>(rot) * c.batch * nb), perm(c.pool_blocks);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937_64(c.batch * 31 + c.ctx));
+  std::copy_n(perm.begin(), table.size(), table.begin());
+  std::vector<int32_t> qs(c.batch + 1), lens(c.batch, len);
+  for (int32_t s = 0; s <= c.batch; ++s) qs[s] = s * c.k;
+  const int64_t T = static_cast<int64_t>(c.batch) * c.k;
+  int32_t* d_table = dalloc<int32_t>(table.size());
+  int32_t* d_qs = dalloc<int32_t>(qs.size());
+  int32_t* d_lens = dalloc<int32_t>(lens.size());
+  check(cudaMemcpy(d_table, table.data(), table.size() * 4, cudaMemcpyHostToDevice), "table");
+  check(cudaMemcpy(d_qs, qs.data(), qs.size() * 4, cudaMemcpyHostToDevice), "qs");
+  check(cudaMemcpy(d_lens, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice), "lens");
+  lk::bf16* q = dalloc<lk::bf16>(T * c.sh.heads * c.sh.dim);
+  lk::bf16* out = dalloc<lk::bf16>(T * c.sh.heads * c.sh.dim);
+  fill_random_bf16(q, T * c.sh.heads * c.sh.dim, 3);
+  const size_t ws_bytes = lk::paged_attention_workspace_bytes(T, c.sh.heads, c.sh.dim, splits);
+  float* ws = dalloc<float>(ws_bytes / 4 + 1);
+  lk::PagedAttentionParams p;
+  p.q = q;
+  p.q_stride = static_cast<int64_t>(c.sh.heads) * c.sh.dim;
+  p.k_cache = c.kc;
+  p.v_cache = c.vc;
+  p.block_table_stride = nb;
+  p.block_size = B;
+  p.query_start = d_qs;
+  p.seq_lens = d_lens;
+  p.num_seqs = c.batch;
+  p.num_tokens = T;
+  p.max_query_len = c.k;
+  p.num_heads = c.sh.heads;
+  p.num_kv_heads = c.sh.kv;
+  p.head_dim = c.sh.dim;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(c.sh.dim));
+  p.num_kv_splits = splits;
+  p.kv_split_size = split_size;
+  p.kv_stages = stages;
+  p.workspace = ws;
+  p.workspace_bytes = ws_bytes;
+  p.out = out;
+  p.out_stride = p.q_stride;
+  const double ms = median_ms(
+      [&](int i) {
+        p.block_table = d_table + static_cast<size_t>(i % rot) * c.batch * nb;
+        check(lk::paged_attention(p, nullptr), "paged_attention");
+      },
+      iters);
+  for (void* d : {static_cast<void*>(d_table), static_cast<void*>(d_qs), static_cast<void*>(d_lens),
+                  static_cast<void*>(q), static_cast<void*>(out), static_cast<void*>(ws)})
+    cudaFree(d);
+  return ms * 1e3;
+}
+
+// --deterministic: fast-mode attention (splits as the fast backend picks them: chosen, then
+// balanced over the waves) against the deterministic mode's fixed 1024-position splits.
+void bench_deterministic_attention(const cudaDeviceProp& prop, double copy_gbs) {
+  constexpr int32_t kSplit = 1024;  // policy's ForwardRunner::kDeterministicSplit
+  const int32_t B = 16;
+  std::printf("Attention, fast vs deterministic (fixed %d-position splits); GB/s counts the K/V "
+              "bytes of all cached positions.\n\n", kSplit);
+  std::printf("| shape | batch | ctx | k | fast splits | fast us | det splits | det us | det / fast | "
+              "det of copy | det us, 2 K/V stages | det us, split 512 | det us, split 2048 |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+  const Shape shapes[] = {{"qwen2.5-1.5b", 12, 2, 128}, {"qwen2.5-7b", 28, 4, 128}};
+  for (const Shape& sh : shapes) {
+    const size_t slot_elems = static_cast<size_t>(sh.kv) * sh.dim;
+    const int64_t pool_blocks = static_cast<int64_t>((size_t{8} << 30) / (2 * B * slot_elems * 2));
+    lk::bf16* kc = dalloc<lk::bf16>(pool_blocks * B * slot_elems);
+    lk::bf16* vc = dalloc<lk::bf16>(pool_blocks * B * slot_elems);
+    fill_random_bf16(kc, pool_blocks * B * slot_elems, 1);
+    fill_random_bf16(vc, pool_blocks * B * slot_elems, 2);
+    for (int32_t ctx : {512, 4096}) {
+      for (int32_t batch : {16, 64, 256}) {
+        for (int32_t k : {1, 2, 4, 8, 16}) {
+          const AttentionCase c{sh, kc, vc, pool_blocks, batch, ctx, k};
+          const int32_t len = ctx + k;
+          const int32_t max_splits = std::max(1, lk::paged_attention_choose_splits(
+                                                     1, sh.heads, sh.kv, 1, 4 * 32768, prop.multiProcessorCount));
+          int32_t fast_splits = lk::paged_attention_choose_splits(batch, sh.heads, sh.kv, k, len,
+                                                                  prop.multiProcessorCount);
+          fast_splits = lk::paged_attention_balance_splits(fast_splits, max_splits, batch, sh.heads,
+                                                           sh.kv, sh.dim, k, len);
+          // As a captured graph's pass sizes them: the block table's width rounded up to a power
+          // of two (at least 16 blocks), splits for all of it (the surplus ones are empty).
+          int32_t width = 16;
+          while (width * B < len) width *= 2;
+          auto splits_of = [&](int32_t size) { return (width * B + size - 1) / size; };
+          const int32_t det_splits = splits_of(kSplit);
+          const double fast_us = time_attention(c, fast_splits, 0, 0, 20);
+          const double det_us = time_attention(c, det_splits, kSplit, 0, 20);
+          const double det2_us = time_attention(c, det_splits, kSplit, 2, 20);
+          // Other fixed split sizes (other bits, the same invariance): what the choice costs.
+          const double det512_us = time_attention(c, splits_of(512), 512, 0, 20);
+          const double det2048_us = time_attention(c, splits_of(2048), 2048, 0, 20);
+          if (fast_us < 0 || det_us < 0) continue;
+          const double gbs = 2.0 * batch * len * slot_elems * 2 / (det_us * 1e-6) / 1e9;
+          std::printf("| %s | %d | %d | %d | %d | %.1f | %d | %.1f | %.2fx | %.0f%% | %.1f | %.1f | "
+                      "%.1f |\n",
+                      sh.name, batch, ctx, k, fast_splits, fast_us, det_splits, det_us,
+                      det_us / fast_us, 100.0 * gbs / copy_gbs, det2_us, det512_us, det2048_us);
+        }
+      }
+    }
+    cudaFree(kc);
+    cudaFree(vc);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const bool deterministic = argc > 1 && std::strcmp(argv[1], "--deterministic") == 0;
   try {
     cudaDeviceProp prop{};
     check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
@@ -97,6 +227,10 @@ int main(int argc, char** argv) {
     check(cudaFree(src), "free");
     check(cudaFree(dst), "free");
     std::printf("device-to-device copy: %.1f GB/s (read + write)\n\n", copy_gbs);
+    if (deterministic) {
+      bench_deterministic_attention(prop, copy_gbs);
+      return 0;
+    }
 
     // Pool of KV blocks large enough that rotating block tables defeats the L2 cache.
     const int32_t B = 16;
