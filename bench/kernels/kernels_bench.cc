@@ -88,10 +88,10 @@ struct AttentionCase {
   int32_t batch, ctx, k;
 };
 
-// Median us of paged_attention for `c` with num_kv_splits = splits, kv_split_size = split_size and
-// kv_stages = stages.
+// Median us of paged_attention for `c` with num_kv_splits = splits, kv_split_size = split_size,
+// kv_stages = stages, on the tensor cores or the CUDA-core kernel; -1 when the pool is too small.
 double time_attention(const AttentionCase& c, int32_t splits, int32_t split_size, int32_t stages,
-                      int iters) {
+                      int iters, bool tensor_cores = true) {
   const int32_t B = 16, len = c.ctx + c.k, nb = (len + B - 1) / B;
   const int64_t need = static_cast<int64_t>(c.batch) * nb;
   if (need > c.pool_blocks) return -1;
@@ -133,6 +133,7 @@ double time_attention(const AttentionCase& c, int32_t splits, int32_t split_size
   p.num_kv_splits = splits;
   p.kv_split_size = split_size;
   p.kv_stages = stages;
+  p.use_tensor_cores = tensor_cores;
   p.workspace = ws;
   p.workspace_bytes = ws_bytes;
   p.out = out;
@@ -255,78 +256,24 @@ int main(int argc, char** argv) {
             if (k == 8 && batch != 64 && batch != 16) continue;
             if (quick && (batch == 1 || ctx == 512)) continue;
             const int32_t len = ctx + k;  // ctx cached + k new
-            const int32_t nb = (len + B - 1) / B;
-            const int64_t need = static_cast<int64_t>(batch) * nb;
-            if (need > pool_blocks) continue;
-            const int rot = static_cast<int>(std::min<int64_t>(8, pool_blocks / need));
-            std::vector<int32_t> table(static_cast<size_t>(rot) * batch * nb);
-            std::vector<int32_t> perm(pool_blocks);
-            std::iota(perm.begin(), perm.end(), 0);
-            std::shuffle(perm.begin(), perm.end(), std::mt19937_64(batch * 31 + ctx));
-            std::copy_n(perm.begin(), table.size(), table.begin());
-            int32_t* d_table = dalloc<int32_t>(table.size());
-            check(cudaMemcpy(d_table, table.data(), table.size() * 4, cudaMemcpyHostToDevice), "t");
-            std::vector<int32_t> qs(batch + 1), lens(batch, len);
-            for (int32_t s = 0; s <= batch; ++s) qs[s] = s * k;
-            int32_t* d_qs = dalloc<int32_t>(qs.size());
-            int32_t* d_lens = dalloc<int32_t>(lens.size());
-            check(cudaMemcpy(d_qs, qs.data(), qs.size() * 4, cudaMemcpyHostToDevice), "qs");
-            check(cudaMemcpy(d_lens, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice), "l");
-            const int64_t T = static_cast<int64_t>(batch) * k;
-            lk::bf16* q = dalloc<lk::bf16>(T * sh.heads * sh.dim);
-            lk::bf16* out = dalloc<lk::bf16>(T * sh.heads * sh.dim);
-            fill_random_bf16(q, T * sh.heads * sh.dim, 3);
+            const AttentionCase c{sh, kc, vc, pool_blocks, batch, ctx, k};
             const int32_t splits = lk::paged_attention_choose_splits(
                 batch, sh.heads, sh.kv, k, len, prop.multiProcessorCount);
-            const size_t ws_bytes =
-                lk::paged_attention_workspace_bytes(T, sh.heads, sh.dim, 2 * splits);
-            float* ws = dalloc<float>(ws_bytes / 4 + 1);
-            lk::PagedAttentionParams p;
-            p.q = q;
-            p.q_stride = static_cast<int64_t>(sh.heads) * sh.dim;
-            p.k_cache = kc;
-            p.v_cache = vc;
-            p.block_table_stride = nb;
-            p.block_size = B;
-            p.query_start = d_qs;
-            p.seq_lens = d_lens;
-            p.num_seqs = batch;
-            p.num_tokens = T;
-            p.max_query_len = k;
-            p.num_heads = sh.heads;
-            p.num_kv_heads = sh.kv;
-            p.head_dim = sh.dim;
-            p.scale = 1.0f / std::sqrt(static_cast<float>(sh.dim));
-            p.num_kv_splits = splits;
-            p.workspace = ws;
-            p.workspace_bytes = ws_bytes;
-            p.out = out;
-            p.out_stride = p.q_stride;
-            double ms[3];
-            for (int impl = 0; impl < 3; ++impl) {
-              // 0: tensor cores, chosen splits; 1: CUDA-core kernel; 2: tensor cores, 2x splits.
-              p.use_tensor_cores = impl != 1;
-              p.num_kv_splits = impl == 2 ? std::min(2 * splits, std::max(1, len / 64)) : splits;
-              ms[impl] = median_ms(
-                  [&](int i) {
-                    p.block_table = d_table + static_cast<size_t>(i % rot) * batch * nb;
-                    check(lk::paged_attention(p, nullptr), "paged_attention");
-                  },
-                  quick ? 10 : 30);
-            }
+            const int iters = quick ? 10 : 30;
+            // Tensor cores with the chosen splits; the CUDA-core kernel; tensor cores, 2x splits.
+            const double us[3] = {
+                time_attention(c, splits, 0, 0, iters),
+                time_attention(c, splits, 0, 0, iters, /*tensor_cores=*/false),
+                time_attention(c, std::min(2 * splits, std::max(1, len / 64)), 0, 0, iters)};
+            if (us[0] < 0) continue;
+            const int64_t T = static_cast<int64_t>(batch) * k;
             const double bytes = 2.0 * batch * len * slot_elems * 2 + 2.0 * T * sh.heads * sh.dim * 2;
-            const double gbs = bytes / (ms[0] * 1e-3) / 1e9;
+            const double gbs = bytes / (us[0] * 1e-6) / 1e9;
             std::printf(
                 "| paged_attention | %s | %d | %d | %d | %d | %.1f | %.0f | %.0f%% | %.1f | %.2fx | "
                 "%.1f |\n",
-                sh.name, batch, ctx, k, splits, ms[0] * 1e3, gbs, 100.0 * gbs / copy_gbs,
-                ms[1] * 1e3, ms[1] / ms[0], ms[2] * 1e3);
-            cudaFree(d_table);
-            cudaFree(d_qs);
-            cudaFree(d_lens);
-            cudaFree(q);
-            cudaFree(out);
-            cudaFree(ws);
+                sh.name, batch, ctx, k, splits, us[0], gbs, 100.0 * gbs / copy_gbs, us[1],
+                us[1] / us[0], us[2]);
           }
         }
       }
