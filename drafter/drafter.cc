@@ -179,6 +179,11 @@ struct Drafter::Impl {
     Proposed last;
     ScopeWalk walks[2];              // prompt, global: valid while walks_valid
     bool walks_valid = false;        // set by propose() for the next observe() (same generation)
+    // Emitted tokens the matches have not advanced over yet: scope s still has to consume
+    // pending[pending_from[s]..]. observe() leaves them to the next proposal, which advances a
+    // whole batch's matches interleaved (advance_pending), so their cache misses overlap.
+    std::vector<int32_t> pending;
+    size_t pending_from[2] = {0, 0};
     // A new sequence in this (ended) request's storage.
     void restart(std::string_view id) {
       prompt_id.assign(id);
@@ -188,6 +193,7 @@ struct Drafter::Impl {
       prompt_match = global_match = {};
       last.pending = false;
       walks_valid = false;
+      pending.clear();
     }
   };
   // Ended requests kept for reuse (at most kSpareRequests, each under kSpareBytes of automaton):
@@ -224,11 +230,65 @@ struct Drafter::Impl {
     r.global_sam = options.use_global_scope ? history.global_sam() : nullptr;
     r.prompt_match = {};
     r.global_match = {};
+    r.pending.clear();  // the own text holds them: re-fed below
     for (const int32_t t : r.own.text()) {
       if (r.prompt_sam) r.prompt_sam->advance(r.prompt_match, t);
       if (r.global_sam) r.global_sam->advance(r.global_match, t);
     }
     r.synced_generation = history.generation();
+  }
+
+  // Emitted tokens join the matches' pending ones; what the last proposal's walks cover is
+  // followed at once (no index reads).
+  void defer_advance(Request& r, std::span<const int32_t> emitted) const {
+    const bool fresh = r.pending.empty();
+    r.pending.insert(r.pending.end(), emitted.begin(), emitted.end());
+    if (!fresh) return;
+    SamMatch* matches[2] = {&r.prompt_match, &r.global_match};
+    const FrozenSam* sams[2] = {r.prompt_sam, r.global_sam};
+    for (int s = 0; s < 2; ++s) {
+      r.pending_from[s] = sams[s] && r.walks_valid ? r.walks[s].follow(emitted, *matches[s]) : 0;
+    }
+  }
+
+  // Advances the pending tokens of requests rs[0..n) (synced ones): one advance_step per match
+  // per round, each match's next lines asked for a round ahead, so the index misses of a batch
+  // overlap instead of queueing one after another. Same steps per match as advance().
+  void advance_pending(Request* const* rs, size_t n) const {
+    struct Walker {
+      const FrozenSam* sam;
+      SamMatch* m;
+      const int32_t* tokens;
+      size_t at, end;
+    };
+    thread_local std::vector<Walker> walkers;
+    walkers.clear();
+    const uint64_t generation = history.generation();
+    for (size_t i = 0; i < n; ++i) {
+      Request& r = *rs[i];
+      if (r.pending.empty()) continue;
+      if (r.synced_generation != generation) continue;  // sync() re-feeds the whole context
+      const FrozenSam* sams[2] = {r.prompt_sam, r.global_sam};
+      SamMatch* matches[2] = {&r.prompt_match, &r.global_match};
+      for (int s = 0; s < 2; ++s) {
+        if (!sams[s] || r.pending_from[s] >= r.pending.size()) continue;
+        walkers.push_back({sams[s], matches[s], r.pending.data(), r.pending_from[s], r.pending.size()});
+        sams[s]->prefetch(matches[s]->state);
+      }
+    }
+    while (!walkers.empty()) {
+      for (const Walker& w : walkers) w.sam->prefetch_step(*w.m, w.tokens[w.at]);
+      size_t kept = 0;
+      for (Walker& w : walkers) {
+        if (w.sam->advance_step(*w.m, w.tokens[w.at]) && ++w.at == w.end) continue;
+        w.sam->prefetch(w.m->state);
+        walkers[kept++] = w;
+      }
+      walkers.resize(kept);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (rs[i]->synced_generation == generation) rs[i]->pending.clear();
+    }
   }
 
   int32_t limit(int32_t budget, int32_t match_length) const {
@@ -514,6 +574,8 @@ struct Drafter::Impl {
     r.walks_valid = false;
     if (q.budget <= 0) return;
     sync(r);
+    Request* one = &r;
+    advance_pending(&one, 1);
     r.walks[0].clear();
     r.walks[1].clear();
     r.walks_valid = true;
@@ -609,14 +671,7 @@ void Drafter::observe(uint64_t uid, std::span<const int32_t> accepted) {
   impl_->learn(r, accepted);
   for (const int32_t t : accepted) r.own.append(t);
   // Not synced: the next propose re-syncs from the whole context.
-  if (r.synced_generation != impl_->history.generation()) return;
-  const FrozenSam* sams[2] = {r.prompt_sam, r.global_sam};
-  SamMatch* matches[2] = {&r.prompt_match, &r.global_match};
-  for (int s = 0; s < 2; ++s) {
-    if (!sams[s]) continue;
-    const size_t followed = r.walks_valid ? r.walks[s].follow(accepted, *matches[s]) : 0;
-    for (size_t j = followed; j < accepted.size(); ++j) sams[s]->advance(*matches[s], accepted[j]);
-  }
+  if (r.synced_generation == impl_->history.generation()) impl_->defer_advance(r, accepted);
   r.walks_valid = false;
 }
 
@@ -675,6 +730,7 @@ void Drafter::propose_batch(std::span<const DraftRequest> requests, std::span<Dr
   auto run = [&, rs](size_t begin, size_t end) {
     // Each proposal starts with a cache miss per scope (its match state); asking for the next
     // requests' lines ahead overlaps those misses with this request's work.
+    impl_->advance_pending(rs + begin, end - begin);
     constexpr size_t kAhead = 2;
     for (size_t i = begin; i < std::min(end, begin + kAhead); ++i) impl_->prefetch(*rs[i]);
     for (size_t i = begin; i < end; ++i) {

@@ -408,22 +408,43 @@ int32_t FrozenSam::find(int32_t state, int32_t token) const {
   return lo < e && rest_token_[lo] == t ? rest_target(state, lo) : -1;
 }
 
-void FrozenSam::advance(SamMatch& m, int32_t token) const {
-  if (states_ == 0) return;
-  for (;;) {
-    const int32_t t = find(m.state, token);
-    if (t >= 0) {
-      m.state = t;
-      ++m.length;
-      return;
-    }
-    if (m.state == 0) {
-      m.length = 0;
-      return;
-    }
-    m.state = suffix_link(m.state);
-    m.length = length(m.state);
+bool FrozenSam::advance_step(SamMatch& m, int32_t token) const {
+  if (states_ == 0) return true;
+  if (m.length < 0) m.length = length(m.state);
+  const int32_t t = find(m.state, token);
+  if (t >= 0) {
+    m.state = t;
+    ++m.length;
+    return true;
   }
+  if (m.state == 0) {
+    m.length = 0;
+    return true;
+  }
+  m.state = suffix_link(m.state);
+  m.length = -1;
+  return false;
+}
+
+void FrozenSam::prefetch_step(const SamMatch& m, int32_t token) const {
+  if (states_ == 0 || token < 0) return;
+  const uint64_t r = record(m.state);
+  if (top_delta(r) == kNoEdge || top_token(m.state) == static_cast<uint32_t>(token)) return;
+  const uint32_t b = rest_begin(m.state), e = rest_begin(m.state + 1);
+  if (b == e) return;
+  // find() scans short lists from the start and bisects the by-token part of long ones.
+  const uint32_t sorted = b + kTopEdges - 1;
+  if (e - b <= kTopEdges + 8) {
+    __builtin_prefetch(rest_token_.address(b));
+    rest_target_.prefetch(b);
+    return;
+  }
+  // The first probes of the bisection: the middle and both quarters.
+  const uint32_t n = e - sorted;
+  __builtin_prefetch(rest_token_.address(b));
+  __builtin_prefetch(rest_token_.address(sorted + n / 2));
+  __builtin_prefetch(rest_token_.address(sorted + n / 4));
+  __builtin_prefetch(rest_token_.address(sorted + n / 2 + n / 4));
 }
 
 void FrozenSam::draft(const SamMatch& m, int32_t budget, double min_prob,

@@ -118,6 +118,7 @@ class U24Array {
     return v & kMax;
   }
   size_t size() const { return size_; }
+  const void* address(size_t i) const { return bytes_.data() + 3 * i; }  // for prefetching
   int64_t bytes() const { return static_cast<int64_t>(bytes_.capacity()); }
 
  private:
@@ -149,6 +150,12 @@ class EscapedArray {
     return get(i, escaped);
   }
   const void* address(size_t i) const { return small_.data() + i; }  // for prefetching
+  // Asks for the lines get(i) reads (the side table's rank and bitmap words too: far targets).
+  void prefetch(size_t i) const {
+    __builtin_prefetch(small_.data() + i);
+    __builtin_prefetch(bits_.data() + (i >> 6));
+    __builtin_prefetch(rank_.data() + (i >> 6));
+  }
   size_t size() const { return small_.size(); }
   int64_t bytes() const;
 
@@ -195,7 +202,20 @@ class FrozenSam {
   bool empty() const { return states_ <= 1; }
   int32_t find(int32_t state, int32_t token) const;  // target state or -1
   // One token of context: follow the edge, or fall back along suffix links (amortised O(1)).
-  void advance(SamMatch& m, int32_t token) const;
+  void advance(SamMatch& m, int32_t token) const {
+    while (!advance_step(m, token)) {
+    }
+  }
+  // One try of advance(): follows the edge by token (true: the token is consumed), or moves m to
+  // its suffix link (false: try again from there; m.length is then -1 until the next try reads it
+  // from the link's record, so a caller that prefetches that record in between does not wait for
+  // it). Lets a caller interleave many matches' advances and ask for each one's next state ahead
+  // (prefetch, prefetch_step), so their cache misses overlap.
+  bool advance_step(SamMatch& m, int32_t token) const;
+  // Asks for the lines the next advance_step(m, token) reads beyond m's record, which must be in
+  // cache already (prefetch()): the other edges' tokens and targets unless the most frequent edge
+  // is the token's. A hint; no effect on results.
+  void prefetch_step(const SamMatch& m, int32_t token) const;
   // Greedy most-frequent path from m: appends up to budget tokens while cnt(path)/cnt(start) stays
   // >= min_prob. probs[i] = path probability up to token i.
   // prior > 0 shrinks the estimate of rarely seen contexts: cnt(path) / (cnt(start) + prior).
@@ -225,6 +245,7 @@ class FrozenSam {
   void prefetch(int32_t state) const {
     __builtin_prefetch(records_.data() + kRecordBytes * static_cast<size_t>(state));
     __builtin_prefetch(cnt_.address(static_cast<size_t>(state)));
+    __builtin_prefetch(rest_base_.data() + (static_cast<size_t>(state) >> 6));
   }
   int64_t states() const { return states_; }
   int64_t edges() const { return edges_; }

@@ -171,6 +171,66 @@ TEST(Drafter, BatchWithThreadsEqualsSerial) {
   EXPECT_GT(nonempty, reqs.size() / 2);
 }
 
+// observe() leaves the history matches' advance to the next proposal (advance_pending, a whole
+// batch interleaved): however the tokens arrive (one per step with proposals between, several
+// observes between proposals, a round published in between), the matches and so the drafts must
+// equal those of a request that starts with the whole context as its prompt.
+TEST(Drafter, DeferredAdvancesEqualAFreshMatch) {
+  workload::WorkloadOptions w;
+  w.prompts = 4;
+  w.samples = 8;
+  w.rounds = 3;
+  w.median_len = 150;
+  const auto rollouts = workload::generate_workload(w);
+  DrafterOptions o;
+  o.calibrate = false;  // drafts depend on the matches alone
+  Drafter stepped(o), bunched(o), fresh(o);
+  for (auto* d : {&stepped, &bunched, &fresh}) {
+    for (const auto& r : rollouts) {
+      if (r.round == 0) d->add_rollout(r.prompt_id, r.prompt_tokens, r.response_tokens, 0);
+    }
+    d->end_round(0);
+  }
+  uint64_t uid = 0;
+  size_t compared = 0, nonempty = 0;
+  for (const auto& r : rollouts) {
+    if (r.round != 1) continue;
+    ++uid;
+    stepped.begin_request(uid, r.prompt_id, r.prompt_tokens);
+    bunched.begin_request(uid, r.prompt_id, r.prompt_tokens);
+    const auto& resp = r.response_tokens;
+    const size_t n = std::min<size_t>(resp.size(), 60);
+    for (size_t i = 0; i < n; ++i) {
+      stepped.propose(uid, 8);  // walks the proposal, which the next observe follows
+      stepped.observe(uid, std::span<const int32_t>(resp.data() + i, 1));
+    }
+    for (size_t i = 0; i < n; i += 7) {
+      bunched.observe(uid, std::span<const int32_t>(resp.data() + i, std::min<size_t>(7, n - i)));
+      if (i == 21) {  // a round published between observes: the matches re-sync from the text
+        for (auto* d : {&stepped, &bunched, &fresh}) d->end_round(1);
+      }
+    }
+    Str context = r.prompt_tokens;
+    context.insert(context.end(), resp.begin(), resp.begin() + static_cast<std::ptrdiff_t>(n));
+    fresh.begin_request(uid, r.prompt_id, context);
+    for (const bool tree : {false, true}) {
+      const DraftRequest q{uid, 16, tree};
+      Draft a, b, c;
+      stepped.propose_batch({&q, 1}, {&a, 1});
+      bunched.propose_batch({&q, 1}, {&b, 1});
+      fresh.propose_batch({&q, 1}, {&c, 1});
+      EXPECT_EQ(a.tokens, c.tokens) << "uid " << uid;
+      EXPECT_EQ(b.tokens, c.tokens) << "uid " << uid;
+      EXPECT_EQ(a.parents, c.parents);
+      EXPECT_EQ(b.parents, c.parents);
+      ++compared;
+      nonempty += !c.tokens.empty();
+    }
+  }
+  EXPECT_GE(compared, 32u);
+  EXPECT_GT(nonempty, compared / 4);
+}
+
 TEST(Drafter, TreeBranchesWhereHistoryBranches) {
   Drafter d(prompt_only());
   d.add_rollout("p", Str{9}, Str{1, 2, 3}, 0);
