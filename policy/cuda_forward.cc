@@ -32,11 +32,33 @@ int32_t pow2_at_least(int64_t x) {
 
 bool fast_attention_head_dim(int d) { return d == 64 || d == 128; }
 
+// Block-table entries per sequence the runner sizes for: the model's context, in blocks, rounded
+// up to a power of two.
+int32_t table_width_limit(const ModelConfig& c, int32_t block_size) {
+  const int64_t max_pos = std::max<int64_t>(c.max_position_embeddings, block_size);
+  return pow2_at_least(std::max<int64_t>(16, (max_pos + block_size - 1) / block_size));
+}
+
+// The graph buckets for this model, as cuda_forward.h describes; a bad LONGTAIL_GRAPH_BUCKETS
+// warns and prices by the model.
+PlanLimits priced_limits(const PlanLimits& limits, const ModelConfig& c, int32_t max_table_width) {
+  const char* v = std::getenv("LONGTAIL_GRAPH_BUCKETS");
+  try {
+    return priced_graph_limits(limits, c, max_table_width, v ? v : "");
+  } catch (const std::invalid_argument& e) {
+    spdlog::warn("cuda backend: {}; pricing the graph buckets by the model", e.what());
+    return priced_graph_limits(limits, c, max_table_width, "");
+  }
+}
+
 }  // namespace
 
 ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, bool capture_graphs,
                              bool deterministic, std::shared_ptr<GemmChoices> gemm_choices)
-    : config_(c), limits_(limits), deterministic_(deterministic), graphs_(512, capture_graphs) {
+    : config_(c),
+      limits_(priced_limits(limits, c, table_width_limit(c, limits.block_size))),
+      deterministic_(deterministic),
+      graphs_(512, capture_graphs, capture_at_first_sight(limits_)) {
   int dev = 0;
   LT_CUDA_CHECK(cudaGetDevice(&dev));
   LT_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, dev));
@@ -62,9 +84,8 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, boo
   LT_CUDA_CHECK(cudaMemset(sample_ws_.get(), 0, sample_ws_.bytes()));  // the sampler's row tickets
 
   const int64_t max_pos = std::max<int64_t>(c.max_position_embeddings, limits.block_size);
-  max_table_width_ = pow2_at_least(std::max<int64_t>(16, (max_pos + limits.block_size - 1) /
-                                                             limits.block_size));
-  const size_t meta_bytes = meta_capacity(limits, max_table_width_);
+  max_table_width_ = table_width_limit(c, limits.block_size);
+  const size_t meta_bytes = meta_capacity(limits_, max_table_width_);
   meta_ = DeviceBuffer(meta_bytes);
   staging_[0] = PinnedBuffer(meta_bytes);
   staging_[1] = PinnedBuffer(meta_bytes);
@@ -109,9 +130,13 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, boo
                                              logits_.bytes() + meta_.bytes() + attn_ws_.bytes() +
                                              sample_ws_.bytes()) /
                          (1 << 20);
-  spdlog::info("cuda backend: {} SMs, {} tokens / {} outputs per pass, {:.0f} MiB of activations{}",
+  spdlog::info("cuda backend: {} SMs, {} tokens / {} outputs per pass, {:.0f} MiB of activations{}; "
+               "graph buckets {} (fixed cost {} tokens), ragged graphs {}, capture at {} sight",
                num_sms_, limits.max_tokens, limits.max_outputs, act_mib,
-               deterministic ? ", deterministic (batch-invariant kernels)" : "");
+               deterministic ? ", deterministic (batch-invariant kernels)" : "",
+               limits_.token_buckets == TokenBuckets::kFixedSteps ? "legacy" : "bounded-cost",
+               limits_.fixed_cost_tokens, limits_.ragged_graphs ? "on" : "off",
+               capture_at_first_sight(limits_) ? "first" : "second");
 }
 
 ForwardRunner::~ForwardRunner() {

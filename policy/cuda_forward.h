@@ -39,6 +39,11 @@ class ForwardRunner {
   // kDeterministicSplit positions, so a row's logits depend on neither the batch nor the pass.
   // gemm_choices: the deterministic products' algorithm choices to use and extend (cuda_gemm.h;
   // the backend keeps one set across sleeps so a wake does not choose again); null = a new set.
+  // limits() is `limits` with the graph buckets priced for this model (priced_graph_limits in
+  // cuda_step_plan.h: padding under 1/8 of a step's cost) and the graph cache captures new shapes
+  // at first sight (capture_at_first_sight). LONGTAIL_GRAPH_BUCKETS overrides the pricing:
+  // "legacy" = the behaviour until 2026-12-02 (fixed token steps, every shape eager once before its
+  // capture), "tokens" = padding under 1/8 of the tokens, a number N = fixed_cost_tokens N.
   ForwardRunner(const ModelConfig& config, const PlanLimits& limits, bool capture_graphs = true,
                 bool deterministic = false, std::shared_ptr<GemmChoices> gemm_choices = nullptr);
   static constexpr int32_t kDeterministicSplit = 1024;

@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <string>
+
 #include "policy/cuda_check.h"
 
 namespace longtail::policy::cuda {
@@ -16,10 +18,15 @@ void GraphCache::clear() {
   captured_ = 0;
 }
 
+void GraphCache::run_eagerly(const std::function<void()>& body) {
+  ++eager_runs_;
+  body();
+  warm_ = true;
+}
+
 void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::function<void()>& body) {
   if (!capture_) {
-    ++eager_runs_;
-    body();
+    run_eagerly(body);
     return;
   }
   Entry& e = graphs_[gk];
@@ -28,11 +35,20 @@ void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::functio
     ++replays_;
     return;
   }
-  if (e.eager_only || e.seen++ == 0 || captured_ >= max_graphs_) {
-    ++eager_runs_;
-    body();
+  const bool first = e.seen++ == 0;
+  if (e.failed_captures >= 2 || captured_ >= max_graphs_ || !warm_ || (first && !first_sight_)) {
+    run_eagerly(body);
     return;
   }
+  auto failed = [&](const std::string& why) {
+    cudaGetLastError();  // capture errors are not sticky; clear the last one
+    ++e.failed_captures;
+    spdlog::warn("cuda backend: capture of pass (batch {}, {} tokens, query length {}, width {}) "
+                 "failed ({}); running it eagerly{}",
+                 gk.seqs, gk.tokens, gk.max_query_len, gk.table_width, why,
+                 e.failed_captures >= 2 ? " from now on" : "");
+    run_eagerly(body);
+  };
   cudaGraph_t graph = nullptr;
   LT_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   try {
@@ -40,26 +56,19 @@ void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::functio
   } catch (const std::exception& ex) {
     cudaStreamEndCapture(stream, &graph);
     if (graph) cudaGraphDestroy(graph);
-    cudaGetLastError();
-    e.eager_only = true;
-    ++eager_runs_;
-    spdlog::warn("cuda backend: capture of pass (batch {}, {} tokens, query length {}, width {}) "
-                 "failed ({}); running it eagerly",
-                 gk.seqs, gk.tokens, gk.max_query_len, gk.table_width, ex.what());
-    body();
+    failed(ex.what());
     return;
   }
-  LT_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+  if (end != cudaSuccess || !graph) {
+    failed(cudaGetErrorString(end));
+    return;
+  }
   const cudaError_t inst = cudaGraphInstantiate(&e.exec, graph, 0);
   cudaGraphDestroy(graph);
   if (inst != cudaSuccess) {
-    cudaGetLastError();
     e.exec = nullptr;
-    e.eager_only = true;
-    ++eager_runs_;
-    spdlog::warn("cuda backend: graph instantiation failed ({}); running eagerly",
-                 cudaGetErrorString(inst));
-    body();
+    failed(std::string("instantiation: ") + cudaGetErrorString(inst));
     return;
   }
   ++captured_;

@@ -1,8 +1,12 @@
-// CUDA graphs of repeated decode/verify pass shapes. A shape is replayed from a graph once it has
-// been seen before (the first occurrence runs eagerly, so lazy library initialisation such as
-// cuBLAS heuristics or kernel attributes never happens inside a capture); a capture that fails
-// marks the shape eager-only instead of failing the step. With capture off every pass runs eagerly
-// with the same padded shapes (LONGTAIL_CUDA_GRAPHS=eager: what replay must reproduce bit for bit).
+// CUDA graphs of repeated decode/verify pass shapes. The first pass of the cache's life runs
+// eagerly (cuBLAS's and the kernels' one-time set-up happens outside any capture). Then, with
+// capture_at_first_sight, a new shape is captured the first time it is seen and replayed ever
+// after: a speculative run meets a new ragged-verify shape every few steps, and running each one
+// eagerly before capturing it cost an eager pass per shape (bench/results/rounds_gpu_2026-12-02d.md).
+// Without it (the legacy policy, kept to measure against) a shape runs eagerly once and is captured
+// when it recurs. A capture that fails runs that pass eagerly and is tried again next time; a shape
+// whose capture failed twice stays eager. With capture off every pass runs eagerly with the same
+// padded shapes (LONGTAIL_CUDA_GRAPHS=eager: what replay must reproduce bit for bit).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -19,8 +23,9 @@ class GraphCache {
  public:
   // Ragged verify steps give a few hundred shapes over a long round; each graph is host memory
   // only (kernel nodes), so the cap is there to bound capture time, not memory.
-  explicit GraphCache(size_t max_graphs = 512, bool capture = true)
-      : max_graphs_(max_graphs), capture_(capture) {}
+  explicit GraphCache(size_t max_graphs = 512, bool capture = true,
+                      bool capture_at_first_sight = true)
+      : max_graphs_(max_graphs), capture_(capture), first_sight_(capture_at_first_sight) {}
   ~GraphCache();
   GraphCache(const GraphCache&) = delete;
   GraphCache& operator=(const GraphCache&) = delete;
@@ -36,11 +41,14 @@ class GraphCache {
  private:
   struct Entry {
     int seen = 0;
-    bool eager_only = false;
+    int failed_captures = 0;
     cudaGraphExec_t exec = nullptr;
   };
+  void run_eagerly(const std::function<void()>& body);
   size_t max_graphs_;
   bool capture_;
+  bool first_sight_;
+  bool warm_ = false;  // a pass has run: one-time library set-up is done
   std::map<GraphKey, Entry> graphs_;
   size_t captured_ = 0;
   size_t replays_ = 0;

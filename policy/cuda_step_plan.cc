@@ -13,9 +13,14 @@ namespace {
 constexpr int32_t kBuckets[] = {1,  2,  4,  8,  16,  24,  32,  40,  48,  56,
                                 64, 80, 96, 112, 128, 160, 192, 224, 256};
 constexpr int32_t kQueryLenBuckets[] = {1, 2, 4, 8, 16, 32};
-constexpr int32_t kMinGraphTableWidth = 16;
+constexpr int32_t kMinUniformVerifySeqs = 8;
 
 size_t align16(size_t x) { return (x + 15) / 16 * 16; }
+
+bool padding_is_free(const PlanLimits& l) {
+  return l.token_buckets == TokenBuckets::kBoundedCost &&
+         static_cast<int64_t>(l.fixed_cost_tokens) >= 4 * static_cast<int64_t>(l.max_tokens);
+}
 
 int32_t pow2_at_least(int32_t x) {
   int32_t p = 1;
@@ -178,28 +183,38 @@ bool graph_shape(std::span<const PlanChunk> chunks, const PlanLimits& limits, Gr
   int64_t total = 0;
   int32_t longest = 0;
   bool uniform = true;
+  const size_t n0 = chunks[0].tokens.size();
   for (const auto& c : chunks) {
     const int32_t n = static_cast<int32_t>(c.tokens.size());
     if (n == 0 || n > limits.max_graph_tokens_per_seq || c.first_output != 0) return false;
-    uniform = uniform && n == static_cast<int32_t>(chunks[0].tokens.size());
+    uniform = uniform && c.tokens.size() == n0;
     total += n;
     longest = std::max(longest, n);
   }
   const int32_t S = static_cast<int32_t>(chunks.size());
   int32_t s_b = graph_batch_bucket(S);
   if (s_b == 0) return false;
-  GraphShape g;
+  GraphShape& g = *out;
+  g.pad_lens.clear();
+  // A verify step of a few sequences that happen to add the same count is the tail of a ragged
+  // run: as a uniform step it would be a key of its own for every draft length.
+  if (uniform && longest > 1 && S < kMinUniformVerifySeqs &&
+      limits.token_buckets == TokenBuckets::kBoundedCost)
+    uniform = false;
   if (uniform) {
     g.key = GraphKey{s_b, s_b * longest, longest, 0};
     g.pad_lens.assign(static_cast<size_t>(s_b - S), longest);
   } else {
     if (!limits.ragged_graphs) return false;
-    const int32_t q_b = graph_query_len_bucket(longest);
+    int32_t q_b = graph_query_len_bucket(longest);
     if (q_b == 0) return false;
+    if (padding_is_free(limits)) q_b = kQueryLenBuckets[std::size(kQueryLenBuckets) - 1];
     // Padding sequences take 0..q_b tokens each (an empty one launches attention blocks that
     // return at once), so the smallest sequence bucket with room for t_b - T tokens serves.
     const int32_t T = static_cast<int32_t>(total);
-    const int32_t t_b = graph_token_bucket(T);
+    const int32_t t_b = limits.token_buckets == TokenBuckets::kFixedSteps
+                            ? graph_token_bucket(T)
+                            : graph_token_bucket(T, limits.fixed_cost_tokens);
     const int32_t pad = t_b - T;
     // Powers of two: a padding sequence costs only attention blocks that exit at once, while
     // every distinct key costs a capture, so coarse sequence buckets pay.
@@ -211,11 +226,8 @@ bool graph_shape(std::span<const PlanChunk> chunks, const PlanLimits& limits, Gr
     for (int32_t i = 0; i < pad_seqs; ++i)
       g.pad_lens.push_back(pad / pad_seqs + (i < pad % pad_seqs ? 1 : 0));
   }
-  if (g.key.tokens > limits.max_tokens || g.key.tokens > limits.max_outputs ||
-      g.key.seqs > limits.max_seqs)
-    return false;
-  *out = std::move(g);
-  return true;
+  return g.key.tokens <= limits.max_tokens && g.key.tokens <= limits.max_outputs &&
+         g.key.seqs <= limits.max_seqs;
 }
 
 }  // namespace
@@ -232,6 +244,65 @@ int32_t graph_token_bucket(int32_t tokens) {
   return std::max(step, (tokens + step - 1) / step * step);
 }
 
+int32_t graph_token_bucket(int32_t tokens, int32_t fixed_cost_tokens) {
+  const int64_t fixed = std::max(0, fixed_cost_tokens);
+  int64_t b = 8;
+  while (b < tokens) b += std::clamp<int64_t>((b + fixed) / 8 / 8 * 8, 8, b);
+  return static_cast<int32_t>(b);
+}
+
+// The price behind it: a step's fixed part is ~3.5 us per launch (11 per layer + 5) plus one read
+// of the bf16 weights at ~4.2 TB/s; a token costs 2 FLOP per weight at ~450 TFLOP/s (the bf16
+// products' rate at a few hundred rows on an H200: bench/results/gpu_2026-12-02c.md's verify grid
+// has ~6.6 us per token and ~1.9 ms of fixed cost at 1.5B). So ~270 tokens for a 1.5B model,
+// ~140 for 7B, and ~1e5 for the bundled 0.45M-parameter policy, whose steps are all launches.
+int32_t fixed_cost_tokens_of(const ModelConfig& c) {
+  const double h = c.hidden_size, layers = c.num_layers;
+  const double qkv = static_cast<double>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+  const double attn = static_cast<double>(c.num_heads) * c.head_dim;
+  const double params =
+      layers * (h * qkv + attn * h + 3.0 * h * c.intermediate_size) + h * c.vocab_size;
+  if (!(params > 0)) return 0;
+  const double fixed_us = 3.5 * (11.0 * layers + 5.0) + 2.0 * params / 4.2e6;
+  const double per_token_us = 2.0 * params / 4.5e8;
+  return static_cast<int32_t>(std::min(fixed_us / per_token_us, double{1 << 20}));
+}
+
+PlanLimits priced_graph_limits(PlanLimits limits, const ModelConfig& c, int32_t max_table_width,
+                               const std::string& mode) {
+  if (mode == "legacy") {
+    limits.token_buckets = TokenBuckets::kFixedSteps;
+    return limits;
+  }
+  limits.token_buckets = TokenBuckets::kBoundedCost;
+  if (mode.empty()) {
+    limits.fixed_cost_tokens = fixed_cost_tokens_of(c);
+  } else if (mode == "tokens") {
+    limits.fixed_cost_tokens = 0;
+  } else {
+    size_t used = 0;
+    long n = -1;
+    try {
+      n = std::stol(mode, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != mode.size() || n < 0 || n > (1 << 20))
+      throw std::invalid_argument("graph buckets '" + mode +
+                                  "' not understood (legacy, tokens, or a token count in [0, 2^20])");
+    limits.fixed_cost_tokens = static_cast<int32_t>(n);
+  }
+  // Padding costs nothing at any size: a wider block table costs nothing either, and saves the
+  // captures of the narrower widths a growing sequence passes through.
+  if (mode.empty() && padding_is_free(limits))
+    limits.min_graph_table_width =
+        std::max(limits.min_graph_table_width, std::min(64, max_table_width));
+  return limits;
+}
+
+bool capture_at_first_sight(const PlanLimits& l) {
+  return l.graphs && l.ragged_graphs && l.token_buckets == TokenBuckets::kBoundedCost;
+}
+
 int32_t graph_query_len_bucket(int32_t max_query_len) {
   for (int32_t b : kQueryLenBuckets)
     if (max_query_len <= b) return b;
@@ -246,7 +317,7 @@ std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanL
   if (graph_shape(chunks, limits, &g)) {
     PassBuilder b(limits);
     for (const auto& c : chunks) b.add(c, 0, static_cast<int32_t>(c.tokens.size()));
-    const int32_t width = pow2_at_least(std::max(b.needed_width(), kMinGraphTableWidth));
+    const int32_t width = pow2_at_least(std::max(b.needed_width(), limits.min_graph_table_width));
     PassPlan p = b.finish(width, g.pad_lens);
     p.graphable = true;
     g.key.table_width = width;

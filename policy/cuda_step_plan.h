@@ -8,14 +8,20 @@
 // replay them: when every sequence adds the same number of tokens, to a batch bucket of such
 // sequences; when they add different numbers (speculative verify with per-sequence draft budgets),
 // to a (sequence, token, max-query-length) bucket by appending padding sequences (0..max-query-
-// length tokens each) whose tokens write no KV and whose outputs are dropped. Pure C++.
+// length tokens each) whose tokens write no KV and whose outputs are dropped. Every distinct
+// bucket is one more graph to capture, and every padding token costs compute, so the token buckets
+// are priced: a pass pads by less than 1/8 of what it costs (PlanLimits::fixed_cost_tokens), which
+// for a launch-bound model means powers of two and for a 1.5B model a few percent of the step.
+// Pure C++.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "policy/model_config.h"
 #include "policy/sampling.h"
 
 namespace longtail::policy::cuda {
@@ -36,6 +42,17 @@ struct PlanChunk {
   std::span<const int32_t> mask_ids;
 };
 
+// How a ragged pass's token count is rounded up (PlanLimits::token_buckets).
+enum class TokenBuckets {
+  // Steps of 8 / 16 / 32 / 64 / 128 tokens up to 64 / 256 / 512 / 1024 / beyond, every model
+  // alike: the runner's rule until 2026-12-02 (LONGTAIL_GRAPH_BUCKETS=legacy brings it back, with
+  // the first-sight eager passes of cuda_graph_cache.h, to measure against).
+  kFixedSteps,
+  // graph_token_bucket(tokens, fixed_cost_tokens): padding below 1/8 of the step's cost; and a
+  // verify step of fewer than 8 sequences is ragged even when they all add the same count.
+  kBoundedCost,
+};
+
 struct PlanLimits {
   int32_t max_tokens = 4096;   // tokens per pass (activation buffers)
   int32_t max_seqs = 1024;     // sequences per pass
@@ -45,6 +62,17 @@ struct PlanLimits {
   bool ragged_graphs = true;             // also pad passes whose sequences add different counts
   int32_t max_graph_tokens_per_seq = 32; // DAS verifies 1 + up to 16 drafts (budget 16) per sequence
   int32_t max_mask_ids_per_seq = 1024;   // distinct min_tokens stop tokens a sequence may mask
+  // The runner prices its buckets (priced_graph_limits); unpriced limits keep the fixed steps.
+  TokenBuckets token_buckets = TokenBuckets::kFixedSteps;
+  // kBoundedCost: the step's fixed cost (weights read once, launches) in tokens of compute, i.e.
+  // a step of T tokens costs ~ fixed_cost_tokens + T (fixed_cost_tokens_of gives it per model).
+  // 0: padding bounded by 1/8 of the real tokens. At or above 4 x max_tokens (padding costs
+  // nothing at any size, the buckets are powers of two: a launch-bound model) ragged passes also
+  // take the largest query-length bucket, so that far fewer shapes are captured.
+  int32_t fixed_cost_tokens = 0;
+  // Graphable passes' block tables are at least this wide (a power of two; the runner raises it
+  // for launch-bound models, where a wider table costs nothing and saves captures).
+  int32_t min_graph_table_width = 16;
 };
 
 // Identifies a replayable pass shape: every size a captured graph bakes in (the attention split
@@ -86,8 +114,26 @@ int32_t graph_batch_bucket(int32_t seqs);  // 0 when seqs exceeds the largest bu
 // Buckets of a ragged pass (its sequence count goes to a power of two): total tokens (coarser as
 // passes grow, so padding stays a few percent) and the longest query (few, since each distinct key
 // is a separate capture; only the attention grid depends on it).
-int32_t graph_token_bucket(int32_t tokens);
+int32_t graph_token_bucket(int32_t tokens);  // TokenBuckets::kFixedSteps
+// TokenBuckets::kBoundedCost: the smallest bucket >= tokens of the sequence b0 = 8,
+// b(i+1) = b(i) + clamp(floor8((b(i) + fixed_cost_tokens) / 8), 8, b(i)): a pass of T tokens pads
+// by less than (T + fixed_cost_tokens) / 8, i.e. by under 1/8 of a step priced fixed + per token,
+// and never beyond 2T (large fixed_cost_tokens: powers of two).
+int32_t graph_token_bucket(int32_t tokens, int32_t fixed_cost_tokens);
 int32_t graph_query_len_bucket(int32_t max_query_len);  // 0 above the largest bucket (32)
+// PlanLimits::fixed_cost_tokens for a model on an H100/H200-class GPU, from its shape alone (a
+// rough price: launches and one read of the weights against the products' per-token FLOPs).
+int32_t fixed_cost_tokens_of(const ModelConfig& config);
+// `limits` with its graph buckets set for `config` by `mode` (LONGTAIL_GRAPH_BUCKETS, see
+// cuda_forward.h): "" = kBoundedCost priced by fixed_cost_tokens_of, and where that makes padding
+// free a minimum table width of min(64, max_table_width); "tokens" = kBoundedCost with
+// fixed_cost_tokens 0; a number = that fixed_cost_tokens; "legacy" = kFixedSteps. Throws
+// std::invalid_argument naming anything else.
+PlanLimits priced_graph_limits(PlanLimits limits, const ModelConfig& config, int32_t max_table_width,
+                               const std::string& mode);
+// The graph cache's policy for these limits (cuda_graph_cache.h): under priced buckets a new
+// shape is captured at first sight; under the legacy ones it runs eagerly once first.
+bool capture_at_first_sight(const PlanLimits& limits);
 
 std::vector<PassPlan> plan_passes(std::span<const PlanChunk> chunks, const PlanLimits& limits);
 

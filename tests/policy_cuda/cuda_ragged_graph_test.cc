@@ -47,8 +47,10 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
-std::unique_ptr<Backend> make_backend(const fs::path& dir, const char* graphs) {
+std::unique_ptr<Backend> make_backend(const fs::path& dir, const char* graphs,
+                                      const char* buckets = "") {
   ScopedEnv g("LONGTAIL_CUDA_GRAPHS", graphs);
+  ScopedEnv b("LONGTAIL_GRAPH_BUCKETS", buckets);
   ScopedEnv r("LONGTAIL_RAGGED_GRAPHS", "1");
   return make_cuda_backend(dir, small_cuda_options());
 }
@@ -214,6 +216,39 @@ TEST_F(CudaRaggedGraphs, ReplayIsBitIdenticalToEagerPaddedPassesAndCloseToUnpadd
   EXPECT_LE(max_dlp, 0.08);
   EXPECT_LE(mean_dlp, 0.01);
   EXPECT_LE(flips, compared / 100 + 2);
+}
+
+// cuda_graph_cache.h: after the runner's first graphable pass a new shape is captured the first
+// time it is seen, where the old policy (LONGTAIL_GRAPH_BUCKETS=legacy) ran every new shape
+// eagerly once; the same steps give the same outputs from both backends where they share a shape.
+TEST_F(CudaRaggedGraphs, NewShapesAreCapturedAtFirstSight) {
+  auto now = make_backend(dir_ / "a", "1");
+  auto legacy = make_backend(dir_ / "a", "1", "legacy");
+  Lockstep ls;
+  ls.backends = {now.get(), legacy.get()};
+  std::mt19937 rng(5);
+  ls.create(24, rng);
+  const CudaBackendStats now0 = cuda_backend_stats(*now), legacy0 = cuda_backend_stats(*legacy);
+  const int kSteps = 16;
+  for (int it = 0; it < kSteps; ++it) {
+    const int n = 2 + static_cast<int>(rng() % 22);
+    const auto which = random_subset(24, n, rng);
+    std::vector<int32_t> k(static_cast<size_t>(n));
+    for (auto& x : k) x = 1 + static_cast<int32_t>(rng() % 17);
+    k[0] = 2;  // ragged, not a decode step
+    k[1] = 3;
+    ls.step(which, k, rng);
+  }
+  const CudaBackendStats a = cuda_backend_stats(*now), b = cuda_backend_stats(*legacy);
+  const size_t now_eager = a.graphable_eager_passes - now0.graphable_eager_passes;
+  const size_t legacy_eager = b.graphable_eager_passes - legacy0.graphable_eager_passes;
+  EXPECT_LE(now_eager, 1u) << "only the runner's first graphable pass may run eagerly";
+  EXPECT_EQ(a.graph_replays - now0.graph_replays + now_eager, static_cast<size_t>(kSteps));
+  EXPECT_GE(a.graphs_captured, 2u);
+  EXPECT_GE(legacy_eager, 4u) << "the legacy policy runs each new shape eagerly once";
+  EXPECT_EQ(b.graph_replays - legacy0.graph_replays + legacy_eager, static_cast<size_t>(kSteps));
+  std::printf("[first sight] %d ragged steps: %zu eager + %zu graphs (legacy: %zu eager + %zu graphs)\n",
+              kSteps, now_eager, a.graphs_captured, legacy_eager, b.graphs_captured);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "policy/cuda_step_plan.h"
@@ -381,6 +382,177 @@ TEST(StepPlan, ATreeNeverSharesAPassWithALongPieceAndOutputsKeepChunkOrder) {
   EXPECT_TRUE(again[0].tree);
   EXPECT_EQ(again[0].real_outputs, 2);
   EXPECT_EQ(again[1].num_tokens, 100);
+}
+
+}  // namespace
+}  // namespace longtail::policy::cuda
+
+// The priced (bounded-cost) graph buckets the runner uses: padding under 1/8 of the step's cost,
+// powers of two where padding is free, the same real part as the unpadded plan.
+namespace longtail::policy::cuda {
+namespace {
+
+ModelConfig shape(int32_t hidden, int32_t inter, int32_t layers, int32_t heads, int32_t kv_heads,
+                  int32_t head_dim, int32_t vocab) {
+  ModelConfig c;
+  c.hidden_size = hidden;
+  c.intermediate_size = inter;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  c.vocab_size = vocab;
+  c.max_position_embeddings = 32768;
+  return c;
+}
+const ModelConfig kQwen15B = shape(1536, 8960, 28, 12, 2, 128, 151936);
+const ModelConfig kQwen7B = shape(3584, 18944, 28, 28, 4, 128, 152064);
+const ModelConfig kTinyPolicy = shape(128, 256, 3, 4, 2, 32, 32);  // configs/models/chain-qwen3
+
+TEST(StepPlanPriced, BoundedCostBucketsPadUnderAnEighthOfTheStepAndAtMostDouble) {
+  for (const int32_t fixed : {0, 150, 270, 5000, 1 << 20}) {
+    int32_t buckets = 0, last = 0;
+    for (int32_t t = 1; t <= 4096; ++t) {
+      const int32_t b = graph_token_bucket(t, fixed);
+      ASSERT_GE(b, t);
+      ASSERT_GE(b, last) << "buckets must not shrink as tokens grow";
+      ASSERT_LT(b - t, std::max(8, (t + fixed) / 8)) << t << " tokens, fixed cost " << fixed;
+      ASSERT_LE(b, std::max(8, 2 * t));
+      ASSERT_EQ(b % 8, 0);
+      buckets += b != last;
+      last = b;
+    }
+    if (fixed >= 4 * 4096) EXPECT_EQ(buckets, 10) << "free padding: 8, 16, ..., 4096";
+    if (fixed == 270) EXPECT_LE(buckets, 30);
+  }
+  EXPECT_EQ(graph_token_bucket(100, 1 << 20), 128);
+  EXPECT_EQ(graph_token_bucket(129, 1 << 20), 256);
+  EXPECT_EQ(graph_token_bucket(65, 0), 72);
+}
+
+TEST(StepPlanPriced, ModelsArePricedByTheirShapeAndModesOverrideIt) {
+  const int32_t f15 = fixed_cost_tokens_of(kQwen15B), f7 = fixed_cost_tokens_of(kQwen7B);
+  EXPECT_GT(f15, 150);
+  EXPECT_LT(f15, 500);
+  EXPECT_LT(f7, f15) << "a larger model is compute-bound at fewer tokens";
+  EXPECT_GT(f7, 50);
+  EXPECT_GE(fixed_cost_tokens_of(kTinyPolicy), 4 * PlanLimits{}.max_tokens) << "all launches";
+
+  const PlanLimits base;
+  const PlanLimits legacy = priced_graph_limits(base, kQwen15B, 2048, "legacy");
+  EXPECT_EQ(legacy.token_buckets, TokenBuckets::kFixedSteps);
+  EXPECT_FALSE(capture_at_first_sight(legacy));
+  const PlanLimits priced = priced_graph_limits(base, kQwen15B, 2048, "");
+  EXPECT_EQ(priced.token_buckets, TokenBuckets::kBoundedCost);
+  EXPECT_EQ(priced.fixed_cost_tokens, f15);
+  EXPECT_EQ(priced.min_graph_table_width, 16);
+  EXPECT_TRUE(priced.ragged_graphs);
+  EXPECT_TRUE(capture_at_first_sight(priced));
+  const PlanLimits tiny = priced_graph_limits(base, kTinyPolicy, 32, "");
+  EXPECT_TRUE(tiny.ragged_graphs);
+  EXPECT_TRUE(capture_at_first_sight(tiny));
+  EXPECT_EQ(tiny.min_graph_table_width, 32) << "wider tables for free padding, within the runner's";
+  EXPECT_EQ(priced_graph_limits(base, kTinyPolicy, 2048, "266").min_graph_table_width, 16);
+  EXPECT_EQ(priced_graph_limits(base, kTinyPolicy, 2048, "").min_graph_table_width, 64);
+  EXPECT_EQ(priced_graph_limits(base, kQwen15B, 2048, "tokens").fixed_cost_tokens, 0);
+  EXPECT_EQ(priced_graph_limits(base, kQwen15B, 2048, "123").fixed_cost_tokens, 123);
+  for (const char* bad : {"abc", "-5", "12x", "99999999"})
+    EXPECT_THROW(priced_graph_limits(base, kQwen15B, 2048, bad), std::invalid_argument) << bad;
+}
+
+TEST(StepPlanPriced, FewSequencesAddingTheSameCountAreBucketedAsRagged) {
+  const std::vector<int32_t> b{3};
+  const std::vector<int32_t> three{1, 2, 3};
+  const PlanLimits priced = priced_graph_limits(PlanLimits{}, kQwen15B, 2048, "");
+  std::vector<PlanChunk> two{chunk(b, 0, three, 0, 1), chunk(b, 4, three, 0, 2)};
+  const auto p = plan_passes(two, priced);
+  ASSERT_EQ(p.size(), 1u);
+  ASSERT_TRUE(p[0].graphable);
+  EXPECT_EQ(p[0].key.max_query_len, 4) << "the query-length bucket, not the exact draft length";
+  EXPECT_EQ(p[0].real_outputs, 6);
+  EXPECT_EQ(p[0].num_tokens, p[0].key.tokens);
+  // Eight or more: padded with whole sequences, as decode is (the verify benchmark's uniform k).
+  std::vector<PlanChunk> eight;
+  for (int i = 0; i < 8; ++i) eight.push_back(chunk(b, 4, three, 0, 10 + i));
+  const auto q = plan_passes(eight, priced);
+  EXPECT_EQ(q[0].key, (GraphKey{8, 24, 3, 16}));
+}
+
+TEST(StepPlanPriced, FreePaddingTakesTheLargestQueryBucketAndAWideTable) {
+  const std::vector<int32_t> b{3};
+  const std::vector<int32_t> one{1}, five{1, 2, 3, 4, 5};
+  const PlanLimits tiny = priced_graph_limits(PlanLimits{}, kTinyPolicy, 64, "");
+  std::vector<PlanChunk> chunks{chunk(b, 0, one, 0, 1), chunk(b, 4, five, 0, 2),
+                                chunk(b, 9, one, 0, 3)};
+  const auto p = plan_passes(chunks, tiny);
+  ASSERT_TRUE(p[0].graphable);
+  EXPECT_EQ(p[0].key.max_query_len, 32);
+  EXPECT_EQ(p[0].key.table_width, 64);
+  EXPECT_EQ(p[0].key.tokens, 8);
+}
+
+// As RandomRaggedBatchesMatchTheUnpaddedPlanAndTheirKeys, under each model's price: the real part
+// is the unpadded plan's, padding writes no KV, and padding tokens stay under the rule's bound.
+TEST(StepPlanPriced, RandomRaggedBatchesMatchTheUnpaddedPlanUnderEveryPricing) {
+  std::mt19937 rng(11);
+  const int32_t B = 16;
+  std::vector<std::vector<int32_t>> blocks(200), tokens(200), parents(200), offsets(200);
+  PlanLimits eager;
+  eager.graphs = false;
+  for (const ModelConfig& m : {kQwen15B, kQwen7B, kTinyPolicy}) {
+    const PlanLimits priced = priced_graph_limits(PlanLimits{}, m, 2048, "");
+    for (int iter = 0; iter < 200; ++iter) {
+      const int32_t S = 1 + static_cast<int32_t>(rng() % 200);
+      std::vector<PlanChunk> chunks;
+      for (int32_t s = 0; s < S; ++s) {
+        const int32_t old_len = static_cast<int32_t>(rng() % 3000);
+        const int32_t n = 1 + static_cast<int32_t>(rng() % 17);
+        blocks[s].resize(static_cast<size_t>((old_len + n + B - 1) / B));
+        for (auto& x : blocks[s]) x = 1 + static_cast<int32_t>(rng() % 100000);
+        tokens[s].assign(static_cast<size_t>(n), 0);
+        for (auto& x : tokens[s]) x = static_cast<int32_t>(rng() % 1000);
+        chunks.push_back(chunk(blocks[s], old_len, tokens[s], 0, 1000 + s));
+        if (rng() % 2) {  // a token tree: parents before children, depth offsets
+          parents[s].assign(static_cast<size_t>(n), -1);
+          offsets[s].assign(static_cast<size_t>(n), 0);
+          for (int32_t i = 1; i < n; ++i) {
+            parents[s][i] = static_cast<int32_t>(rng() % static_cast<uint32_t>(i + 1)) - 1;
+            offsets[s][i] = parents[s][i] < 0 ? 0 : offsets[s][parents[s][i]] + 1;
+          }
+          chunks.back().parents = parents[s];
+          chunks.back().offsets = offsets[s];
+        }
+      }
+      const auto padded = plan_passes(chunks, priced);
+      const auto plain = plan_passes(chunks, eager);
+      ASSERT_EQ(padded.size(), 1u);
+      ASSERT_EQ(plain.size(), 1u);
+      const PassPlan& p = padded[0];
+      const PassPlan& q = plain[0];
+      ASSERT_TRUE(p.graphable) << S << " sequences, " << q.num_tokens << " tokens";
+      EXPECT_EQ(p.num_seqs, p.key.seqs);
+      EXPECT_EQ(p.num_tokens, p.key.tokens);
+      EXPECT_EQ(p.num_outputs, p.key.tokens);
+      EXPECT_EQ(p.max_query_len, p.key.max_query_len);
+      EXPECT_GE(p.max_query_len, q.max_query_len);
+      EXPECT_EQ(p.real_outputs, q.num_outputs);
+      EXPECT_EQ(p.tree, q.tree);
+      EXPECT_LT(p.num_tokens - q.num_tokens,
+                std::max(8, (q.num_tokens + priced.fixed_cost_tokens) / 8) + 1)
+          << "padding beyond an eighth of the step's price";
+      EXPECT_LE(p.num_tokens, std::max(8, 2 * q.num_tokens));
+      const auto T = static_cast<size_t>(q.num_tokens);
+      EXPECT_TRUE(std::equal(q.tokens.begin(), q.tokens.end(), p.tokens.begin()));
+      EXPECT_TRUE(std::equal(q.positions.begin(), q.positions.end(), p.positions.begin()));
+      EXPECT_TRUE(std::equal(q.slots.begin(), q.slots.end(), p.slots.begin()));
+      EXPECT_TRUE(std::equal(q.targets.begin(), q.targets.end(), p.targets.begin()));
+      EXPECT_TRUE(std::equal(q.tree_parents.begin(), q.tree_parents.end(), p.tree_parents.begin()));
+      EXPECT_TRUE(std::equal(q.seq_lens.begin(), q.seq_lens.end(), p.seq_lens.begin()));
+      for (size_t t = T; t < p.slots.size(); ++t) ASSERT_EQ(p.slots[t], -1);
+      EXPECT_EQ(p.query_start.back(), p.num_tokens);
+      EXPECT_GE(p.table_width, priced.min_graph_table_width);
+    }
+  }
 }
 
 }  // namespace
