@@ -15,6 +15,7 @@
 
 #include "drafter/drafter.h"
 #include "policy/accounting_backend.h"
+#include "policy/forwarding_backend.h"
 #include "policy/model_config.h"
 #include "rollout/engine.h"
 
@@ -24,7 +25,7 @@ namespace {
 
 // The accounting backend, with every forward priced by the cost model and the forwards each
 // sequence (by its RNG stream, which the replay chooses) took part in counted.
-class PricedBackend final : public policy::Backend {
+class PricedBackend final : public policy::ForwardingBackend {
  public:
   struct PerSequence {
     int64_t steps = 0;    // forwards that produced its next token (prefill, decode, re-prefill)
@@ -32,30 +33,12 @@ class PricedBackend final : public policy::Backend {
   };
 
   PricedBackend(std::unique_ptr<policy::Backend> inner, const drafter::StepCostModel& cost)
-      : inner_(std::move(inner)), cost_(cost) {}
-
-  const policy::ModelConfig& config() const override { return inner_->config(); }
-  std::string name() const override { return inner_->name(); }
-  bool samples_min_p() const override { return inner_->samples_min_p(); }
-  bool samples_min_tokens() const override { return inner_->samples_min_tokens(); }
-  bool samples_processed_logprobs() const override { return inner_->samples_processed_logprobs(); }
-  int64_t create_sequence() override { return inner_->create_sequence(); }
-  void release_sequence(int64_t seq) override { inner_->release_sequence(seq); }
-  int32_t sequence_length(int64_t seq) const override { return inner_->sequence_length(seq); }
-  void truncate(int64_t seq, int32_t new_length) override { inner_->truncate(seq, new_length); }
-  policy::KvCapacity kv_capacity() const override { return inner_->kv_capacity(); }
-  bool can_fit(std::span<const policy::KvGrowth> batch) const override { return inner_->can_fit(batch); }
-  bool supports_token_trees() const override { return inner_->supports_token_trees(); }
-  void compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep) override {
-    inner_->compact_kv(seq, start, keep);
-  }
-  void replace_weights(const std::filesystem::path& dir) override { inner_->replace_weights(dir); }
-  void replace_weights(const policy::Checkpoint& weights) override { inner_->replace_weights(weights); }
+      : policy::ForwardingBackend(std::move(inner)), cost_(cost) {}
 
   std::vector<policy::TokenOutput> forward(std::span<const policy::SequenceChunk> chunks) override {
     lengths_.clear();
-    for (const auto& c : chunks) lengths_.push_back(inner_->sequence_length(c.seq));
-    std::vector<policy::TokenOutput> out = inner_->forward(chunks);  // throws before any count
+    for (const auto& c : chunks) lengths_.push_back(inner().sequence_length(c.seq));
+    std::vector<policy::TokenOutput> out = inner().forward(chunks);  // throws before any count
     double tokens = 0, cached = 0;
     for (size_t i = 0; i < chunks.size(); ++i) {
       const auto& c = chunks[i];
@@ -80,7 +63,6 @@ class PricedBackend final : public policy::Backend {
   }
 
  private:
-  std::unique_ptr<policy::Backend> inner_;
   drafter::StepCostModel cost_;
   double elapsed_us_ = 0;
   std::vector<int32_t> lengths_;

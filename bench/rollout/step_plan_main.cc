@@ -26,6 +26,7 @@
 
 #include "policy/backend.h"
 #include "policy/cuda_step_plan.h"
+#include "policy/forwarding_backend.h"
 #include "rollout/engine.h"
 #include "rollout/forced_trajectories.h"
 #include "rollout/prompts_jsonl.h"
@@ -86,10 +87,10 @@ struct RuleStats {
 };
 
 // Forwards every call to the inner backend; forward() first plans the chunks under every rule.
-class PlanningBackend final : public policy::Backend {
+class PlanningBackend final : public policy::ForwardingBackend {
  public:
   PlanningBackend(std::unique_ptr<policy::Backend> inner, std::vector<Rule> rules)
-      : inner_(std::move(inner)), rules_(std::move(rules)), stats_(rules_.size()) {
+      : policy::ForwardingBackend(std::move(inner)), rules_(std::move(rules)), stats_(rules_.size()) {
     for (const Rule& r : rules_) {
       staging_.resize(std::max(staging_.size(), cuda::meta_capacity(r.limits, 2048)));
     }
@@ -97,40 +98,24 @@ class PlanningBackend final : public policy::Backend {
   const std::vector<Rule>& rules() const { return rules_; }
   std::vector<RuleStats>& stats() { return stats_; }
 
-  const policy::ModelConfig& config() const override { return inner_->config(); }
-  std::string name() const override { return inner_->name(); }
-  bool samples_min_p() const override { return inner_->samples_min_p(); }
-  bool samples_min_tokens() const override { return inner_->samples_min_tokens(); }
-  bool samples_processed_logprobs() const override { return inner_->samples_processed_logprobs(); }
-  int64_t create_sequence() override { return inner_->create_sequence(); }
   void release_sequence(int64_t seq) override {
     blocks_.erase(seq);
-    inner_->release_sequence(seq);
+    inner().release_sequence(seq);
   }
-  int32_t sequence_length(int64_t seq) const override { return inner_->sequence_length(seq); }
-  void truncate(int64_t seq, int32_t len) override { inner_->truncate(seq, len); }
-  policy::KvCapacity kv_capacity() const override { return inner_->kv_capacity(); }
-  bool can_fit(std::span<const policy::KvGrowth> b) const override { return inner_->can_fit(b); }
-  bool supports_token_trees() const override { return inner_->supports_token_trees(); }
-  void compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep) override {
-    inner_->compact_kv(seq, start, keep);
-  }
-  void replace_weights(const std::filesystem::path& dir) override { inner_->replace_weights(dir); }
-  void replace_weights(const policy::Checkpoint& w) override { inner_->replace_weights(w); }
 
   std::vector<policy::TokenOutput> forward(std::span<const policy::SequenceChunk> chunks) override {
     plan(chunks);
-    return inner_->forward(chunks);
+    return inner().forward(chunks);
   }
 
  private:
   void plan(std::span<const policy::SequenceChunk> chunks) {
-    const int32_t B = std::max(1, inner_->kv_capacity().block_size);
+    const int32_t B = std::max(1, inner().kv_capacity().block_size);
     std::vector<cuda::PlanChunk> pc(chunks.size());
     std::vector<std::vector<int32_t>> offsets(chunks.size());
     for (size_t i = 0; i < chunks.size(); ++i) {
       const auto& c = chunks[i];
-      const int32_t old = inner_->sequence_length(c.seq);
+      const int32_t old = inner().sequence_length(c.seq);
       std::vector<int32_t>& blocks = blocks_[c.seq];
       const size_t need = static_cast<size_t>((old + static_cast<int32_t>(c.tokens.size()) + B - 1) / B);
       while (blocks.size() < need) blocks.push_back(static_cast<int32_t>(next_block_++ % 100000));
@@ -183,7 +168,6 @@ class PlanningBackend final : public policy::Backend {
     }
   }
 
-  std::unique_ptr<policy::Backend> inner_;
   std::vector<Rule> rules_;
   std::vector<RuleStats> stats_;
   std::unordered_map<int64_t, std::vector<int32_t>> blocks_;

@@ -12,6 +12,7 @@
 #include "engine_test_util.h"
 #include "trace_rounds.h"
 #include "policy/backend.h"
+#include "policy/forwarding_backend.h"
 #include "rollout/engine.h"
 #include "rollout/forced_trajectories.h"
 
@@ -28,18 +29,10 @@ struct TreeCounts {
 
 // The CPU backend, counting what the speculative step asks of it; supports_trees = false plays a
 // backend without tree verification.
-class CountingBackend final : public policy::Backend {
+class CountingBackend final : public policy::ForwardingBackend {
  public:
   CountingBackend(std::unique_ptr<policy::Backend> inner, TreeCounts* counts, bool supports_trees)
-      : inner_(std::move(inner)), counts_(counts), trees_(supports_trees) {}
-  const policy::ModelConfig& config() const override { return inner_->config(); }
-  std::string name() const override { return inner_->name(); }
-  int64_t create_sequence() override { return inner_->create_sequence(); }
-  void release_sequence(int64_t seq) override { inner_->release_sequence(seq); }
-  int32_t sequence_length(int64_t seq) const override { return inner_->sequence_length(seq); }
-  void truncate(int64_t seq, int32_t n) override { inner_->truncate(seq, n); }
-  policy::KvCapacity kv_capacity() const override { return inner_->kv_capacity(); }
-  bool can_fit(std::span<const policy::KvGrowth> b) const override { return inner_->can_fit(b); }
+      : policy::ForwardingBackend(std::move(inner)), counts_(counts), trees_(supports_trees) {}
   std::vector<policy::TokenOutput> forward(std::span<const policy::SequenceChunk> chunks) override {
     for (const policy::SequenceChunk& c : chunks) {
       if (c.parents.empty()) continue;
@@ -48,7 +41,7 @@ class CountingBackend final : public policy::Backend {
       std::set<int32_t> parents(c.parents.begin(), c.parents.end());
       if (parents.size() < c.parents.size()) ++counts_->branching_chunks;
     }
-    return inner_->forward(chunks);
+    return inner().forward(chunks);
   }
   bool supports_token_trees() const override { return trees_; }
   void compact_kv(int64_t seq, int32_t start, std::span<const int32_t> keep) override {
@@ -58,13 +51,10 @@ class CountingBackend final : public policy::Backend {
         break;
       }
     }
-    inner_->compact_kv(seq, start, keep);
+    inner().compact_kv(seq, start, keep);
   }
-  void replace_weights(const fs::path& dir) override { inner_->replace_weights(dir); }
-  void replace_weights(const policy::Checkpoint& w) override { inner_->replace_weights(w); }
 
  private:
-  std::unique_ptr<policy::Backend> inner_;
   TreeCounts* counts_;
   bool trees_;
 };
