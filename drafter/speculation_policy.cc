@@ -47,6 +47,42 @@ double StepCostModel::max_tokens_within(double budget_us, double context_positio
   return per_token_above_us > 0 ? crossover_tokens + (left - below) / per_token_above_us : INFINITY;
 }
 
+namespace {
+
+// The one reader of a step-cost map ({base_us, per_token_us[, crossover_tokens, per_token_above_us,
+// per_context_us]}); `file` and `path` name it in errors.
+StepCostModel read_step_cost(const YAML::Node& sc, const std::string& file, const std::string& path) {
+  StepCostModel m;
+  // required: a missing key is an error; otherwise the key keeps its default (0: the term is off).
+  auto read = [&](const char* key, double& v, bool required) {
+    if (!sc[key]) {
+      if (required) throw std::runtime_error(file + ": missing " + path + "." + key);
+      v = 0;
+      return;
+    }
+    try {
+      v = sc[key].as<double>();
+    } catch (const YAML::Exception&) {
+      throw std::runtime_error(file + ": " + path + "." + key + " is not a number");
+    }
+    if (!(v >= 0) || !std::isfinite(v)) {
+      throw std::runtime_error(file + ": " + path + "." + key + " must be a finite number >= 0");
+    }
+  };
+  read("base_us", m.base_us, true);
+  read("per_token_us", m.per_token_us, true);
+  read("crossover_tokens", m.crossover_tokens, false);
+  read("per_token_above_us", m.per_token_above_us, m.crossover_tokens > 0);
+  read("per_context_us", m.per_context_us, false);
+  if (m.crossover_tokens == 0 && sc["per_token_above_us"]) {
+    throw std::runtime_error(file + ": " + path + ".per_token_above_us needs " + path + ".crossover_tokens > 0");
+  }
+  if (m.base_us + m.per_token_us <= 0) throw std::runtime_error(file + ": both constants are zero");
+  return m;
+}
+
+}  // namespace
+
 StepCostModel load_cost_model(const std::filesystem::path& yaml_file_or_spec, std::string_view entry_arg) {
   // "FILE#ENTRY" names an entry as the entry argument does (the option table's spelling).
   std::filesystem::path yaml_file = yaml_file_or_spec;
@@ -84,33 +120,43 @@ StepCostModel load_cost_model(const std::filesystem::path& yaml_file_or_spec, st
     }
     return n;
   }();
-  StepCostModel m;
-  // required: a missing key is an error; otherwise the key keeps its default (0: the term is off).
-  auto read = [&](const char* key, double& v, bool required) {
-    if (!sc[key]) {
-      if (required) throw std::runtime_error(file + ": missing " + path + "." + key);
-      v = 0;
-      return;
-    }
-    try {
-      v = sc[key].as<double>();
-    } catch (const YAML::Exception&) {
-      throw std::runtime_error(file + ": " + path + "." + key + " is not a number");
-    }
-    if (!(v >= 0) || !std::isfinite(v)) {
-      throw std::runtime_error(file + ": " + path + "." + key + " must be a finite number >= 0");
-    }
-  };
-  read("base_us", m.base_us, true);
-  read("per_token_us", m.per_token_us, true);
-  read("crossover_tokens", m.crossover_tokens, false);
-  read("per_token_above_us", m.per_token_above_us, m.crossover_tokens > 0);
-  read("per_context_us", m.per_context_us, false);
-  if (m.crossover_tokens == 0 && sc["per_token_above_us"]) {
-    throw std::runtime_error(file + ": " + path + ".per_token_above_us needs " + path + ".crossover_tokens > 0");
+  return read_step_cost(sc, file, path);
+}
+
+std::vector<MeasuredStepCost> read_measured_step_costs(std::string_view yaml_text, std::string_view origin) {
+  const std::string file = "cost model " + std::string(origin);
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml_text));
+  } catch (const YAML::Exception& e) {
+    throw std::runtime_error(file + ": " + e.what());
   }
-  if (m.base_us + m.per_token_us <= 0) throw std::runtime_error(file + ": both constants are zero");
-  return m;
+  std::vector<MeasuredStepCost> out;
+  const YAML::Node device = root["device"];
+  const YAML::Node pm = root["per_model"];
+  if (!device || !pm || !pm.IsMap()) return out;  // not a measured file (e.g. the generic default)
+  if (!device.IsScalar()) throw std::runtime_error(file + ": 'device' must be a string");
+  for (const auto& kv : pm) {
+    const std::string entry = kv.first.as<std::string>();
+    const std::string path = "per_model." + entry;
+    const YAML::Node shape = kv.second["shape"];
+    if (!shape) continue;  // an entry without its model shape cannot be matched to a checkpoint
+    if (!shape.IsMap()) throw std::runtime_error(file + ": " + path + ".shape must be a map");
+    MeasuredStepCost m;
+    m.device = device.as<std::string>();
+    m.entry = entry;
+    for (const auto& f : shape) {
+      const std::string key = f.first.as<std::string>();
+      try {
+        m.shape[key] = f.second.as<int64_t>();
+      } catch (const YAML::Exception&) {
+        throw std::runtime_error(file + ": " + path + ".shape." + key + " is not an integer");
+      }
+    }
+    m.cost = read_step_cost(kv.second, file, path);
+    out.push_back(std::move(m));
+  }
+  return out;
 }
 
 SpeculationPolicy::SpeculationPolicy(SpeculationPolicyOptions options) : options_(options) {

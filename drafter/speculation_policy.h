@@ -74,6 +74,7 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -113,6 +114,19 @@ struct StepCostModel {
 // reader of that format. Throws std::runtime_error naming the file and the YAML key at fault
 // (missing, not a number, out of range), and the entries that exist when `entry` is not one.
 StepCostModel load_cost_model(const std::filesystem::path& yaml_file, std::string_view entry = {});
+
+// A per_model entry of a measured cost model file, one that names its `device:` (the GPU's name
+// as the CUDA runtime reports it) and the model `shape:` it was measured on (HF config.json keys
+// -> integers), so an engine can find the entry for its own GPU and checkpoint without a flag.
+struct MeasuredStepCost {
+  std::string device;                    // e.g. "NVIDIA H200"
+  std::string entry;                     // per_model key, e.g. "Qwen2.5-1.5B"
+  std::map<std::string, int64_t> shape;  // e.g. hidden_size -> 1536
+  StepCostModel cost;
+};
+// Every per_model entry with a shape in a cost model YAML text (none when the file has no
+// `device`); origin names the text in errors, which load_cost_model's rules give.
+std::vector<MeasuredStepCost> read_measured_step_costs(std::string_view yaml_text, std::string_view origin);
 
 enum class BudgetMode : uint8_t { kOff = 0, kFixed = 1, kLengthAware = 2 };
 const char* to_string(BudgetMode m);

@@ -102,12 +102,15 @@ def predict(m, tokens, context):
     return m["base_us"] + m["per_context_us"] * context + tok
 
 
-def yaml_entry(m):
+def yaml_entry(m, shape=None):
     keys = ["base_us", "per_token_us", "crossover_tokens", "per_token_above_us", "per_context_us"]
     if m["crossover_tokens"] <= 0:
         keys = ["base_us", "per_token_us", "per_context_us"]
     body = ", ".join(f"{k}: {m[k]:.6g}" for k in keys)
-    return "{" + body + f", rms_rel_err: {m['rms_rel_err']:.4f}, max_rel_err: {m['max_rel_err']:.4f}" + "}"
+    body += f", rms_rel_err: {m['rms_rel_err']:.4f}, max_rel_err: {m['max_rel_err']:.4f}"
+    if shape:  # what rollout/measured_cost_model.h matches a checkpoint's config.json by
+        body += ", shape: {" + ", ".join(f"{k}: {int(v)}" for k, v in shape.items()) + "}"
+    return "{" + body + "}"
 
 
 def main(argv=None):
@@ -120,13 +123,14 @@ def main(argv=None):
     with open(args.json) as f:
         data = json.load(f)
     device = data.get("device", "unknown device")
-    fits, per_point = {}, {}
+    fits, per_point, shapes = {}, {}, {}
     for model in data.get("models", []):
         pts = points(model)
         if len(pts) < 5:
             print(f"{model.get('name')}: {len(pts)} measured steps, too few to fit; skipped", file=sys.stderr)
             continue
         fits[model["name"]] = fit_shape(pts)
+        shapes[model["name"]] = model.get("shape")
         per_point[model["name"]] = pts
         old = (model.get("verify") or {}).get("fit")  # gpu_bench's own two-term fit, for comparison
         if old:
@@ -144,11 +148,13 @@ def main(argv=None):
         f.write("#       + per_token_above_us * max(T - crossover_tokens, 0)   (microseconds per forward pass)\n")
         f.write("# T: tokens verified in the step; cached positions: summed over its sequences. rms/max_rel_err:\n")
         f.write("# the fit's relative error over the measured steps (decode batch 1-256 at two contexts, verify).\n")
-        f.write("# step_cost is the largest model measured; per_model lists every shape.\n")
+        f.write("# step_cost is the largest model measured; per_model lists every shape. An engine on this\n")
+        f.write("# device whose checkpoint has an entry's shape uses that entry by default (speculation.cost_model auto).\n")
+        f.write(f"device: \"{device}\"\n")
         f.write("step_cost: " + yaml_entry(fits[largest]) + "\n")
         f.write("per_model:\n")
         for name, m in fits.items():
-            f.write(f"  \"{name}\": {yaml_entry(m)}\n")
+            f.write(f"  \"{name}\": {yaml_entry(m, shapes.get(name))}\n")
     if args.report:
         with open(args.report, "w") as f:
             f.write(f"## {src} ({device})\n\n")

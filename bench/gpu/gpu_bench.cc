@@ -562,7 +562,15 @@ int run(int argc, char** argv) {
     auto be = policy::make_cuda_backend_random(m.config, opts, 1);
     policy::cuda_fill_kv_random(*be, 2);
     const auto st = policy::cuda_backend_stats(*be);
+    // The HF config.json keys rollout/measured_cost_model.h matches a checkpoint by.
+    const nlohmann::json shape = {{"hidden_size", m.config.hidden_size},
+                                  {"intermediate_size", m.config.intermediate_size},
+                                  {"num_hidden_layers", m.config.num_layers},
+                                  {"num_attention_heads", m.config.num_heads},
+                                  {"num_key_value_heads", m.config.num_kv_heads},
+                                  {"vocab_size", m.config.vocab_size}};
     nlohmann::json mj = {{"name", m.name},
+                         {"shape", shape},
                          {"weight_bytes_per_step", st.weight_bytes_per_step},
                          {"kv_bytes_per_token", st.kv_bytes_per_token},
                          {"kv_tokens", be->kv_capacity().total_tokens}};

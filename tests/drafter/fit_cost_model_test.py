@@ -1,7 +1,8 @@
 """scripts/fit_cost_model.py recovers known constants: a gpu_bench JSON generated from
 t = 2000 + 0.01 us x cached positions + 5 us x min(T, 256) + 12 us x max(T - 256, 0) (decode at batch
 1..256 and two contexts, verify at batch 1..256 x k = 1..16, one point skipped) is fitted back
-exactly, the crossover included, and the YAML has every key load_cost_model reads.
+exactly, the crossover included, and the YAML has every key load_cost_model reads, plus the device
+and the model shape that rollout/measured_cost_model.h matches a checkpoint by.
 Run: python tests/drafter/fit_cost_model_test.py (exit 77 = skipped: no numpy)."""
 import json
 import os
@@ -27,7 +28,7 @@ def main():
     decode.append({"batch": 256, "context": 8192, "skipped": "out of memory"})
     verify = [{"batch": b, "k": k, "context": c, "step_ms": step_ms(b * k, b * c)}
               for b in (1, 16, 64, 256) for k in (1, 2, 4, 8, 16) for c in (512, 4096)]
-    data = {"device": "test GPU", "models": [{"name": "shape-a", "decode": decode, "verify": {"points": verify}}]}
+    data = {"device": "test GPU", "models": [{"name": "shape-a", "shape": {"hidden_size": 64, "num_hidden_layers": 2}, "decode": decode, "verify": {"points": verify}}]}
     with tempfile.TemporaryDirectory() as d:
         src, out, rep = (os.path.join(d, n) for n in ("gpu.json", "cost.yaml", "report.md"))
         with open(src, "w") as f:
@@ -42,6 +43,8 @@ def main():
             assert abs(got[k] - v) <= 1e-6 * max(1, v), (k, got[k], v)
         assert got["rms_rel_err"] < 1e-6, got
         assert text.count("step_cost:") == 1 and "per_model:" in text
+        assert 'device: "test GPU"' in text, text
+        assert "shape: {hidden_size: 64, num_hidden_layers: 2}" in entry, entry
         assert "| shape-a | 50 |" in open(rep).read()  # 10 decode + 40 verify points, the skipped one left out
     print("ok")
 
