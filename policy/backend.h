@@ -112,6 +112,9 @@ class Backend {
 
   virtual const ModelConfig& config() const = 0;
   virtual std::string name() const = 0;  // "cpu" or "cuda"
+  // The hardware it runs on, as measured cost models name it (rollout/measured_cost_model.h): the
+  // CUDA runtime's device name ("NVIDIA H200") for the CUDA backend, name() otherwise.
+  virtual std::string device_name() const { return name(); }
   // What forward() honours beyond temperature / top-k / top-p / seed; a backend without a feature
   // ignores its fields, so the engine refuses requests that need it. min_p: SamplingParams::min_p;
   // min_tokens: the mask (masked_tokens); processed logprobs: logprobs_mode kProcessed

@@ -110,6 +110,15 @@ class CudaBackend final : public Backend {
 
   const ModelConfig& config() const override { return config_; }
   std::string name() const override { return "cuda"; }
+  std::string device_name() const override {
+    int device = 0;
+    cudaDeviceProp prop{};
+    if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+      cudaGetLastError();
+      return name();
+    }
+    return prop.name;
+  }
   // kernels::sample_rows implements reference.h's whole rule: min-p, the mask, processed logprobs.
   bool samples_min_p() const override { return true; }
   bool samples_min_tokens() const override { return true; }

@@ -17,6 +17,7 @@ class ForwardingBackend : public Backend {
 
   const ModelConfig& config() const override { return inner_->config(); }
   std::string name() const override { return inner_->name(); }
+  std::string device_name() const override { return inner_->device_name(); }
   bool samples_min_p() const override { return inner_->samples_min_p(); }
   bool samples_min_tokens() const override { return inner_->samples_min_tokens(); }
   bool samples_processed_logprobs() const override { return inner_->samples_processed_logprobs(); }

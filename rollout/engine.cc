@@ -17,6 +17,7 @@
 #include "drafter/drafter.h"
 #include "drafter/speculation_policy.h"
 #include "policy/checkpoint.h"
+#include "rollout/measured_cost_model.h"
 #include "rollout/partial_pool.h"
 #include "rollout/request_validator.h"
 #include "rollout/round_assembler.h"
@@ -85,6 +86,16 @@ struct Engine::Impl {
         pool(options.round_groups, options.overprovision) {
     max_position = backend->config().max_position_embeddings;
     if (max_position <= 0) max_position = std::numeric_limits<int32_t>::max();
+    if (options.measured_cost_model) {
+      const std::string device = backend->device_name();
+      if (auto m = measured_cost_model(device, backend->config())) {
+        options.budgets.cost = m->cost;
+        spdlog::info("speculation cost model: {} (measured on {})", m->source, device);
+      } else {
+        spdlog::debug("speculation cost model: none measured for {} and this model shape; the cost_* "
+                      "options' constants (set speculation.cost_model for a measured one)", device);
+      }
+    }
     if (speculation_enabled(options)) {
       drafter = std::make_unique<drafter::Drafter>(options.drafter);
       spec_policy = std::make_unique<drafter::SpeculationPolicy>(effective_budgets(options));
@@ -503,6 +514,11 @@ std::optional<BatchImportance> Engine::round_importance(int64_t round) const {
 }
 
 int64_t Engine::policy_version() const { return impl_->version; }
+
+drafter::StepCostModel Engine::step_cost_model() const {
+  const Impl& m = *impl_;
+  return m.spec_policy ? m.spec_policy->cost_model() : m.options.budgets.cost;
+}
 
 EngineStats Engine::stats() const {
   const Impl& m = *impl_;

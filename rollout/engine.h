@@ -102,6 +102,9 @@ class Engine {
 
   int64_t policy_version() const;
   EngineStats stats() const;
+  // The step cost model the speculation budgets price steps with now: the measured one for this
+  // GPU and checkpoint (EngineOptions::measured_cost_model), else budgets.cost; refit moves it.
+  drafter::StepCostModel step_cost_model() const;
   const policy::ModelConfig& model_config() const;
   bool samples_min_p() const;  // the backend honours SamplingParams::min_p
   // What submit() validates a group against (rollout/request_validator.h), so a caller can check a

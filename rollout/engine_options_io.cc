@@ -273,10 +273,26 @@ std::vector<OptionSpec> build_table() {
     s.type = OptionType::kPath;
     s.help = "read the step cost model (c_base, c_tok and the optional crossover and context terms) from this "
              "YAML (configs/cost_model*.yaml: step_cost, or FILE#NAME for its per_model entry NAME; "
-             "scripts/fit_cost_model.py writes them)";
-    s.set = [](E& e, std::string_view v) { e.engine.budgets.cost = drafter::load_cost_model(std::string(v)); };
-    s.get = [](const E&) { return std::string(); };  // a loader: the constants are the cost_* keys above
+             "scripts/fit_cost_model.py writes them); auto (default): the compiled-in measurement of this "
+             "GPU and checkpoint shape where one exists (rollout/measured_cost_model.h), else the cost_* keys";
+    s.set = [](E& e, std::string_view v) {
+      if (v == "auto") {
+        e.engine.measured_cost_model = true;
+        return;
+      }
+      e.engine.budgets.cost = drafter::load_cost_model(std::string(v));
+    };
+    // A loader: the constants it read are the cost_* keys above.
+    s.get = [](const E& e) { return std::string(e.engine.measured_cost_model ? "auto" : ""); };
     b.push_back(s);
+  }
+  // Any explicit cost setting (a file or one constant) is the user's model: auto no longer replaces it.
+  for (OptionSpec& s : b) {
+    if (s.key.rfind("speculation.cost_", 0) != 0) continue;
+    s.set = [inner = s.set](E& e, std::string_view v) {
+      inner(e, v);
+      if (v != "auto") e.engine.measured_cost_model = false;
+    };
   }
   b.push_back(boolean("speculation.refit_cost_model",
       "refit c_base and c_tok online from measured forward times",

@@ -118,6 +118,10 @@ struct EngineOptions {
   drafter::SpeculationPolicyOptions budgets;  // max_budget (16), max_tokens_per_step (0 = cost
                                               // model), cost (c_base, c_tok in us), ...
   bool refit_cost_model = false;     // refit budgets.cost online from measured forward times
+  // Replace budgets.cost by the compiled-in measurement of the backend's GPU and checkpoint shape
+  // when one exists (rollout/measured_cost_model.h); any explicit speculation.cost_* option
+  // clears it, so a user's model is never overridden.
+  bool measured_cost_model = true;
   double importance_cap = 8.0;       // C in min(w, C) for sequence weights (VCPO)
   double token_ratio_cap = 2.0;      // C for token-level truncated importance sampling (TIS)
   // Empty = no log; else every emitted trajectory and round boundary, appended when the file
