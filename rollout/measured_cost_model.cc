@@ -7,15 +7,26 @@ namespace longtail::rollout {
 namespace {
 
 // The HF config.json names the files' shapes use, and the config field each one is compared with.
+constexpr std::pair<const char*, int32_t policy::ModelConfig::*> kShapeKeys[] = {
+    {"hidden_size", &policy::ModelConfig::hidden_size},
+    {"intermediate_size", &policy::ModelConfig::intermediate_size},
+    {"num_hidden_layers", &policy::ModelConfig::num_layers},
+    {"num_attention_heads", &policy::ModelConfig::num_heads},
+    {"num_key_value_heads", &policy::ModelConfig::num_kv_heads},
+    {"vocab_size", &policy::ModelConfig::vocab_size},
+    {"head_dim", &policy::ModelConfig::head_dim},
+};
+
 std::optional<int64_t> config_value(const policy::ModelConfig& c, const std::string& key) {
-  if (key == "hidden_size") return c.hidden_size;
-  if (key == "intermediate_size") return c.intermediate_size;
-  if (key == "num_hidden_layers") return c.num_layers;
-  if (key == "num_attention_heads") return c.num_heads;
-  if (key == "num_key_value_heads") return c.num_kv_heads;
-  if (key == "vocab_size") return c.vocab_size;
-  if (key == "head_dim") return c.head_dim;
+  for (const auto& [name, field] : kShapeKeys)
+    if (key == name) return c.*field;
   return std::nullopt;
+}
+
+std::string shape_key_names() {
+  std::string names;
+  for (const auto& [name, field] : kShapeKeys) names += (names.empty() ? "" : ", ") + std::string(name);
+  return names;
 }
 
 }  // namespace
@@ -30,9 +41,7 @@ std::optional<MeasuredCostModel> measured_cost_model_in(
         const std::optional<int64_t> have = config_value(config, key);
         if (!have) {
           throw std::runtime_error("cost model " + source + ": per_model." + m.entry + ".shape." + key +
-                                   " is not a model config key this reader compares (hidden_size, "
-                                   "intermediate_size, num_hidden_layers, num_attention_heads, "
-                                   "num_key_value_heads, vocab_size, head_dim)");
+                                   " is not a model config key this reader compares (" + shape_key_names() + ")");
         }
         match = match && *have == value;
       }
