@@ -433,8 +433,7 @@ SampleResult sample_row(std::span<const float> logits, const SamplingRow& p, Log
   const float t = p.temperature;
   int32_t best = -1;
   float best_key = -std::numeric_limits<float>::infinity();
-  auto consider = [&](int32_t i) {
-    const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
+  auto consider = [&](int32_t i, float u) {
     const float key = z_logits[i] / t + (-log_of(-log_of(u, log_rounding), log_rounding));
     if (best < 0 || key > best_key || (key == best_key && i < best)) {
       best = i;
@@ -443,9 +442,16 @@ SampleResult sample_row(std::span<const float> logits, const SamplingRow& p, Log
   };
   std::vector<int32_t> cand = candidates(z_logits, p);
   if (cand.empty()) {
-    for (int32_t i = 0; i < static_cast<int32_t>(z_logits.size()); ++i) consider(i);
+    // The whole vocabulary: one Philox call per group of four entries (philox.h).
+    const auto n = static_cast<int64_t>(z_logits.size());
+    for (int64_t g = 0; 4 * g < n; ++g) {
+      const Philox4x32 w = sampling_words(p.seed, p.uid, p.position, static_cast<uint32_t>(g));
+      for (int64_t j = 0; j < 4 && 4 * g + j < n; ++j) {
+        consider(static_cast<int32_t>(4 * g + j), sampling_uniform_of_word(w.v[j]));
+      }
+    }
   } else {
-    for (int32_t i : cand) consider(i);
+    for (int32_t i : cand) consider(i, sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i)));
   }
   if (extras.logprob == LogprobKind::kRaw) return {best, log_softmax_at(logits, t, best)};
   return {best, processed_logprob(z_logits, t, std::move(cand), best)};

@@ -105,9 +105,10 @@ void swiglu(std::span<const float> gate_up, std::span<float> out, int64_t rows, 
 //      total = sum of exp(double(z_i) - zmax) over the candidates in ascending index order, then
 //      the cumulative sum of exp(double(z_i) - zmax) / total in candidate order until >= top_p.
 //      Draw: Gumbel-max over the candidates, x = argmax_i key_i with key_i = z_i + (-logf(-logf(u_i)))
-//      in float, u_i = sampling_uniform(seed, uid, position, i) (philox.h); the lowest index wins
-//      equal keys. Gumbel-max needs no sort and no prefix sum, so a parallel reduction gives the
-//      same answer as a serial loop, and each vocabulary entry has its own independent uniform.
+//      in float, u_i = sampling_uniform(seed, uid, position, i) (philox.h: word i % 4 of the
+//      Philox call of group i / 4); the lowest index wins equal keys. Gumbel-max needs no sort
+//      and no prefix sum, so a parallel reduction gives the same answer as a serial loop, and
+//      each vocabulary entry has its own independent uniform.
 //   3. The reported logprob of a token x (the drawn one, or a given one when scoring), by
 //      RuleExtras::logprob:
 //      raw (default): log softmax(z)[x] over the whole vocabulary of the unmasked logits, T = 1

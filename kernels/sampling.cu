@@ -2,10 +2,11 @@
 // fp32 logits is spread over blocks of kChunk entries; each block, in one pass over its chunk:
 //   max and sum of exp over z = logits / T (T = 1 when greedy), the argmax, and for rows drawn from
 //   the whole vocabulary the Gumbel-max draw: key = z + (-logf(-logf(u))) in float as the reference
-//   forms it, u = sampling_uniform(seed, uid, position, i), with logf evaluated as
-//   float(log(double)), i.e. correctly rounded, but only for entries whose key, evaluated first
-//   with the device's accurate float logf, can still reach the best key seen (same token, almost
-//   no fp64 logs). The row's last block (a ticket per row) combines the chunks in a fixed order;
+//   forms it, u = sampling_uniform(seed, uid, position, i) (one Philox call per group of four
+//   entries), with logf evaluated as float(log(double)), i.e. correctly rounded, but only for
+//   entries whose key can still reach the best key seen, by a log-free bound first and then the
+//   device's accurate float logf (same token, almost no logs). The row's last block (a ticket per
+//   row) combines the chunks in a fixed order;
 //   for rows with min-p, top-k or top-p it then selects the candidates over the whole row:
 //   min-p:  a lower bound on the key (z - zmax >= log(min_p) in fp64);
 //   top-k:  exact radix select (8 bits per pass) of the k-th largest 64-bit key
@@ -239,14 +240,21 @@ __host__ __device__ constexpr int64_t workspace_rows(size_t bytes, int32_t vocab
                                           (sizeof(uint32_t) + sizeof(Partial) * chunks_of(vocab)));
 }
 
-// The exact Gumbel key of entry i (z + -logf(-logf(u)) with correctly rounded logs), or -inf when
-// a float evaluation with the device's accurate logf (within a few ulp, far inside `margin`) shows
-// it cannot reach `bound`, a key some candidate is known to reach or exceed.
-__device__ __forceinline__ float gumbel_key_if_reachable(float z, int32_t i, const SamplingRow& p,
-                                                         double bound) {
-  const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
-  const float approx = z - logf(-logf(u));
+// True when no Gumbel noise can lift z to `bound` (the noise is at most kGumbelMax).
+__device__ __forceinline__ bool below_reach(float z, double bound) {
+  return static_cast<double>(z) + kGumbelMax + 1e-6 * fabs(bound) < bound;
+}
+
+// The exact Gumbel key z + -logf(-logf(u)) (correctly rounded logs), or -inf when it cannot reach
+// `bound`, a key some candidate is known to reach or exceed. Two filters skip the fp64 logs:
+//   1. log-free: -log(u) >= 1 - u, so the noise is at most -log(1 - u), and the key is below
+//      bound - margin whenever 1 - u > exp(z - (bound - margin)); one __expf (relative error far
+//      below the 1% allowed for it), and 1 - u >= 2^-24 is exact for u >= 1/2;
+//   2. the device's accurate float logf (within a few ulp, far inside `margin`).
+__device__ __forceinline__ float gumbel_key_if_reachable(float z, float u, double bound) {
   const double margin = 1e-3 + 1e-5 * fabs(bound);
+  if (1.0f - u > 1.01f * __expf(z - static_cast<float>(bound - margin))) return -INFINITY;
+  const float approx = z - logf(-logf(u));
   if (static_cast<double>(approx) + margin < bound) return -INFINITY;
   const float inner = static_cast<float>(log(static_cast<double>(u)));
   return z + -static_cast<float>(log(static_cast<double>(-inner)));
@@ -278,6 +286,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ SelectSmem sm;
   __shared__ Best best_scratch[kWarps];
   __shared__ float fscratch[3 * kWarps];
+  // The chunk's masked z, so that the draw can walk it in groups of four entries (one Philox call
+  // each) after the first pass has found the chunk's maximum.
+  __shared__ __align__(16) float chunk_z[kChunk];
   __shared__ double dscratch[kWarps];
   __shared__ uint32_t best_key_ord;  // float_ord of a Gumbel key some candidate reached
   __shared__ bool last;
@@ -303,9 +314,9 @@ __global__ void __launch_bounds__(kThreads)
   // The chunk: online max / sum-exp of z, the argmax (lowest index on ties) and, when the row
   // draws from the whole vocabulary, the pruned Gumbel-max. Pruning is exact: any key is
   // <= z + g_max, and the winner's key is >= every key reached so far (kept block-wide in shared
-  // memory) and >= m + g_min for the running masked max m (g_min = -2.853); an entry clearly below
-  // either bound cannot win nor tie, so its Philox draw is skipped, and one whose float key is
-  // clearly below skips the fp64 logs. The result equals the unpruned one.
+  // memory) and >= m + g_min for the chunk's masked max m (g_min = -2.853); an entry clearly below
+  // either bound cannot win nor tie, so a group of four whose entries all are skips its Philox
+  // call, and an entry whose key is clearly below skips the logs. The result equals the unpruned one.
   const int32_t begin = static_cast<int32_t>(blockIdx.y) * kChunk;
   float zs[kPerThread];  // every load of the chunk in flight before the first use
 #pragma unroll
@@ -324,12 +335,12 @@ __global__ void __launch_bounds__(kThreads)
   float m = -INFINITY, s = 0.0f, pm = -INFINITY;
   double ps = 0.0;
   Best arg{-INFINITY, -1}, b{-INFINITY, -1};
-  float published = -INFINITY;
 #pragma unroll
   for (int j = 0; j < kPerThread; ++j) {
     const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
     const float raw = zs[j];
     const float z = (masked_bits >> j) & 1u ? -INFINITY : raw;
+    if (draw_all) chunk_z[j * kThreads + threadIdx.x] = z;
     if (i < vocab && (arg.idx < 0 || z > arg.key)) arg = Best{z, i};
     if (raw != -INFINITY) {
       if (raw > m) {
@@ -345,18 +356,6 @@ __global__ void __launch_bounds__(kThreads)
                   : ps + exp(static_cast<double>(z) - static_cast<double>(pm));
     }
     pm = fmaxf(pm, z);
-    if (!draw_all) continue;
-    const double reached = static_cast<double>(
-        ord_float(*reinterpret_cast<volatile uint32_t*>(&best_key_ord)));
-    const double bound = fmax(static_cast<double>(pm) - 2.86, reached);
-    if (static_cast<double>(z) + kGumbelMax + 1e-6 * fabs(bound) < bound) continue;
-    const float key = gumbel_key_if_reachable(z, i, p, bound);
-    if (key == -INFINITY) continue;
-    b = better(b, Best{static_cast<double>(key), i});
-    if (key > published) {
-      published = key;
-      atomicMax(&best_key_ord, float_ord(key));
-    }
   }
   const float mt = warp_max(m);
   const float pmt = warp_max(pm);
@@ -372,6 +371,38 @@ __global__ void __launch_bounds__(kThreads)
       fscratch[kWarps + (threadIdx.x >> 5)] = sw;
       fscratch[2 * kWarps + (threadIdx.x >> 5)] = pmt;
       dscratch[threadIdx.x >> 5] = pw;
+    }
+  }
+  if (draw_all) {
+    // The draw, after the whole chunk's masked max is known (so its floor prunes from the first
+    // group on): thread t takes the groups of four entries t, t + kThreads, ...
+    __syncthreads();
+    float chunk_pm = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) chunk_pm = fmaxf(chunk_pm, fscratch[2 * kWarps + w]);
+    const double floor_key = static_cast<double>(chunk_pm) - 2.86;
+    float published = -INFINITY;
+    for (int q = threadIdx.x; q < kChunk / 4; q += kThreads) {
+      const float4 z4 = reinterpret_cast<const float4*>(chunk_z)[q];
+      const float zq = fmaxf(fmaxf(z4.x, z4.y), fmaxf(z4.z, z4.w));
+      if (zq == -INFINITY) continue;  // masked or past the vocabulary
+      const double reached = static_cast<double>(
+          ord_float(*reinterpret_cast<volatile uint32_t*>(&best_key_ord)));
+      const double bound = fmax(floor_key, reached);
+      if (below_reach(zq, bound)) continue;
+      const Philox4x32 words =
+          sampling_words(p.seed, p.uid, p.position, static_cast<uint32_t>((begin >> 2) + q));
+      const float zj[4] = {z4.x, z4.y, z4.z, z4.w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (zj[j] == -INFINITY || below_reach(zj[j], bound)) continue;
+        const float key = gumbel_key_if_reachable(zj[j], sampling_uniform_of_word(words.v[j]), bound);
+        if (key == -INFINITY) continue;
+        b = better(b, Best{static_cast<double>(key), begin + 4 * q + j});
+        if (key > published) {
+          published = key;
+          atomicMax(&best_key_ord, float_ord(key));
+        }
+      }
     }
   }
   // block_best synchronises, so the scratch is complete after it; a row reduces only what it uses.
@@ -482,8 +513,9 @@ __global__ void __launch_bounds__(kThreads)
       const double reached = static_cast<double>(
           ord_float(*reinterpret_cast<volatile uint32_t*>(&best_key_ord)));
       const double bound = fmax(floor_key, reached);
-      if (static_cast<double>(z) + kGumbelMax + 1e-6 * fabs(bound) < bound) continue;
-      const float key = gumbel_key_if_reachable(z, i, p, bound);
+      if (below_reach(z, bound)) continue;
+      const float u = sampling_uniform(p.seed, p.uid, p.position, static_cast<uint32_t>(i));
+      const float key = gumbel_key_if_reachable(z, u, bound);
       if (key == -INFINITY) continue;
       bt = better(bt, Best{static_cast<double>(key), i});
       if (key > pub) {

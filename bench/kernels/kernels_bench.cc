@@ -6,6 +6,8 @@
 // splits, as the deterministic backend runs it) against the fast mode's (chosen and wave-balanced
 // splits, as the fast backend runs it) at the 1.5B and 7B head shapes, batch 16/64/256, context
 // 512/4096, k = 1/2/4/8/16: the attention part of the deterministic mode's step cost.
+// kernels_bench --sampler times only the sampler, at 16 .. 4096 rows (4096 = verify at batch 256,
+// k = 16).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -205,11 +207,89 @@ void bench_deterministic_attention(const cudaDeviceProp& prop, double copy_gbs) 
   }
 }
 
+// Sampler over the Qwen vocabulary, one table: greedy, plain temperature (the whole-vocabulary
+// Gumbel draw), top-k, top-p. Logits: "flat" N(0, 3) and "flat s1" N(0, 1) (random weights: the
+// draw prunes few entries), "peaked" N(0, 3) plus 16 entries per row 25 higher (closer to a trained
+// LM: most entries pruned exactly). Rows past 256 repeat the first 256 rows' logits (different
+// uids, so different draws), which keeps the host's random generation short.
+void bench_sampler(double copy_gbs, const std::vector<int32_t>& row_counts, bool quick) {
+  const int32_t vocab = 151936;
+  std::printf("\nSampler (vocab %d): GB/s counts the logits read once.\n\n", vocab);
+  std::printf("| mode | logits | rows | time us | us / row | GB/s | of copy |\n");
+  std::printf("|---|---|---|---|---|---|---|\n");
+  struct Logits { const char* name; float sigma; bool peaked; };
+  for (const int32_t rows : row_counts) {
+    for (const Logits kind : {Logits{"flat", 3.0f, false}, Logits{"flat s1", 1.0f, false},
+                              Logits{"peaked", 3.0f, true}}) {
+      const int32_t unique = std::min(rows, 256);
+      float* logits = dalloc<float>(static_cast<size_t>(rows) * vocab);
+      {
+        std::mt19937_64 rng(9);
+        std::normal_distribution<float> nd(0.0f, kind.sigma);
+        std::uniform_int_distribution<int32_t> pick(0, vocab - 1);
+        std::vector<float> h(static_cast<size_t>(unique) * vocab);
+        for (auto& v : h) v = nd(rng);
+        if (kind.peaked) {
+          for (int32_t r = 0; r < unique; ++r) {
+            for (int j = 0; j < 16; ++j) h[static_cast<size_t>(r) * vocab + pick(rng)] += 25.0f;
+          }
+        }
+        check(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice), "logits");
+        for (int32_t r = unique; r < rows; r += unique) {
+          const int32_t n = std::min(unique, rows - r);
+          check(cudaMemcpy(logits + static_cast<size_t>(r) * vocab, logits,
+                           static_cast<size_t>(n) * vocab * 4, cudaMemcpyDeviceToDevice),
+                "tile logits");
+        }
+      }
+      lk::SamplingRow* d_rows = dalloc<lk::SamplingRow>(rows);
+      int32_t* tok = dalloc<int32_t>(rows);
+      float* lp = dalloc<float>(rows);
+      const size_t ws_bytes = lk::sample_rows_workspace_bytes(rows, vocab);
+      char* ws = dalloc<char>(ws_bytes);
+      check(cudaMemset(ws, 0, ws_bytes), "workspace");
+      struct Mode { const char* name; float t; int32_t k; float p; };
+      for (const Mode m : {Mode{"greedy", 0.0f, 0, 1.0f}, Mode{"T=1", 1.0f, 0, 1.0f},
+                           Mode{"T=0.7", 0.7f, 0, 1.0f}, Mode{"T=1 top-k 50", 1.0f, 50, 1.0f},
+                           Mode{"T=1 top-p 0.9", 1.0f, 0, 0.9f},
+                           Mode{"T=0.7 k 50 p 0.9", 0.7f, 50, 0.9f}}) {
+        std::vector<lk::SamplingRow> h(rows);
+        for (int32_t r = 0; r < rows; ++r) {
+          h[r].temperature = m.t;
+          h[r].top_k = m.k;
+          h[r].top_p = m.p;
+          h[r].seed = 1;
+          h[r].uid = r;
+          h[r].position = 100;
+        }
+        check(cudaMemcpy(d_rows, h.data(), rows * sizeof(lk::SamplingRow), cudaMemcpyHostToDevice),
+              "rows");
+        const double ms = median_ms(
+            [&](int) {
+              check(lk::sample_rows(logits, vocab, rows, vocab, d_rows, nullptr, nullptr, tok, lp,
+                                    nullptr, ws, ws_bytes, nullptr),
+                    "sample_rows");
+            },
+            quick ? 5 : 20);
+        const double gbs = 4.0 * rows * vocab / (ms * 1e-3) / 1e9;
+        std::printf("| %s | %s | %d | %.1f | %.2f | %.0f | %.0f%% |\n", m.name, kind.name, rows,
+                    ms * 1e3, ms * 1e3 / rows, gbs, 100.0 * gbs / copy_gbs);
+      }
+      cudaFree(logits);
+      cudaFree(d_rows);
+      cudaFree(tok);
+      cudaFree(lp);
+      cudaFree(ws);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const bool deterministic = argc > 1 && std::strcmp(argv[1], "--deterministic") == 0;
+  const bool sampler_only = argc > 1 && std::strcmp(argv[1], "--sampler") == 0;
   try {
     cudaDeviceProp prop{};
     check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
@@ -230,6 +310,10 @@ int main(int argc, char** argv) {
     std::printf("device-to-device copy: %.1f GB/s (read + write)\n\n", copy_gbs);
     if (deterministic) {
       bench_deterministic_attention(prop, copy_gbs);
+      return 0;
+    }
+    if (sampler_only) {
+      bench_sampler(copy_gbs, {16, 64, 256, 1024, 4096}, false);
       return 0;
     }
 
@@ -281,67 +365,7 @@ int main(int argc, char** argv) {
       cudaFree(vc);
     }
 
-    // Sampler over the Qwen vocabulary: plain temperature (fast path), top-k, top-p; "flat" logits
-    // are N(0, 3) (nothing can be pruned from the Gumbel draw), "peaked" ones N(0, 3) plus 16
-    // entries per row 25 higher, closer to a trained LM (most entries pruned exactly).
-    const int32_t vocab = 151936;
-    for (int32_t rows : {64, 256}) {
-     for (const bool peaked : {false, true}) {
-      float* logits = dalloc<float>(static_cast<size_t>(rows) * vocab);
-      {
-        std::mt19937_64 rng(9);
-        std::normal_distribution<float> nd(0.0f, 3.0f);
-        std::uniform_int_distribution<int32_t> pick(0, vocab - 1);
-        std::vector<float> h(static_cast<size_t>(rows) * vocab);
-        for (auto& v : h) v = nd(rng);
-        if (peaked) {
-          for (int32_t r = 0; r < rows; ++r) {
-            for (int j = 0; j < 16; ++j) h[static_cast<size_t>(r) * vocab + pick(rng)] += 25.0f;
-          }
-        }
-        check(cudaMemcpy(logits, h.data(), h.size() * 4, cudaMemcpyHostToDevice), "logits");
-      }
-      lk::SamplingRow* d_rows = dalloc<lk::SamplingRow>(rows);
-      int32_t* tok = dalloc<int32_t>(rows);
-      float* lp = dalloc<float>(rows);
-      const size_t ws_bytes = lk::sample_rows_workspace_bytes(rows, vocab);
-      char* ws = dalloc<char>(ws_bytes);
-      check(cudaMemset(ws, 0, ws_bytes), "workspace");
-      struct Mode { const char* name; float t; int32_t k; float p; };
-      for (const Mode m : {Mode{"greedy", 0.0f, 0, 1.0f}, Mode{"T=1", 1.0f, 0, 1.0f},
-                           Mode{"T=1 top-k 50", 1.0f, 50, 1.0f},
-                           Mode{"T=1 top-p 0.9", 1.0f, 0, 0.9f},
-                           Mode{"T=0.7 k 50 p 0.9", 0.7f, 50, 0.9f}}) {
-        std::vector<lk::SamplingRow> h(rows);
-        for (int32_t r = 0; r < rows; ++r) {
-          h[r].temperature = m.t;
-          h[r].top_k = m.k;
-          h[r].top_p = m.p;
-          h[r].seed = 1;
-          h[r].uid = r;
-          h[r].position = 100;
-        }
-        check(cudaMemcpy(d_rows, h.data(), rows * sizeof(lk::SamplingRow), cudaMemcpyHostToDevice),
-              "rows");
-        const double ms = median_ms(
-            [&](int) {
-              check(lk::sample_rows(logits, vocab, rows, vocab, d_rows, nullptr, nullptr, tok, lp, nullptr,
-                                    ws, ws_bytes, nullptr),
-                    "sample_rows");
-            },
-            quick ? 5 : 20);
-        const double gbs = 4.0 * rows * vocab / (ms * 1e-3) / 1e9;
-        std::printf("| sample_rows %s %s | vocab %d | %d | - | - | - | %.1f | %.0f | %.0f%% | - | - | - |\n",
-                    m.name, peaked ? "peaked" : "flat", vocab, rows, ms * 1e3, gbs,
-                    100.0 * gbs / copy_gbs);
-      }
-      cudaFree(logits);
-      cudaFree(d_rows);
-      cudaFree(tok);
-      cudaFree(lp);
-      cudaFree(ws);
-     }
-    }
+    bench_sampler(copy_gbs, {64, 256}, quick);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "kernels_bench: %s\n", e.what());
     return 1;

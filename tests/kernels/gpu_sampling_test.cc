@@ -2,7 +2,8 @@
 // policy/sampling.h) on thousands of rows mixing greedy, temperature, min-p, top-k, top-p, ties and
 // -inf logits, with and without rule 0's mask (random stop-token lists that often hold the row's
 // argmax) and with raw or processed logprobs (rule 3); logprobs and teacher-forced logprobs close
-// to the fp64 reference (processed ones within fp64 summation order); argmax ties.
+// to the fp64 reference (processed ones within fp64 summation order); pruned whole-vocabulary
+// draws on peaked and flat rows; argmax ties.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -208,6 +209,43 @@ TEST(KernelsGpuSampling, MaskAndProcessedLogprobsAgreeWithReference) {
   check_batch(make_batch(97, 5, rng, true), 97);  // masks that leave one or two tokens
   check_batch(make_batch(4 * 96, 9000, rng, true), 4 * 96);  // masks on both sides of a chunk edge
   check_batch(make_batch(72, 151936, rng, true), 72);
+}
+
+// Rows drawn from the whole vocabulary, where the pruned draw skips most Philox calls and logs:
+// peaked rows (a few entries 8..40 above the rest, like a trained model's logits, or a scaled
+// lm_head), flat rows of several spreads, and temperatures from near-greedy to hot, so that
+// every filter (group reach, log-free bound, float logs) both prunes and keeps entries.
+TEST(KernelsGpuSampling, PrunedDrawsAgreeOnPeakedAndScaledRows) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(25);
+  const int32_t vocab = 151936;
+  const int64_t rows = 64;
+  Batch b{vocab, vocab + 3, {}, {}, {}, {}, {}, {}};
+  b.logits.assign(rows * b.stride, std::numeric_limits<float>::quiet_NaN());
+  const float temps[] = {0.02f, 0.25f, 1.0f, 3.0f};
+  const float spreads[] = {0.3f, 1.0f, 3.0f, 8.0f};
+  std::uniform_int_distribution<int32_t> id(0, vocab - 1);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = b.logits.data() + r * b.stride;
+    std::normal_distribution<float> nd(-2.0f, spreads[(r / 4) % 4]);
+    for (int32_t i = 0; i < vocab; ++i) row[i] = nd(rng);
+    const int peaks = static_cast<int>(r % 16) / 4 * 2;  // 0, 2, 4 or 6 peaked entries
+    for (int j = 0; j < peaks; ++j) row[id(rng)] = 8.0f + static_cast<float>(rng() % 33);
+    SamplingRow p;
+    p.temperature = temps[r % 4];
+    p.seed = 0xabcdef00ull + static_cast<uint64_t>(r);
+    p.uid = static_cast<uint64_t>(r) * 0x9e3779b97f4a7c15ull;
+    p.position = 100 + 37 * r;
+    p.processed = r % 2;
+    b.rows.push_back(p);
+    b.targets.push_back(id(rng));
+  }
+  b.masks.resize(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    b.kinds.push_back(r % 2 ? ref::LogprobKind::kProcessed : ref::LogprobKind::kRaw);
+  }
+  b.mask_ids.push_back(-1);
+  check_batch(b, rows);
 }
 
 TEST(KernelsGpuSampling, ArgmaxTakesLowestIndexOnTies) {

@@ -180,6 +180,37 @@ TEST(KernelsReference, EmbeddingZeroesBadIds) {
   EXPECT_EQ(out, (std::vector<float>{5, 6, 0, 0, 1, 2}));
 }
 
+// The whole-vocabulary draw walks groups of four entries (one Philox call each); it must pick
+// exactly the argmax of z_i + (-logf(-logf(u_i))) with each entry's own sampling_uniform, odd
+// vocabulary sizes (a partial last group) included.
+TEST(KernelsReference, WholeVocabularyDrawIsGumbelArgmaxOfEachEntrysUniform) {
+  std::mt19937 gen(11);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (int32_t vocab : {1, 3, 4, 5, 1023, 4099}) {
+    std::vector<float> logits(static_cast<size_t>(vocab));
+    for (float& v : logits) v = normal(gen);
+    for (int64_t position = 0; position < 40; ++position) {
+      SamplingRow p;
+      p.temperature = 0.7f;
+      p.seed = 0x1234567890abull;
+      p.uid = 0x300000005ull;
+      p.position = position;
+      int32_t want = -1;
+      float want_key = -std::numeric_limits<float>::infinity();
+      for (int32_t i = 0; i < vocab; ++i) {
+        const float u = sampling_uniform(p.seed, p.uid, position, static_cast<uint32_t>(i));
+        const float inner = static_cast<float>(std::log(static_cast<double>(u)));
+        const float key = logits[i] / p.temperature + -static_cast<float>(std::log(static_cast<double>(-inner)));
+        if (want < 0 || key > want_key) {
+          want = i;
+          want_key = key;
+        }
+      }
+      ASSERT_EQ(sample_row(logits, p).token, want) << "vocab " << vocab << " position " << position;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace longtail::kernels::ref
 
@@ -190,17 +221,42 @@ namespace {
 TEST(KernelsPhilox, TopDrawStaysBelowOne) {
   const uint64_t seed = 12345, uid = 7;
   const int64_t position = 3;
-  for (uint32_t i = 0; i < (1u << 27); ++i) {
-    const Philox4x32 ctr{{i, static_cast<uint32_t>(position), static_cast<uint32_t>(uid), 0u}};
-    const Philox4x32 out = philox4x32_10(ctr, static_cast<uint32_t>(seed), 0u);
-    if ((out.v[0] >> 8) != 0xFFFFFFu) continue;
-    const float u = sampling_uniform(seed, uid, position, i);
-    EXPECT_LT(u, 1.0f);
-    EXPECT_GT(u, 0.9999999f);
-    EXPECT_TRUE(std::isfinite(-std::log(-std::log(u))));
-    return;
+  for (uint32_t g = 0; g < (1u << 25); ++g) {
+    const Philox4x32 out = philox4x32_10(
+        Philox4x32{{g, static_cast<uint32_t>(position), static_cast<uint32_t>(uid), 0u}},
+        static_cast<uint32_t>(seed), 0u);
+    for (uint32_t j = 0; j < 4; ++j) {
+      if ((out.v[j] >> 8) != 0xFFFFFFu) continue;
+      const float u = sampling_uniform(seed, uid, position, 4 * g + j);
+      EXPECT_LT(u, 1.0f);
+      EXPECT_GT(u, 0.9999999f);
+      EXPECT_TRUE(std::isfinite(-std::log(-std::log(u))));
+      return;
+    }
   }
-  FAIL() << "no top draw found in 2^27 counters (expected one per 2^24)";
+  FAIL() << "no top draw found in 2^27 words (expected one per 2^24)";
+}
+
+// Philox4x32-10's known answers (Random123's kat_vectors), then the sampling layout: entry i
+// takes word i % 4 of the call on counter (i / 4, position, uid_lo, uid_hi) keyed by the seed.
+TEST(KernelsPhilox, FourEntriesShareOneCounter) {
+  const Philox4x32 zero = philox4x32_10(Philox4x32{{0, 0, 0, 0}}, 0, 0);
+  EXPECT_EQ(zero.v[0], 0x6627e8d5u);
+  EXPECT_EQ(zero.v[1], 0xe169c58du);
+  EXPECT_EQ(zero.v[2], 0xbc57ac4cu);
+  EXPECT_EQ(zero.v[3], 0x9b00dbd8u);
+  const uint64_t seed = 0xfeedface00000001ull, uid = 0x200000009ull;
+  const int64_t position = 77;
+  for (uint32_t g = 0; g < 64; ++g) {
+    const Philox4x32 out = philox4x32_10(
+        Philox4x32{{g, static_cast<uint32_t>(position), static_cast<uint32_t>(uid),
+                    static_cast<uint32_t>(uid >> 32)}},
+        static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+    for (uint32_t j = 0; j < 4; ++j) {
+      const float want = (static_cast<float>(out.v[j] >> 8) + 0.5f) / 16777216.0f;
+      ASSERT_EQ(sampling_uniform(seed, uid, position, 4 * g + j), want) << g << " " << j;
+    }
+  }
 }
 
 TEST(KernelsPhilox, BottomDrawIsPositive) {
