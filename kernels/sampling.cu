@@ -245,15 +245,21 @@ __device__ __forceinline__ bool below_reach(float z, double bound) {
   return static_cast<double>(z) + kGumbelMax + 1e-6 * fabs(bound) < bound;
 }
 
-// The exact Gumbel key z + -logf(-logf(u)) (correctly rounded logs), or -inf when it cannot reach
-// `bound`, a key some candidate is known to reach or exceed. Two filters skip the fp64 logs:
-//   1. log-free: -log(u) >= 1 - u, so the noise is at most -log(1 - u), and the key is below
-//      bound - margin whenever 1 - u > exp(z - (bound - margin)); one __expf (relative error far
-//      below the 1% allowed for it), and 1 - u >= 2^-24 is exact for u >= 1/2;
-//   2. the device's accurate float logf (within a few ulp, far inside `margin`).
-__device__ __forceinline__ float gumbel_key_if_reachable(float z, float u, double bound) {
+// -log(u) >= 1 - u, so the noise -log(-log u) is at most -log(1 - u), and z + noise is below
+// bound - margin whenever 1 - u > exp(z - (bound - margin)): true means the key cannot reach
+// `bound`. One __expf, no logs (its relative error is far below the 1% allowed for it; 1 - u is
+// exact for u >= 1/2 and at least 2^-24).
+__device__ __forceinline__ bool noise_cannot_reach(float z, float u, double bound) {
   const double margin = 1e-3 + 1e-5 * fabs(bound);
-  if (1.0f - u > 1.01f * __expf(z - static_cast<float>(bound - margin))) return -INFINITY;
+  return 1.0f - u > 1.01f * __expf(z - static_cast<float>(bound - margin));
+}
+
+// The exact Gumbel key z + -logf(-logf(u)) (correctly rounded logs), or -inf when it cannot reach
+// `bound`, a key some candidate is known to reach or exceed: by the log-free bound, or by the
+// device's accurate float logf (within a few ulp, far inside `margin`).
+__device__ __forceinline__ float gumbel_key_if_reachable(float z, float u, double bound) {
+  if (noise_cannot_reach(z, u, bound)) return -INFINITY;
+  const double margin = 1e-3 + 1e-5 * fabs(bound);
   const float approx = z - logf(-logf(u));
   if (static_cast<double>(approx) + margin < bound) return -INFINITY;
   const float inner = static_cast<float>(log(static_cast<double>(u)));
@@ -289,13 +295,22 @@ __global__ void __launch_bounds__(kThreads)
   // The chunk's masked z, so that the draw can walk it in groups of four entries (one Philox call
   // each) after the first pass has found the chunk's maximum.
   __shared__ __align__(16) float chunk_z[kChunk];
+  // The draw's queue: chunk offsets and uniforms of the entries the cheap bounds keep.
+  __shared__ uint16_t queue_at[kChunk];
+  __shared__ float queue_u[kChunk];
+  __shared__ int queue_len;
+  __shared__ uint32_t approx_ord;  // float_ord of the best float key in the queue
   __shared__ double dscratch[kWarps];
   __shared__ uint32_t best_key_ord;  // float_ord of a Gumbel key some candidate reached
   __shared__ bool last;
   __shared__ float row_zmax, row_log_z;
   __shared__ double row_log_zc;  // rule 3 processed normaliser of rows drawn from the whole vocab
   __shared__ Best row_arg, row_key;
-  if (threadIdx.x == 0) best_key_ord = float_ord(-INFINITY);
+  if (threadIdx.x == 0) {
+    best_key_ord = float_ord(-INFINITY);
+    approx_ord = float_ord(-INFINITY);
+    queue_len = 0;
+  }
   __syncthreads();
   const int64_t r = blockIdx.x;
   const int32_t chunks = static_cast<int32_t>(gridDim.y);
@@ -311,12 +326,12 @@ __global__ void __launch_bounds__(kThreads)
   const bool processed = p.processed != 0;
   const bool chunk_mass = processed && draw_all;  // the chunks sum rule 3 processed's normaliser
 
-  // The chunk: online max / sum-exp of z, the argmax (lowest index on ties) and, when the row
-  // draws from the whole vocabulary, the pruned Gumbel-max. Pruning is exact: any key is
-  // <= z + g_max, and the winner's key is >= every key reached so far (kept block-wide in shared
-  // memory) and >= m + g_min for the chunk's masked max m (g_min = -2.853); an entry clearly below
-  // either bound cannot win nor tie, so a group of four whose entries all are skips its Philox
-  // call, and an entry whose key is clearly below skips the logs. The result equals the unpruned one.
+  // The chunk: max / sum-exp of z, the argmax (lowest index on ties) and, when the row draws from
+  // the whole vocabulary, the pruned Gumbel-max. Pruning is exact: any key is <= z + g_max, and
+  // the winner's key is >= m + g_min for the chunk's masked max m (g_min = -2.853) and >= a key
+  // some entry is known to reach; an entry clearly below either bound cannot win nor tie, so a
+  // group of four whose entries all are skips its Philox call, and an entry whose key is clearly
+  // below skips the logs. The result equals the unpruned one.
   const int32_t begin = static_cast<int32_t>(blockIdx.y) * kChunk;
   float zs[kPerThread];  // every load of the chunk in flight before the first use
 #pragma unroll
@@ -332,24 +347,22 @@ __global__ void __launch_bounds__(kThreads)
       if (d % kThreads == static_cast<int32_t>(threadIdx.x)) masked_bits |= 1u << (d / kThreads);
     }
   }
-  float m = -INFINITY, s = 0.0f, pm = -INFINITY;
+  // Per thread: the max first, then the sum of exp over its entries in index order (one exp per
+  // entry, no rescaling); the argmax in float.
+  float m = -INFINITY, pm = -INFINITY, arg_z = -INFINITY;
+  int32_t arg_i = -1;
   double ps = 0.0;
-  Best arg{-INFINITY, -1}, b{-INFINITY, -1};
 #pragma unroll
   for (int j = 0; j < kPerThread; ++j) {
     const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
     const float raw = zs[j];
     const float z = (masked_bits >> j) & 1u ? -INFINITY : raw;
     if (draw_all) chunk_z[j * kThreads + threadIdx.x] = z;
-    if (i < vocab && (arg.idx < 0 || z > arg.key)) arg = Best{z, i};
-    if (raw != -INFINITY) {
-      if (raw > m) {
-        s = s * expf(m - raw) + 1.0f;
-        m = raw;
-      } else {
-        s += expf(raw - m);
-      }
+    if (i < vocab && (arg_i < 0 || z > arg_z)) {
+      arg_z = z;
+      arg_i = i;
     }
+    m = fmaxf(m, raw);
     if (z == -INFINITY) continue;
     if (chunk_mass) {
       ps = z > pm ? ps * exp(static_cast<double>(pm) - static_cast<double>(z)) + 1.0
@@ -357,6 +370,12 @@ __global__ void __launch_bounds__(kThreads)
     }
     pm = fmaxf(pm, z);
   }
+  float s = 0.0f;
+  if (m != -INFINITY) {
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) s += zs[j] == -INFINITY ? 0.0f : __expf(zs[j] - m);
+  }
+  Best arg{static_cast<double>(arg_z), arg_i}, b{-INFINITY, -1};
   const float mt = warp_max(m);
   const float pmt = warp_max(pm);
   {
@@ -374,35 +393,68 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   if (draw_all) {
-    // The draw, after the whole chunk's masked max is known (so its floor prunes from the first
-    // group on): thread t takes the groups of four entries t, t + kThreads, ...
+    // The draw, once the chunk's masked max (so the floor every winner reaches) is known.
+    // Pass 1, thread t on the groups of four entries t, t + kThreads, ...: a group below reach
+    // skips its Philox call, an entry the log-free bound rules out is dropped, and the rest
+    // (few, unless the row is nearly flat) join a queue in shared memory, appended a warp at a
+    // time. Pass 2 runs the queue without divergence: float keys first, whose best (less a
+    // margin) is a key some entry is sure to reach, then exact keys only near that best.
     __syncthreads();
     float chunk_pm = -INFINITY;
     for (int w = 0; w < kWarps; ++w) chunk_pm = fmaxf(chunk_pm, fscratch[2 * kWarps + w]);
     const double floor_key = static_cast<double>(chunk_pm) - 2.86;
-    float published = -INFINITY;
+    static_assert(kChunk / 4 % kThreads == 0, "every lane takes part in each round's append");
+    const int lane = static_cast<int>(threadIdx.x & 31);
     for (int q = threadIdx.x; q < kChunk / 4; q += kThreads) {
       const float4 z4 = reinterpret_cast<const float4*>(chunk_z)[q];
-      const float zq = fmaxf(fmaxf(z4.x, z4.y), fmaxf(z4.z, z4.w));
-      if (zq == -INFINITY) continue;  // masked or past the vocabulary
-      const double reached = static_cast<double>(
-          ord_float(*reinterpret_cast<volatile uint32_t*>(&best_key_ord)));
-      const double bound = fmax(floor_key, reached);
-      if (below_reach(zq, bound)) continue;
-      const Philox4x32 words =
-          sampling_words(p.seed, p.uid, p.position, static_cast<uint32_t>((begin >> 2) + q));
       const float zj[4] = {z4.x, z4.y, z4.z, z4.w};
+      const float zq = fmaxf(fmaxf(z4.x, z4.y), fmaxf(z4.z, z4.w));
+      float uj[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      uint32_t keep = 0;
+      if (zq != -INFINITY && !below_reach(zq, floor_key)) {  // -inf: masked or past the vocabulary
+        const Philox4x32 words =
+            sampling_words(p.seed, p.uid, p.position, static_cast<uint32_t>((begin >> 2) + q));
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        if (zj[j] == -INFINITY || below_reach(zj[j], bound)) continue;
-        const float key = gumbel_key_if_reachable(zj[j], sampling_uniform_of_word(words.v[j]), bound);
-        if (key == -INFINITY) continue;
-        b = better(b, Best{static_cast<double>(key), begin + 4 * q + j});
-        if (key > published) {
-          published = key;
-          atomicMax(&best_key_ord, float_ord(key));
+        for (int j = 0; j < 4; ++j) {
+          uj[j] = sampling_uniform_of_word(words.v[j]);
+          if (zj[j] != -INFINITY && !noise_cannot_reach(zj[j], uj[j], floor_key)) keep |= 1u << j;
         }
       }
+      const int count = __popc(keep);
+      int inclusive = count;
+#pragma unroll
+      for (int o = 1; o < 32; o <<= 1) {
+        const int n = __shfl_up_sync(0xffffffffu, inclusive, o);
+        if (lane >= o) inclusive += n;
+      }
+      int at = 0;
+      if (lane == 31) at = atomicAdd(&queue_len, inclusive);
+      at = __shfl_sync(0xffffffffu, at, 31) + inclusive - count;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (!((keep >> j) & 1u)) continue;
+        queue_at[at] = static_cast<uint16_t>(4 * q + j);
+        queue_u[at] = uj[j];
+        ++at;
+      }
+    }
+    __syncthreads();
+    const int queued = queue_len;
+    float best_approx = -INFINITY;
+    for (int k = threadIdx.x; k < queued; k += kThreads) {
+      best_approx = fmaxf(best_approx, chunk_z[queue_at[k]] - logf(-logf(queue_u[k])));
+    }
+    best_approx = warp_max(best_approx);
+    if (lane == 0 && best_approx != -INFINITY) atomicMax(&approx_ord, float_ord(best_approx));
+    __syncthreads();
+    // The entry of the best float key has an exact key within a few ulp of it, far inside the
+    // margin: every winner reaches `reached`.
+    const double top = static_cast<double>(ord_float(approx_ord));
+    const double reached = fmax(floor_key, top - (1e-3 + 1e-5 * fabs(top)));
+    for (int k = threadIdx.x; k < queued; k += kThreads) {
+      const int32_t at = queue_at[k];
+      const float key = gumbel_key_if_reachable(chunk_z[at], queue_u[k], reached);
+      if (key != -INFINITY) b = better(b, Best{static_cast<double>(key), begin + at});
     }
   }
   // block_best synchronises, so the scratch is complete after it; a row reduces only what it uses.
