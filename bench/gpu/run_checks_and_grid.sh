@@ -10,6 +10,11 @@
 #   B=.gpu-gpu LONGTAIL_SRC=/work/wt/gpu-3 MODELS=0.5b,1.5b,7b STAGES=tests,sanitize,grid \
 #     bash bench/gpu/run_checks_and_grid.sh
 #   STAGES=ab VARIANTS="cublas:LONGTAIL_MATVEC_ROWS=0 matvec:" bash bench/gpu/run_checks_and_grid.sh
+# Stage peer: longtail's generate() equivalent at batch 16/64/256 (1.5B) beside the PyTorch peer
+# (copy ../shared/tools/torch_decode_peer.py into $B first). Stage rounds: trace-forced
+# longtail-bench-rounds, no speculation / DAS / DAS + partial rollouts, skythought (max running 256)
+# and tot_text (16) for each of ROUND_SHAPES (default "1.5b 7b"; traces in $B/traces/, from
+# ../shared/traces/).
 # Writes logs and the bench JSON (grid.json) under $OUT; prints the summaries.
 set -uo pipefail
 B=${B:-.gpu-gpu}
@@ -60,5 +65,31 @@ if has ab; then
         --json "$OUT/ab_$name.json" > "$OUT/ab_$name.log" 2>&1 )
     echo "exit $?"
     grep -E "GB of weights|decode batch (1|2|4|8|16|64|256) ctx 512:|decode batch 1 ctx 4096" "$OUT/ab_$name.log" | sed 's/^.*\] //'
+  done
+fi
+
+if has peer; then
+  echo "=== longtail_gpu_bench --stages peer (1.5b) and torch_decode_peer.py ==="
+  timeout 200 "$B/bin/longtail_gpu_bench" --models 1.5b --stages peer --steps 20 \
+    --json "$OUT/peer_longtail.json" > "$OUT/peer_longtail.log" 2>&1
+  echo "exit $?"; grep -iE "generate|tok/s" "$OUT/peer_longtail.log" | sed 's/^.*\] //' | tail -6
+  PYTHONUNBUFFERED=1 timeout 200 python3 "$B/torch_decode_peer.py" > "$OUT/peer_torch.log" 2>&1
+  echo "exit $?"; grep -E "^\{" "$OUT/peer_torch.log" | cut -c 1-200
+fi
+
+if has rounds; then
+  for shape in ${ROUND_SHAPES:-1.5b 7b}; do
+    ckpt=/tmp/ck_$shape; entry=Qwen2.5-${shape^^}
+    python3 bench/replay/random_checkpoint.py --shape "$shape" --out "$ckpt" > /dev/null || continue
+    common="--model $ckpt --backend cuda --json --max-prompt-tokens 512 --max-new-tokens 1024 --overprovision 2
+            --cost-model configs/cost_model_h200.yaml --cost-model-entry $entry --modes off,das,das+apr"
+    for w in "sky:skythought_short_ckpts:-R 2 -G 16 --n 4 --warm-history 3 --max-running 256" \
+             "tot:tot_text_gpt4_t1:-R 2 -G 8 --n 4 --warm-history 2 --max-running 16"; do
+      name=${w%%:*}; rest=${w#*:}; trace=${rest%%:*}; flags=${rest#*:}
+      echo "=== rounds $shape $name ==="
+      timeout 200 "$B/bin/longtail-bench-rounds" $common --trace "$B/traces/$trace.jsonl" $flags \
+        > "$OUT/rounds_${shape}_$name.json" 2> "$OUT/rounds_${shape}_$name.err"
+      echo "exit $?"; python3 bench/replay/rounds_summary.py "$OUT/rounds_${shape}_$name.json" | head -8
+    done
   done
 fi
