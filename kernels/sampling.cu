@@ -53,6 +53,14 @@ __device__ __forceinline__ uint64_t sort_key(float z, int32_t i) {
 
 // Largest Gumbel noise -logf(-logf(u)) can reach (u <= 1 - 2^-24): 16.63553, rounded up with room.
 constexpr double kGumbelMax = 16.7;
+// Smallest noise (u >= 2^-25): -2.853, rounded down with room, so the entry of the largest z
+// keys at least zmax - kGumbelFloor, and so does the winner.
+constexpr double kGumbelFloor = 2.86;
+
+// How far a float evaluation of a key (accurate logf, a few ulp) may be trusted near `key`.
+__host__ __device__ constexpr double key_margin(double key) {
+  return 1e-3 + 1e-5 * (key < 0 ? -key : key);
+}
 
 // Rule 0 for one row: the ids it cannot draw (ascending, distinct), found by binary search; a row
 // masks a handful of stop tokens, so the lookups cost little and only rows with a mask pay them.
@@ -250,7 +258,7 @@ __device__ __forceinline__ bool below_reach(float z, double bound) {
 // `bound`. One __expf, no logs (its relative error is far below the 1% allowed for it; 1 - u is
 // exact for u >= 1/2 and at least 2^-24).
 __device__ __forceinline__ bool noise_cannot_reach(float z, float u, double bound) {
-  const double margin = 1e-3 + 1e-5 * fabs(bound);
+  const double margin = key_margin(bound);
   return 1.0f - u > 1.01f * __expf(z - static_cast<float>(bound - margin));
 }
 
@@ -259,9 +267,8 @@ __device__ __forceinline__ bool noise_cannot_reach(float z, float u, double boun
 // device's accurate float logf (within a few ulp, far inside `margin`).
 __device__ __forceinline__ float gumbel_key_if_reachable(float z, float u, double bound) {
   if (noise_cannot_reach(z, u, bound)) return -INFINITY;
-  const double margin = 1e-3 + 1e-5 * fabs(bound);
   const float approx = z - logf(-logf(u));
-  if (static_cast<double>(approx) + margin < bound) return -INFINITY;
+  if (static_cast<double>(approx) + key_margin(bound) < bound) return -INFINITY;
   const float inner = static_cast<float>(log(static_cast<double>(u)));
   return z + -static_cast<float>(log(static_cast<double>(-inner)));
 }
@@ -402,7 +409,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     float chunk_pm = -INFINITY;
     for (int w = 0; w < kWarps; ++w) chunk_pm = fmaxf(chunk_pm, fscratch[2 * kWarps + w]);
-    const double floor_key = static_cast<double>(chunk_pm) - 2.86;
+    const double floor_key = static_cast<double>(chunk_pm) - kGumbelFloor;
     static_assert(kChunk / 4 % kThreads == 0, "every lane takes part in each round's append");
     const int lane = static_cast<int>(threadIdx.x & 31);
     for (int q = threadIdx.x; q < kChunk / 4; q += kThreads) {
@@ -450,7 +457,7 @@ __global__ void __launch_bounds__(kThreads)
     // The entry of the best float key has an exact key within a few ulp of it, far inside the
     // margin: every winner reaches `reached`.
     const double top = static_cast<double>(ord_float(approx_ord));
-    const double reached = fmax(floor_key, top - (1e-3 + 1e-5 * fabs(top)));
+    const double reached = fmax(floor_key, top - key_margin(top));
     for (int k = threadIdx.x; k < queued; k += kThreads) {
       const int32_t at = queue_at[k];
       const float key = gumbel_key_if_reachable(chunk_z[at], queue_u[k], reached);
@@ -553,7 +560,7 @@ __global__ void __launch_bounds__(kThreads)
     // The draw over the candidates, pruned like the chunks' (the top element is always a
     // candidate, so zmax + g_min bounds the winner's key); processed rows also sum the
     // candidates' fp64 mass exp(z - zmax), each thread in index order, then a fixed reduction.
-    const double floor_key = static_cast<double>(zmax) - 2.86;
+    const double floor_key = static_cast<double>(zmax) - kGumbelFloor;
     Best bt{-INFINITY, -1};
     float pub = -INFINITY;
     double mass = 0.0;

@@ -370,14 +370,13 @@ nlohmann::json bench_prefill(Backend& be, std::mt19937& rng) {
   return {{"tokens", n}, {"ms", s * 1e3}, {"tokens_per_s", n / s}};
 }
 
-// What HF generate() does in the baseline: prompt 128, then 256 new tokens at T = 1, batch B.
-// Prompt prefill then new_tokens - 1 decode steps at T = 1, after an untimed run of the same batch
-// (8 new tokens) so that one-time costs (graph captures, cuBLAS's first calls at these row
-// counts) stay out, as the PyTorch peer captures its graph before timing. Reports the whole
-// generate's tokens/s and the decode steps' alone (the peer's measure).
-nlohmann::json bench_generate(Backend& be, std::mt19937& rng, int batch, int prompt_len,
-                              int new_tokens, bool warm_up = true) {
-  if (warm_up) bench_generate(be, rng, batch, prompt_len, 8, false);
+struct GenerateTimes {
+  double seconds = 0, prefill_seconds = 0;
+};
+
+// Prompt prefill then new_tokens - 1 decode steps at T = 1, batch B (what HF generate() does in
+// the baseline), timed from the prefill's start.
+GenerateTimes run_generate(Backend& be, std::mt19937& rng, int batch, int prompt_len, int new_tokens) {
   std::vector<int64_t> seqs;
   std::vector<std::vector<int32_t>> inputs(static_cast<size_t>(batch));
   std::vector<SequenceChunk> chunks(static_cast<size_t>(batch));
@@ -406,15 +405,30 @@ nlohmann::json bench_generate(Backend& be, std::mt19937& rng, int batch, int pro
   }
   const double s = seconds_since(t0);
   for (int64_t q : seqs) be.release_sequence(q);
-  if (!warm_up) return {};
-  const double tps = static_cast<double>(batch) * new_tokens / s;
-  const double decode_tps = static_cast<double>(batch) * (new_tokens - 1) / (s - prefill_s);
+  return {s, prefill_s};
+}
+
+// run_generate after an untimed run of the same batch (8 new tokens), so that one-time costs
+// (graph captures, cuBLAS's first calls at these row counts) stay out, as the PyTorch peer
+// captures its graph before timing. Reports the whole generate's tokens/s and the decode steps'
+// alone (the peer's measure).
+nlohmann::json bench_generate(Backend& be, std::mt19937& rng, int batch, int prompt_len,
+                              int new_tokens) {
+  run_generate(be, rng, batch, prompt_len, 8);
+  const GenerateTimes t = run_generate(be, rng, batch, prompt_len, new_tokens);
+  const double decode_s = t.seconds - t.prefill_seconds;
+  const double tps = static_cast<double>(batch) * new_tokens / t.seconds;
+  const double decode_tps = static_cast<double>(batch) * (new_tokens - 1) / decode_s;
   spdlog::info("generate batch {} prompt {} new {}: {:.2f} s ({:.3f} s prefill), {:.0f} tok/s, "
                "decode steps alone {:.0f} tok/s ({:.3f} ms per step)",
-               batch, prompt_len, new_tokens, s, prefill_s, tps, decode_tps,
-               1e3 * (s - prefill_s) / (new_tokens - 1));
-  return {{"batch", batch},          {"prompt", prompt_len},          {"new_tokens", new_tokens},
-          {"seconds", s},            {"prefill_seconds", prefill_s},  {"tokens_per_s", tps},
+               batch, prompt_len, new_tokens, t.seconds, t.prefill_seconds, tps, decode_tps,
+               1e3 * decode_s / (new_tokens - 1));
+  return {{"batch", batch},
+          {"prompt", prompt_len},
+          {"new_tokens", new_tokens},
+          {"seconds", t.seconds},
+          {"prefill_seconds", t.prefill_seconds},
+          {"tokens_per_s", tps},
           {"decode_tokens_per_s", decode_tps}};
 }
 
