@@ -38,6 +38,8 @@ struct Smem {
 
 template <int D, int R>
 __global__ void __launch_bounds__(kThreads) paged_attention_kernel(const AttnArgs a) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   using S = Smem<D, R>;
   constexpr int kDpl = D / 32;  // output dims per lane
   extern __shared__ __align__(16) unsigned char smem[];
@@ -211,6 +213,8 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(const AttnArg
 // Merges the split partials of one (token, head) per warp.
 template <int D>
 __global__ void combine_splits_kernel(const AttnArgs a) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   constexpr int kDpl = D / 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
   const int64_t rows = a.num_tokens * a.num_heads;
@@ -253,7 +257,7 @@ cudaError_t set_smem_limit() {
 }
 
 template <int D, int R>
-Status launch(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Stream stream) {
+Status launch_cuda_core(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Stream stream) {
   using S = Smem<D, R>;
   static const cudaError_t attr = set_smem_limit<D, R>();
   if (attr != cudaSuccess) {
@@ -263,7 +267,7 @@ Status launch(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Stream
   const dim3 grid(static_cast<unsigned>(num_seqs) * a.num_kv_heads,
                   static_cast<unsigned>((rows + S::kRows - 1) / S::kRows),
                   static_cast<unsigned>(a.splits));
-  paged_attention_kernel<D, R><<<grid, kThreads, S::kBytes, stream>>>(a);
+  launch(paged_attention_kernel<D, R>, grid, kThreads, S::kBytes, stream, a);
   Status st = launched("paged_attention");
   if (st != Status::kOk || a.splits == 1) return st;
   return launch_attention_combine(a, D, stream);
@@ -274,9 +278,9 @@ Status launch(const AttnArgs& a, int32_t num_seqs, int32_t max_query_len, Stream
 Status detail::launch_attention_combine(const AttnArgs& a, int32_t head_dim, Stream stream) {
   const int64_t out_rows = a.num_tokens * a.num_heads;
   if (head_dim == 64) {
-    combine_splits_kernel<64><<<blocks_for(out_rows, kWarps), kThreads, 0, stream>>>(a);
+    launch(combine_splits_kernel<64>, blocks_for(out_rows, kWarps), kThreads, 0, stream, a);
   } else {
-    combine_splits_kernel<128><<<blocks_for(out_rows, kWarps), kThreads, 0, stream>>>(a);
+    launch(combine_splits_kernel<128>, blocks_for(out_rows, kWarps), kThreads, 0, stream, a);
   }
   return launched("paged_attention (combine)");
 }
@@ -422,11 +426,11 @@ Status paged_attention(const PagedAttentionParams& p, Stream stream) {
   }
   const bool small = rows_per_warp(p.max_query_len, group) == 2;
   if (p.head_dim == 64) {
-    return small ? launch<64, 2>(a, p.num_seqs, p.max_query_len, stream)
-                 : launch<64, 8>(a, p.num_seqs, p.max_query_len, stream);
+    return small ? launch_cuda_core<64, 2>(a, p.num_seqs, p.max_query_len, stream)
+                 : launch_cuda_core<64, 8>(a, p.num_seqs, p.max_query_len, stream);
   }
-  return small ? launch<128, 2>(a, p.num_seqs, p.max_query_len, stream)
-               : launch<128, 8>(a, p.num_seqs, p.max_query_len, stream);
+  return small ? launch_cuda_core<128, 2>(a, p.num_seqs, p.max_query_len, stream)
+               : launch_cuda_core<128, 8>(a, p.num_seqs, p.max_query_len, stream);
 }
 
 }  // namespace longtail::kernels

@@ -67,6 +67,8 @@ struct TcSmem {
 // where AttnArgs::chunk_major says so, and skip the work of an empty split.
 template <int D, int WT, int NW, int STAGES = 2, bool INVARIANT = false>
 __global__ void __launch_bounds__(NW * 32, INVARIANT ? 2 : 0) paged_attention_tc_kernel(const AttnArgs a) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   using S = TcSmem<D, WT, NW, STAGES>;
   static_assert(STAGES == 2 || (INVARIANT && STAGES == 3), "the fast layouts double-buffer");
   constexpr int kThreads = NW * 32;
@@ -344,7 +346,7 @@ Status launch_tc(AttnArgs a, int32_t num_seqs, int32_t max_query_len, Stream str
                                static_cast<unsigned>(a.splits))
                         : dim3(static_cast<unsigned>(seq_heads), static_cast<unsigned>(chunks),
                                static_cast<unsigned>(a.splits));
-  paged_attention_tc_kernel<D, WT, NW, STAGES, INVARIANT><<<grid, NW * 32, S::kBytes, stream>>>(a);
+  launch(paged_attention_tc_kernel<D, WT, NW, STAGES, INVARIANT>, grid, NW * 32, S::kBytes, stream, a);
   return launched("paged_attention (tensor cores)");
 }
 

@@ -1,5 +1,6 @@
-// Shared device helpers of the kernels: bf16 <-> fp32, warp/block reductions, and the launch check
-// that turns a failed launch into Status::kLaunchFailed with the CUDA error text.
+// Shared device helpers of the kernels: bf16 <-> fp32, warp/block reductions, the one launch
+// helper (programmatic dependent launch), and the launch check that turns a failed launch into
+// Status::kLaunchFailed with the CUDA error text.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -7,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "kernels/kernels.h"
 #include "kernels/status_internal.h"
@@ -69,6 +71,46 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
   __syncthreads();
   v = lane < nwarps ? scratch[lane] : 0.0f;
   return warp_sum(v);
+}
+
+// Programmatic dependent launch (sm_90 and later). Every kernel here is launched by launch(),
+// which lets it start while the kernel before it on the stream is still running: its blocks
+// become resident and set up early, so the gap between two short dependent kernels shrinks to
+// the release of a barrier. The rule that keeps this correct: every kernel calls
+// wait_for_prior_kernels() before its first access to memory any other kernel reads or writes
+// (only immutable inputs, such as weights, may be read before it), and allow_next_kernel() once
+// it has passed the wait. The wait returns when the previous kernel has completed and its writes
+// are visible; since that kernel waited for its own predecessor, the order is transitive. Both
+// are no-ops when the kernel was launched without the attribute (set_dependent_launch(false), or
+// on a stream whose previous work is not a kernel).
+__device__ __forceinline__ void wait_for_prior_kernels() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void allow_next_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Launches kernel<<<grid, block, smem, stream>>>(args...), with programmatic stream
+// serialization while dependent_launch() is on. Errors are left for launched() to read.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Stream stream,
+            Args&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = dependent_launch() ? 1 : 0;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  (void)cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

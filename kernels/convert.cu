@@ -31,6 +31,8 @@ __device__ __forceinline__ bool finite_at(const void* p, ElementType t, int64_t 
 
 __global__ void to_bf16_kernel(const void* __restrict__ in, ElementType t, __nv_bfloat16* __restrict__ out,
                                int64_t n) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = to_bf(load_f32(in, t, i));
@@ -38,6 +40,8 @@ __global__ void to_bf16_kernel(const void* __restrict__ in, ElementType t, __nv_
 }
 
 __global__ void to_f32_kernel(const void* __restrict__ in, ElementType t, float* __restrict__ out, int64_t n) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = load_f32(in, t, i);
@@ -46,6 +50,8 @@ __global__ void to_f32_kernel(const void* __restrict__ in, ElementType t, float*
 
 __global__ void nonfinite_kernel(const void* __restrict__ in, ElementType t, int64_t n,
                                  unsigned long long* first_bad) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     if (!finite_at(in, t, i)) {
@@ -72,7 +78,7 @@ Status convert_to_bf16(const void* in, ElementType type, bf16* out, int64_t n, S
   if (!known(type)) return invalid(kName, "unknown element type");
   if (n == 0) return Status::kOk;
   if (in == nullptr || out == nullptr) return invalid(kName, "null pointer");
-  to_bf16_kernel<<<grid_for(n), 256, 0, stream>>>(in, type, dev(out), n);
+  launch(to_bf16_kernel, grid_for(n), 256, 0, stream, in, type, dev(out), n);
   return launched(kName);
 }
 
@@ -82,7 +88,7 @@ Status convert_to_f32(const void* in, ElementType type, float* out, int64_t n, S
   if (!known(type)) return invalid(kName, "unknown element type");
   if (n == 0) return Status::kOk;
   if (in == nullptr || out == nullptr) return invalid(kName, "null pointer");
-  to_f32_kernel<<<grid_for(n), 256, 0, stream>>>(in, type, out, n);
+  launch(to_f32_kernel, grid_for(n), 256, 0, stream, in, type, out, n);
   return launched(kName);
 }
 
@@ -93,7 +99,7 @@ Status find_first_nonfinite(const void* in, ElementType type, int64_t n, uint64_
   if (!known(type)) return invalid(kName, "unknown element type");
   if (n == 0) return Status::kOk;
   if (in == nullptr || first_bad == nullptr) return invalid(kName, "null pointer");
-  nonfinite_kernel<<<grid_for(n), 256, 0, stream>>>(in, type, n,
+  launch(nonfinite_kernel, grid_for(n), 256, 0, stream, in, type, n,
                                                       reinterpret_cast<unsigned long long*>(first_bad));
   return launched(kName);
 }

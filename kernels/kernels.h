@@ -37,6 +37,13 @@ const char* to_string(Status s);
 // Human-readable reason of the last non-kOk Status returned on this host thread ("" if none).
 const char* last_error();
 
+// Whether kernels launch with programmatic dependent launch (default on): a kernel may then begin
+// while the one before it on the stream finishes, and waits inside for that kernel's writes, so
+// results are the same bits either way. Process-wide; read at each launch, so a CUDA graph keeps
+// the setting it was captured with. Off is for measuring what it buys.
+void set_dependent_launch(bool on);
+bool dependent_launch();
+
 // ---------------------------------------------------------------------------------------------
 // Embedding gather: out[t, :] = table[ids[t], :], t < num_tokens; table is [vocab][hidden].
 // Ids outside [0, vocab) never read out of bounds: their row is written as zeros and *bad_id_flag

@@ -54,8 +54,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   for (int j = 0; j < kW; ++j)
 #pragma unroll
     for (int r = 0; r < kMaxRows; ++r) acc[j][r] = 0.0f;
-  for (int base = lane; base < kv; base += 32 * kLoads) {
-    uint4 wv[kW][kLoads];
+  uint4 wv[kW][kLoads];
+  auto load_w = [&](int base) {
 #pragma unroll
     for (int j = 0; j < kW; ++j)
 #pragma unroll
@@ -63,6 +63,14 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         const int i = base + 32 * u;
         wv[j][u] = live[j] && i < kv ? __ldcs(wr[j] + i) : make_uint4(0, 0, 0, 0);
       }
+  };
+  // W is immutable during a forward, so its first loads go out before the wait for the kernel
+  // that writes X: the weight stream starts while that kernel finishes.
+  load_w(lane);
+  wait_for_prior_kernels();
+  allow_next_kernel();
+  for (int base = lane; base < kv; base += 32 * kLoads) {
+    if (base != lane) load_w(base);
 #pragma unroll
     for (int u = 0; u < kLoads; ++u) {
       const int i = base + 32 * u;
@@ -115,12 +123,12 @@ template <int kMaxRows, int kCols, bool kSwiglu>
 void launch_one(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, __nv_bfloat16* y_bf16,
                 bool accumulate, int rows, int n, int k, Stream stream) {
   const unsigned blocks = blocks_for((n + kCols - 1) / kCols, kWarpsPerBlock);
-  matvec_kernel<kMaxRows, kCols, kSwiglu><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(
-      x, w, y_f32, y_bf16, accumulate, rows, n, k);
+  launch(matvec_kernel<kMaxRows, kCols, kSwiglu>, blocks, kWarpsPerBlock * 32, 0, stream, x, w,
+         y_f32, y_bf16, accumulate, rows, n, k);
 }
 
 template <bool kSwiglu>
-void launch(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, __nv_bfloat16* y_bf16,
+void launch_rows(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, __nv_bfloat16* y_bf16,
             bool accumulate, int rows, int n, int k, Stream stream) {
   if (rows == 1) {
     launch_one<1, 1, kSwiglu>(x, w, y_f32, y_bf16, accumulate, rows, n, k, stream);
@@ -144,7 +152,7 @@ Status matvec_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, boo
     return invalid(kName, "x and w must be non-null, and exactly one of y_f32 and y_bf16");
   if (!aligned16(x) || !aligned16(w)) return invalid(kName, "x and w must be 16-byte aligned");
   if (y_bf16 != nullptr && accumulate) return invalid(kName, "accumulate needs the fp32 output");
-  launch<false>(dev(x), dev(w), y_f32, dev(y_bf16), accumulate, rows, n, k, stream);
+  launch_rows<false>(dev(x), dev(w), y_f32, dev(y_bf16), accumulate, rows, n, k, stream);
   return launched(kName);
 }
 
@@ -155,7 +163,7 @@ Status matvec_swiglu_bf16(const bf16* x, const bf16* w_gate_up, bf16* act, int32
   if (inter <= 0 || k <= 0 || k % 8 != 0) return invalid(kName, "inter must be > 0 and k a positive multiple of 8");
   if (x == nullptr || w_gate_up == nullptr || act == nullptr) return invalid(kName, "x, w_gate_up and act must be non-null");
   if (!aligned16(x) || !aligned16(w_gate_up)) return invalid(kName, "x and w_gate_up must be 16-byte aligned");
-  launch<true>(dev(x), dev(w_gate_up), nullptr, dev(act), false, rows, inter, k, stream);
+  launch_rows<true>(dev(x), dev(w_gate_up), nullptr, dev(act), false, rows, inter, k, stream);
   return launched(kName);
 }
 

@@ -12,6 +12,8 @@ namespace {
 __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ gu, int64_t gu_stride,
                               __nv_bfloat16* __restrict__ out, int64_t out_stride, int64_t rows,
                               int64_t inter, bool vec) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   const int64_t per_row = vec ? inter / 8 : inter;
   const int64_t total = rows * per_row;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
@@ -35,6 +37,8 @@ __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ gu, int64_t gu_s
 
 __global__ void cast_f32_bf16_kernel(const float* __restrict__ in, __nv_bfloat16* __restrict__ out,
                                      int64_t n) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = to_bf(in[i]);
@@ -43,6 +47,8 @@ __global__ void cast_f32_bf16_kernel(const float* __restrict__ in, __nv_bfloat16
 
 __global__ void cast_bf16_f32_kernel(const __nv_bfloat16* __restrict__ in, float* __restrict__ out,
                                      int64_t n) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = to_f32(in[i]);
@@ -51,6 +57,8 @@ __global__ void cast_bf16_f32_kernel(const __nv_bfloat16* __restrict__ in, float
 
 __global__ void add_bias_kernel(__nv_bfloat16* x, int64_t stride, int64_t rows, int64_t cols,
                                 const __nv_bfloat16* __restrict__ bias) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   const int64_t total = rows * cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -62,18 +70,24 @@ __global__ void add_bias_kernel(__nv_bfloat16* x, int64_t stride, int64_t rows, 
 
 __global__ void fill_uniform_bf16_kernel(__nv_bfloat16* dst, int64_t n, float scale,
                                          uint64_t seed) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = to_bf(scale * synthetic_uniform(seed, static_cast<uint64_t>(i)));
 }
 
 __global__ void fill_uniform_f32_kernel(float* dst, int64_t n, float scale, uint64_t seed) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = scale * synthetic_uniform(seed, static_cast<uint64_t>(i));
 }
 
 __global__ void fill_f32_kernel(float* dst, int64_t n, float value) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = value;
@@ -97,7 +111,7 @@ Status swiglu_bf16(const bf16* gate_up, int64_t gate_up_stride, bf16* out, int64
   }
   const bool vec = inter % 8 == 0 && gate_up_stride % 8 == 0 && out_stride % 8 == 0 &&
                    aligned16(gate_up) && aligned16(out);
-  swiglu_kernel<<<grid_stride_blocks(rows * (vec ? inter / 8 : inter)), 256, 0, stream>>>(
+  launch(swiglu_kernel, grid_stride_blocks(rows * (vec ? inter / 8 : inter)), 256, 0, stream,
       dev(gate_up), gate_up_stride, dev(out), out_stride, rows, inter, vec);
   return launched(kName);
 }
@@ -106,7 +120,7 @@ Status cast_f32_to_bf16(const float* in, bf16* out, int64_t n, Stream stream) {
   if (n < 0) return invalid("cast_f32_to_bf16", "n must be >= 0");
   if (n == 0) return Status::kOk;
   if (in == nullptr || out == nullptr) return invalid("cast_f32_to_bf16", "null pointer");
-  cast_f32_bf16_kernel<<<grid_stride_blocks(n), 256, 0, stream>>>(in, dev(out), n);
+  launch(cast_f32_bf16_kernel, grid_stride_blocks(n), 256, 0, stream, in, dev(out), n);
   return launched("cast_f32_to_bf16");
 }
 
@@ -114,7 +128,7 @@ Status cast_bf16_to_f32(const bf16* in, float* out, int64_t n, Stream stream) {
   if (n < 0) return invalid("cast_bf16_to_f32", "n must be >= 0");
   if (n == 0) return Status::kOk;
   if (in == nullptr || out == nullptr) return invalid("cast_bf16_to_f32", "null pointer");
-  cast_bf16_f32_kernel<<<grid_stride_blocks(n), 256, 0, stream>>>(dev(in), out, n);
+  launch(cast_bf16_f32_kernel, grid_stride_blocks(n), 256, 0, stream, dev(in), out, n);
   return launched("cast_bf16_to_f32");
 }
 
@@ -125,7 +139,7 @@ Status add_bias_bf16(bf16* x, int64_t stride, int64_t rows, int64_t cols, const 
   if (rows == 0) return Status::kOk;
   if (x == nullptr || bias == nullptr) return invalid(kName, "null pointer");
   if (stride < cols) return invalid(kName, "stride must be >= cols");
-  add_bias_kernel<<<grid_stride_blocks(rows * cols), 256, 0, stream>>>(dev(x), stride, rows, cols,
+  launch(add_bias_kernel, grid_stride_blocks(rows * cols), 256, 0, stream, dev(x), stride, rows, cols,
                                                                        dev(bias));
   return launched(kName);
 }
@@ -134,7 +148,7 @@ Status fill_uniform_bf16(bf16* dst, int64_t n, float scale, uint64_t seed, Strea
   if (n < 0) return invalid("fill_uniform_bf16", "n must be >= 0");
   if (n == 0) return Status::kOk;
   if (dst == nullptr) return invalid("fill_uniform_bf16", "null pointer");
-  fill_uniform_bf16_kernel<<<grid_stride_blocks(n), 256, 0, stream>>>(dev(dst), n, scale, seed);
+  launch(fill_uniform_bf16_kernel, grid_stride_blocks(n), 256, 0, stream, dev(dst), n, scale, seed);
   return launched("fill_uniform_bf16");
 }
 
@@ -142,7 +156,7 @@ Status fill_uniform_f32(float* dst, int64_t n, float scale, uint64_t seed, Strea
   if (n < 0) return invalid("fill_uniform_f32", "n must be >= 0");
   if (n == 0) return Status::kOk;
   if (dst == nullptr) return invalid("fill_uniform_f32", "null pointer");
-  fill_uniform_f32_kernel<<<grid_stride_blocks(n), 256, 0, stream>>>(dst, n, scale, seed);
+  launch(fill_uniform_f32_kernel, grid_stride_blocks(n), 256, 0, stream, dst, n, scale, seed);
   return launched("fill_uniform_f32");
 }
 
@@ -150,7 +164,7 @@ Status fill_f32(float* dst, int64_t n, float value, Stream stream) {
   if (n < 0) return invalid("fill_f32", "n must be >= 0");
   if (n == 0) return Status::kOk;
   if (dst == nullptr) return invalid("fill_f32", "null pointer");
-  fill_f32_kernel<<<grid_stride_blocks(n), 256, 0, stream>>>(dst, n, value);
+  launch(fill_f32_kernel, grid_stride_blocks(n), 256, 0, stream, dst, n, value);
   return launched("fill_f32");
 }
 

@@ -11,6 +11,8 @@ using namespace detail;
 namespace {
 
 __global__ void qkv_post_kernel(QkvPostParams p) {
+  wait_for_prior_kernels();
+  allow_next_kernel();
   __shared__ float scratch[32];
   const int64_t t = blockIdx.x;
   const int head = blockIdx.y;  // [0, H) q heads, [H, H + KV) k heads, then v heads
@@ -86,7 +88,7 @@ Status qkv_post(const QkvPostParams& p, Stream stream) {
   const int threads = ((half + 31) / 32) * 32;
   const dim3 grid(static_cast<unsigned>(p.num_tokens),
                   static_cast<unsigned>(p.num_heads + 2 * p.num_kv_heads));
-  qkv_post_kernel<<<grid, threads, 0, stream>>>(p);
+  launch(qkv_post_kernel, grid, threads, 0, stream, p);
   return launched(kName);
 }
 

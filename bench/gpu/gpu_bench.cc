@@ -12,6 +12,8 @@
 // FLOP / measured bf16 GEMM rate), and generate()-equivalent throughput at batch 16/64/256
 // (--stages steps leaves the generate part out). --stages wake times SLEEP / WAKE_UP (level 1) of
 // a deterministic backend, and what choosing its GEMM algorithms afresh would add to each wake.
+// --dependent-launch off launches every longtail kernel without programmatic dependent launch
+// (kernels::set_dependent_launch), to measure what it buys against a run with it on.
 #include <cublas_v2.h>
 #include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
@@ -31,6 +33,7 @@
 #include <vector>
 
 #include "bench_models.h"
+#include "kernels/kernels.h"
 #include "policy/backend.h"
 #include "policy/cuda_backend.h"
 #include "policy/cuda_gemm.h"
@@ -513,10 +516,14 @@ int run(int argc, char** argv) {
     else if (a == "--deterministic") deterministic = true;
     else if (a == "--stages") stages = "," + next() + ",";
     else if (a == "--temperature") g_temperature = std::stof(next());
-    else throw std::invalid_argument("unknown argument " + a +
+    else if (a == "--dependent-launch") {
+      const std::string v = next();
+      if (v != "on" && v != "off") throw std::invalid_argument("--dependent-launch wants on or off, got " + v);
+      kernels::set_dependent_launch(v == "on");
+    } else throw std::invalid_argument("unknown argument " + a +
                                      " (--models a,b --json F --cost-model F --steps N --verify-steps N --kmax K"
                                      " --profile batch:context:k[,...] --deterministic --compare-modes --stages decode,verify,prefill,generate,tree,peer|steps|wake"
-                                     " --temperature T)");
+                                     " --temperature T --dependent-launch on|off)");
   }
   if (!policy::cuda_device_present()) throw std::runtime_error("no CUDA device");
   cudaDeviceProp prop{};
