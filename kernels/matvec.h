@@ -1,5 +1,6 @@
-// The few-row products of kernels/matvec.cu (decode at batch <= 8), declared apart from kernels.h
-// because only the backend's product dispatcher and its test use them.
+// The few-row products: kernels/matvec.cu (CUDA cores, decode at batch <= 8) and
+// kernels/skinny_gemm.cu (tensor cores, up to 64 rows), declared apart from kernels.h because
+// only the backend's product dispatcher, its tests and the benchmark use them.
 #pragma once
 
 #include <cstdint>
@@ -22,5 +23,16 @@ Status matvec_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, boo
 // matvec_bf16 (bf16 out) followed by swiglu_bf16 computes it; act [rows, inter] bf16.
 Status matvec_swiglu_bf16(const bf16* x, const bf16* w_gate_up, bf16* act, int32_t rows,
                           int32_t inter, int32_t k, Stream stream);
+
+constexpr int32_t kSkinnyMaxRows = 64;
+
+// The same products as matvec_bf16 / matvec_swiglu_bf16 (same arguments, outputs and rounding of
+// the SwiGLU) for 1 <= rows <= kSkinnyMaxRows, on tensor cores. A row's result is bitwise the same
+// whatever `rows` is (it depends on that row of X alone), so a sequence does not see its batch.
+// The summation order differs from matvec_bf16's, so the two do not agree bit for bit.
+Status skinny_gemm_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, bool accumulate,
+                        int32_t rows, int32_t n, int32_t k, Stream stream);
+Status skinny_gemm_swiglu_bf16(const bf16* x, const bf16* w_gate_up, bf16* act, int32_t rows,
+                               int32_t inter, int32_t k, Stream stream);
 
 }  // namespace longtail::kernels

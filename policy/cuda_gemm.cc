@@ -99,6 +99,8 @@ Gemm::Gemm(cudaStream_t stream, bool batch_invariant, int max_rows,
   if (const char* v = std::getenv("LONGTAIL_MATVEC_ROWS"))
     matvec_rows_ = std::clamp(std::atoi(v), 0, static_cast<int>(kernels::kMatvecMaxRows));
   if (const char* v = std::getenv("LONGTAIL_MATVEC_SWIGLU")) matvec_swiglu_ = std::string(v) != "0";
+  if (const char* v = std::getenv("LONGTAIL_SKINNY_ROWS"))
+    skinny_rows_ = std::clamp(std::atoi(v), 0, static_cast<int>(kernels::kSkinnyMaxRows));
   if (batch_invariant_) LT_CUBLAS_CHECK(cublasLtCreate(&lt_));
 }
 
@@ -330,13 +332,17 @@ void Gemm::prepare(int n, int k, bool f32_out) {
 void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
                float beta) {
   const float alpha = 1.0f;
-  if (!batch_invariant_ && m >= 1 && m <= matvec_rows_ && k % 8 == 0 &&
-      (reinterpret_cast<uintptr_t>(x) & 15u) == 0 && (reinterpret_cast<uintptr_t>(w) & 15u) == 0) {
+  if (const FewRows few = few_rows_kernel(x, w, m, k); few != FewRows::kNone) {
     const bool f32 = ytype == CUDA_R_32F;
-    LT_KERNEL_CHECK(kernels::matvec_bf16(
-        static_cast<const kernels::bf16*>(x), static_cast<const kernels::bf16*>(w),
-        f32 ? static_cast<float*>(y) : nullptr, f32 ? nullptr : static_cast<kernels::bf16*>(y),
-        beta != 0.0f, m, n, k, stream_));
+    const auto* xb = static_cast<const kernels::bf16*>(x);
+    const auto* wb = static_cast<const kernels::bf16*>(w);
+    float* yf = f32 ? static_cast<float*>(y) : nullptr;
+    kernels::bf16* yb = f32 ? nullptr : static_cast<kernels::bf16*>(y);
+    if (few == FewRows::kMatvec) {
+      LT_KERNEL_CHECK(kernels::matvec_bf16(xb, wb, yf, yb, beta != 0.0f, m, n, k, stream_));
+    } else {
+      LT_KERNEL_CHECK(kernels::skinny_gemm_bf16(xb, wb, yf, yb, beta != 0.0f, m, n, k, stream_));
+    }
     return;
   }
   if (!batch_invariant_) {
@@ -365,14 +371,31 @@ void Gemm::f32_out(const void* x, const void* w, float* y, int m, int n, int k, 
   run(x, w, y, CUDA_R_32F, m, n, k, accumulate ? 1.0f : 0.0f);
 }
 
+Gemm::FewRows Gemm::few_rows_kernel(const void* x, const void* w, int m, int k) const {
+  if (batch_invariant_ || m < 1 || k % 8 != 0 || (reinterpret_cast<uintptr_t>(x) & 15u) != 0 ||
+      (reinterpret_cast<uintptr_t>(w) & 15u) != 0)
+    return FewRows::kNone;
+  if (m <= matvec_rows_) return FewRows::kMatvec;
+  if (m <= skinny_rows_) return FewRows::kSkinny;
+  return FewRows::kNone;
+}
+
 bool Gemm::swiglu_out(const void* x, const void* w_gate_up, void* act, int m, int inter, int k) {
-  if (batch_invariant_ || !matvec_swiglu_ || m < 1 || m > matvec_rows_ || k % 8 != 0 ||
-      (reinterpret_cast<uintptr_t>(x) & 15u) != 0 || (reinterpret_cast<uintptr_t>(w_gate_up) & 15u) != 0)
-    return false;
-  LT_KERNEL_CHECK(kernels::matvec_swiglu_bf16(static_cast<const kernels::bf16*>(x),
-                                              static_cast<const kernels::bf16*>(w_gate_up),
-                                              static_cast<kernels::bf16*>(act), m, inter, k, stream_));
-  return true;
+  if (!matvec_swiglu_) return false;
+  const auto* xb = static_cast<const kernels::bf16*>(x);
+  const auto* wb = static_cast<const kernels::bf16*>(w_gate_up);
+  auto* out = static_cast<kernels::bf16*>(act);
+  switch (few_rows_kernel(x, w_gate_up, m, k)) {
+    case FewRows::kMatvec:
+      LT_KERNEL_CHECK(kernels::matvec_swiglu_bf16(xb, wb, out, m, inter, k, stream_));
+      return true;
+    case FewRows::kSkinny:
+      LT_KERNEL_CHECK(kernels::skinny_gemm_swiglu_bf16(xb, wb, out, m, inter, k, stream_));
+      return true;
+    case FewRows::kNone:
+      return false;
+  }
+  return false;
 }
 
 }  // namespace longtail::policy::cuda

@@ -17,7 +17,11 @@
 // kernels::matvec_bf16 instead, which streams the weight at a higher bandwidth than cuBLAS's tiles
 // for one row but not yet for 2..8 (bench/results/gpu_2026-12-02b.md), and whose rounding differs
 // from cuBLAS's, so a limit below the graph batch bucket of 8 makes a sequence's fast-mode logits
-// depend on whether its batch is above the limit.
+// depend on whether its batch is above the limit. Products of up to LONGTAIL_SKINNY_ROWS rows
+// (0..64, default kDefaultSkinnyRows) that matvec does not take go to kernels::skinny_gemm_bf16
+// (tensor cores, the weight stream started before the previous kernel ends, no split-K), whose
+// rows do not depend on how many rows a call has: a sequence's fast-mode logits are then the
+// same in any batch of up to that many rows.
 #pragma once
 
 #include <cublasLt.h>
@@ -69,6 +73,7 @@ class GemmChoices {
 class Gemm {
  public:
   static constexpr int kDefaultMatvecRows = 0;
+  static constexpr int kDefaultSkinnyRows = 0;
   // The workspace is given to cuBLAS explicitly so that products captured into CUDA graphs never
   // allocate. max_rows bounds M in batch-invariant mode (every pinned algorithm is checked to
   // accept 1..max_rows rows). choices: where batch-invariant mode finds (and records) its
@@ -88,7 +93,7 @@ class Gemm {
   // Y[M, N] (fp32) = X · W^T + (accumulate ? Y : 0)
   void f32_out(const void* x, const void* w, float* y, int m, int n, int k, bool accumulate);
   // Fast mode, few rows: act[M, inter] = SwiGLU of the bf16 product X · W_gate_up^T in one kernel
-  // (kernels::matvec_swiglu_bf16), the same values as bf16_out then kernels::swiglu_bf16. Returns
+  // (kernels::matvec_swiglu_bf16 or skinny_gemm_swiglu_bf16), the same values as bf16_out then kernels::swiglu_bf16. Returns
   // false, doing nothing, where it does not apply; the caller then runs those two.
   bool swiglu_out(const void* x, const void* w_gate_up, void* act, int m, int inter, int k);
 
@@ -102,6 +107,9 @@ class Gemm {
   };
   void run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
            float beta);
+  // Which of longtail's few-row kernels takes a fast-mode product of m rows (kNone: cuBLAS).
+  enum class FewRows { kNone, kMatvec, kSkinny };
+  FewRows few_rows_kernel(const void* x, const void* w, int m, int k) const;
   const Pinned& pinned(int n, int k, cudaDataType_t ytype);
   // Probes and times the candidates of one shape on the device (throws when none is invariant).
   GemmChoices::Choice choose(const Pinned& p, int n, int k, cudaDataType_t ytype);
@@ -125,9 +133,12 @@ class Gemm {
   int max_rows_ = 1;
   // Fast mode: products of up to this many rows run kernels::matvec_bf16 instead of cuBLAS
   // (LONGTAIL_MATVEC_ROWS, 0..8, default 0 = always cuBLAS), with the SwiGLU fused into the
-  // gate/up product unless LONGTAIL_MATVEC_SWIGLU=0.
+  // gate/up product (by matvec or skinny) unless LONGTAIL_MATVEC_SWIGLU=0.
   int matvec_rows_ = kDefaultMatvecRows;
   bool matvec_swiglu_ = true;
+  // Fast mode: products of more rows than matvec takes and at most this many run
+  // kernels::skinny_gemm_bf16 (LONGTAIL_SKINNY_ROWS, 0..64), the SwiGLU fused as with matvec.
+  int skinny_rows_ = kDefaultSkinnyRows;
   cublasHandle_t handle_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   DeviceBuffer workspace_;

@@ -8,6 +8,10 @@
 // 512/4096, k = 1/2/4/8/16: the attention part of the deterministic mode's step cost.
 // kernels_bench --sampler times only the sampler, at 16 .. 4096 rows (4096 = verify at batch 256,
 // k = 16).
+// kernels_bench --products times the few-row products (kernels/matvec.h: matvec for <= 8 rows,
+// skinny_gemm for <= 64) against cuBLAS's cublasGemmEx as the fast backend calls it, one
+// product alone, at the 1.5B and 7B projection shapes and 1..64 rows, weights rotated over
+// copies so L2 does not hold them; GB/s counts the weight bytes.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -20,7 +24,10 @@
 #include <string>
 #include <vector>
 
+#include <cublas_v2.h>
+
 #include "kernels/kernels.h"
+#include "kernels/matvec.h"
 #include "kernels/reference.h"
 
 namespace lk = longtail::kernels;
@@ -284,12 +291,89 @@ void bench_sampler(double copy_gbs, const std::vector<int32_t>& row_counts, bool
   }
 }
 
+// One projection of a model: Y[rows, n] = X W^T, W [n, k]; swiglu: W is [gate | up] of n each.
+struct Product {
+  const char* model;
+  const char* name;
+  int32_t n, k;
+  bool swiglu;
+};
+
+void bench_products(double copy_gbs) {
+  const Product products[] = {
+      {"1.5b", "qkv", 2048, 1536, false},     {"1.5b", "o_proj", 1536, 1536, false},
+      {"1.5b", "gate_up", 8960, 1536, true},  {"1.5b", "down", 1536, 8960, false},
+      {"1.5b", "lm_head", 151936, 1536, false}, {"7b", "qkv", 4608, 3584, false},
+      {"7b", "o_proj", 3584, 3584, false},    {"7b", "gate_up", 18944, 3584, true},
+      {"7b", "down", 3584, 18944, false}};
+  cublasHandle_t h = nullptr;
+  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasCreate");
+  std::printf("Few-row products, one launch alone (us; GB/s of weight bytes, %% of the copy).\n"
+              "cuBLAS: cublasGemmEx as the fast backend calls it (gate_up: bf16 [gate | up] then\n"
+              "swiglu_bf16, two launches); skinny: skinny_gemm (gate_up fused); matvec: <= 8 rows.\n\n");
+  std::printf("| model | product | n x k | rows | cuBLAS us | skinny us | skinny GB/s | of copy | "
+              "skinny / cuBLAS | matvec us |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const Product& p : products) {
+    const int32_t wrows = p.swiglu ? 2 * p.n : p.n;
+    const size_t w_elems = static_cast<size_t>(wrows) * p.k;
+    const int copies = static_cast<int>(std::max<size_t>(1, (size_t{256} << 20) / (w_elems * 2)));
+    lk::bf16* w = dalloc<lk::bf16>(w_elems * copies);
+    fill_random_bf16(w, w_elems * copies, 7);
+    const int32_t max_rows = lk::kSkinnyMaxRows;
+    lk::bf16* x = dalloc<lk::bf16>(static_cast<size_t>(max_rows) * p.k);
+    fill_random_bf16(x, static_cast<size_t>(max_rows) * p.k, 8);
+    float* y = dalloc<float>(static_cast<size_t>(max_rows) * wrows);
+    lk::bf16* yb = dalloc<lk::bf16>(static_cast<size_t>(max_rows) * wrows);
+    lk::bf16* act = dalloc<lk::bf16>(static_cast<size_t>(max_rows) * p.n);
+    const double w_bytes = 2.0 * static_cast<double>(w_elems);
+    for (int32_t rows : {1, 2, 4, 8, 16, 32, 48, 64}) {
+      auto wi = [&](int i) { return w + static_cast<size_t>(i % copies) * w_elems; };
+      const float one = 1.0f, zero = 0.0f;
+      const double cublas_us = 1e3 * median_ms([&](int i) {
+        if (p.swiglu) {
+          cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, wrows, rows, p.k, &one, wi(i), CUDA_R_16BF, p.k,
+                       x, CUDA_R_16BF, p.k, &zero, yb, CUDA_R_16BF, wrows, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT);
+          check(lk::swiglu_bf16(yb, 2 * p.n, act, p.n, rows, p.n, nullptr), "swiglu");
+        } else {
+          cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, p.n, rows, p.k, &one, wi(i), CUDA_R_16BF, p.k,
+                       x, CUDA_R_16BF, p.k, &one, y, CUDA_R_32F, p.n, CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT);
+        }
+      }, 30);
+      const double skinny_us = 1e3 * median_ms([&](int i) {
+        if (p.swiglu) check(lk::skinny_gemm_swiglu_bf16(x, wi(i), act, rows, p.n, p.k, nullptr), "skinny");
+        else check(lk::skinny_gemm_bf16(x, wi(i), y, nullptr, true, rows, p.n, p.k, nullptr), "skinny");
+      }, 30);
+      double matvec_us = -1;
+      if (rows <= lk::kMatvecMaxRows)
+        matvec_us = 1e3 * median_ms([&](int i) {
+          if (p.swiglu) check(lk::matvec_swiglu_bf16(x, wi(i), act, rows, p.n, p.k, nullptr), "matvec");
+          else check(lk::matvec_bf16(x, wi(i), y, nullptr, true, rows, p.n, p.k, nullptr), "matvec");
+        }, 30);
+      const double gbs = w_bytes / (skinny_us * 1e-6) / 1e9;
+      char mv[32] = "-";
+      if (matvec_us > 0) std::snprintf(mv, sizeof mv, "%.1f", matvec_us);
+      std::printf("| %s | %s | %d x %d | %d | %.1f | %.1f | %.0f | %.0f%% | %.2fx | %s |\n", p.model,
+                  p.name, wrows, p.k, rows, cublas_us, skinny_us, gbs, 100.0 * gbs / copy_gbs,
+                  skinny_us / cublas_us, mv);
+    }
+    cudaFree(w);
+    cudaFree(x);
+    cudaFree(y);
+    cudaFree(yb);
+    cudaFree(act);
+  }
+  cublasDestroy(h);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const bool deterministic = argc > 1 && std::strcmp(argv[1], "--deterministic") == 0;
   const bool sampler_only = argc > 1 && std::strcmp(argv[1], "--sampler") == 0;
+  const bool products_only = argc > 1 && std::strcmp(argv[1], "--products") == 0;
   try {
     cudaDeviceProp prop{};
     check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
@@ -310,6 +394,10 @@ int main(int argc, char** argv) {
     std::printf("device-to-device copy: %.1f GB/s (read + write)\n\n", copy_gbs);
     if (deterministic) {
       bench_deterministic_attention(prop, copy_gbs);
+      return 0;
+    }
+    if (products_only) {
+      bench_products(copy_gbs);
       return 0;
     }
     if (sampler_only) {

@@ -1,9 +1,13 @@
-// GPU test of the few-row product (kernels/matvec.h) against ref::matmul_xwt on random bf16
-// inputs: every row count 1..8, the backend's projection shapes and odd ones (k not a multiple of
-// the 256 elements a warp covers per pass, n not a multiple of the block's 4 columns), fp32 output
-// with and without accumulation, bf16 output; the fused SwiGLU variant; the argument checks.
+// GPU test of the few-row products (kernels/matvec.h) against ref::matmul_xwt on random bf16
+// inputs: every row count 1..8 (matvec) and 1..64 (skinny, tensor cores), the backend's
+// projection shapes and odd ones (k not a multiple of the 256 elements a warp covers per pass or
+// of the skinny kernel's 32-element chunk, n not a multiple of the 4 columns / 16 features of a
+// block), fp32 output with and without accumulation, bf16 output; the fused SwiGLU variants; the
+// skinny kernel's row independence (a row alone gives the bits it gets among 64); the argument
+// checks.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -17,6 +21,10 @@ using testing::DeviceBuffer;
 using testing::random_bf16;
 using testing::rel_error;
 using testing::to_float;
+
+// fp32 outputs of tensor-core sums: the MMA's fp32 accumulation truncates the addends it aligns,
+// so it sits a little above the 1e-5 a CUDA-core fp32 sum of these lengths reaches.
+constexpr double kTensorCoreTol = 3e-5;
 
 TEST(KernelsGpuMatvec, MatchesReferenceForEveryRowCountAndShape) {
   LT_REQUIRE_GPU();
@@ -88,6 +96,99 @@ TEST(KernelsGpuMatvec, RefusesBadArguments) {
   EXPECT_EQ(matvec_bf16(x.get() + 1, w.get(), y.get(), nullptr, false, 1, 4, 8, nullptr), Status::kInvalidArgument);
   EXPECT_EQ(matvec_swiglu_bf16(x.get(), w.get(), yb.get(), 9, 4, 8, nullptr), Status::kInvalidArgument);
   EXPECT_EQ(matvec_swiglu_bf16(x.get(), w.get(), nullptr, 1, 4, 8, nullptr), Status::kInvalidArgument);
+}
+
+TEST(KernelsGpuSkinny, MatchesReferenceForEveryRowCountAndShape) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(47);
+  struct Shape {
+    int32_t n, k;
+  };
+  for (const Shape s : {Shape{1536, 1536}, Shape{2048, 1536}, Shape{1536, 8960}, Shape{37, 8},
+                        Shape{1001, 264}, Shape{5, 4104}, Shape{17000, 96}}) {
+    const auto w = random_bf16(static_cast<size_t>(s.n) * s.k, rng, 0.05f);
+    DeviceBuffer<bf16> d_w(w.b);
+    for (int32_t rows = 1; rows <= kSkinnyMaxRows; rows += rows < 18 ? 1 : 7) {
+      SCOPED_TRACE(::testing::Message() << s.n << "x" << s.k << " rows " << rows);
+      const auto x = random_bf16(static_cast<size_t>(rows) * s.k, rng, 1.0f);
+      const auto y0 = random_bf16(static_cast<size_t>(rows) * s.n, rng, 1.0f);
+      std::vector<float> want(static_cast<size_t>(rows) * s.n);
+      ref::matmul_xwt(x.f, w.f, rows, s.n, s.k, want);
+      std::vector<float> want_acc = want;
+      for (size_t i = 0; i < want.size(); ++i) want_acc[i] += y0.f[i];
+      DeviceBuffer<bf16> d_x(x.b), d_yb(want.size());
+      DeviceBuffer<float> d_y(want.size()), d_acc(y0.f);
+      LT_KERNEL_OK(skinny_gemm_bf16(d_x.get(), d_w.get(), d_y.get(), nullptr, false, rows, s.n, s.k, nullptr));
+      EXPECT_LT(rel_error(d_y.download(), want), kTensorCoreTol);
+      LT_KERNEL_OK(skinny_gemm_bf16(d_x.get(), d_w.get(), d_acc.get(), nullptr, true, rows, s.n, s.k, nullptr));
+      EXPECT_LT(rel_error(d_acc.download(), want_acc), kTensorCoreTol);
+      LT_KERNEL_OK(skinny_gemm_bf16(d_x.get(), d_w.get(), nullptr, d_yb.get(), false, rows, s.n, s.k, nullptr));
+      EXPECT_LT(rel_error(to_float(d_yb.download()), want), testing::kBf16Tol);
+    }
+  }
+}
+
+// A row's result is the same bits whether it is alone or one of 64, at every position, for the
+// block layouts of both a small projection and a long one (the lm_head's four tiles a block).
+TEST(KernelsGpuSkinny, RowsDoNotDependOnTheRowCount) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(53);
+  for (const int32_t n : {2048, 151936}) {
+    const int32_t k = 1536;
+    const auto w = random_bf16(static_cast<size_t>(n) * k, rng, 0.05f);
+    const auto x = random_bf16(static_cast<size_t>(kSkinnyMaxRows) * k, rng, 1.0f);
+    DeviceBuffer<bf16> d_w(w.b), d_x(x.b);
+    DeviceBuffer<float> d_all(static_cast<size_t>(kSkinnyMaxRows) * n), d_some(d_all.size());
+    LT_KERNEL_OK(skinny_gemm_bf16(d_x.get(), d_w.get(), d_all.get(), nullptr, false, kSkinnyMaxRows, n, k, nullptr));
+    const auto all = d_all.download();
+    for (const int32_t rows : {1, 3, 8, 9, 16, 17, 32, 33, 63}) {
+      LT_KERNEL_OK(skinny_gemm_bf16(d_x.get(), d_w.get(), d_some.get(), nullptr, false, rows, n, k, nullptr));
+      const auto some = d_some.download();
+      for (size_t i = 0; i < static_cast<size_t>(rows) * n; ++i)
+        ASSERT_EQ(std::memcmp(&some[i], &all[i], sizeof(float)), 0)
+            << "n " << n << " rows " << rows << " row " << i / n << " column " << i % n;
+    }
+  }
+}
+
+TEST(KernelsGpuSkinny, SwigluVariantEqualsProductThenSwiglu) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(59);
+  for (const int32_t inter : {8960, 100, 3}) {
+    const int32_t k = inter == 3 ? 16 : 1536;
+    const auto w = random_bf16(static_cast<size_t>(2) * inter * k, rng, 0.05f);
+    DeviceBuffer<bf16> d_w(w.b);
+    for (const int32_t rows : {1, 5, 16, 31, 64}) {
+      SCOPED_TRACE(::testing::Message() << "inter " << inter << " rows " << rows);
+      const auto x = random_bf16(static_cast<size_t>(rows) * k, rng, 1.0f);
+      std::vector<float> gu(static_cast<size_t>(rows) * 2 * inter), want(static_cast<size_t>(rows) * inter);
+      ref::matmul_xwt(x.f, w.f, rows, 2 * inter, k, gu);
+      for (float& v : gu) v = ref::round_bf16(v);
+      ref::swiglu(gu, want, rows, inter);
+      DeviceBuffer<bf16> d_x(x.b), d_act(want.size()), d_gu(gu.size()), d_two(want.size());
+      LT_KERNEL_OK(skinny_gemm_swiglu_bf16(d_x.get(), d_w.get(), d_act.get(), rows, inter, k, nullptr));
+      const auto act = d_act.download();
+      EXPECT_LT(rel_error(to_float(act), want), testing::kBf16Tol);
+      LT_KERNEL_OK(skinny_gemm_bf16(d_x.get(), d_w.get(), nullptr, d_gu.get(), false, rows, 2 * inter, k, nullptr));
+      LT_KERNEL_OK(swiglu_bf16(d_gu.get(), 2 * inter, d_two.get(), inter, rows, inter, nullptr));
+      const auto two = d_two.download();
+      for (size_t i = 0; i < act.size(); ++i) ASSERT_EQ(act[i].bits, two[i].bits) << i;
+    }
+  }
+}
+
+TEST(KernelsGpuSkinny, RefusesBadArguments) {
+  LT_REQUIRE_GPU();
+  DeviceBuffer<bf16> x(64), w(64), yb(64);
+  DeviceBuffer<float> y(64);
+  EXPECT_EQ(skinny_gemm_bf16(x.get(), w.get(), y.get(), nullptr, false, 0, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(skinny_gemm_bf16(x.get(), w.get(), y.get(), nullptr, false, 65, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(skinny_gemm_bf16(x.get(), w.get(), y.get(), nullptr, false, 1, 4, 12, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(skinny_gemm_bf16(x.get(), w.get(), y.get(), yb.get(), false, 1, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(skinny_gemm_bf16(x.get(), w.get(), nullptr, yb.get(), true, 1, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(skinny_gemm_bf16(x.get() + 1, w.get(), y.get(), nullptr, false, 1, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(skinny_gemm_swiglu_bf16(x.get(), w.get(), yb.get(), 65, 4, 8, nullptr), Status::kInvalidArgument);
+  EXPECT_EQ(skinny_gemm_swiglu_bf16(x.get(), w.get(), nullptr, 1, 4, 8, nullptr), Status::kInvalidArgument);
 }
 
 }  // namespace

@@ -4,8 +4,8 @@
 // that differ between the two settings (or from one replay to the next). Checked through the
 // whole backend — prefill, batched decode with CUDA graphs captured and replayed, a verify of
 // several tokens per sequence past the attention's split merge — in fast mode with cuBLAS, fast
-// mode with the few-row products (whose weight loads start before the wait), and deterministic
-// mode.
+// mode with each of the few-row kernels (whose weight loads start before the wait), and
+// deterministic mode.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -28,8 +29,10 @@ namespace fs = std::filesystem;
 struct Mode {
   std::string name;
   bool deterministic;
-  const char* matvec_rows;  // LONGTAIL_MATVEC_ROWS for the backend's products (fast mode only)
+  const char* products_env;  // a variable sending the backend's few-row products to a kernel
+  const char* products_rows;
 };
+void PrintTo(const Mode& m, std::ostream* os) { *os << m.name; }
 
 class CudaDependentLaunch : public ::testing::TestWithParam<Mode> {
  protected:
@@ -48,7 +51,7 @@ class CudaDependentLaunch : public ::testing::TestWithParam<Mode> {
   }
   void TearDown() override {
     kernels::set_dependent_launch(true);
-    ::unsetenv("LONGTAIL_MATVEC_ROWS");
+    if (GetParam().products_env != nullptr) ::unsetenv(GetParam().products_env);
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
@@ -60,7 +63,8 @@ class CudaDependentLaunch : public ::testing::TestWithParam<Mode> {
   };
   Trace run(bool on) {
     kernels::set_dependent_launch(on);
-    if (GetParam().matvec_rows != nullptr) ::setenv("LONGTAIL_MATVEC_ROWS", GetParam().matvec_rows, 1);
+    if (GetParam().products_env != nullptr)
+      ::setenv(GetParam().products_env, GetParam().products_rows, 1);
     BackendOptions o = small_cuda_options(1 << 16);
     o.deterministic = GetParam().deterministic;
     auto be = make_cuda_backend(dir_, o);
@@ -121,9 +125,10 @@ TEST_P(CudaDependentLaunch, DoesNotChangeABit) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, CudaDependentLaunch,
-                         ::testing::Values(Mode{"fast", false, nullptr},
-                                           Mode{"fast_matvec", false, "8"},
-                                           Mode{"deterministic", true, nullptr}),
+                         ::testing::Values(Mode{"fast", false, nullptr, nullptr},
+                                           Mode{"fast_matvec", false, "LONGTAIL_MATVEC_ROWS", "8"},
+                                           Mode{"fast_skinny", false, "LONGTAIL_SKINNY_ROWS", "64"},
+                                           Mode{"deterministic", true, nullptr, nullptr}),
                          [](const auto& info) { return info.param.name; });
 
 }  // namespace

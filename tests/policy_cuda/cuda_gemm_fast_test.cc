@@ -1,7 +1,8 @@
-// The fast mode's products of a few rows with LONGTAIL_MATVEC_ROWS=8 (kernels::matvec_bf16 instead
-// of cuBLAS up to 8 rows): for the shapes of a 1.5B layer and its lm_head, every row of a product of
-// M = 1..8 rows is bitwise the row computed alone, and close to cuBLAS (the default); the fused
-// gate/up + SwiGLU is bitwise the product followed by kernels::swiglu_bf16.
+// The fast mode's products of a few rows, with LONGTAIL_MATVEC_ROWS=8 (kernels::matvec_bf16 instead
+// of cuBLAS up to 8 rows) and with LONGTAIL_SKINNY_ROWS=64 (kernels::skinny_gemm_bf16 up to 64):
+// for the shapes of a 1.5B layer and its lm_head, every row of a product of M rows is bitwise the
+// row computed alone, and close to cuBLAS (the default); the fused gate/up + SwiGLU is bitwise the
+// product followed by kernels::swiglu_bf16; one row past the limit goes back to cuBLAS.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -9,7 +10,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <ostream>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gpu_test_util.h"
@@ -35,17 +38,26 @@ std::vector<T> download(const cuda::DeviceBuffer& b, size_t n, cudaStream_t s) {
   return h;
 }
 
-TEST(CudaFastGemm, FewRowProductsMatchCublasAndDoNotDependOnTheRowCount) {
+struct FewRowKernel {
+  const char* name;
+  const char* env;  // the variable that sends up to kRows rows to it
+  int rows;
+  double tol;       // against cuBLAS, relative (tensor-core sums truncate a little more)
+};
+void PrintTo(const FewRowKernel& k, std::ostream* os) { *os << k.name; }
+
+class CudaFastGemm : public ::testing::TestWithParam<FewRowKernel> {};
+
+TEST_P(CudaFastGemm, FewRowProductsMatchCublasAndDoNotDependOnTheRowCount) {
   LT_SKIP_WITHOUT_GPU();
   cudaStream_t stream = nullptr;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
   {
-    constexpr int kRows = 8;
-    setenv("LONGTAIL_MATVEC_ROWS", "8", 1);
+    const int kRows = GetParam().rows;
+    setenv(GetParam().env, std::to_string(kRows).c_str(), 1);
     cuda::Gemm fast(stream, false, 4096);
-    setenv("LONGTAIL_MATVEC_ROWS", "0", 1);
+    unsetenv(GetParam().env);
     cuda::Gemm cublas(stream, false, 4096);
-    unsetenv("LONGTAIL_MATVEC_ROWS");
     struct Shape {
       int n, k;
     };
@@ -71,7 +83,7 @@ TEST(CudaFastGemm, FewRowProductsMatchCublasAndDoNotDependOnTheRowCount) {
           num += (static_cast<double>(y[i]) - ref[i]) * (static_cast<double>(y[i]) - ref[i]);
           den += static_cast<double>(ref[i]) * ref[i];
         }
-        EXPECT_LT(std::sqrt(num / den), 1e-5) << "M = " << m;
+        EXPECT_LT(std::sqrt(num / den), GetParam().tol) << "M = " << m;
       }
     }
     // The fused SwiGLU of a 1.5B MLP: bitwise bf16_out then swiglu_bf16, for every row count.
@@ -98,6 +110,11 @@ TEST(CudaFastGemm, FewRowProductsMatchCublasAndDoNotDependOnTheRowCount) {
   }
   cudaStreamDestroy(stream);
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, CudaFastGemm,
+                         ::testing::Values(FewRowKernel{"matvec", "LONGTAIL_MATVEC_ROWS", 8, 1e-5},
+                                           FewRowKernel{"skinny", "LONGTAIL_SKINNY_ROWS", 64, 3e-5}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace longtail::policy::testing

@@ -1,0 +1,232 @@
+// Products of up to 64 activation rows with a weight matrix on tensor cores (decode and short
+// verify): Y = X W^T, W [n, k] row-major bf16. At these sizes a product streams W once, and what
+// decides its time is how soon and how densely the weight bytes are in flight: cuBLAS's tiles
+// give the small projections too few blocks and the long ones a split-K reduce kernel.
+//
+// Layout: a warp owns 16 rows of W (16 output features) and a slice of K; FW warps of a block
+// own adjacent 16-feature tiles and KW = 8 / FW warps split K between them (FW = 1 for the small
+// projections, so that they still spread over the machine; FW = 4 for the long ones, so that
+// each X piece read from L2 serves four tiles). Each lane loads whole 16-byte pieces of its two W
+// rows straight from memory into registers (streaming, kDepth pieces in flight before the first
+// use) and uses them as the A operand of mma.m16n8k16 without a trip through shared memory.
+// That needs a permutation of k inside each 32-element chunk, applied to W and X alike (a sum
+// does not care): lane t's piece covers chunk elements 8t..8t+7, whose four bf16 pairs play the
+// MMA's k pairs (2t, 8 + 2t) of the first k-step and of the second. X (row-major [rows, k]) is
+// the B operand, 8 token rows per n-tile, read through L1.
+//
+// Bits: a token row's result depends only on that row of X, never on how many rows the call
+// has: each MMA column is its own dot product, the chunks are summed in one fixed order per warp
+// and the warps' partial sums in warp order. So a sequence gets the same bits in a batch of 1 or
+// of 64. The first W pieces are loaded before the wait for the kernel that writes X
+// (common.cuh's dependent launch), so the weight stream starts while that kernel finishes.
+#include "kernels/matvec.h"
+
+#include "kernels/common.cuh"
+
+namespace longtail::kernels {
+using namespace detail;
+
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kChunk = 32;  // k elements per chunk: two m16n8k16 k-steps
+
+__device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                         uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// NT: n-tiles of 8 token rows the instance can hold (rows <= 8 NT). kSwiglu: W holds 2n rows
+// ([gate | up]); a warp then owns the gate and the up rows of its 16 features and the output is
+// swiglu of the two bf16-rounded products. FW: 16-feature tiles per block.
+template <int NT, bool kSwiglu, int FW>
+__global__ void __launch_bounds__(kWarps * 32)
+    skinny_kernel(const __nv_bfloat16* __restrict__ x, const __nv_bfloat16* __restrict__ w,
+                  float* __restrict__ y_f32, __nv_bfloat16* __restrict__ y_bf16, bool accumulate,
+                  int rows, int n, int k) {
+  constexpr int KW = kWarps / FW;
+  constexpr int kParts = kSwiglu ? 2 : 1;
+  constexpr int kDepth = kSwiglu ? 2 : 4;  // chunks per load round: 4 KB of W per warp in flight
+  constexpr int kElems = FW * NT * 128;                            // outputs of the block
+  constexpr int kPer = (kElems + kWarps * 32 - 1) / (kWarps * 32);  // per thread and part
+  __shared__ float red[kWarps][NT * 128];
+
+  const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
+  const int fw = warp / KW, kw = warp % KW;
+  const int g = lane >> 2, t = lane & 3;
+  const int f0 = (static_cast<int>(blockIdx.x) * FW + fw) * 16;
+  const int nchunks = (k + kChunk - 1) / kChunk;
+  const int kv = k / 8;  // 16-byte pieces per row
+  const int tiles = (rows + 7) / 8;
+
+  const uint4* wrow[kParts][2];
+  bool wlive[kParts][2];
+#pragma unroll
+  for (int p = 0; p < kParts; ++p)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int feature = f0 + g + 8 * h;
+      wlive[p][h] = feature < n;
+      wrow[p][h] = reinterpret_cast<const uint4*>(w) +
+                   (static_cast<int64_t>(wlive[p][h] ? feature : 0) + static_cast<int64_t>(p) * n) * kv;
+    }
+  uint4 wv[kDepth][kParts][2];
+  auto load_w = [&](int c0) {
+#pragma unroll
+    for (int d = 0; d < kDepth; ++d) {
+      const int piece = (c0 + d * KW) * (kChunk / 8) + t;
+#pragma unroll
+      for (int p = 0; p < kParts; ++p)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          wv[d][p][h] = wlive[p][h] && piece < kv ? __ldcs(wrow[p][h] + piece) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  float acc[kParts][NT][4];
+#pragma unroll
+  for (int p = 0; p < kParts; ++p)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[p][j][i] = 0.0f;
+
+  load_w(kw);  // W is immutable during a forward: loaded before the wait
+  wait_for_prior_kernels();
+  allow_next_kernel();
+  const uint4* xr = reinterpret_cast<const uint4*>(x);
+  for (int c0 = kw; c0 < nchunks; c0 += kDepth * KW) {
+    if (c0 != kw) load_w(c0);
+#pragma unroll
+    for (int d = 0; d < kDepth; ++d) {
+      const int piece = (c0 + d * KW) * (kChunk / 8) + t;
+      if (c0 + d * KW >= nchunks) break;
+#pragma unroll
+      for (int j = 0; j < NT; ++j) {
+        if (j >= tiles) break;
+        const int token = 8 * j + g;
+        const uint4 xv = token < rows && piece < kv ? __ldg(xr + static_cast<int64_t>(token) * kv + piece)
+                                                    : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int p = 0; p < kParts; ++p) {
+          mma_bf16(acc[p][j], wv[d][p][0].x, wv[d][p][1].x, wv[d][p][0].y, wv[d][p][1].y, xv.x, xv.y);
+          mma_bf16(acc[p][j], wv[d][p][0].z, wv[d][p][1].z, wv[d][p][0].w, wv[d][p][1].w, xv.z, xv.w);
+        }
+      }
+    }
+  }
+
+  // The KW warps of a feature tile add their K slices in warp order. Element e of the block:
+  // tile e / (NT 128), then (n-tile j, accumulator i, lane) as the MMA left them.
+  float sum[kParts][kPer];
+#pragma unroll
+  for (int p = 0; p < kParts; ++p) {
+    __syncthreads();  // red is free (the previous part has been read)
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) red[warp][(j * 4 + i) * 32 + lane] = acc[p][j][i];
+    __syncthreads();
+#pragma unroll
+    for (int q = 0; q < kPer; ++q) {
+      const int e = static_cast<int>(threadIdx.x) + q * kWarps * 32;
+      const int tile = e / (NT * 128), rem = e % (NT * 128);
+      if (e >= kElems) break;
+      float s = 0.0f;
+#pragma unroll
+      for (int v = 0; v < KW; ++v) s += red[tile * KW + v][rem];
+      sum[p][q] = s;
+    }
+  }
+#pragma unroll
+  for (int q = 0; q < kPer; ++q) {
+    const int e = static_cast<int>(threadIdx.x) + q * kWarps * 32;
+    if (e >= kElems) break;
+    const int tile = e / (NT * 128), rem = e % (NT * 128);
+    const int j = rem / 128, i = (rem / 32) % 4, l = rem % 32;
+    const int feature = (static_cast<int>(blockIdx.x) * FW + tile) * 16 + (l >> 2) + (i >= 2 ? 8 : 0);
+    const int token = 8 * j + 2 * (l & 3) + (i & 1);
+    if (feature >= n || token >= rows) continue;
+    const int64_t at = static_cast<int64_t>(token) * n + feature;
+    if constexpr (kSwiglu) {
+      const float gate = to_f32(to_bf(sum[0][q])), up = to_f32(to_bf(sum[kParts - 1][q]));
+      y_bf16[at] = to_bf(gate / (1.0f + expf(-gate)) * up);
+    } else if (y_f32 != nullptr) {
+      y_f32[at] = accumulate ? y_f32[at] + sum[0][q] : sum[0][q];
+    } else {
+      y_bf16[at] = to_bf(sum[0][q]);
+    }
+  }
+}
+
+int multiprocessors() {
+  static const int count = [] {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return 132;
+    }
+    return sms;
+  }();
+  return count;
+}
+
+template <int NT, bool kSwiglu>
+void launch_tiles(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, __nv_bfloat16* y_bf16,
+                  bool accumulate, int rows, int n, int k, Stream stream) {
+  // Four tiles a block only where that still leaves two blocks per multiprocessor.
+  const int64_t wide_blocks = (static_cast<int64_t>(n) + 63) / 64;
+  if (wide_blocks >= 2 * multiprocessors()) {
+    launch(skinny_kernel<NT, kSwiglu, 4>, static_cast<unsigned>(wide_blocks), kWarps * 32, 0,
+           stream, x, w, y_f32, y_bf16, accumulate, rows, n, k);
+  } else {
+    launch(skinny_kernel<NT, kSwiglu, 1>, static_cast<unsigned>((n + 15) / 16), kWarps * 32, 0,
+           stream, x, w, y_f32, y_bf16, accumulate, rows, n, k);
+  }
+}
+
+template <bool kSwiglu>
+void launch_rows(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, __nv_bfloat16* y_bf16,
+                 bool accumulate, int rows, int n, int k, Stream stream) {
+  if (rows <= 8) {
+    launch_tiles<1, kSwiglu>(x, w, y_f32, y_bf16, accumulate, rows, n, k, stream);
+  } else if (rows <= 16) {
+    launch_tiles<2, kSwiglu>(x, w, y_f32, y_bf16, accumulate, rows, n, k, stream);
+  } else if (rows <= 32) {
+    launch_tiles<4, kSwiglu>(x, w, y_f32, y_bf16, accumulate, rows, n, k, stream);
+  } else {
+    launch_tiles<8, kSwiglu>(x, w, y_f32, y_bf16, accumulate, rows, n, k, stream);
+  }
+}
+
+}  // namespace
+
+Status skinny_gemm_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, bool accumulate,
+                        int32_t rows, int32_t n, int32_t k, Stream stream) {
+  constexpr const char* kName = "skinny_gemm_bf16";
+  if (rows < 1 || rows > kSkinnyMaxRows) return invalid(kName, "rows must be in [1, 64]");
+  if (n <= 0 || k <= 0 || k % 8 != 0) return invalid(kName, "n must be > 0 and k a positive multiple of 8");
+  if (x == nullptr || w == nullptr || (y_f32 == nullptr) == (y_bf16 == nullptr))
+    return invalid(kName, "x and w must be non-null, and exactly one of y_f32 and y_bf16");
+  if (!aligned16(x) || !aligned16(w)) return invalid(kName, "x and w must be 16-byte aligned");
+  if (y_bf16 != nullptr && accumulate) return invalid(kName, "accumulate needs the fp32 output");
+  launch_rows<false>(dev(x), dev(w), y_f32, dev(y_bf16), accumulate, rows, n, k, stream);
+  return launched(kName);
+}
+
+Status skinny_gemm_swiglu_bf16(const bf16* x, const bf16* w_gate_up, bf16* act, int32_t rows,
+                               int32_t inter, int32_t k, Stream stream) {
+  constexpr const char* kName = "skinny_gemm_swiglu_bf16";
+  if (rows < 1 || rows > kSkinnyMaxRows) return invalid(kName, "rows must be in [1, 64]");
+  if (inter <= 0 || k <= 0 || k % 8 != 0) return invalid(kName, "inter must be > 0 and k a positive multiple of 8");
+  if (x == nullptr || w_gate_up == nullptr || act == nullptr) return invalid(kName, "x, w_gate_up and act must be non-null");
+  if (!aligned16(x) || !aligned16(w_gate_up)) return invalid(kName, "x and w_gate_up must be 16-byte aligned");
+  launch_rows<true>(dev(x), dev(w_gate_up), nullptr, dev(act), false, rows, inter, k, stream);
+  return launched(kName);
+}
+
+}  // namespace longtail::kernels
