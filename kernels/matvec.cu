@@ -64,8 +64,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         wv[j][u] = live[j] && i < kv ? __ldcs(wr[j] + i) : make_uint4(0, 0, 0, 0);
       }
   };
-  // W is immutable during a forward, so its first loads go out before the wait for the kernel
-  // that writes X: the weight stream starts while that kernel finishes.
+  // The previous kernel does not write W (matvec.h), so W's first loads go out before the wait
+  // for the kernel that writes X: the weight stream starts while that kernel finishes.
   load_w(lane);
   wait_for_prior_kernels();
   allow_next_kernel();

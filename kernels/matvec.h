@@ -1,6 +1,9 @@
-// The few-row products: kernels/matvec.cu (CUDA cores, decode at batch <= 8) and
-// kernels/skinny_gemm.cu (tensor cores, up to 64 rows), declared apart from kernels.h because
-// only the backend's product dispatcher, its tests and the benchmark use them.
+// The few-row products: kernels/matvec.cu (CUDA cores, up to 8 rows) and kernels/skinny_gemm.cu
+// (tensor cores, up to 64 rows), declared apart from kernels.h because only a product dispatcher,
+// the tests and the benchmark use them.
+//
+// All four read W before they wait for the kernel launched just before them on the stream
+// (dependent launch, kernels.h): that kernel must not write W. X and Y are touched only after.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +31,7 @@ constexpr int32_t kSkinnyMaxRows = 64;
 
 // The same products as matvec_bf16 / matvec_swiglu_bf16 (same arguments, outputs and rounding of
 // the SwiGLU) for 1 <= rows <= kSkinnyMaxRows, on tensor cores. A row's result is bitwise the same
-// whatever `rows` is (it depends on that row of X alone), so a sequence does not see its batch.
+// whatever `rows` is (it depends on that row of X alone); a row does not see the others.
 // The summation order differs from matvec_bf16's, so the two do not agree bit for bit.
 Status skinny_gemm_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, bool accumulate,
                         int32_t rows, int32_t n, int32_t k, Stream stream);

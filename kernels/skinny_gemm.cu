@@ -1,5 +1,5 @@
-// Products of up to 64 activation rows with a weight matrix on tensor cores (decode and short
-// verify): Y = X W^T, W [n, k] row-major bf16. At these sizes a product streams W once, and what
+// Products of up to 64 activation rows with a weight matrix on tensor cores: Y = X W^T, W [n, k]
+// row-major bf16. At these sizes a product streams W once, and what
 // decides its time is how soon and how densely the weight bytes are in flight: cuBLAS's tiles
 // give the small projections too few blocks and the long ones a split-K reduce kernel.
 //
@@ -14,11 +14,12 @@
 // MMA's k pairs (2t, 8 + 2t) of the first k-step and of the second. X (row-major [rows, k]) is
 // the B operand, 8 token rows per n-tile, read through L1.
 //
-// Bits: a token row's result depends only on that row of X, never on how many rows the call
+// Bits: a row's result depends only on that row of X, never on how many rows the call
 // has: each MMA column is its own dot product, the chunks are summed in one fixed order per warp
-// and the warps' partial sums in warp order. So a sequence gets the same bits in a batch of 1 or
+// and the warps' partial sums in warp order. So a row gets the same bits in a call of 1 row or
 // of 64. The first W pieces are loaded before the wait for the kernel that writes X
-// (common.cuh's dependent launch), so the weight stream starts while that kernel finishes.
+// (common.cuh's dependent launch; matvec.h states what that asks of the caller), so the weight
+// stream starts while that kernel finishes.
 #include "kernels/matvec.h"
 
 #include "kernels/common.cuh"
@@ -94,7 +95,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int i = 0; i < 4; ++i) acc[p][j][i] = 0.0f;
 
-  load_w(kw);  // W is immutable during a forward: loaded before the wait
+  load_w(kw);  // before the wait: the previous kernel does not write W (matvec.h)
   wait_for_prior_kernels();
   allow_next_kernel();
   const uint4* xr = reinterpret_cast<const uint4*>(x);
