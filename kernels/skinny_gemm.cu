@@ -51,7 +51,9 @@ __global__ void __launch_bounds__(kWarps * 32)
                   int rows, int n, int k) {
   constexpr int KW = kWarps / FW;
   constexpr int kParts = kSwiglu ? 2 : 1;
-  constexpr int kDepth = kSwiglu ? 2 : 4;  // chunks per load round: 4 KB of W per warp in flight
+  // Chunks per load round: 8 KB of W per warp in flight for up to 16 rows, 4 KB above (the
+  // accumulators need the registers). The order of the sums does not depend on it.
+  constexpr int kDepth = (kSwiglu ? 2 : 4) * (NT <= 2 ? 2 : 1);
   constexpr int kElems = FW * NT * 128;                            // outputs of the block
   constexpr int kPer = (kElems + kWarps * 32 - 1) / (kWarps * 32);  // per thread and part
   __shared__ float red[kWarps][NT * 128];
@@ -179,9 +181,11 @@ int multiprocessors() {
 template <int NT, bool kSwiglu>
 void launch_tiles(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, __nv_bfloat16* y_bf16,
                   bool accumulate, int rows, int n, int k, Stream stream) {
-  // Four tiles a block only where that still leaves two blocks per multiprocessor.
+  // Four tiles a block only where that still leaves two blocks per multiprocessor, counted in
+  // rows of W so that the SwiGLU variant splits K exactly as the plain product of [gate | up]
+  // does (the two then agree bit for bit).
   const int64_t wide_blocks = (static_cast<int64_t>(n) + 63) / 64;
-  if (wide_blocks >= 2 * multiprocessors()) {
+  if (wide_blocks * (kSwiglu ? 2 : 1) >= 2 * multiprocessors()) {
     launch(skinny_kernel<NT, kSwiglu, 4>, static_cast<unsigned>(wide_blocks), kWarps * 32, 0,
            stream, x, w, y_f32, y_bf16, accumulate, rows, n, k);
   } else {

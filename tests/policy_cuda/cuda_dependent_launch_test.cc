@@ -91,19 +91,23 @@ class CudaDependentLaunch : public ::testing::TestWithParam<Mode> {
       record(outs, 1);
       last.push_back(outs.back().sampled);
     }
+    // SequenceChunk::tokens is a view: the token vectors outlive each forward.
+    std::vector<std::vector<int32_t>> inputs(kSeqs);
     for (int step = 0; step < 6; ++step) {  // first sight, capture, then replays
       std::vector<SequenceChunk> chunks;
-      for (int i = 0; i < kSeqs; ++i)
-        chunks.push_back(make_chunk(seqs[i], 10 + i, std::vector<int32_t>{last[i]}, 0, t1));
+      for (int i = 0; i < kSeqs; ++i) {
+        inputs[i] = {last[i]};
+        chunks.push_back(make_chunk(seqs[i], 10 + i, inputs[i], 0, t1));
+      }
       const auto outs = be->forward(chunks);
       record(outs, kSeqs);
       for (int i = 0; i < kSeqs; ++i) last[i] = outs[static_cast<size_t>(i)].sampled;
     }
     std::vector<SequenceChunk> verify;
     for (int i = 0; i < kSeqs; ++i) {
-      auto draft = random_tokens(static_cast<size_t>(2 + 3 * i), 90 + i);
-      draft.insert(draft.begin(), last[i]);
-      verify.push_back(make_chunk(seqs[i], 10 + i, draft, 0, t1));
+      inputs[i] = random_tokens(static_cast<size_t>(2 + 3 * i), 90 + i);
+      inputs[i].insert(inputs[i].begin(), last[i]);
+      verify.push_back(make_chunk(seqs[i], 10 + i, inputs[i], 0, t1));
     }
     const auto outs = be->forward(verify);
     record(outs, static_cast<int32_t>(outs.size()));
