@@ -77,9 +77,9 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 // which lets it start while the kernel before it on the stream is still running: its blocks
 // become resident and set up early, so the gap between two short dependent kernels shrinks to
 // the release of a barrier. The rule that keeps this correct: every kernel calls
-// wait_for_prior_kernels() before its first access to memory any other kernel reads or writes
-// (only immutable inputs, such as weights, may be read before it), and allow_next_kernel() once
-// it has passed the wait. The wait returns when the previous kernel has completed and its writes
+// wait_for_prior_kernels() before its first access to memory another kernel reads or writes
+// (only inputs the previous kernel cannot be writing, such as weights, may be read before it; the
+// header of such a kernel says so), and allow_next_kernel() once it has passed the wait. The wait returns when the previous kernel has completed and its writes
 // are visible; since that kernel waited for its own predecessor, the order is transitive. Both
 // are no-ops when the kernel was launched without the attribute (set_dependent_launch(false), or
 // on a stream whose previous work is not a kernel).
