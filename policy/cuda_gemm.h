@@ -18,7 +18,8 @@
 // for one row but not yet for 2..8 (bench/results/gpu_2026-12-02b.md), and whose rounding differs
 // from cuBLAS's, so a limit below the graph batch bucket of 8 makes a sequence's fast-mode logits
 // depend on whether its batch is above the limit. Products of up to LONGTAIL_SKINNY_ROWS rows
-// (0..64, default kDefaultSkinnyRows) that matvec does not take go to kernels::skinny_gemm_bf16
+// (0..64, default kDefaultSkinnyRows = 0: slower than cuBLAS on the 1.5B and 7B shapes, faster on
+// 0.5B, bench/results/launch_2026-12-03.md) that matvec does not take go to kernels::skinny_gemm_bf16
 // (tensor cores, the weight stream started before the previous kernel ends, no split-K), whose
 // rows do not depend on how many rows a call has: a sequence's fast-mode logits are then the
 // same in any batch of up to that many rows.
