@@ -23,6 +23,7 @@
 #include "kernels/matvec.h"
 
 #include "kernels/common.cuh"
+#include "kernels/few_row_checks.cuh"
 
 namespace longtail::kernels {
 using namespace detail;
@@ -211,25 +212,19 @@ void launch_rows(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, _
 }  // namespace
 
 Status skinny_gemm_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, bool accumulate,
-                        int32_t rows, int32_t n, int32_t k, Stream stream) {
+                       int32_t rows, int32_t n, int32_t k, Stream stream) {
   constexpr const char* kName = "skinny_gemm_bf16";
-  if (rows < 1 || rows > kSkinnyMaxRows) return invalid(kName, "rows must be in [1, 64]");
-  if (n <= 0 || k <= 0 || k % 8 != 0) return invalid(kName, "n must be > 0 and k a positive multiple of 8");
-  if (x == nullptr || w == nullptr || (y_f32 == nullptr) == (y_bf16 == nullptr))
-    return invalid(kName, "x and w must be non-null, and exactly one of y_f32 and y_bf16");
-  if (!aligned16(x) || !aligned16(w)) return invalid(kName, "x and w must be 16-byte aligned");
-  if (y_bf16 != nullptr && accumulate) return invalid(kName, "accumulate needs the fp32 output");
+  const std::string e = few_row_product_error(x, w, y_f32, y_bf16, accumulate, rows, kSkinnyMaxRows, n, k);
+  if (!e.empty()) return invalid(kName, e.c_str());
   launch_rows<false>(dev(x), dev(w), y_f32, dev(y_bf16), accumulate, rows, n, k, stream);
   return launched(kName);
 }
 
 Status skinny_gemm_swiglu_bf16(const bf16* x, const bf16* w_gate_up, bf16* act, int32_t rows,
-                               int32_t inter, int32_t k, Stream stream) {
+                              int32_t inter, int32_t k, Stream stream) {
   constexpr const char* kName = "skinny_gemm_swiglu_bf16";
-  if (rows < 1 || rows > kSkinnyMaxRows) return invalid(kName, "rows must be in [1, 64]");
-  if (inter <= 0 || k <= 0 || k % 8 != 0) return invalid(kName, "inter must be > 0 and k a positive multiple of 8");
-  if (x == nullptr || w_gate_up == nullptr || act == nullptr) return invalid(kName, "x, w_gate_up and act must be non-null");
-  if (!aligned16(x) || !aligned16(w_gate_up)) return invalid(kName, "x and w_gate_up must be 16-byte aligned");
+  const std::string e = few_row_swiglu_error(x, w_gate_up, act, rows, kSkinnyMaxRows, inter, k);
+  if (!e.empty()) return invalid(kName, e.c_str());
   launch_rows<true>(dev(x), dev(w_gate_up), nullptr, dev(act), false, rows, inter, k, stream);
   return launched(kName);
 }
