@@ -12,7 +12,7 @@
 // That needs a permutation of k inside each 32-element chunk, applied to W and X alike (a sum
 // does not care): lane t's piece covers chunk elements 8t..8t+7, whose four bf16 pairs play the
 // MMA's k pairs (2t, 8 + 2t) of the first k-step and of the second. X (row-major [rows, k]) is
-// the B operand, 8 token rows per n-tile, read through L1.
+// the B operand, 8 rows of X per n-tile, read through L1.
 //
 // Bits: a row's result depends only on that row of X, never on how many rows the call
 // has: each MMA column is its own dot product, the chunks are summed in one fixed order per warp
@@ -42,7 +42,7 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0, uint32_t a1
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// NT: n-tiles of 8 token rows the instance can hold (rows <= 8 NT). kSwiglu: W holds 2n rows
+// NT: n-tiles of 8 rows of X the instance can hold (rows <= 8 NT). kSwiglu: W holds 2n rows
 // ([gate | up]); a warp then owns the gate and the up rows of its 16 features and the output is
 // swiglu of the two bf16-rounded products. FW: 16-feature tiles per block.
 template <int NT, bool kSwiglu, int FW>
@@ -111,8 +111,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
       for (int j = 0; j < NT; ++j) {
         if (j >= tiles) break;
-        const int token = 8 * j + g;
-        const uint4 xv = token < rows && piece < kv ? __ldg(xr + static_cast<int64_t>(token) * kv + piece)
+        const int xrow = 8 * j + g;
+        const uint4 xv = xrow < rows && piece < kv ? __ldg(xr + static_cast<int64_t>(xrow) * kv + piece)
                                                     : make_uint4(0, 0, 0, 0);
 #pragma unroll
         for (int p = 0; p < kParts; ++p) {
@@ -152,9 +152,9 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int tile = e / (NT * 128), rem = e % (NT * 128);
     const int j = rem / 128, i = (rem / 32) % 4, l = rem % 32;
     const int feature = (static_cast<int>(blockIdx.x) * FW + tile) * 16 + (l >> 2) + (i >= 2 ? 8 : 0);
-    const int token = 8 * j + 2 * (l & 3) + (i & 1);
-    if (feature >= n || token >= rows) continue;
-    const int64_t at = static_cast<int64_t>(token) * n + feature;
+    const int xrow = 8 * j + 2 * (l & 3) + (i & 1);
+    if (feature >= n || xrow >= rows) continue;
+    const int64_t at = static_cast<int64_t>(xrow) * n + feature;
     if constexpr (kSwiglu) {
       const float gate = to_f32(to_bf(sum[0][q])), up = to_f32(to_bf(sum[kParts - 1][q]));
       y_bf16[at] = to_bf(gate / (1.0f + expf(-gate)) * up);
