@@ -39,7 +39,6 @@ struct Smem {
 template <int D, int R>
 __global__ void __launch_bounds__(kThreads) paged_attention_kernel(const AttnArgs a) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   using S = Smem<D, R>;
   constexpr int kDpl = D / 32;  // output dims per lane
   extern __shared__ __align__(16) unsigned char smem[];
@@ -214,7 +213,6 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(const AttnArg
 template <int D>
 __global__ void combine_splits_kernel(const AttnArgs a) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   constexpr int kDpl = D / 32;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
   const int64_t rows = a.num_tokens * a.num_heads;
@@ -328,12 +326,8 @@ int32_t paged_attention_balance_splits(int32_t splits, int32_t max_splits, int32
   const int64_t per_split = static_cast<int64_t>(num_seqs) * num_kv_heads *
                             ((static_cast<int64_t>(max_query_len) * group + rows_per_block - 1) /
                              rows_per_block);
-  int sms = 0, dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return splits;
-  }
+  const int sms = multiprocessor_count();
+  if (sms <= 0) return splits;
   const int64_t slots = static_cast<int64_t>(sms) *
                         attention_tc_blocks_per_sm(head_dim, max_query_len, group);
   if (per_split * splits <= slots) return splits;  // one wave: nothing idles in a tail

@@ -14,7 +14,6 @@ constexpr int kWarpsPerBlock = 4;
 
 __global__ void simple_attention_kernel(SimplePagedAttentionParams p) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   const int64_t gw = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (gw >= p.num_tokens * p.num_heads) return;
@@ -91,7 +90,8 @@ Status paged_attention_simple(const SimplePagedAttentionParams& p, Stream stream
   if ((warps + kWarpsPerBlock - 1) / kWarpsPerBlock > 0x7fffffff) {
     return invalid(kName, "num_tokens * num_heads too large");
   }
-  launch(simple_attention_kernel, blocks_for(warps, kWarpsPerBlock), 32 * kWarpsPerBlock, 0, stream, p);
+  launch(simple_attention_kernel, blocks_for(warps, kWarpsPerBlock), 32 * kWarpsPerBlock, 0, stream,
+         p);
   return launched(kName);
 }
 

@@ -27,15 +27,6 @@ namespace longtail::kernels::detail {
 
 namespace {
 
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
-                                         uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
   const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -68,7 +59,6 @@ struct TcSmem {
 template <int D, int WT, int NW, int STAGES = 2, bool INVARIANT = false>
 __global__ void __launch_bounds__(NW * 32, INVARIANT ? 2 : 0) paged_attention_tc_kernel(const AttnArgs a) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   using S = TcSmem<D, WT, NW, STAGES>;
   static_assert(STAGES == 2 || (INVARIANT && STAGES == 3), "the fast layouts double-buffer");
   constexpr int kThreads = NW * 32;
@@ -346,7 +336,8 @@ Status launch_tc(AttnArgs a, int32_t num_seqs, int32_t max_query_len, Stream str
                                static_cast<unsigned>(a.splits))
                         : dim3(static_cast<unsigned>(seq_heads), static_cast<unsigned>(chunks),
                                static_cast<unsigned>(a.splits));
-  launch(paged_attention_tc_kernel<D, WT, NW, STAGES, INVARIANT>, grid, NW * 32, S::kBytes, stream, a);
+  launch(paged_attention_tc_kernel<D, WT, NW, STAGES, INVARIANT>, grid, NW * 32, S::kBytes, stream,
+         a);
   return launched("paged_attention (tensor cores)");
 }
 

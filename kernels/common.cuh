@@ -79,18 +79,14 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 // the release of a barrier. The rule that keeps this correct: every kernel calls
 // wait_for_prior_kernels() before its first access to memory another kernel reads or writes
 // (only inputs the previous kernel cannot be writing, such as weights, may be read before it; the
-// header of such a kernel says so), and allow_next_kernel() once it has passed the wait. The wait returns when the previous kernel has completed and its writes
-// are visible; since that kernel waited for its own predecessor, the order is transitive. Both
-// are no-ops when the kernel was launched without the attribute (set_dependent_launch(false), or
-// on a stream whose previous work is not a kernel).
+// header of such a kernel says so). The wait returns when the previous kernel has completed and
+// its writes are visible; since that kernel waited for its own predecessor, the order is
+// transitive. Then it lets the next kernel launch. Both steps are no-ops when the kernel was
+// launched without the attribute (set_dependent_launch(false), or on a stream whose previous
+// work is not a kernel).
 __device__ __forceinline__ void wait_for_prior_kernels() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
-__device__ __forceinline__ void allow_next_kernel() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 #endif
 }
@@ -111,6 +107,28 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Strea
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   (void)cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+// D += A B on the tensor cores, one mma.m16n8k16 (bf16 in, fp32 accumulate): a is the 16 x 16
+// row-major A fragment, (b0, b1) the 16 x 8 column-major B fragment, in PTX's register layout.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Multiprocessors of the current device; 0 (the CUDA error cleared) when it cannot be read.
+inline int multiprocessor_count() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return sms;
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

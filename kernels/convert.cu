@@ -32,7 +32,6 @@ __device__ __forceinline__ bool finite_at(const void* p, ElementType t, int64_t 
 __global__ void to_bf16_kernel(const void* __restrict__ in, ElementType t, __nv_bfloat16* __restrict__ out,
                                int64_t n) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = to_bf(load_f32(in, t, i));
@@ -41,7 +40,6 @@ __global__ void to_bf16_kernel(const void* __restrict__ in, ElementType t, __nv_
 
 __global__ void to_f32_kernel(const void* __restrict__ in, ElementType t, float* __restrict__ out, int64_t n) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = load_f32(in, t, i);
@@ -51,7 +49,6 @@ __global__ void to_f32_kernel(const void* __restrict__ in, ElementType t, float*
 __global__ void nonfinite_kernel(const void* __restrict__ in, ElementType t, int64_t n,
                                  unsigned long long* first_bad) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     if (!finite_at(in, t, i)) {
@@ -100,7 +97,7 @@ Status find_first_nonfinite(const void* in, ElementType type, int64_t n, uint64_
   if (n == 0) return Status::kOk;
   if (in == nullptr || first_bad == nullptr) return invalid(kName, "null pointer");
   launch(nonfinite_kernel, grid_for(n), 256, 0, stream, in, type, n,
-                                                      reinterpret_cast<unsigned long long*>(first_bad));
+         reinterpret_cast<unsigned long long*>(first_bad));
   return launched(kName);
 }
 

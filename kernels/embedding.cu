@@ -21,7 +21,6 @@ __global__ void embedding_kernel(const __nv_bfloat16* __restrict__ table, int64_
                                  int64_t hidden, const int32_t* __restrict__ ids,
                                  Out* __restrict__ out, int32_t* bad_flag, bool vec) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   const int64_t t = blockIdx.x;
   const int32_t id = ids[t];
   const bool ok = id >= 0 && id < vocab;
@@ -65,8 +64,8 @@ Status embedding_impl(const char* name, const bf16* table, int64_t vocab, int64_
   }
   if (num_tokens > 0x7fffffff) return invalid(name, "num_tokens exceeds 2^31-1");
   const bool vec = hidden % 8 == 0 && aligned16(table) && aligned16(out);
-  launch(embedding_kernel<Out>, static_cast<unsigned>(num_tokens), 128, 0, stream,
-      dev(table), vocab, hidden, ids, out, bad_id_flag, vec);
+  launch(embedding_kernel<Out>, static_cast<unsigned>(num_tokens), 128, 0, stream, dev(table),
+         vocab, hidden, ids, out, bad_id_flag, vec);
   return launched(name);
 }
 

@@ -14,7 +14,6 @@ __global__ void kv_write_kernel(const __nv_bfloat16* __restrict__ k, int64_t k_s
                                 __nv_bfloat16* __restrict__ kc, __nv_bfloat16* __restrict__ vc,
                                 int64_t num_slots, bool vec) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   const int64_t t = blockIdx.x;
   const int64_t slot = slots[t];
   if (slot < 0 || slot >= num_slots) return;
@@ -43,7 +42,6 @@ __global__ void kv_move_kernel(char* __restrict__ base, int64_t plane_bytes, int
                                const int32_t* __restrict__ dst,
                                const int32_t* __restrict__ group_start) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   const int32_t pieces = row_bytes / 16;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t >= static_cast<int64_t>(num_planes) * pieces) return;
@@ -71,7 +69,7 @@ Status kv_cache_move_rows(void* base, int64_t plane_bytes, int32_t num_planes, i
   const int64_t threads = static_cast<int64_t>(num_planes) * (row_bytes / 16);
   const dim3 grid(blocks_for(threads, 128), static_cast<unsigned>(num_groups));
   launch(kv_move_kernel, grid, 128, 0, stream, static_cast<char*>(base), plane_bytes, num_planes,
-                                           row_bytes, src_slots, dst_slots, group_start);
+         row_bytes, src_slots, dst_slots, group_start);
   return launched(kName);
 }
 
@@ -93,9 +91,8 @@ Status kv_cache_write_bf16(const bf16* k, int64_t k_stride, const bf16* v, int64
   if (num_tokens > 0x7fffffff) return invalid(kName, "num_tokens exceeds 2^31-1");
   const bool vec = row % 8 == 0 && k_stride % 8 == 0 && v_stride % 8 == 0 && aligned16(k) &&
                    aligned16(v) && aligned16(k_cache) && aligned16(v_cache);
-  launch(kv_write_kernel, static_cast<unsigned>(num_tokens), 128, 0, stream,
-      dev(k), k_stride, dev(v), v_stride, row, slot_mapping, dev(k_cache), dev(v_cache), num_slots,
-      vec);
+  launch(kv_write_kernel, static_cast<unsigned>(num_tokens), 128, 0, stream, dev(k), k_stride,
+         dev(v), v_stride, row, slot_mapping, dev(k_cache), dev(v_cache), num_slots, vec);
   return launched(kName);
 }
 

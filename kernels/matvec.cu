@@ -69,7 +69,6 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   // for the kernel that writes X: the weight stream starts while that kernel finishes.
   load_w(lane);
   wait_for_prior_kernels();
-  allow_next_kernel();
   for (int base = lane; base < kv; base += 32 * kLoads) {
     if (base != lane) load_w(base);
 #pragma unroll
@@ -130,7 +129,7 @@ void launch_one(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, __
 
 template <bool kSwiglu>
 void launch_rows(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, __nv_bfloat16* y_bf16,
-            bool accumulate, int rows, int n, int k, Stream stream) {
+                 bool accumulate, int rows, int n, int k, Stream stream) {
   if (rows == 1) {
     launch_one<1, 1, kSwiglu>(x, w, y_f32, y_bf16, accumulate, rows, n, k, stream);
   } else if (rows == 2) {
@@ -145,7 +144,7 @@ void launch_rows(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, _
 }  // namespace
 
 Status matvec_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, bool accumulate,
-                  int32_t rows, int32_t n, int32_t k, Stream stream) {
+                   int32_t rows, int32_t n, int32_t k, Stream stream) {
   constexpr const char* kName = "matvec_bf16";
   const std::string e = few_row_product_error(x, w, y_f32, y_bf16, accumulate, rows, kMatvecMaxRows, n, k);
   if (!e.empty()) return invalid(kName, e.c_str());
@@ -154,7 +153,7 @@ Status matvec_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, boo
 }
 
 Status matvec_swiglu_bf16(const bf16* x, const bf16* w_gate_up, bf16* act, int32_t rows,
-                         int32_t inter, int32_t k, Stream stream) {
+                          int32_t inter, int32_t k, Stream stream) {
   constexpr const char* kName = "matvec_swiglu_bf16";
   const std::string e = few_row_swiglu_error(x, w_gate_up, act, rows, kMatvecMaxRows, inter, k);
   if (!e.empty()) return invalid(kName, e.c_str());

@@ -13,7 +13,6 @@ __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ gu, int64_t gu_s
                               __nv_bfloat16* __restrict__ out, int64_t out_stride, int64_t rows,
                               int64_t inter, bool vec) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   const int64_t per_row = vec ? inter / 8 : inter;
   const int64_t total = rows * per_row;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
@@ -38,7 +37,6 @@ __global__ void swiglu_kernel(const __nv_bfloat16* __restrict__ gu, int64_t gu_s
 __global__ void cast_f32_bf16_kernel(const float* __restrict__ in, __nv_bfloat16* __restrict__ out,
                                      int64_t n) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = to_bf(in[i]);
@@ -48,7 +46,6 @@ __global__ void cast_f32_bf16_kernel(const float* __restrict__ in, __nv_bfloat16
 __global__ void cast_bf16_f32_kernel(const __nv_bfloat16* __restrict__ in, float* __restrict__ out,
                                      int64_t n) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     out[i] = to_f32(in[i]);
@@ -58,7 +55,6 @@ __global__ void cast_bf16_f32_kernel(const __nv_bfloat16* __restrict__ in, float
 __global__ void add_bias_kernel(__nv_bfloat16* x, int64_t stride, int64_t rows, int64_t cols,
                                 const __nv_bfloat16* __restrict__ bias) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   const int64_t total = rows * cols;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -71,7 +67,6 @@ __global__ void add_bias_kernel(__nv_bfloat16* x, int64_t stride, int64_t rows, 
 __global__ void fill_uniform_bf16_kernel(__nv_bfloat16* dst, int64_t n, float scale,
                                          uint64_t seed) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = to_bf(scale * synthetic_uniform(seed, static_cast<uint64_t>(i)));
@@ -79,7 +74,6 @@ __global__ void fill_uniform_bf16_kernel(__nv_bfloat16* dst, int64_t n, float sc
 
 __global__ void fill_uniform_f32_kernel(float* dst, int64_t n, float scale, uint64_t seed) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = scale * synthetic_uniform(seed, static_cast<uint64_t>(i));
@@ -87,7 +81,6 @@ __global__ void fill_uniform_f32_kernel(float* dst, int64_t n, float scale, uint
 
 __global__ void fill_f32_kernel(float* dst, int64_t n, float value) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = value;
@@ -112,7 +105,7 @@ Status swiglu_bf16(const bf16* gate_up, int64_t gate_up_stride, bf16* out, int64
   const bool vec = inter % 8 == 0 && gate_up_stride % 8 == 0 && out_stride % 8 == 0 &&
                    aligned16(gate_up) && aligned16(out);
   launch(swiglu_kernel, grid_stride_blocks(rows * (vec ? inter / 8 : inter)), 256, 0, stream,
-      dev(gate_up), gate_up_stride, dev(out), out_stride, rows, inter, vec);
+         dev(gate_up), gate_up_stride, dev(out), out_stride, rows, inter, vec);
   return launched(kName);
 }
 
@@ -139,8 +132,8 @@ Status add_bias_bf16(bf16* x, int64_t stride, int64_t rows, int64_t cols, const 
   if (rows == 0) return Status::kOk;
   if (x == nullptr || bias == nullptr) return invalid(kName, "null pointer");
   if (stride < cols) return invalid(kName, "stride must be >= cols");
-  launch(add_bias_kernel, grid_stride_blocks(rows * cols), 256, 0, stream, dev(x), stride, rows, cols,
-                                                                       dev(bias));
+  launch(add_bias_kernel, grid_stride_blocks(rows * cols), 256, 0, stream, dev(x), stride, rows,
+         cols, dev(bias));
   return launched(kName);
 }
 

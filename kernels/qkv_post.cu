@@ -12,7 +12,6 @@ namespace {
 
 __global__ void qkv_post_kernel(QkvPostParams p) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   __shared__ float scratch[32];
   const int64_t t = blockIdx.x;
   const int head = blockIdx.y;  // [0, H) q heads, [H, H + KV) k heads, then v heads

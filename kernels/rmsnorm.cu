@@ -17,7 +17,6 @@ __global__ void fused_add_rmsnorm_kernel(float* __restrict__ residual, int64_t r
                                          __nv_bfloat16* __restrict__ out, int64_t out_stride,
                                          int64_t dim, float eps, bool vec) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   float* res = residual + r * res_stride;
@@ -76,7 +75,6 @@ __global__ void rmsnorm_heads_kernel(const __nv_bfloat16* in, int64_t in_stride,
                                      int32_t num_heads, int32_t dim,
                                      const __nv_bfloat16* __restrict__ w, float eps) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (row >= num_rows) return;
   const int lane = threadIdx.x & 31;
@@ -102,7 +100,6 @@ __global__ void rmsnorm_rows_f32_vec_kernel(const float* __restrict__ x,
                                             const float* __restrict__ w, float eps,
                                             __nv_bfloat16* __restrict__ out) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const int64_t src = rows ? rows[r] : r;
@@ -135,7 +132,6 @@ __global__ void rmsnorm_rows_f32_kernel(const float* __restrict__ x,
                                         const float* __restrict__ w, float eps,
                                         __nv_bfloat16* __restrict__ out) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   __shared__ float scratch[32];
   const int64_t r = blockIdx.x;
   const int64_t src = rows ? rows[r] : r;
@@ -167,9 +163,8 @@ Status fused_add_rmsnorm(float* residual, int64_t residual_stride, const bf16* x
                    aligned16(residual) && aligned16(weight) && aligned16(out) &&
                    (x == nullptr || (x_stride % 8 == 0 && aligned16(x)));
   const int threads = dim >= 4096 ? 512 : 256;
-  launch(fused_add_rmsnorm_kernel, static_cast<unsigned>(rows), threads, 0, stream,
-      residual, residual_stride, dev(x), x_stride, dev(weight), dev(out), out_stride, dim, eps,
-      vec);
+  launch(fused_add_rmsnorm_kernel, static_cast<unsigned>(rows), threads, 0, stream, residual,
+         residual_stride, dev(x), x_stride, dev(weight), dev(out), out_stride, dim, eps, vec);
   return launched(kName);
 }
 
@@ -190,8 +185,8 @@ Status rmsnorm_bf16(const bf16* in, int64_t in_stride, bf16* out, int64_t out_st
   }
   const int64_t rows = num_tokens * num_heads;
   const unsigned blocks = blocks_for(rows, 8);
-  launch(rmsnorm_heads_kernel, blocks, 256, 0, stream, dev(in), in_stride, dev(out), out_stride, rows,
-                                                  num_heads, dim, dev(weight), eps);
+  launch(rmsnorm_heads_kernel, blocks, 256, 0, stream, dev(in), in_stride, dev(out), out_stride,
+         rows, num_heads, dim, dev(weight), eps);
   return launched(kName);
 }
 
@@ -209,12 +204,12 @@ Status rmsnorm_rows_f32(const float* x, const int32_t* rows, int64_t num_rows, i
       (reinterpret_cast<uintptr_t>(out) & 3u) == 0) {
     int threads = 32;
     while (threads * kNormVecPerThread < nvec) threads *= 2;
-    launch(rmsnorm_rows_f32_vec_kernel, static_cast<unsigned>(num_rows), threads, 0, stream,
-        x, rows, dim, weight, eps, dev(out));
+    launch(rmsnorm_rows_f32_vec_kernel, static_cast<unsigned>(num_rows), threads, 0, stream, x,
+           rows, dim, weight, eps, dev(out));
   } else {
     const int threads = dim >= 1024 ? 256 : 128;
-    launch(rmsnorm_rows_f32_kernel, static_cast<unsigned>(num_rows), threads, 0, stream,
-        x, rows, dim, weight, eps, dev(out));
+    launch(rmsnorm_rows_f32_kernel, static_cast<unsigned>(num_rows), threads, 0, stream, x, rows,
+           dim, weight, eps, dev(out));
   }
   return launched(kName);
 }

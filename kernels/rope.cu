@@ -14,7 +14,6 @@ __global__ void rope_kernel(__nv_bfloat16* q, int64_t q_stride, int32_t num_head
                             int32_t head_dim, const int32_t* __restrict__ positions,
                             const float* __restrict__ inv_freq) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   __shared__ float cs[kMaxHalf], sn[kMaxHalf];
   const int64_t t = blockIdx.x;
   const int32_t half = head_dim / 2;
@@ -58,8 +57,8 @@ Status rope_inplace_bf16(bf16* q, int64_t q_stride, int32_t num_heads, bf16* k, 
     return invalid(kName, "row strides must cover all heads");
   }
   if (num_tokens > 0x7fffffff) return invalid(kName, "num_tokens exceeds 2^31-1");
-  launch(rope_kernel, static_cast<unsigned>(num_tokens), 128, 0, stream,
-      dev(q), q_stride, num_heads, dev(k), k_stride, num_kv_heads, head_dim, positions, inv_freq);
+  launch(rope_kernel, static_cast<unsigned>(num_tokens), 128, 0, stream, dev(q), q_stride,
+         num_heads, dev(k), k_stride, num_kv_heads, head_dim, positions, inv_freq);
   return launched(kName);
 }
 

@@ -297,7 +297,6 @@ __global__ void __launch_bounds__(kThreads)
                   float* __restrict__ logprobs, float* __restrict__ target_logprobs,
                   Partial* __restrict__ parts, uint32_t* __restrict__ tickets) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   __shared__ SelectSmem sm;
   __shared__ Best best_scratch[kWarps];
   __shared__ float fscratch[3 * kWarps];
@@ -618,7 +617,6 @@ __global__ void __launch_bounds__(kThreads)
     argmax_kernel(const float* __restrict__ x, int64_t stride, int32_t cols,
                   int32_t* __restrict__ out_index, float* __restrict__ out_values) {
   wait_for_prior_kernels();
-  allow_next_kernel();
   __shared__ Best scratch[kWarps];
   const float* row = x + static_cast<int64_t>(blockIdx.x) * stride;
   Best b{-INFINITY, -1};
@@ -662,8 +660,7 @@ Status sample_rows(const float* logits, int64_t logits_stride, int64_t num_rows,
   auto* parts = reinterpret_cast<Partial*>(static_cast<char*>(workspace) + parts_at);
   const dim3 grid(static_cast<unsigned>(num_rows), static_cast<unsigned>(chunks_of(vocab)));
   launch(sample_kernel, grid, kThreads, 0, stream, logits, logits_stride, vocab, rows, masked_ids,
-                                               target_tokens, tokens, logprobs, target_logprobs,
-                                               parts, tickets);
+         target_tokens, tokens, logprobs, target_logprobs, parts, tickets);
   return launched(kName);
 }
 
@@ -676,7 +673,7 @@ Status argmax_rows(const float* x, int64_t stride, int64_t num_rows, int32_t col
   if (stride < cols) return invalid(kName, "stride must be >= cols");
   if (num_rows > 0x7fffffff) return invalid(kName, "num_rows exceeds 2^31-1");
   launch(argmax_kernel, static_cast<unsigned>(num_rows), kThreads, 0, stream, x, stride, cols,
-                                                                         out_index, out_values);
+         out_index, out_values);
   return launched(kName);
 }
 

@@ -33,15 +33,6 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kChunk = 32;  // k elements per chunk: two m16n8k16 k-steps
 
-__device__ __forceinline__ void mma_bf16(float (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                         uint32_t a3, uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 // NT: n-tiles of 8 rows of X the instance can hold (rows <= 8 NT). kSwiglu: W holds 2n rows
 // ([gate | up]); a warp then owns the gate and the up rows of its 16 features and the output is
 // swiglu of the two bf16-rounded products. FW: 16-feature tiles per block.
@@ -100,7 +91,6 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   load_w(kw);  // before the wait: the previous kernel does not write W (matvec.h)
   wait_for_prior_kernels();
-  allow_next_kernel();
   const uint4* xr = reinterpret_cast<const uint4*>(x);
   for (int c0 = kw; c0 < nchunks; c0 += kDepth * KW) {
     if (c0 != kw) load_w(c0);
@@ -116,8 +106,10 @@ __global__ void __launch_bounds__(kWarps * 32)
                                                     : make_uint4(0, 0, 0, 0);
 #pragma unroll
         for (int p = 0; p < kParts; ++p) {
-          mma_bf16(acc[p][j], wv[d][p][0].x, wv[d][p][1].x, wv[d][p][0].y, wv[d][p][1].y, xv.x, xv.y);
-          mma_bf16(acc[p][j], wv[d][p][0].z, wv[d][p][1].z, wv[d][p][0].w, wv[d][p][1].w, xv.z, xv.w);
+          const uint32_t lo[4] = {wv[d][p][0].x, wv[d][p][1].x, wv[d][p][0].y, wv[d][p][1].y};
+          const uint32_t hi[4] = {wv[d][p][0].z, wv[d][p][1].z, wv[d][p][0].w, wv[d][p][1].w};
+          mma_bf16(acc[p][j], lo, xv.x, xv.y);
+          mma_bf16(acc[p][j], hi, xv.z, xv.w);
         }
       }
     }
@@ -168,13 +160,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 
 int multiprocessors() {
   static const int count = [] {
-    int dev = 0, sms = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      cudaGetLastError();
-      return 132;
-    }
-    return sms;
+    const int sms = multiprocessor_count();
+    return sms > 0 ? sms : 132;  // unreadable: an H100 / H200's count, a layout choice only
   }();
   return count;
 }
@@ -212,7 +199,7 @@ void launch_rows(const __nv_bfloat16* x, const __nv_bfloat16* w, float* y_f32, _
 }  // namespace
 
 Status skinny_gemm_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16, bool accumulate,
-                       int32_t rows, int32_t n, int32_t k, Stream stream) {
+                        int32_t rows, int32_t n, int32_t k, Stream stream) {
   constexpr const char* kName = "skinny_gemm_bf16";
   const std::string e = few_row_product_error(x, w, y_f32, y_bf16, accumulate, rows, kSkinnyMaxRows, n, k);
   if (!e.empty()) return invalid(kName, e.c_str());
@@ -221,7 +208,7 @@ Status skinny_gemm_bf16(const bf16* x, const bf16* w, float* y_f32, bf16* y_bf16
 }
 
 Status skinny_gemm_swiglu_bf16(const bf16* x, const bf16* w_gate_up, bf16* act, int32_t rows,
-                              int32_t inter, int32_t k, Stream stream) {
+                               int32_t inter, int32_t k, Stream stream) {
   constexpr const char* kName = "skinny_gemm_swiglu_bf16";
   const std::string e = few_row_swiglu_error(x, w_gate_up, act, rows, kSkinnyMaxRows, inter, k);
   if (!e.empty()) return invalid(kName, e.c_str());
