@@ -250,9 +250,10 @@ Status swiglu_bf16(const bf16* gate_up, int64_t gate_up_stride, bf16* out, int64
 // ---------------------------------------------------------------------------------------------
 // Sampling of rows of fp32 logits: the rule of reference.h's sample_row (its specification, with
 // LogRounding::kCorrect), rules 0 (mask) and 3 (raw or processed logprob) included. Each row is
-// spread over blocks of 4096 vocabulary entries (a fixed size, so a row's result never depends on
-// the batch); the row's last block combines them. Per-row parameters live in device memory so a
-// graph can be replayed with new seeds/positions/masks. Outputs per row r:
+// cut into chunks of 4096 vocabulary entries (a fixed size, so a row's result never depends on
+// the batch), a block reducing one or several of them; the row's last block combines them.
+// Per-row parameters live in device memory so a graph can be replayed with new
+// seeds/positions/masks. Outputs per row r:
 //   tokens[r], logprobs[r] = rule 3 for the drawn token (raw: log softmax(logits / T)[token],
 //   T = 1 when greedy), and if target_tokens != nullptr: target_logprobs[r] = rule 3 for
 //   target_tokens[r] (NaN when it is outside [0, vocab), e.g. -1 for "no next input").

@@ -1,12 +1,16 @@
 // Sampling (the rule of reference.h's sample_row, LogRounding::kCorrect) and row argmax. A row of
-// fp32 logits is spread over blocks of kChunk entries; each block, in one pass over its chunk:
+// fp32 logits is cut into chunks of kChunk entries, a fixed size whatever the batch; a block takes
+// one or several consecutive chunks of a row (more when the batch alone fills the GPU many times
+// over, so that the next chunk's loads are in flight while the current one is reduced) and, in one
+// pass over each chunk, reduces it to that chunk's own partial result, the same bits whichever
+// block takes it:
 //   max and sum of exp over z = logits / T (T = 1 when greedy), the argmax, and for rows drawn from
 //   the whole vocabulary the Gumbel-max draw: key = z + (-logf(-logf(u))) in float as the reference
 //   forms it, u = sampling_uniform(seed, uid, position, i) (one Philox call per group of four
 //   entries), with logf evaluated as float(log(double)), i.e. correctly rounded, but only for
 //   entries whose key can still reach the best key seen, by a log-free bound first and then the
 //   device's accurate float logf (same token, almost no logs). The row's last block (a ticket per
-//   row) combines the chunks in a fixed order;
+//   row, counting chunks) combines the chunks in a fixed order;
 //   for rows with min-p, top-k or top-p it then selects the candidates over the whole row:
 //   min-p:  a lower bound on the key (z - zmax >= log(min_p) in fp64);
 //   top-k:  exact radix select (8 bits per pass) of the k-th largest 64-bit key
@@ -19,6 +23,7 @@
 // the fp64 summation order differs (buckets instead of a serial walk), which could move the
 // boundary only when the cumulative mass lands within ~1e-15 of top_p.
 // A radix descent stops early once the chosen bucket holds a single element.
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 
@@ -285,17 +290,32 @@ __device__ uint64_t min_p_lower(float zmax, float min_p) {
   return static_cast<uint64_t>(float_ord(z)) << 32;
 }
 
-// Grid (rows, chunks). Every block reduces its chunk; the last block of a row to finish (a ticket
-// per row, reset by that block) combines the chunks in order, and for a row with min-p / top-k /
-// top-p it also runs the candidate selection and the draw over the whole row. Rule 0 (the mask)
-// applies to the argmax, the draw, the candidates and the processed logprob; the raw logprob is
-// over the unmasked logits (reference.h).
-__global__ void __launch_bounds__(kThreads)
+// Loads the raw logits of the chunk at `begin`, this thread's entries (-inf past the vocabulary).
+__device__ __forceinline__ void load_chunk(const float* row, int32_t begin, int32_t vocab,
+                                           float (&raw)[kPerThread]) {
+#pragma unroll
+  for (int j = 0; j < kPerThread; ++j) {
+    const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
+    raw[j] = i < vocab ? row[i] : -INFINITY;
+  }
+}
+
+// Grid (rows, ceil(chunks / per_block)). Block (r, y) reduces chunks y * per_block, ... of row r
+// (fewer at the row's end), one after the other, each to its own Partial exactly as a block of one
+// chunk would; the next chunk's loads are issued before the current one is reduced, so the memory
+// pipe stays busy through the reductions and barriers. The last block of a row to finish (a ticket
+// per row, counting chunks, reset by that block) combines the chunks in order, and for a row with
+// min-p / top-k / top-p it also runs the candidate selection and the draw over the whole row. Rule
+// 0 (the mask) applies to the argmax, the draw, the candidates and the processed logprob; the raw
+// logprob is over the unmasked logits (reference.h).
+// (kThreads, 2) holds the registers to 64 with the next chunk's loads in flight, so that two blocks
+// still fit on a multiprocessor.
+__global__ void __launch_bounds__(kThreads, 2)
     sample_kernel(const float* __restrict__ logits, int64_t stride, int32_t vocab,
                   const SamplingRow* __restrict__ params, const int32_t* __restrict__ masked_ids,
                   const int32_t* __restrict__ targets, int32_t* __restrict__ tokens,
                   float* __restrict__ logprobs, float* __restrict__ target_logprobs,
-                  Partial* __restrict__ parts, uint32_t* __restrict__ tickets) {
+                  Partial* __restrict__ parts, uint32_t* __restrict__ tickets, int32_t per_block) {
   wait_for_prior_kernels();
   __shared__ SelectSmem sm;
   __shared__ Best best_scratch[kWarps];
@@ -314,15 +334,22 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float row_zmax, row_log_z;
   __shared__ double row_log_zc;  // rule 3 processed normaliser of rows drawn from the whole vocab
   __shared__ Best row_arg, row_key;
+  const int64_t r = blockIdx.x;
+  const int32_t chunks = static_cast<int32_t>(chunks_of(vocab));
+  const int32_t first = static_cast<int32_t>(blockIdx.y) * per_block;
+  const int32_t own = min(per_block, chunks - first);  // chunks this block reduces
+  const float* row = logits + r * stride;
+  // The first chunk's loads need only the row's address: they go out before the row's parameters
+  // (another dependent load) arrive; z = raw / T is formed when the chunk is reduced, the same
+  // float division as a direct row[i] / T.
+  float next[kPerThread];
+  load_chunk(row, first * kChunk, vocab, next);
   if (threadIdx.x == 0) {
     best_key_ord = float_ord(-INFINITY);
     approx_ord = float_ord(-INFINITY);
     queue_len = 0;
   }
   __syncthreads();
-  const int64_t r = blockIdx.x;
-  const int32_t chunks = static_cast<int32_t>(gridDim.y);
-  const float* row = logits + r * stride;
   const SamplingRow p = params[r];
   const RowMask mask{masked_ids + p.mask_start, masked_ids != nullptr ? p.mask_count : 0};
   const bool greedy = !(p.temperature > 0.0f);
@@ -340,156 +367,174 @@ __global__ void __launch_bounds__(kThreads)
   // some entry is known to reach; an entry clearly below either bound cannot win nor tie, so a
   // group of four whose entries all are skips its Philox call, and an entry whose key is clearly
   // below skips the logs. The result equals the unpruned one.
-  const int32_t begin = static_cast<int32_t>(blockIdx.y) * kChunk;
-  float zs[kPerThread];  // every load of the chunk in flight before the first use
+#pragma unroll 1
+  for (int32_t c = 0; c < own; ++c) {
+    const int32_t chunk = first + c;
+    const int32_t begin = chunk * kChunk;
+    float zs[kPerThread];
 #pragma unroll
-  for (int j = 0; j < kPerThread; ++j) {
-    const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
-    zs[j] = i < vocab ? row[i] / temp : -INFINITY;
-  }
-  uint32_t masked_bits = 0;  // bit j: entry j of this thread is masked
-  if (mask.count > 0) {
-    for (int32_t q = mask.lower_bound(begin); q < mask.count; ++q) {
-      const int32_t d = mask.ids[q] - begin;
-      if (d >= kChunk) break;
-      if (d % kThreads == static_cast<int32_t>(threadIdx.x)) masked_bits |= 1u << (d / kThreads);
-    }
-  }
-  // Per thread: the max first, then the sum of exp over its entries in index order (one exp per
-  // entry, no rescaling); the argmax in float.
-  float m = -INFINITY, pm = -INFINITY, arg_z = -INFINITY;
-  int32_t arg_i = -1;
-  double ps = 0.0;
+    for (int j = 0; j < kPerThread; ++j) zs[j] = next[j];
+    // The next chunk's loads go out now and land while this one is reduced.
+    if (c + 1 < own) load_chunk(row, begin + kChunk, vocab, next);
 #pragma unroll
-  for (int j = 0; j < kPerThread; ++j) {
-    const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
-    const float raw = zs[j];
-    const float z = (masked_bits >> j) & 1u ? -INFINITY : raw;
-    if (draw_all) chunk_z[j * kThreads + threadIdx.x] = z;
-    if (i < vocab && (arg_i < 0 || z > arg_z)) {
-      arg_z = z;
-      arg_i = i;
+    for (int j = 0; j < kPerThread; ++j) {
+      const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
+      zs[j] = i < vocab ? zs[j] / temp : -INFINITY;
     }
-    m = fmaxf(m, raw);
-    if (z == -INFINITY) continue;
-    if (chunk_mass) {
-      ps = z > pm ? ps * exp(static_cast<double>(pm) - static_cast<double>(z)) + 1.0
-                  : ps + exp(static_cast<double>(z) - static_cast<double>(pm));
+    uint32_t masked_bits = 0;  // bit j: entry j of this thread is masked
+    if (mask.count > 0) {
+      for (int32_t q = mask.lower_bound(begin); q < mask.count; ++q) {
+        const int32_t d = mask.ids[q] - begin;
+        if (d >= kChunk) break;
+        if (d % kThreads == static_cast<int32_t>(threadIdx.x)) masked_bits |= 1u << (d / kThreads);
+      }
     }
-    pm = fmaxf(pm, z);
-  }
-  float s = 0.0f;
-  if (m != -INFINITY) {
+    // Per thread: the max first, then the sum of exp over its entries in index order (one exp per
+    // entry, no rescaling); the argmax in float.
+    float m = -INFINITY, pm = -INFINITY, arg_z = -INFINITY;
+    int32_t arg_i = -1;
+    double ps = 0.0;
 #pragma unroll
-    for (int j = 0; j < kPerThread; ++j) s += zs[j] == -INFINITY ? 0.0f : __expf(zs[j] - m);
-  }
-  Best arg{static_cast<double>(arg_z), arg_i}, b{-INFINITY, -1};
-  const float mt = warp_max(m);
-  const float pmt = warp_max(pm);
-  {
-    float sw = m == -INFINITY ? 0.0f : s * expf(m - mt);
-    sw = warp_sum(sw);
-    double pw = 0.0;
-    if (chunk_mass) {
-      pw = warp_sum_f64(pm == -INFINITY ? 0.0 : ps * exp(static_cast<double>(pm) - static_cast<double>(pmt)));
+    for (int j = 0; j < kPerThread; ++j) {
+      const int32_t i = begin + j * kThreads + static_cast<int32_t>(threadIdx.x);
+      const float raw = zs[j];
+      const float z = (masked_bits >> j) & 1u ? -INFINITY : raw;
+      if (draw_all) chunk_z[j * kThreads + threadIdx.x] = z;
+      if (i < vocab && (arg_i < 0 || z > arg_z)) {
+        arg_z = z;
+        arg_i = i;
+      }
+      m = fmaxf(m, raw);
+      if (z == -INFINITY) continue;
+      if (chunk_mass) {
+        ps = z > pm ? ps * exp(static_cast<double>(pm) - static_cast<double>(z)) + 1.0
+                    : ps + exp(static_cast<double>(z) - static_cast<double>(pm));
+      }
+      pm = fmaxf(pm, z);
     }
-    if ((threadIdx.x & 31) == 0) {
-      fscratch[threadIdx.x >> 5] = mt;
-      fscratch[kWarps + (threadIdx.x >> 5)] = sw;
-      fscratch[2 * kWarps + (threadIdx.x >> 5)] = pmt;
-      dscratch[threadIdx.x >> 5] = pw;
+    float s = 0.0f;
+    if (m != -INFINITY) {
+#pragma unroll
+      for (int j = 0; j < kPerThread; ++j) s += zs[j] == -INFINITY ? 0.0f : __expf(zs[j] - m);
     }
-  }
-  if (draw_all) {
-    // The draw, once the chunk's masked max (so the floor every winner reaches) is known.
-    // Pass 1, thread t on the groups of four entries t, t + kThreads, ...: a group below reach
-    // skips its Philox call, an entry the log-free bound rules out is dropped, and the rest
-    // (few, unless the row is nearly flat) join a queue in shared memory, appended a warp at a
-    // time. Pass 2 runs the queue without divergence: float keys first, whose best (less a
-    // margin) is a key some entry is sure to reach, then exact keys only near that best.
-    __syncthreads();
-    float chunk_pm = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) chunk_pm = fmaxf(chunk_pm, fscratch[2 * kWarps + w]);
-    const double floor_key = static_cast<double>(chunk_pm) - kGumbelFloor;
-    static_assert(kChunk / 4 % kThreads == 0, "every lane takes part in each round's append");
-    const int lane = static_cast<int>(threadIdx.x & 31);
-    for (int q = threadIdx.x; q < kChunk / 4; q += kThreads) {
-      const float4 z4 = reinterpret_cast<const float4*>(chunk_z)[q];
-      const float zj[4] = {z4.x, z4.y, z4.z, z4.w};
-      const float zq = fmaxf(fmaxf(z4.x, z4.y), fmaxf(z4.z, z4.w));
-      float uj[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-      uint32_t keep = 0;
-      if (zq != -INFINITY && !below_reach(zq, floor_key)) {  // -inf: masked or past the vocabulary
-        const Philox4x32 words =
-            sampling_words(p.seed, p.uid, p.position, static_cast<uint32_t>((begin >> 2) + q));
+    Best arg{static_cast<double>(arg_z), arg_i}, b{-INFINITY, -1};
+    const float mt = warp_max(m);
+    const float pmt = warp_max(pm);
+    {
+      float sw = m == -INFINITY ? 0.0f : s * expf(m - mt);
+      sw = warp_sum(sw);
+      double pw = 0.0;
+      if (chunk_mass) {
+        pw = warp_sum_f64(pm == -INFINITY ? 0.0
+                                          : ps * exp(static_cast<double>(pm) - static_cast<double>(pmt)));
+      }
+      if ((threadIdx.x & 31) == 0) {
+        fscratch[threadIdx.x >> 5] = mt;
+        fscratch[kWarps + (threadIdx.x >> 5)] = sw;
+        fscratch[2 * kWarps + (threadIdx.x >> 5)] = pmt;
+        dscratch[threadIdx.x >> 5] = pw;
+      }
+    }
+    if (draw_all) {
+      // The draw, once the chunk's masked max (so the floor every winner reaches) is known.
+      // Pass 1, thread t on the groups of four entries t, t + kThreads, ...: a group below reach
+      // skips its Philox call, an entry the log-free bound rules out is dropped, and the rest
+      // (few, unless the row is nearly flat) join a queue in shared memory, appended a warp at a
+      // time. Pass 2 runs the queue without divergence: float keys first, whose best (less a
+      // margin) is a key some entry is sure to reach, then exact keys only near that best.
+      __syncthreads();
+      float chunk_pm = -INFINITY;
+      for (int w = 0; w < kWarps; ++w) chunk_pm = fmaxf(chunk_pm, fscratch[2 * kWarps + w]);
+      const double floor_key = static_cast<double>(chunk_pm) - kGumbelFloor;
+      static_assert(kChunk / 4 % kThreads == 0, "every lane takes part in each round's append");
+      const int lane = static_cast<int>(threadIdx.x & 31);
+      for (int q = threadIdx.x; q < kChunk / 4; q += kThreads) {
+        const float4 z4 = reinterpret_cast<const float4*>(chunk_z)[q];
+        const float zj[4] = {z4.x, z4.y, z4.z, z4.w};
+        const float zq = fmaxf(fmaxf(z4.x, z4.y), fmaxf(z4.z, z4.w));
+        float uj[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        uint32_t keep = 0;
+        // -inf: masked or past the vocabulary
+        if (zq != -INFINITY && !below_reach(zq, floor_key)) {
+          const Philox4x32 words =
+              sampling_words(p.seed, p.uid, p.position, static_cast<uint32_t>((begin >> 2) + q));
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            uj[j] = sampling_uniform_of_word(words.v[j]);
+            if (zj[j] != -INFINITY && !noise_cannot_reach(zj[j], uj[j], floor_key)) keep |= 1u << j;
+          }
+        }
+        const int count = __popc(keep);
+        int inclusive = count;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          const int n = __shfl_up_sync(0xffffffffu, inclusive, o);
+          if (lane >= o) inclusive += n;
+        }
+        int at = 0;
+        if (lane == 31) at = atomicAdd(&queue_len, inclusive);
+        at = __shfl_sync(0xffffffffu, at, 31) + inclusive - count;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          uj[j] = sampling_uniform_of_word(words.v[j]);
-          if (zj[j] != -INFINITY && !noise_cannot_reach(zj[j], uj[j], floor_key)) keep |= 1u << j;
+          if (!((keep >> j) & 1u)) continue;
+          queue_at[at] = static_cast<uint16_t>(4 * q + j);
+          queue_u[at] = uj[j];
+          ++at;
         }
       }
-      const int count = __popc(keep);
-      int inclusive = count;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const int n = __shfl_up_sync(0xffffffffu, inclusive, o);
-        if (lane >= o) inclusive += n;
+      __syncthreads();
+      const int queued = queue_len;
+      float best_approx = -INFINITY;
+      for (int k = threadIdx.x; k < queued; k += kThreads) {
+        best_approx = fmaxf(best_approx, chunk_z[queue_at[k]] - logf(-logf(queue_u[k])));
       }
-      int at = 0;
-      if (lane == 31) at = atomicAdd(&queue_len, inclusive);
-      at = __shfl_sync(0xffffffffu, at, 31) + inclusive - count;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        if (!((keep >> j) & 1u)) continue;
-        queue_at[at] = static_cast<uint16_t>(4 * q + j);
-        queue_u[at] = uj[j];
-        ++at;
+      best_approx = warp_max(best_approx);
+      if (lane == 0 && best_approx != -INFINITY) atomicMax(&approx_ord, float_ord(best_approx));
+      __syncthreads();
+      // The entry of the best float key has an exact key within a few ulp of it, far inside the
+      // margin: every winner reaches `reached`.
+      const double top = static_cast<double>(ord_float(approx_ord));
+      const double reached = fmax(floor_key, top - key_margin(top));
+      for (int k = threadIdx.x; k < queued; k += kThreads) {
+        const int32_t at = queue_at[k];
+        const float key = gumbel_key_if_reachable(chunk_z[at], queue_u[k], reached);
+        if (key != -INFINITY) b = better(b, Best{static_cast<double>(key), begin + at});
       }
     }
+    // block_best synchronises, so the scratch is complete after it; a row reduces only what it
+    // uses.
+    if (greedy) arg = block_best(arg, best_scratch);
+    if (draw_all) b = block_best(b, best_scratch);
+    if (!greedy && !draw_all) __syncthreads();
+    if (threadIdx.x == 0) {
+      float cm = -INFINITY, cpm = -INFINITY;
+      for (int w = 0; w < kWarps; ++w) {
+        cm = fmaxf(cm, fscratch[w]);
+        cpm = fmaxf(cpm, fscratch[2 * kWarps + w]);
+      }
+      float cs = 0.0f;
+      double cps = 0.0;
+      for (int w = 0; w < kWarps; ++w) {
+        if (fscratch[w] != -INFINITY) cs += fscratch[kWarps + w] * expf(fscratch[w] - cm);
+        const float wpm = fscratch[2 * kWarps + w];
+        if (chunk_mass && wpm != -INFINITY)
+          cps += dscratch[w] * exp(static_cast<double>(wpm) - static_cast<double>(cpm));
+      }
+      parts[r * chunks + chunk] = Partial{cm, cs, static_cast<float>(arg.key), arg.idx,
+                                          static_cast<float>(b.key), b.idx, cpm, 0.0f, cps};
+      // Every thread read the queue's length and best key before block_best's barriers.
+      queue_len = 0;
+      approx_ord = float_ord(-INFINITY);
+      if (c + 1 == own) {
+        __threadfence();
+        last = atomicAdd(&tickets[r], static_cast<uint32_t>(own)) ==
+               static_cast<uint32_t>(chunks - own);
+      }
+    }
+    // The next chunk rewrites the scratch this thread 0 has just read, and appends to the queue it
+    // has just reset.
     __syncthreads();
-    const int queued = queue_len;
-    float best_approx = -INFINITY;
-    for (int k = threadIdx.x; k < queued; k += kThreads) {
-      best_approx = fmaxf(best_approx, chunk_z[queue_at[k]] - logf(-logf(queue_u[k])));
-    }
-    best_approx = warp_max(best_approx);
-    if (lane == 0 && best_approx != -INFINITY) atomicMax(&approx_ord, float_ord(best_approx));
-    __syncthreads();
-    // The entry of the best float key has an exact key within a few ulp of it, far inside the
-    // margin: every winner reaches `reached`.
-    const double top = static_cast<double>(ord_float(approx_ord));
-    const double reached = fmax(floor_key, top - key_margin(top));
-    for (int k = threadIdx.x; k < queued; k += kThreads) {
-      const int32_t at = queue_at[k];
-      const float key = gumbel_key_if_reachable(chunk_z[at], queue_u[k], reached);
-      if (key != -INFINITY) b = better(b, Best{static_cast<double>(key), begin + at});
-    }
   }
-  // block_best synchronises, so the scratch is complete after it; a row reduces only what it uses.
-  if (greedy) arg = block_best(arg, best_scratch);
-  if (draw_all) b = block_best(b, best_scratch);
-  if (!greedy && !draw_all) __syncthreads();
-  if (threadIdx.x == 0) {
-    float cm = -INFINITY, cpm = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) {
-      cm = fmaxf(cm, fscratch[w]);
-      cpm = fmaxf(cpm, fscratch[2 * kWarps + w]);
-    }
-    float cs = 0.0f;
-    double cps = 0.0;
-    for (int w = 0; w < kWarps; ++w) {
-      if (fscratch[w] != -INFINITY) cs += fscratch[kWarps + w] * expf(fscratch[w] - cm);
-      const float wpm = fscratch[2 * kWarps + w];
-      if (chunk_mass && wpm != -INFINITY)
-        cps += dscratch[w] * exp(static_cast<double>(wpm) - static_cast<double>(cpm));
-    }
-    Partial* mine = parts + r * chunks + blockIdx.y;
-    *mine = Partial{cm, cs, static_cast<float>(arg.key), arg.idx, static_cast<float>(b.key), b.idx,
-                    cpm, 0.0f, cps};
-    __threadfence();
-    last = atomicAdd(&tickets[r], 1u) == static_cast<uint32_t>(chunks - 1);
-  }
-  __syncthreads();
   if (!last) return;
 
   // The row's last block: the first warp combines the chunks, lane l taking chunks l, l + 32, ...
@@ -631,6 +676,42 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Blocks of sample_kernel the device holds at once; read once (a layout choice only: results
+// never depend on it).
+int64_t resident_sample_blocks() {
+  static const int64_t count = [] {
+    int sms = multiprocessor_count();
+    if (sms <= 0) sms = 132;  // unreadable: an H100 / H200's count
+    int per_sm = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, sample_kernel, kThreads, 0) !=
+            cudaSuccess ||
+        per_sm <= 0) {
+      cudaGetLastError();
+      per_sm = 2;
+    }
+    return static_cast<int64_t>(sms) * per_sm;
+  }();
+  return count;
+}
+
+// The launch shape, measured on an H200 (full vocabulary, 16..4096 rows): one chunk a block while
+// a block per (row, chunk) fills the device at most kSampleWaves times over, since small batches
+// need every block to fill the GPU; past that, enough chunks a block to leave about kSampleWaves
+// waves, at most kMaxChunksPerBlock (more leave a longer tail of the last wave and gained nothing).
+constexpr int64_t kSampleWaves = 8;
+constexpr int64_t kMaxChunksPerBlock = 8;
+
+// Chunks each block of a launch reduces, spread evenly over a row's blocks. Any value gives the
+// same bits: each chunk's Partial is computed alike, and the combine reads them all in order.
+int32_t chunks_per_block(int64_t num_rows, int32_t chunks) {
+  const int64_t target = kSampleWaves * resident_sample_blocks();
+  if (num_rows * chunks <= target) return 1;
+  const int64_t row_blocks = (target + num_rows - 1) / num_rows;  // blocks a row still needs
+  const int64_t most = std::clamp<int64_t>(chunks / row_blocks, 1, kMaxChunksPerBlock);
+  const int64_t blocks = (chunks + most - 1) / most;
+  return static_cast<int32_t>((chunks + blocks - 1) / blocks);
+}
+
 }  // namespace
 
 size_t sample_rows_workspace_bytes(int64_t num_rows, int32_t vocab) {
@@ -658,9 +739,12 @@ Status sample_rows(const float* logits, int64_t logits_stride, int64_t num_rows,
   auto* tickets = static_cast<uint32_t*>(workspace);
   const size_t parts_at = (static_cast<size_t>(cap) * sizeof(uint32_t) + 7) / 8 * 8;
   auto* parts = reinterpret_cast<Partial*>(static_cast<char*>(workspace) + parts_at);
-  const dim3 grid(static_cast<unsigned>(num_rows), static_cast<unsigned>(chunks_of(vocab)));
+  const int32_t chunks = static_cast<int32_t>(chunks_of(vocab));
+  const int32_t per_block = chunks_per_block(num_rows, chunks);
+  const dim3 grid(static_cast<unsigned>(num_rows),
+                  static_cast<unsigned>((chunks + per_block - 1) / per_block));
   launch(sample_kernel, grid, kThreads, 0, stream, logits, logits_stride, vocab, rows, masked_ids,
-         target_tokens, tokens, logprobs, target_logprobs, parts, tickets);
+         target_tokens, tokens, logprobs, target_logprobs, parts, tickets, per_block);
   return launched(kName);
 }
 

@@ -3,7 +3,8 @@
 // -inf logits, with and without rule 0's mask (random stop-token lists that often hold the row's
 // argmax) and with raw or processed logprobs (rule 3); logprobs and teacher-forced logprobs close
 // to the fp64 reference (processed ones within fp64 summation order); pruned whole-vocabulary
-// draws on peaked and flat rows; argmax ties.
+// draws on peaked and flat rows; the same bits for a row in batches of 1 to 2,176 rows (blocks of
+// one or several chunks); argmax ties.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -246,6 +247,130 @@ TEST(KernelsGpuSampling, PrunedDrawsAgreeOnPeakedAndScaledRows) {
   }
   b.mask_ids.push_back(-1);
   check_batch(b, rows);
+}
+
+// Batch invariance at the full vocabulary across launch shapes: a launch of many rows lets each
+// block reduce several consecutive chunks of its row (how many depends on the row count and the
+// device), a launch of a few rows one chunk each; the same rows (greedy, T = 1, T = 0.7, raw and
+// processed, some with a mask on chunk edges) must give the same tokens and the same logprob bits
+// in batches of 1..8, 128 and 512 rows as in one of 2,176 rows. The small batches are also checked
+// against the reference, so that equal garbage cannot pass.
+TEST(KernelsGpuSampling, RowsGiveTheSameBitsInSmallAndLargeBatches) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(26);
+  const int32_t vocab = 151936;
+  const int64_t stride = vocab + 3, rows = 2176, unique = 40;
+  // Rows past `unique` repeat its logits (with other parameters), which keeps generation short.
+  std::vector<float> logits(unique * stride, std::numeric_limits<float>::quiet_NaN());
+  std::uniform_int_distribution<int32_t> id(0, vocab - 1);
+  for (int64_t u = 0; u < unique; ++u) {
+    float* row = logits.data() + u * stride;
+    const int kind = static_cast<int>(u % 4);
+    std::normal_distribution<float> nd(0.0f, kind == 3 ? 1.0f : 3.0f);
+    for (int32_t i = 0; i < vocab; ++i) {
+      float v = nd(rng);
+      if (kind == 1) v = std::round(v * 2.0f) / 2.0f;                              // exact ties
+      if (kind == 3 && i % 3 == 0) v = -std::numeric_limits<float>::infinity();  // masked
+      row[i] = v;
+    }
+    if (kind == 1) row[0] = row[vocab - 1] = 20.0f;  // a tied maximum in the first and last chunk
+    if (kind == 2) {
+      for (int j = 0; j < 16; ++j) row[id(rng)] += 25.0f;  // peaked, like a trained model's
+    }
+  }
+  std::vector<SamplingRow> params(rows);
+  std::vector<int32_t> targets(rows), mask_ids;
+  std::vector<std::vector<int32_t>> masks(rows);
+  const float temps[] = {0.0f, 1.0f, 0.7f};
+  for (int64_t r = 0; r < rows; ++r) {
+    SamplingRow& p = params[r];
+    p.temperature = temps[r % 3];
+    p.processed = (r / 3) % 2;
+    p.seed = 0x77000000ull + static_cast<uint64_t>(r % 7);
+    p.uid = static_cast<uint64_t>(r) * 0x9e3779b97f4a7c15ull;
+    p.position = 11 + 3 * r;
+    targets[r] = r % 13 == 0 ? -1 : id(rng);
+    if (r % 4 == 1) {  // chunk edges, one random id and the row's argmax
+      const std::span<const float> row(logits.data() + (r % unique) * stride, vocab);
+      std::vector<int32_t> m = {4095, 4096, 37 * 4096, id(rng), ref::argmax(row)};
+      std::sort(m.begin(), m.end());
+      m.erase(std::unique(m.begin(), m.end()), m.end());
+      masks[r] = m;
+      p.mask_start = static_cast<int32_t>(mask_ids.size());
+      p.mask_count = static_cast<int32_t>(m.size());
+      mask_ids.insert(mask_ids.end(), m.begin(), m.end());
+    }
+  }
+  DeviceBuffer<float> d_logits(static_cast<size_t>(rows * stride));
+  LT_CUDA_OK(cudaMemcpy(d_logits.get(), logits.data(), logits.size() * sizeof(float),
+                        cudaMemcpyHostToDevice));
+  for (int64_t r = unique; r < rows; r += unique) {
+    const int64_t n = std::min(unique, rows - r);
+    LT_CUDA_OK(cudaMemcpy(d_logits.get() + r * stride, d_logits.get(),
+                          static_cast<size_t>(n * stride) * sizeof(float),
+                          cudaMemcpyDeviceToDevice));
+  }
+  DeviceBuffer<SamplingRow> d_rows(params);
+  DeviceBuffer<int32_t> d_targets(targets), d_mask(mask_ids);
+  // Rows [first, first + n) of the batch as one launch of n rows.
+  auto sample_range = [&](int64_t first, int64_t n, Sampled* out) {
+    DeviceBuffer<int32_t> d_tokens(n);
+    DeviceBuffer<float> d_lp(n), d_tlp(n);
+    const size_t ws_bytes = sample_rows_workspace_bytes(n, vocab);
+    DeviceBuffer<char> d_ws(std::vector<char>(ws_bytes, 0));
+    for (int rep = 0; rep < 2; ++rep) {  // the second launch reuses the tickets the first left
+      LT_KERNEL_OK(sample_rows(d_logits.get() + first * stride, stride, n, vocab,
+                               d_rows.get() + first, d_mask.get(), d_targets.get() + first,
+                               d_tokens.get(), d_lp.get(), d_tlp.get(), d_ws.get(), ws_bytes,
+                               nullptr));
+    }
+    *out = {d_tokens.download(), d_lp.download(), d_tlp.download()};
+  };
+  Sampled all;
+  ASSERT_NO_FATAL_FAILURE(sample_range(0, rows, &all));
+  auto same_bits = [&](const Sampled& part, int64_t first, int64_t n, const std::string& batch) {
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t r = first + j;
+      const std::string what = "row " + std::to_string(r) + " (T " +
+                               std::to_string(params[r].temperature) + " processed " +
+                               std::to_string(params[r].processed) + ") in a batch of " + batch;
+      EXPECT_EQ(part.tokens[j], all.tokens[r]) << what;
+      EXPECT_EQ(std::memcmp(&part.logprobs[j], &all.logprobs[r], 4), 0)
+          << what << ": " << part.logprobs[j] << " vs " << all.logprobs[r];
+      EXPECT_EQ(std::memcmp(&part.target_logprobs[j], &all.target_logprobs[r], 4), 0)
+          << what << " target: " << part.target_logprobs[j] << " vs " << all.target_logprobs[r];
+    }
+  };
+  int64_t checked = 0;
+  for (int64_t n = 1; n <= 8; ++n) {
+    const int64_t first = (n * 977) % (rows - n);
+    Sampled part;
+    ASSERT_NO_FATAL_FAILURE(sample_range(first, n, &part));
+    same_bits(part, first, n, std::to_string(n));
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t r = first + j;
+      const std::span<const float> row(logits.data() + (r % unique) * stride, vocab);
+      ref::RuleExtras extras;
+      extras.masked = masks[r];
+      extras.logprob = params[r].processed ? ref::LogprobKind::kProcessed : ref::LogprobKind::kRaw;
+      const auto want = ref::sample_row(row, params[r], ref::LogRounding::kCorrect, extras);
+      EXPECT_EQ(part.tokens[j], want.token) << "row " << r << " vs the reference";
+      if (std::isinf(want.logprob)) {
+        EXPECT_EQ(part.logprobs[j], want.logprob) << "row " << r << " vs the reference";
+      } else {
+        EXPECT_NEAR(part.logprobs[j], want.logprob, 2e-4 * (1.0f + std::fabs(want.logprob)))
+            << "row " << r << " vs the reference";
+      }
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 36);
+  for (const int64_t n : {int64_t{128}, int64_t{512}}) {
+    const int64_t first = rows - n - 5;
+    Sampled part;
+    ASSERT_NO_FATAL_FAILURE(sample_range(first, n, &part));
+    same_bits(part, first, n, std::to_string(n));
+  }
 }
 
 TEST(KernelsGpuSampling, ArgmaxTakesLowestIndexOnTies) {
