@@ -110,7 +110,7 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, boo
     }
     attn_ws_ = DeviceBuffer(std::max<size_t>(ws, 256));
   }
-  if (deterministic) {  // algorithm choice is host work: done here, never inside a capture
+  {  // algorithm choice times products on the device: done here, never inside a capture
     const int qkv_rows = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
     const int attn_dim = c.num_heads * c.head_dim;
     gemm_->prepare(qkv_rows, c.hidden_size, true);

@@ -37,7 +37,7 @@ class ForwardRunner {
   // capture_graphs = false runs graphable passes eagerly with their padded shapes (a check mode).
   // deterministic: batch-invariant products (cuda_gemm.h) and attention with fixed KV splits of
   // kDeterministicSplit positions, so a row's logits depend on neither the batch nor the pass.
-  // gemm_choices: the deterministic products' algorithm choices to use and extend (cuda_gemm.h;
+  // gemm_choices: the products' algorithm choices to use and extend (cuda_gemm.h;
   // the backend keeps one set across sleeps so a wake does not choose again); null = a new set.
   // limits() is `limits` with the graph buckets priced for this model (priced_graph_limits in
   // cuda_step_plan.h: padding under 1/8 of a step's cost) and the graph cache captures new shapes

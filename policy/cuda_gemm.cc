@@ -2,6 +2,7 @@
 // Y^T = W^T' X^T', i.e. one product with op(A) = T on the weight.
 #include "policy/cuda_gemm.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -43,6 +44,26 @@ constexpr RowRange kRowRanges[] = {
 };
 constexpr int kCandidatesPerRange = 8;
 
+// Fast mode: row-count ranges that get the fastest of cuBLASLt's candidates for that size, split-K
+// ones included, timed at the range's top (finer than deterministic mode's below 16 rows, where
+// decode runs its graph buckets). Products of more rows than the last range's top use its choice.
+struct FastRange {
+  int lo, hi, timed;
+};
+constexpr FastRange kFastRowRanges[] = {
+    {1, 4, 4},         {5, 8, 8},         {9, 16, 16},       {17, 32, 32},
+    {33, 64, 64},      {65, 128, 128},    {129, 256, 256},   {257, 512, 512},
+    {513, 1024, 1024}, {1025, 1 << 30, 2048},
+};
+
+struct Event {
+  cudaEvent_t h = nullptr;
+  Event() { LT_CUDA_CHECK(cudaEventCreate(&h)); }
+  ~Event() { cudaEventDestroy(h); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+};
+
 struct Layout {
   cublasLtMatrixLayout_t h = nullptr;
   Layout(cudaDataType_t type, uint64_t rows, uint64_t cols, int64_t ld) {
@@ -71,6 +92,11 @@ T algo_config(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttribut
 }
 
 std::atomic<size_t> g_choices_made{0};
+
+// The few-row kernels load X and W 16 bytes at a time.
+bool aligned_for_few_rows(const void* x, const void* w) {
+  return ((reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w)) & 15u) == 0;
+}
 
 }  // namespace
 
@@ -101,7 +127,8 @@ Gemm::Gemm(cudaStream_t stream, bool batch_invariant, int max_rows,
   if (const char* v = std::getenv("LONGTAIL_MATVEC_SWIGLU")) matvec_swiglu_ = std::string(v) != "0";
   if (const char* v = std::getenv("LONGTAIL_SKINNY_ROWS"))
     skinny_rows_ = std::clamp(std::atoi(v), 0, static_cast<int>(kernels::kSkinnyMaxRows));
-  if (batch_invariant_) LT_CUBLAS_CHECK(cublasLtCreate(&lt_));
+  if (const char* v = std::getenv("LONGTAIL_GEMM_TUNE")) tune_fast_ = std::string(v) != "0";
+  LT_CUBLAS_CHECK(cublasLtCreate(&lt_));
 }
 
 Gemm::~Gemm() {
@@ -114,7 +141,8 @@ Gemm::~Gemm() {
 }
 
 std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Pinned& p, int n, int k,
-                                                   cudaDataType_t ytype, int reference_rows) {
+                                                   cudaDataType_t ytype, int reference_rows,
+                                                   bool split_k) {
   cublasLtMatmulPreference_t pref = nullptr;
   LT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws = workspace_.bytes();
@@ -129,9 +157,14 @@ std::vector<cublasLtMatmulAlgo_t> Gemm::candidates(const Pinned& p, int n, int k
                                                    kWanted, results, &found));
   }
   cublasLtMatmulPreferenceDestroy(pref);
+  std::vector<cublasLtMatmulAlgo_t> out;
+  if (split_k) {
+    for (int i = 0; i < found; ++i)
+      if (results[i].state == CUBLAS_STATUS_SUCCESS) out.push_back(results[i].algo);
+    return out;
+  }
   // The heuristic's (deterministic) order, those without split-K first, then those with split-K
   // forced off.
-  std::vector<cublasLtMatmulAlgo_t> out;
   for (int pass = 0; pass < 2; ++pass) {
     for (int i = 0; i < found; ++i) {
       if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
@@ -175,12 +208,13 @@ const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
   LT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
   LT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   LT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.w_layout, CUDA_R_16BF, k, n, k));
-  const GemmChoices::Key choice_key{n, k, static_cast<int>(ytype), max_rows_, workspace_.bytes()};
+  const GemmChoices::Key choice_key{n, k, static_cast<int>(ytype), max_rows_, workspace_.bytes(),
+                                    batch_invariant_};
   if (const GemmChoices::Choice* known = choices_->find(choice_key)) {
     p.choice = *known;
   } else {
     try {
-      p.choice = choose(p, n, k, ytype);
+      p.choice = batch_invariant_ ? choose(p, n, k, ytype) : choose_fast(p, n, k, ytype);
     } catch (...) {
       cublasLtMatrixLayoutDestroy(p.w_layout);
       cublasLtMatmulDescDestroy(p.desc);
@@ -198,7 +232,7 @@ GemmChoices::Choice Gemm::choose(const Pinned& p, int n, int k, cudaDataType_t y
   GemmChoices::Choice c;
   // Reference algorithm: valid for every row count up to max_rows, invariant over kReferenceProbe.
   bool chosen = false;
-  for (const auto& algo : candidates(p, n, k, ytype, kReferenceRows)) {
+  for (const auto& algo : candidates(p, n, k, ytype, kReferenceRows, false)) {
     if (!accepts(p, algo, n, k, ytype, {1, 7, kReferenceRows, max_rows_}) ||
         !same_rows_on_device(p, algo, algo, n, k, ytype, kReferenceProbe))
       continue;
@@ -218,7 +252,7 @@ GemmChoices::Choice Gemm::choose(const Pinned& p, int n, int k, cudaDataType_t y
     const int hi = std::min(r.hi, max_rows_), timed = std::min(r.timed, hi);
     std::vector<cublasLtMatmulAlgo_t> keep = {c.reference};
     int tried = 0;
-    for (const auto& algo : candidates(p, n, k, ytype, timed)) {
+    for (const auto& algo : candidates(p, n, k, ytype, timed, false)) {
       if (tried++ == kCandidatesPerRange) break;
       bool seen = false;
       for (const auto& a : keep) seen = seen || std::memcmp(&a, &algo, sizeof(algo)) == 0;
@@ -229,7 +263,7 @@ GemmChoices::Choice Gemm::choose(const Pinned& p, int n, int k, cudaDataType_t y
     }
     const std::vector<double> us = time_on_device(p, keep, n, k, ytype, timed);
     const size_t best = static_cast<size_t>(std::min_element(us.begin(), us.end()) - us.begin());
-    c.ranges.push_back({r.lo, keep[best]});
+    c.ranges.push_back({r.lo, keep[best], false});
     report += " | " + std::to_string(r.lo) + "-" + std::to_string(hi) + " rows: algo " +
               std::to_string(algo_config<int32_t>(keep[best], CUBLASLT_ALGO_CONFIG_ID)) + " tile " +
               std::to_string(algo_config<uint32_t>(keep[best], CUBLASLT_ALGO_CONFIG_TILE_ID)) +
@@ -245,14 +279,49 @@ GemmChoices::Choice Gemm::choose(const Pinned& p, int n, int k, cudaDataType_t y
   return c;
 }
 
+GemmChoices::Choice Gemm::choose_fast(const Pinned& p, int n, int k, cudaDataType_t ytype) {
+  const auto t0 = std::chrono::steady_clock::now();
+  GemmChoices::Choice c;
+  std::string report;
+  for (const FastRange& r : kFastRowRanges) {
+    if (r.lo > max_rows_) break;
+    const int hi = std::min(r.hi, max_rows_), timed = std::min(r.timed, hi);
+    std::vector<cublasLtMatmulAlgo_t> keep;
+    for (const auto& algo : candidates(p, n, k, ytype, timed, true))
+      if (accepts(p, algo, n, k, ytype, {r.lo, hi})) keep.push_back(algo);
+    if (keep.empty())
+      throw std::runtime_error("fast gemm " + std::to_string(n) + " x " + std::to_string(k) +
+                               ": cuBLASLt proposes no algorithm for " + std::to_string(r.lo) +
+                               ".." + std::to_string(hi) + " rows");
+    // skinny_gemm takes up to kSkinnyMaxRows rows of K a multiple of 8 (alignment is checked per
+    // call); it starts its weight stream before the previous kernel ends, which only a graph of
+    // back-to-back products shows.
+    const bool skinny = hi <= kernels::kSkinnyMaxRows && k % 8 == 0;
+    const std::vector<double> us = time_on_device(p, keep, n, k, ytype, timed, skinny);
+    const size_t best = static_cast<size_t>(std::min_element(us.begin(), us.end()) - us.begin());
+    const bool skinny_best = best == keep.size();
+    c.ranges.push_back({r.lo, keep[skinny_best ? 0 : best], skinny_best});
+    report += fmt::format(" | {}-{}: {:.1f} us{} (heuristic's first {:.1f}, {} tried)", r.lo, hi,
+                          us[best], skinny_best ? " skinny" : "", us[0], us.size());
+  }
+  c.reference = c.ranges.front().algo;
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("fast gemm {} x {} ({} out), timed at each range's top rows{}; chosen in {:.0f} ms", n,
+               k, ytype == CUDA_R_32F ? "f32" : "bf16", report, ms);
+  return c;
+}
+
 std::vector<double> Gemm::time_on_device(const Pinned& p,
                                          std::span<const cublasLtMatmulAlgo_t> algos, int n, int k,
-                                         cudaDataType_t ytype, int m) {
+                                         cudaDataType_t ytype, int m, bool with_skinny) {
   // Products cycle through enough weight copies that the weights come from memory, as in a
   // forward over many layers, not from L2.
   const size_t w_bytes = static_cast<size_t>(n) * k * 2;
   const int copies = static_cast<int>(std::clamp<size_t>((size_t{160} << 20) / w_bytes, 1, 32));
-  constexpr int kReps = 8;
+  // Enough repetitions that a product of a few microseconds is timed to ~1%; fewer for products
+  // of a whole lm_head, whose start-up timing would otherwise take seconds.
+  const int reps = w_bytes > (size_t{64} << 20) ? 4 : 16;
   const size_t ybytes = ytype == CUDA_R_32F ? 4 : 2;
   DeviceBuffer w(w_bytes * copies), x(static_cast<size_t>(m) * k * 2),
       y(static_cast<size_t>(m) * n * ybytes);
@@ -261,28 +330,54 @@ std::vector<double> Gemm::time_on_device(const Pinned& p,
                                              stream_));
   LT_KERNEL_CHECK(kernels::fill_uniform_bf16(x.get<kernels::bf16>(), static_cast<int64_t>(m) * k,
                                              1.0f, 94, stream_));
-  cudaEvent_t ev[2];
-  for (auto& e : ev) LT_CUDA_CHECK(cudaEventCreate(&e));
+  Event ev[2];
   const float alpha = 1.0f, beta = 0.0f;
   Layout xl(CUDA_R_16BF, k, m, k), yl(ytype, n, m, n);
-  std::vector<double> us;
-  for (const auto& algo : algos) {
+  // The repetitions replay as one graph, so that products of a few microseconds are timed on the
+  // device back to back, as a forward's graph runs them, not at the host's launch rate.
+  auto time_graph = [&](const auto& product) {
+    cudaGraph_t graph = nullptr;
+    LT_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    bool ok = true;
+    for (int i = 0; i < reps && ok; ++i) ok = product(w.get<char>() + (i % copies) * w_bytes);
+    LT_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    if (!ok) {
+      cudaGraphDestroy(graph);
+      throw std::runtime_error("gemm timing: a candidate failed to launch");
+    }
+    cudaGraphExec_t exec = nullptr;
+    LT_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
     float best = 1e30f;
-    for (int trial = 0; trial < 2; ++trial) {
-      LT_CUDA_CHECK(cudaEventRecord(ev[0], stream_));
-      for (int i = 0; i < kReps; ++i)
-        LT_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &alpha, w.get<char>() + (i % copies) * w_bytes,
-                                       p.w_layout, x.get(), xl.h, &beta, y.get(), yl.h, y.get(),
-                                       yl.h, &algo, workspace_.get(), workspace_.bytes(), stream_));
-      LT_CUDA_CHECK(cudaEventRecord(ev[1], stream_));
-      LT_CUDA_CHECK(cudaEventSynchronize(ev[1]));
+    for (int trial = 0; trial < 3; ++trial) {
+      LT_CUDA_CHECK(cudaEventRecord(ev[0].h, stream_));
+      LT_CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+      LT_CUDA_CHECK(cudaEventRecord(ev[1].h, stream_));
+      LT_CUDA_CHECK(cudaEventSynchronize(ev[1].h));
       float ms = 0;
-      LT_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+      LT_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0].h, ev[1].h));
       best = std::min(best, ms);  // the first trial also warms up
     }
-    us.push_back(1e3 * best / kReps);
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    return 1e3 * best / reps;
+  };
+  std::vector<double> us;
+  for (const auto& algo : algos) {
+    us.push_back(time_graph([&](const void* wi) {
+      return cublasLtMatmul(lt_, p.desc, &alpha, wi, p.w_layout, x.get(), xl.h, &beta, y.get(),
+                            yl.h, y.get(), yl.h, &algo, workspace_.get(), workspace_.bytes(),
+                            stream_) == CUBLAS_STATUS_SUCCESS;
+    }));
   }
-  for (auto& e : ev) cudaEventDestroy(e);
+  if (with_skinny) {
+    const bool f32 = ytype == CUDA_R_32F;
+    us.push_back(time_graph([&](const void* wi) {
+      return kernels::skinny_gemm_bf16(x.get<kernels::bf16>(), static_cast<const kernels::bf16*>(wi),
+                                       f32 ? y.get<float>() : nullptr,
+                                       f32 ? nullptr : y.get<kernels::bf16>(), false, m, n, k,
+                                       stream_) == kernels::Status::kOk;
+    }));
+  }
   return us;
 }
 
@@ -326,7 +421,24 @@ bool Gemm::same_rows_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& batc
 }
 
 void Gemm::prepare(int n, int k, bool f32_out) {
-  if (batch_invariant_) pinned(n, k, f32_out ? CUDA_R_32F : CUDA_R_16BF);
+  const cudaDataType_t ytype = f32_out ? CUDA_R_32F : CUDA_R_16BF;
+  if (batch_invariant_) {
+    pinned(n, k, ytype);
+  } else if (tune_fast_) {
+    try {  // fast mode only gets slower without the tuning: never a reason to fail
+      pinned(n, k, ytype);
+    } catch (const std::exception& e) {
+      spdlog::warn("fast gemm {} x {}: no tuned algorithms ({}); cuBLAS chooses per call", n, k,
+                   e.what());
+    }
+  }
+}
+
+const GemmChoices::Choice::Range* Gemm::range_for(const GemmChoices::Choice& c, int m) {
+  const GemmChoices::Choice::Range* at = nullptr;
+  for (const auto& r : c.ranges)
+    if (m >= r.first) at = &r;
+  return at;
 }
 
 void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
@@ -345,22 +457,35 @@ void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int 
     }
     return;
   }
-  if (!batch_invariant_) {
+  const Pinned* p = nullptr;
+  if (batch_invariant_) {
+    if (m > max_rows_)
+      throw std::logic_error("gemm: " + std::to_string(m) + " rows exceed the " +
+                             std::to_string(max_rows_) + " the pinned algorithms were checked for");
+    p = &pinned(n, k, ytype);
+  } else if (const auto it = pinned_.find({n, k, static_cast<int>(ytype)});
+             it != pinned_.end() && m <= max_rows_) {
+    p = &it->second;
+  }
+  if (p == nullptr) {  // fast mode, a shape not prepared (or tuning off): cuBLAS's own choice
     LT_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w,
                                  CUDA_R_16BF, k, x, CUDA_R_16BF, k, &beta, y, ytype, n,
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return;
   }
-  if (m > max_rows_)
-    throw std::logic_error("gemm: " + std::to_string(m) + " rows exceed the " +
-                           std::to_string(max_rows_) + " the pinned algorithms were checked for");
-  const Pinned& p = pinned(n, k, ytype);
-  const cublasLtMatmulAlgo_t* algo = &p.choice.reference;
-  for (const auto& [from, a] : p.choice.ranges)
-    if (m >= from) algo = &a;
+  const GemmChoices::Choice::Range* range = range_for(p->choice, m);
+  if (range != nullptr && range->skinny && aligned_for_few_rows(x, w)) {
+    LT_KERNEL_CHECK(kernels::skinny_gemm_bf16(
+        static_cast<const kernels::bf16*>(x), static_cast<const kernels::bf16*>(w),
+        ytype == CUDA_R_32F ? static_cast<float*>(y) : nullptr,
+        ytype == CUDA_R_32F ? nullptr : static_cast<kernels::bf16*>(y), beta != 0.0f, m, n, k,
+        stream_));
+    return;
+  }
   Layout xl(CUDA_R_16BF, k, m, k), yl(ytype, n, m, n);
-  LT_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &alpha, w, p.w_layout, x, xl.h, &beta, y, yl.h, y,
-                                 yl.h, algo, workspace_.get(), workspace_.bytes(), stream_));
+  LT_CUBLAS_CHECK(cublasLtMatmul(lt_, p->desc, &alpha, w, p->w_layout, x, xl.h, &beta, y, yl.h, y,
+                                 yl.h, range != nullptr ? &range->algo : &p->choice.reference,
+                                 workspace_.get(), workspace_.bytes(), stream_));
 }
 
 void Gemm::bf16_out(const void* x, const void* w, void* y, int m, int n, int k) {
@@ -372,9 +497,7 @@ void Gemm::f32_out(const void* x, const void* w, float* y, int m, int n, int k, 
 }
 
 Gemm::FewRows Gemm::few_rows_kernel(const void* x, const void* w, int m, int k) const {
-  if (batch_invariant_ || m < 1 || k % 8 != 0 || (reinterpret_cast<uintptr_t>(x) & 15u) != 0 ||
-      (reinterpret_cast<uintptr_t>(w) & 15u) != 0)
-    return FewRows::kNone;
+  if (batch_invariant_ || m < 1 || k % 8 != 0 || !aligned_for_few_rows(x, w)) return FewRows::kNone;
   if (m <= matvec_rows_) return FewRows::kMatvec;
   if (m <= skinny_rows_) return FewRows::kSkinny;
   return FewRows::kNone;

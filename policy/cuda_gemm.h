@@ -3,8 +3,14 @@
 // bf16, or fp32 with an optional accumulate (beta = 1) so the o_proj and down_proj products add
 // straight into the fp32 residual stream without a separate add kernel.
 //
-// Two modes. Fast: cuBLAS picks a kernel per call, split-K included, so the same row can be
-// summed in another order when the number of tokens changes. Batch-invariant: one cuBLASLt
+// Two modes. Fast: each prepared shape runs, per row-count range (1-4, 5-8, 9-16, 17-32, ... 1025
+// and up), the fastest of the algorithms cuBLASLt's heuristic proposes for that size, split-K
+// included, timed once on the device at start-up (a graph of back-to-back products, weights from
+// memory), kernels::skinny_gemm_bf16 among the candidates up to its 64 rows; shapes not prepared,
+// or all with LONGTAIL_GEMM_TUNE=0, let cuBLAS pick per call. Either way the same row can be summed
+// in another order when the number of tokens changes, and since the choice is timed, two processes
+// may choose differently: fast mode's bits are reproducible across processes only with
+// LONGTAIL_GEMM_TUNE=0 (batch-invariant mode's always are). Batch-invariant: one cuBLASLt
 // algorithm per (N, K, output type), chosen once (deterministically, from cuBLASLt's heuristic at
 // a fixed reference row count) with no split-K, checked on the device to give every row the same
 // bits at several row counts, so each output element is reduced over K in one fixed order whatever
@@ -41,9 +47,10 @@
 
 namespace longtail::policy::cuda {
 
-// What batch-invariant mode chose for each product shape: the reference algorithm, whose bits
-// every row count gets, and per row-count range the fastest algorithm shown to give exactly those
-// bits. Choosing probes and times candidates on the device (~0.8 s for the 1.5B shapes), so the
+// What was chosen for each product shape. Batch-invariant mode: the reference algorithm, whose
+// bits every row count gets, and per row-count range the fastest algorithm shown to give exactly
+// those bits. Fast mode: per row-count range the fastest candidate. Choosing probes and times
+// candidates on the device (about a second for the 1.5B shapes), so the
 // CUDA backend makes one set and hands it to every forward runner it creates: a wake after SLEEP
 // re-creates the cuBLAS handles and workspace but chooses nothing again. cuBLASLt algorithm
 // structs are plain data, valid with any handle of the same library and device. Not thread-safe:
@@ -52,13 +59,18 @@ class GemmChoices {
  public:
   struct Choice {
     cublasLtMatmulAlgo_t reference{};
-    // (first row count, algorithm) in increasing order: products of m rows use the last entry
-    // with first <= m (empty: the reference everywhere).
-    std::vector<std::pair<int, cublasLtMatmulAlgo_t>> ranges;
+    struct Range {
+      int first;                   // the range's first row count
+      cublasLtMatmulAlgo_t algo;   // what its products run
+      bool skinny = false;         // fast mode: kernels::skinny_gemm_bf16 instead (x, w aligned)
+    };
+    // In increasing order of first: products of m rows use the last entry with first <= m
+    // (empty: the reference everywhere).
+    std::vector<Range> ranges;
   };
-  // (n, k, output cudaDataType_t, max rows, workspace bytes): what a choice depends on besides
-  // the device.
-  using Key = std::tuple<int, int, int, int, size_t>;
+  // (n, k, output cudaDataType_t, max rows, workspace bytes, batch-invariant): what a choice
+  // depends on besides the device.
+  using Key = std::tuple<int, int, int, int, size_t, bool>;
 
   const Choice* find(const Key& key) const;
   void add(const Key& key, Choice choice);
@@ -76,17 +88,17 @@ class Gemm {
   static constexpr int kDefaultMatvecRows = 0;
   static constexpr int kDefaultSkinnyRows = 0;
   // The workspace is given to cuBLAS explicitly so that products captured into CUDA graphs never
-  // allocate. max_rows bounds M in batch-invariant mode (every pinned algorithm is checked to
-  // accept 1..max_rows rows). choices: where batch-invariant mode finds (and records) its
-  // algorithm choices; null = a set of this Gemm's own.
+  // allocate. max_rows bounds M: in batch-invariant mode every pinned algorithm is checked to
+  // accept 1..max_rows rows; in fast mode products of more rows let cuBLAS choose. choices: where
+  // this Gemm finds (and records) its algorithm choices; null = a set of this Gemm's own.
   Gemm(cudaStream_t stream, bool batch_invariant, int max_rows,
        std::shared_ptr<GemmChoices> choices = nullptr, size_t workspace_bytes = size_t{32} << 20);
   ~Gemm();
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
 
-  // Batch-invariant mode: picks the algorithm of a shape now (host work only; call it before any
-  // graph capture). A no-op in fast mode or when already done.
+  // Picks the algorithms of a shape now (host work and timing on the device; call it before any
+  // graph capture). A no-op when already done, and in fast mode with tuning off.
   void prepare(int n, int k, bool f32_out);
 
   // Y[M, N] (bf16) = X[M, K] · W[N, K]^T
@@ -101,6 +113,7 @@ class Gemm {
   bool batch_invariant() const { return batch_invariant_; }
 
  private:
+  // A prepared shape: its cuBLASLt descriptors and what was chosen for it (in either mode).
   struct Pinned {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t w_layout = nullptr;
@@ -114,15 +127,23 @@ class Gemm {
   const Pinned& pinned(int n, int k, cudaDataType_t ytype);
   // Probes and times the candidates of one shape on the device (throws when none is invariant).
   GemmChoices::Choice choose(const Pinned& p, int n, int k, cudaDataType_t ytype);
-  // Heuristic candidates at reference_rows, split-K ones with split-K forced off after the rest.
+  // Fast mode: times every candidate of each row range (cuBLASLt's, and kernels::skinny_gemm_bf16
+  // up to its row limit) and keeps the fastest.
+  GemmChoices::Choice choose_fast(const Pinned& p, int n, int k, cudaDataType_t ytype);
+  // The range a product of m rows runs (null: the reference).
+  static const GemmChoices::Choice::Range* range_for(const GemmChoices::Choice& c, int m);
+  // Heuristic candidates at reference_rows in the heuristic's order; split_k false: those without
+  // split-K first, then split-K ones with split-K forced off.
   std::vector<cublasLtMatmulAlgo_t> candidates(const Pinned& p, int n, int k, cudaDataType_t ytype,
-                                               int reference_rows);
+                                               int reference_rows, bool split_k);
   // cublasLtMatmulAlgoCheck passes at every row count given (within the workspace).
   bool accepts(const Pinned& p, const cublasLtMatmulAlgo_t& algo, int n, int k,
                cudaDataType_t ytype, std::initializer_list<int> rows);
-  // Microseconds per product of m rows for each algorithm (weights streamed from memory).
+  // Microseconds per product of m rows for each algorithm, and for kernels::skinny_gemm_bf16 last
+  // when with_skinny (weights streamed from memory, a graph of back-to-back products).
   std::vector<double> time_on_device(const Pinned& p, std::span<const cublasLtMatmulAlgo_t> algos,
-                                     int n, int k, cudaDataType_t ytype, int m);
+                                     int n, int k, cudaDataType_t ytype, int m,
+                                     bool with_skinny = false);
   // On random data: rows of `batched` products at each row count equal the same rows computed one
   // at a time by `alone`, bit for bit.
   bool same_rows_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& batched,
@@ -140,6 +161,8 @@ class Gemm {
   // Fast mode: products of more rows than matvec takes and at most this many run
   // kernels::skinny_gemm_bf16 (LONGTAIL_SKINNY_ROWS, 0..64), the SwiGLU fused as with matvec.
   int skinny_rows_ = kDefaultSkinnyRows;
+  // Fast mode: prepare() times cuBLASLt's candidates per row range (LONGTAIL_GEMM_TUNE, default on).
+  bool tune_fast_ = true;
   cublasHandle_t handle_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   DeviceBuffer workspace_;

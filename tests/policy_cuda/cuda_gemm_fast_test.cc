@@ -2,7 +2,9 @@
 // of cuBLAS up to 8 rows) and with LONGTAIL_SKINNY_ROWS=64 (kernels::skinny_gemm_bf16 up to 64):
 // for the shapes of a 1.5B layer and its lm_head, every row of a product of M rows is bitwise the
 // row computed alone, and close to cuBLAS (the default); the fused gate/up + SwiGLU is bitwise the
-// product followed by kernels::swiglu_bf16; one row past the limit goes back to cuBLAS.
+// product followed by kernels::swiglu_bf16; one row past the limit goes back to cuBLAS. And the
+// default fast mode's tuned cuBLASLt algorithms (chosen per row range at prepare(), split-K
+// included) agree with cuBLAS's own per-call choice, accumulating output included.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -36,6 +38,25 @@ std::vector<T> download(const cuda::DeviceBuffer& b, size_t n, cudaStream_t s) {
   EXPECT_EQ(cudaMemcpyAsync(h.data(), b.get(), n * sizeof(T), cudaMemcpyDeviceToHost, s), cudaSuccess);
   EXPECT_EQ(cudaStreamSynchronize(s), cudaSuccess);
   return h;
+}
+
+// Over y's entries (ref may hold more rows).
+double relative_rms(const std::vector<float>& y, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    num += (static_cast<double>(y[i]) - ref[i]) * (static_cast<double>(y[i]) - ref[i]);
+    den += static_cast<double>(ref[i]) * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+std::vector<float> bf16_to_float(const std::vector<uint16_t>& v) {
+  std::vector<float> f(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const uint32_t bits = static_cast<uint32_t>(v[i]) << 16;
+    std::memcpy(&f[i], &bits, 4);
+  }
+  return f;
 }
 
 struct FewRowKernel {
@@ -78,12 +99,7 @@ TEST_P(CudaFastGemm, FewRowProductsMatchCublasAndDoNotDependOnTheRowCount) {
         const auto y = download<float>(dy, static_cast<size_t>(m) * sh.n, stream);
         if (m == 1) alone = y;
         EXPECT_EQ(std::memcmp(y.data(), alone.data(), alone.size() * 4), 0) << "row 0 at M = " << m;
-        double num = 0, den = 0;
-        for (size_t i = 0; i < y.size(); ++i) {
-          num += (static_cast<double>(y[i]) - ref[i]) * (static_cast<double>(y[i]) - ref[i]);
-          den += static_cast<double>(ref[i]) * ref[i];
-        }
-        EXPECT_LT(std::sqrt(num / den), GetParam().tol) << "M = " << m;
+        EXPECT_LT(relative_rms(y, ref), GetParam().tol) << "M = " << m;
       }
     }
     // The fused SwiGLU of a 1.5B MLP: bitwise bf16_out then swiglu_bf16, for every row count.
@@ -115,6 +131,60 @@ INSTANTIATE_TEST_SUITE_P(Kernels, CudaFastGemm,
                          ::testing::Values(FewRowKernel{"matvec", "LONGTAIL_MATVEC_ROWS", 8, 1e-5},
                                            FewRowKernel{"skinny", "LONGTAIL_SKINNY_ROWS", 64, 3e-5}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+TEST(CudaFastGemm, TunedAlgorithmsAgreeWithCublasAtEveryRowRange) {
+  LT_SKIP_WITHOUT_GPU();
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  {
+    constexpr int kMaxRows = 3000;
+    cuda::Gemm tuned(stream, false, kMaxRows);
+    setenv("LONGTAIL_GEMM_TUNE", "0", 1);
+    cuda::Gemm untuned(stream, false, kMaxRows);
+    unsetenv("LONGTAIL_GEMM_TUNE");
+    struct Shape {
+      int n, k;
+      bool f32, accumulate;
+    };
+    // qkv, down (into the residual), gate_up (bf16 out): small, long-K and wide products.
+    for (const Shape sh : {Shape{2048, 1536, true, false}, Shape{1536, 8960, true, true},
+                           Shape{17920, 1536, false, false}}) {
+      SCOPED_TRACE(::testing::Message() << sh.n << " x " << sh.k);
+      tuned.prepare(sh.n, sh.k, sh.f32);
+      std::mt19937 rng(sh.k);
+      const auto w = random_bf16(static_cast<size_t>(sh.n) * sh.k, rng);
+      const auto x = random_bf16(static_cast<size_t>(kMaxRows) * sh.k, rng);
+      std::vector<float> start(static_cast<size_t>(kMaxRows) * sh.n);
+      std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+      for (auto& v : start) v = u(rng);
+      const size_t ybytes = sh.f32 ? 4 : 2;
+      cuda::DeviceBuffer dw(w.size() * 2), dx(x.size() * 2), dy(start.size() * ybytes),
+          dref(start.size() * ybytes);
+      ASSERT_EQ(cudaMemcpy(dw.get(), w.data(), w.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+      ASSERT_EQ(cudaMemcpy(dx.get(), x.data(), x.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+      for (int m : {1, 3, 8, 13, 16, 24, 64, 100, 256, 300, 777, 2048, kMaxRows}) {
+        const size_t out = static_cast<size_t>(m) * sh.n;
+        if (sh.f32) {
+          for (auto* d : {&dy, &dref})
+            ASSERT_EQ(cudaMemcpy(d->get(), start.data(), out * 4, cudaMemcpyHostToDevice), cudaSuccess);
+          tuned.f32_out(dx.get(), dw.get(), dy.get<float>(), m, sh.n, sh.k, sh.accumulate);
+          untuned.f32_out(dx.get(), dw.get(), dref.get<float>(), m, sh.n, sh.k, sh.accumulate);
+          EXPECT_LT(relative_rms(download<float>(dy, out, stream), download<float>(dref, out, stream)),
+                    1e-5)
+              << "M = " << m;
+        } else {
+          tuned.bf16_out(dx.get(), dw.get(), dy.get(), m, sh.n, sh.k);
+          untuned.bf16_out(dx.get(), dw.get(), dref.get(), m, sh.n, sh.k);
+          EXPECT_LT(relative_rms(bf16_to_float(download<uint16_t>(dy, out, stream)),
+                                 bf16_to_float(download<uint16_t>(dref, out, stream))),
+                    4e-3)
+              << "M = " << m;
+        }
+      }
+    }
+  }
+  cudaStreamDestroy(stream);
+}
 
 }  // namespace
 }  // namespace longtail::policy::testing
