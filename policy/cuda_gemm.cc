@@ -441,20 +441,25 @@ const GemmChoices::Choice::Range* Gemm::range_for(const GemmChoices::Choice& c, 
   return at;
 }
 
+void Gemm::run_few_rows(FewRows few, const void* x, const void* w, void* y, cudaDataType_t ytype,
+                        int m, int n, int k, float beta) {
+  const bool f32 = ytype == CUDA_R_32F;
+  const auto* xb = static_cast<const kernels::bf16*>(x);
+  const auto* wb = static_cast<const kernels::bf16*>(w);
+  float* yf = f32 ? static_cast<float*>(y) : nullptr;
+  kernels::bf16* yb = f32 ? nullptr : static_cast<kernels::bf16*>(y);
+  if (few == FewRows::kMatvec) {
+    LT_KERNEL_CHECK(kernels::matvec_bf16(xb, wb, yf, yb, beta != 0.0f, m, n, k, stream_));
+  } else {
+    LT_KERNEL_CHECK(kernels::skinny_gemm_bf16(xb, wb, yf, yb, beta != 0.0f, m, n, k, stream_));
+  }
+}
+
 void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
                float beta) {
   const float alpha = 1.0f;
   if (const FewRows few = few_rows_kernel(x, w, m, k); few != FewRows::kNone) {
-    const bool f32 = ytype == CUDA_R_32F;
-    const auto* xb = static_cast<const kernels::bf16*>(x);
-    const auto* wb = static_cast<const kernels::bf16*>(w);
-    float* yf = f32 ? static_cast<float*>(y) : nullptr;
-    kernels::bf16* yb = f32 ? nullptr : static_cast<kernels::bf16*>(y);
-    if (few == FewRows::kMatvec) {
-      LT_KERNEL_CHECK(kernels::matvec_bf16(xb, wb, yf, yb, beta != 0.0f, m, n, k, stream_));
-    } else {
-      LT_KERNEL_CHECK(kernels::skinny_gemm_bf16(xb, wb, yf, yb, beta != 0.0f, m, n, k, stream_));
-    }
+    run_few_rows(few, x, w, y, ytype, m, n, k, beta);
     return;
   }
   const Pinned* p = nullptr;
@@ -475,11 +480,7 @@ void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int 
   }
   const GemmChoices::Choice::Range* range = range_for(p->choice, m);
   if (range != nullptr && range->skinny && aligned_for_few_rows(x, w)) {
-    LT_KERNEL_CHECK(kernels::skinny_gemm_bf16(
-        static_cast<const kernels::bf16*>(x), static_cast<const kernels::bf16*>(w),
-        ytype == CUDA_R_32F ? static_cast<float*>(y) : nullptr,
-        ytype == CUDA_R_32F ? nullptr : static_cast<kernels::bf16*>(y), beta != 0.0f, m, n, k,
-        stream_));
+    run_few_rows(FewRows::kSkinny, x, w, y, ytype, m, n, k, beta);
     return;
   }
   Layout xl(CUDA_R_16BF, k, m, k), yl(ytype, n, m, n);

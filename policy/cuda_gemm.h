@@ -124,6 +124,9 @@ class Gemm {
   // Which of longtail's few-row kernels takes a fast-mode product of m rows (kNone: cuBLAS).
   enum class FewRows { kNone, kMatvec, kSkinny };
   FewRows few_rows_kernel(const void* x, const void* w, int m, int k) const;
+  // Runs a product on kernels::matvec_bf16 or skinny_gemm_bf16 (x, w aligned, k % 8 == 0).
+  void run_few_rows(FewRows few, const void* x, const void* w, void* y, cudaDataType_t ytype, int m,
+                    int n, int k, float beta);
   const Pinned& pinned(int n, int k, cudaDataType_t ytype);
   // Probes and times the candidates of one shape on the device (throws when none is invariant).
   GemmChoices::Choice choose(const Pinned& p, int n, int k, cudaDataType_t ytype);
