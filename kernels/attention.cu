@@ -408,6 +408,7 @@ Status paged_attention(const PagedAttentionParams& p, Stream stream) {
   a.num_tokens = p.num_tokens;
   a.splits = p.num_kv_splits;
   a.split_size = p.kv_split_size;
+  a.prefix_settled = p.cached_prefix_settled ? 1 : 0;
   a.qscale = p.scale * static_cast<float>(M_LOG2E);
   a.ws_o = p.workspace;
   a.ws_lse = p.num_kv_splits > 1 ? p.workspace + static_cast<size_t>(p.num_kv_splits) *

@@ -31,6 +31,9 @@ struct AttnArgs {
   // of one (sequence, kv head, split) run side by side and read its K/V tiles from L2, not memory.
   int32_t chunk_major;
   int32_t row_chunks;
+  // PagedAttentionParams::cached_prefix_settled: the metadata and the K/V below each prefix may be
+  // read before the previous kernel on the stream has completed.
+  int32_t prefix_settled;
   float qscale;  // scale * log2(e): scores live in the log2 domain (exp2)
   float* ws_o;   // [splits][num_tokens][num_heads][head_dim] normalised partial outputs
   float* ws_lse; // [splits][num_tokens][num_heads] log2-sum-exp of each partial (-inf: empty)

@@ -19,6 +19,8 @@
 // memory; V's B fragments come from ldmatrix.trans. K/V tiles are cp.async double-buffered, rows
 // padded by 16 bytes so fragment loads are bank-conflict free. At the end the warps of a row tile
 // merge their (max, sum, O) through shared memory and write bf16 (or an fp32 split partial).
+// Blocks told that cached prefixes are settled stage the K/V tiles below the prefix before waiting
+// for the previous kernel (the one writing q and the new K/V).
 #include <cmath>
 
 #include "kernels/attention_common.cuh"
@@ -58,7 +60,11 @@ struct TcSmem {
 // where AttnArgs::chunk_major says so, and skip the work of an empty split.
 template <int D, int WT, int NW, int STAGES = 2, bool INVARIANT = false>
 __global__ void __launch_bounds__(NW * 32, INVARIANT ? 2 : 0) paged_attention_tc_kernel(const AttnArgs a) {
-  wait_for_prior_kernels();
+  // With settled prefixes the metadata and the cached K/V tiles below the prefix are read before
+  // the previous kernel (the one writing this step's q and new K/V) has completed. Fast layouts
+  // only: the batch-invariant ones sit at their register cap.
+  const bool early = !INVARIANT && a.prefix_settled;
+  if (!early) wait_for_prior_kernels();
   using S = TcSmem<D, WT, NW, STAGES>;
   static_assert(STAGES == 2 || (INVARIANT && STAGES == 3), "the fast layouts double-buffer");
   constexpr int kThreads = NW * 32;
@@ -96,26 +102,6 @@ __global__ void __launch_bounds__(NW * 32, INVARIANT ? 2 : 0) paged_attention_tc
     jrow[h] = gr < rows_total ? gr / a.group : -1;
     if (a.parents != nullptr && jrow[h] >= 0) anc[h] = tree_mask(a.parents, q0, jrow[h]);
   }
-  {
-    const __nv_bfloat16* qrow[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int gr = row0 + wr * 16 + quad + 8 * h;
-      qrow[h] = jrow[h] >= 0 ? a.q + (q0 + jrow[h]) * a.q_stride +
-                                   static_cast<int64_t>(kvh * a.group + gr % a.group) * D
-                             : nullptr;
-    }
-#pragma unroll
-    for (int ks = 0; ks < kKS; ++ks) {
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const __nv_bfloat16* p = qrow[r & 1];
-        const int d = ks * 16 + (r >> 1) * 8 + 2 * qlane;
-        qf[ks][r] = p != nullptr ? *reinterpret_cast<const uint32_t*>(p + d) : 0u;
-      }
-    }
-  }
-
   // KV range of this block: up to its last row's position, cut into splits.
   const int last_row = min(row0 + S::kRows, rows_total) - 1;
   const int kv_end = prefix + last_row / a.group + 1;
@@ -143,14 +129,46 @@ __global__ void __launch_bounds__(NW * 32, INVARIANT ? 2 : 0) paged_attention_tc
 
   // STAGES - 1 tiles in flight ahead of the one in use; one commit group per tile (empty past the
   // last), so waiting until at most STAGES - 1 groups are pending means tile `it` has landed.
-  if (ntiles > 0) {
-    load_kv_tile<D, S::kStride, S::kStride, kThreads>(a, seq, kvh, start, end, kbuf(0), vbuf(0));
+  // The prologue's tiles that lie wholly below the prefix start before the wait when prefixes are
+  // settled, so their memory latency overlaps the previous kernel's tail.
+  int staged = 0;
+  if (early) {
+#pragma unroll
+    for (int i = 0; i < STAGES - 1; ++i) {
+      if (i >= ntiles || min(end, start + (i + 1) * kAttnTile) > prefix) break;
+      load_kv_tile<D, S::kStride, S::kStride, kThreads>(a, seq, kvh, start + i * kAttnTile, end,
+                                                        kbuf(i), vbuf(i));
+      cp_async_commit();
+      ++staged;
+    }
+    wait_for_prior_kernels();
   }
-  cp_async_commit();
-  if constexpr (STAGES == 3) {
-    if (ntiles > 1) {
-      load_kv_tile<D, S::kStride, S::kStride, kThreads>(a, seq, kvh, start + kAttnTile, end,
-                                                        kbuf(1), vbuf(1));
+  {
+    const __nv_bfloat16* qrow[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int gr = row0 + wr * 16 + quad + 8 * h;
+      qrow[h] = jrow[h] >= 0 ? a.q + (q0 + jrow[h]) * a.q_stride +
+                                   static_cast<int64_t>(kvh * a.group + gr % a.group) * D
+                             : nullptr;
+    }
+#pragma unroll
+    for (int ks = 0; ks < kKS; ++ks) {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const __nv_bfloat16* p = qrow[r & 1];
+        const int d = ks * 16 + (r >> 1) * 8 + 2 * qlane;
+        qf[ks][r] = p != nullptr ? *reinterpret_cast<const uint32_t*>(p + d) : 0u;
+      }
+    }
+  }
+
+#pragma unroll
+  for (int i = 0; i < STAGES - 1; ++i) {
+    if (i < staged) continue;
+    if (i < ntiles) {
+      load_kv_tile<D, S::kStride, S::kStride, kThreads>(a, seq, kvh, start + i * kAttnTile, end,
+                                                        kbuf(i), vbuf(i));
     }
     cp_async_commit();
   }

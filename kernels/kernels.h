@@ -197,6 +197,13 @@ struct PagedAttentionParams {
   // Tensor-core kernel (mma.sync, default) or the CUDA-core one (same results within bf16
   // rounding; kept as a cross-check and benchmark baseline).
   bool use_tensor_cores = true;
+  // true: the metadata above and every cached position below a sequence's prefix (L_s) were
+  // written before the kernel that precedes this launch on the stream started (that kernel writes
+  // at most the new tokens' K/V and q). The tensor-core kernel (kv_split_size 0) then reads them
+  // while that kernel is still finishing (dependent launch) and waits for it only before q and
+  // the new positions.
+  // false (default): nothing is read before the previous kernel has completed.
+  bool cached_prefix_settled = false;
 };
 Status paged_attention(const PagedAttentionParams& p, Stream stream);
 // Raises the attention kernels' dynamic shared-memory limit (> 48 KB) on the current device.

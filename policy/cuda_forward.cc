@@ -168,6 +168,9 @@ void ForwardRunner::attention(const PassPlan& p, const MetaLayout& m, const KvPo
     a.num_kv_heads = c.num_kv_heads;
     a.head_dim = c.head_dim;
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    // The kernel before this one (qkv_post) writes only q and the new tokens' K/V; the metadata
+    // and older positions were written before it.
+    a.cached_prefix_settled = true;
     int32_t splits = 1;
     if (deterministic_) {
       // Fixed split boundaries; enough splits for the pass's longest possible sequence (surplus

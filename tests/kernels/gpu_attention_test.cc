@@ -124,13 +124,31 @@ void run_scenario(const Scenario& sc, std::mt19937_64& rng) {
   p.out = d_out.get();
   p.out_stride = static_cast<int64_t>(H) * D;
   const bool fast_shape = D == 64 || D == 128;
-  for (bool tc : {true, false}) {  // tensor-core kernel and the CUDA-core one
+  // Tensor cores reading the settled prefix before the wait (the engine's way), the same without
+  // (the same bits), the CUDA-core kernel.
+  struct Variant {
+    bool tc, settled;
+    const char* name;
+  };
+  constexpr Variant kVariants[] = {{true, true, "tensor cores, settled prefix"},
+                                   {true, false, "tensor cores"},
+                                   {false, false, "CUDA-core kernel"}};
+  std::vector<bf16> first_bits;
+  for (const Variant& v : kVariants) {
     if (!fast_shape) break;
     d_out.poison();
-    p.use_tensor_cores = tc;
+    p.use_tensor_cores = v.tc;
+    p.cached_prefix_settled = v.settled;
     LT_KERNEL_OK(paged_attention(p, nullptr));
-    EXPECT_LT(rel_error(to_float(d_out.download()), want), kAttnTol)
-        << (tc ? "tensor-core kernel" : "CUDA-core kernel");
+    const std::vector<bf16> got = d_out.download();
+    EXPECT_LT(rel_error(to_float(got), want), kAttnTol) << v.name;
+    if (first_bits.empty()) {
+      first_bits = got;
+    } else if (v.tc) {
+      EXPECT_TRUE(std::equal(got.begin(), got.end(), first_bits.begin(),
+                             [](bf16 a, bf16 b) { return a.bits == b.bits; }))
+          << v.name << ": not the bits read with the settled prefix";
+    }
   }
   if (sc.tree) return;
   std::vector<int32_t> token_seq(T);
