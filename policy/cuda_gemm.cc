@@ -45,8 +45,13 @@ constexpr RowRange kRowRanges[] = {
 constexpr int kCandidatesPerRange = 8;
 
 // Fast mode: row-count ranges that get the fastest of cuBLASLt's candidates for that size, split-K
-// ones included, timed at the range's top (finer than deterministic mode's below 16 rows, where
-// decode runs its graph buckets). Products of more rows than the last range's top use its choice.
+// ones included (finer than deterministic mode's below 16 rows, where decode runs its graph
+// buckets). Each is timed at both ends and gets the candidate whose worse end is closest to that
+// end's best; where no candidate is within kFastEndsTolerance of the best at both ends the range
+// is halved, up to kFastMaxHalvings times: one tile shape rarely serves both 129 and 256 rows (an
+// algorithm timed at 256 alone ran 144 rows 4-17% slower than the best there,
+// bench/results/gpu_2026-12-03c.md). Products of more rows than the last range's top use its
+// choice.
 struct FastRange {
   int lo, hi, timed;
 };
@@ -55,6 +60,8 @@ constexpr FastRange kFastRowRanges[] = {
     {33, 64, 64},      {65, 128, 128},    {129, 256, 256},   {257, 512, 512},
     {513, 1024, 1024}, {1025, 1 << 30, 2048},
 };
+constexpr double kFastEndsTolerance = 1.05;
+constexpr int kFastMaxHalvings = 2;
 
 struct Event {
   cudaEvent_t h = nullptr;
@@ -283,32 +290,57 @@ GemmChoices::Choice Gemm::choose_fast(const Pinned& p, int n, int k, cudaDataTyp
   const auto t0 = std::chrono::steady_clock::now();
   GemmChoices::Choice c;
   std::string report;
-  for (const FastRange& r : kFastRowRanges) {
-    if (r.lo > max_rows_) break;
-    const int hi = std::min(r.hi, max_rows_), timed = std::min(r.timed, hi);
-    std::vector<cublasLtMatmulAlgo_t> keep;
-    for (const auto& algo : candidates(p, n, k, ytype, timed, true))
-      if (accepts(p, algo, n, k, ytype, {r.lo, hi})) keep.push_back(algo);
+  // Rows lo..hi, timed at lo and top (hi, or the row count that stands for an open-ended range).
+  auto tune = [&](auto&& self, int lo, int hi, int top, int halvings) -> void {
+    std::vector<cublasLtMatmulAlgo_t> keep;  // the heuristic's proposals for both ends, each once
+    for (const int m : {top, lo}) {
+      for (const auto& algo : candidates(p, n, k, ytype, m, true)) {
+        bool seen = false;
+        for (const auto& a : keep) seen = seen || std::memcmp(&a, &algo, sizeof(algo)) == 0;
+        if (!seen && accepts(p, algo, n, k, ytype, {lo, hi})) keep.push_back(algo);
+      }
+    }
     if (keep.empty())
       throw std::runtime_error("fast gemm " + std::to_string(n) + " x " + std::to_string(k) +
-                               ": cuBLASLt proposes no algorithm for " + std::to_string(r.lo) +
+                               ": cuBLASLt proposes no algorithm for " + std::to_string(lo) +
                                ".." + std::to_string(hi) + " rows");
     // skinny_gemm takes up to kSkinnyMaxRows rows of K a multiple of 8 (alignment is checked per
     // call); it starts its weight stream before the previous kernel ends, which only a graph of
     // back-to-back products shows.
     const bool skinny = hi <= kernels::kSkinnyMaxRows && k % 8 == 0;
-    const std::vector<double> us = time_on_device(p, keep, n, k, ytype, timed, skinny);
-    const size_t best = static_cast<size_t>(std::min_element(us.begin(), us.end()) - us.begin());
+    const std::vector<double> at_top = time_on_device(p, keep, n, k, ytype, top, skinny);
+    const std::vector<double> at_lo =
+        lo < top ? time_on_device(p, keep, n, k, ytype, lo, skinny) : at_top;
+    const double best_top = *std::min_element(at_top.begin(), at_top.end());
+    const double best_lo = *std::min_element(at_lo.begin(), at_lo.end());
+    size_t best = 0;
+    double score = 1e30;  // the chosen candidate's worse end, relative to that end's best
+    for (size_t i = 0; i < at_top.size(); ++i) {
+      const double s = std::max(at_top[i] / best_top, at_lo[i] / best_lo);
+      if (s < score) score = s, best = i;
+    }
+    if (score > kFastEndsTolerance && halvings < kFastMaxHalvings && top - lo >= 16) {
+      const int mid = lo + (top - lo) / 2;
+      self(self, lo, mid, mid, halvings + 1);
+      self(self, mid + 1, hi, top, halvings + 1);
+      return;
+    }
     const bool skinny_best = best == keep.size();
-    c.ranges.push_back({r.lo, keep[skinny_best ? 0 : best], skinny_best});
-    report += fmt::format(" | {}-{}: {:.1f} us{} (heuristic's first {:.1f}, {} tried)", r.lo, hi,
-                          us[best], skinny_best ? " skinny" : "", us[0], us.size());
+    c.ranges.push_back({lo, keep[skinny_best ? 0 : best], skinny_best});
+    report += fmt::format(" | {}-{}: {:.1f} us at {}, {:.1f} at {} ({:.2f}x the best){}", lo,
+                          std::min(hi, top), at_lo[best], lo, at_top[best], top, score,
+                          skinny_best ? " skinny" : "");
+  };
+  for (const FastRange& r : kFastRowRanges) {
+    if (r.lo > max_rows_) break;
+    const int hi = std::min(r.hi, max_rows_);
+    tune(tune, r.lo, hi, std::min(r.timed, hi), 0);
   }
   c.reference = c.ranges.front().algo;
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("fast gemm {} x {} ({} out), timed at each range's top rows{}; chosen in {:.0f} ms", n,
-               k, ytype == CUDA_R_32F ? "f32" : "bf16", report, ms);
+  spdlog::info("fast gemm {} x {} ({} out), timed at both ends of each row range{}; chosen in {:.0f} ms",
+               n, k, ytype == CUDA_R_32F ? "f32" : "bf16", report, ms);
   return c;
 }
 

@@ -4,9 +4,11 @@
 // straight into the fp32 residual stream without a separate add kernel.
 //
 // Two modes. Fast: each prepared shape runs, per row-count range (1-4, 5-8, 9-16, 17-32, ... 1025
-// and up), the fastest of the algorithms cuBLASLt's heuristic proposes for that size, split-K
-// included, timed once on the device at start-up (a graph of back-to-back products, weights from
-// memory), kernels::skinny_gemm_bf16 among the candidates up to its 64 rows; shapes not prepared,
+// and up, each halved where no algorithm is near the best at both of its ends), the algorithm
+// among those cuBLASLt's heuristic proposes for its two ends, split-K included, that is closest
+// to the best at its worse end, timed once on the device at start-up (a graph of back-to-back
+// products, weights from memory), kernels::skinny_gemm_bf16 among the candidates up to its 64
+// rows; shapes not prepared,
 // or all with LONGTAIL_GEMM_TUNE=0, let cuBLAS pick per call. Either way the same row can be summed
 // in another order when the number of tokens changes, and since the choice is timed, two processes
 // may choose differently: fast mode's bits are reproducible across processes only with
@@ -130,8 +132,8 @@ class Gemm {
   const Pinned& pinned(int n, int k, cudaDataType_t ytype);
   // Probes and times the candidates of one shape on the device (throws when none is invariant).
   GemmChoices::Choice choose(const Pinned& p, int n, int k, cudaDataType_t ytype);
-  // Fast mode: times every candidate of each row range (cuBLASLt's, and kernels::skinny_gemm_bf16
-  // up to its row limit) and keeps the fastest.
+  // Fast mode: times every candidate of each row range at both ends (cuBLASLt's, and
+  // kernels::skinny_gemm_bf16 up to its row limit), halving ranges no candidate serves well.
   GemmChoices::Choice choose_fast(const Pinned& p, int n, int k, cudaDataType_t ytype);
   // The range a product of m rows runs (null: the reference).
   static const GemmChoices::Choice::Range* range_for(const GemmChoices::Choice& c, int m);

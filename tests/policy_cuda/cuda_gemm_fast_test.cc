@@ -162,7 +162,9 @@ TEST(CudaFastGemm, TunedAlgorithmsAgreeWithCublasAtEveryRowRange) {
           dref(start.size() * ybytes);
       ASSERT_EQ(cudaMemcpy(dw.get(), w.data(), w.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
       ASSERT_EQ(cudaMemcpy(dx.get(), x.data(), x.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
-      for (int m : {1, 3, 8, 13, 16, 24, 64, 100, 256, 300, 777, 2048, kMaxRows}) {
+      // Both ends of every range and of the halves it may be cut into.
+      for (int m : {1, 3, 8, 13, 16, 24, 64, 100, 129, 144, 192, 193, 256, 300, 400, 777, 1500,
+                    2048, kMaxRows}) {
         const size_t out = static_cast<size_t>(m) * sh.n;
         if (sh.f32) {
           for (auto* d : {&dy, &dref})
