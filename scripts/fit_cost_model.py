@@ -8,7 +8,9 @@ contexts, `verify` at several batches with k = 1..16 tokens per sequence, at one
 context c verifies T = B tokens over B*c cached positions; a verify point T = B*k tokens over B*c.
 For each crossover X (0 = one slope, and every token count measured) the four constants are a
 least-squares fit of the relative error (small-batch steps count as much as large ones) with every
-constant >= 0; the X with the smallest error wins. Writes the YAML that load_cost_model reads
+constant >= 0; the X with the smallest error wins, among those whose tokens past X cost at least as
+much as those before it (X is the memory/compute crossover: a steep slope over the first few
+tokens is the launch cost of verify rows, not compute, and would price long drafts too cheap). Writes the YAML that load_cost_model reads
 (configs/cost_model*.yaml: step_cost = the largest model, per_model = every shape) and, with
 --report, a Markdown table of measured vs predicted step times per point and shape.
 
@@ -81,6 +83,8 @@ def fit_shape(pts):
             continue  # a crossover needs points on both sides
         a = features(tokens, context, x)
         coef = nonnegative_fit(a, y)
+        if x > 0 and coef[3] < coef[2]:
+            continue  # not a memory/compute crossover
         rel = (a @ coef - y) / y
         rms = float(np.sqrt(np.mean(rel ** 2)))
         if best is None or rms < best["rms_rel_err"] - 1e-12:

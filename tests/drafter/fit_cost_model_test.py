@@ -46,6 +46,19 @@ def main():
         assert 'device: "test GPU"' in text, text
         assert "shape: {hidden_size: 64, num_hidden_layers: 2}" in entry, entry
         assert "| shape-a | 50 |" in open(rep).read()  # 10 decode + 40 verify points, the skipped one left out
+    # Steps whose first few tokens cost more than the rest (launch cost of verify rows): the fit
+    # keeps a crossover only where tokens past it cost at least as much as before.
+    steep = {"device": "test GPU", "models": [{"name": "shape-b", "decode": [
+        {"batch": b, "context": 512, "step_ms": (1000 + 20 * min(b, 8) + 4 * max(b - 8, 0)) / 1e3}
+        for b in (1, 2, 4, 8, 16, 64, 256)]}]}
+    with tempfile.TemporaryDirectory() as d:
+        src, out = os.path.join(d, "gpu.json"), os.path.join(d, "cost.yaml")
+        with open(src, "w") as f:
+            json.dump(steep, f)
+        fit_cost_model.main([src, "--out", out])
+        entry = re.search(r'"shape-b": \{(.*)\}', open(out).read()).group(1)
+        got = {k: float(v) for k, v in re.findall(r"(\w+): ([-0-9.e+]+)", entry)}
+        assert got.get("per_token_above_us", got["per_token_us"]) >= got["per_token_us"], got
     print("ok")
 
 
