@@ -10,7 +10,8 @@ For each crossover X (0 = one slope, and every token count measured) the four co
 least-squares fit of the relative error (small-batch steps count as much as large ones) with every
 constant >= 0; the X with the smallest error wins, among those whose tokens past X cost at least as
 much as those before it (X is the memory/compute crossover: a steep slope over the first few
-tokens is the launch cost of verify rows, not compute, and would price long drafts too cheap). Writes the YAML that load_cost_model reads
+tokens is the launch cost of verify rows, not compute, and would price long drafts too cheap).
+Writes the YAML that load_cost_model reads
 (configs/cost_model*.yaml: step_cost = the largest model, per_model = every shape) and, with
 --report, a Markdown table of measured vs predicted step times per point and shape.
 
