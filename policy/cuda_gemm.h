@@ -10,8 +10,8 @@
 // products, weights from memory), kernels::skinny_gemm_bf16 among the candidates up to its 64
 // rows; shapes not prepared, or all with LONGTAIL_GEMM_TUNE=0, let cuBLAS pick per call. Either
 // way the same row can be summed in another order when the number of tokens changes, and since
-// the choice is timed, two processes may choose differently: fast mode's bits are reproducible across processes only with
-// LONGTAIL_GEMM_TUNE=0 (batch-invariant mode's always are). Batch-invariant: one cuBLASLt
+// the choice is timed, two processes may choose differently: fast mode's bits are reproducible
+// across processes only with LONGTAIL_GEMM_TUNE=0 (batch-invariant mode's always are). Batch-invariant: one cuBLASLt
 // algorithm per (N, K, output type), chosen once (deterministically, from cuBLASLt's heuristic at
 // a fixed reference row count) with no split-K, checked on the device to give every row the same
 // bits at several row counts, so each output element is reduced over K in one fixed order whatever
