@@ -339,8 +339,8 @@ GemmChoices::Choice Gemm::choose_fast(const Pinned& p, int n, int k, cudaDataTyp
   c.reference = c.ranges.front().algo;
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("fast gemm {} x {} ({} out), timed at both ends of each row range{}; chosen in {:.0f} ms",
-               n, k, ytype == CUDA_R_32F ? "f32" : "bf16", report, ms);
+  spdlog::info("fast gemm {} x {} ({} out), timed at both ends of each row range{}; chosen in "
+               "{:.0f} ms", n, k, ytype == CUDA_R_32F ? "f32" : "bf16", report, ms);
   return c;
 }
 

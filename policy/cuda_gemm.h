@@ -4,22 +4,22 @@
 // straight into the fp32 residual stream without a separate add kernel.
 //
 // Two modes. Fast: each prepared shape runs, per row-count range (1-4, 5-8, 9-16, 17-32, ... 1025
-// and up, each halved where no algorithm is near the best at both of its ends), the algorithm
-// among those cuBLASLt's heuristic proposes for its two ends, split-K included, that is closest
-// to the best at its worse end, timed once on the device at start-up (a graph of back-to-back
-// products, weights from memory), kernels::skinny_gemm_bf16 among the candidates up to its 64
-// rows; shapes not prepared, or all with LONGTAIL_GEMM_TUNE=0, let cuBLAS pick per call. Either
-// way the same row can be summed in another order when the number of tokens changes, and since
-// the choice is timed, two processes may choose differently: fast mode's bits are reproducible
-// across processes only with LONGTAIL_GEMM_TUNE=0 (batch-invariant mode's always are). Batch-invariant: one cuBLASLt
-// algorithm per (N, K, output type), chosen once (deterministically, from cuBLASLt's heuristic at
-// a fixed reference row count) with no split-K, checked on the device to give every row the same
-// bits at several row counts, so each output element is reduced over K in one fixed order whatever
-// the batch. Each range of row counts (1-16, 17-32, 33-64, 65-128, 129-256, 257-511, 512 and up)
-// then runs the fastest of the candidates cuBLASLt proposes for that size that the same check
-// shows to give exactly the reference's bits (same accumulation order, other tiling), timed once
-// on the device at start-up; so the choice changes speed only, never a bit. That choice
-// (GemmChoices) may outlive the Gemm: the CUDA backend keeps one across SLEEP/WAKE_UP.
+// and up, each halved where no algorithm is near the best at both of its ends), the algorithm among
+// those cuBLASLt's heuristic proposes for its two ends, split-K included, that is closest to the
+// best at its worse end, timed once on the device at start-up (a graph of back-to-back products,
+// weights from memory), kernels::skinny_gemm_bf16 among the candidates up to its 64 rows; shapes
+// not prepared, or all with LONGTAIL_GEMM_TUNE=0, let cuBLAS pick per call. Either way the same row
+// can be summed in another order when the number of tokens changes, and since the choice is timed,
+// two processes may choose differently: fast mode's bits are reproducible across processes only
+// with LONGTAIL_GEMM_TUNE=0 (batch-invariant mode's always are). Batch-invariant: one cuBLASLt
+// algorithm per (N, K, output type), chosen once (deterministically, from cuBLASLt's heuristic at a
+// fixed reference row count) with no split-K, checked on the device to give every row the same bits
+// at several row counts, so each output element is reduced over K in one fixed order whatever the
+// batch. Each range of row counts (1-16, 17-32, 33-64, 65-128, 129-256, 257-511, 512 and up) then
+// runs the fastest of the candidates cuBLASLt proposes for that size that the same check shows to
+// give exactly the reference's bits (same accumulation order, other tiling), timed once on the
+// device at start-up; so the choice changes speed only, never a bit. That choice (GemmChoices) may
+// outlive the Gemm: the CUDA backend keeps one across SLEEP/WAKE_UP.
 // In fast mode, products of up to LONGTAIL_MATVEC_ROWS rows (default 0: none) go to
 // kernels::matvec_bf16 instead, which streams the weight at a higher bandwidth than cuBLAS's tiles
 // for one row but not yet for 2..8 (bench/results/gpu_2026-12-02b.md), and whose rounding differs
