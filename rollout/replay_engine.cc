@@ -184,7 +184,7 @@ RunResult run_engine(const ReplayInput& input, const Plan& plan, const ReplayOpt
     config.max_position_embeddings = plan.longest_prompt + plan.max_new_tokens + 1;
   }
   auto priced = std::make_unique<PricedBackend>(std::make_unique<policy::AccountingBackend>(config, bo),
-                                                options.policy.cost);
+                                                engine.price.value_or(options.policy.cost));
   const PricedBackend* meter = priced.get();  // owned by the engine from here on
 
   EngineOptions eo;

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 
 #include "rollout/replay_input.h"
 #include "rollout/replay_simulation.h"
@@ -33,6 +34,10 @@ struct EngineReplayOptions {
   int32_t max_new_tokens = 0;           // every group's limit; 0 = the longest recorded response
   int64_t max_kv_tokens = 0;            // KV capacity in positions (0 = unlimited)
   int32_t kv_block_size = 16;           // KV block size in positions
+  // What the forwards cost, when it is not the model the budgets price with (ReplayOptions::
+  // policy.cost): how budgets that believe one model fare on a device that follows another.
+  // Unset: the budgets' model.
+  std::optional<drafter::StepCostModel> price;
 };
 
 // Replays `input` (rounds in order; every round's groups are submitted up front, as a trainer's

@@ -81,7 +81,7 @@ std::vector<tools::FlagAlias> replay_aliases() {
 
 std::optional<Args> parse(int argc, char** argv) {
   Args a;
-  std::string on_error = "skip", endpoint, routing, simulation = "engine";
+  std::string on_error = "skip", endpoint, routing, simulation = "engine", price_model;
   double stream_rate = 0;
   size_t stream_batch = 0;
   rollout::EngineSettings settings;
@@ -122,7 +122,10 @@ std::optional<Args> parse(int argc, char** argv) {
       ("export", po::value(&a.export_format), "instead of replaying, write the rollouts to stdout in this format: jsonl (rollout JSONL; from a trajectory log with every recorded field)")
       ("stream", po::value(&endpoint), "instead of replaying, send the rollouts to a trainer as BATCH messages from this endpoint (bound; see trainer_bridge/PROTOCOL.md)")
       ("stream-rate", po::value(&stream_rate)->default_value(0), "--stream: batches per second (0 = as fast as credit allows)")
-      ("stream-batch-size", po::value(&stream_batch)->default_value(0), "--stream: trajectories per batch (0 = one batch per round)");
+      ("stream-batch-size", po::value(&stream_batch)->default_value(0), "--stream: trajectories per batch (0 = one batch per round)")
+      ("price-cost-model", po::value(&price_model), "engine: price the forwards with this cost model (FILE or FILE#ENTRY, "
+       "configs/cost_model*.yaml) while the budgets keep theirs (--cost-model): budgets that believe one model on a "
+       "device that follows another; the report's cost model stays the budgets'");
   desc.add(engine_flags.options(settings));
   po::positional_options_description pos;
   pos.add("input", 1);
@@ -140,6 +143,13 @@ std::optional<Args> parse(int argc, char** argv) {
   a.engine.overprovision = settings.engine.overprovision;
   a.engine.max_kv_tokens = settings.backend.max_kv_tokens;
   a.engine.kv_block_size = settings.backend.kv_block_size;
+  if (!price_model.empty()) {
+    try {
+      a.engine.price = drafter::load_cost_model(price_model);
+    } catch (const std::runtime_error& e) {
+      throw InputError(std::string("--price-cost-model: ") + e.what());
+    }
+  }
   if (on_error != "skip" && on_error != "stop") {
     throw InputError("--on-error must be skip or stop, not '" + on_error + "'");
   }

@@ -139,6 +139,21 @@ TEST(EngineReplay, EveryForwardIsPricedByTheCostModel) {
   EXPECT_GT(ctx.makespan_us, 1000.0 * ctx.engine_steps + 2.0 * ctx.verified_tokens);
 }
 
+TEST(EngineReplay, APriceModelCostsTheForwardsWhileTheBudgetsKeepTheirs) {
+  ReplayOptions ro;
+  ro.policy.max_tokens_per_step = 1024;
+  ro.policy.cost = {1000, 2, 0, 0, 0};
+  const ReplayReport believed = run_engine_replay(excerpt(), ro, {});
+  EngineReplayOptions priced;
+  priced.price = drafter::StepCostModel{3000, 5, 0, 0, 0};
+  const ReplayReport real = run_engine_replay(excerpt(), ro, priced);
+  // The same drafts and forwards (the budgets saw the same model), priced by the other one.
+  EXPECT_EQ(real.engine_steps, believed.engine_steps);
+  EXPECT_EQ(real.drafted_tokens, believed.drafted_tokens);
+  EXPECT_NEAR(real.makespan_us, 3000.0 * real.engine_steps + 5.0 * real.verified_tokens, 1e-6);
+  EXPECT_DOUBLE_EQ(real.cost.base_us, 1000);  // the report names the budgets' model
+}
+
 TEST(EngineReplay, TheEnginesBudgetsPriceCachedPositions) {
   // The speculative step tells the policy each sequence's cached positions (SequenceView::
   // context_len): a per-position cost makes the plain step dearer, so the cap of (1 + 5%) x the
