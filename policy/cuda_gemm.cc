@@ -63,6 +63,13 @@ constexpr FastRange kFastRowRanges[] = {
 constexpr double kFastEndsTolerance = 1.05;
 constexpr int kFastMaxHalvings = 2;
 
+// Whether `algos` holds `algo` (cuBLASLt algorithms are plain data).
+bool holds(const std::vector<cublasLtMatmulAlgo_t>& algos, const cublasLtMatmulAlgo_t& algo) {
+  return std::any_of(algos.begin(), algos.end(), [&](const cublasLtMatmulAlgo_t& a) {
+    return std::memcmp(&a, &algo, sizeof(algo)) == 0;
+  });
+}
+
 struct Event {
   cudaEvent_t h = nullptr;
   Event() { LT_CUDA_CHECK(cudaEventCreate(&h)); }
@@ -261,9 +268,7 @@ GemmChoices::Choice Gemm::choose(const Pinned& p, int n, int k, cudaDataType_t y
     int tried = 0;
     for (const auto& algo : candidates(p, n, k, ytype, timed, false)) {
       if (tried++ == kCandidatesPerRange) break;
-      bool seen = false;
-      for (const auto& a : keep) seen = seen || std::memcmp(&a, &algo, sizeof(algo)) == 0;
-      if (seen || !accepts(p, algo, n, k, ytype, {r.lo, hi})) continue;
+      if (holds(keep, algo) || !accepts(p, algo, n, k, ytype, {r.lo, hi})) continue;
       std::vector<int> probe;
       for (int m : r.probe) probe.push_back(std::min(m, hi));
       if (same_rows_on_device(p, algo, c.reference, n, k, ytype, probe)) keep.push_back(algo);
@@ -295,9 +300,7 @@ GemmChoices::Choice Gemm::choose_fast(const Pinned& p, int n, int k, cudaDataTyp
     std::vector<cublasLtMatmulAlgo_t> keep;  // the heuristic's proposals for both ends, each once
     for (const int m : {top, lo}) {
       for (const auto& algo : candidates(p, n, k, ytype, m, true)) {
-        bool seen = false;
-        for (const auto& a : keep) seen = seen || std::memcmp(&a, &algo, sizeof(algo)) == 0;
-        if (!seen && accepts(p, algo, n, k, ytype, {lo, hi})) keep.push_back(algo);
+        if (!holds(keep, algo) && accepts(p, algo, n, k, ytype, {lo, hi})) keep.push_back(algo);
       }
     }
     if (keep.empty())
