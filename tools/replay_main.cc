@@ -163,6 +163,9 @@ std::optional<Args> parse(int argc, char** argv) {
     throw InputError("--simulation must be engine or static, not '" + simulation + "'");
   }
   a.static_batches = simulation == "static";
+  if (a.static_batches && a.engine.price) {
+    throw InputError("--price-cost-model prices the engine model's forwards; it needs --simulation engine");
+  }
   if (a.engine.round_groups < 0 || a.engine.max_new_tokens < 0) {
     throw InputError("--round-groups and --max-new-tokens must be >= 0");
   }
