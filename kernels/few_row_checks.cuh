@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/common.cuh"
+#include "kernels/matvec.h"
 
 namespace longtail::kernels::detail {
 
@@ -32,6 +33,14 @@ inline std::string few_row_swiglu_error(const bf16* x, const bf16* w_gate_up, co
   if (x == nullptr || w_gate_up == nullptr || act == nullptr)
     return "x, w_gate_up and act must be non-null";
   if (!aligned16(x) || !aligned16(w_gate_up)) return "x and w_gate_up must be 16-byte aligned";
+  return "";
+}
+
+// The input of the normed variants (matvec.h's NormedRows); its x is then checked as the product's x.
+inline std::string few_row_normed_error(const NormedRows& x) {
+  if (x.weight == nullptr || !aligned16(x.weight))
+    return "the norm weight must be non-null and 16-byte aligned";
+  if (!(x.eps >= 0.0f) || x.eps > 1.0f) return "the norm eps must be in [0, 1]";
   return "";
 }
 

@@ -113,9 +113,9 @@ ForwardRunner::ForwardRunner(const ModelConfig& c, const PlanLimits& limits, boo
   {  // algorithm choice times products on the device: done here, never inside a capture
     const int qkv_rows = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
     const int attn_dim = c.num_heads * c.head_dim;
-    gemm_->prepare(qkv_rows, c.hidden_size, true);
+    gemm_->prepare(qkv_rows, c.hidden_size, true, Gemm::Fusion::kNormIn);
     gemm_->prepare(c.hidden_size, attn_dim, true);
-    gemm_->prepare(2 * c.intermediate_size, c.hidden_size, false);
+    gemm_->prepare(2 * c.intermediate_size, c.hidden_size, false, Gemm::Fusion::kNormInSwiglu);
     gemm_->prepare(c.hidden_size, c.intermediate_size, true);
     gemm_->prepare(c.vocab_size, c.hidden_size, true);
   }
@@ -242,9 +242,8 @@ void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeig
                                       at<int32_t>(meta_, m.tokens), T, residual, nullptr, stream_));
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
-    LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(residual, nullptr, T, hidden, lw.attn_norm, eps,
-                                              bf(normed_.get()), stream_));
-    gemm_->f32_out(normed_.get(), lw.qkv, big_.get<float>(), T, qkv_rows, hidden, false);
+    gemm_->normed_f32_out({residual, lw.attn_norm, eps}, normed_.get(), lw.qkv, big_.get<float>(),
+                          T, qkv_rows, hidden);
     kernels::QkvPostParams qp;
     qp.qkv = big_.get<float>();
     qp.bias = lw.qkv_bias;
@@ -264,13 +263,8 @@ void ForwardRunner::body(const PassPlan& p, const MetaLayout& m, const ModelWeig
     LT_KERNEL_CHECK(kernels::qkv_post(qp, stream_));
     attention(p, m, kv, l);
     gemm_->f32_out(attn_.get(), lw.o, residual, T, hidden, attn_dim, true);
-    LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(residual, nullptr, T, hidden, lw.mlp_norm, eps,
-                                              bf(normed_.get()), stream_));
-    if (!gemm_->swiglu_out(normed_.get(), lw.gate_up, act_.get(), T, inter, hidden)) {
-      gemm_->bf16_out(normed_.get(), lw.gate_up, big_.get(), T, 2 * inter, hidden);
-      LT_KERNEL_CHECK(kernels::swiglu_bf16(bf(big_.get()), 2 * static_cast<int64_t>(inter),
-                                           bf(act_.get()), inter, T, inter, stream_));
-    }
+    gemm_->normed_swiglu({residual, lw.mlp_norm, eps}, normed_.get(), big_.get(), lw.gate_up,
+                         act_.get(), T, inter, hidden);
     gemm_->f32_out(act_.get(), lw.down, residual, T, hidden, inter, true);
   }
   if (R == 0) return;  // a prefill chunk that is not the last: K/V written, nothing sampled

@@ -142,6 +142,7 @@ Gemm::Gemm(cudaStream_t stream, bool batch_invariant, int max_rows,
   if (const char* v = std::getenv("LONGTAIL_SKINNY_ROWS"))
     skinny_rows_ = std::clamp(std::atoi(v), 0, static_cast<int>(kernels::kSkinnyMaxRows));
   if (const char* v = std::getenv("LONGTAIL_GEMM_TUNE")) tune_fast_ = std::string(v) != "0";
+  if (const char* v = std::getenv("LONGTAIL_NORM_FUSION")) fuse_norm_ = std::string(v) != "0";
   LT_CUBLAS_CHECK(cublasLtCreate(&lt_));
 }
 
@@ -213,8 +214,9 @@ bool Gemm::accepts(const Pinned& p, const cublasLtMatmulAlgo_t& algo, int n, int
   return true;
 }
 
-const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
-  const auto key = std::make_tuple(n, k, static_cast<int>(ytype));
+const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype, Fusion fusion) {
+  fusion = effective(fusion);
+  const auto key = std::make_tuple(n, k, static_cast<int>(ytype), static_cast<int>(fusion));
   if (auto it = pinned_.find(key); it != pinned_.end()) return it->second;
   Pinned p;
   LT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -223,12 +225,12 @@ const Gemm::Pinned& Gemm::pinned(int n, int k, cudaDataType_t ytype) {
   LT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   LT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.w_layout, CUDA_R_16BF, k, n, k));
   const GemmChoices::Key choice_key{n, k, static_cast<int>(ytype), max_rows_, workspace_.bytes(),
-                                    batch_invariant_};
+                                    batch_invariant_, static_cast<int>(fusion)};
   if (const GemmChoices::Choice* known = choices_->find(choice_key)) {
     p.choice = *known;
   } else {
     try {
-      p.choice = batch_invariant_ ? choose(p, n, k, ytype) : choose_fast(p, n, k, ytype);
+      p.choice = batch_invariant_ ? choose(p, n, k, ytype) : choose_fast(p, n, k, ytype, fusion);
     } catch (...) {
       cublasLtMatrixLayoutDestroy(p.w_layout);
       cublasLtMatmulDescDestroy(p.desc);
@@ -291,7 +293,8 @@ GemmChoices::Choice Gemm::choose(const Pinned& p, int n, int k, cudaDataType_t y
   return c;
 }
 
-GemmChoices::Choice Gemm::choose_fast(const Pinned& p, int n, int k, cudaDataType_t ytype) {
+GemmChoices::Choice Gemm::choose_fast(const Pinned& p, int n, int k, cudaDataType_t ytype,
+                                      Fusion fusion) {
   const auto t0 = std::chrono::steady_clock::now();
   GemmChoices::Choice c;
   std::string report;
@@ -311,9 +314,9 @@ GemmChoices::Choice Gemm::choose_fast(const Pinned& p, int n, int k, cudaDataTyp
     // call); it starts its weight stream before the previous kernel ends, which only a graph of
     // back-to-back products shows.
     const bool skinny = hi <= kernels::kSkinnyMaxRows && k % 8 == 0;
-    const std::vector<double> at_top = time_on_device(p, keep, n, k, ytype, top, skinny);
+    const std::vector<double> at_top = time_on_device(p, keep, n, k, ytype, top, skinny, fusion);
     const std::vector<double> at_lo =
-        lo < top ? time_on_device(p, keep, n, k, ytype, lo, skinny) : at_top;
+        lo < top ? time_on_device(p, keep, n, k, ytype, lo, skinny, fusion) : at_top;
     const double best_top = *std::min_element(at_top.begin(), at_top.end());
     const double best_lo = *std::min_element(at_lo.begin(), at_lo.end());
     size_t best = 0;
@@ -342,14 +345,18 @@ GemmChoices::Choice Gemm::choose_fast(const Pinned& p, int n, int k, cudaDataTyp
   c.reference = c.ranges.front().algo;
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  spdlog::info("fast gemm {} x {} ({} out), timed at both ends of each row range{}; chosen in "
-               "{:.0f} ms", n, k, ytype == CUDA_R_32F ? "f32" : "bf16", report, ms);
+  static constexpr const char* kFusionNames[] = {"", ", after its rmsnorm",
+                                                  ", after its rmsnorm and with its swiglu"};
+  spdlog::info("fast gemm {} x {} ({} out{}), timed at both ends of each row range{}; chosen in "
+               "{:.0f} ms", n, k, ytype == CUDA_R_32F ? "f32" : "bf16",
+               kFusionNames[static_cast<int>(fusion)], report, ms);
   return c;
 }
 
 std::vector<double> Gemm::time_on_device(const Pinned& p,
                                          std::span<const cublasLtMatmulAlgo_t> algos, int n, int k,
-                                         cudaDataType_t ytype, int m, bool with_skinny) {
+                                         cudaDataType_t ytype, int m, bool with_skinny,
+                                         Fusion fusion) {
   // Products cycle through enough weight copies that the weights come from memory, as in a
   // forward over many layers, not from L2.
   const size_t w_bytes = static_cast<size_t>(n) * k * 2;
@@ -365,6 +372,30 @@ std::vector<double> Gemm::time_on_device(const Pinned& p,
                                              stream_));
   LT_KERNEL_CHECK(kernels::fill_uniform_bf16(x.get<kernels::bf16>(), static_cast<int64_t>(m) * k,
                                              1.0f, 94, stream_));
+  // A fused shape's timing includes its norm (from fp32 rows: the uniform bf16 X widened does)
+  // and its SwiGLU, into buffers of their own.
+  const bool norm_in = fusion != Fusion::kNone, swiglu = fusion == Fusion::kNormInSwiglu;
+  if (swiglu && (ytype != CUDA_R_16BF || n % 2 != 0))
+    throw std::logic_error("gemm timing: a SwiGLU fusion needs a bf16 [gate | up] product");
+  DeviceBuffer rows_f32(norm_in ? static_cast<size_t>(m) * k * 4 : 0),
+      norm_weight(norm_in ? static_cast<size_t>(k) * 4 : 0),
+      act(swiglu ? static_cast<size_t>(m) * (n / 2) * 2 : 0);
+  if (norm_in) {
+    LT_KERNEL_CHECK(kernels::cast_bf16_to_f32(x.get<kernels::bf16>(), rows_f32.get<float>(),
+                                              static_cast<int64_t>(m) * k, stream_));
+    LT_KERNEL_CHECK(kernels::cast_bf16_to_f32(x.get<kernels::bf16>(), norm_weight.get<float>(), k,
+                                              stream_));
+  }
+  const kernels::NormedRows normed{rows_f32.get<float>(), norm_weight.get<float>(), 1e-6f};
+  auto norm_before = [&] {
+    return !norm_in || kernels::rmsnorm_rows_f32(normed.x, nullptr, m, k, normed.weight,
+                                                 normed.eps, x.get<kernels::bf16>(),
+                                                 stream_) == kernels::Status::kOk;
+  };
+  auto swiglu_after = [&] {
+    return !swiglu || kernels::swiglu_bf16(y.get<kernels::bf16>(), n, act.get<kernels::bf16>(),
+                                           n / 2, m, n / 2, stream_) == kernels::Status::kOk;
+  };
   Event ev[2];
   const float alpha = 1.0f, beta = 0.0f;
   Layout xl(CUDA_R_16BF, k, m, k), yl(ytype, n, m, n);
@@ -399,18 +430,31 @@ std::vector<double> Gemm::time_on_device(const Pinned& p,
   std::vector<double> us;
   for (const auto& algo : algos) {
     us.push_back(time_graph([&](const void* wi) {
-      return cublasLtMatmul(lt_, p.desc, &alpha, wi, p.w_layout, x.get(), xl.h, &beta, y.get(),
+      return norm_before() &&
+             cublasLtMatmul(lt_, p.desc, &alpha, wi, p.w_layout, x.get(), xl.h, &beta, y.get(),
                             yl.h, y.get(), yl.h, &algo, workspace_.get(), workspace_.bytes(),
-                            stream_) == CUBLAS_STATUS_SUCCESS;
+                            stream_) == CUBLAS_STATUS_SUCCESS &&
+             swiglu_after();
     }));
   }
   if (with_skinny) {
     const bool f32 = ytype == CUDA_R_32F;
     us.push_back(time_graph([&](const void* wi) {
-      return kernels::skinny_gemm_bf16(x.get<kernels::bf16>(), static_cast<const kernels::bf16*>(wi),
-                                       f32 ? y.get<float>() : nullptr,
-                                       f32 ? nullptr : y.get<kernels::bf16>(), false, m, n, k,
-                                       stream_) == kernels::Status::kOk;
+      const auto* wb = static_cast<const kernels::bf16*>(wi);
+      kernels::Status s;
+      if (swiglu) {
+        s = kernels::skinny_gemm_normed_swiglu_bf16(normed, wb, act.get<kernels::bf16>(), m, n / 2,
+                                                    k, stream_);
+      } else if (norm_in) {
+        s = kernels::skinny_gemm_normed_bf16(normed, wb, f32 ? y.get<float>() : nullptr,
+                                             f32 ? nullptr : y.get<kernels::bf16>(), false, m, n,
+                                             k, stream_);
+      } else {
+        s = kernels::skinny_gemm_bf16(x.get<kernels::bf16>(), wb, f32 ? y.get<float>() : nullptr,
+                                      f32 ? nullptr : y.get<kernels::bf16>(), false, m, n, k,
+                                      stream_);
+      }
+      return s == kernels::Status::kOk;
     }));
   }
   return us;
@@ -455,13 +499,13 @@ bool Gemm::same_rows_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& batc
   return true;
 }
 
-void Gemm::prepare(int n, int k, bool f32_out) {
+void Gemm::prepare(int n, int k, bool f32_out, Fusion fusion) {
   const cudaDataType_t ytype = f32_out ? CUDA_R_32F : CUDA_R_16BF;
   if (batch_invariant_) {
     pinned(n, k, ytype);
   } else if (tune_fast_) {
     try {  // fast mode only gets slower without the tuning: never a reason to fail
-      pinned(n, k, ytype);
+      pinned(n, k, ytype, fusion);
     } catch (const std::exception& e) {
       spdlog::warn("fast gemm {} x {}: no tuned algorithms ({}); cuBLAS chooses per call", n, k,
                    e.what());
@@ -491,7 +535,7 @@ void Gemm::run_few_rows(FewRows few, const void* x, const void* w, void* y, cuda
 }
 
 void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
-               float beta) {
+               float beta, Fusion fusion) {
   const float alpha = 1.0f;
   if (const FewRows few = few_rows_kernel(x, w, m, k); few != FewRows::kNone) {
     run_few_rows(few, x, w, y, ytype, m, n, k, beta);
@@ -503,7 +547,8 @@ void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int 
       throw std::logic_error("gemm: " + std::to_string(m) + " rows exceed the " +
                              std::to_string(max_rows_) + " the pinned algorithms were checked for");
     p = &pinned(n, k, ytype);
-  } else if (const auto it = pinned_.find({n, k, static_cast<int>(ytype)});
+  } else if (const auto it = pinned_.find({n, k, static_cast<int>(ytype),
+                                            static_cast<int>(effective(fusion))});
              it != pinned_.end() && m <= max_rows_) {
     p = &it->second;
   }
@@ -537,6 +582,55 @@ Gemm::FewRows Gemm::few_rows_kernel(const void* x, const void* w, int m, int k) 
   if (m <= matvec_rows_) return FewRows::kMatvec;
   if (m <= skinny_rows_) return FewRows::kSkinny;
   return FewRows::kNone;
+}
+
+bool Gemm::runs_skinny(const void* w, int m, int n, int k, cudaDataType_t ytype,
+                       Fusion fusion) const {
+  if (effective(fusion) == Fusion::kNone || m < 1 || k % 8 != 0) return false;
+  // The x the few-row kernels would read is the fp32 rows' (aligned by the caller's check).
+  switch (few_rows_kernel(w, w, m, k)) {
+    case FewRows::kSkinny:
+      return true;
+    case FewRows::kMatvec:
+      return false;
+    case FewRows::kNone:
+      break;
+  }
+  const auto it = pinned_.find({n, k, static_cast<int>(ytype), static_cast<int>(fusion)});
+  if (it == pinned_.end() || m > max_rows_) return false;
+  const GemmChoices::Choice::Range* range = range_for(it->second.choice, m);
+  return range != nullptr && range->skinny && aligned_for_few_rows(w, w);
+}
+
+void Gemm::normed_f32_out(const kernels::NormedRows& x, void* normed, const void* w, float* y,
+                          int m, int n, int k) {
+  const auto* wb = static_cast<const kernels::bf16*>(w);
+  if (aligned_for_few_rows(x.x, x.weight) &&
+      runs_skinny(w, m, n, k, CUDA_R_32F, Fusion::kNormIn)) {
+    LT_KERNEL_CHECK(kernels::skinny_gemm_normed_bf16(x, wb, y, nullptr, false, m, n, k, stream_));
+    return;
+  }
+  LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(x.x, nullptr, m, k, x.weight, x.eps,
+                                            static_cast<kernels::bf16*>(normed), stream_));
+  run(normed, w, y, CUDA_R_32F, m, n, k, 0.0f, Fusion::kNormIn);
+}
+
+void Gemm::normed_swiglu(const kernels::NormedRows& x, void* normed, void* gate_up,
+                         const void* w_gate_up, void* act, int m, int inter, int k) {
+  auto* out = static_cast<kernels::bf16*>(act);
+  if (aligned_for_few_rows(x.x, x.weight) &&
+      runs_skinny(w_gate_up, m, 2 * inter, k, CUDA_R_16BF, Fusion::kNormInSwiglu)) {
+    LT_KERNEL_CHECK(kernels::skinny_gemm_normed_swiglu_bf16(
+        x, static_cast<const kernels::bf16*>(w_gate_up), out, m, inter, k, stream_));
+    return;
+  }
+  LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(x.x, nullptr, m, k, x.weight, x.eps,
+                                            static_cast<kernels::bf16*>(normed), stream_));
+  if (swiglu_out(normed, w_gate_up, act, m, inter, k)) return;
+  run(normed, w_gate_up, gate_up, CUDA_R_16BF, m, 2 * inter, k, 0.0f, Fusion::kNormInSwiglu);
+  LT_KERNEL_CHECK(kernels::swiglu_bf16(static_cast<const kernels::bf16*>(gate_up),
+                                       2 * static_cast<int64_t>(inter), out, inter, m, inter,
+                                       stream_));
 }
 
 bool Gemm::swiglu_out(const void* x, const void* w_gate_up, void* act, int m, int inter, int k) {

@@ -29,7 +29,11 @@
 // 0.5B, bench/results/launch_2026-12-03.md) that matvec does not take go to kernels::skinny_gemm_bf16
 // (tensor cores, the weight stream started before the previous kernel ends, no split-K), whose
 // rows do not depend on how many rows a call has: a sequence's fast-mode logits are then the
-// same in any batch of up to that many rows.
+// same in any batch of up to that many rows. The normed products (normed_f32_out, normed_swiglu:
+// the RMSNorm before the qkv and gate/up products) run the norm kernel, then the product; with
+// LONGTAIL_NORM_FUSION=1 (default off until it has run on a device), a shape prepared with its
+// Fusion is timed with the kernels a fusion saves (the norm, the SwiGLU) and, where skinny_gemm
+// wins, runs its normed variant: one kernel, another rounding of the normed input.
 #pragma once
 
 #include <cublasLt.h>
@@ -44,6 +48,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/matvec.h"
 #include "policy/cuda_buffer.h"
 
 namespace longtail::policy::cuda {
@@ -69,9 +74,9 @@ class GemmChoices {
     // (empty: the reference everywhere).
     std::vector<Range> ranges;
   };
-  // (n, k, output cudaDataType_t, max rows, workspace bytes, batch-invariant): what a choice
-  // depends on besides the device.
-  using Key = std::tuple<int, int, int, int, size_t, bool>;
+  // (n, k, output cudaDataType_t, max rows, workspace bytes, batch-invariant, Gemm::Fusion): what
+  // a choice depends on besides the device.
+  using Key = std::tuple<int, int, int, int, size_t, bool, int>;
 
   const Choice* find(const Key& key) const;
   void add(const Key& key, Choice choice);
@@ -98,9 +103,15 @@ class Gemm {
   Gemm(const Gemm&) = delete;
   Gemm& operator=(const Gemm&) = delete;
 
+  // What a product runs with besides itself, so that fast mode's tuning times what will run:
+  // cuBLAS candidates with kernels::rmsnorm_rows_f32 before them (and kernels::swiglu_bf16 after)
+  // against the one skinny_gemm_normed_* kernel that folds those in.
+  enum class Fusion { kNone = 0, kNormIn = 1, kNormInSwiglu = 2 };
+
   // Picks the algorithms of a shape now (host work and timing on the device; call it before any
-  // graph capture). A no-op when already done, and in fast mode with tuning off.
-  void prepare(int n, int k, bool f32_out);
+  // graph capture). A no-op when already done, and in fast mode with tuning off. A shape is
+  // prepared, and chosen for, separately for each fusion it is used with.
+  void prepare(int n, int k, bool f32_out, Fusion fusion = Fusion::kNone);
 
   // Y[M, N] (bf16) = X[M, K] · W[N, K]^T
   void bf16_out(const void* x, const void* w, void* y, int m, int n, int k);
@@ -110,6 +121,19 @@ class Gemm {
   // (kernels::matvec_swiglu_bf16 or skinny_gemm_swiglu_bf16), the same values as bf16_out then kernels::swiglu_bf16. Returns
   // false, doing nothing, where it does not apply; the caller then runs those two.
   bool swiglu_out(const void* x, const void* w_gate_up, void* act, int m, int inter, int k);
+
+  // Y[M, N] (fp32) = rmsnorm(x) · W^T, rmsnorm(x) = kernels::rmsnorm_rows_f32 of the fp32 rows
+  // x.x with x.weight and x.eps. Fast mode, where a product of m rows of the shape prepared with
+  // Fusion::kNormIn runs skinny_gemm: one skinny_gemm_normed_bf16 (normed is not touched);
+  // otherwise the norm into `normed` ([M, K] bf16 scratch), then f32_out.
+  void normed_f32_out(const kernels::NormedRows& x, void* normed, const void* w, float* y, int m,
+                      int n, int k);
+  // act[M, inter] = SwiGLU(rmsnorm(x) · W_gate_up^T), as normed_f32_out: one
+  // skinny_gemm_normed_swiglu_bf16 where the shape prepared with Fusion::kNormInSwiglu runs
+  // skinny_gemm at m rows; otherwise the norm into `normed`, then swiglu_out or bf16_out into
+  // `gate_up` ([M, 2 inter] bf16 scratch) and kernels::swiglu_bf16.
+  void normed_swiglu(const kernels::NormedRows& x, void* normed, void* gate_up,
+                     const void* w_gate_up, void* act, int m, int inter, int k);
 
   bool batch_invariant() const { return batch_invariant_; }
 
@@ -121,19 +145,28 @@ class Gemm {
     GemmChoices::Choice choice;
   };
   void run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
-           float beta);
+           float beta, Fusion fusion = Fusion::kNone);
+  // Fast mode: whether a product of m rows of this shape and fusion runs skinny_gemm (the env
+  // limit or the tuned choice), so that its fused normed variant can take it.
+  bool runs_skinny(const void* w, int m, int n, int k, cudaDataType_t ytype, Fusion fusion) const;
+  // The fusion a shape is chosen and looked up under: none in batch-invariant mode or with
+  // LONGTAIL_NORM_FUSION=0.
+  Fusion effective(Fusion f) const {
+    return batch_invariant_ || !fuse_norm_ ? Fusion::kNone : f;
+  }
   // Which of longtail's few-row kernels takes a fast-mode product of m rows (kNone: cuBLAS).
   enum class FewRows { kNone, kMatvec, kSkinny };
   FewRows few_rows_kernel(const void* x, const void* w, int m, int k) const;
   // Runs a product on kernels::matvec_bf16 or skinny_gemm_bf16 (x, w aligned, k % 8 == 0).
   void run_few_rows(FewRows few, const void* x, const void* w, void* y, cudaDataType_t ytype, int m,
                     int n, int k, float beta);
-  const Pinned& pinned(int n, int k, cudaDataType_t ytype);
+  const Pinned& pinned(int n, int k, cudaDataType_t ytype, Fusion fusion = Fusion::kNone);
   // Probes and times the candidates of one shape on the device (throws when none is invariant).
   GemmChoices::Choice choose(const Pinned& p, int n, int k, cudaDataType_t ytype);
   // Fast mode: times every candidate of each row range at both ends (cuBLASLt's, and
   // kernels::skinny_gemm_bf16 up to its row limit), halving ranges no candidate serves well.
-  GemmChoices::Choice choose_fast(const Pinned& p, int n, int k, cudaDataType_t ytype);
+  GemmChoices::Choice choose_fast(const Pinned& p, int n, int k, cudaDataType_t ytype,
+                                  Fusion fusion);
   // The range a product of m rows runs (null: the reference).
   static const GemmChoices::Choice::Range* range_for(const GemmChoices::Choice& c, int m);
   // Heuristic candidates at reference_rows in the heuristic's order; split_k false: those without
@@ -144,10 +177,11 @@ class Gemm {
   bool accepts(const Pinned& p, const cublasLtMatmulAlgo_t& algo, int n, int k,
                cudaDataType_t ytype, std::initializer_list<int> rows);
   // Microseconds per product of m rows for each algorithm, and for kernels::skinny_gemm_bf16 last
-  // when with_skinny (weights streamed from memory, a graph of back-to-back products).
+  // when with_skinny (weights streamed from memory, a graph of back-to-back products), each with
+  // the kernels `fusion` adds (the skinny one: its normed variant).
   std::vector<double> time_on_device(const Pinned& p, std::span<const cublasLtMatmulAlgo_t> algos,
                                      int n, int k, cudaDataType_t ytype, int m,
-                                     bool with_skinny = false);
+                                     bool with_skinny = false, Fusion fusion = Fusion::kNone);
   // On random data: rows of `batched` products at each row count equal the same rows computed one
   // at a time by `alone`, bit for bit.
   bool same_rows_on_device(const Pinned& p, const cublasLtMatmulAlgo_t& batched,
@@ -167,11 +201,15 @@ class Gemm {
   int skinny_rows_ = kDefaultSkinnyRows;
   // Fast mode: prepare() times cuBLASLt's candidates per row range (LONGTAIL_GEMM_TUNE, default on).
   bool tune_fast_ = true;
+  // Fast mode: the normed products fold their RMSNorm (and SwiGLU) into skinny_gemm where it runs
+  // (LONGTAIL_NORM_FUSION=1; default off until its device run: the separate kernels, chosen for
+  // as plain products).
+  bool fuse_norm_ = false;
   cublasHandle_t handle_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   DeviceBuffer workspace_;
   std::shared_ptr<GemmChoices> choices_;
-  std::map<std::tuple<int, int, int>, Pinned> pinned_;
+  std::map<std::tuple<int, int, int, int>, Pinned> pinned_;  // (n, k, ytype, fusion)
 };
 
 }  // namespace longtail::policy::cuda

@@ -4,17 +4,23 @@
 // row computed alone, and close to cuBLAS (the default); the fused gate/up + SwiGLU is bitwise the
 // product followed by kernels::swiglu_bf16; one row past the limit goes back to cuBLAS. And the
 // default fast mode's tuned cuBLASLt algorithms (chosen per row range at prepare(), split-K
-// included) agree with cuBLAS's own per-call choice, accumulating output included.
+// included) agree with cuBLAS's own per-call choice, accumulating output included. The normed
+// products (normed_f32_out, normed_swiglu) agree with the norm kernel then the product in every
+// mode, fold the norm in where skinny_gemm runs with LONGTAIL_NORM_FUSION=1 (the scratch is then
+// untouched), and are that exact sequence by default, with the fusion off, and in batch-invariant
+// mode.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <ostream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gpu_test_util.h"
@@ -181,6 +187,100 @@ TEST(CudaFastGemm, TunedAlgorithmsAgreeWithCublasAtEveryRowRange) {
                                  bf16_to_float(download<uint16_t>(dref, out, stream))),
                     4e-3)
               << "M = " << m;
+        }
+      }
+    }
+  }
+  cudaStreamDestroy(stream);
+}
+
+TEST(CudaFastGemm, NormedProductsAreTheNormThenTheProduct) {
+  LT_SKIP_WITHOUT_GPU();
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  {
+    constexpr int kMaxRows = 300, n = 2048, k = 1536, inter = 8960;
+    constexpr float kEps = 1e-6f;
+    std::mt19937 rng(11);
+    const auto w = random_bf16(static_cast<size_t>(n) * k, rng);
+    const auto wgu = random_bf16(static_cast<size_t>(2) * inter * k, rng);
+    std::normal_distribution<float> value(0.0f, 3.0f);
+    std::uniform_real_distribution<float> weight(0.5f, 1.5f);
+    std::vector<float> x(static_cast<size_t>(kMaxRows) * k), nw(k);
+    for (auto& v : x) v = value(rng);
+    for (auto& v : nw) v = weight(rng);
+    cuda::DeviceBuffer dw(w.size() * 2), dwgu(wgu.size() * 2), dx(x.size() * 4), dnw(nw.size() * 4),
+        normed(x.size() * 2), gate_up(static_cast<size_t>(kMaxRows) * 2 * inter * 2),
+        dy(static_cast<size_t>(kMaxRows) * n * 4), dref(dy.bytes()),
+        dact(static_cast<size_t>(kMaxRows) * inter * 2), dact_ref(dact.bytes());
+    ASSERT_EQ(cudaMemcpy(dw.get(), w.data(), w.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dwgu.get(), wgu.data(), wgu.size() * 2, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dx.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaMemcpy(dnw.get(), nw.data(), nw.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    const kernels::NormedRows in{dx.get<float>(), dnw.get<float>(), kEps};
+
+    // The reference sequence: the norm kernel, then cuBLAS's own choice of product.
+    setenv("LONGTAIL_GEMM_TUNE", "0", 1);
+    cuda::Gemm plain(stream, false, kMaxRows);
+    unsetenv("LONGTAIL_GEMM_TUNE");
+    auto reference = [&](int m) {
+      EXPECT_EQ(kernels::rmsnorm_rows_f32(in.x, nullptr, m, k, in.weight, kEps,
+                                          normed.get<kernels::bf16>(), stream),
+                kernels::Status::kOk);
+      plain.f32_out(normed.get(), dw.get(), dref.get<float>(), m, n, k, false);
+      plain.bf16_out(normed.get(), dwgu.get(), gate_up.get(), m, 2 * inter, k);
+      EXPECT_EQ(kernels::swiglu_bf16(gate_up.get<kernels::bf16>(), 2 * inter,
+                                     dact_ref.get<kernels::bf16>(), inter, m, inter, stream),
+                kernels::Status::kOk);
+    };
+    struct Mode {
+      const char* name;
+      std::vector<std::pair<const char*, const char*>> env;  // set while the Gemm is made
+      bool invariant;
+      int fused_rows;      // products of up to this many rows must fold the norm in (-1: the
+                           // tuner decides)
+      bool never_fused;    // then the norm kernel and the same Gemm's product, bit for bit
+    };
+    for (const Mode& mode :
+         {Mode{"default", {}, false, 0, true},
+          Mode{"fused, tuned", {{"LONGTAIL_NORM_FUSION", "1"}}, false, -1, false},
+          Mode{"fused, skinny", {{"LONGTAIL_NORM_FUSION", "1"}, {"LONGTAIL_SKINNY_ROWS", "64"}},
+               false, 64, false},
+          Mode{"skinny, fusion off", {{"LONGTAIL_NORM_FUSION", "0"}, {"LONGTAIL_SKINNY_ROWS", "64"}},
+               false, 0, true},
+          Mode{"invariant", {{"LONGTAIL_NORM_FUSION", "1"}}, true, 0, true}}) {
+      SCOPED_TRACE(mode.name);
+      for (const auto& [var, value] : mode.env) setenv(var, value, 1);
+      cuda::Gemm gemm(stream, mode.invariant, kMaxRows);
+      for (const auto& [var, value] : mode.env) unsetenv(var);
+      gemm.prepare(n, k, true, cuda::Gemm::Fusion::kNormIn);
+      gemm.prepare(2 * inter, k, false, cuda::Gemm::Fusion::kNormInSwiglu);
+      for (int m : {1, 8, 16, 64, 65, kMaxRows}) {
+        SCOPED_TRACE(::testing::Message() << "M = " << m);
+        reference(m);
+        const auto want = download<float>(dref, static_cast<size_t>(m) * n, stream);
+        const auto want_act = download<uint16_t>(dact_ref, static_cast<size_t>(m) * inter, stream);
+        ASSERT_EQ(cudaMemset(normed.get(), 0xff, normed.bytes()), cudaSuccess);  // NaN rows
+        gemm.normed_f32_out(in, normed.get(), dw.get(), dy.get<float>(), m, n, k);
+        gemm.normed_swiglu(in, normed.get(), gate_up.get(), dwgu.get(), dact.get(), m, inter, k);
+        const auto y = download<float>(dy, static_cast<size_t>(m) * n, stream);
+        const auto act = download<uint16_t>(dact, static_cast<size_t>(m) * inter, stream);
+        EXPECT_LT(relative_rms(y, want), 8e-3);
+        EXPECT_LT(relative_rms(bf16_to_float(act), bf16_to_float(want_act)), 1.6e-2);
+        const auto scratch = download<uint16_t>(normed, static_cast<size_t>(m) * k, stream);
+        const bool untouched = std::all_of(scratch.begin(), scratch.end(),
+                                           [](uint16_t v) { return v == 0xffff; });
+        if (mode.fused_rows >= 0)
+          EXPECT_EQ(untouched, m <= mode.fused_rows) << "the norm was folded in, or not";
+      }
+      if (mode.never_fused) {
+        for (int m : {1, 16, 64, kMaxRows}) {
+          SCOPED_TRACE(::testing::Message() << "exact, M = " << m);
+          gemm.normed_f32_out(in, normed.get(), dw.get(), dy.get<float>(), m, n, k);
+          const auto y = download<float>(dy, static_cast<size_t>(m) * n, stream);
+          gemm.f32_out(normed.get(), dw.get(), dref.get<float>(), m, n, k, false);
+          const auto want = download<float>(dref, static_cast<size_t>(m) * n, stream);
+          EXPECT_EQ(std::memcmp(y.data(), want.data(), y.size() * 4), 0);
         }
       }
     }
