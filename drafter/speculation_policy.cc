@@ -222,14 +222,15 @@ std::vector<int32_t> SpeculationPolicy::budgets(std::span<const SequenceView> se
   return out;
 }
 
-void SpeculationPolicy::capped_budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
-                                       std::vector<double>& weight, bool& critical) const {
+void SpeculationPolicy::uncapped_budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
+                                         std::vector<double>& weight, std::vector<double>& remaining,
+                                         bool& critical) const {
   const size_t n = seqs.size();
   out.assign(n, 0);
   weight.clear();  // stays empty without rule 4
   critical = false;
   if (options_.mode == BudgetMode::kOff || n == 0) return;
-  std::vector<double> remaining(n);
+  remaining.assign(n, 0.0);
   double r_max = 0;
   for (size_t i = 0; i < n; ++i) {
     remaining[i] = predict_remaining(seqs[i].prompt_id, seqs[i].generated_len, seqs[i].max_new_tokens);
@@ -255,7 +256,6 @@ void SpeculationPolicy::capped_budgets(std::span<const SequenceView> seqs, std::
     }
     out[i] = b;
   }
-  apply_cap(remaining, context_positions(seqs), out);
 }
 
 void SpeculationPolicy::budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out) const {
@@ -269,13 +269,14 @@ void SpeculationPolicy::tree_budgets(std::span<const SequenceView> seqs, std::ve
 
 void SpeculationPolicy::budgets_and_floors(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
                                            std::vector<double>* node_floor) const {
-  thread_local std::vector<double> weight;
+  thread_local std::vector<double> weight, remaining;
   bool critical = false;
-  capped_budgets(seqs, out, weight, critical);
+  uncapped_budgets(seqs, out, weight, remaining, critical);
   if (node_floor) node_floor->assign(out.size(), 0.0);
   if (options_.mode == BudgetMode::kOff || out.empty()) return;
   const double top = critical ? *std::max_element(weight.begin(), weight.end()) : 0.0;
   const double context = context_positions(seqs);
+  if (!critical) apply_cap(remaining, context, out);
   if (node_floor) {
     // Rule b's weights: 1 / P_i (1 on the critical path) under rule 4, else the contender factor
     // when acceptance_aware, else 1.
@@ -295,19 +296,25 @@ void SpeculationPolicy::budgets_and_floors(std::span<const SequenceView> seqs, s
       for (size_t i = 0; i < seqs.size(); ++i) (*node_floor)[i] = token_threshold(seqs.size(), w, context);
     }
   }
-  // After the cap, so the allowance a rejected sequence gives up is not handed to sequences with
-  // shorter predictions (measured: re-distributing it lost 5-9% on tot_text).
   if (critical) {
     // Rule 4 always weighs drafts by P_i, but not on the critical path: the sequence most likely to
     // finish last (all of them on a tie) keeps its budget whatever its acceptance, since its saved
-    // steps shorten the round one for one.
+    // steps shorten the round one for one. The cap comes after: it shares the step's allowance
+    // among the budgets worth verifying. Capping max_budget first handed a batch of 256 its
+    // allowance in max_budget-sized pieces to the longest predictions, whose acceptance then cut
+    // most of them, so the allowance went unused and a larger max_budget drafted less
+    // (bench/results/budgets_2026-12-04.md).
     thread_local std::vector<int32_t> kept;
     kept = out;
     apply_acceptance(seqs, weight, out);
     for (size_t i = 0; i < seqs.size(); ++i) {
       if (weight[i] >= top) out[i] = kept[i];
     }
+    apply_cap(remaining, context, out);
   } else if (options_.acceptance_aware) {
+    // After the cap, so the allowance a rejected sequence gives up is not handed to sequences with
+    // shorter predictions (measured with the contender factor: re-distributing it lost 5-9% on
+    // tot_text).
     apply_acceptance(seqs, {}, out);
   }
 }

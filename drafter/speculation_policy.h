@@ -50,7 +50,7 @@
 // Critical-path rule (length-aware mode with critical_path, the default; replaces the classes of
 // step 2, whose zero budget for predicted-short sequences left the round's actual longest sequence
 // undrafted whenever a prediction was wrong, so it lost to uniform budgets on skythought):
-//  4. Every sequence keeps max_budget (then step 3's cap). Each sequence's remaining length R_i has
+//  4. Every sequence starts from max_budget (step 3's cap comes last). Its remaining length R_i has
 //     a distribution: its prompt's recorded lengths above g_i, mixed with all prompts' lengths above
 //     g_i at weight global_length_weight (a prompt's few rollouts do not rule out a long one), or
 //     the overshoot guess of step 1 once past every recorded length; with critical_in_steps it is
@@ -63,8 +63,10 @@
 //     contender factor, and the sequence with the largest P_i (all of them on a tie) keeps its
 //     budget: the critical path drafts whatever it can, the others only where their drafts keep
 //     being accepted, and promotion is continuous (P_i rises as g_i passes the prompt's lengths).
-//     Floor, share and weights were picked on the three open traces
-//     (bench/results/drafter_2026-12-01.md).
+//     Then step 3 caps the budgets rules a-c left, so the step's allowance goes to drafts worth
+//     verifying (capping first spent it on max_budget-sized budgets that rule b then cut:
+//     bench/results/budgets_2026-12-04.md). Floor, share and weights were picked on the three
+//     open traces (bench/results/drafter_2026-12-01.md).
 // Cost model: StepCostModel below (base + per cached position + per verified token, piecewise);
 // "plain step" above means step_us(B, the batch's context), a draft token's price is the marginal
 // token cost at B. observe_step_time() refits it online by recursive least squares with forgetting
@@ -252,9 +254,11 @@ class SpeculationPolicy {
     int32_t steps_without_draft = 0;
   };
   void apply_cap(const std::vector<double>& priority, double context_positions, std::vector<int32_t>& out) const;
-  // Steps 1-3 and rule 4's weights (empty without rule 4); critical: rule 4 applies.
-  void capped_budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
-                      std::vector<double>& weight, bool& critical) const;
+  // Steps 1-2 (no cap yet), each sequence's predicted remaining length and rule 4's weights
+  // (empty without rule 4); critical: rule 4 applies.
+  void uncapped_budgets(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
+                        std::vector<double>& weight, std::vector<double>& remaining,
+                        bool& critical) const;
   void budgets_and_floors(std::span<const SequenceView> seqs, std::vector<int32_t>& out,
                           std::vector<double>* node_floor) const;
   // Rule b's threshold on a draft token's acceptance probability at cost weight `weight`.

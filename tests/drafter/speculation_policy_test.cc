@@ -306,6 +306,46 @@ TEST(SpeculationPolicyCritical, AcceptanceCutsSparesTheCriticalSequence) {
   EXPECT_EQ(b[1], b[2]);
 }
 
+// Rule 4 caps the budgets its acceptance rule left, not max_budget before it: when the longest
+// predictions keep rejecting, the step's allowance goes to the sequences whose drafts are accepted
+// instead of going unused, and a larger max_budget does not draft less.
+TEST(SpeculationPolicyCritical, CapSharesTheAllowanceAmongBudgetsWorthVerifying) {
+  for (const int32_t max_budget : {16, 64}) {
+    SCOPED_TRACE(::testing::Message() << "max_budget " << max_budget);
+    SpeculationPolicyOptions o;
+    o.max_budget = max_budget;
+    o.max_tokens_per_step = 10 + 24;  // ten sequences and 24 draft tokens
+    // In tokens: in steps, the rejecting sequences would become the likeliest critical ones.
+    o.critical_in_steps = false;
+    SpeculationPolicy p(o);
+    for (int i = 0; i < 4; ++i) {
+      p.record_finished("long", 1000 + 10 * i);
+      p.record_finished("mid", 600 + 10 * i);
+      p.record_finished("short", 100 + 10 * i);
+    }
+    // The likely-critical sequence, three next-longest that reject every draft, six shorter ones
+    // that accept everything.
+    std::vector<SequenceView> s{{1, "long", 0, 0}};
+    for (uint64_t uid = 2; uid <= 4; ++uid) s.push_back({uid, "mid", 0, 0});
+    for (uint64_t uid = 5; uid <= 10; ++uid) s.push_back({uid, "short", 0, 0});
+    for (int step = 0; step < 30; ++step) {
+      const auto b = p.budgets(s);
+      for (size_t i = 0; i < s.size(); ++i)
+        report(p, s[i].uid, s[i].prompt_id, b[i], s[i].prompt_id == "mid" ? 0 : 1 << 20);
+    }
+    const auto b = p.budgets(s);
+    int32_t drafted = 0, to_short = 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      drafted += b[i];
+      if (s[i].prompt_id == "short") to_short += b[i];
+    }
+    EXPECT_EQ(b[0], std::min(max_budget, 24)) << "the critical sequence is served first";
+    EXPECT_EQ(drafted, 24) << "the whole allowance is drafted";
+    if (max_budget < 24) EXPECT_GT(to_short, 0) << "what the rejecting ones give up goes on";
+    for (size_t i = 1; i <= 3; ++i) EXPECT_LE(b[i], o.probe_budget);
+  }
+}
+
 // Trees: the chains' budgets, and each node must beat its verify cost, weighed as rule b / rule 4
 // weigh a draft token.
 TEST(SpeculationPolicyTrees, NodeFloorIsTheTokenThresholdPerNode) {
