@@ -520,6 +520,8 @@ drafter::StepCostModel Engine::step_cost_model() const {
   return m.spec_policy ? m.spec_policy->cost_model() : m.options.budgets.cost;
 }
 
+const StepStats& Engine::last_step() const { return impl_->stats.last_step; }
+
 EngineStats Engine::stats() const {
   const Impl& m = *impl_;
   EngineStats s = m.stats;

@@ -102,6 +102,9 @@ class Engine {
 
   int64_t policy_version() const;
   EngineStats stats() const;
+  // The latest step's statistics (stats().last_step without copying the rest); its `step` is
+  // stats().steps - 1 once a step has run.
+  const StepStats& last_step() const;
   // The step cost model the speculation budgets price steps with now: the measured one for this
   // GPU and checkpoint (EngineOptions::measured_cost_model), else budgets.cost; refit moves it.
   drafter::StepCostModel step_cost_model() const;

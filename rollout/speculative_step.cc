@@ -183,6 +183,8 @@ const StepResult& SpeculativeStep::run(const StepPlan& plan, StepEnvironment& en
     cached_positions += s.kv_len;
   }
   st.sequences = static_cast<int32_t>(n);
+  st.context_positions = static_cast<int64_t>(cached_positions);
+  st.token_trees = any_tree;
   if (n == 0) return result;
 
   const Clock::time_point tf = Clock::now();

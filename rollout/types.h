@@ -150,6 +150,11 @@ struct StepStats {
   int32_t tokens_drafted = 0;
   int32_t tokens_accepted = 0;       // accepted draft tokens (not counting the bonus token)
   int32_t tokens_emitted = 0;        // new response tokens this step
+  // Cached positions the forward attended besides its inputs, summed over its sequences (the
+  // cost model's context term), and whether any sequence verified a token tree: with
+  // tokens_verified and forward_us, what a cost model fit needs of a real step.
+  int64_t context_positions = 0;
+  bool token_trees = false;
   // draft_us: budgets + drafting; forward_us: the backend's forward (which samples every verified
   // position on the device); sample_us: host-side acceptance, rollback and drafter updates.
   double draft_us = 0, forward_us = 0, sample_us = 0, total_us = 0;
@@ -210,6 +215,8 @@ void for_each_field(S& s, F&& f) {
   f("tokens_drafted", s.tokens_drafted);
   f("tokens_accepted", s.tokens_accepted);
   f("tokens_emitted", s.tokens_emitted);
+  f("context_positions", s.context_positions);
+  f("token_trees", s.token_trees);
   f("draft_us", s.draft_us);
   f("forward_us", s.forward_us);
   f("sample_us", s.sample_us);

@@ -11,6 +11,11 @@ least-squares fit of the relative error (small-batch steps count as much as larg
 constant >= 0; the X with the smallest error wins, among those whose tokens past X cost at least as
 much as those before it (X is the memory/compute crossover: a steep slope over the first few
 tokens is the launch cost of verify rows, not compute, and would price long drafts too cheap).
+With --steps NAME=FILE, the forwards a longtail-bench-rounds run logged (--steps-jsonl: tree verifies
+at ragged contexts, the steps the budgets actually buy) join shape NAME's points: binned by tokens
+(factors of 1.25), cached positions (factors of 2) and whether the step verified token trees, each
+bin one point, its median step by forward time, so that thousands of steps weigh as a few dozen grid
+points do and the first use of a CUDA graph bucket (its capture) does not move the fit.
 Writes the YAML that load_cost_model reads
 (configs/cost_model*.yaml: step_cost = the largest model, per_model = every shape) and, with
 --report, a Markdown table of measured vs predicted step times per point and shape.
@@ -41,6 +46,31 @@ def points(model):
         b, k = p["batch"], p["k"]
         c = p.get("context", verify.get("context", 0))  # per point since the 2026-12-02 grid
         out.append((b * k, b * c, p["step_ms"] * 1e3, f"verify B={b} k={k} ctx={c}"))
+    return out
+
+
+def step_points(path):
+    """(tokens, cached positions, median forward us, label) per bin of a --steps-jsonl file."""
+    bins = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                s = json.loads(line)
+                t, c, us, b = int(s["tokens_verified"]), int(s["context_positions"]), float(s["forward_us"]), int(s["sequences"])
+                tree = bool(s.get("token_trees", False))
+            except (ValueError, KeyError, TypeError) as e:
+                sys.exit(f"{path}:{n}: not a step line of longtail-bench-rounds --steps-jsonl ({e})")
+            if t <= 0 or us <= 0 or b <= 0:
+                continue
+            key = (tree, int(np.floor(np.log(t) / np.log(1.25))), int(np.floor(np.log2(c + 1))))
+            bins.setdefault(key, []).append((t, c, us, b))
+    out = []
+    for (tree, _, _), rows in sorted(bins.items()):
+        t, c, us, b = sorted(rows, key=lambda r: r[2])[len(rows) // 2]  # the bin's median step
+        kind = "tree" if tree else "rounds"
+        out.append((t, c, us, f"{kind} B={b} T={t} ctx={c // b}"))
     return out
 
 
@@ -124,13 +154,28 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="YAML to write (configs/cost_model*.yaml)")
     ap.add_argument("--report", help="Markdown table of measured vs predicted steps to write")
     ap.add_argument("--points", action="store_true", help="--report: one row per measured step, not per group")
+    ap.add_argument("--steps", action="append", default=[], metavar="NAME=FILE",
+                    help="a longtail-bench-rounds --steps-jsonl log of shape NAME (repeatable)")
     args = ap.parse_args(argv)
+    extra = {}
+    for spec in args.steps:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            sys.exit(f"--steps {spec}: expected NAME=FILE")
+        try:
+            extra.setdefault(name, []).extend(step_points(path))
+        except OSError as e:
+            sys.exit(f"--steps {spec}: {e}")
     with open(args.json) as f:
         data = json.load(f)
     device = data.get("device", "unknown device")
     fits, per_point, shapes = {}, {}, {}
+    names = [m.get("name") for m in data.get("models", [])]
+    for name in extra:
+        if name not in names:
+            sys.exit(f"--steps {name}=...: no model of that name in {args.json} (it has {', '.join(map(str, names))})")
     for model in data.get("models", []):
-        pts = points(model)
+        pts = points(model) + extra.get(model.get("name"), [])
         if len(pts) < 5:
             print(f"{model.get('name')}: {len(pts)} measured steps, too few to fit; skipped", file=sys.stderr)
             continue
@@ -146,7 +191,7 @@ def main(argv=None):
     if not fits:
         sys.exit(f"{args.json}: no model with enough decode/verify measurements")
     largest = list(fits)[-1]
-    src = args.json
+    src = args.json + "".join(f" + {s}" for s in args.steps)
     with open(args.out, "w") as f:
         f.write(f"# Step cost of the CUDA backend on {device}, fitted by scripts/fit_cost_model.py from {src}:\n")
         f.write("#   t = base_us + per_context_us * cached positions + per_token_us * min(T, crossover_tokens)\n")

@@ -25,11 +25,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "drafter/speculation_policy.h"
@@ -52,6 +54,7 @@ namespace {
 
 struct Config {
   std::string model, trace, cost_model, cost_model_entry;
+  std::string steps_jsonl;  // every forward's StepStats, one JSON line each (empty: none)
   std::vector<std::string> modes = {"off", "das", "das+apr"};
   int32_t rounds = 3, groups = 4, n = 4, max_new_tokens = 128, prompt_len = 32;
   int32_t max_prompt_tokens = 64;
@@ -191,7 +194,11 @@ std::optional<Config> parse(int argc, char** argv) {
       ("overprovision", po::value(&c.overprovision)->default_value(2.0), "APRIL f of the das+apr mode")
       ("reload-weights", po::bool_switch(&c.reload_weights),
        "reload the checkpoint as a new version after every round (re-prefill cost)")
-      ("json", po::bool_switch(&c.json_out), "print one JSON object");
+      ("json", po::bool_switch(&c.json_out), "print one JSON object")
+      ("steps-jsonl", po::value(&c.steps_jsonl),
+       "also write every forward's statistics to this file, one JSON object a line ({mode, step, "
+       "sequences, tokens_verified, context_positions, token_trees, forward_us, ...}: "
+       "rollout/types.h StepStats), the data scripts/fit_cost_model.py --steps fits real steps on");
   desc.add(engine_flags.options(c.settings));
   const auto vm = tools::parse_flags(argc, argv, desc);
   if (!vm) return std::nullopt;
@@ -280,6 +287,15 @@ int run(const Config& c) {
     o.progress = [&](const Mode& m, int32_t done, int32_t) {
       if (!c.json_out && done == 0) std::fprintf(stderr, "running mode %s...\n", m.name.c_str());
     };
+    // Kept in memory and written at the end, so that the file costs the timed rounds nothing; opened
+    // first, so that a path that cannot be written fails before the runs.
+    std::vector<std::pair<std::string, rollout::StepStats>> steps;
+    std::ofstream steps_file;
+    if (!c.steps_jsonl.empty()) {
+      steps_file.open(c.steps_jsonl);
+      if (!steps_file) throw tools::InputError("--steps-jsonl: cannot write " + c.steps_jsonl);
+      o.on_step = [&](const Mode& m, const rollout::StepStats& s) { steps.emplace_back(m.name, s); };
+    }
     std::vector<ModeRun> results;
     for (const std::string& m : c.modes) {
       const Mode mode{m, m != "off", m == "das+apr" ? c.overprovision : 1.0};
@@ -287,6 +303,13 @@ int run(const Config& c) {
     }
     const ModeRun* base = nullptr;
     for (const auto& r : results) base = r.mode.name == "off" ? &r : base;
+    for (const auto& [mode, s] : steps) {
+      json line = tools::stats_json<json>(s);
+      line["mode"] = mode;
+      steps_file << line.dump() << '\n';
+    }
+    if (steps_file.is_open() && !steps_file.flush())
+      throw std::runtime_error("--steps-jsonl: writing " + c.steps_jsonl + " failed");
     // Trace-forced, a forced token nobody verified has no logprob (NaN): compare where both scored it.
     const tools::LogprobRule logprob_rule =
         c.trace.empty() ? tools::LogprobRule::kBitwise : tools::LogprobRule::kWhereBothScored;

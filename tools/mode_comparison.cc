@@ -42,8 +42,14 @@ ModeRun run_mode(const Mode& mode, const rollout::EngineSettings& base, const st
   run.mode = mode;
   if (o.progress) o.progress(mode, 0, o.rounds);
   const auto t0 = std::chrono::steady_clock::now();
+  int64_t last_reported = engine.stats().steps - 1;  // on_step: each step once
   while (static_cast<int32_t>(run.rounds.size()) < o.rounds) {
     std::optional<rollout::RoundBatch> b = engine.step();
+    if (o.on_step) {
+      const rollout::StepStats& last = engine.last_step();
+      if (last.step != last_reported && last.sequences > 0) o.on_step(mode, last);
+      last_reported = last.step;
+    }
     if (!b && engine.idle()) b = engine.flush_round();
     if (!b) {
       if (engine.idle()) throw std::runtime_error("mode " + mode.name + ": the engine went idle before every round finished");

@@ -45,6 +45,8 @@ struct ModeRunOptions {
   // Called before the first step, to add drafter history (engine.add_history).
   std::function<void(rollout::Engine&)> prepare;
   std::function<void(const Mode&, int32_t done, int32_t total)> progress;
+  // Called after every engine step that ran a forward, with that step's statistics.
+  std::function<void(const Mode&, const rollout::StepStats&)> on_step;
 };
 
 // The engine settings of a mode: `base` with speculation off when the mode has none (its budgets
@@ -83,14 +85,18 @@ struct Divergence {
 };
 Divergence divergence(const ModeRun& base, const ModeRun& m);
 
-// A round's stats for the tools' --json: every RoundStats field under its wire name, from the one
-// field list (rollout/types.h for_each_field) the protocol uses too. Json: nlohmann::json or
-// nlohmann::ordered_json.
+// A round's (or a step's) stats for the tools' --json: every RoundStats (StepStats) field under
+// its wire name, from the one field list (rollout/types.h for_each_field) the protocol uses too.
+// Json: nlohmann::json or nlohmann::ordered_json.
+template <class Json, class Stats>
+Json stats_json(const Stats& s) {
+  Json j = Json::object();
+  rollout::for_each_field(s, [&](const char* name, const auto& value) { j[name] = value; });
+  return j;
+}
 template <class Json>
 Json round_json(const rollout::RoundStats& r) {
-  Json j = Json::object();
-  rollout::for_each_field(r, [&](const char* name, const auto& value) { j[name] = value; });
-  return j;
+  return stats_json<Json>(r);
 }
 
 }  // namespace longtail::tools

@@ -14,7 +14,7 @@
 # (copy ../shared/tools/torch_decode_peer.py into $B first). Stage rounds: trace-forced
 # longtail-bench-rounds, no speculation / DAS / DAS + partial rollouts, skythought (max running 256)
 # and tot_text (16) for each of ROUND_SHAPES (default "1.5b 7b"; traces in $B/traces/, from
-# ../shared/traces/).
+# ../shared/traces/); their forwards go to $OUT/steps.tgz (--steps-jsonl, for fit_cost_model.py --steps).
 # Writes logs and the bench JSON (grid.json) under $OUT; prints the summaries.
 set -uo pipefail
 B=${B:-.gpu-gpu}
@@ -88,8 +88,11 @@ if has rounds; then
       name=${w%%:*}; rest=${w#*:}; trace=${rest%%:*}; flags=${rest#*:}
       echo "=== rounds $shape $name ==="
       timeout 200 "$B/bin/longtail-bench-rounds" $common --trace "$B/traces/$trace.jsonl" $flags \
+        --steps-jsonl "$OUT/steps_${shape}_$name.jsonl" \
         > "$OUT/rounds_${shape}_$name.json" 2> "$OUT/rounds_${shape}_$name.err"
       echo "exit $?"; python3 bench/replay/rounds_summary.py "$OUT/rounds_${shape}_$name.json" | head -8
     done
   done
+  # Every forward of those runs, for scripts/fit_cost_model.py --steps (a few MB: one archive).
+  ( cd "$OUT" && tar czf steps.tgz steps_*.jsonl 2>/dev/null && rm -f steps_*.jsonl )
 fi

@@ -59,7 +59,57 @@ def main():
         entry = re.search(r'"shape-b": \{(.*)\}', open(out).read()).group(1)
         got = {k: float(v) for k, v in re.findall(r"(\w+): ([-0-9.e+]+)", entry)}
         assert got.get("per_token_above_us", got["per_token_us"]) >= got["per_token_us"], got
+    steps_join_the_fit(data)
     print("ok")
+
+
+def fitted(out, name):
+    entry = re.search(r'"%s": \{(.*)\}' % name, open(out).read()).group(1)
+    return {k: float(v) for k, v in re.findall(r"(\w+): ([-0-9.e+]+)", entry)}
+
+
+def steps_join_the_fit(grid):
+    """--steps: a rounds log's forwards (binned, median per bin) join the grid's points. Steps that
+    follow the grid's model leave the fit where it was; tree verifies past the crossover that cost
+    1.5x per token pull the slope above it up; a capture outlier in a bin does not move it; a bad
+    line names its file and line, and an unknown shape name is refused."""
+    import random
+    rng = random.Random(5)
+    def log(path, extra_above, outliers=False):
+        with open(path, "w") as f:
+            for i in range(3000):
+                b = rng.choice((64, 128, 256))
+                t = b * rng.randint(1, 17)
+                c = sum(rng.randint(100, 1500) for _ in range(b))
+                us = step_ms(t, c) * 1e3 + extra_above * 12 * max(t - 256, 0)
+                if outliers and i % 97 == 0:
+                    us *= 40  # a graph bucket's first use: its capture
+                f.write(json.dumps({"mode": "das", "step": i, "sequences": b, "tokens_verified": t,
+                                    "context_positions": c, "token_trees": True, "forward_us": us}) + "\n")
+    with tempfile.TemporaryDirectory() as d:
+        src, out, same, dear, bad = (os.path.join(d, n) for n in ("gpu.json", "c.yaml", "s.jsonl", "d.jsonl", "b.jsonl"))
+        with open(src, "w") as f:
+            json.dump(grid, f)
+        log(same, 0.0, outliers=True)
+        fit_cost_model.main([src, "--out", out, "--steps", "shape-a=" + same])
+        got = fitted(out, "shape-a")
+        assert abs(got["per_token_above_us"] - 12) < 0.05 and abs(got["base_us"] - 2000) < 20, got
+        assert "+ shape-a=" in open(out).read()  # the header names the log
+        log(dear, 0.5)
+        fit_cost_model.main([src, "--out", out, "--steps", "shape-a=" + dear])
+        got = fitted(out, "shape-a")
+        assert got["per_token_above_us"] > 14, got
+        with open(bad, "w") as f:
+            f.write('{"tokens_verified": 3}\n')
+        for args, message in ((["--steps", "shape-a=" + bad], "b.jsonl:1: not a step line"),
+                              (["--steps", "no-such-shape=" + same], "no model of that name"),
+                              (["--steps", "shape-a"], "expected NAME=FILE")):
+            try:
+                fit_cost_model.main([src, "--out", out] + args)
+            except SystemExit as e:
+                assert message in str(e), (message, e)
+            else:
+                raise AssertionError(f"{args}: accepted")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,42 @@ TEST(ToolsCli, BenchRoundsTakesTheEngineTableAndTheAccountingBackend) {
       << demo.err;
 }
 
+// --steps-jsonl: one line per forward of every mode, whose counts add up to the modes' totals; a
+// path that cannot be written is refused before anything runs.
+TEST(ToolsCli, BenchRoundsWritesEveryForwardsStatistics) {
+  const std::string bench = std::string(LONGTAIL_BIN_DIR) + "/longtail-bench-rounds --model " + LONGTAIL_SOURCE_DIR +
+                            "/configs/models/tiny-qwen3 --backend accounting --trace " + LONGTAIL_REPLAY_DATA +
+                            "/tiny.jsonl -R 1 -G 1 --n 2 --json";
+  const fs::path dir = fresh_dir("steps");
+  const fs::path log = dir / "steps.jsonl";
+  const auto r = run_cli(bench + " --steps-jsonl " + log.string());
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  std::map<std::string, int64_t> forwards, verified;
+  std::ifstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto s = nlohmann::json::parse(line);
+    const std::string mode = s.at("mode");
+    ++forwards[mode];
+    verified[mode] += s.at("tokens_verified").get<int64_t>();
+    EXPECT_GT(s.at("sequences").get<int>(), 0);
+    EXPECT_GE(s.at("context_positions").get<int64_t>(), 0);
+    EXPECT_GE(s.at("forward_us").get<double>(), 0.0);
+    EXPECT_TRUE(s.at("token_trees").is_boolean());
+  }
+  ASSERT_EQ(j.at("modes").size(), 3u);
+  for (const auto& m : j.at("modes")) {
+    const std::string mode = m.at("mode");
+    EXPECT_EQ(forwards[mode], m.at("forward_passes").get<int64_t>()) << mode;
+    EXPECT_EQ(verified[mode], m.at("tokens_verified").get<int64_t>()) << mode;
+  }
+  const auto unwritable = run_cli(bench + " --steps-jsonl " + (dir / "missing" / "steps.jsonl").string());
+  EXPECT_EQ(unwritable.code, 2);
+  EXPECT_NE(unwritable.err.find("--steps-jsonl: cannot write"), std::string::npos) << unwritable.err;
+  fs::remove_all(dir);
+}
+
 // Every key of the engine option table is a flag of every tool that runs the engine, but for the
 // keys a tool sets itself (its modes or its one round), so no tool exposes a hand-picked subset.
 TEST(ToolsCli, EveryEngineRunningToolTakesEveryTableKey) {
