@@ -2,6 +2,22 @@
 // cuBLAS products, kernels/ attention and sampling, CUDA graphs for repeated decode/verify shapes),
 // plus the hooks its benchmark needs. Declared without any CUDA header so policy/backend.cc and
 // the tests can include it in any build that has the backend.
+//
+// Environment variables: A/B switches for benchmarks and bisection, read once when a backend (its
+// forward runner, its products) is made; the defaults are what bench/results/ measured best, and
+// the option tables (BackendOptions, rollout/engine_options_io.h) are what a deployment sets.
+//   LONGTAIL_CUDA_GRAPHS    1 (default) | 0: no graphs, no padding | eager: padded shapes, no capture
+//   LONGTAIL_RAGGED_GRAPHS  1 (default) | 0: verify steps of uneven draft lengths run eagerly
+//   LONGTAIL_GRAPH_BUCKETS  which padded shapes get graphs (cuda_forward.h): model-priced (default),
+//                           legacy, tokens, or a fixed cost in tokens
+//   LONGTAIL_ATTN_WAVES     attention blocks per step in waves of one block per SM (default 2)
+//   LONGTAIL_GEMM_TUNE      1 (default) | 0: fast mode lets cuBLAS choose per call (cuda_gemm.h)
+//   LONGTAIL_SKINNY_ROWS    fast mode: products of up to N rows (0..64, default 0: the tuner
+//                           decides) run kernels::skinny_gemm_bf16
+//   LONGTAIL_MATVEC_ROWS    fast mode: products of up to N rows (0..8, default 0) run matvec_bf16
+//   LONGTAIL_MATVEC_SWIGLU  1 (default) | 0: those two kernels do not fuse the SwiGLU
+//   LONGTAIL_NORM_FUSION    0 (default) | 1: fast mode folds the RMSNorm before the qkv and gate/up
+//                           products into skinny_gemm where it runs (cuda_gemm.h)
 #pragma once
 
 #include <cstddef>

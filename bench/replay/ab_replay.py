@@ -7,7 +7,7 @@ forward count under each build, every forward priced by one cost model while the
 the repository's fit (--price-cost-model; default: the same fit).
 
     python bench/replay/ab_replay.py --base /work/base/build --new build \\
-        [--price bench/results/whatif_cost_roofline_2026-12-04.yaml] [--json out.json]
+        [--price bench/results/whatif_cost_roofline_2026-12-04.yaml] [--extra="--chains"] [--json out.json]
 """
 import argparse
 import json
@@ -50,7 +50,7 @@ def main():
     ap.add_argument("--traces", default=str(ROOT.parent / "shared/traces"))
     ap.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated names")
     ap.add_argument("--shapes", default="1.5b,7b")
-    ap.add_argument("--extra", default="", help="more longtail-replay flags for both builds")
+    ap.add_argument("--extra", default="", help="more longtail-replay flags for both builds (--extra=\"--chains\")")
     ap.add_argument("--json", help="write every row here")
     a = ap.parse_args()
     rows = []

@@ -124,29 +124,6 @@ INSTANTIATE_TEST_SUITE_P(Kernels, KernelsGpuFewRows,
                                                         &skinny_gemm_swiglu_bf16, kSkinnyMaxRows, 3e-5}),
                          [](const auto& info) { return std::string(info.param.name); });
 
-// A row's result is the same bits whether it is alone or one of 64, at every position, for the
-// block layouts of both a small projection and a long one (the lm_head's four tiles a block).
-TEST(KernelsGpuFewRows, SkinnyRowsDoNotDependOnTheRowCount) {
-  LT_REQUIRE_GPU();
-  std::mt19937_64 rng(53);
-  for (const int32_t n : {2048, 151936}) {
-    const int32_t k = 1536;
-    const auto w = random_bf16(static_cast<size_t>(n) * k, rng, 0.05f);
-    const auto x = random_bf16(static_cast<size_t>(kSkinnyMaxRows) * k, rng, 1.0f);
-    DeviceBuffer<bf16> d_w(w.b), d_x(x.b);
-    DeviceBuffer<float> d_all(static_cast<size_t>(kSkinnyMaxRows) * n), d_some(d_all.size());
-    LT_KERNEL_OK(skinny_gemm_bf16(d_x.get(), d_w.get(), d_all.get(), nullptr, false, kSkinnyMaxRows, n, k, nullptr));
-    const auto all = d_all.download();
-    for (const int32_t rows : {1, 3, 8, 9, 16, 17, 32, 33, 63}) {
-      LT_KERNEL_OK(skinny_gemm_bf16(d_x.get(), d_w.get(), d_some.get(), nullptr, false, rows, n, k, nullptr));
-      const auto some = d_some.download();
-      for (size_t i = 0; i < static_cast<size_t>(rows) * n; ++i)
-        ASSERT_EQ(std::memcmp(&some[i], &all[i], sizeof(float)), 0)
-            << "n " << n << " rows " << rows << " row " << i / n << " column " << i % n;
-    }
-  }
-}
-
 // Random fp32 rows with a spread of scales (the residual stream's rows differ by orders of
 // magnitude) and a norm weight around 1.
 struct NormedCase {
@@ -163,6 +140,40 @@ NormedCase random_normed(int32_t rows, int32_t k, std::mt19937_64& rng) {
   }
   for (int32_t i = 0; i < k; ++i) c.weight.push_back(weight(rng));
   return c;
+}
+
+// A row's result is the same bits whether it is alone or one of 64, at every position, for the
+// block layouts of both a small projection and a long one (the lm_head's four tiles a block), with
+// a bf16 input and a normed one.
+TEST(KernelsGpuFewRows, SkinnyRowsDoNotDependOnTheRowCount) {
+  LT_REQUIRE_GPU();
+  std::mt19937_64 rng(53);
+  for (const int32_t n : {2048, 151936}) {
+    const int32_t k = 1536;
+    const auto w = random_bf16(static_cast<size_t>(n) * k, rng, 0.05f);
+    const auto x = random_bf16(static_cast<size_t>(kSkinnyMaxRows) * k, rng, 1.0f);
+    const NormedCase in = random_normed(kSkinnyMaxRows, k, rng);
+    DeviceBuffer<bf16> d_w(w.b), d_x(x.b);
+    DeviceBuffer<float> d_xf(in.x), d_nw(in.weight);
+    DeviceBuffer<float> d_all(static_cast<size_t>(kSkinnyMaxRows) * n), d_some(d_all.size());
+    const NormedRows normed{d_xf.get(), d_nw.get(), 1e-6f};
+    for (const bool norm : {false, true}) {
+      auto product = [&](int32_t rows, float* y) {
+        return norm ? skinny_gemm_normed_bf16(normed, d_w.get(), y, nullptr, false, rows, n, k, nullptr)
+                    : skinny_gemm_bf16(d_x.get(), d_w.get(), y, nullptr, false, rows, n, k, nullptr);
+      };
+      LT_KERNEL_OK(product(kSkinnyMaxRows, d_all.get()));
+      const auto all = d_all.download();
+      for (const int32_t rows : {1, 3, 8, 9, 16, 17, 32, 33, 63}) {
+        LT_KERNEL_OK(product(rows, d_some.get()));
+        const auto some = d_some.download();
+        for (size_t i = 0; i < static_cast<size_t>(rows) * n; ++i)
+          ASSERT_EQ(std::memcmp(&some[i], &all[i], sizeof(float)), 0)
+              << (norm ? "normed " : "") << "n " << n << " rows " << rows << " row " << i / n
+              << " column " << i % n;
+      }
+    }
+  }
 }
 
 TEST(KernelsGpuFewRows, SkinnyNormedMatchesNormThenProduct) {
@@ -232,29 +243,6 @@ TEST(KernelsGpuFewRows, SkinnyNormedSwigluEqualsNormedProductThenSwiglu) {
       LT_KERNEL_OK(swiglu_bf16(d_gu.get(), 2 * inter, d_two.get(), inter, rows, inter, nullptr));
       const auto two = d_two.download();
       for (size_t i = 0; i < act.size(); ++i) ASSERT_EQ(act[i].bits, two[i].bits) << i;
-    }
-  }
-}
-
-TEST(KernelsGpuFewRows, SkinnyNormedRowsDoNotDependOnTheRowCount) {
-  LT_REQUIRE_GPU();
-  std::mt19937_64 rng(67);
-  for (const int32_t n : {2048, 151936}) {
-    const int32_t k = 1536;
-    const auto w = random_bf16(static_cast<size_t>(n) * k, rng, 0.05f);
-    const NormedCase in = random_normed(kSkinnyMaxRows, k, rng);
-    DeviceBuffer<bf16> d_w(w.b);
-    DeviceBuffer<float> d_x(in.x), d_nw(in.weight);
-    DeviceBuffer<float> d_all(static_cast<size_t>(kSkinnyMaxRows) * n), d_some(d_all.size());
-    const NormedRows x{d_x.get(), d_nw.get(), 1e-6f};
-    LT_KERNEL_OK(skinny_gemm_normed_bf16(x, d_w.get(), d_all.get(), nullptr, false, kSkinnyMaxRows, n, k, nullptr));
-    const auto all = d_all.download();
-    for (const int32_t rows : {1, 8, 9, 17, 33, 63}) {
-      LT_KERNEL_OK(skinny_gemm_normed_bf16(x, d_w.get(), d_some.get(), nullptr, false, rows, n, k, nullptr));
-      const auto some = d_some.download();
-      for (size_t i = 0; i < static_cast<size_t>(rows) * n; ++i)
-        ASSERT_EQ(std::memcmp(&some[i], &all[i], sizeof(float)), 0)
-            << "n " << n << " rows " << rows << " row " << i / n << " column " << i % n;
     }
   }
 }
