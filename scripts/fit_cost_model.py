@@ -8,7 +8,9 @@ contexts, `verify` at several batches with k = 1..16 tokens per sequence, at one
 context c verifies T = B tokens over B*c cached positions; a verify point T = B*k tokens over B*c.
 For each crossover X (0 = one slope, and every token count measured) the four constants are a
 least-squares fit of the relative error (small-batch steps count as much as large ones) with every
-constant >= 0; the X with the smallest error wins, among those whose tokens past X cost at least as
+constant >= 0, each kind of step (decode, verify, a --steps log's) weighing the same in total
+(--no-balance: each point the same; the grid holds 16x more verify points than decode ones, and
+decode is the step a round runs most); the X with the smallest error wins, among those whose tokens past X cost at least as
 much as those before it (X is the memory/compute crossover: a steep slope over the first few
 tokens is the launch cost of verify rows, not compute, and would price long drafts too cheap).
 With --steps NAME=FILE, the forwards a longtail-bench-rounds run logged (--steps-jsonl: tree verifies
@@ -84,10 +86,20 @@ def features(tokens, context, crossover):
     return np.stack(cols, axis=1)
 
 
-def nonnegative_fit(a, y):
-    """Least squares of the relative error with every coefficient >= 0 (exhaustive over which
-    coefficients are pinned at 0: at most 4 of them)."""
-    w = 1.0 / y
+def kind_weights(labels, balance):
+    """Per point: 1, or with balance N / (kinds x points of its kind), the kind being the label's
+    first word, so that each kind's points weigh as much in total."""
+    kinds = [label.split()[0] for label in labels]
+    if not balance:
+        return np.ones(len(kinds))
+    count = {k: kinds.count(k) for k in set(kinds)}
+    return np.asarray([len(kinds) / (len(count) * count[k]) for k in kinds])
+
+
+def nonnegative_fit(a, y, weight=None):
+    """Least squares of the relative error (times sqrt(weight) per point) with every coefficient
+    >= 0 (exhaustive over which coefficients are pinned at 0: at most 4 of them)."""
+    w = (1.0 if weight is None else np.sqrt(weight)) / y
     aw, yw = a * w[:, None], y * w
     best = None
     n = a.shape[1]
@@ -104,21 +116,25 @@ def nonnegative_fit(a, y):
     return best[0]
 
 
-def fit_shape(pts):
+def fit_shape(pts, balance=True):
+    """The best crossover's fit by the weighted error; its rms / max are over the points as they are."""
     tokens = [p[0] for p in pts]
     context = [p[1] for p in pts]
     y = np.asarray([p[2] for p in pts])
-    best = None
+    weight = kind_weights([p[3] for p in pts], balance)
+    best, best_err = None, None
     for x in [0.0] + sorted(set(float(t) for t in tokens)):
         if x > 0 and (x <= min(tokens) or x >= max(tokens)):
             continue  # a crossover needs points on both sides
         a = features(tokens, context, x)
-        coef = nonnegative_fit(a, y)
+        coef = nonnegative_fit(a, y, weight)
         if x > 0 and coef[3] < coef[2]:
             continue  # not a memory/compute crossover
         rel = (a @ coef - y) / y
         rms = float(np.sqrt(np.mean(rel ** 2)))
-        if best is None or rms < best["rms_rel_err"] - 1e-12:
+        err = float(np.sum(weight * rel ** 2))
+        if best is None or err < best_err - 1e-12 * max(1.0, best_err):
+            best_err = err
             if x > 0:
                 base, ctx, below, above = coef
             else:
@@ -154,6 +170,8 @@ def main(argv=None):
     ap.add_argument("--out", required=True, help="YAML to write (configs/cost_model*.yaml)")
     ap.add_argument("--report", help="Markdown table of measured vs predicted steps to write")
     ap.add_argument("--points", action="store_true", help="--report: one row per measured step, not per group")
+    ap.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
+                    help="each kind of step weighs the same in total (default); --no-balance: each point")
     ap.add_argument("--steps", action="append", default=[], metavar="NAME=FILE",
                     help="a longtail-bench-rounds --steps-jsonl log of shape NAME (repeatable)")
     args = ap.parse_args(argv)
@@ -179,7 +197,7 @@ def main(argv=None):
         if len(pts) < 5:
             print(f"{model.get('name')}: {len(pts)} measured steps, too few to fit; skipped", file=sys.stderr)
             continue
-        fits[model["name"]] = fit_shape(pts)
+        fits[model["name"]] = fit_shape(pts, args.balance)
         shapes[model["name"]] = model.get("shape")
         per_point[model["name"]] = pts
         old = (model.get("verify") or {}).get("fit")  # gpu_bench's own two-term fit, for comparison

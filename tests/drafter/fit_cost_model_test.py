@@ -60,12 +60,37 @@ def main():
         got = {k: float(v) for k, v in re.findall(r"(\w+): ([-0-9.e+]+)", entry)}
         assert got.get("per_token_above_us", got["per_token_us"]) >= got["per_token_us"], got
     steps_join_the_fit(data)
+    kinds_weigh_the_same()
     print("ok")
 
 
 def fitted(out, name):
     entry = re.search(r'"%s": \{(.*)\}' % name, open(out).read()).group(1)
     return {k: float(v) for k, v in re.findall(r"(\w+): ([-0-9.e+]+)", entry)}
+
+
+def kinds_weigh_the_same():
+    """Decode steps 10% cheaper than the verify grid's model, 10 of them against 40 verify points:
+    balanced (the default), the decode steps' error is at most half of what the unbalanced fit leaves
+    them, which --no-balance reproduces."""
+    decode = [{"batch": b, "context": c, "step_ms": 0.9 * step_ms(b, b * c)} for b in (1, 4, 16, 64, 256) for c in (512, 4096)]
+    verify = [{"batch": b, "k": k, "context": c, "step_ms": step_ms(b * k, b * c)}
+              for b in (1, 16, 64, 256) for k in (2, 4, 8, 16, 12) for c in (512, 4096)]
+    data = {"device": "test GPU", "models": [{"name": "shape-c", "decode": decode, "verify": {"points": verify}}]}
+    def decode_error(flag):
+        with tempfile.TemporaryDirectory() as d:
+            src, out = os.path.join(d, "gpu.json"), os.path.join(d, "c.yaml")
+            with open(src, "w") as f:
+                json.dump(data, f)
+            fit_cost_model.main([src, "--out", out] + flag)
+            m = fitted(out, "shape-c")
+            m.setdefault("per_token_above_us", m["per_token_us"])
+            m.setdefault("crossover_tokens", 0)
+            rel = [abs(fit_cost_model.predict(m, p["batch"], p["batch"] * p["context"]) / (p["step_ms"] * 1e3) - 1)
+                   for p in decode]
+            return sum(rel) / len(rel)
+    balanced, flat = decode_error([]), decode_error(["--no-balance"])
+    assert balanced <= 0.5 * flat, (balanced, flat)
 
 
 def steps_join_the_fit(grid):
