@@ -336,18 +336,30 @@ void SpeculationPolicy::remaining_cdf(const SequenceView& s, double tokens_per_s
   const auto& x = grid();
   cdf.assign(kGrid, 0.0);
   const int32_t g = s.generated_len;
-  // Conditional CDF of L - g given L > g over a sorted sample: count(g < L <= g + x) / count(L > g).
-  auto add = [&](const std::vector<int32_t>& sorted, double weight) {
-    const auto first = std::upper_bound(sorted.begin(), sorted.end(), g);
-    const auto above = static_cast<double>(sorted.end() - first);
+  // Conditional CDF of L - g given L > g over a sample of n lengths, count(g < L <= g + x) /
+  // count(L > g), from up_to(limit) = count(L <= limit) asked at increasing limits.
+  auto add = [&](int64_t n, int64_t at_most_g, auto&& up_to, double weight) {
+    const auto above = static_cast<double>(n - at_most_g);
     if (above <= 0 || weight <= 0) return false;
-    // Galloping from the last cell's position, and every cell past the longest length is full: a
-    // linear walk cost the whole length history per sequence and step.
+    for (int k = 0; k < kGrid; ++k) {
+      const int64_t upto = up_to(g + x[static_cast<size_t>(k)] * tokens_per_step);
+      const double c = weight * static_cast<double>(upto - at_most_g) / above;
+      if (upto == n) {  // every cell past the longest length is full
+        for (int j = k; j < kGrid; ++j) cdf[static_cast<size_t>(j)] += c;
+        break;
+      }
+      cdf[static_cast<size_t>(k)] += c;
+    }
+    return true;
+  };
+  // A prompt's few lengths: galloping from the last cell's position (a linear walk cost the whole
+  // length history per sequence and step).
+  auto add_sorted = [&](const std::vector<int32_t>& sorted, double weight) {
+    const auto first = std::upper_bound(sorted.begin(), sorted.end(), g);
     const auto end = sorted.end();
     const auto past = [](double l, int32_t v) { return l < v; };
     auto it = first;
-    for (int k = 0; k < kGrid; ++k) {
-      const double limit = g + x[static_cast<size_t>(k)] * tokens_per_step;
+    auto up_to = [&](double limit) -> int64_t {
       if (it != end && *it <= limit) {
         auto lo = it;  // *lo <= limit
         for (ptrdiff_t step = 1;; step *= 2) {
@@ -362,23 +374,29 @@ void SpeculationPolicy::remaining_cdf(const SequenceView& s, double tokens_per_s
           lo += step;
         }
       }
-      const double c = weight * static_cast<double>(it - first) / above;
-      if (it == end) {
-        for (int j = k; j < kGrid; ++j) cdf[static_cast<size_t>(j)] += c;
-        break;
-      }
-      cdf[static_cast<size_t>(k)] += c;
-    }
-    return true;
+      return it - sorted.begin();
+    };
+    return add(static_cast<int64_t>(sorted.size()), first - sorted.begin(), up_to, weight);
+  };
+  // All prompts' lengths: a lookup in their cumulative counts.
+  auto add_all = [&](double weight) {
+    if (all_sorted_.empty()) return false;
+    const auto n = static_cast<int64_t>(all_sorted_.size());
+    const auto longest = static_cast<double>(all_sorted_.back());
+    auto up_to = [&](double limit) -> int64_t {
+      if (limit >= longest) return n;
+      return limit < 0 ? 0 : all_count_le_[static_cast<size_t>(limit)];  // lengths are integers
+    };
+    return add(n, up_to(g), up_to, weight);
   };
   double total = 0;
   const auto pit = sorted_by_prompt_.find(std::string(s.prompt_id));
   if (pit != sorted_by_prompt_.end()) {
     const auto n_above = static_cast<double>(pit->second.end() - std::upper_bound(pit->second.begin(), pit->second.end(), g));
-    if (add(pit->second, n_above)) total += n_above;
+    if (add_sorted(pit->second, n_above)) total += n_above;
   }
   const double gw = total > 0 ? options_.global_length_weight : 1.0;
-  if (add(all_sorted_, gw)) total += gw;
+  if (add_all(gw)) total += gw;
   if (total <= 0) {  // past every recorded length: the overshoot guess as a point mass
     const double r = std::max(g * options_.overshoot_factor, options_.min_remaining);
     for (int k = 0; k < kGrid; ++k) {
@@ -504,6 +522,9 @@ void SpeculationPolicy::record_finished(std::string_view prompt_id, int32_t resp
     erase(all_sorted_, all_lengths_.front());
     all_lengths_.pop_front();
   }
+  all_count_le_.assign(static_cast<size_t>(all_sorted_.back()) + 1, 0);
+  for (const int32_t v : all_sorted_) ++all_count_le_[static_cast<size_t>(v)];
+  for (size_t v = 1; v < all_count_le_.size(); ++v) all_count_le_[v] += all_count_le_[v - 1];
 }
 
 void SpeculationPolicy::observe_step_time(int32_t tokens_verified, double seconds, double context_positions) {

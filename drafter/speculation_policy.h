@@ -279,6 +279,11 @@ class SpeculationPolicy {
   // The same lengths, sorted (rule 4 reads conditional distributions).
   std::unordered_map<std::string, std::vector<int32_t>> sorted_by_prompt_;
   std::vector<int32_t> all_sorted_;
+  // all_count_le_[v] = how many of all_sorted_ are <= v, for v <= all_sorted_.back(): rule 4 asks
+  // 56 such counts per sequence and step of the (up to 16 x length_history) global lengths, and a
+  // lookup answers each where a search did (same counts, so the same bits). Rebuilt by
+  // record_finished, O(longest length).
+  std::vector<int32_t> all_count_le_;
   // RLS state for theta = (c_base, c_tok): P (2x2, symmetric) and whether it is initialised.
   double p00_ = 1e6, p01_ = 0, p11_ = 1e6;
   std::unordered_map<uint64_t, SequenceAcceptance> acceptance_by_seq_;

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <fstream>
 #include <random>
+#include <string>
+#include <vector>
 
 namespace longtail::drafter {
 namespace {
@@ -304,6 +306,83 @@ TEST(SpeculationPolicyCritical, AcceptanceCutsSparesTheCriticalSequence) {
   EXPECT_GE(b[0], 1);
   EXPECT_GT(b[0], b[1]);
   EXPECT_EQ(b[1], b[2]);
+}
+
+// Rule 4's probability of finishing last against a plain reference of the rule the header states
+// (grid 1.25^k, k < 56; each prompt's lengths above g mixed with all prompts' at weight
+// global_length_weight; the overshoot guess past every length; the max_new_tokens cap; cell
+// midpoints; P_i = sum_k mass_i(k) prod_{j != i} H_j(k)) by direct counts and long double
+// products, on random histories of short and long lengths and random batches.
+TEST(SpeculationPolicyCritical, ProbabilitiesMatchAPlainReference) {
+  constexpr int kGrid = 56;
+  for (int trial = 0; trial < 12; ++trial) {
+    SCOPED_TRACE(::testing::Message() << "trial " << trial);
+    std::mt19937 rng(100 + trial);
+    SpeculationPolicyOptions o;
+    o.length_history = 4 + static_cast<int32_t>(rng() % 40);
+    SpeculationPolicy p(o);
+    const int prompts = 1 + static_cast<int>(rng() % 12);
+    const int32_t longest = trial % 2 ? 6000 : 400;
+    std::vector<std::vector<int32_t>> by_prompt(prompts);  // the last length_history of each
+    std::vector<int32_t> all;                                // the last 16 length_history
+    for (int r = 0, n = static_cast<int>(rng() % 800); r < n; ++r) {
+      const int q = static_cast<int>(rng() % prompts);
+      const auto len = static_cast<int32_t>(rng() % longest);
+      p.record_finished("p" + std::to_string(q), len);
+      by_prompt[q].push_back(len);
+      if (static_cast<int32_t>(by_prompt[q].size()) > o.length_history) by_prompt[q].erase(by_prompt[q].begin());
+      all.push_back(len);
+      if (static_cast<int64_t>(all.size()) > 16LL * o.length_history) all.erase(all.begin());
+    }
+    std::vector<SequenceView> seqs;
+    std::vector<std::string> ids;  // seqs' prompt ids point here
+    const int n = 1 + static_cast<int>(rng() % 64);
+    for (int i = 0; i < n; ++i) ids.push_back("p" + std::to_string(rng() % (prompts + 1)));  // one unseen
+    for (int i = 0; i < n; ++i) {
+      seqs.push_back({static_cast<uint64_t>(i + 1), ids[i], static_cast<int32_t>(rng() % (longest + 500)),
+                      rng() % 3 ? static_cast<int32_t>(256 * (1 + rng() % 24)) : 0, 0});
+    }
+    std::vector<std::vector<long double>> h(n, std::vector<long double>(kGrid)), cdf = h;
+    for (int i = 0; i < n; ++i) {
+      const SequenceView& sv = seqs[i];
+      const int32_t g = sv.generated_len;
+      const int q = std::stoi(ids[i].substr(1));
+      auto above = [&](const std::vector<int32_t>& v) {
+        return std::count_if(v.begin(), v.end(), [&](int32_t l) { return l > g; });
+      };
+      const long double prompt_w = q < prompts ? above(by_prompt[q]) : 0;
+      const long double global_w = above(all) > 0 ? (prompt_w > 0 ? o.global_length_weight : 1.0) : 0;
+      for (int k = 0; k < kGrid; ++k) {
+        const double x = std::pow(1.25, k);
+        auto share = [&](const std::vector<int32_t>& v) -> long double {
+          const auto within = std::count_if(v.begin(), v.end(), [&](int32_t l) { return l > g && l <= g + x; });
+          return static_cast<long double>(within) / static_cast<long double>(above(v));
+        };
+        long double c = 0;
+        if (prompt_w + global_w > 0) {
+          if (prompt_w > 0) c += prompt_w * share(by_prompt[q]);
+          if (global_w > 0) c += global_w * share(all);
+          c /= prompt_w + global_w;
+        } else {
+          c = x >= std::max(g * o.overshoot_factor, o.min_remaining) ? 1 : 0;
+        }
+        if (sv.max_new_tokens > 0 && x >= std::max(1, sv.max_new_tokens - g)) c = 1;
+        cdf[i][k] = c;
+        h[i][k] = 0.5L * ((k ? cdf[i][k - 1] : 0) + c);
+      }
+    }
+    const std::vector<double> got = p.critical_probabilities(seqs);
+    ASSERT_EQ(got.size(), static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) {
+      long double want = 0;
+      for (int k = 0; k < kGrid; ++k) {
+        long double others = 1;
+        for (int j = 0; j < n; ++j) others *= j == i ? 1 : h[j][k];
+        want += (cdf[i][k] - (k ? cdf[i][k - 1] : 0)) * others;
+      }
+      EXPECT_NEAR(got[i], std::clamp(static_cast<double>(want), 0.0, 1.0), 1e-9) << "sequence " << i;
+    }
+  }
 }
 
 // Rule 4 caps the budgets its acceptance rule left, not max_budget before it: when the longest
