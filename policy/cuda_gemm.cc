@@ -547,10 +547,8 @@ void Gemm::run(const void* x, const void* w, void* y, cudaDataType_t ytype, int 
       throw std::logic_error("gemm: " + std::to_string(m) + " rows exceed the " +
                              std::to_string(max_rows_) + " the pinned algorithms were checked for");
     p = &pinned(n, k, ytype);
-  } else if (const auto it = pinned_.find({n, k, static_cast<int>(ytype),
-                                            static_cast<int>(effective(fusion))});
-             it != pinned_.end() && m <= max_rows_) {
-    p = &it->second;
+  } else {
+    p = fast_pinned(n, k, ytype, fusion, m);
   }
   if (p == nullptr) {  // fast mode, a shape not prepared (or tuning off): cuBLAS's own choice
     LT_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w,
@@ -584,11 +582,17 @@ Gemm::FewRows Gemm::few_rows_kernel(const void* x, const void* w, int m, int k) 
   return FewRows::kNone;
 }
 
-bool Gemm::runs_skinny(const void* w, int m, int n, int k, cudaDataType_t ytype,
-                       Fusion fusion) const {
-  if (effective(fusion) == Fusion::kNone || m < 1 || k % 8 != 0) return false;
-  // The x the few-row kernels would read is the fp32 rows' (aligned by the caller's check).
-  switch (few_rows_kernel(w, w, m, k)) {
+const Gemm::Pinned* Gemm::fast_pinned(int n, int k, cudaDataType_t ytype, Fusion fusion,
+                                      int m) const {
+  const auto it =
+      pinned_.find({n, k, static_cast<int>(ytype), static_cast<int>(effective(fusion))});
+  return it != pinned_.end() && m <= max_rows_ ? &it->second : nullptr;
+}
+
+bool Gemm::runs_skinny(const kernels::NormedRows& x, const void* w, int m, int n, int k,
+                       cudaDataType_t ytype, Fusion fusion) const {
+  if (effective(fusion) == Fusion::kNone || !aligned_for_few_rows(x.weight, x.weight)) return false;
+  switch (few_rows_kernel(x.x, w, m, k)) {  // checks the row count, k and the alignment
     case FewRows::kSkinny:
       return true;
     case FewRows::kMatvec:
@@ -596,36 +600,36 @@ bool Gemm::runs_skinny(const void* w, int m, int n, int k, cudaDataType_t ytype,
     case FewRows::kNone:
       break;
   }
-  const auto it = pinned_.find({n, k, static_cast<int>(ytype), static_cast<int>(fusion)});
-  if (it == pinned_.end() || m > max_rows_) return false;
-  const GemmChoices::Choice::Range* range = range_for(it->second.choice, m);
-  return range != nullptr && range->skinny && aligned_for_few_rows(w, w);
+  const Pinned* p = fast_pinned(n, k, ytype, fusion, m);
+  const GemmChoices::Choice::Range* range = p != nullptr ? range_for(p->choice, m) : nullptr;
+  return range != nullptr && range->skinny && aligned_for_few_rows(x.x, w);
+}
+
+void Gemm::norm_rows(const kernels::NormedRows& x, void* normed, int m, int k) {
+  LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(x.x, nullptr, m, k, x.weight, x.eps,
+                                            static_cast<kernels::bf16*>(normed), stream_));
 }
 
 void Gemm::normed_f32_out(const kernels::NormedRows& x, void* normed, const void* w, float* y,
                           int m, int n, int k) {
-  const auto* wb = static_cast<const kernels::bf16*>(w);
-  if (aligned_for_few_rows(x.x, x.weight) &&
-      runs_skinny(w, m, n, k, CUDA_R_32F, Fusion::kNormIn)) {
-    LT_KERNEL_CHECK(kernels::skinny_gemm_normed_bf16(x, wb, y, nullptr, false, m, n, k, stream_));
+  if (runs_skinny(x, w, m, n, k, CUDA_R_32F, Fusion::kNormIn)) {
+    LT_KERNEL_CHECK(kernels::skinny_gemm_normed_bf16(x, static_cast<const kernels::bf16*>(w), y,
+                                                     nullptr, false, m, n, k, stream_));
     return;
   }
-  LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(x.x, nullptr, m, k, x.weight, x.eps,
-                                            static_cast<kernels::bf16*>(normed), stream_));
+  norm_rows(x, normed, m, k);
   run(normed, w, y, CUDA_R_32F, m, n, k, 0.0f, Fusion::kNormIn);
 }
 
 void Gemm::normed_swiglu(const kernels::NormedRows& x, void* normed, void* gate_up,
                          const void* w_gate_up, void* act, int m, int inter, int k) {
   auto* out = static_cast<kernels::bf16*>(act);
-  if (aligned_for_few_rows(x.x, x.weight) &&
-      runs_skinny(w_gate_up, m, 2 * inter, k, CUDA_R_16BF, Fusion::kNormInSwiglu)) {
+  if (runs_skinny(x, w_gate_up, m, 2 * inter, k, CUDA_R_16BF, Fusion::kNormInSwiglu)) {
     LT_KERNEL_CHECK(kernels::skinny_gemm_normed_swiglu_bf16(
         x, static_cast<const kernels::bf16*>(w_gate_up), out, m, inter, k, stream_));
     return;
   }
-  LT_KERNEL_CHECK(kernels::rmsnorm_rows_f32(x.x, nullptr, m, k, x.weight, x.eps,
-                                            static_cast<kernels::bf16*>(normed), stream_));
+  norm_rows(x, normed, m, k);
   if (swiglu_out(normed, w_gate_up, act, m, inter, k)) return;
   run(normed, w_gate_up, gate_up, CUDA_R_16BF, m, 2 * inter, k, 0.0f, Fusion::kNormInSwiglu);
   LT_KERNEL_CHECK(kernels::swiglu_bf16(static_cast<const kernels::bf16*>(gate_up),

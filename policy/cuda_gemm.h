@@ -146,9 +146,15 @@ class Gemm {
   };
   void run(const void* x, const void* w, void* y, cudaDataType_t ytype, int m, int n, int k,
            float beta, Fusion fusion = Fusion::kNone);
-  // Fast mode: whether a product of m rows of this shape and fusion runs skinny_gemm (the env
-  // limit or the tuned choice), so that its fused normed variant can take it.
-  bool runs_skinny(const void* w, int m, int n, int k, cudaDataType_t ytype, Fusion fusion) const;
+  // Fast mode: whether a product of m rows of x's norm with this shape and fusion runs skinny_gemm
+  // (the env limit or the tuned choice), so that its fused normed variant can take it.
+  bool runs_skinny(const kernels::NormedRows& x, const void* w, int m, int n, int k,
+                   cudaDataType_t ytype, Fusion fusion) const;
+  // The fallback's norm: kernels::rmsnorm_rows_f32 of x into `normed` ([m, k] bf16).
+  void norm_rows(const kernels::NormedRows& x, void* normed, int m, int k);
+  // Fast mode: the prepared shape a product of m rows looks up (null: not prepared, or more rows
+  // than max_rows: cuBLAS's own choice).
+  const Pinned* fast_pinned(int n, int k, cudaDataType_t ytype, Fusion fusion, int m) const;
   // The fusion a shape is chosen and looked up under: none in batch-invariant mode or with
   // LONGTAIL_NORM_FUSION=0.
   Fusion effective(Fusion f) const {

@@ -332,7 +332,7 @@ int run(const Config& c) {
                           {"graphable_eager", r.graph_eager}, {"not_graphable", r.ungraphable}};
       m["rounds"] = json::array();
       for (const auto& s : r.rounds) {
-        json round = tools::round_json<json>(s);
+        json round = tools::stats_json<json>(s);
         round["tokens_per_forward"] = s.forward_passes ? double(s.response_tokens) / s.forward_passes : 0.0;
         round["projected_s"] = projected_s(cost, s);
         m["rounds"].push_back(std::move(round));

@@ -288,7 +288,7 @@ ojson to_json(const Args& a, const std::vector<ModeRun>& modes, const std::vecto
     const Summary s = summarize(m);
     ojson rounds = ojson::array();
     for (const lr::RoundStats& r : m.rounds) {
-      rounds.push_back(longtail::tools::round_json<ojson>(r));
+      rounds.push_back(longtail::tools::stats_json<ojson>(r));
     }
     j["modes"].push_back({{"name", m.mode.name},
                           {"speculation", m.mode.speculation},

@@ -94,9 +94,5 @@ Json stats_json(const Stats& s) {
   rollout::for_each_field(s, [&](const char* name, const auto& value) { j[name] = value; });
   return j;
 }
-template <class Json>
-Json round_json(const rollout::RoundStats& r) {
-  return stats_json<Json>(r);
-}
 
 }  // namespace longtail::tools
