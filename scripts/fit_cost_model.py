@@ -8,10 +8,10 @@ contexts, `verify` at several batches with k = 1..16 tokens per sequence, at one
 context c verifies T = B tokens over B*c cached positions; a verify point T = B*k tokens over B*c.
 For each crossover X (0 = one slope, and every token count measured) the four constants are a
 least-squares fit of the relative error (small-batch steps count as much as large ones) with every
-constant >= 0, each kind of step (decode, verify, a --steps log's) weighing the same in total
-(--no-balance: each point the same; the grid holds 16x more verify points than decode ones, and
-decode is the step a round runs most); the X with the smallest error wins, among those whose tokens past X cost at least as
-much as those before it (X is the memory/compute crossover: a steep slope over the first few
+constant >= 0, each kind of step (decode, verify, and a --steps log's chain and tree steps)
+weighing the same in total (--no-balance: each point the same; the grid holds 16x more verify
+points than decode ones, and decode is the step a round runs most); the X with the smallest error
+wins, among those whose tokens past X cost at least as much as those before it (X is the memory/compute crossover: a steep slope over the first few
 tokens is the launch cost of verify rows, not compute, and would price long drafts too cheap).
 With --steps NAME=FILE, the forwards a longtail-bench-rounds run logged (--steps-jsonl: tree verifies
 at ragged contexts, the steps the budgets actually buy) join shape NAME's points: binned by tokens
