@@ -323,6 +323,7 @@ class CudaBackend final : public Backend {
                            config_.head_dim * 2;
     s.graph_replays = runner_->graph_replays();
     s.graphs_captured = runner_->graphs_captured();
+    s.graph_capture_s = runner_->graph_capture_s();
     s.graphable_eager_passes = runner_->graphable_eager_passes();
     s.ungraphable_passes = runner_->ungraphable_passes();
     s.kv_blocks = kv_.num_blocks;

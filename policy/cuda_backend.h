@@ -50,6 +50,7 @@ struct CudaBackendStats {
   size_t kv_bytes_per_token = 0;     // K + V bytes of one position over all layers
   size_t graph_replays = 0;          // passes launched from a captured graph
   size_t graphs_captured = 0;
+  double graph_capture_s = 0;        // host seconds capturing and instantiating those graphs
   size_t graphable_eager_passes = 0; // graphable passes run eagerly (first sight of a shape, ...)
   size_t ungraphable_passes = 0;     // prefill and other passes graphs never cover
   int64_t kv_blocks = 0;

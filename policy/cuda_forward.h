@@ -69,6 +69,7 @@ class ForwardRunner {
   size_t graph_replays() const { return graphs_.replays(); }
   size_t graphs_captured() const { return graphs_.captured(); }
   size_t graphable_eager_passes() const { return graphs_.eager_runs(); }
+  double graph_capture_s() const { return graphs_.capture_s(); }
   size_t ungraphable_passes() const { return ungraphable_passes_; }
   void clear_graphs() { graphs_.clear(); }
   bool deterministic() const { return deterministic_; }

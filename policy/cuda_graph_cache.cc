@@ -49,6 +49,14 @@ void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::functio
                  e.failed_captures >= 2 ? " from now on" : "");
     run_eagerly(body);
   };
+  const auto t0 = std::chrono::steady_clock::now();
+  struct AddElapsed {  // every way out of the capture below counts its time
+    std::chrono::steady_clock::time_point t0;
+    double& total;
+    ~AddElapsed() {
+      total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+  } add_elapsed{t0, capture_s_};
   cudaGraph_t graph = nullptr;
   LT_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   try {

@@ -11,6 +11,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -37,6 +38,9 @@ class GraphCache {
   size_t replays() const { return replays_; }
   size_t captured() const { return captured_; }
   size_t eager_runs() const { return eager_runs_; }  // graphable passes that ran without a graph
+  // Host seconds spent capturing and instantiating (the GPU idles through them when the stream has
+  // drained): what a round pays for shapes it meets for the first time.
+  double capture_s() const { return capture_s_; }
 
  private:
   struct Entry {
@@ -53,6 +57,7 @@ class GraphCache {
   size_t captured_ = 0;
   size_t replays_ = 0;
   size_t eager_runs_ = 0;
+  double capture_s_ = 0;
 };
 
 }  // namespace longtail::policy::cuda

@@ -329,7 +329,8 @@ int run(const Config& c) {
       json m;
       m["mode"] = r.mode.name;
       m["cuda_passes"] = {{"replayed", r.graph_replays}, {"graphs_captured", r.graphs_captured},
-                          {"graphable_eager", r.graph_eager}, {"not_graphable", r.ungraphable}};
+                          {"graphable_eager", r.graph_eager}, {"not_graphable", r.ungraphable},
+                          {"capture_s", r.graph_capture_s}};
       m["rounds"] = json::array();
       for (const auto& s : r.rounds) {
         json round = tools::stats_json<json>(s);
@@ -443,10 +444,10 @@ int run(const Config& c) {
       for (const auto& r : results) {
         const size_t passes = r.graph_replays + r.graph_eager + r.ungraphable;
         if (passes == 0) continue;
-        std::printf("cuda passes %-8s %zu: %zu replayed from %zu captured graphs, %zu graphable run "
-                    "eagerly, %zu not graphable\n",
-                    r.mode.name.c_str(), passes, r.graph_replays, r.graphs_captured, r.graph_eager,
-                    r.ungraphable);
+        std::printf("cuda passes %-8s %zu: %zu replayed from %zu captured graphs (%.3f s capturing), "
+                    "%zu graphable run eagerly, %zu not graphable\n",
+                    r.mode.name.c_str(), passes, r.graph_replays, r.graphs_captured,
+                    r.graph_capture_s, r.graph_eager, r.ungraphable);
       }
       if (base && total_mismatch != 0) {
         for (const auto& r : results) {

@@ -68,6 +68,7 @@ ModeRun run_mode(const Mode& mode, const rollout::EngineSettings& base, const st
     const policy::CudaBackendStats st = policy::cuda_backend_stats(*backend_view);
     run.graph_replays = st.graph_replays;
     run.graphs_captured = st.graphs_captured;
+    run.graph_capture_s = st.graph_capture_s;
     run.graph_eager = st.graphable_eager_passes;
     run.ungraphable = st.ungraphable_passes;
   }

@@ -36,6 +36,7 @@ struct ModeRun {
   rollout::EngineStats stats;
   std::map<uint64_t, rollout::Trajectory> trajectories;  // by uid: the same sample in every mode
   size_t graph_replays = 0, graphs_captured = 0, graph_eager = 0, ungraphable = 0;  // CUDA passes
+  double graph_capture_s = 0;  // host seconds in those captures (part of the rounds' makespans)
 };
 
 struct ModeRunOptions {

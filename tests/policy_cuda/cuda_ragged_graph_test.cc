@@ -204,6 +204,7 @@ TEST_F(CudaRaggedGraphs, ReplayIsBitIdenticalToEagerPaddedPassesAndCloseToUnpadd
     check(ls.step(which, k, rng), total, "random step " + std::to_string(it));
   }
   EXPECT_GT(cuda_backend_stats(*graphs).graphs_captured, 1u);
+  EXPECT_GT(cuda_backend_stats(*graphs).graph_capture_s, 0.0);  // captures take host time
 
   const double mean_dlp = sum_dlp / std::max(1, compared - flips);
   std::printf("[ragged graphs] %d outputs vs unpadded eager: %d sampled-token flips, |dlogprob| max "
