@@ -13,7 +13,7 @@ import sys
 def capture_note(mode):
     """The CUDA backend's graph captures and their host seconds (absent on other backends)."""
     c = mode.get("cuda_passes")
-    if not c or "capture_s" not in c:
+    if not c or "capture_s" not in c or c["replayed"] + c["graphable_eager"] == 0:
         return ""
     return f'  captures {c["graphs_captured"]} ({c["capture_s"]:.3f} s)'
 
