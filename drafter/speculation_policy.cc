@@ -50,7 +50,7 @@ double StepCostModel::max_tokens_within(double budget_us, double context_positio
 namespace {
 
 // The one reader of a step-cost map ({base_us, per_token_us[, crossover_tokens, per_token_above_us,
-// per_context_us]}); `file` and `path` name it in errors.
+// per_context_us, verify_step_us]}); `file` and `path` name it in errors.
 StepCostModel read_step_cost(const YAML::Node& sc, const std::string& file, const std::string& path) {
   StepCostModel m;
   // required: a missing key is an error; otherwise the key keeps its default (0: the term is off).
@@ -74,6 +74,7 @@ StepCostModel read_step_cost(const YAML::Node& sc, const std::string& file, cons
   read("crossover_tokens", m.crossover_tokens, false);
   read("per_token_above_us", m.per_token_above_us, m.crossover_tokens > 0);
   read("per_context_us", m.per_context_us, false);
+  read("verify_step_us", m.verify_step_us, false);
   if (m.crossover_tokens == 0 && sc["per_token_above_us"]) {
     throw std::runtime_error(file + ": " + path + ".per_token_above_us needs " + path + ".crossover_tokens > 0");
   }
@@ -480,6 +481,8 @@ void SpeculationPolicy::apply_cap(const std::vector<double>& remaining, double c
   if (cap <= 0) {
     const auto& c = options_.cost;
     const double plain = c.step_us(static_cast<double>(n), context);
+    // Tokens only: charging a step's verify_step_us to the cap as well made 7B skythought DAS
+    // 4.8% slower in replay (bench/results/cost_model_2026-12-06.md).
     cap = c.max_tokens_within((1.0 + options_.max_step_overhead) * plain, context);
     if (!std::isfinite(cap)) return;  // tokens cost nothing: no cap
     cap = std::floor(cap);
@@ -527,7 +530,8 @@ void SpeculationPolicy::record_finished(std::string_view prompt_id, int32_t resp
   for (size_t v = 1; v < all_count_le_.size(); ++v) all_count_le_[v] += all_count_le_[v - 1];
 }
 
-void SpeculationPolicy::observe_step_time(int32_t tokens_verified, double seconds, double context_positions) {
+void SpeculationPolicy::observe_step_time(int32_t tokens_verified, double seconds, double context_positions,
+                                          bool multi_token) {
   if (tokens_verified <= 0 || !(seconds > 0) || !std::isfinite(seconds)) return;
   auto& c = options_.cost;
   // Recursive least squares on y = c_base + c_tok * x with forgetting factor lambda, where x is
@@ -537,7 +541,8 @@ void SpeculationPolicy::observe_step_time(int32_t tokens_verified, double second
   const double t = tokens_verified;
   const double x0 = 1.0,
                x1 = c.crossover_tokens > 0 && t > c.crossover_tokens ? c.crossover_tokens + ratio * (t - c.crossover_tokens) : t,
-               y = seconds * 1e6 - c.per_context_us * std::max(0.0, context_positions);
+               y = seconds * 1e6 - c.per_context_us * std::max(0.0, context_positions) -
+                   (multi_token ? c.verify_step_us : 0.0);
   const double lambda = options_.rls_forgetting;
   const double px0 = p00_ * x0 + p01_ * x1, px1 = p01_ * x0 + p11_ * x1;
   const double denom = lambda + x0 * px0 + x1 * px1;

@@ -88,9 +88,13 @@ namespace longtail::drafter {
 // Step cost of one forward pass, in microseconds (fitted per model shape and GPU by
 // scripts/fit_cost_model.py into configs/cost_model*.yaml):
 //   t = base_us + per_context_us * context_positions + token_us(tokens_verified)
+//       [+ verify_step_us when some sequence feeds the step more than one token]
 //   token_us(T) = per_token_us * min(T, X) + per_token_above_us * max(T - X, 0),  X = crossover_tokens
 // context_positions: cached positions attended, summed over the step's sequences (each reads its
-// KV once per step). Below the memory-compute crossover X a verified token costs less than above
+// KV once per step). verify_step_us is what a step with drafts (or a prefill chunk) costs over a
+// decode step of as many tokens whatever its size (multi-query attention, one sampled row per
+// input rather than per sequence): a per-step price that prices steps (the replay, the online
+// refit), while the budgets' acceptance rule and step cap, which weigh draft tokens, leave it out. Below the memory-compute crossover X a verified token costs less than above
 // it; X = 0 means one slope (per_token_us) for every token. The defaults are the linear
 // 7B-class/H100 model of configs/cost_model.yaml.
 struct StepCostModel {
@@ -99,9 +103,12 @@ struct StepCostModel {
   double crossover_tokens = 0;     // X, tokens per step; 0 = no crossover
   double per_token_above_us = 0;   // per verified token beyond X (read only when X > 0)
   double per_context_us = 0;       // per cached position attended per step
+  double verify_step_us = 0;       // per step in which some sequence feeds more than one token
   double token_us(double tokens) const;
-  double step_us(double tokens_verified, double context_positions = 0) const {
-    return base_us + per_context_us * context_positions + token_us(tokens_verified);
+  double step_us(double tokens_verified, double context_positions = 0,
+                 bool multi_token = false) const {
+    return base_us + per_context_us * context_positions + token_us(tokens_verified) +
+           (multi_token ? verify_step_us : 0.0);
   }
   // Price of one more verified token in a step that verifies `tokens`.
   double marginal_token_us(double tokens) const;
@@ -111,7 +118,7 @@ struct StepCostModel {
 };
 
 // Reads {step_cost: {base_us, per_token_us[, crossover_tokens, per_token_above_us,
-// per_context_us]}} (configs/cost_model*.yaml), or with an entry name the map per_model[entry]
+// per_context_us, verify_step_us]}} (configs/cost_model*.yaml), or with an entry name the map per_model[entry]
 // (one measured model shape, same keys). The file may also be given as "FILE#ENTRY". The one
 // reader of that format. Throws std::runtime_error naming the file and the YAML key at fault
 // (missing, not a number, out of range), and the entries that exist when `entry` is not one.
@@ -210,10 +217,12 @@ class SpeculationPolicy {
 
   // A rollout of prompt_id finished with this many response tokens.
   void record_finished(std::string_view prompt_id, int32_t response_length);
-  // A measured forward: tokens verified, its wall time and the cached positions it attended;
-  // refits base_us and the token term's scale (RLS; the crossover, the ratio of the two token
-  // slopes and per_context_us stay as configured).
-  void observe_step_time(int32_t tokens_verified, double seconds, double context_positions = 0);
+  // A measured forward: tokens verified, its wall time, the cached positions it attended and
+  // whether some sequence fed it more than one token; refits base_us and the token term's scale
+  // (RLS; the crossover, the ratio of the two token slopes, per_context_us and verify_step_us stay
+  // as configured).
+  void observe_step_time(int32_t tokens_verified, double seconds, double context_positions = 0,
+                         bool multi_token = false);
   // After each verify step, for every decoding sequence that was offered a budget: how many draft
   // tokens it verified (0 counts as a step without drafts, for probing) and how many were accepted.
   // Out-of-range counts (negative, accepted > drafted) throw std::invalid_argument.

@@ -267,6 +267,10 @@ std::vector<OptionSpec> build_table() {
   b.push_back(number<double>("speculation.cost_per_context_us", "us", 0, kInf,
       "step cost per cached position the step's sequences attend to",
       [](E& e) -> double& { return e.engine.budgets.cost.per_context_us; }));
+  b.push_back(number<double>("speculation.cost_verify_step_us", "us", 0, kInf,
+      "step cost added once to a step in which some sequence feeds more than one token (drafts "
+      "to verify, a prefill chunk): the verify path's fixed cost over a decode step",
+      [](E& e) -> double& { return e.engine.budgets.cost.verify_step_us; }));
   {
     OptionSpec s;
     s.key = "speculation.cost_model";

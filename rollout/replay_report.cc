@@ -41,7 +41,8 @@ std::string report_json(const ReplayReport& r) {
   j["cost_model"] = {{"base_us", r.cost.base_us}, {"per_token_us", r.cost.per_token_us},
                      {"crossover_tokens", r.cost.crossover_tokens},
                      {"per_token_above_us", r.cost.per_token_above_us},
-                     {"per_context_us", r.cost.per_context_us}};
+                     {"per_context_us", r.cost.per_context_us},
+                     {"verify_step_us", r.cost.verify_step_us}};
   json buckets = json::array();
   for (const auto& b : r.buckets) {
     buckets.push_back({{"lo", b.lo},
@@ -89,6 +90,7 @@ std::string report_table(const ReplayReport& r) {
     o << " (" << fmt(r.cost.per_token_above_us, 2) << " above " << fmt(r.cost.crossover_tokens, 0) << " tokens)";
   }
   if (r.cost.per_context_us > 0) o << " + " << fmt(r.cost.per_context_us * 1e3, 2) << " ns/cached position";
+  if (r.cost.verify_step_us > 0) o << " + " << fmt(r.cost.verify_step_us, 0) << " us a step with drafts";
   o << "\n";
   if (r.simulation == "engine") {
     o << "  engine                 batches of " << r.round_groups << " groups, at most " << r.max_running_sequences

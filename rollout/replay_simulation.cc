@@ -155,7 +155,9 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
         }
       }
       rep.drafter_us += std::chrono::duration<double, std::micro>(clock::now() - t0).count();
-      rs.makespan_us += cost.step_us(static_cast<double>(verified));  // no context term: the static model
+      // No context term: the static model.
+      rs.makespan_us += cost.step_us(static_cast<double>(verified), 0,
+                                     verified > static_cast<int64_t>(live.size()));
       rep.verified_tokens += verified;
       ++rs.engine_steps;
       live.swap(still);

@@ -4,7 +4,11 @@ measured on the device (configs.txt + one longtail-bench-rounds JSON per row), r
 workload (bench/replay/bench_rounds_workload.py) with longtail-replay's engine model under the same
 cost model, and prints one Markdown row per configuration and mode.
 
-    python bench/replay/gpu_compare.py DIR [--build build] [--cost-model configs/cost_model_h200.yaml]
+    python bench/replay/gpu_compare.py DIR [--build build] [--cost-model configs/cost_model_h200.yaml] \
+        [--price-cost-model bench/results/cost_model_h200_2026-12-06.yaml]
+
+--cost-model is what the device run's budgets used; --price-cost-model (default: the same) prices
+the replayed forwards, so a refit can be judged on the budgets' own choices.
 """
 import argparse
 import json
@@ -18,10 +22,12 @@ ENTRY = {"0.5b": "Qwen2.5-0.5B", "1.5b": "Qwen2.5-1.5B", "7b": "Qwen2.5-7B"}
 F = {"off": 1, "das": 1, "das+apr": 2}
 
 
-def replay(build, workload, cfg_dir, cost, cap, mr, mode):
+def replay(build, workload, cfg_dir, cost, price, cap, mr, mode):
     cmd = [f"{build}/bin/longtail-replay", str(workload), "--model", str(cfg_dir), "--max-new-tokens", str(cap),
            "--max-running-sequences", str(mr), "--overprovision", str(F[mode]), "--cost-model", cost,
            "--json", "--quiet"]
+    if price:
+        cmd += ["--price-cost-model", price]
     if mode == "off":
         cmd += ["--speculation-mode", "off"]
     return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
@@ -32,6 +38,7 @@ def main():
     ap.add_argument("dir", help="the device run's $OUT (configs.txt, NAME.json)")
     ap.add_argument("--build", default="build")
     ap.add_argument("--cost-model", default="configs/cost_model_h200.yaml")
+    ap.add_argument("--price-cost-model", help="price the forwards with this model (default: --cost-model)")
     ap.add_argument("--traces", default="/work/shared/traces")
     a = ap.parse_args()
     d = pathlib.Path(a.dir)
@@ -61,11 +68,12 @@ def main():
                                 "--vocab", str(vocab), "-R", R, "-G", G, "--n", n, "--warm-history", warm,
                                 "--max-prompt-tokens", "512"], check=True, stdout=f)
             cost = f"{a.cost_model}#{ENTRY[shape]}"
+            price = f"{a.price_cost_model}#{ENTRY[shape]}" if a.price_cost_model else None
             base_meas = base_pred = None
             label = f"{shape} {trace.split('_')[0]} R{R} G{G} n{n} cap {cap} max running {mr}"
             for m in measured["modes"]:
                 mode = m["mode"]
-                r = replay(a.build, workload, cfg_dir, cost, cap, mr, mode)
+                r = replay(a.build, workload, cfg_dir, cost, price, cap, mr, mode)
                 meas, pred = m["total_makespan_s"], r["makespan_us"] / 1e6
                 if mode == "off":
                     base_meas, base_pred = meas, pred

@@ -61,6 +61,7 @@ def main():
         assert got.get("per_token_above_us", got["per_token_us"]) >= got["per_token_us"], got
     steps_join_the_fit(data)
     kinds_weigh_the_same()
+    verify_steps_fixed_cost_is_fitted()
     print("ok")
 
 
@@ -91,6 +92,38 @@ def kinds_weigh_the_same():
             return sum(rel) / len(rel)
     balanced, flat = decode_error([]), decode_error(["--no-balance"])
     assert balanced <= 0.5 * flat, (balanced, flat)
+
+
+def verify_steps_fixed_cost_is_fitted():
+    """Verify steps (k > 1) that cost 400 us more than decode steps of as many tokens: the fit
+    finds the constant and keeps the rest of the model; without it the YAML has no such key. A
+    steps log marks its multi-token steps by more tokens than sequences (a .gz log reads too)."""
+    import gzip
+    def grid(extra):
+        decode = [{"batch": b, "context": c, "step_ms": step_ms(b, b * c)} for b in (1, 4, 16, 64, 256) for c in (512, 4096)]
+        verify = [{"batch": b, "k": k, "context": c, "step_ms": step_ms(b * k, b * c) + (extra / 1e3 if k > 1 else 0)}
+                  for b in (1, 16, 64, 256) for k in (1, 2, 4, 8, 16) for c in (512, 4096)]
+        return {"device": "test GPU", "models": [{"name": "shape-v", "decode": decode, "verify": {"points": verify}}]}
+    with tempfile.TemporaryDirectory() as d:
+        src, out, log = (os.path.join(d, n) for n in ("gpu.json", "c.yaml", "s.jsonl.gz"))
+        with open(src, "w") as f:
+            json.dump(grid(400), f)
+        fit_cost_model.main([src, "--out", out])
+        got = fitted(out, "shape-v")
+        assert abs(got["verify_step_us"] - 400) < 1 and abs(got["base_us"] - 2000) < 1, got
+        assert got["rms_rel_err"] < 1e-6, got
+        with open(src, "w") as f:
+            json.dump(grid(0), f)
+        with gzip.open(log, "wt") as f:
+            for i, (b, t) in enumerate([(b, b * k) for b in (2, 8, 32) for k in (1, 3, 9)] * 5):
+                us = step_ms(t, 1000 * b) * 1e3 + (400 if t > b else 0)
+                f.write(json.dumps({"mode": "das", "step": i, "sequences": b, "tokens_verified": t,
+                                    "context_positions": 1000 * b, "token_trees": True, "forward_us": us}) + "\n")
+        fit_cost_model.main([src, "--out", out])
+        assert "verify_step_us" not in fitted(out, "shape-v")
+        fit_cost_model.main([src, "--out", out, "--steps", "shape-v=" + log])
+        got = fitted(out, "shape-v")
+        assert got["verify_step_us"] > 100, got
 
 
 def steps_join_the_fit(grid):

@@ -559,6 +559,33 @@ TEST(CostModel, CachedPositionsRaiseThePlainStepAndSoTheCap) {
   EXPECT_EQ(total(p), 188);
 }
 
+TEST(CostModel, AVerifyStepsFixedCostIsPricedOnceAndLeavesTheBudgetsAlone) {
+  StepCostModel m;
+  m.base_us = 1000;
+  m.per_token_us = 10;
+  m.verify_step_us = 300;
+  EXPECT_DOUBLE_EQ(m.step_us(8), 1080);
+  EXPECT_DOUBLE_EQ(m.step_us(8, 0, true), 1380);
+  EXPECT_DOUBLE_EQ(m.step_us(100, 0, true), 1000 + 1000 + 300);
+  EXPECT_DOUBLE_EQ(m.marginal_token_us(8), 10);  // a draft token's price leaves it out
+
+  SpeculationPolicyOptions o;
+  o.mode = BudgetMode::kFixed;
+  o.max_budget = 32;
+  o.cost = m;
+  std::vector<SequenceView> s(8);
+  for (size_t i = 0; i < s.size(); ++i) s[i].uid = i + 1;
+  auto total = [&](const SpeculationPolicyOptions& opts) {
+    int64_t t = 0;
+    for (int32_t b : SpeculationPolicy(opts).budgets(s)) t += b;
+    return t;
+  };
+  // The cap weighs tokens: 2 x 1080 = 2160 us holds 116 tokens, 8 of them pending, as without it.
+  EXPECT_EQ(total(o), 108);
+  o.cost.verify_step_us = 2000;
+  EXPECT_EQ(total(o), 108);
+}
+
 TEST(CostModel, ReadsTheFittedTermsOfTheRepositoryYamls) {
   // scripts/fit_cost_model.py's output for the H200 (bench/results/gpu_2026-12-02.json) and H100.
   for (const char* f : {"/configs/cost_model_h200.yaml", "/configs/cost_model_h100_fit.yaml"}) {
@@ -577,15 +604,17 @@ TEST(CostModel, ReadsTheFittedTermsOfTheRepositoryYamls) {
 TEST(CostModel, ReaderNamesTheKeyOfEveryBadTerm) {
   const std::string f = ::testing::TempDir() + "/cost_terms.yaml";
   std::ofstream(f) << "step_cost: {base_us: 10, per_token_us: 1, crossover_tokens: 256, per_token_above_us: 3,"
-                      " per_context_us: 0.02}\n"
+                      " per_context_us: 0.02, verify_step_us: 400}\n"
                       "per_model:\n  m: {base_us: 5, per_token_us: 2}\n";
   const auto m = load_cost_model(f);
   EXPECT_DOUBLE_EQ(m.crossover_tokens, 256);
   EXPECT_DOUBLE_EQ(m.per_token_above_us, 3);
   EXPECT_DOUBLE_EQ(m.per_context_us, 0.02);
+  EXPECT_DOUBLE_EQ(m.verify_step_us, 400);
   const auto e = load_cost_model(f + "#m");  // FILE#ENTRY is the entry argument
   EXPECT_DOUBLE_EQ(e.base_us, 5);
   EXPECT_DOUBLE_EQ(e.per_context_us, 0);  // optional terms default to off
+  EXPECT_DOUBLE_EQ(e.verify_step_us, 0);
   EXPECT_DOUBLE_EQ(e.crossover_tokens, 0);
   auto expect_error = [&](const std::string& text, const std::string& needle, const std::string& entry = {}) {
     std::ofstream(f) << text;
@@ -602,6 +631,7 @@ TEST(CostModel, ReaderNamesTheKeyOfEveryBadTerm) {
   expect_error("step_cost: {base_us: 10, per_token_us: 1, crossover_tokens: x, per_token_above_us: 1}\n",
                "step_cost.crossover_tokens is not a number");
   expect_error("step_cost: {base_us: 10, per_token_us: 1, per_context_us: .inf}\n", "step_cost.per_context_us");
+  expect_error("step_cost: {base_us: 10, per_token_us: 1, verify_step_us: -1}\n", "step_cost.verify_step_us must be");
   expect_error("per_model:\n  a: {base_us: 1, per_token_us: 1, per_context_us: []}\n", "per_model.a.per_context_us", "a");
   expect_error("per_model:\n  a: {per_token_us: 1}\n", "per_model.a.base_us", "a");
   EXPECT_THROW(load_cost_model(f + "#"), std::runtime_error);  // "#" without an entry name

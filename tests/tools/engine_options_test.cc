@@ -173,7 +173,9 @@ TEST(EngineOptionsIo, EveryStepCostTermHasARow) {
   set_option(s, "speculation.cost_crossover_tokens", "256");
   set_option(s, "speculation.cost_per_token_above_us", "3.5");
   set_option(s, "speculation.cost_per_context_us", "0.01");
+  set_option(s, "speculation.cost_verify_step_us", "425");
   EXPECT_DOUBLE_EQ(s.engine.budgets.cost.crossover_tokens, 256);
+  EXPECT_DOUBLE_EQ(s.engine.budgets.cost.verify_step_us, 425);
   EXPECT_DOUBLE_EQ(s.engine.budgets.cost.per_token_above_us, 3.5);
   EXPECT_DOUBLE_EQ(s.engine.budgets.cost.per_context_us, 0.01);
   EXPECT_EQ(error_of("speculation.cost_per_context_us", "-1"),
