@@ -91,12 +91,12 @@ namespace longtail::drafter {
 //       [+ verify_step_us when some sequence feeds the step more than one token]
 //   token_us(T) = per_token_us * min(T, X) + per_token_above_us * max(T - X, 0),  X = crossover_tokens
 // context_positions: cached positions attended, summed over the step's sequences (each reads its
-// KV once per step). verify_step_us is what a step with drafts (or a prefill chunk) costs over a
-// decode step of as many tokens whatever its size (multi-query attention, one sampled row per
-// input rather than per sequence): a per-step price that prices steps (the replay, the online
-// refit), while the budgets' acceptance rule and step cap, which weigh draft tokens, leave it out. Below the memory-compute crossover X a verified token costs less than above
-// it; X = 0 means one slope (per_token_us) for every token. The defaults are the linear
-// 7B-class/H100 model of configs/cost_model.yaml.
+// KV once per step). Below the memory-compute crossover X a verified token costs less than above
+// it; X = 0 means one slope (per_token_us) for every token. verify_step_us is what a step with
+// drafts (or a prefill chunk) costs over a decode step of as many tokens, whatever its size
+// (multi-query attention, a sampled row per input rather than per sequence): it prices steps (the
+// replay, the online refit), while the budgets' acceptance rule and step cap, which weigh draft
+// tokens, leave it out. The defaults are the linear 7B-class/H100 model of configs/cost_model.yaml.
 struct StepCostModel {
   double base_us = 5000.0;         // c_base: per forward pass (weights read once)
   double per_token_us = 20.0;      // c_tok: per verified token (below the crossover when X > 0)
@@ -118,10 +118,11 @@ struct StepCostModel {
 };
 
 // Reads {step_cost: {base_us, per_token_us[, crossover_tokens, per_token_above_us,
-// per_context_us, verify_step_us]}} (configs/cost_model*.yaml), or with an entry name the map per_model[entry]
-// (one measured model shape, same keys). The file may also be given as "FILE#ENTRY". The one
-// reader of that format. Throws std::runtime_error naming the file and the YAML key at fault
-// (missing, not a number, out of range), and the entries that exist when `entry` is not one.
+// per_context_us, verify_step_us]}} (configs/cost_model*.yaml), or with an entry name the map
+// per_model[entry] (one measured model shape, same keys). The file may also be given as
+// "FILE#ENTRY". The one reader of that format. Throws std::runtime_error naming the file and the
+// YAML key at fault (missing, not a number, out of range), and the entries that exist when `entry`
+// is not one.
 StepCostModel load_cost_model(const std::filesystem::path& yaml_file, std::string_view entry = {});
 
 // A per_model entry of a measured cost model file, one that names its `device:` (the GPU's name
