@@ -31,7 +31,8 @@
 // rows do not depend on how many rows a call has: a sequence's fast-mode logits are then the
 // same in any batch of up to that many rows. The normed products (normed_f32_out, normed_swiglu:
 // the RMSNorm before the qkv and gate/up products) run the norm kernel, then the product; with
-// LONGTAIL_NORM_FUSION=1 (default off until it has run on a device), a shape prepared with its
+// LONGTAIL_NORM_FUSION=1 (default off: on the device it paid little and made a row's rounding
+// depend a little more on its batch, bench/results/gpu_2026-12-06.md), a shape prepared with its
 // Fusion is timed with the kernels a fusion saves (the norm, the SwiGLU) and, where skinny_gemm
 // wins, runs its normed variant: one kernel, another rounding of the normed input.
 #pragma once
@@ -208,8 +209,8 @@ class Gemm {
   // Fast mode: prepare() times cuBLASLt's candidates per row range (LONGTAIL_GEMM_TUNE, default on).
   bool tune_fast_ = true;
   // Fast mode: the normed products fold their RMSNorm (and SwiGLU) into skinny_gemm where it runs
-  // (LONGTAIL_NORM_FUSION=1; default off until its device run: the separate kernels, chosen for
-  // as plain products).
+  // (LONGTAIL_NORM_FUSION=1; default off, see the top of this file: the separate kernels, chosen
+  // for as plain products).
   bool fuse_norm_ = false;
   cublasHandle_t handle_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
