@@ -15,7 +15,9 @@
 # longtail-bench-rounds, no speculation / DAS / DAS + partial rollouts, skythought (max running 256)
 # and tot_text (16) for each of ROUND_SHAPES (default "1.5b 7b"; traces in $B/traces/, from
 # ../shared/traces/); their forwards go to $OUT/steps.tgz (--steps-jsonl, for fit_cost_model.py --steps).
-# Writes logs and the bench JSON (grid.json) under $OUT; prints the summaries.
+# Writes logs and the bench JSON (grid.json) under $OUT and prints the summaries; with PACK=1 it
+# then packs everything under $OUT into $OUT/out.tgz (the device tool returns only a few files a
+# call: a combined call's logs did not all come back on 2026-12-06). Set it on a call's last run.
 set -uo pipefail
 B=${B:-.gpu-gpu}
 OUT=${OUT:-/tmp/longtail_out}
@@ -95,4 +97,7 @@ if has rounds; then
   done
   # Every forward of those runs, for scripts/fit_cost_model.py --steps (a few MB: one archive).
   ( cd "$OUT" && tar czf steps.tgz steps_*.jsonl 2>/dev/null && rm -f steps_*.jsonl )
+fi
+if [ "${PACK:-0}" = 1 ]; then
+  ( cd "$OUT" && files=$(ls -A | grep -vx out.tgz) && [ -n "$files" ] && tar czf out.tgz $files && rm -rf $files )
 fi
