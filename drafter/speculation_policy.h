@@ -110,6 +110,9 @@ struct StepCostModel {
     return base_us + per_context_us * context_positions + token_us(tokens_verified) +
            (multi_token ? verify_step_us : 0.0);
   }
+  // The steps that pay verify_step_us: every sequence feeds at least one token, so some feeds
+  // more exactly when the tokens outnumber the sequences.
+  static bool multi_token(double tokens, double sequences) { return tokens > sequences; }
   // Price of one more verified token in a step that verifies `tokens`.
   double marginal_token_us(double tokens) const;
   // The most tokens whose step stays within budget_us at this context (+inf when tokens are free,

@@ -50,7 +50,7 @@ void GraphCache::run(const GraphKey& gk, cudaStream_t stream, const std::functio
     run_eagerly(body);
   };
   const auto t0 = std::chrono::steady_clock::now();
-  struct AddElapsed {  // every way out of the capture below counts its time
+  struct AddElapsed {  // every way out counts (a failed capture's eager fallback with it: rare)
     std::chrono::steady_clock::time_point t0;
     double& total;
     ~AddElapsed() {

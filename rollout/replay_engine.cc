@@ -40,12 +40,10 @@ class PricedBackend final : public policy::ForwardingBackend {
     for (const auto& c : chunks) lengths_.push_back(inner().sequence_length(c.seq));
     std::vector<policy::TokenOutput> out = inner().forward(chunks);  // throws before any count
     double tokens = 0, cached = 0;
-    bool multi_token = false;  // some sequence feeds more than one token (cost_.verify_step_us)
     for (size_t i = 0; i < chunks.size(); ++i) {
       const auto& c = chunks[i];
       const auto size = static_cast<int64_t>(c.tokens.size());
       tokens += static_cast<double>(size);
-      multi_token = multi_token || size > 1;
       cached += lengths_[i];
       if (c.first_output >= size) continue;  // a prefill chunk that samples nothing
       PerSequence& s = per_stream_[c.uid];
@@ -54,7 +52,8 @@ class PricedBackend final : public policy::ForwardingBackend {
       // last chunk reads only its last output.
       if (c.first_output == 0 && lengths_[i] > 0) s.drafted += size - 1;
     }
-    elapsed_us_ += cost_.step_us(tokens, cached, multi_token);
+    elapsed_us_ += cost_.step_us(
+        tokens, cached, drafter::StepCostModel::multi_token(tokens, static_cast<double>(chunks.size())));
     return out;
   }
 

@@ -156,8 +156,8 @@ ReplayReport run_replay(const ReplayInput& input, const ReplayOptions& options,
       }
       rep.drafter_us += std::chrono::duration<double, std::micro>(clock::now() - t0).count();
       // No context term: the static model.
-      rs.makespan_us += cost.step_us(static_cast<double>(verified), 0,
-                                     verified > static_cast<int64_t>(live.size()));
+      const auto tokens = static_cast<double>(verified), seqs = static_cast<double>(live.size());
+      rs.makespan_us += cost.step_us(tokens, 0, drafter::StepCostModel::multi_token(tokens, seqs));
       rep.verified_tokens += verified;
       ++rs.engine_steps;
       live.swap(still);

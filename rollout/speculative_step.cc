@@ -191,8 +191,8 @@ const StepResult& SpeculativeStep::run(const StepPlan& plan, StepEnvironment& en
   const std::vector<policy::TokenOutput> outputs = env.backend.forward(chunks_);
   st.forward_us = us_since(tf);
   if (env.refit_cost_model && env.policy) {
-    env.policy->observe_step_time(st.tokens_verified, st.forward_us * 1e-6, cached_positions,
-                                  st.tokens_verified > st.sequences);
+    const bool multi = drafter::StepCostModel::multi_token(st.tokens_verified, st.sequences);
+    env.policy->observe_step_time(st.tokens_verified, st.forward_us * 1e-6, cached_positions, multi);
   }
 
   // Emitted tokens (at most one per fed input) and re-scored logprobs (at most one per pending

@@ -238,10 +238,7 @@ TEST_F(CudaBehaviour, ReplaceWeightsValidatesBeforeSwapping) {
   // products differently (bf16-level logprob differences, seen on the H200 on 2026-12-06). With
   // cuBLAS choosing per call (LONGTAIL_GEMM_TUNE=0, read when a backend is made) the swapped and
   // the fresh backend run the same products and must agree to float noise.
-  struct TunerOff {
-    TunerOff() { setenv("LONGTAIL_GEMM_TUNE", "0", 1); }
-    ~TunerOff() { unsetenv("LONGTAIL_GEMM_TUNE"); }
-  } tuner_off;
+  const ScopedEnv tuner_off("LONGTAIL_GEMM_TUNE", "0");
   auto be = make_cuda_backend(dir_ / "a", small_cuda_options());
   const auto prompt = random_tokens(30, 9);
   auto score = [&](Backend& backend) {

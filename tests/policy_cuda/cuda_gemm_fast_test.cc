@@ -243,9 +243,7 @@ TEST(CudaFastGemm, NormedProductsAreTheNormThenTheProduct) {
     };
     // Each mode sets the switches it needs; "default" is the built-in setting, whatever the
     // process was started with (the suite is also run with LONGTAIL_NORM_FUSION=1).
-    const char* inherited = std::getenv("LONGTAIL_NORM_FUSION");
-    const std::string inherited_value = inherited ? inherited : "";
-    unsetenv("LONGTAIL_NORM_FUSION");
+    const ScopedEnv built_in("LONGTAIL_NORM_FUSION", nullptr);
     for (const Mode& mode :
          {Mode{"default", {}, false, 0, true},
           Mode{"fused, tuned", {{"LONGTAIL_NORM_FUSION", "1"}}, false, -1, false},
@@ -289,7 +287,6 @@ TEST(CudaFastGemm, NormedProductsAreTheNormThenTheProduct) {
         }
       }
     }
-    if (inherited) setenv("LONGTAIL_NORM_FUSION", inherited_value.c_str(), 1);
   }
   cudaStreamDestroy(stream);
 }

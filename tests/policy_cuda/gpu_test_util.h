@@ -1,11 +1,15 @@
 // Shared helpers of the CUDA backend's GPU tests: skipping without a device, small KV caches (the
-// tests need a few thousand positions, not 85% of the card), one-call chunk construction.
+// tests need a few thousand positions, not 85% of the card), one-call chunk construction, an
+// environment switch set for one scope.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "policy/backend.h"
@@ -31,6 +35,25 @@ inline std::vector<int32_t> random_tokens(size_t n, uint32_t seed, int vocab = 1
   for (auto& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(vocab));
   return t;
 }
+
+// Sets (or, with nullptr, unsets) an environment variable until the scope ends, then restores what
+// the process had: the backend reads its LONGTAIL_* switches when it is made.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value) setenv(name, value, 1); else unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_) setenv(name_.c_str(), old_->c_str(), 1); else unsetenv(name_.c_str());
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
 
 inline SamplingParams greedy() {
   SamplingParams s;
